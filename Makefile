@@ -1,0 +1,75 @@
+# Thin wrapper around CMake.  The real build is CMakeLists.txt.
+#
+#   make demo    install missing deps, build, write a synthetic migration,
+#                dump and verify it
+#   make check   install missing deps, build with -Werror, run every test;
+#                then (with clang) an ASan+UBSan build with libFuzzer runs
+#   make build | clean | format | bench
+#
+# Missing Debian packages are installed by scripts/setup-deps.sh when run
+# as root; otherwise it prints the apt-get line to run.
+
+BUILD      ?= build
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= 2
+CMAKE      ?= cmake
+CTEST      ?= ctest
+CLANG      ?= clang
+FUZZ_SECONDS ?= 20
+
+CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g \
+                  -DMIGSTREAM_WERROR=ON
+FUZZ_CONFIGURE_FLAGS = -DCMAKE_C_COMPILER=$(CLANG) \
+                       -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \
+                       -DMIGSTREAM_WERROR=ON -DMIGSTREAM_FUZZ=ON \
+                       -DMIGSTREAM_SANITIZE=ON \
+                       -DMIGSTREAM_FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+.PHONY: all deps build demo check check-main check-fuzz clean format bench
+
+all: build
+
+deps:
+	@bash scripts/setup-deps.sh
+
+build: deps
+	$(CMAKE) -S . -B $(BUILD) $(CONFIGURE_FLAGS)
+	$(CMAKE) --build $(BUILD) -j$(JOBS)
+
+demo: build
+	rm -rf $(BUILD)/demo && mkdir -p $(BUILD)/demo
+	$(BUILD)/migstream-synth -o $(BUILD)/demo
+	$(BUILD)/migstream-dump $(BUILD)/demo/*.mig
+	$(BUILD)/migstream-verify --verbose $(BUILD)/demo/*.mig
+
+check: check-main check-fuzz
+
+check-main: build
+	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+# ASan + UBSan build of everything (unit tests included) plus the libFuzzer
+# runs; skipped with a note when clang is not installed.
+check-fuzz: check-main
+	@if command -v $(CLANG) >/dev/null 2>&1; then \
+	    set -e; \
+	    echo "== $(FUZZ_BUILD): clang, ASan+UBSan, libFuzzer"; \
+	    $(CMAKE) -S . -B $(FUZZ_BUILD) $(FUZZ_CONFIGURE_FLAGS); \
+	    $(CMAKE) --build $(FUZZ_BUILD) -j$(JOBS); \
+	    $(CTEST) --test-dir $(FUZZ_BUILD) --output-on-failure -j$(JOBS); \
+	else \
+	    echo "make check: $(CLANG) not found: skipping the sanitizer and fuzz build"; \
+	fi
+
+clean:
+	rm -rf $(BUILD) $(FUZZ_BUILD)
+
+format:
+	find include libstream tools tests fuzz -name '*.[ch]' -print0 | \
+	    xargs -0 -r clang-format -i
+
+bench: build
+	@if [ -x $(BUILD)/migstream-bench ]; then \
+	    $(BUILD)/migstream-bench; \
+	else \
+	    echo "make bench: no $(BUILD)/migstream-bench (tools/bench.c) yet"; \
+	fi

@@ -1,0 +1,179 @@
+/* Helpers shared by the fuzz harnesses (header only, public API only).
+ *
+ * Every harness defines LLVMFuzzerTestOneInput.  It is linked either with
+ * libFuzzer (fuzz-<name>) or with regression_driver.c (replay-<name>), which
+ * runs it over the seed corpus.  A broken invariant calls FUZZ_CHECK, which
+ * prints where and aborts, so both drivers report it as a crash. */
+#ifndef MIGSTREAM_FUZZ_COMMON_H
+#define MIGSTREAM_FUZZ_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migstream.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_CHECK(cond)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__,         \
+                    __LINE__, #cond);                                          \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+/* ---- deterministic randomness derived from the input ------------------- */
+static inline uint64_t fuzz_hash(const uint8_t *data, size_t size)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
+    for (size_t i = 0; i < size; i++) {
+        h ^= data[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+typedef struct fuzz_rng {
+    uint64_t s;
+} fuzz_rng;
+
+static inline uint64_t fuzz_rng_next(fuzz_rng *r) /* splitmix64 */
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* 1..max (max >= 1). */
+static inline size_t fuzz_rng_range(fuzz_rng *r, size_t max)
+{
+    return (size_t)(fuzz_rng_next(r) % max) + 1;
+}
+
+/* Size of the next input slice, 1..4096, biased toward tiny slices so that
+ * every resume point of the reader gets exercised. */
+static inline size_t fuzz_slice_size(fuzz_rng *r)
+{
+    switch (fuzz_rng_next(r) & 7) {
+    case 0:
+    case 1:
+    case 2:
+        return 1;
+    case 3:
+        return fuzz_rng_range(r, 8);
+    case 4:
+        return fuzz_rng_range(r, 64);
+    case 5:
+        return fuzz_rng_range(r, 512);
+    default:
+        return fuzz_rng_range(r, 4096);
+    }
+}
+
+/* ---- options with limits small enough that the fuzzer cannot OOM ------- */
+static inline void fuzz_options(ms_options *opt, int verify_checks,
+                                int record_events)
+{
+    ms_options_init(opt);
+    opt->max_record_payload = 1u << 20; /* 1 MiB */
+    opt->max_buffered_bytes = 4u << 20; /* 4 MiB */
+    opt->max_devices = 64;
+    opt->max_images = 256;
+    opt->max_channels = 16;
+    opt->max_packets = 4096;
+    opt->max_compat_length = 4096;
+    opt->verify_checks = verify_checks;
+    opt->record_events = record_events;
+    opt->input_stable = 0;
+}
+
+/* ---- a slice copied into its own exact-size heap block -----------------
+ * The reader may only look at a slice until it asks for more input, and
+ * only inside it: the copy is freed as soon as it is consumed, so ASan
+ * reports any stale view or overread. */
+typedef struct fuzz_slice {
+    uint8_t *buf;
+    size_t len;
+} fuzz_slice;
+
+static inline void fuzz_slice_set(fuzz_slice *s, const uint8_t *src, size_t len)
+{
+    free(s->buf);
+    s->buf = (uint8_t *)malloc(len ? len : 1);
+    FUZZ_CHECK(s->buf != NULL);
+    if (len)
+        memcpy(s->buf, src, len);
+    s->len = len;
+}
+
+static inline void fuzz_slice_drop(fuzz_slice *s)
+{
+    free(s->buf);
+    s->buf = NULL;
+    s->len = 0;
+}
+
+/* 1 when [p, p+n) lies inside the slice. */
+static inline int fuzz_slice_contains(const fuzz_slice *s, const uint8_t *p,
+                                      size_t n)
+{
+    uintptr_t b = (uintptr_t)s->buf, q = (uintptr_t)p;
+    return s->buf && q >= b && n <= s->len && q - b <= s->len - n;
+}
+
+/* ---- touching event contents so ASan sees every view -------------------- */
+static inline void fuzz_touch(const void *p, size_t n)
+{
+    static volatile uint64_t sink;
+    const uint8_t *b = (const uint8_t *)p;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += b[i];
+    sink = sink + sum;
+    (void)sink;
+}
+
+/* Check and touch the parts of an event that point into memory. */
+static inline void fuzz_touch_event(const ms_event *ev)
+{
+    FUZZ_CHECK(ms_event_kind_name(ev->kind) != NULL);
+    switch (ev->kind) {
+    case MS_EV_DATA:
+        FUZZ_CHECK(ev->u.data.size == 0 || ev->u.data.data != NULL);
+        if (ev->u.data.size)
+            fuzz_touch(ev->u.data.data, ev->u.data.size);
+        break;
+    case MS_EV_DEVICE:
+        FUZZ_CHECK(ev->u.device.idstr != NULL);
+        fuzz_touch(ev->u.device.idstr, ev->u.device.idstr_len);
+        FUZZ_CHECK(ev->u.device.idstr[ev->u.device.idstr_len] == '\0');
+        FUZZ_CHECK(ev->u.device.compat_len == 0 || ev->u.device.compat != NULL);
+        if (ev->u.device.compat_len)
+            fuzz_touch(ev->u.device.compat, ev->u.device.compat_len);
+        break;
+    default:
+        break;
+    }
+}
+
+/* An error record must name a code, and its detail must be a C string. */
+static inline void fuzz_check_error(const ms_error_info *e, int failed)
+{
+    FUZZ_CHECK(e != NULL);
+    if (failed) {
+        FUZZ_CHECK(e->code != MS_ERR_OK);
+        FUZZ_CHECK((unsigned)e->code < (unsigned)MS_ERR_COUNT_);
+        FUZZ_CHECK(ms_error_name(e->code) != NULL);
+        FUZZ_CHECK(ms_error_description(e->code) != NULL);
+        FUZZ_CHECK(memchr(e->detail, '\0', sizeof e->detail) != NULL);
+    } else {
+        FUZZ_CHECK(e->code == MS_ERR_OK);
+    }
+}
+
+#endif

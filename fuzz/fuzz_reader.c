@@ -1,0 +1,117 @@
+/* Fuzz one ms_reader: the input is one stream, fed in slices whose sizes
+ * come from a PRNG seeded by the input itself (deterministic per input, and
+ * biased toward 1-byte slices so every resume point is hit).
+ *
+ * Each input runs twice: with check values verified (what users run) and
+ * with them skipped (so mutations get past the chained XXH3 checks and reach
+ * the record decoders).
+ *
+ * Invariants (abort on violation):
+ *   - event offsets never decrease and never point past the bytes fed;
+ *   - ms_reader_offset never decreases and never exceeds the bytes fed;
+ *   - zero-copy data views lie inside the current slice; every data view,
+ *     idstr and compat block is readable (ASan: each slice is a separate,
+ *     exact-size heap block freed as soon as the reader has consumed it);
+ *   - ms_reader_error() reports a code exactly when a call returned an error,
+ *     and errors are sticky;
+ *   - a clean finish of a migstream stream means its END record was seen. */
+#include "fuzz_common.h"
+
+static void run_reader(const uint8_t *data, size_t size, uint64_t seed,
+                       int verify_checks, int record_events)
+{
+    ms_options opt;
+    fuzz_options(&opt, verify_checks, record_events);
+    ms_reader *r = ms_reader_create(&opt);
+    FUZZ_CHECK(r != NULL);
+    fuzz_check_error(ms_reader_error(r), 0);
+
+    fuzz_rng rng = {seed};
+    fuzz_slice slice = {NULL, 0};
+    size_t pos = 0;
+    uint64_t last_offset = 0, last_consumed = 0;
+    int failed = 0, saw_end = 0;
+
+    while (pos < size && !failed) {
+        size_t n = fuzz_slice_size(&rng);
+        if (n > size - pos)
+            n = size - pos;
+        fuzz_slice_set(&slice, data + pos, n);
+        pos += n;
+        if (ms_reader_input(r, slice.buf, slice.len) != 0) {
+            failed = 1;
+            break;
+        }
+        for (;;) {
+            ms_event ev;
+            memset(&ev, 0xA5, sizeof ev); /* the reader must fill it */
+            int rc = ms_reader_next(r, &ev);
+            uint64_t consumed = ms_reader_offset(r);
+            FUZZ_CHECK(consumed >= last_consumed);
+            FUZZ_CHECK(consumed <= pos);
+            last_consumed = consumed;
+            if (rc == MS_NEXT_ERROR) {
+                failed = 1;
+                break;
+            }
+            FUZZ_CHECK(rc == MS_NEXT_EVENT || rc == MS_NEXT_INPUT);
+            fuzz_check_error(ms_reader_error(r), 0);
+            if (rc == MS_NEXT_INPUT)
+                break;
+            FUZZ_CHECK(ev.offset >= last_offset);
+            FUZZ_CHECK(ev.offset <= pos);
+            last_offset = ev.offset;
+            fuzz_touch_event(&ev);
+            if (ev.kind == MS_EV_DATA && ev.u.data.zero_copy && ev.u.data.size)
+                FUZZ_CHECK(fuzz_slice_contains(&slice, ev.u.data.data,
+                                               ev.u.data.size));
+            if (ev.kind == MS_EV_END)
+                saw_end = 1;
+        }
+        fuzz_slice_drop(&slice); /* consumed (or failed): stale from now on */
+    }
+    fuzz_slice_drop(&slice);
+
+    if (!failed) {
+        int rc = ms_reader_finish(r);
+        FUZZ_CHECK(rc == 0 || rc == -1);
+        failed = rc != 0;
+        if (!failed && ms_reader_format(r) == MS_FORMAT_MIGSTREAM)
+            FUZZ_CHECK(saw_end);
+    }
+    const ms_error_info *e = ms_reader_error(r);
+    fuzz_check_error(e, failed);
+    FUZZ_CHECK(ms_format_name(ms_reader_format(r)) != NULL);
+
+    if (failed) {
+        /* Sticky: later calls fail the same way. */
+        ms_error code = e->code;
+        uint64_t offset = e->offset;
+        FUZZ_CHECK(offset <= size);
+        ms_event ev;
+        FUZZ_CHECK(ms_reader_next(r, &ev) == MS_NEXT_ERROR);
+        FUZZ_CHECK(ms_reader_finish(r) == -1);
+        FUZZ_CHECK(ms_reader_error(r)->code == code);
+        FUZZ_CHECK(ms_reader_error(r)->offset == offset);
+    }
+    ms_reader_free(r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint64_t h = fuzz_hash(data, size);
+
+    /* Format detection on the whole input and on a short prefix. */
+    for (size_t cut = 0; cut < 2; cut++) {
+        size_t len = cut ? (size < 7 ? size : 7) : size;
+        size_t need = 0;
+        ms_format f = ms_detect(data, len, &need);
+        FUZZ_CHECK(ms_format_name(f) != NULL);
+        if (f == MS_FORMAT_AUTO)
+            FUZZ_CHECK(need > len);
+    }
+
+    run_reader(data, size, h, 1, (int)(h >> 63));
+    run_reader(data, size, h ^ 0x5851f42d4c957f2dull, 0, (int)((h >> 62) & 1));
+    return 0;
+}

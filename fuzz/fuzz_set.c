@@ -1,0 +1,210 @@
+/* Fuzz an ms_set fed by several readers.  The input is split into channel
+ * streams at every migstream magic (8D 4D 49 47 0D 0A 1A 0A); bytes before
+ * the first magic form a channel of their own; at most MAX_CHANNELS channels
+ * (the last one keeps the rest).  The channels are fed round-robin, one
+ * slice at a time, so events of different channels interleave the way they
+ * do when a migration's channels are read in parallel.
+ *
+ * Every reader event goes to ms_set_observe(set, slot, &ev), followed by
+ * ms_set_next until MS_NEXT_INPUT; a channel whose reader finished cleanly
+ * is handed to ms_set_channel_done; at the end ms_set_finish.
+ *
+ * Invariants (abort on violation): the reader invariants of fuzz_reader.c
+ * that concern one reader (offsets, errors, views), plus: ms_set_error()
+ * reports a code exactly when a set call returned an error, set errors are
+ * sticky, every derived data view is readable, and a set whose channel was
+ * observed but never finished cleanly is not reported complete. */
+#include "fuzz_common.h"
+
+#define MAX_CHANNELS 8
+
+static const uint8_t magic[8] = {0x8D, 0x4D, 0x49, 0x47,
+                                 0x0D, 0x0A, 0x1A, 0x0A};
+
+typedef struct channel {
+    const uint8_t *data;
+    size_t size, pos;
+    ms_reader *r;
+    fuzz_slice slice;
+    uint64_t last_offset;
+    int observed; /* the set was shown at least one event of this slot */
+    int done;     /* input exhausted and reader finished (ok or not) */
+    int clean;    /* reader finished cleanly, channel_done called */
+} channel;
+
+/* Split at each magic.  Returns the number of channels. */
+static size_t split(const uint8_t *data, size_t size, channel *ch)
+{
+    size_t n = 0, start = 0;
+    for (size_t i = 1; i + sizeof magic <= size && n + 1 < MAX_CHANNELS; i++) {
+        if (memcmp(data + i, magic, sizeof magic) != 0)
+            continue;
+        ch[n].data = data + start;
+        ch[n].size = i - start;
+        n++;
+        start = i;
+    }
+    ch[n].data = data + start;
+    ch[n].size = size - start;
+    return n + 1;
+}
+
+typedef struct state {
+    ms_set *set;
+    int set_failed;
+} state;
+
+/* Pull what the set derived; returns -1 once the set has failed. */
+static int drain_set(state *st)
+{
+    for (;;) {
+        ms_event ev;
+        memset(&ev, 0x5A, sizeof ev);
+        int rc = ms_set_next(st->set, &ev);
+        if (rc == MS_NEXT_ERROR) {
+            st->set_failed = 1;
+            fuzz_check_error(ms_set_error(st->set), 1);
+            return -1;
+        }
+        FUZZ_CHECK(rc == MS_NEXT_EVENT || rc == MS_NEXT_INPUT);
+        fuzz_check_error(ms_set_error(st->set), 0);
+        if (rc == MS_NEXT_INPUT)
+            return 0;
+        fuzz_touch_event(&ev);
+    }
+}
+
+static int observe(state *st, uint32_t slot, const ms_event *ev)
+{
+    if (ms_set_observe(st->set, slot, ev) != 0) {
+        st->set_failed = 1;
+        fuzz_check_error(ms_set_error(st->set), 1);
+        return -1;
+    }
+    fuzz_check_error(ms_set_error(st->set), 0);
+    return drain_set(st);
+}
+
+/* Feed channel `slot` one slice and pass its events on.  Marks it done when
+ * its input is exhausted or its reader failed. */
+static void step(state *st, channel *c, uint32_t slot, fuzz_rng *rng)
+{
+    int failed = 0;
+    if (c->pos < c->size) {
+        size_t n = fuzz_slice_size(rng);
+        if (n > c->size - c->pos)
+            n = c->size - c->pos;
+        fuzz_slice_set(&c->slice, c->data + c->pos, n);
+        c->pos += n;
+        if (ms_reader_input(c->r, c->slice.buf, c->slice.len) != 0)
+            failed = 1;
+        while (!failed) {
+            ms_event ev;
+            memset(&ev, 0xA5, sizeof ev);
+            int rc = ms_reader_next(c->r, &ev);
+            if (rc == MS_NEXT_ERROR) {
+                failed = 1;
+                break;
+            }
+            FUZZ_CHECK(rc == MS_NEXT_EVENT || rc == MS_NEXT_INPUT);
+            if (rc == MS_NEXT_INPUT)
+                break;
+            FUZZ_CHECK(ev.offset >= c->last_offset);
+            FUZZ_CHECK(ev.offset <= c->pos);
+            c->last_offset = ev.offset;
+            fuzz_touch_event(&ev);
+            if (ev.kind == MS_EV_DATA && ev.u.data.zero_copy && ev.u.data.size)
+                FUZZ_CHECK(fuzz_slice_contains(&c->slice, ev.u.data.data,
+                                               ev.u.data.size));
+            c->observed = 1;
+            if (observe(st, slot, &ev) != 0)
+                return;
+        }
+        fuzz_slice_drop(&c->slice);
+        fuzz_check_error(ms_reader_error(c->r), failed);
+        if (failed)
+            c->done = 1;
+        return;
+    }
+    /* Input exhausted. */
+    c->done = 1;
+    if (ms_reader_finish(c->r) != 0) {
+        fuzz_check_error(ms_reader_error(c->r), 1);
+        return;
+    }
+    fuzz_check_error(ms_reader_error(c->r), 0);
+    c->clean = 1;
+    if (ms_set_channel_done(st->set, slot) != 0) {
+        st->set_failed = 1;
+        fuzz_check_error(ms_set_error(st->set), 1);
+        return;
+    }
+    fuzz_check_error(ms_set_error(st->set), 0);
+    drain_set(st);
+}
+
+static void run_set(const uint8_t *data, size_t size, uint64_t seed,
+                    int verify_checks)
+{
+    channel ch[MAX_CHANNELS];
+    memset(ch, 0, sizeof ch);
+    size_t nch = split(data, size, ch);
+
+    ms_options opt;
+    fuzz_options(&opt, verify_checks, 0);
+    state st = {ms_set_create(&opt), 0};
+    FUZZ_CHECK(st.set != NULL);
+    fuzz_check_error(ms_set_error(st.set), 0);
+    for (size_t i = 0; i < nch; i++) {
+        ch[i].r = ms_reader_create(&opt);
+        FUZZ_CHECK(ch[i].r != NULL);
+    }
+
+    fuzz_rng rng = {seed};
+    size_t left = nch;
+    while (left && !st.set_failed) {
+        left = 0;
+        for (size_t i = 0; i < nch && !st.set_failed; i++) {
+            if (ch[i].done)
+                continue;
+            step(&st, &ch[i], (uint32_t)i, &rng);
+            if (!ch[i].done)
+                left++;
+        }
+    }
+
+    int unclean = 0;
+    for (size_t i = 0; i < nch; i++)
+        if (ch[i].observed && !ch[i].clean)
+            unclean = 1;
+    int rc = ms_set_finish(st.set);
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (rc == 0) {
+        FUZZ_CHECK(!st.set_failed);
+        FUZZ_CHECK(!unclean);
+        fuzz_check_error(ms_set_error(st.set), 0);
+        /* Anything still derivable after finish must be readable too. */
+        drain_set(&st);
+    } else {
+        fuzz_check_error(ms_set_error(st.set), 1);
+        ms_error code = ms_set_error(st.set)->code;
+        ms_event ev;
+        FUZZ_CHECK(ms_set_next(st.set, &ev) == MS_NEXT_ERROR);
+        FUZZ_CHECK(ms_set_finish(st.set) == -1);
+        FUZZ_CHECK(ms_set_error(st.set)->code == code);
+    }
+
+    for (size_t i = 0; i < nch; i++) {
+        fuzz_slice_drop(&ch[i].slice);
+        ms_reader_free(ch[i].r);
+    }
+    ms_set_free(st.set);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint64_t h = fuzz_hash(data, size);
+    run_set(data, size, h, 1);
+    run_set(data, size, h ^ 0x2545f4914f6cdd1dull, 0);
+    return 0;
+}

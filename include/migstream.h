@@ -1,0 +1,475 @@
+/*
+ * migstream — read, check and write the byte streams that carry a virtual
+ * machine's device state during live migration.
+ *
+ * Model: push bytes in, pull events out.  A reader (ms_reader) decodes one
+ * byte stream (one file or one channel); the caller hands it any slice of
+ * input, split at any byte, and pulls events until the reader asks for more.
+ * A set (ms_set) takes the events of every channel of one migration and
+ * checks what spans channels (UUIDs, channel indexes, device-state packets
+ * reassembled by index).  A writer (ms_writer) produces migstream v1
+ * streams, one or many channels at once.
+ *
+ * The library keeps no global state, never prints and never exits; every
+ * allocation is bounded by a limit in ms_options.  Formats: spec/.
+ */
+#ifndef MIGSTREAM_H
+#define MIGSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MIGSTREAM_BUILDING) && defined(__GNUC__)
+#define MS_API __attribute__((visibility("default")))
+#else
+#define MS_API
+#endif
+
+/* ---- version --------------------------------------------------------- */
+#define MIGSTREAM_VERSION_MAJOR 0
+#define MIGSTREAM_VERSION_MINOR 1
+#define MIGSTREAM_VERSION_PATCH 0
+#define MIGSTREAM_VERSION_NUMBER                                              \
+    (MIGSTREAM_VERSION_MAJOR * 10000 + MIGSTREAM_VERSION_MINOR * 100 +        \
+     MIGSTREAM_VERSION_PATCH)
+#define MS_STR2_(x) #x
+#define MS_STR_(x) MS_STR2_(x)
+#define MIGSTREAM_VERSION_STRING                                              \
+    MS_STR_(MIGSTREAM_VERSION_MAJOR)                                          \
+    "." MS_STR_(MIGSTREAM_VERSION_MINOR) "." MS_STR_(MIGSTREAM_VERSION_PATCH)
+
+/* The migstream container format version this library reads and writes. */
+#define MS_FORMAT_VERSION_MAJOR 1
+#define MS_FORMAT_VERSION_MINOR 0
+
+MS_API unsigned ms_version_number(void); /* MIGSTREAM_VERSION_NUMBER */
+MS_API const char *ms_version_string(void);
+
+/* ---- errors ----------------------------------------------------------
+ * One list; it generates the enum, the names and the descriptions.
+ * X(ENUM_SUFFIX, value, "name", "what it means").  Values are pinned. */
+#define MS_ERROR_LIST(X)                                                      \
+    X(OK, 0, "ok", "no error")                                                \
+    X(USAGE, 1, "usage", "the API was called wrongly")                        \
+    X(NO_MEMORY, 2, "no-memory", "an allocation failed")                      \
+    X(LIMIT, 3, "limit", "a configured limit was exceeded")                   \
+    X(TRUNCATED, 4, "truncated", "input ends inside a header or record")      \
+    X(MISSING_END, 5, "missing-end", "input ends without an end record")      \
+    X(TRAILING_DATA, 6, "trailing-data", "bytes follow the end record")       \
+    X(FORMAT_UNKNOWN, 7, "format-unknown", "the format was not recognised")   \
+    X(FORMAT_UNSUPPORTED, 8, "format-unsupported",                            \
+      "the format was recognised but is not decoded by this version")         \
+    X(BAD_MAGIC, 9, "bad-magic", "the stream magic is wrong")                 \
+    X(MAGIC_DAMAGED, 10, "magic-damaged",                                     \
+      "the magic shows text-mode or 7-bit transfer damage")                   \
+    X(VERSION, 11, "version", "the format version is not supported")          \
+    X(HEADER_CHECK, 12, "header-check", "stream header check value mismatch") \
+    X(HEADER_FIELD, 13, "header-field", "a stream header field is invalid")   \
+    X(RECORD_CHECK, 14, "record-check",                                       \
+      "record header check value mismatch")                                   \
+    X(PAYLOAD_CHECK, 15, "payload-check",                                     \
+      "record payload check value mismatch")                                  \
+    X(RECORD_FLAGS, 16, "record-flags", "record flags are invalid")           \
+    X(UNKNOWN_MANDATORY, 17, "unknown-mandatory",                             \
+      "a mandatory record has an unknown tag")                                \
+    X(RECORD_SIZE, 18, "record-size", "a record's size is wrong for its tag") \
+    X(BAD_FIELD, 19, "bad-field", "a record field has an invalid value")      \
+    X(DEVICE_DUPLICATE, 20, "device-duplicate",                               \
+      "a device is declared twice or differently")                            \
+    X(DEVICE_UNKNOWN, 21, "device-unknown",                                   \
+      "a record names an undeclared device")                                  \
+    X(IMAGE_SEQUENCE, 22, "image-sequence",                                   \
+      "an image sequence number is out of order")                             \
+    X(IMAGE_STATE, 23, "image-state",                                         \
+      "a record does not fit the device's open image")                        \
+    X(PHASE_ORDER, 24, "phase-order",                                         \
+      "image phases are out of order (initial, middle*, final)")              \
+    X(IMAGE_LENGTH, 25, "image-length",                                       \
+      "an image's length differs from its end record")                        \
+    X(IMAGE_HASH, 26, "image-hash",                                           \
+      "an image's hash differs from its end record")                          \
+    X(DECOMPRESS, 27, "decompress", "compressed data is corrupt")             \
+    X(END_TOTALS, 28, "end-totals",                                           \
+      "the end record's totals differ from the stream")                       \
+    X(PACKET_DUPLICATE, 29, "packet-duplicate",                               \
+      "a device-state packet index was seen twice")                           \
+    X(PACKET_MISSING, 30, "packet-missing",                                   \
+      "a device-state packet index is missing")                               \
+    X(PACKET_CONFIG, 31, "packet-config",                                     \
+      "the config packet is missing, doubled or not last")                    \
+    X(PACKET_ORPHAN, 32, "packet-orphan",                                     \
+      "a packet belongs to no packet-mode image")                             \
+    X(CHANNEL_UUID, 33, "channel-uuid",                                       \
+      "a channel belongs to another migration")                               \
+    X(CHANNEL_SET, 34, "channel-set",                                         \
+      "channels are missing, doubled or disagree")
+
+typedef enum ms_error {
+#define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
+    MS_ERROR_LIST(MS_X_ENUM)
+#undef MS_X_ENUM
+        MS_ERR_COUNT_
+} ms_error;
+
+MS_API const char *ms_error_name(ms_error code);        /* "record-check" */
+MS_API const char *ms_error_description(ms_error code); /* one sentence */
+
+/* Where and why decoding stopped.  Offsets: stream-header problems give the
+ * offending field's offset; record-check, record-flags, unknown-mandatory
+ * and record-size give the record's first byte; payload-check gives the
+ * payload check's offset; bad-field gives the field's offset; other record
+ * rules give the offending record's first byte; truncated and missing-end
+ * give the offset where input ended; trailing-data the first extra byte.  Errors are sticky: once a reader, set or
+ * writer has failed, every later call returns the same error. */
+typedef struct ms_error_info {
+    ms_error code;
+    uint64_t offset;   /* absolute byte offset in the stream it concerns */
+    uint32_t channel;  /* set: caller's channel slot the error concerns */
+    int has_channel;   /* 1 when `channel` is meaningful */
+    char detail[192];  /* short detail, NUL terminated */
+} ms_error_info;
+
+/* ---- formats ---------------------------------------------------------- */
+typedef enum ms_format {
+    MS_FORMAT_AUTO = 0,       /* detect from the first bytes */
+    MS_FORMAT_MIGSTREAM = 1,  /* migstream v1 container (spec/migstream.md) */
+    MS_FORMAT_QEMU_MAIN = 2,  /* QEMU "QEVM" main stream */
+    MS_FORMAT_QEMU_MULTIFD = 3, /* QEMU multifd channel */
+    MS_FORMAT_LIBVIRT_SAVE = 4, /* libvirt save image around a QEVM stream */
+    MS_FORMAT_UNKNOWN = 5
+} ms_format;
+
+MS_API const char *ms_format_name(ms_format f);
+
+/* Identify a format from the first bytes of a stream.  Returns the format,
+ * MS_FORMAT_UNKNOWN, or MS_FORMAT_AUTO when `len` is too short to tell
+ * (*need is then set to the number of bytes wanted). */
+MS_API ms_format ms_detect(const void *buf, size_t len, size_t *need);
+
+/* ---- options and limits ---------------------------------------------- */
+typedef struct ms_allocator {
+    void *(*alloc)(void *opaque, size_t size);
+    void (*free)(void *opaque, void *ptr);
+    void *opaque;
+} ms_allocator;
+
+typedef struct ms_options {
+    uint32_t struct_size;        /* sizeof(ms_options); set by ms_options_init */
+    ms_format format;            /* MS_FORMAT_AUTO, or force one */
+    uint64_t max_record_payload; /* largest record payload accepted */
+    uint32_t max_devices;        /* devices per stream / set */
+    uint32_t max_images;         /* images per device */
+    uint32_t max_name_length;    /* device idstr bytes */
+    uint32_t max_compat_length;  /* device compatibility data bytes */
+    uint32_t max_channels;       /* channels in a set */
+    uint32_t max_packets;        /* device-state packets per image */
+    uint64_t max_buffered_bytes; /* set: out-of-order packet bytes held */
+    int verify_checks;   /* 1: verify every check value (default) */
+    int record_events;   /* 1: also emit MS_EV_RECORD for every record */
+    int input_stable;    /* 1: input slices stay valid and unchanged until
+                            the reader/set is freed (e.g. mmap), so a set
+                            keeps views instead of copying packets */
+    ms_allocator allocator; /* all NULL: malloc/free */
+} ms_options;
+
+/* Fill *opt with safe defaults. */
+MS_API void ms_options_init(ms_options *opt);
+
+/* ---- events ----------------------------------------------------------- */
+typedef enum ms_event_kind {
+    MS_EV_NONE = 0,
+    MS_EV_STREAM_HEADER, /* u.stream */
+    MS_EV_RECORD,        /* u.record: a record header (option record_events,
+                            and always for a skipped unknown record) */
+    MS_EV_DEVICE,        /* u.device */
+    MS_EV_IMAGE_BEGIN,   /* u.image */
+    MS_EV_CHUNK,         /* u.chunk: a CHUNK record's header; its image
+                            bytes follow as MS_EV_DATA events */
+    MS_EV_DATA,          /* u.data: image bytes */
+    MS_EV_PACKET,        /* u.packet: device-state packet header; its bytes
+                            follow as MS_EV_DATA events */
+    MS_EV_IMAGE_END,     /* u.image, with length/hash/units */
+    MS_EV_PRECOPY_INFO,  /* u.precopy */
+    MS_EV_STATE_CHANGE,  /* u.state */
+    MS_EV_STOP_COPY_SIZE, /* u.stop_copy */
+    MS_EV_END,           /* u.end: the channel's end record */
+    MS_EV_IMAGE_ASSEMBLED /* set only: a packet-mode image was reassembled
+                             and matched its end record (u.image) */
+} ms_event_kind;
+
+MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
+
+typedef enum ms_phase {
+    MS_PHASE_NONE = 0,
+    MS_PHASE_INITIAL = 1,
+    MS_PHASE_MIDDLE = 2,
+    MS_PHASE_FINAL = 3
+} ms_phase;
+MS_API const char *ms_phase_name(ms_phase p); /* "initial" ... */
+
+typedef enum ms_transport {
+    MS_TRANSPORT_CHUNKS = 0,  /* image bytes in CHUNK records on its channel */
+    MS_TRANSPORT_PACKETS = 1  /* device-state packets on any channel */
+} ms_transport;
+
+typedef enum ms_payload_kind {
+    MS_PAYLOAD_RAW = 0,
+    MS_PAYLOAD_MLX5 = 1,
+    MS_PAYLOAD_VIRTIO = 2,
+    MS_PAYLOAD_HISI_ACC = 3,
+    MS_PAYLOAD_QAT = 4,
+    MS_PAYLOAD_XE = 5,
+    MS_PAYLOAD_PDS = 6,
+    MS_PAYLOAD_KIND_COUNT_
+} ms_payload_kind;
+MS_API const char *ms_payload_kind_name(uint32_t kind); /* "mlx5", ... */
+/* Returns the kind for a name, or -1. */
+MS_API int ms_payload_kind_from_name(const char *name);
+
+typedef enum ms_compression {
+    MS_COMPRESSION_NONE = 0,
+    MS_COMPRESSION_ZLIB = 1
+} ms_compression;
+
+typedef struct ms_stream_info {
+    ms_format format;
+    uint16_t version_major, version_minor;
+    uint8_t uuid[16];
+    uint32_t channel_index, channel_count;
+    uint64_t created_ns;
+    uint64_t header_check;
+} ms_stream_info;
+
+typedef struct ms_record_info {
+    uint32_t tag;
+    uint32_t flags;
+    uint64_t size; /* payload bytes */
+    int known;     /* 0: unknown optional record, skipped (checks verified) */
+} ms_record_info;
+
+typedef struct ms_device_info {
+    uint32_t handle;
+    uint32_t instance_id;
+    uint32_t payload_kind; /* ms_payload_kind */
+    uint32_t flags;
+    const char *idstr;     /* NUL terminated; valid until the next call */
+    uint32_t idstr_len;
+    const uint8_t *compat; /* compatibility data; valid until the next call */
+    uint32_t compat_len;
+} ms_device_info;
+
+typedef struct ms_image_info {
+    uint32_t device;
+    uint32_t seq;
+    ms_phase phase;
+    ms_transport transport;
+    uint32_t flags;
+    uint64_t timestamp_ns;
+    /* IMAGE_END and IMAGE_ASSEMBLED only: */
+    uint64_t length;     /* image bytes (uncompressed; data packets only) */
+    uint64_t hash;       /* XXH3-64 of the image bytes */
+    uint64_t unit_count; /* chunks, or data packets */
+    uint64_t config_length, config_hash; /* packet mode: the config packet */
+} ms_image_info;
+
+typedef struct ms_data_info {
+    const uint8_t *data;   /* valid until the next call on this reader/set */
+    size_t size;
+    uint32_t device, seq;
+    ms_phase phase;
+    uint64_t image_offset;  /* offset of data[0] within the image */
+    uint64_t stream_offset; /* raw: absolute offset of data[0] in the stream;
+                               decompressed: offset of the chunk's data */
+    int zero_copy;          /* 1: data points into the caller's input */
+    int compressed;         /* 1: inflated from a compressed chunk */
+    int in_packet;          /* 1: bytes of a device-state packet */
+    uint32_t packet_idx;
+    int config;             /* 1: bytes of a config packet (not image bytes) */
+} ms_data_info;
+
+typedef struct ms_chunk_info {
+    uint32_t device, seq;
+    ms_compression compression;
+    uint32_t raw_len;     /* image bytes it holds */
+    uint64_t stored_len;  /* bytes on the wire after the chunk prefix */
+    uint64_t image_offset; /* offset of its first byte within the image */
+} ms_chunk_info;
+
+typedef struct ms_packet_info {
+    uint32_t device, seq, idx, flags;
+    uint64_t size; /* data bytes */
+    int config;
+} ms_packet_info;
+
+typedef struct ms_precopy_info {
+    uint32_t device, flags; /* flags bit 0: REINIT */
+    uint64_t initial_bytes, dirty_bytes, timestamp_ns;
+} ms_precopy_info;
+
+typedef struct ms_state_info {
+    uint32_t device;
+    uint32_t from, to; /* enum vfio_device_mig_state values */
+    uint64_t timestamp_ns;
+} ms_state_info;
+
+typedef struct ms_stop_copy_info {
+    uint32_t device;
+    uint64_t bytes, timestamp_ns;
+} ms_stop_copy_info;
+
+typedef struct ms_end_info {
+    uint64_t record_count, stream_bytes, image_bytes, packet_count;
+    uint32_t device_count, image_count;
+    uint64_t timestamp_ns;
+    uint64_t final_check; /* chained check value of the whole channel */
+} ms_end_info;
+
+typedef struct ms_event {
+    ms_event_kind kind;
+    uint64_t offset; /* absolute offset of the element's first byte */
+    uint64_t length; /* bytes of the element on the wire */
+    uint32_t channel; /* set events: the caller's channel slot */
+    union {
+        ms_stream_info stream;
+        ms_record_info record;
+        ms_device_info device;
+        ms_image_info image;
+        ms_data_info data;
+        ms_chunk_info chunk;
+        ms_packet_info packet;
+        ms_precopy_info precopy;
+        ms_state_info state;
+        ms_stop_copy_info stop_copy;
+        ms_end_info end;
+    } u;
+} ms_event;
+
+/* ---- reader ----------------------------------------------------------- */
+typedef struct ms_reader ms_reader;
+
+enum { MS_NEXT_ERROR = -1, MS_NEXT_INPUT = 0, MS_NEXT_EVENT = 1 };
+
+/* NULL options: defaults.  Returns NULL when memory is short or the
+ * options are invalid (wrong struct_size). */
+MS_API ms_reader *ms_reader_create(const ms_options *opt);
+MS_API void ms_reader_free(ms_reader *r); /* accepts NULL */
+
+/* Hand the reader the next slice of input.  The previous slice must have
+ * been consumed (ms_reader_next returned MS_NEXT_INPUT).  The slice must
+ * stay valid until then (or until the reader is freed with input_stable). */
+MS_API int ms_reader_input(ms_reader *r, const void *buf, size_t len);
+
+/* Pull the next event: MS_NEXT_EVENT (*ev filled), MS_NEXT_INPUT (slice
+ * consumed; give more or call ms_reader_finish), MS_NEXT_ERROR. */
+MS_API int ms_reader_next(ms_reader *r, ms_event *ev);
+
+/* No more input.  Returns 0 when the stream ended cleanly, else -1 (cut
+ * inside a record, or no end record). */
+MS_API int ms_reader_finish(ms_reader *r);
+
+MS_API const ms_error_info *ms_reader_error(const ms_reader *r);
+MS_API uint64_t ms_reader_offset(const ms_reader *r); /* bytes consumed */
+MS_API ms_format ms_reader_format(const ms_reader *r);
+
+/* ---- multi-channel set ------------------------------------------------ */
+typedef struct ms_set ms_set;
+
+MS_API ms_set *ms_set_create(const ms_options *opt);
+MS_API void ms_set_free(ms_set *s);
+
+/* Hand the set each event a channel's reader produced.  `channel` is the
+ * caller's slot for that reader (0, 1, ... in any order). Returns 0 or -1. */
+MS_API int ms_set_observe(ms_set *s, uint32_t channel, const ms_event *ev);
+
+/* Tell the set that a channel's reader finished cleanly. */
+MS_API int ms_set_channel_done(ms_set *s, uint32_t channel);
+
+/* Pull events the set derives (reassembled packet-image data as MS_EV_DATA
+ * in index order, MS_EV_IMAGE_ASSEMBLED).  Same return codes as
+ * ms_reader_next.  Call until MS_NEXT_INPUT after every observe. */
+MS_API int ms_set_next(ms_set *s, ms_event *ev);
+
+/* All channels handed in: check completeness.  Returns 0 or -1. */
+MS_API int ms_set_finish(ms_set *s);
+MS_API const ms_error_info *ms_set_error(const ms_set *s);
+
+/* ---- writer (migstream v1) -------------------------------------------- */
+typedef struct ms_writer ms_writer;
+
+/* Output of one channel: write all `len` bytes, return 0, or -1 on failure. */
+typedef int (*ms_write_fn)(void *opaque, const void *buf, size_t len);
+
+typedef struct ms_writer_options {
+    uint32_t struct_size;   /* sizeof(ms_writer_options) */
+    uint8_t uuid[16];       /* stream UUID shared by all channels */
+    uint32_t channel_count; /* >= 1 */
+    uint64_t created_ns;    /* written in every channel header */
+    size_t chunk_size;      /* largest CHUNK record data (default 1 MiB) */
+    int compression_level;  /* 0: none; 1..9: zlib per chunk (kept raw when
+                               it does not shrink) */
+    ms_allocator allocator;
+} ms_writer_options;
+
+MS_API void ms_writer_options_init(ms_writer_options *opt);
+
+/* Concurrency: calls for different channels may run on different threads
+ * as long as calls touching one channel, and calls touching one device,
+ * are serialised.  Declare all devices before writing any record. */
+MS_API ms_writer *ms_writer_create(const ms_writer_options *opt);
+MS_API void ms_writer_free(ms_writer *w);
+MS_API const ms_error_info *ms_writer_error(const ms_writer *w);
+
+/* Set where a channel's bytes go; writes the channel header. */
+MS_API int ms_writer_open_channel(ms_writer *w, uint32_t channel,
+                                  ms_write_fn fn, void *opaque);
+
+MS_API int ms_writer_add_device(ms_writer *w, uint32_t handle,
+                                const char *idstr, uint32_t instance_id,
+                                uint32_t payload_kind, const void *compat,
+                                uint32_t compat_len);
+
+/* Images.  An image begins and ends on one channel (the device's home
+ * channel; all images of a device use one channel).  Chunk-mode bytes go
+ * through ms_writer_image_data on that channel; packet-mode bytes through
+ * ms_writer_image_packet on any channel, in index order (the writer
+ * numbers packets). */
+MS_API int ms_writer_image_begin(ms_writer *w, uint32_t channel,
+                                 uint32_t device, ms_phase phase,
+                                 ms_transport transport, uint32_t flags,
+                                 uint64_t timestamp_ns);
+MS_API int ms_writer_image_data(ms_writer *w, uint32_t device,
+                                const void *data, size_t len);
+MS_API int ms_writer_image_packet(ms_writer *w, uint32_t channel,
+                                  uint32_t device, const void *data,
+                                  size_t len, int config);
+MS_API int ms_writer_image_end(ms_writer *w, uint32_t device,
+                               uint64_t timestamp_ns);
+
+MS_API int ms_writer_precopy_info(ms_writer *w, uint32_t channel,
+                                  uint32_t device, uint32_t flags,
+                                  uint64_t initial_bytes,
+                                  uint64_t dirty_bytes,
+                                  uint64_t timestamp_ns);
+MS_API int ms_writer_state_change(ms_writer *w, uint32_t channel,
+                                  uint32_t device, uint32_t from,
+                                  uint32_t to, uint64_t timestamp_ns);
+MS_API int ms_writer_stop_copy_size(ms_writer *w, uint32_t channel,
+                                    uint32_t device, uint64_t bytes,
+                                    uint64_t timestamp_ns);
+/* A vendor / future record (tag >= 0x80000000 must be optional). */
+MS_API int ms_writer_raw_record(ms_writer *w, uint32_t channel, uint32_t tag,
+                                uint32_t flags, const void *payload,
+                                size_t len);
+
+/* Write the channel's end record.  After it the channel takes no records. */
+MS_API int ms_writer_close_channel(ms_writer *w, uint32_t channel,
+                                   uint64_t timestamp_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MIGSTREAM_H */

@@ -1,0 +1,356 @@
+/* Shared internals: allocation, errors, options, hashing, names. */
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t size, for aligned allocation */
+#include <xxhash.h>
+
+#include "mig_format.h"
+
+const uint8_t mig_magic[MIG_MAGIC_LEN] = {0x8D, 'M', 'I', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+
+/* ---- version ----------------------------------------------------------- */
+unsigned ms_version_number(void) { return MIGSTREAM_VERSION_NUMBER; }
+const char *ms_version_string(void) { return MIGSTREAM_VERSION_STRING; }
+
+/* ---- allocation -------------------------------------------------------- */
+void *ms_alloc(const ms_allocator *a, size_t size)
+{
+    if (size == 0)
+        size = 1;
+    if (a && a->alloc)
+        return a->alloc(a->opaque, size);
+    return malloc(size);
+}
+
+void *ms_calloc(const ms_allocator *a, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size)
+        return NULL;
+    void *p = ms_alloc(a, n * size);
+    if (p)
+        memset(p, 0, (n * size) != 0 ? n * size : 1);
+    return p;
+}
+
+void ms_free(const ms_allocator *a, void *p)
+{
+    if (!p)
+        return;
+    if (a && a->free)
+        a->free(a->opaque, p);
+    else
+        free(p);
+}
+
+int ms_grow(const ms_allocator *a, void **arr, size_t elem, size_t *cap,
+            size_t want)
+{
+    if (want <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 8;
+    while (ncap < want) {
+        if (ncap > SIZE_MAX / 2 / elem)
+            return -1;
+        ncap *= 2;
+    }
+    void *n = ms_alloc(a, ncap * elem);
+    if (!n)
+        return -1;
+    if (*arr) {
+        memcpy(n, *arr, *cap * elem);
+        ms_free(a, *arr);
+    }
+    memset((uint8_t *)n + *cap * elem, 0, (ncap - *cap) * elem);
+    *arr = n;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+static const char *const error_names[] = {
+#define MS_X_NAME(sym, val, name, desc) [val] = name,
+    MS_ERROR_LIST(MS_X_NAME)
+#undef MS_X_NAME
+};
+static const char *const error_descs[] = {
+#define MS_X_DESC(sym, val, name, desc) [val] = desc,
+    MS_ERROR_LIST(MS_X_DESC)
+#undef MS_X_DESC
+};
+
+const char *ms_error_name(ms_error code)
+{
+    if ((unsigned)code >= MS_ERR_COUNT_ || !error_names[code])
+        return "unknown-error";
+    return error_names[code];
+}
+
+const char *ms_error_description(ms_error code)
+{
+    if ((unsigned)code >= MS_ERR_COUNT_ || !error_descs[code])
+        return "unknown error";
+    return error_descs[code];
+}
+
+int ms_fail(ms_error_info *e, ms_error code, uint64_t offset, const char *fmt,
+            ...)
+{
+    if (e->code != MS_ERR_OK)
+        return -1;
+    e->code = code;
+    e->offset = offset;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->detail, sizeof e->detail, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- options ----------------------------------------------------------- */
+void ms_options_init(ms_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->struct_size = sizeof *opt;
+    opt->format = MS_FORMAT_AUTO;
+    opt->max_record_payload = (uint64_t)1 << 30;
+    opt->max_devices = 4096;
+    opt->max_images = 1u << 20;
+    opt->max_name_length = 255;
+    opt->max_compat_length = 65536;
+    opt->max_channels = 1024;
+    opt->max_packets = 1u << 24;
+    opt->max_buffered_bytes = (uint64_t)256 << 20;
+    opt->verify_checks = 1;
+}
+
+int ms_options_copy(ms_options *dst, const ms_options *src)
+{
+    if (!src) {
+        ms_options_init(dst);
+        return 0;
+    }
+    if (src->struct_size != sizeof *src)
+        return -1;
+    *dst = *src;
+    return 0;
+}
+
+/* ---- hashing ----------------------------------------------------------- */
+uint64_t ms_hash64(const void *data, size_t len, uint64_t seed)
+{
+    return XXH3_64bits_withSeed(data, len, seed);
+}
+
+/* ---- names ------------------------------------------------------------- */
+const char *ms_format_name(ms_format f)
+{
+    switch (f) {
+    case MS_FORMAT_AUTO: return "auto";
+    case MS_FORMAT_MIGSTREAM: return "migstream";
+    case MS_FORMAT_QEMU_MAIN: return "qemu-main";
+    case MS_FORMAT_QEMU_MULTIFD: return "qemu-multifd";
+    case MS_FORMAT_LIBVIRT_SAVE: return "libvirt-save";
+    case MS_FORMAT_UNKNOWN: break;
+    }
+    return "unknown";
+}
+
+static const char *const payload_kind_names[MS_PAYLOAD_KIND_COUNT_] = {
+    "raw", "mlx5", "virtio", "hisi_acc", "qat", "xe", "pds"};
+
+const char *ms_payload_kind_name(uint32_t kind)
+{
+    return kind < MS_PAYLOAD_KIND_COUNT_ ? payload_kind_names[kind] : "unknown";
+}
+
+int ms_payload_kind_from_name(const char *name)
+{
+    for (int i = 0; i < MS_PAYLOAD_KIND_COUNT_; i++)
+        if (strcmp(name, payload_kind_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *ms_phase_name(ms_phase p)
+{
+    switch (p) {
+    case MS_PHASE_INITIAL: return "initial";
+    case MS_PHASE_MIDDLE: return "middle";
+    case MS_PHASE_FINAL: return "final";
+    case MS_PHASE_NONE: break;
+    }
+    return "none";
+}
+
+const char *ms_event_kind_name(ms_event_kind k)
+{
+    switch (k) {
+    case MS_EV_NONE: return "none";
+    case MS_EV_STREAM_HEADER: return "stream";
+    case MS_EV_RECORD: return "record";
+    case MS_EV_DEVICE: return "device";
+    case MS_EV_IMAGE_BEGIN: return "image_begin";
+    case MS_EV_CHUNK: return "chunk";
+    case MS_EV_DATA: return "data";
+    case MS_EV_PACKET: return "packet";
+    case MS_EV_IMAGE_END: return "image_end";
+    case MS_EV_PRECOPY_INFO: return "precopy_info";
+    case MS_EV_STATE_CHANGE: return "state_change";
+    case MS_EV_STOP_COPY_SIZE: return "stop_copy_size";
+    case MS_EV_END: return "end";
+    case MS_EV_IMAGE_ASSEMBLED: return "image_assembled";
+    }
+    return "unknown";
+}
+
+/* ---- detection --------------------------------------------------------- */
+ms_format ms_detect(const void *buf, size_t len, size_t *need)
+{
+    static const uint8_t qevm[4] = {'Q', 'E', 'V', 'M'};
+    static const uint8_t multifd[4] = {0x11, 0x22, 0x33, 0x44};
+    static const char libvirt[] = "LibvirtQemud";
+    const uint8_t *p = buf;
+    size_t want = 4;
+
+    if (len >= 4 && memcmp(p, qevm, 4) == 0)
+        return MS_FORMAT_QEMU_MAIN;
+    if (len >= 4 && memcmp(p, multifd, 4) == 0)
+        return MS_FORMAT_QEMU_MULTIFD;
+    /* migstream: accept a damaged magic here so the reader can say how it
+     * was damaged instead of "unknown format". */
+    if (len >= 4 && memcmp(p + 1, "MIG", 3) == 0)
+        return MS_FORMAT_MIGSTREAM;
+    if (len >= 3 && memcmp(p, "MIG", 3) == 0) /* first byte lost */
+        return MS_FORMAT_MIGSTREAM;
+    if (len >= 12 && memcmp(p, libvirt, 12) == 0)
+        return MS_FORMAT_LIBVIRT_SAVE;
+    if (len < 12 && (len == 0 || memcmp(p, libvirt, len) == 0))
+        want = 12;
+    if (len >= want)
+        return MS_FORMAT_UNKNOWN;
+    if (need)
+        *need = want;
+    return MS_FORMAT_AUTO;
+}
+
+/* ---- aligned hash state ------------------------------------------------ */
+#define MS_HASH_ALIGN 64
+struct XXH3_state_s *ms_hash_state_new(const ms_allocator *a)
+{
+    uint8_t *raw = ms_alloc(a, sizeof(XXH3_state_t) + MS_HASH_ALIGN);
+    if (!raw)
+        return NULL;
+    /* keep the original pointer's distance in the byte before the state */
+    size_t pad = MS_HASH_ALIGN - ((uintptr_t)raw % MS_HASH_ALIGN);
+    uint8_t *aligned = raw + pad;
+    aligned[-1] = (uint8_t)pad;
+    return (struct XXH3_state_s *)aligned;
+}
+
+void ms_hash_state_free(const ms_allocator *a, struct XXH3_state_s *s)
+{
+    if (!s)
+        return;
+    uint8_t *aligned = (uint8_t *)s;
+    ms_free(a, aligned - aligned[-1]);
+}
+
+/* ---- u32 map ----------------------------------------------------------- */
+static size_t map_slot(uint32_t key, size_t cap)
+{
+    /* Fibonacci hashing spreads sequential handles and indexes. */
+    return (size_t)((key * 2654435769u) & (uint32_t)(cap - 1));
+}
+
+int ms_u32map_get(const ms_u32map *m, uint32_t key, uint32_t *val)
+{
+    if (!m->cap)
+        return 0;
+    for (size_t i = map_slot(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->used[i])
+            return 0;
+        if (m->keys[i] == key) {
+            *val = m->vals[i];
+            return 1;
+        }
+    }
+}
+
+static int map_rehash(const ms_allocator *a, ms_u32map *m, size_t ncap)
+{
+    ms_u32map n = {0};
+    n.keys = ms_alloc(a, ncap * sizeof *n.keys);
+    n.vals = ms_alloc(a, ncap * sizeof *n.vals);
+    n.used = ms_calloc(a, ncap, 1);
+    n.cap = ncap;
+    if (!n.keys || !n.vals || !n.used) {
+        ms_u32map_free(a, &n);
+        return -1;
+    }
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->used[i]) {
+            size_t j = map_slot(m->keys[i], ncap);
+            while (n.used[j])
+                j = (j + 1) & (ncap - 1);
+            n.used[j] = 1;
+            n.keys[j] = m->keys[i];
+            n.vals[j] = m->vals[i];
+            n.count++;
+        }
+    ms_u32map_free(a, m);
+    *m = n;
+    return 0;
+}
+
+int ms_u32map_put(const ms_allocator *a, ms_u32map *m, uint32_t key,
+                  uint32_t val)
+{
+    if ((m->count + 1) * 2 > m->cap &&
+        map_rehash(a, m, m->cap ? m->cap * 2 : 16) < 0)
+        return -1;
+    size_t i = map_slot(key, m->cap);
+    while (m->used[i] && m->keys[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->used[i])
+        m->count++;
+    m->used[i] = 1;
+    m->keys[i] = key;
+    m->vals[i] = val;
+    return 0;
+}
+
+int ms_u32map_del(ms_u32map *m, uint32_t key)
+{
+    if (!m->cap)
+        return 0;
+    size_t i = map_slot(key, m->cap);
+    while (m->used[i] && m->keys[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    if (!m->used[i])
+        return 0;
+    m->used[i] = 0;
+    m->count--;
+    /* re-insert the rest of the cluster so lookups never stop early */
+    for (size_t j = (i + 1) & (m->cap - 1); m->used[j];
+         j = (j + 1) & (m->cap - 1)) {
+        uint32_t k = m->keys[j], v = m->vals[j];
+        m->used[j] = 0;
+        size_t s = map_slot(k, m->cap);
+        while (m->used[s])
+            s = (s + 1) & (m->cap - 1);
+        m->used[s] = 1;
+        m->keys[s] = k;
+        m->vals[s] = v;
+    }
+    return 1;
+}
+
+void ms_u32map_free(const ms_allocator *a, ms_u32map *m)
+{
+    ms_free(a, m->keys);
+    ms_free(a, m->vals);
+    ms_free(a, m->used);
+    memset(m, 0, sizeof *m);
+}

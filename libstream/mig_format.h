@@ -1,0 +1,65 @@
+/* migstream v1 wire layout: every size, offset and value that both the
+ * reader and the writer need.  spec/migstream.md is normative; this file
+ * must match it. */
+#ifndef MS_MIG_FORMAT_H
+#define MS_MIG_FORMAT_H
+
+#include <stdint.h>
+
+/* Stream header (64 bytes, little endian). */
+#define MIG_MAGIC_LEN 8
+extern const uint8_t mig_magic[MIG_MAGIC_LEN]; /* 8D 'M' 'I' 'G' 0D 0A 1A 0A */
+#define MIG_HDR_SIZE 64
+#define MIG_HDR_OFF_MAJOR 8
+#define MIG_HDR_OFF_MINOR 10
+#define MIG_HDR_OFF_FLAGS 12
+#define MIG_HDR_OFF_UUID 16
+#define MIG_HDR_OFF_CHANNEL 32
+#define MIG_HDR_OFF_CHANNELS 36
+#define MIG_HDR_OFF_CREATED 40
+#define MIG_HDR_OFF_RESERVED 48
+#define MIG_HDR_OFF_CHECK 56 /* XXH3-64(bytes 0..55, seed 0) */
+
+/* Record framing: 24-byte header, payload, 8-byte payload check. */
+#define MIG_REC_HDR_SIZE 24
+#define MIG_REC_OFF_SIZE 0   /* le64 payload size */
+#define MIG_REC_OFF_FLAGS 8  /* le32 */
+#define MIG_REC_OFF_TAG 12   /* le32 */
+#define MIG_REC_OFF_CHECK 16 /* le64 XXH3-64(bytes 0..15, seed = chain) */
+#define MIG_REC_TRAILER_SIZE 8 /* le64 XXH3-64(payload, seed = hdr check) */
+#define MIG_REC_OVERHEAD (MIG_REC_HDR_SIZE + MIG_REC_TRAILER_SIZE)
+
+#define MIG_FLAG_OPTIONAL 0x1u
+#define MIG_FLAGS_KNOWN MIG_FLAG_OPTIONAL
+
+enum mig_tag {
+    MIG_TAG_DEVICE = 0x0001,
+    MIG_TAG_IMAGE_BEGIN = 0x0002,
+    MIG_TAG_CHUNK = 0x0003,
+    MIG_TAG_IMAGE_END = 0x0004,
+    MIG_TAG_PACKET = 0x0005,
+    MIG_TAG_PRECOPY_INFO = 0x0010,
+    MIG_TAG_STATE_CHANGE = 0x0011,
+    MIG_TAG_STOP_COPY_SIZE = 0x0012,
+    MIG_TAG_END = 0x00FF,
+    MIG_TAG_VENDOR_FIRST = 0x80000000u /* ..0xFFFFFFFF: must be optional */
+};
+
+/* Payload sizes (fixed records) and prefixes (records with data). */
+#define MIG_DEVICE_FIXED 24 /* + idstr + compat */
+#define MIG_IMAGE_BEGIN_SIZE 32
+#define MIG_CHUNK_PREFIX 16
+#define MIG_IMAGE_END_SIZE 56
+#define MIG_PACKET_PREFIX 24
+#define MIG_PRECOPY_INFO_SIZE 32
+#define MIG_STATE_CHANGE_SIZE 24
+#define MIG_STOP_COPY_SIZE_SIZE 24
+#define MIG_END_SIZE 48
+
+#define MIG_IMAGE_FLAG_FULL 0x1u    /* self-contained image */
+#define MIG_PACKET_FLAG_CONFIG 0x1u /* the device's config buffer */
+#define MIG_PRECOPY_FLAG_REINIT 0x1u
+#define MIG_DEVICE_HANDLE_INVALID 0xFFFFFFFFu
+#define MIG_VFIO_STATE_MAX 7 /* enum vfio_device_mig_state: 0..7 */
+
+#endif

@@ -1,0 +1,1064 @@
+/* migstream v1 decoder (spec/migstream.md).
+ *
+ * Stages (each waits for input; errors are sticky in r->err):
+ *
+ *   HEADER --> RECORD_HEADER --+--> SMALL_BODY ---------------------+
+ *                 ^            +--> PREFIX --+--> DATA ----+        |
+ *                 |            |             +--> INFLATE -+        |
+ *                 |            +--> SKIP <---+ (pending    |        |
+ *                 |                 |           error)     v        |
+ *                 +---------------- TRAILER <--------------+        |
+ *                 +<------------------------------------------------+
+ *   END record --> DONE (any further byte is trailing data)
+ *
+ * Small records (DEVICE, IMAGE_BEGIN/END, info records, END) are gathered
+ * whole with their payload check and verified before their fields are
+ * trusted.  CHUNK and PACKET payloads are streamed: their bytes are handed
+ * out as views into the caller's input and hashed on the way, so payload
+ * bytes are touched once and never copied.  A field error found in a
+ * CHUNK/PACKET prefix is held back until the payload check is known, so
+ * that corruption is reported as corruption and not as a bogus field.
+ */
+#include <zlib.h>
+#include <xxhash.h>
+
+#include "mig_format.h"
+#include "reader_impl.h"
+
+enum mig_stage {
+    ST_HEADER = 0x4D16, /* not 0: a zeroed state is caught as invalid */
+    ST_RECORD_HEADER,
+    ST_SMALL_BODY,
+    ST_PREFIX,
+    ST_DATA,
+    ST_INFLATE,
+    ST_SKIP,
+    ST_TRAILER,
+    ST_DONE
+};
+
+#define INFLATE_WINDOW (64 * 1024) /* decompressed bytes per DATA event */
+
+typedef struct mig_device {
+    uint32_t handle, instance_id, kind, flags;
+    char *idstr;
+    uint32_t idstr_len;
+    uint8_t *compat;
+    uint32_t compat_len;
+    /* images */
+    uint32_t next_seq;
+    int seen_final;
+    int open;
+    ms_image_info img; /* the open image (length/hash accumulate here) */
+    XXH3_state_t *img_hash;
+} mig_device;
+
+typedef struct mig_state {
+    int stage;
+    uint16_t minor;
+    uint64_t chain;
+
+    /* record being read */
+    uint64_t rec_off;
+    uint64_t rec_size;
+    uint32_t rec_tag, rec_flags;
+    uint64_t rec_check;
+    uint64_t remaining; /* streamed payload bytes still to come */
+    XXH3_state_t *payload_hash;
+
+    /* CHUNK / PACKET being streamed */
+    mig_device *cur;
+    int cur_packet, cur_config;
+    uint32_t cur_seq, cur_idx, cur_raw_len;
+    uint64_t cur_data_off, cur_produced, cur_image_off;
+
+    /* a field error held until the payload check is known */
+    ms_error pend_code;
+    uint64_t pend_off;
+    char pend_detail[sizeof(((ms_error_info *)0)->detail)];
+
+    z_stream zs;
+    int zs_ready, zs_ended;
+    uint8_t *zout;
+
+    mig_device *devs;
+    size_t ndevs, devcap;
+    ms_u32map devmap;
+
+    /* totals checked against END */
+    uint64_t n_records, image_bytes, n_packets;
+    uint32_t n_devices, n_images;
+} mig_state;
+
+#define ST(r) ((mig_state *)(r)->framing)
+#define ALLOC(r) (&(r)->opt.allocator)
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* A reserved field: zero, unless the stream is a newer minor version that
+ * may have given it a meaning we can ignore (spec section 1). */
+static int reserved_ok(const mig_state *st, uint64_t v)
+{
+    return v == 0 || st->minor > MS_FORMAT_VERSION_MINOR;
+}
+
+static const char *tag_name(uint32_t tag)
+{
+    switch (tag) {
+    case MIG_TAG_DEVICE: return "DEVICE";
+    case MIG_TAG_IMAGE_BEGIN: return "IMAGE_BEGIN";
+    case MIG_TAG_CHUNK: return "CHUNK";
+    case MIG_TAG_IMAGE_END: return "IMAGE_END";
+    case MIG_TAG_PACKET: return "PACKET";
+    case MIG_TAG_PRECOPY_INFO: return "PRECOPY_INFO";
+    case MIG_TAG_STATE_CHANGE: return "STATE_CHANGE";
+    case MIG_TAG_STOP_COPY_SIZE: return "STOP_COPY_SIZE";
+    case MIG_TAG_END: return "END";
+    }
+    return NULL;
+}
+
+static int tag_is_optional_kind(uint32_t tag)
+{
+    return tag == MIG_TAG_PRECOPY_INFO || tag == MIG_TAG_STATE_CHANGE ||
+           tag == MIG_TAG_STOP_COPY_SIZE;
+}
+
+/* Fixed payload size of a small known record, 0 for variable ones. */
+static uint64_t fixed_size(uint32_t tag)
+{
+    switch (tag) {
+    case MIG_TAG_IMAGE_BEGIN: return MIG_IMAGE_BEGIN_SIZE;
+    case MIG_TAG_IMAGE_END: return MIG_IMAGE_END_SIZE;
+    case MIG_TAG_PRECOPY_INFO: return MIG_PRECOPY_INFO_SIZE;
+    case MIG_TAG_STATE_CHANGE: return MIG_STATE_CHANGE_SIZE;
+    case MIG_TAG_STOP_COPY_SIZE: return MIG_STOP_COPY_SIZE_SIZE;
+    case MIG_TAG_END: return MIG_END_SIZE;
+    }
+    return 0;
+}
+
+static mig_device *find_device(ms_reader *r, uint32_t handle, uint64_t off)
+{
+    mig_state *st = ST(r);
+    uint32_t i;
+    if (ms_u32map_get(&st->devmap, handle, &i))
+        return &st->devs[i];
+    MS_FAIL(r, MS_ERR_DEVICE_UNKNOWN, off,
+            "device %u is not declared in this channel", handle);
+    return NULL;
+}
+
+/* Hold a field error found in a streamed prefix (see file comment). */
+static void hold_error(mig_state *st, ms_error_info *e)
+{
+    if (st->pend_code)
+        return;
+    st->pend_code = e->code;
+    st->pend_off = e->offset;
+    memcpy(st->pend_detail, e->detail, sizeof st->pend_detail);
+    memset(e, 0, sizeof *e);
+}
+
+/* ---- stream header ------------------------------------------------------ */
+
+static int magic_error(ms_reader *r, const uint8_t *p)
+{
+    const char *what = NULL;
+    if (p[0] == 0x0D && memcmp(p + 1, mig_magic + 1, 7) == 0)
+        what = "first byte 0x8D became 0x0D: the high bit was stripped "
+               "(7-bit transfer)";
+    else if (memcmp(p, mig_magic, 4) == 0 && p[4] == 0x0A && p[5] == 0x1A)
+        what = "CR LF became LF: text-mode newline conversion";
+    else if (memcmp(p, mig_magic, 4) == 0 && p[4] == 0x0D && p[5] == 0x0D &&
+             p[6] == 0x0A)
+        what = "LF became CR LF: text-mode newline conversion";
+    else if (memcmp(p, "MIG\r\n", 5) == 0)
+        what = "the first byte is missing";
+    if (what)
+        return MS_FAIL(r, MS_ERR_MAGIC_DAMAGED, 0, "%s", what);
+    return MS_FAIL(r, MS_ERR_BAD_MAGIC, 0,
+                   "expected 8D 4D 49 47 0D 0A 1A 0A, got %02X %02X %02X "
+                   "%02X %02X %02X %02X %02X",
+                   p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
+}
+
+static int read_header(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    if (!ms_rd_take(r, MIG_HDR_SIZE, &p))
+        return MS_NEXT_INPUT;
+    if (memcmp(p, mig_magic, MIG_MAGIC_LEN) != 0)
+        return magic_error(r, p);
+    uint16_t major = ms_le16(p + MIG_HDR_OFF_MAJOR);
+    uint16_t minor = ms_le16(p + MIG_HDR_OFF_MINOR);
+    if (major != MS_FORMAT_VERSION_MAJOR)
+        return MS_FAIL(r, MS_ERR_VERSION, MIG_HDR_OFF_MAJOR,
+                       "format version %u.%u; this reader implements %u.x",
+                       major, minor, MS_FORMAT_VERSION_MAJOR);
+    uint64_t check = ms_le64(p + MIG_HDR_OFF_CHECK);
+    if (r->opt.verify_checks && ms_hash64(p, MIG_HDR_OFF_CHECK, 0) != check)
+        return MS_FAIL(r, MS_ERR_HEADER_CHECK, MIG_HDR_OFF_CHECK,
+                       "stream header check %016llx does not match its bytes",
+                       (unsigned long long)check);
+    st->minor = minor;
+    uint32_t index = ms_le32(p + MIG_HDR_OFF_CHANNEL);
+    uint32_t count = ms_le32(p + MIG_HDR_OFF_CHANNELS);
+    if (!reserved_ok(st, ms_le32(p + MIG_HDR_OFF_FLAGS)))
+        return MS_FAIL(r, MS_ERR_HEADER_FIELD, MIG_HDR_OFF_FLAGS,
+                       "reserved header_flags are not zero");
+    if (!reserved_ok(st, ms_le64(p + MIG_HDR_OFF_RESERVED)))
+        return MS_FAIL(r, MS_ERR_HEADER_FIELD, MIG_HDR_OFF_RESERVED,
+                       "reserved header field is not zero");
+    if (count == 0)
+        return MS_FAIL(r, MS_ERR_HEADER_FIELD, MIG_HDR_OFF_CHANNELS,
+                       "channel_count is 0");
+    if (index >= count)
+        return MS_FAIL(r, MS_ERR_HEADER_FIELD, MIG_HDR_OFF_CHANNEL,
+                       "channel_index %u is not below channel_count %u",
+                       index, count);
+    st->chain = check;
+    ev->kind = MS_EV_STREAM_HEADER;
+    ev->offset = 0;
+    ev->length = MIG_HDR_SIZE;
+    ms_stream_info *s = &ev->u.stream;
+    s->format = MS_FORMAT_MIGSTREAM;
+    s->version_major = major;
+    s->version_minor = minor;
+    memcpy(s->uuid, p + MIG_HDR_OFF_UUID, 16);
+    s->channel_index = index;
+    s->channel_count = count;
+    s->created_ns = ms_le64(p + MIG_HDR_OFF_CREATED);
+    s->header_check = check;
+    st->stage = ST_RECORD_HEADER;
+    return MS_NEXT_EVENT;
+}
+
+/* ---- record header ------------------------------------------------------ */
+
+static int check_record_size(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    uint64_t size = st->rec_size, want = fixed_size(st->rec_tag);
+    const char *name = tag_name(st->rec_tag);
+    uint64_t min = 0;
+    switch (st->rec_tag) {
+    case MIG_TAG_DEVICE: {
+        uint64_t max = MIG_DEVICE_FIXED + (uint64_t)r->opt.max_name_length +
+                       r->opt.max_compat_length;
+        if (size > max)
+            return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
+                           "DEVICE record of %llu bytes exceeds "
+                           "max_name_length + max_compat_length (%llu)",
+                           (unsigned long long)size,
+                           (unsigned long long)max);
+        min = MIG_DEVICE_FIXED; /* an empty idstr is a bad field */
+        break;
+    }
+    case MIG_TAG_CHUNK: min = MIG_CHUNK_PREFIX + 1; break;
+    case MIG_TAG_PACKET: min = MIG_PACKET_PREFIX; break;
+    default:
+        if (size != want)
+            return MS_FAIL(r, MS_ERR_RECORD_SIZE, st->rec_off,
+                           "%s record has %llu payload bytes, must be %llu",
+                           name, (unsigned long long)size,
+                           (unsigned long long)want);
+        return 0;
+    }
+    if (size < min)
+        return MS_FAIL(r, MS_ERR_RECORD_SIZE, st->rec_off,
+                       "%s record has %llu payload bytes, at least %llu "
+                       "needed",
+                       name, (unsigned long long)size,
+                       (unsigned long long)min);
+    return 0;
+}
+
+static int read_record_header(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    if (ms_rd_avail(r) == 0 && r->stash_len == 0)
+        return MS_NEXT_INPUT; /* clean record boundary */
+    st->rec_off = ms_rd_unit_offset(r);
+    if (!ms_rd_take(r, MIG_REC_HDR_SIZE, &p))
+        return MS_NEXT_INPUT;
+    st->rec_size = ms_le64(p + MIG_REC_OFF_SIZE);
+    st->rec_flags = ms_le32(p + MIG_REC_OFF_FLAGS);
+    st->rec_tag = ms_le32(p + MIG_REC_OFF_TAG);
+    st->rec_check = ms_le64(p + MIG_REC_OFF_CHECK);
+    /* The check first: nothing in the header is trusted before it. */
+    if (r->opt.verify_checks &&
+        ms_hash64(p, MIG_REC_OFF_CHECK, st->chain) != st->rec_check)
+        return MS_FAIL(r, MS_ERR_RECORD_CHECK, st->rec_off,
+                       "record header check does not match (header "
+                       "damaged, or a record before it was lost or moved)");
+    if (st->rec_flags & ~MIG_FLAGS_KNOWN)
+        return MS_FAIL(r, MS_ERR_RECORD_FLAGS, st->rec_off,
+                       "reserved record flag bits 0x%x are set",
+                       st->rec_flags & ~MIG_FLAGS_KNOWN);
+    int optional = (st->rec_flags & MIG_FLAG_OPTIONAL) != 0;
+    const char *name = tag_name(st->rec_tag);
+    if (name && optional != tag_is_optional_kind(st->rec_tag))
+        return MS_FAIL(r, MS_ERR_RECORD_FLAGS, st->rec_off,
+                       "%s record must be %s", name,
+                       optional ? "mandatory" : "optional");
+    if (!name && !optional)
+        return MS_FAIL(r, MS_ERR_UNKNOWN_MANDATORY, st->rec_off,
+                       "record tag 0x%x is unknown and mandatory",
+                       st->rec_tag);
+    if (st->rec_size > r->opt.max_record_payload)
+        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
+                       "record payload of %llu bytes exceeds "
+                       "max_record_payload (%llu)",
+                       (unsigned long long)st->rec_size,
+                       (unsigned long long)r->opt.max_record_payload);
+    if (name && check_record_size(r) < 0)
+        return MS_NEXT_ERROR;
+    if (r->opt.verify_checks)
+        XXH3_64bits_reset_withSeed(st->payload_hash, st->rec_check);
+
+    int emit_record = r->opt.record_events || !name;
+    if (!name) {
+        st->stage = ST_SKIP;
+        st->remaining = st->rec_size;
+    } else if (st->rec_tag == MIG_TAG_CHUNK || st->rec_tag == MIG_TAG_PACKET) {
+        st->stage = ST_PREFIX;
+    } else {
+        if (ms_rd_reserve(r, st->rec_size + MIG_REC_TRAILER_SIZE) < 0)
+            return MS_NEXT_ERROR;
+        st->stage = ST_SMALL_BODY;
+    }
+    if (!emit_record)
+        return -2; /* go on without an event */
+    ev->kind = MS_EV_RECORD;
+    ev->offset = st->rec_off;
+    ev->length = MIG_REC_OVERHEAD + st->rec_size;
+    ev->u.record.tag = st->rec_tag;
+    ev->u.record.flags = st->rec_flags;
+    ev->u.record.size = st->rec_size;
+    ev->u.record.known = name != NULL;
+    return MS_NEXT_EVENT;
+}
+
+/* ---- small records ------------------------------------------------------ */
+
+static void event_base(mig_state *st, ms_event *ev, ms_event_kind kind)
+{
+    ev->kind = kind;
+    ev->offset = st->rec_off;
+    ev->length = MIG_REC_OVERHEAD + st->rec_size;
+}
+
+static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
+    uint32_t handle = ms_le32(p), kind = ms_le32(p + 8);
+    uint32_t flags = ms_le32(p + 12);
+    uint32_t idlen = ms_le32(p + 16), clen = ms_le32(p + 20);
+    if ((uint64_t)MIG_DEVICE_FIXED + idlen + clen != st->rec_size)
+        return MS_FAIL(r, MS_ERR_RECORD_SIZE, st->rec_off,
+                       "DEVICE record of %llu bytes holds %u + %u name and "
+                       "compat bytes",
+                       (unsigned long long)st->rec_size, idlen, clen);
+    if (handle == MIG_DEVICE_HANDLE_INVALID)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base,
+                       "device handle 0xffffffff is reserved");
+    if (kind >= MS_PAYLOAD_KIND_COUNT_)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 8,
+                       "payload_kind %u is unknown", kind);
+    if (!reserved_ok(st, flags))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 12,
+                       "reserved device flags 0x%x", flags);
+    if (idlen == 0)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 16, "empty idstr");
+    if (idlen > r->opt.max_name_length)
+        return MS_FAIL(r, MS_ERR_LIMIT, base + 16,
+                       "idstr of %u bytes exceeds max_name_length (%u)",
+                       idlen, r->opt.max_name_length);
+    if (clen > r->opt.max_compat_length)
+        return MS_FAIL(r, MS_ERR_LIMIT, base + 20,
+                       "compat data of %u bytes exceeds max_compat_length "
+                       "(%u)",
+                       clen, r->opt.max_compat_length);
+    const uint8_t *id = p + MIG_DEVICE_FIXED;
+    if (memchr(id, 0, idlen))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + MIG_DEVICE_FIXED,
+                       "idstr contains a NUL byte");
+    uint32_t dummy;
+    if (ms_u32map_get(&st->devmap, handle, &dummy))
+        return MS_FAIL(r, MS_ERR_DEVICE_DUPLICATE, st->rec_off,
+                       "device %u is declared twice", handle);
+    if (st->ndevs >= r->opt.max_devices)
+        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
+                       "more than max_devices (%u) devices",
+                       r->opt.max_devices);
+    if (ms_grow(ALLOC(r), (void **)&st->devs, sizeof *st->devs, &st->devcap,
+                st->ndevs + 1) < 0)
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "device table");
+    mig_device *d = &st->devs[st->ndevs];
+    memset(d, 0, sizeof *d);
+    d->idstr = ms_alloc(ALLOC(r), idlen + 1);
+    d->compat = ms_alloc(ALLOC(r), clen);
+    if (!d->idstr || !d->compat ||
+        ms_u32map_put(ALLOC(r), &st->devmap, handle, (uint32_t)st->ndevs) < 0) {
+        ms_free(ALLOC(r), d->idstr);
+        ms_free(ALLOC(r), d->compat);
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "device entry");
+    }
+    st->ndevs++;
+    memcpy(d->idstr, id, idlen);
+    d->idstr[idlen] = 0;
+    memcpy(d->compat, id + idlen, clen);
+    d->handle = handle;
+    d->instance_id = ms_le32(p + 4);
+    d->kind = kind;
+    d->flags = flags;
+    d->idstr_len = idlen;
+    d->compat_len = clen;
+    st->n_devices++;
+
+    event_base(st, ev, MS_EV_DEVICE);
+    ms_device_info *di = &ev->u.device;
+    di->handle = handle;
+    di->instance_id = d->instance_id;
+    di->payload_kind = kind;
+    di->flags = flags;
+    di->idstr = d->idstr;
+    di->idstr_len = idlen;
+    di->compat = d->compat;
+    di->compat_len = clen;
+    return MS_NEXT_EVENT;
+}
+
+static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
+    mig_device *d = find_device(r, ms_le32(p), base);
+    if (!d)
+        return MS_NEXT_ERROR;
+    uint32_t seq = ms_le32(p + 4), flags = ms_le32(p + 12);
+    uint8_t phase = p[8], transport = p[9];
+    if (phase < MS_PHASE_INITIAL || phase > MS_PHASE_FINAL)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 8, "image phase %u", phase);
+    if (transport > MS_TRANSPORT_PACKETS)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 9, "image transport %u",
+                       transport);
+    if (!reserved_ok(st, ms_le16(p + 10)))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 10, "reserved field set");
+    if (!reserved_ok(st, flags & ~MIG_IMAGE_FLAG_FULL))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 12,
+                       "reserved image flags 0x%x", flags);
+    if (!reserved_ok(st, ms_le64(p + 24)))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 24, "reserved field set");
+    if (d->open)
+        return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
+                       "device %s: image %u begins while image %u is open",
+                       d->idstr, seq, d->img.seq);
+    if (seq != d->next_seq)
+        return MS_FAIL(r, MS_ERR_IMAGE_SEQUENCE, base + 4,
+                       "device %s: image %u where %u was due", d->idstr, seq,
+                       d->next_seq);
+    if (d->seen_final)
+        return MS_FAIL(r, MS_ERR_PHASE_ORDER, base + 8,
+                       "device %s: %s image after the final image", d->idstr,
+                       ms_phase_name(phase));
+    if (phase == MS_PHASE_INITIAL && seq != 0)
+        return MS_FAIL(r, MS_ERR_PHASE_ORDER, base + 8,
+                       "device %s: initial image after another image",
+                       d->idstr);
+    if (seq >= r->opt.max_images)
+        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
+                       "device %s: more than max_images (%u) images",
+                       d->idstr, r->opt.max_images);
+    if (r->opt.verify_checks) {
+        if (!d->img_hash && !(d->img_hash = ms_hash_state_new(ALLOC(r))))
+            return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "image hash");
+        XXH3_64bits_reset(d->img_hash);
+    }
+    memset(&d->img, 0, sizeof d->img);
+    d->img.device = d->handle;
+    d->img.seq = seq;
+    d->img.phase = phase;
+    d->img.transport = transport;
+    d->img.flags = flags;
+    d->img.timestamp_ns = ms_le64(p + 16);
+    d->open = 1;
+    d->next_seq++;
+    event_base(st, ev, MS_EV_IMAGE_BEGIN);
+    ev->u.image = d->img;
+    return MS_NEXT_EVENT;
+}
+
+static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
+    mig_device *d = find_device(r, ms_le32(p), base);
+    if (!d)
+        return MS_NEXT_ERROR;
+    uint32_t seq = ms_le32(p + 4);
+    if (!d->open)
+        return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
+                       "device %s: IMAGE_END for image %u, none is open",
+                       d->idstr, seq);
+    if (seq != d->img.seq)
+        return MS_FAIL(r, MS_ERR_IMAGE_SEQUENCE, base + 4,
+                       "device %s: IMAGE_END for image %u, image %u is open",
+                       d->idstr, seq, d->img.seq);
+    ms_image_info end = d->img;
+    end.length = ms_le64(p + 8);
+    end.hash = ms_le64(p + 16);
+    end.unit_count = ms_le64(p + 24);
+    end.timestamp_ns = ms_le64(p + 32);
+    end.config_length = ms_le64(p + 40);
+    end.config_hash = ms_le64(p + 48);
+    if (d->img.transport == MS_TRANSPORT_CHUNKS) {
+        if (end.length != d->img.length)
+            return MS_FAIL(r, MS_ERR_IMAGE_LENGTH, st->rec_off,
+                           "device %s image %u: %llu bytes, end record says "
+                           "%llu",
+                           d->idstr, seq, (unsigned long long)d->img.length,
+                           (unsigned long long)end.length);
+        if (end.unit_count != d->img.unit_count)
+            return MS_FAIL(r, MS_ERR_IMAGE_LENGTH, st->rec_off,
+                           "device %s image %u: %llu chunks, end record "
+                           "says %llu",
+                           d->idstr, seq,
+                           (unsigned long long)d->img.unit_count,
+                           (unsigned long long)end.unit_count);
+        if (r->opt.verify_checks &&
+            XXH3_64bits_digest(d->img_hash) != end.hash)
+            return MS_FAIL(r, MS_ERR_IMAGE_HASH, st->rec_off,
+                           "device %s image %u: hash %016llx, end record "
+                           "says %016llx",
+                           d->idstr, seq,
+                           (unsigned long long)XXH3_64bits_digest(d->img_hash),
+                           (unsigned long long)end.hash);
+        if (end.config_length || end.config_hash)
+            return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 40,
+                           "config fields set on a chunk-mode image");
+    }
+    d->open = 0;
+    if (d->img.phase == MS_PHASE_FINAL)
+        d->seen_final = 1;
+    st->n_images++;
+    event_base(st, ev, MS_EV_IMAGE_END);
+    ev->u.image = end;
+    return MS_NEXT_EVENT;
+}
+
+static int parse_info(ms_reader *r, const uint8_t *p, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
+    mig_device *d = find_device(r, ms_le32(p), base);
+    if (!d)
+        return MS_NEXT_ERROR;
+    switch (st->rec_tag) {
+    case MIG_TAG_PRECOPY_INFO: {
+        uint32_t flags = ms_le32(p + 4);
+        if (!reserved_ok(st, flags & ~MIG_PRECOPY_FLAG_REINIT))
+            return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 4,
+                           "reserved precopy flags 0x%x", flags);
+        event_base(st, ev, MS_EV_PRECOPY_INFO);
+        ev->u.precopy.device = d->handle;
+        ev->u.precopy.flags = flags;
+        ev->u.precopy.initial_bytes = ms_le64(p + 8);
+        ev->u.precopy.dirty_bytes = ms_le64(p + 16);
+        ev->u.precopy.timestamp_ns = ms_le64(p + 24);
+        break;
+    }
+    case MIG_TAG_STATE_CHANGE: {
+        uint32_t from = ms_le32(p + 4), to = ms_le32(p + 8);
+        if (from > MIG_VFIO_STATE_MAX || to > MIG_VFIO_STATE_MAX)
+            return MS_FAIL(r, MS_ERR_BAD_FIELD,
+                           base + (from > MIG_VFIO_STATE_MAX ? 4 : 8),
+                           "device state %u is not a VFIO migration state",
+                           from > MIG_VFIO_STATE_MAX ? from : to);
+        if (!reserved_ok(st, ms_le32(p + 12)))
+            return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 12,
+                           "reserved field set");
+        event_base(st, ev, MS_EV_STATE_CHANGE);
+        ev->u.state.device = d->handle;
+        ev->u.state.from = from;
+        ev->u.state.to = to;
+        ev->u.state.timestamp_ns = ms_le64(p + 16);
+        break;
+    }
+    default: /* STOP_COPY_SIZE */
+        if (!reserved_ok(st, ms_le32(p + 4)))
+            return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 4,
+                           "reserved field set");
+        event_base(st, ev, MS_EV_STOP_COPY_SIZE);
+        ev->u.stop_copy.device = d->handle;
+        ev->u.stop_copy.bytes = ms_le64(p + 8);
+        ev->u.stop_copy.timestamp_ns = ms_le64(p + 16);
+        break;
+    }
+    return MS_NEXT_EVENT;
+}
+
+static int parse_end(ms_reader *r, const uint8_t *p, uint64_t final_check,
+                     ms_event *ev)
+{
+    mig_state *st = ST(r);
+    for (size_t i = 0; i < st->ndevs; i++)
+        if (st->devs[i].open)
+            return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
+                           "device %s: image %u is still open at END",
+                           st->devs[i].idstr, st->devs[i].img.seq);
+    ms_end_info *e = &ev->u.end;
+    e->record_count = ms_le64(p);
+    e->stream_bytes = ms_le64(p + 8);
+    e->image_bytes = ms_le64(p + 16);
+    e->packet_count = ms_le64(p + 24);
+    e->device_count = ms_le32(p + 32);
+    e->image_count = ms_le32(p + 36);
+    e->timestamp_ns = ms_le64(p + 40);
+    e->final_check = final_check;
+    struct {
+        const char *name;
+        uint64_t said, seen;
+    } totals[] = {
+        {"record_count", e->record_count, st->n_records},
+        {"stream_bytes", e->stream_bytes, st->rec_off},
+        {"image_bytes", e->image_bytes, st->image_bytes},
+        {"packet_count", e->packet_count, st->n_packets},
+        {"device_count", e->device_count, st->n_devices},
+        {"image_count", e->image_count, st->n_images},
+    };
+    for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++)
+        if (totals[i].said != totals[i].seen)
+            return MS_FAIL(r, MS_ERR_END_TOTALS, st->rec_off,
+                           "END says %s %llu, the channel holds %llu",
+                           totals[i].name, (unsigned long long)totals[i].said,
+                           (unsigned long long)totals[i].seen);
+    event_base(st, ev, MS_EV_END);
+    st->stage = ST_DONE;
+    return MS_NEXT_EVENT;
+}
+
+static int read_small_body(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    size_t size = (size_t)st->rec_size;
+    if (!ms_rd_take(r, size + MIG_REC_TRAILER_SIZE, &p))
+        return MS_NEXT_INPUT;
+    uint64_t check = ms_le64(p + size);
+    if (r->opt.verify_checks && ms_hash64(p, size, st->rec_check) != check)
+        return MS_FAIL(r, MS_ERR_PAYLOAD_CHECK,
+                       st->rec_off + MIG_REC_HDR_SIZE + size,
+                       "%s record payload check does not match",
+                       tag_name(st->rec_tag));
+    st->chain = check;
+    st->stage = ST_RECORD_HEADER;
+    switch (st->rec_tag) {
+    case MIG_TAG_DEVICE: st->n_records++; return parse_device(r, p, ev);
+    case MIG_TAG_IMAGE_BEGIN:
+        st->n_records++;
+        return parse_image_begin(r, p, ev);
+    case MIG_TAG_IMAGE_END: st->n_records++; return parse_image_end(r, p, ev);
+    case MIG_TAG_END: return parse_end(r, p, check, ev);
+    default: st->n_records++; return parse_info(r, p, ev);
+    }
+}
+
+/* ---- streamed records: CHUNK and PACKET --------------------------------- */
+
+static void hash_payload(ms_reader *r, const uint8_t *p, size_t n)
+{
+    if (r->opt.verify_checks)
+        XXH3_64bits_update(ST(r)->payload_hash, p, n);
+}
+
+/* Validate a CHUNK prefix; on a field error the caller holds it back. */
+static int check_chunk_prefix(ms_reader *r, const uint8_t *p)
+{
+    mig_state *st = ST(r);
+    uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
+    mig_device *d = find_device(r, ms_le32(p), base);
+    if (!d)
+        return -1;
+    uint32_t seq = ms_le32(p + 4), raw_len = ms_le32(p + 12);
+    uint8_t comp = p[8];
+    uint64_t stored = st->rec_size - MIG_CHUNK_PREFIX;
+    if (!d->open || d->img.transport != MS_TRANSPORT_CHUNKS)
+        return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
+                       "device %s: CHUNK without an open chunk-mode image",
+                       d->idstr);
+    if (seq != d->img.seq)
+        return MS_FAIL(r, MS_ERR_IMAGE_SEQUENCE, base + 4,
+                       "device %s: CHUNK for image %u, image %u is open",
+                       d->idstr, seq, d->img.seq);
+    if (comp > MS_COMPRESSION_ZLIB)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 8, "compression %u", comp);
+    if (!reserved_ok(st, (uint64_t)p[9] | p[10] | p[11]))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 9, "reserved field set");
+    if (raw_len == 0)
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 12, "raw_len is 0");
+    if (comp == MS_COMPRESSION_NONE && stored != raw_len)
+        return MS_FAIL(r, MS_ERR_RECORD_SIZE, st->rec_off,
+                       "uncompressed CHUNK holds %llu bytes, raw_len says %u",
+                       (unsigned long long)stored, raw_len);
+    st->cur = d;
+    st->cur_seq = seq;
+    st->cur_raw_len = raw_len;
+    return comp;
+}
+
+static int check_packet_prefix(ms_reader *r, const uint8_t *p)
+{
+    mig_state *st = ST(r);
+    uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
+    mig_device *d = find_device(r, ms_le32(p), base);
+    if (!d)
+        return -1;
+    uint32_t flags = ms_le32(p + 12);
+    if (!reserved_ok(st, flags & ~MIG_PACKET_FLAG_CONFIG))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 12,
+                       "reserved packet flags 0x%x", flags);
+    if (!reserved_ok(st, ms_le64(p + 16)))
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 16, "reserved field set");
+    st->cur_config = (flags & MIG_PACKET_FLAG_CONFIG) != 0;
+    if (!st->cur_config && st->rec_size == MIG_PACKET_PREFIX)
+        return MS_FAIL(r, MS_ERR_RECORD_SIZE, st->rec_off,
+                       "device %s: empty data packet", d->idstr);
+    st->cur = d;
+    st->cur_seq = ms_le32(p + 4);
+    st->cur_idx = ms_le32(p + 8);
+    return 0;
+}
+
+static int inflate_begin(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    if (!st->zout && !(st->zout = ms_alloc(ALLOC(r), INFLATE_WINDOW)))
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflate window");
+    if (!st->zs_ready) {
+        memset(&st->zs, 0, sizeof st->zs);
+        if (inflateInit(&st->zs) != Z_OK)
+            return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflateInit");
+        st->zs_ready = 1;
+    } else if (inflateReset(&st->zs) != Z_OK) {
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflateReset");
+    }
+    st->zs_ended = 0;
+    return 0;
+}
+
+static int read_prefix(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    int is_packet = st->rec_tag == MIG_TAG_PACKET;
+    size_t n = is_packet ? MIG_PACKET_PREFIX : MIG_CHUNK_PREFIX;
+    const uint8_t *p;
+    if (ms_rd_reserve(r, n) < 0)
+        return MS_NEXT_ERROR;
+    if (!ms_rd_take(r, n, &p))
+        return MS_NEXT_INPUT;
+    hash_payload(r, p, n);
+    st->cur_packet = is_packet;
+    st->cur_data_off = st->rec_off + MIG_REC_HDR_SIZE + n;
+    st->cur_produced = 0;
+    st->remaining = st->rec_size - n;
+    int comp = is_packet ? check_packet_prefix(r, p) : check_chunk_prefix(r, p);
+    if (comp < 0) {
+        if (r->err.code == MS_ERR_NO_MEMORY)
+            return MS_NEXT_ERROR;
+        hold_error(st, &r->err);
+        st->stage = ST_SKIP;
+        return -2;
+    }
+    event_base(st, ev, is_packet ? MS_EV_PACKET : MS_EV_CHUNK);
+    if (is_packet) {
+        st->n_packets++;
+        ev->u.packet.device = st->cur->handle;
+        ev->u.packet.seq = st->cur_seq;
+        ev->u.packet.idx = st->cur_idx;
+        ev->u.packet.flags = ms_le32(p + 12);
+        ev->u.packet.size = st->remaining;
+        ev->u.packet.config = st->cur_config;
+        st->stage = ST_DATA;
+        return MS_NEXT_EVENT;
+    }
+    st->cur_image_off = st->cur->img.length;
+    ev->u.chunk.device = st->cur->handle;
+    ev->u.chunk.seq = st->cur_seq;
+    ev->u.chunk.compression = (ms_compression)comp;
+    ev->u.chunk.raw_len = st->cur_raw_len;
+    ev->u.chunk.stored_len = st->remaining;
+    ev->u.chunk.image_offset = st->cur_image_off;
+    if (comp == MS_COMPRESSION_ZLIB) {
+        if (inflate_begin(r) < 0)
+            return MS_NEXT_ERROR;
+        st->stage = ST_INFLATE;
+    } else {
+        st->stage = ST_DATA;
+    }
+    return MS_NEXT_EVENT;
+}
+
+/* Fill a DATA event for bytes of the current chunk or packet. */
+static void data_event(mig_state *st, ms_event *ev, const uint8_t *p,
+                       size_t n, uint64_t stream_off, int zero_copy)
+{
+    ev->kind = MS_EV_DATA;
+    ev->offset = stream_off;
+    ev->length = zero_copy ? n : 0;
+    ms_data_info *d = &ev->u.data;
+    d->data = p;
+    d->size = n;
+    d->device = st->cur->handle;
+    d->seq = st->cur_seq;
+    d->stream_offset = stream_off;
+    d->zero_copy = zero_copy;
+    d->compressed = !zero_copy;
+    d->image_offset = st->cur_image_off + st->cur_produced;
+    if (st->cur_packet) {
+        d->in_packet = 1;
+        d->packet_idx = st->cur_idx;
+        d->config = st->cur_config;
+        d->image_offset = 0; /* only the set knows where a packet lands */
+    } else {
+        d->phase = st->cur->img.phase;
+    }
+}
+
+/* Image bytes of a chunk: count and hash them into the open image. */
+static void account_image_bytes(ms_reader *r, const uint8_t *p, size_t n)
+{
+    mig_device *d = ST(r)->cur;
+    if (r->opt.verify_checks)
+        XXH3_64bits_update(d->img_hash, p, n);
+    d->img.length += n;
+}
+
+static int read_data(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    if (st->remaining == 0) {
+        st->stage = ST_TRAILER;
+        return -2;
+    }
+    size_t n = ms_rd_peek(r, st->remaining, &p);
+    if (n == 0)
+        return MS_NEXT_INPUT;
+    uint64_t off = r->offset;
+    hash_payload(r, p, n);
+    if (!st->cur_packet)
+        account_image_bytes(r, p, n);
+    data_event(st, ev, p, n, off, 1);
+    st->cur_produced += n;
+    st->remaining -= n;
+    ms_rd_skip(r, n);
+    return MS_NEXT_EVENT;
+}
+
+static int read_inflate(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    size_t n = ms_rd_peek(r, st->remaining, &p);
+    if (n == 0 && st->remaining > 0)
+        return MS_NEXT_INPUT;
+    uint64_t data_off = st->cur_data_off;
+    const char *bad = NULL;
+    size_t made = 0;
+    if (st->zs_ended) {
+        if (!st->remaining) {
+            st->stage = ST_TRAILER;
+            return -2;
+        }
+        bad = "bytes after the end of the zlib stream";
+    } else {
+        /* Room for one byte more than raw_len, so an overlong stream shows. */
+        uint64_t room = (uint64_t)st->cur_raw_len - st->cur_produced + 1;
+        st->zs.next_in = (Bytef *)p;
+        st->zs.avail_in = (uInt)MS_MIN(n, (size_t)UINT32_MAX);
+        st->zs.next_out = st->zout;
+        st->zs.avail_out = (uInt)MS_MIN(room, (uint64_t)INFLATE_WINDOW);
+        int zrc = inflate(&st->zs, Z_NO_FLUSH);
+        size_t used = (size_t)(st->zs.next_in - p);
+        made = (size_t)(st->zs.next_out - st->zout);
+        hash_payload(r, p, used);
+        ms_rd_skip(r, used);
+        st->remaining -= used;
+        if (zrc == Z_STREAM_END)
+            st->zs_ended = 1;
+        if (zrc != Z_OK && zrc != Z_STREAM_END && zrc != Z_BUF_ERROR)
+            bad = st->zs.msg ? st->zs.msg : "inflate failed";
+        else if (st->cur_produced + made > st->cur_raw_len)
+            bad = "inflates to more than raw_len";
+        else if (st->zs_ended && st->cur_produced + made != st->cur_raw_len)
+            bad = "inflates to fewer than raw_len bytes";
+        else if (!st->zs_ended && !st->remaining && !made && !used)
+            bad = "the zlib stream is incomplete";
+    }
+    if (bad) {
+        MS_FAIL(r, MS_ERR_DECOMPRESS, data_off,
+                "device %s image %u chunk: %s", st->cur->idstr, st->cur_seq,
+                bad);
+        hold_error(st, &r->err);
+        st->stage = ST_SKIP;
+        return -2;
+    }
+    if (made == 0)
+        return -2; /* consumed input without output; go on */
+    account_image_bytes(r, st->zout, made);
+    data_event(st, ev, st->zout, made, data_off, 0);
+    st->cur_produced += made;
+    return MS_NEXT_EVENT;
+}
+
+static int read_skip(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    if (st->remaining == 0) {
+        st->stage = ST_TRAILER;
+        return -2;
+    }
+    size_t n = ms_rd_peek(r, st->remaining, &p);
+    if (n == 0)
+        return MS_NEXT_INPUT;
+    hash_payload(r, p, n);
+    ms_rd_skip(r, n);
+    st->remaining -= n;
+    return -2;
+}
+
+static int read_trailer(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    uint64_t off = ms_rd_unit_offset(r);
+    if (!ms_rd_take(r, MIG_REC_TRAILER_SIZE, &p))
+        return MS_NEXT_INPUT;
+    uint64_t check = ms_le64(p);
+    if (r->opt.verify_checks &&
+        XXH3_64bits_digest(st->payload_hash) != check) {
+        const char *name = tag_name(st->rec_tag);
+        return MS_FAIL(r, MS_ERR_PAYLOAD_CHECK, off,
+                       "%s record payload check does not match%s%s",
+                       name ? name : "unknown",
+                       st->pend_code ? "; its fields also look wrong: " : "",
+                       st->pend_code ? st->pend_detail : "");
+    }
+    if (st->pend_code) {
+        ms_fail(&r->err, st->pend_code, st->pend_off, "%s", st->pend_detail);
+        return MS_NEXT_ERROR;
+    }
+    if (st->rec_tag == MIG_TAG_CHUNK) {
+        st->cur->img.unit_count++;
+        st->image_bytes += st->cur_raw_len;
+    }
+    st->chain = check;
+    st->n_records++;
+    st->stage = ST_RECORD_HEADER;
+    return -2;
+}
+
+/* ---- framing ops ---------------------------------------------------------- */
+
+static int mig_next(ms_reader *r, ms_event *ev)
+{
+    for (;;) {
+        int rc;
+        switch (ST(r)->stage) {
+        case ST_HEADER: rc = read_header(r, ev); break;
+        case ST_RECORD_HEADER: rc = read_record_header(r, ev); break;
+        case ST_SMALL_BODY: rc = read_small_body(r, ev); break;
+        case ST_PREFIX: rc = read_prefix(r, ev); break;
+        case ST_DATA: rc = read_data(r, ev); break;
+        case ST_INFLATE: rc = read_inflate(r, ev); break;
+        case ST_SKIP: rc = read_skip(r); break;
+        case ST_TRAILER: rc = read_trailer(r); break;
+        case ST_DONE:
+            if (ms_rd_avail(r))
+                return MS_FAIL(r, MS_ERR_TRAILING_DATA, r->offset,
+                               "%zu bytes after the END record",
+                               ms_rd_avail(r));
+            return MS_NEXT_INPUT;
+        default:
+            return MS_FAIL(r, MS_ERR_USAGE, r->offset,
+                           "internal: invalid decoder stage");
+        }
+        if (rc != -2)
+            return r->err.code ? MS_NEXT_ERROR : rc;
+    }
+}
+
+static int mig_finish(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    switch (st->stage) {
+    case ST_DONE: return 0;
+    case ST_RECORD_HEADER:
+        if (r->stash_len == 0)
+            return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,
+                           "input ends after %llu records without an END "
+                           "record",
+                           (unsigned long long)st->n_records);
+        return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
+                       "input ends inside the record header at %llu",
+                       (unsigned long long)ms_rd_unit_offset(r));
+    case ST_HEADER:
+        return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
+                       "input ends inside the %d-byte stream header",
+                       MIG_HDR_SIZE);
+    default: {
+        const char *name = tag_name(st->rec_tag);
+        return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
+                       "input ends inside the %s record at %llu (%llu "
+                       "payload bytes)",
+                       name ? name : "unknown",
+                       (unsigned long long)st->rec_off,
+                       (unsigned long long)st->rec_size);
+    }
+    }
+}
+
+static void mig_destroy(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->ndevs; i++) {
+        ms_free(ALLOC(r), st->devs[i].idstr);
+        ms_free(ALLOC(r), st->devs[i].compat);
+        ms_hash_state_free(ALLOC(r), st->devs[i].img_hash);
+    }
+    ms_free(ALLOC(r), st->devs);
+    ms_u32map_free(ALLOC(r), &st->devmap);
+    ms_hash_state_free(ALLOC(r), st->payload_hash);
+    if (st->zs_ready)
+        inflateEnd(&st->zs);
+    ms_free(ALLOC(r), st->zout);
+    ms_free(ALLOC(r), st);
+    r->framing = NULL;
+}
+
+int ms_mig_init(ms_reader *r)
+{
+    mig_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    if (!st)
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
+    r->framing = st;
+    st->stage = ST_HEADER;
+    if (!(st->payload_hash = ms_hash_state_new(ALLOC(r))))
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "payload hash state");
+    return ms_rd_reserve(r, MIG_HDR_SIZE);
+}
+
+const ms_framing_ops ms_mig_ops = {
+    .format = MS_FORMAT_MIGSTREAM,
+    .next = mig_next,
+    .finish = mig_finish,
+    .destroy = mig_destroy,
+};

@@ -1,0 +1,906 @@
+/* A set of channel streams of one migration (spec/migstream.md section 6).
+ *
+ * The caller runs one reader per channel and hands every event here.  The
+ * set checks what spans channels and reassembles device-state packets:
+ * per (device, image) it delivers packet bytes in idx order.  A packet that
+ * arrives in order passes straight through (its DATA views are re-emitted,
+ * no copy); one that arrives early is held — copied, or, when the caller
+ * promised stable input, kept as views — until the packets before it came.
+ * Held bytes are bounded by max_buffered_bytes.
+ */
+#include <stdio.h>
+#include <xxhash.h>
+
+#include "common.h"
+
+typedef struct set_piece {
+    const uint8_t *p;
+    size_t n;
+    uint64_t offset;
+} set_piece;
+
+/* A packet held until its turn. */
+typedef struct set_packet {
+    uint32_t idx;
+    int config, complete;
+    uint32_t channel;
+    uint64_t offset, size, got;
+    uint8_t *copy;      /* copy mode: `size` bytes */
+    set_piece *pieces;  /* stable mode: views */
+    size_t npieces, piececap, emitted; /* emitted: pieces already out */
+} set_packet;
+
+typedef struct set_image {
+    uint32_t device, seq;
+    int begun;
+    ms_phase phase;
+    ms_transport transport;
+    int ended;
+    ms_image_info end;
+    uint64_t end_offset;
+    uint32_t end_channel;
+    /* packets */
+    int has_packets;
+    uint64_t first_packet_offset;
+    uint32_t first_packet_channel;
+    uint8_t *seen; /* bitmap of idx seen */
+    size_t seen_cap;
+    uint32_t max_data_idx_plus1;
+    int config_seen;
+    uint32_t config_idx;
+    uint32_t next_idx;       /* next idx to deliver */
+    uint64_t length;         /* data bytes delivered */
+    uint64_t config_length;  /* config bytes delivered */
+    uint64_t data_hash;      /* digest of the data, once the config starts */
+    XXH3_state_t *hash;
+    int config_done, assembled;
+    ms_u32map held; /* idx -> slot in `held_pk` */
+    set_packet **held_pk;
+    size_t held_cap;
+} set_image;
+
+typedef struct set_device {
+    uint32_t handle, instance_id, kind, flags;
+    char *idstr;
+    uint8_t *compat;
+    uint32_t idstr_len, compat_len;
+    int has_home;
+    uint32_t home_index; /* channel_index of the channel its images use */
+    set_image **images;
+    size_t nimages, imgcap;
+    ms_u32map by_seq;
+} set_device;
+
+typedef struct set_channel {
+    int seen_header, done;
+    ms_stream_info hdr;
+    /* the packet this channel is streaming */
+    set_image *pk_img;
+    set_packet *pk_held; /* NULL: passing straight through */
+    uint64_t pk_left;    /* its bytes still to come */
+    uint32_t pk_idx;
+    int pk_config;
+} set_channel;
+
+#define QUEUE_CAP 4
+
+struct ms_set {
+    ms_options opt;
+    ms_error_info err;
+    set_channel *chans;
+    size_t nchans;
+    int have_first;
+    ms_stream_info first;
+    uint32_t *slot_of_index; /* channel_index -> slot + 1 (0: none) */
+    set_device *devs;
+    size_t ndevs, devcap;
+    ms_u32map devmap;
+    uint64_t held_bytes;
+    ms_event queue[QUEUE_CAP];
+    size_t qhead, qlen;
+    set_image **drain; /* images whose next packet is held and complete */
+    size_t ndrain, draincap;
+    uint8_t *drained_last_copy; /* bytes of the last DATA event drained */
+};
+
+#define ALLOC(s) (&(s)->opt.allocator)
+
+static int set_fail(ms_set *s, ms_error code, uint32_t channel,
+                    uint64_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int set_fail(ms_set *s, ms_error code, uint32_t channel,
+                    uint64_t offset, const char *fmt, ...)
+{
+    if (s->err.code)
+        return -1;
+    char detail[sizeof s->err.detail];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    ms_fail(&s->err, code, offset, "%s", detail);
+    if (channel != UINT32_MAX) {
+        s->err.channel = channel;
+        s->err.has_channel = 1;
+    }
+    return -1;
+}
+#define NO_CHANNEL UINT32_MAX
+
+ms_set *ms_set_create(const ms_options *opt)
+{
+    ms_options o;
+    if (ms_options_copy(&o, opt) < 0)
+        return NULL;
+    ms_set *s = ms_calloc(&o.allocator, 1, sizeof *s);
+    if (s)
+        s->opt = o;
+    return s;
+}
+
+static void free_packet(ms_set *s, set_packet *pk)
+{
+    if (!pk)
+        return;
+    ms_free(ALLOC(s), pk->copy);
+    ms_free(ALLOC(s), pk->pieces);
+    ms_free(ALLOC(s), pk);
+}
+
+static void free_image(ms_set *s, set_image *im)
+{
+    for (size_t i = 0; i < im->held_cap; i++)
+        free_packet(s, im->held_pk[i]);
+    ms_free(ALLOC(s), im->held_pk);
+    ms_u32map_free(ALLOC(s), &im->held);
+    ms_free(ALLOC(s), im->seen);
+    ms_hash_state_free(ALLOC(s), im->hash);
+    ms_free(ALLOC(s), im);
+}
+
+void ms_set_free(ms_set *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->ndevs; i++) {
+        set_device *d = &s->devs[i];
+        for (size_t j = 0; j < d->nimages; j++)
+            free_image(s, d->images[j]);
+        ms_free(ALLOC(s), d->images);
+        ms_u32map_free(ALLOC(s), &d->by_seq);
+        ms_free(ALLOC(s), d->idstr);
+        ms_free(ALLOC(s), d->compat);
+    }
+    ms_free(ALLOC(s), s->devs);
+    ms_u32map_free(ALLOC(s), &s->devmap);
+    ms_free(ALLOC(s), s->chans);
+    ms_free(ALLOC(s), s->slot_of_index);
+    ms_free(ALLOC(s), s->drain);
+    ms_free(ALLOC(s), s->drained_last_copy);
+    ms_free(ALLOC(s), s);
+}
+
+const ms_error_info *ms_set_error(const ms_set *s) { return &s->err; }
+
+static int push_event(ms_set *s, const ms_event *ev)
+{
+    if (s->qlen == QUEUE_CAP)
+        return set_fail(s, MS_ERR_USAGE, NO_CHANNEL, 0,
+                        "internal: set event queue full");
+    s->queue[(s->qhead + s->qlen) % QUEUE_CAP] = *ev;
+    s->qlen++;
+    return 0;
+}
+
+/* ---- lookups ------------------------------------------------------------- */
+
+static set_channel *channel_of(ms_set *s, uint32_t slot)
+{
+    if (slot >= s->opt.max_channels) {
+        set_fail(s, MS_ERR_LIMIT, slot, 0,
+                 "channel slot %u exceeds max_channels (%u)", slot,
+                 s->opt.max_channels);
+        return NULL;
+    }
+    if (slot >= s->nchans &&
+        ms_grow(ALLOC(s), (void **)&s->chans, sizeof *s->chans, &s->nchans,
+                (size_t)slot + 1) < 0) {
+        set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "channel table");
+        return NULL;
+    }
+    return &s->chans[slot];
+}
+
+static set_device *device_of(ms_set *s, uint32_t handle)
+{
+    uint32_t i;
+    return ms_u32map_get(&s->devmap, handle, &i) ? &s->devs[i] : NULL;
+}
+
+/* The image (device, seq), created on first sight: packets of an image
+ * can arrive on a channel read before the image's home channel. */
+static set_image *image_of(ms_set *s, uint32_t channel, uint64_t off,
+                           uint32_t handle, uint32_t seq)
+{
+    set_device *d = device_of(s, handle);
+    if (!d) {
+        set_fail(s, MS_ERR_DEVICE_UNKNOWN, channel, off,
+                 "device %u was not declared", handle);
+        return NULL;
+    }
+    uint32_t i;
+    if (ms_u32map_get(&d->by_seq, seq, &i))
+        return d->images[i];
+    if (seq >= s->opt.max_images) {
+        set_fail(s, MS_ERR_LIMIT, channel, off,
+                 "device %s: image %u exceeds max_images (%u)", d->idstr, seq,
+                 s->opt.max_images);
+        return NULL;
+    }
+    set_image *im = ms_calloc(ALLOC(s), 1, sizeof *im);
+    if (!im ||
+        ms_grow(ALLOC(s), (void **)&d->images, sizeof *d->images, &d->imgcap,
+                d->nimages + 1) < 0 ||
+        ms_u32map_put(ALLOC(s), &d->by_seq, seq, (uint32_t)d->nimages) < 0) {
+        ms_free(ALLOC(s), im);
+        set_fail(s, MS_ERR_NO_MEMORY, channel, off, "image table");
+        return NULL;
+    }
+    d->images[d->nimages++] = im;
+    im->device = handle;
+    im->seq = seq;
+    return im;
+}
+
+static const char *idstr_of(ms_set *s, uint32_t handle)
+{
+    set_device *d = device_of(s, handle);
+    return d ? d->idstr : "?";
+}
+
+/* ---- channel headers and devices ----------------------------------------- */
+
+static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    set_channel *c = channel_of(s, slot);
+    if (!c)
+        return -1;
+    const ms_stream_info *h = &ev->u.stream;
+    if (c->seen_header)
+        return set_fail(s, MS_ERR_USAGE, slot, 0,
+                        "a second stream header for one channel slot");
+    if (!s->have_first) {
+        if (h->channel_count > s->opt.max_channels)
+            return set_fail(s, MS_ERR_LIMIT, slot, 36,
+                            "channel_count %u exceeds max_channels (%u)",
+                            h->channel_count, s->opt.max_channels);
+        s->slot_of_index =
+            ms_calloc(ALLOC(s), h->channel_count, sizeof *s->slot_of_index);
+        if (!s->slot_of_index)
+            return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "channel index");
+        s->first = *h;
+        s->have_first = 1;
+    } else {
+        if (memcmp(h->uuid, s->first.uuid, 16) != 0)
+            return set_fail(s, MS_ERR_CHANNEL_UUID, slot, 16,
+                            "stream UUID differs from the first channel's: "
+                            "this channel belongs to another migration");
+        if (h->channel_count != s->first.channel_count)
+            return set_fail(s, MS_ERR_CHANNEL_SET, slot, 36,
+                            "channel_count %u, the first channel says %u",
+                            h->channel_count, s->first.channel_count);
+        if (h->version_major != s->first.version_major)
+            return set_fail(s, MS_ERR_CHANNEL_SET, slot, 8,
+                            "format version differs between channels");
+    }
+    if (s->slot_of_index[h->channel_index])
+        return set_fail(s, MS_ERR_CHANNEL_SET, slot, 32,
+                        "channel index %u appears twice", h->channel_index);
+    s->slot_of_index[h->channel_index] = slot + 1;
+    c->seen_header = 1;
+    c->hdr = *h;
+    return 0;
+}
+
+static int same_device(const set_device *d, const ms_device_info *i)
+{
+    return d->instance_id == i->instance_id && d->kind == i->payload_kind &&
+           d->flags == i->flags && d->idstr_len == i->idstr_len &&
+           d->compat_len == i->compat_len &&
+           memcmp(d->idstr, i->idstr, i->idstr_len) == 0 &&
+           (i->compat_len == 0 ||
+            memcmp(d->compat, i->compat, i->compat_len) == 0);
+}
+
+static int observe_device(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    const ms_device_info *i = &ev->u.device;
+    set_device *d = device_of(s, i->handle);
+    if (d) {
+        if (!same_device(d, i))
+            return set_fail(s, MS_ERR_DEVICE_DUPLICATE, slot, ev->offset,
+                            "device %u (%s) is declared differently than in "
+                            "another channel",
+                            i->handle, d->idstr);
+        return 0;
+    }
+    if (s->ndevs >= s->opt.max_devices)
+        return set_fail(s, MS_ERR_LIMIT, slot, ev->offset,
+                        "more than max_devices (%u) devices",
+                        s->opt.max_devices);
+    if (ms_grow(ALLOC(s), (void **)&s->devs, sizeof *s->devs, &s->devcap,
+                s->ndevs + 1) < 0)
+        return set_fail(s, MS_ERR_NO_MEMORY, slot, ev->offset, "devices");
+    d = &s->devs[s->ndevs];
+    memset(d, 0, sizeof *d);
+    d->idstr = ms_alloc(ALLOC(s), i->idstr_len + 1);
+    d->compat = ms_alloc(ALLOC(s), i->compat_len);
+    if (!d->idstr || !d->compat ||
+        ms_u32map_put(ALLOC(s), &s->devmap, i->handle, (uint32_t)s->ndevs) <
+            0) {
+        ms_free(ALLOC(s), d->idstr);
+        ms_free(ALLOC(s), d->compat);
+        return set_fail(s, MS_ERR_NO_MEMORY, slot, ev->offset, "device");
+    }
+    s->ndevs++;
+    memcpy(d->idstr, i->idstr, i->idstr_len);
+    d->idstr[i->idstr_len] = 0;
+    if (i->compat_len)
+        memcpy(d->compat, i->compat, i->compat_len);
+    d->handle = i->handle;
+    d->instance_id = i->instance_id;
+    d->kind = i->payload_kind;
+    d->flags = i->flags;
+    d->idstr_len = i->idstr_len;
+    d->compat_len = i->compat_len;
+    return 0;
+}
+
+/* ---- images -------------------------------------------------------------- */
+
+static int try_assemble(ms_set *s, set_image *im);
+
+static int observe_image_begin(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    const ms_image_info *i = &ev->u.image;
+    set_device *d = device_of(s, i->device);
+    uint32_t index = s->chans[slot].hdr.channel_index;
+    if (d && d->has_home && d->home_index != index)
+        return set_fail(s, MS_ERR_IMAGE_STATE, slot, ev->offset,
+                        "device %s has images on channels %u and %u; all of "
+                        "a device's images use one channel",
+                        d->idstr, d->home_index, index);
+    set_image *im = image_of(s, slot, ev->offset, i->device, i->seq);
+    if (!im)
+        return -1;
+    d = device_of(s, i->device);
+    d->has_home = 1;
+    d->home_index = index;
+    if (im->begun)
+        return set_fail(s, MS_ERR_IMAGE_SEQUENCE, slot, ev->offset,
+                        "device %s: image %u begins twice", d->idstr, i->seq);
+    if (im->has_packets && i->transport != MS_TRANSPORT_PACKETS)
+        return set_fail(s, MS_ERR_PACKET_ORPHAN, im->first_packet_channel,
+                        im->first_packet_offset,
+                        "device %s: packets for image %u, a chunk-mode image",
+                        d->idstr, i->seq);
+    im->begun = 1;
+    im->phase = i->phase;
+    im->transport = i->transport;
+    return 0;
+}
+
+static int observe_image_end(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    const ms_image_info *i = &ev->u.image;
+    set_image *im = image_of(s, slot, ev->offset, i->device, i->seq);
+    if (!im)
+        return -1;
+    im->ended = 1;
+    im->end = *i;
+    im->end_offset = ev->offset;
+    im->end_channel = slot;
+    if (im->transport != MS_TRANSPORT_PACKETS)
+        return 0;
+    const char *name = idstr_of(s, i->device);
+    if (im->config_seen && im->config_idx != i->unit_count)
+        return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                        "device %s image %u: config packet at idx %u, "
+                        "IMAGE_END says %llu data packets",
+                        name, i->seq, im->config_idx,
+                        (unsigned long long)i->unit_count);
+    if (im->max_data_idx_plus1 > i->unit_count)
+        return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                        "device %s image %u: data packet idx %u, IMAGE_END "
+                        "says %llu data packets",
+                        name, i->seq, im->max_data_idx_plus1 - 1,
+                        (unsigned long long)i->unit_count);
+    return try_assemble(s, im);
+}
+
+/* Both the IMAGE_END and the config packet's last byte are in. */
+static int try_assemble(ms_set *s, set_image *im)
+{
+    if (!im->ended || !im->config_done || im->assembled)
+        return 0;
+    const ms_image_info *e = &im->end;
+    const char *name = idstr_of(s, im->device);
+    uint32_t ch = im->end_channel;
+    if (im->length != e->length)
+        return set_fail(s, MS_ERR_IMAGE_LENGTH, ch, im->end_offset,
+                        "device %s image %u: reassembled %llu bytes, "
+                        "IMAGE_END says %llu",
+                        name, im->seq, (unsigned long long)im->length,
+                        (unsigned long long)e->length);
+    if (im->config_length != e->config_length)
+        return set_fail(s, MS_ERR_IMAGE_LENGTH, ch, im->end_offset,
+                        "device %s image %u: config packet of %llu bytes, "
+                        "IMAGE_END says %llu",
+                        name, im->seq, (unsigned long long)im->config_length,
+                        (unsigned long long)e->config_length);
+    if (s->opt.verify_checks) {
+        uint64_t ch_hash = XXH3_64bits_digest(im->hash);
+        if (im->data_hash != e->hash)
+            return set_fail(s, MS_ERR_IMAGE_HASH, ch, im->end_offset,
+                            "device %s image %u: reassembled hash %016llx, "
+                            "IMAGE_END says %016llx",
+                            name, im->seq, (unsigned long long)im->data_hash,
+                            (unsigned long long)e->hash);
+        if (ch_hash != e->config_hash)
+            return set_fail(s, MS_ERR_IMAGE_HASH, ch, im->end_offset,
+                            "device %s image %u: config hash %016llx, "
+                            "IMAGE_END says %016llx",
+                            name, im->seq, (unsigned long long)ch_hash,
+                            (unsigned long long)e->config_hash);
+    }
+    im->assembled = 1;
+    ms_hash_state_free(ALLOC(s), im->hash);
+    im->hash = NULL;
+    ms_event out = {0};
+    out.kind = MS_EV_IMAGE_ASSEMBLED;
+    out.offset = im->end_offset;
+    out.channel = ch;
+    out.u.image = *e;
+    out.u.image.phase = im->phase;
+    out.u.image.transport = MS_TRANSPORT_PACKETS;
+    return push_event(s, &out);
+}
+
+/* ---- packet delivery (in idx order) --------------------------------------- */
+
+static int deliver_start(ms_set *s, set_image *im, int config)
+{
+    if (!im->hash) {
+        if (!(im->hash = ms_hash_state_new(ALLOC(s))))
+            return set_fail(s, MS_ERR_NO_MEMORY, NO_CHANNEL, 0, "hash");
+        XXH3_64bits_reset(im->hash);
+    }
+    if (config) {
+        /* The data is complete: keep its hash, hash the config next. */
+        im->data_hash = XXH3_64bits_digest(im->hash);
+        XXH3_64bits_reset(im->hash);
+    }
+    return 0;
+}
+
+/* Account delivered bytes and make the outgoing DATA event. */
+static void deliver_bytes(ms_set *s, set_image *im, ms_event *out,
+                          uint32_t channel, uint32_t idx, int config,
+                          const uint8_t *p, size_t n, uint64_t offset,
+                          int zero_copy)
+{
+    if (s->opt.verify_checks)
+        XXH3_64bits_update(im->hash, p, n);
+    memset(out, 0, sizeof *out);
+    out->kind = MS_EV_DATA;
+    out->offset = offset;
+    out->length = n;
+    out->channel = channel;
+    ms_data_info *d = &out->u.data;
+    d->data = p;
+    d->size = n;
+    d->device = im->device;
+    d->seq = im->seq;
+    d->phase = im->begun ? im->phase : MS_PHASE_NONE;
+    d->stream_offset = offset;
+    d->zero_copy = zero_copy;
+    d->in_packet = 1;
+    d->packet_idx = idx;
+    d->config = config;
+    d->image_offset = config ? im->config_length : im->length;
+    if (config)
+        im->config_length += n;
+    else
+        im->length += n;
+}
+
+static int add_drain(ms_set *s, set_image *im)
+{
+    uint32_t slot;
+    if (!ms_u32map_get(&im->held, im->next_idx, &slot) ||
+        !im->held_pk[slot]->complete)
+        return 0;
+    for (size_t i = 0; i < s->ndrain; i++)
+        if (s->drain[i] == im)
+            return 0;
+    if (ms_grow(ALLOC(s), (void **)&s->drain, sizeof *s->drain, &s->draincap,
+                s->ndrain + 1) < 0)
+        return set_fail(s, MS_ERR_NO_MEMORY, NO_CHANNEL, 0, "drain list");
+    s->drain[s->ndrain++] = im;
+    return 0;
+}
+
+/* A packet was fully delivered: move on to the next idx. */
+static int deliver_end(ms_set *s, set_image *im, int config)
+{
+    im->next_idx++;
+    if (config) {
+        im->config_done = 1;
+        if (try_assemble(s, im) < 0)
+            return -1;
+    }
+    return add_drain(s, im);
+}
+
+static int mark_seen(ms_set *s, set_image *im, uint32_t slot, uint64_t off,
+                     uint32_t idx)
+{
+    if (idx >= s->opt.max_packets)
+        return set_fail(s, MS_ERR_LIMIT, slot, off,
+                        "packet idx %u exceeds max_packets (%u)", idx,
+                        s->opt.max_packets);
+    size_t byte = idx / 8;
+    if (byte >= im->seen_cap &&
+        ms_grow(ALLOC(s), (void **)&im->seen, 1, &im->seen_cap, byte + 1) < 0)
+        return set_fail(s, MS_ERR_NO_MEMORY, slot, off, "packet bitmap");
+    if (im->seen[byte] & (1u << (idx % 8)))
+        return set_fail(s, MS_ERR_PACKET_DUPLICATE, slot, off,
+                        "device %s image %u: packet idx %u seen twice",
+                        idstr_of(s, im->device), im->seq, idx);
+    im->seen[byte] |= (uint8_t)(1u << (idx % 8));
+    return 0;
+}
+
+static int check_packet_rules(ms_set *s, set_image *im, uint32_t slot,
+                              const ms_event *ev)
+{
+    const ms_packet_info *p = &ev->u.packet;
+    const char *name = idstr_of(s, p->device);
+    if (im->begun && im->transport != MS_TRANSPORT_PACKETS)
+        return set_fail(s, MS_ERR_PACKET_ORPHAN, slot, ev->offset,
+                        "device %s: packet for image %u, a chunk-mode image",
+                        name, p->seq);
+    if (mark_seen(s, im, slot, ev->offset, p->idx) < 0)
+        return -1;
+    if (p->config) {
+        if (im->config_seen)
+            return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                            "device %s image %u: second config packet (idx "
+                            "%u, first at idx %u)",
+                            name, p->seq, p->idx, im->config_idx);
+        if (im->max_data_idx_plus1 > p->idx)
+            return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                            "device %s image %u: config packet idx %u below "
+                            "data packet idx %u",
+                            name, p->seq, p->idx, im->max_data_idx_plus1 - 1);
+        if (im->ended && p->idx != im->end.unit_count)
+            return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                            "device %s image %u: config packet idx %u, "
+                            "IMAGE_END says %llu data packets",
+                            name, p->seq, p->idx,
+                            (unsigned long long)im->end.unit_count);
+        im->config_seen = 1;
+        im->config_idx = p->idx;
+    } else {
+        if (im->config_seen && p->idx > im->config_idx)
+            return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                            "device %s image %u: data packet idx %u above "
+                            "the config packet idx %u",
+                            name, p->seq, p->idx, im->config_idx);
+        if (im->ended && p->idx >= im->end.unit_count)
+            return set_fail(s, MS_ERR_PACKET_CONFIG, slot, ev->offset,
+                            "device %s image %u: data packet idx %u, "
+                            "IMAGE_END says %llu data packets",
+                            name, p->seq, p->idx,
+                            (unsigned long long)im->end.unit_count);
+        if (p->idx + 1 > im->max_data_idx_plus1)
+            im->max_data_idx_plus1 = p->idx + 1;
+    }
+    return 0;
+}
+
+static set_packet *hold_packet(ms_set *s, set_image *im, uint32_t slot,
+                               const ms_event *ev)
+{
+    const ms_packet_info *p = &ev->u.packet;
+    int copy = !s->opt.input_stable;
+    if (copy && s->held_bytes + p->size > s->opt.max_buffered_bytes) {
+        set_fail(s, MS_ERR_LIMIT, slot, ev->offset,
+                 "max_buffered_bytes (%llu) reached: device %s image %u is "
+                 "waiting for packet idx %u while %llu bytes are held",
+                 (unsigned long long)s->opt.max_buffered_bytes,
+                 idstr_of(s, im->device), im->seq, im->next_idx,
+                 (unsigned long long)s->held_bytes);
+        return NULL;
+    }
+    set_packet *pk = ms_calloc(ALLOC(s), 1, sizeof *pk);
+    if (pk && copy && !(pk->copy = ms_alloc(ALLOC(s), (size_t)p->size))) {
+        ms_free(ALLOC(s), pk);
+        pk = NULL;
+    }
+    size_t free_slot = im->held_cap;
+    for (size_t i = 0; pk && i < im->held_cap; i++)
+        if (!im->held_pk[i]) {
+            free_slot = i;
+            break;
+        }
+    if (!pk ||
+        (free_slot == im->held_cap &&
+         ms_grow(ALLOC(s), (void **)&im->held_pk, sizeof *im->held_pk,
+                 &im->held_cap, free_slot + 1) < 0) ||
+        ms_u32map_put(ALLOC(s), &im->held, p->idx, (uint32_t)free_slot) < 0) {
+        free_packet(s, pk);
+        set_fail(s, MS_ERR_NO_MEMORY, slot, ev->offset, "held packet");
+        return NULL;
+    }
+    im->held_pk[free_slot] = pk;
+    pk->idx = p->idx;
+    pk->config = p->config;
+    pk->channel = slot;
+    pk->offset = ev->offset;
+    pk->size = p->size;
+    if (copy)
+        s->held_bytes += p->size;
+    return pk;
+}
+
+static int finish_incoming_packet(ms_set *s, set_channel *c)
+{
+    set_image *im = c->pk_img;
+    int rc = 0;
+    if (c->pk_held) {
+        c->pk_held->complete = 1;
+        if (c->pk_held->idx == im->next_idx)
+            rc = add_drain(s, im);
+    } else {
+        rc = deliver_end(s, im, c->pk_config);
+    }
+    c->pk_img = NULL;
+    c->pk_held = NULL;
+    return rc;
+}
+
+static int observe_packet(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    const ms_packet_info *p = &ev->u.packet;
+    set_channel *c = &s->chans[slot];
+    set_image *im = image_of(s, slot, ev->offset, p->device, p->seq);
+    if (!im)
+        return -1;
+    if (!im->has_packets) {
+        im->has_packets = 1;
+        im->first_packet_offset = ev->offset;
+        im->first_packet_channel = slot;
+    }
+    if (check_packet_rules(s, im, slot, ev) < 0)
+        return -1;
+    c->pk_img = im;
+    c->pk_idx = p->idx;
+    c->pk_config = p->config;
+    c->pk_held = NULL;
+    c->pk_left = p->size;
+    if (p->idx == im->next_idx) {
+        if (deliver_start(s, im, p->config) < 0)
+            return -1;
+    } else if (!(c->pk_held = hold_packet(s, im, slot, ev))) {
+        return -1;
+    }
+    if (p->size == 0)
+        return finish_incoming_packet(s, c);
+    return 0;
+}
+
+static int observe_packet_data(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    set_channel *c = &s->chans[slot];
+    const ms_data_info *d = &ev->u.data;
+    set_image *im = c->pk_img;
+    if (!im || d->size > c->pk_left)
+        return set_fail(s, MS_ERR_USAGE, slot, ev->offset,
+                        "packet data that its packet event did not announce");
+    c->pk_left -= d->size;
+    set_packet *pk = c->pk_held;
+    if (!pk) {
+        ms_event out;
+        deliver_bytes(s, im, &out, slot, c->pk_idx, c->pk_config, d->data,
+                      d->size, d->stream_offset, d->zero_copy);
+        if (push_event(s, &out) < 0)
+            return -1;
+    } else if (pk->copy || !d->zero_copy) {
+        if (!pk->copy) /* stable mode, but these bytes are not the caller's */
+            return set_fail(s, MS_ERR_USAGE, slot, ev->offset,
+                            "input_stable set but packet data is not a view "
+                            "of the input");
+        memcpy(pk->copy + pk->got, d->data, d->size);
+    } else {
+        if (ms_grow(ALLOC(s), (void **)&pk->pieces, sizeof *pk->pieces,
+                    &pk->piececap, pk->npieces + 1) < 0)
+            return set_fail(s, MS_ERR_NO_MEMORY, slot, ev->offset,
+                            "packet pieces");
+        pk->pieces[pk->npieces++] =
+            (set_piece){d->data, d->size, d->stream_offset};
+    }
+    if (pk)
+        pk->got += d->size;
+    return c->pk_left == 0 ? finish_incoming_packet(s, c) : 0;
+}
+
+/* ---- public entry points -------------------------------------------------- */
+
+int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    if (s->err.code)
+        return -1;
+    if (s->qlen || s->ndrain)
+        return set_fail(s, MS_ERR_USAGE, slot, ev->offset,
+                        "observe before ms_set_next returned MS_NEXT_INPUT");
+    set_channel *c = channel_of(s, slot);
+    if (!c)
+        return -1;
+    if (ev->kind != MS_EV_STREAM_HEADER && !c->seen_header)
+        return set_fail(s, MS_ERR_USAGE, slot, ev->offset,
+                        "event before the channel's stream header");
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER: return observe_header(s, slot, ev);
+    case MS_EV_DEVICE: return observe_device(s, slot, ev);
+    case MS_EV_IMAGE_BEGIN: return observe_image_begin(s, slot, ev);
+    case MS_EV_IMAGE_END: return observe_image_end(s, slot, ev);
+    case MS_EV_PACKET: return observe_packet(s, slot, ev);
+    case MS_EV_DATA:
+        return ev->u.data.in_packet ? observe_packet_data(s, slot, ev) : 0;
+    default: return 0;
+    }
+}
+
+int ms_set_channel_done(ms_set *s, uint32_t slot)
+{
+    if (s->err.code)
+        return -1;
+    set_channel *c = channel_of(s, slot);
+    if (!c)
+        return -1;
+    if (!c->seen_header)
+        return set_fail(s, MS_ERR_USAGE, slot, 0,
+                        "channel done before its stream header");
+    c->done = 1;
+    return 0;
+}
+
+/* Emit the next piece of the held packet at im->next_idx. */
+static int drain_one(ms_set *s, ms_event *ev)
+{
+    set_image *im = s->drain[s->ndrain - 1];
+    uint32_t slot;
+    if (!ms_u32map_get(&im->held, im->next_idx, &slot)) {
+        s->ndrain--;
+        return 0;
+    }
+    set_packet *pk = im->held_pk[slot];
+    if (pk->emitted == 0 && deliver_start(s, im, pk->config) < 0)
+        return -1;
+    int last;
+    if (pk->copy || pk->npieces == 0) {
+        deliver_bytes(s, im, ev, pk->channel, pk->idx, pk->config, pk->copy,
+                      (size_t)pk->size, pk->offset, 0);
+        last = 1;
+    } else {
+        set_piece *pc = &pk->pieces[pk->emitted];
+        deliver_bytes(s, im, ev, pk->channel, pk->idx, pk->config, pc->p,
+                      pc->n, pc->offset, 1);
+        last = pk->emitted + 1 == pk->npieces;
+    }
+    pk->emitted++;
+    if (!last)
+        return 1;
+    /* The event's bytes stay valid until the next call: free the packet's
+     * memory then, by parking it as the last drained packet. */
+    ms_u32map_del(&im->held, pk->idx);
+    im->held_pk[slot] = NULL;
+    if (pk->copy)
+        s->held_bytes -= pk->size;
+    s->ndrain--;
+    ms_free(ALLOC(s), s->drained_last_copy);
+    s->drained_last_copy = pk->copy;
+    pk->copy = NULL;
+    free_packet(s, pk);
+    if (deliver_end(s, im, ev->u.data.config) < 0)
+        return -1;
+    return 1;
+}
+
+int ms_set_next(ms_set *s, ms_event *ev)
+{
+    if (s->err.code)
+        return MS_NEXT_ERROR;
+    for (;;) {
+        if (s->qlen) {
+            *ev = s->queue[s->qhead];
+            s->qhead = (s->qhead + 1) % QUEUE_CAP;
+            s->qlen--;
+            return MS_NEXT_EVENT;
+        }
+        if (!s->ndrain) {
+            ms_free(ALLOC(s), s->drained_last_copy);
+            s->drained_last_copy = NULL;
+            return MS_NEXT_INPUT;
+        }
+        int rc = drain_one(s, ev);
+        if (rc < 0)
+            return MS_NEXT_ERROR;
+        if (rc > 0)
+            return MS_NEXT_EVENT;
+    }
+}
+
+int ms_set_finish(ms_set *s)
+{
+    if (s->err.code)
+        return -1;
+    if (!s->have_first)
+        return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
+                        "no channel stream was read");
+    for (size_t slot = 0; slot < s->nchans; slot++) {
+        set_channel *c = &s->chans[slot];
+        if (c->seen_header && !c->done)
+            return set_fail(s, MS_ERR_CHANNEL_SET, (uint32_t)slot, 0,
+                            "channel %u did not end cleanly",
+                            c->hdr.channel_index);
+    }
+    uint32_t count = s->first.channel_count, missing = 0, first_missing = 0;
+    for (uint32_t i = 0; i < count; i++)
+        if (!s->slot_of_index[i] && missing++ == 0)
+            first_missing = i;
+    if (missing)
+        return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
+                        "%u of %u channels missing (first missing: channel "
+                        "%u); the migration cannot be checked whole",
+                        missing, count, first_missing);
+    for (size_t i = 0; i < s->ndevs; i++) {
+        set_device *d = &s->devs[i];
+        for (size_t j = 0; j < d->nimages; j++) {
+            set_image *im = d->images[j];
+            if (!im->has_packets && im->transport != MS_TRANSPORT_PACKETS)
+                continue;
+            if (!im->begun)
+                return set_fail(s, MS_ERR_PACKET_ORPHAN,
+                                im->first_packet_channel,
+                                im->first_packet_offset,
+                                "device %s: packets for image %u, which never "
+                                "began",
+                                d->idstr, im->seq);
+            if (!im->ended)
+                return set_fail(s, MS_ERR_IMAGE_STATE, NO_CHANNEL, 0,
+                                "device %s: image %u never ended", d->idstr,
+                                im->seq);
+            if (im->assembled)
+                continue;
+            if (im->next_idx < im->end.unit_count || !im->config_seen ||
+                im->next_idx < im->config_idx)
+                return set_fail(s, MS_ERR_PACKET_MISSING, im->end_channel,
+                                im->end_offset,
+                                "device %s image %u: packet idx %u never "
+                                "arrived (%u of %llu data packets in order)",
+                                d->idstr, im->seq, im->next_idx,
+                                im->next_idx < im->end.unit_count
+                                    ? im->next_idx
+                                    : (uint32_t)im->end.unit_count,
+                                (unsigned long long)im->end.unit_count);
+            return set_fail(s, MS_ERR_PACKET_CONFIG, im->end_channel,
+                            im->end_offset,
+                            "device %s image %u: no config packet", d->idstr,
+                            im->seq);
+        }
+    }
+    return 0;
+}

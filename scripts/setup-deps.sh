@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install the Debian packages migstream needs to build, test and fuzz.
+#
+#   scripts/setup-deps.sh        # silent when everything is installed
+#
+# As root it installs what is missing (apt-get, non-interactive, no stdin
+# needed); otherwise it prints the command to run and exits 1.  Idempotent.
+# Set MIGSTREAM_SKIP_DEPS=1 to skip the check (e.g. on a non-Debian system
+# where the equivalents are installed by other means).
+set -euo pipefail
+
+packages=(
+    build-essential  # gcc, make, libc headers
+    cmake            # build system (>= 3.25)
+    pkg-config       # finds the libraries below
+    zlib1g-dev       # zlib: chunk compression
+    libxxhash-dev    # XXH3 check values
+    libcmocka-dev    # unit tests
+    clang            # libFuzzer harnesses, second compiler
+    libclang-rt-14-dev # libFuzzer, ASan and UBSan runtimes for clang 14
+)
+
+if [[ "${MIGSTREAM_SKIP_DEPS:-0}" == 1 ]]; then
+    exit 0
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "setup-deps: not a Debian system; make sure these (or equivalents) are" \
+         "installed: ${packages[*]}" >&2
+    exit 0
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != ii* ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+
+if [[ "$(id -u)" -ne 0 ]]; then
+    echo "setup-deps: missing Debian packages: ${missing[*]}" >&2
+    echo "setup-deps: install them with:" >&2
+    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "setup-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update </dev/null
+apt-get install -y --no-install-recommends "${missing[@]}" </dev/null

@@ -1,0 +1,1170 @@
+/* Shared test helpers: an independent hand builder of migstream v1 streams
+ * (from spec/migstream.md only) and drivers for reader, set and writer. */
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#include <zlib.h>
+
+/* ---- small utilities ---------------------------------------------------- */
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fprintf(stderr, "test_util: out of memory\n");
+        abort();
+    }
+    return q;
+}
+
+void tb_buf_init(tb_buf *b) { memset(b, 0, sizeof *b); }
+
+void tb_buf_free(tb_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+void tb_buf_reset(tb_buf *b) { b->len = 0; }
+
+static void buf_reserve(tb_buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t ncap = b->cap ? b->cap : 64;
+    while (ncap < b->len + extra)
+        ncap *= 2;
+    b->p = xrealloc(b->p, ncap);
+    b->cap = ncap;
+}
+
+void tb_put(tb_buf *b, const void *data, size_t len)
+{
+    buf_reserve(b, len);
+    if (len)
+        memcpy(b->p + b->len, data, len);
+    b->len += len;
+}
+
+void tb_put_u8(tb_buf *b, uint8_t v) { tb_put(b, &v, 1); }
+
+void tb_put_le16(tb_buf *b, uint16_t v)
+{
+    uint8_t t[2];
+    tb_set_le16(t, v);
+    tb_put(b, t, 2);
+}
+
+void tb_put_le32(tb_buf *b, uint32_t v)
+{
+    uint8_t t[4];
+    tb_set_le32(t, v);
+    tb_put(b, t, 4);
+}
+
+void tb_put_le64(tb_buf *b, uint64_t v)
+{
+    uint8_t t[8];
+    tb_set_le64(t, v);
+    tb_put(b, t, 8);
+}
+
+void tb_put_zeros(tb_buf *b, size_t n)
+{
+    buf_reserve(b, n);
+    memset(b->p + b->len, 0, n);
+    b->len += n;
+}
+
+void tb_buf_copy(tb_buf *dst, const tb_buf *src)
+{
+    dst->len = 0;
+    tb_put(dst, src->p, src->len);
+}
+
+uint32_t tb_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+uint64_t tb_le64(const uint8_t *p)
+{
+    return (uint64_t)tb_le32(p) | ((uint64_t)tb_le32(p + 4) << 32);
+}
+
+void tb_set_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+void tb_set_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void tb_set_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint64_t tb_hash(const void *data, size_t len)
+{
+    return XXH3_64bits_withSeed(data, len, 0);
+}
+
+uint64_t tb_hash_seed(const void *data, size_t len, uint64_t seed)
+{
+    return XXH3_64bits_withSeed(data, len, seed);
+}
+
+uint64_t tb_rand(uint64_t *state)
+{
+    uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+void tb_fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(tb_rand(&st) >> 56);
+}
+
+void tb_fill_compressible(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 7;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t v = (uint8_t)(tb_rand(&st) >> 60); /* 16 values */
+        size_t run = 4 + (size_t)(tb_rand(&st) % 29);
+        for (size_t k = 0; k < run && i < n; k++)
+            p[i++] = v;
+    }
+}
+
+/* ---- builder ------------------------------------------------------------ */
+const uint8_t tb_magic[8] = {0x8D, 'M', 'I', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+const uint8_t tb_uuid_a[16] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+                               0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xF0, 0x01};
+const uint8_t tb_uuid_b[16] = {0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6, 0x07, 0x18,
+                               0x29, 0x3A, 0x4B, 0x5C, 0x6D, 0x7E, 0x8F, 0x90};
+
+void tb_stream_init(tb_stream *s) { memset(s, 0, sizeof *s); }
+
+void tb_stream_free(tb_stream *s)
+{
+    tb_buf_free(&s->b);
+    memset(s, 0, sizeof *s);
+}
+
+void tb_header_ex(tb_stream *s, const uint8_t magic[8], uint16_t major,
+                  uint16_t minor, uint32_t header_flags,
+                  const uint8_t uuid[16], uint32_t index, uint32_t count,
+                  uint64_t created_ns, uint64_t reserved)
+{
+    uint8_t h[64];
+    memcpy(h, magic, 8);
+    tb_set_le16(h + 8, major);
+    tb_set_le16(h + 10, minor);
+    tb_set_le32(h + 12, header_flags);
+    memcpy(h + 16, uuid, 16);
+    tb_set_le32(h + 32, index);
+    tb_set_le32(h + 36, count);
+    tb_set_le64(h + 40, created_ns);
+    tb_set_le64(h + 48, reserved);
+    uint64_t check = XXH3_64bits_withSeed(h, 56, 0);
+    tb_set_le64(h + 56, check);
+    tb_put(&s->b, h, 64);
+    s->chain = check;
+}
+
+void tb_header(tb_stream *s, const uint8_t uuid[16], uint32_t index,
+               uint32_t count)
+{
+    tb_header_ex(s, tb_magic, 1, 0, 0, uuid, index, count, 0, 0);
+}
+
+void tb_header_refresh(tb_stream *s)
+{
+    uint64_t check = XXH3_64bits_withSeed(s->b.p, 56, 0);
+    tb_set_le64(s->b.p + 56, check);
+    s->chain = check;
+}
+
+size_t tb_record(tb_stream *s, uint32_t flags, uint32_t tag,
+                 const void *payload, size_t len)
+{
+    uint8_t h[24];
+    size_t off = s->b.len;
+    tb_set_le64(h, (uint64_t)len);
+    tb_set_le32(h + 8, flags);
+    tb_set_le32(h + 12, tag);
+    uint64_t hcheck = XXH3_64bits_withSeed(h, 16, s->chain);
+    tb_set_le64(h + 16, hcheck);
+    uint64_t pcheck = XXH3_64bits_withSeed(payload, len, hcheck);
+    tb_put(&s->b, h, 24);
+    tb_put(&s->b, payload, len);
+    tb_put_le64(&s->b, pcheck);
+    s->chain = pcheck;
+    s->last_off = off;
+    s->last_len = s->b.len - off;
+
+    s->record_count++;
+    const uint8_t *pl = payload;
+    switch (tag) {
+    case 0x0001: s->device_count++; break;
+    case 0x0003:
+        if (len >= 16)
+            s->image_bytes += tb_le32(pl + 12);
+        break;
+    case 0x0004: s->image_count++; break;
+    case 0x0005: s->packet_count++; break;
+    default: break;
+    }
+    return off;
+}
+
+void tbp_device(tb_buf *p, uint32_t handle, uint32_t instance_id,
+                uint32_t kind, uint32_t flags, const void *idstr,
+                uint32_t idstr_len, const void *compat, uint32_t compat_len)
+{
+    tb_put_le32(p, handle);
+    tb_put_le32(p, instance_id);
+    tb_put_le32(p, kind);
+    tb_put_le32(p, flags);
+    tb_put_le32(p, idstr_len);
+    tb_put_le32(p, compat_len);
+    tb_put(p, idstr, idstr_len);
+    tb_put(p, compat, compat_len);
+}
+
+void tbp_image_begin(tb_buf *p, uint32_t device, uint32_t seq, uint8_t phase,
+                     uint8_t transport, uint32_t flags, uint64_t ts)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, seq);
+    tb_put_u8(p, phase);
+    tb_put_u8(p, transport);
+    tb_put_le16(p, 0);
+    tb_put_le32(p, flags);
+    tb_put_le64(p, ts);
+    tb_put_le64(p, 0);
+}
+
+void tbp_chunk(tb_buf *p, uint32_t device, uint32_t seq, uint8_t compression,
+               uint32_t raw_len, const void *stored, size_t stored_len)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, seq);
+    tb_put_u8(p, compression);
+    tb_put_zeros(p, 3);
+    tb_put_le32(p, raw_len);
+    tb_put(p, stored, stored_len);
+}
+
+void tbp_image_end(tb_buf *p, uint32_t device, uint32_t seq, uint64_t length,
+                   uint64_t hash, uint64_t unit_count, uint64_t ts,
+                   uint64_t config_length, uint64_t config_hash)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, seq);
+    tb_put_le64(p, length);
+    tb_put_le64(p, hash);
+    tb_put_le64(p, unit_count);
+    tb_put_le64(p, ts);
+    tb_put_le64(p, config_length);
+    tb_put_le64(p, config_hash);
+}
+
+void tbp_packet(tb_buf *p, uint32_t device, uint32_t seq, uint32_t idx,
+                uint32_t flags, const void *data, size_t len)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, seq);
+    tb_put_le32(p, idx);
+    tb_put_le32(p, flags);
+    tb_put_le64(p, 0);
+    tb_put(p, data, len);
+}
+
+void tbp_precopy_info(tb_buf *p, uint32_t device, uint32_t flags,
+                      uint64_t initial, uint64_t dirty, uint64_t ts)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, flags);
+    tb_put_le64(p, initial);
+    tb_put_le64(p, dirty);
+    tb_put_le64(p, ts);
+}
+
+void tbp_state_change(tb_buf *p, uint32_t device, uint32_t from, uint32_t to,
+                      uint64_t ts)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, from);
+    tb_put_le32(p, to);
+    tb_put_le32(p, 0);
+    tb_put_le64(p, ts);
+}
+
+void tbp_stop_copy_size(tb_buf *p, uint32_t device, uint64_t bytes,
+                        uint64_t ts)
+{
+    tb_put_le32(p, device);
+    tb_put_le32(p, 0);
+    tb_put_le64(p, bytes);
+    tb_put_le64(p, ts);
+}
+
+void tbp_end(tb_buf *p, uint64_t record_count, uint64_t stream_bytes,
+             uint64_t image_bytes, uint64_t packet_count,
+             uint32_t device_count, uint32_t image_count, uint64_t ts)
+{
+    tb_put_le64(p, record_count);
+    tb_put_le64(p, stream_bytes);
+    tb_put_le64(p, image_bytes);
+    tb_put_le64(p, packet_count);
+    tb_put_le32(p, device_count);
+    tb_put_le32(p, image_count);
+    tb_put_le64(p, ts);
+}
+
+/* Append a record whose payload sits in a temporary buffer. */
+static size_t rec_from(tb_stream *s, uint32_t flags, uint32_t tag, tb_buf *p)
+{
+    size_t off = tb_record(s, flags, tag, p->p, p->len);
+    tb_buf_free(p);
+    return off;
+}
+
+size_t tb_device_ex(tb_stream *s, uint32_t handle, uint32_t instance_id,
+                    uint32_t kind, const char *idstr, const void *compat,
+                    uint32_t compat_len)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_device(&p, handle, instance_id, kind, 0, idstr,
+               (uint32_t)strlen(idstr), compat, compat_len);
+    return rec_from(s, 0, 0x0001, &p);
+}
+
+size_t tb_device(tb_stream *s, uint32_t handle, const char *idstr,
+                 uint32_t kind)
+{
+    return tb_device_ex(s, handle, 0, kind, idstr, NULL, 0);
+}
+
+size_t tb_image_begin(tb_stream *s, uint32_t device, uint32_t seq,
+                      uint8_t phase, uint8_t transport, uint32_t flags,
+                      uint64_t ts)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_image_begin(&p, device, seq, phase, transport, flags, ts);
+    return rec_from(s, 0, 0x0002, &p);
+}
+
+static void zlib_compress(const void *data, size_t len, tb_buf *out)
+{
+    uLongf bound = compressBound((uLong)len);
+    tb_buf_reset(out);
+    buf_reserve(out, bound);
+    if (compress2(out->p, &bound, data, (uLong)len, 6) != Z_OK) {
+        fprintf(stderr, "test_util: compress2 failed\n");
+        abort();
+    }
+    out->len = bound;
+}
+
+size_t tb_chunk(tb_stream *s, uint32_t device, uint32_t seq,
+                uint8_t compression, const void *data, size_t len)
+{
+    tb_buf p, z;
+    tb_buf_init(&p);
+    tb_buf_init(&z);
+    if (compression == 1) {
+        zlib_compress(data, len, &z);
+        tbp_chunk(&p, device, seq, 1, (uint32_t)len, z.p, z.len);
+    } else {
+        tbp_chunk(&p, device, seq, compression, (uint32_t)len, data, len);
+    }
+    tb_buf_free(&z);
+    return rec_from(s, 0, 0x0003, &p);
+}
+
+size_t tb_chunk_zlib_rawlen(tb_stream *s, uint32_t device, uint32_t seq,
+                            const void *data, size_t len, uint32_t raw_len)
+{
+    tb_buf p, z;
+    tb_buf_init(&p);
+    tb_buf_init(&z);
+    zlib_compress(data, len, &z);
+    tbp_chunk(&p, device, seq, 1, raw_len, z.p, z.len);
+    tb_buf_free(&z);
+    return rec_from(s, 0, 0x0003, &p);
+}
+
+size_t tb_image_end(tb_stream *s, uint32_t device, uint32_t seq,
+                    uint64_t length, uint64_t hash, uint64_t unit_count,
+                    uint64_t ts, uint64_t config_length,
+                    uint64_t config_hash)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_image_end(&p, device, seq, length, hash, unit_count, ts,
+                  config_length, config_hash);
+    return rec_from(s, 0, 0x0004, &p);
+}
+
+size_t tb_packet(tb_stream *s, uint32_t device, uint32_t seq, uint32_t idx,
+                 uint32_t flags, const void *data, size_t len)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_packet(&p, device, seq, idx, flags, data, len);
+    return rec_from(s, 0, 0x0005, &p);
+}
+
+size_t tb_precopy_info(tb_stream *s, uint32_t device, uint32_t flags,
+                       uint64_t initial, uint64_t dirty, uint64_t ts)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_precopy_info(&p, device, flags, initial, dirty, ts);
+    return rec_from(s, 1, 0x0010, &p);
+}
+
+size_t tb_state_change(tb_stream *s, uint32_t device, uint32_t from,
+                       uint32_t to, uint64_t ts)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_state_change(&p, device, from, to, ts);
+    return rec_from(s, 1, 0x0011, &p);
+}
+
+size_t tb_stop_copy_size(tb_stream *s, uint32_t device, uint64_t bytes,
+                         uint64_t ts)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_stop_copy_size(&p, device, bytes, ts);
+    return rec_from(s, 1, 0x0012, &p);
+}
+
+size_t tb_end(tb_stream *s, uint64_t record_count, uint64_t stream_bytes,
+              uint64_t image_bytes, uint64_t packet_count,
+              uint32_t device_count, uint32_t image_count, uint64_t ts)
+{
+    tb_buf p;
+    tb_buf_init(&p);
+    tbp_end(&p, record_count, stream_bytes, image_bytes, packet_count,
+            device_count, image_count, ts);
+    return rec_from(s, 0, 0x00FF, &p);
+}
+
+size_t tb_end_auto(tb_stream *s, uint64_t ts)
+{
+    return tb_end(s, s->record_count, s->b.len, s->image_bytes,
+                  s->packet_count, s->device_count, s->image_count, ts);
+}
+
+void tb_chunk_image(tb_stream *s, uint32_t device, uint32_t seq,
+                    uint8_t phase, const void *data, size_t len,
+                    size_t chunk_size, uint8_t compression)
+{
+    const uint8_t *d = data;
+    uint64_t units = 0;
+    tb_image_begin(s, device, seq, phase, 0, 0, 1000 + seq);
+    for (size_t off = 0; off < len; off += chunk_size) {
+        size_t n = len - off < chunk_size ? len - off : chunk_size;
+        tb_chunk(s, device, seq, compression, d + off, n);
+        units++;
+    }
+    tb_image_end(s, device, seq, len, tb_hash(data, len), units, 2000 + seq,
+                 0, 0);
+}
+
+/* ---- results ------------------------------------------------------------ */
+void tb_result_free(tb_result *r)
+{
+    for (size_t i = 0; i < r->n_events; i++) {
+        if (r->events[i].kind == MS_EV_DEVICE) {
+            free((void *)r->events[i].u.device.idstr);
+            free((void *)r->events[i].u.device.compat);
+        }
+    }
+    free(r->events);
+    for (size_t i = 0; i < r->n_images; i++) {
+        tb_buf_free(&r->images[i].data);
+        tb_buf_free(&r->images[i].pkt);
+        tb_buf_free(&r->images[i].config);
+    }
+    free(r->images);
+    memset(r, 0, sizeof *r);
+}
+
+tb_image *tb_result_image(tb_result *r, uint32_t device, uint32_t seq)
+{
+    for (size_t i = 0; i < r->n_images; i++)
+        if (r->images[i].device == device && r->images[i].seq == seq)
+            return &r->images[i];
+    return NULL;
+}
+
+static tb_image *image_get(tb_result *r, uint32_t device, uint32_t seq)
+{
+    tb_image *im = tb_result_image(r, device, seq);
+    if (im)
+        return im;
+    if (r->n_images == r->cap_images) {
+        r->cap_images = r->cap_images ? 2 * r->cap_images : 8;
+        r->images = xrealloc(r->images, r->cap_images * sizeof *r->images);
+    }
+    im = &r->images[r->n_images++];
+    memset(im, 0, sizeof *im);
+    im->device = device;
+    im->seq = seq;
+    return im;
+}
+
+size_t tb_result_count(const tb_result *r, ms_event_kind kind)
+{
+    size_t n = 0;
+    if (kind == MS_EV_DATA)
+        return r->n_data_events;
+    for (size_t i = 0; i < r->n_events; i++)
+        if (r->events[i].kind == kind)
+            n++;
+    return n;
+}
+
+const ms_event *tb_result_find(const tb_result *r, ms_event_kind kind,
+                               size_t nth)
+{
+    for (size_t i = 0; i < r->n_events; i++)
+        if (r->events[i].kind == kind && nth-- == 0)
+            return &r->events[i];
+    return NULL;
+}
+
+static void *dup_bytes(const void *p, size_t n, int nul)
+{
+    uint8_t *q = xrealloc(NULL, n + 1);
+    if (n && p)
+        memcpy(q, p, n);
+    if (nul)
+        q[n] = 0;
+    return q;
+}
+
+/* from_set: the event came from ms_set_next. */
+static void collect(tb_result *r, const ms_event *ev, int from_set,
+                    uint32_t slot)
+{
+    if (ev->kind == MS_EV_DATA) {
+        const ms_data_info *d = &ev->u.data;
+        tb_image *im = image_get(r, d->device, d->seq);
+        r->n_data_events++;
+        if (from_set) {
+            tb_put(d->config ? &im->config : &im->data, d->data, d->size);
+        } else {
+            if (!d->zero_copy)
+                r->all_data_zero_copy = 0;
+            tb_put(d->in_packet ? &im->pkt : &im->data, d->data, d->size);
+        }
+        return;
+    }
+    if (r->n_events == r->cap_events) {
+        r->cap_events = r->cap_events ? 2 * r->cap_events : 32;
+        r->events = xrealloc(r->events, r->cap_events * sizeof *r->events);
+    }
+    ms_event *e = &r->events[r->n_events++];
+    *e = *ev;
+    if (!from_set)
+        e->channel = slot;
+    if (ev->kind == MS_EV_DEVICE) {
+        e->u.device.idstr = dup_bytes(ev->u.device.idstr,
+                                      ev->u.device.idstr_len, 1);
+        e->u.device.compat = dup_bytes(ev->u.device.compat,
+                                       ev->u.device.compat_len, 0);
+    }
+    if (ev->kind == MS_EV_IMAGE_END) {
+        tb_image *im = image_get(r, ev->u.image.device, ev->u.image.seq);
+        im->ended = 1;
+        im->end = ev->u.image;
+    }
+    if (ev->kind == MS_EV_IMAGE_ASSEMBLED) {
+        tb_image *im = image_get(r, ev->u.image.device, ev->u.image.seq);
+        im->assembled = 1;
+        im->asm_info = ev->u.image;
+    }
+}
+
+/* ---- reader driver ------------------------------------------------------ */
+static int read_impl(const uint8_t *p, size_t len, const ms_options *opt,
+                     size_t slice, uint64_t seed, size_t max_slice,
+                     tb_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->all_data_zero_copy = 1;
+    ms_reader *r = ms_reader_create(opt);
+    if (!r) {
+        res->rc = -1;
+        res->err.code = MS_ERR_NO_MEMORY;
+        snprintf(res->err.detail, sizeof res->err.detail,
+                 "ms_reader_create returned NULL");
+        return -1;
+    }
+    int stable = opt && opt->input_stable;
+    uint64_t st = seed;
+    size_t pos = 0;
+    int failed = 0;
+    while (pos < len && !failed) {
+        size_t n;
+        if (seed)
+            n = 1 + (size_t)(tb_rand(&st) % max_slice);
+        else
+            n = slice ? slice : len;
+        if (n > len - pos)
+            n = len - pos;
+        uint8_t *copy = NULL;
+        const uint8_t *sl = p + pos;
+        if (!stable) {
+            copy = xrealloc(NULL, n);
+            memcpy(copy, p + pos, n);
+            sl = copy;
+        }
+        if (ms_reader_input(r, sl, n) != 0) {
+            failed = 1;
+        } else {
+            for (;;) {
+                ms_event ev;
+                int k = ms_reader_next(r, &ev);
+                if (k == MS_NEXT_EVENT) {
+                    collect(res, &ev, 0, 0);
+                    continue;
+                }
+                if (k != MS_NEXT_INPUT)
+                    failed = 1;
+                break;
+            }
+        }
+        if (copy) {
+            memset(copy, 0xA5, n); /* the reader must not keep it */
+            free(copy);
+        }
+        pos += n;
+        res->bytes_fed = pos;
+    }
+    if (!failed && ms_reader_finish(r) != 0) {
+        failed = 1;
+        res->failed_in_finish = 1;
+    }
+    if (failed) {
+        const ms_error_info *e = ms_reader_error(r);
+        if (e)
+            res->err = *e;
+        if (res->err.code == MS_ERR_OK) {
+            res->err.code = MS_ERR_USAGE;
+            snprintf(res->err.detail, sizeof res->err.detail,
+                     "(test) reader failed but reports no error");
+        }
+    }
+    ms_reader_free(r);
+    res->rc = failed ? -1 : 0;
+    return res->rc;
+}
+
+int tb_read(const uint8_t *p, size_t len, const ms_options *opt, size_t slice,
+            tb_result *res)
+{
+    return read_impl(p, len, opt, slice, 0, 0, res);
+}
+
+int tb_read_all(const uint8_t *p, size_t len, const ms_options *opt,
+                tb_result *res)
+{
+    return read_impl(p, len, opt, 0, 0, 0, res);
+}
+
+int tb_read_bytewise(const uint8_t *p, size_t len, const ms_options *opt,
+                     tb_result *res)
+{
+    return read_impl(p, len, opt, 1, 0, 0, res);
+}
+
+int tb_read_random(const uint8_t *p, size_t len, const ms_options *opt,
+                   uint64_t seed, size_t max_slice, tb_result *res)
+{
+    return read_impl(p, len, opt, 0, seed ? seed : 1,
+                     max_slice ? max_slice : 1, res);
+}
+
+int tb_verify(const uint8_t *p, size_t len, const ms_options *opt,
+              ms_error_info *err)
+{
+    tb_result res;
+    int rc = tb_read_all(p, len, opt, &res);
+    if (err)
+        *err = res.err;
+    tb_result_free(&res);
+    return rc;
+}
+
+#define WHY(...)                                                              \
+    do {                                                                      \
+        if (why)                                                              \
+            snprintf(why, why_len, __VA_ARGS__);                              \
+        return 0;                                                             \
+    } while (0)
+
+static int event_equal(const ms_event *a, const ms_event *b, char *why,
+                       size_t why_len, size_t i)
+{
+    if (a->kind != b->kind)
+        WHY("event %zu: kind %s vs %s", i, ms_event_kind_name(a->kind),
+            ms_event_kind_name(b->kind));
+    if (a->offset != b->offset || a->length != b->length)
+        WHY("event %zu (%s): offset/length %llu/%llu vs %llu/%llu", i,
+            ms_event_kind_name(a->kind), (unsigned long long)a->offset,
+            (unsigned long long)a->length, (unsigned long long)b->offset,
+            (unsigned long long)b->length);
+    int same = 1;
+    switch (a->kind) {
+    case MS_EV_STREAM_HEADER: {
+        const ms_stream_info *x = &a->u.stream, *y = &b->u.stream;
+        same = x->format == y->format && x->version_major == y->version_major &&
+               x->version_minor == y->version_minor &&
+               memcmp(x->uuid, y->uuid, 16) == 0 &&
+               x->channel_index == y->channel_index &&
+               x->channel_count == y->channel_count &&
+               x->created_ns == y->created_ns &&
+               x->header_check == y->header_check;
+        break;
+    }
+    case MS_EV_RECORD: {
+        const ms_record_info *x = &a->u.record, *y = &b->u.record;
+        same = x->tag == y->tag && x->flags == y->flags &&
+               x->size == y->size && x->known == y->known;
+        break;
+    }
+    case MS_EV_DEVICE: {
+        const ms_device_info *x = &a->u.device, *y = &b->u.device;
+        same = x->handle == y->handle && x->instance_id == y->instance_id &&
+               x->payload_kind == y->payload_kind && x->flags == y->flags &&
+               x->idstr_len == y->idstr_len &&
+               x->compat_len == y->compat_len &&
+               memcmp(x->idstr, y->idstr, x->idstr_len) == 0 &&
+               (x->compat_len == 0 ||
+                memcmp(x->compat, y->compat, x->compat_len) == 0);
+        break;
+    }
+    case MS_EV_IMAGE_BEGIN:
+    case MS_EV_IMAGE_END:
+    case MS_EV_IMAGE_ASSEMBLED: {
+        const ms_image_info *x = &a->u.image, *y = &b->u.image;
+        same = x->device == y->device && x->seq == y->seq &&
+               x->phase == y->phase && x->transport == y->transport &&
+               x->flags == y->flags && x->timestamp_ns == y->timestamp_ns &&
+               x->length == y->length && x->hash == y->hash &&
+               x->unit_count == y->unit_count &&
+               x->config_length == y->config_length &&
+               x->config_hash == y->config_hash;
+        break;
+    }
+    case MS_EV_CHUNK: {
+        const ms_chunk_info *x = &a->u.chunk, *y = &b->u.chunk;
+        same = x->device == y->device && x->seq == y->seq &&
+               x->compression == y->compression && x->raw_len == y->raw_len &&
+               x->stored_len == y->stored_len &&
+               x->image_offset == y->image_offset;
+        break;
+    }
+    case MS_EV_PACKET: {
+        const ms_packet_info *x = &a->u.packet, *y = &b->u.packet;
+        same = x->device == y->device && x->seq == y->seq &&
+               x->idx == y->idx && x->flags == y->flags &&
+               x->size == y->size && x->config == y->config;
+        break;
+    }
+    case MS_EV_PRECOPY_INFO: {
+        const ms_precopy_info *x = &a->u.precopy, *y = &b->u.precopy;
+        same = x->device == y->device && x->flags == y->flags &&
+               x->initial_bytes == y->initial_bytes &&
+               x->dirty_bytes == y->dirty_bytes &&
+               x->timestamp_ns == y->timestamp_ns;
+        break;
+    }
+    case MS_EV_STATE_CHANGE: {
+        const ms_state_info *x = &a->u.state, *y = &b->u.state;
+        same = x->device == y->device && x->from == y->from &&
+               x->to == y->to && x->timestamp_ns == y->timestamp_ns;
+        break;
+    }
+    case MS_EV_STOP_COPY_SIZE: {
+        const ms_stop_copy_info *x = &a->u.stop_copy, *y = &b->u.stop_copy;
+        same = x->device == y->device && x->bytes == y->bytes &&
+               x->timestamp_ns == y->timestamp_ns;
+        break;
+    }
+    case MS_EV_END: {
+        const ms_end_info *x = &a->u.end, *y = &b->u.end;
+        same = x->record_count == y->record_count &&
+               x->stream_bytes == y->stream_bytes &&
+               x->image_bytes == y->image_bytes &&
+               x->packet_count == y->packet_count &&
+               x->device_count == y->device_count &&
+               x->image_count == y->image_count &&
+               x->timestamp_ns == y->timestamp_ns &&
+               x->final_check == y->final_check;
+        break;
+    }
+    default: break;
+    }
+    if (!same)
+        WHY("event %zu (%s at %llu): fields differ", i,
+            ms_event_kind_name(a->kind), (unsigned long long)a->offset);
+    return 1;
+}
+
+int tb_events_equal(const tb_result *a, const tb_result *b, char *why,
+                    size_t why_len)
+{
+    if (why && why_len)
+        why[0] = 0;
+    if (a->rc != b->rc)
+        WHY("rc %d vs %d", a->rc, b->rc);
+    if (a->rc != 0 && (a->err.code != b->err.code ||
+                       a->err.offset != b->err.offset))
+        WHY("error %s@%llu vs %s@%llu", ms_error_name(a->err.code),
+            (unsigned long long)a->err.offset, ms_error_name(b->err.code),
+            (unsigned long long)b->err.offset);
+    size_t n = a->n_events < b->n_events ? a->n_events : b->n_events;
+    for (size_t i = 0; i < n; i++)
+        if (!event_equal(&a->events[i], &b->events[i], why, why_len, i))
+            return 0;
+    if (a->n_events != b->n_events)
+        WHY("event count %zu vs %zu", a->n_events, b->n_events);
+    if (a->n_images != b->n_images)
+        WHY("image count %zu vs %zu", a->n_images, b->n_images);
+    for (size_t i = 0; i < a->n_images; i++) {
+        const tb_image *x = &a->images[i];
+        tb_image *y = tb_result_image((tb_result *)b, x->device, x->seq);
+        if (!y)
+            WHY("image %u/%u missing", x->device, x->seq);
+        if (x->data.len != y->data.len ||
+            (x->data.len && memcmp(x->data.p, y->data.p, x->data.len)))
+            WHY("image %u/%u data differs", x->device, x->seq);
+        if (x->pkt.len != y->pkt.len ||
+            (x->pkt.len && memcmp(x->pkt.p, y->pkt.p, x->pkt.len)))
+            WHY("image %u/%u packet data differs", x->device, x->seq);
+    }
+    return 1;
+}
+
+/* ---- set driver --------------------------------------------------------- */
+static void set_fail(tb_result *res, const ms_set *s)
+{
+    const ms_error_info *e = ms_set_error(s);
+    if (e)
+        res->err = *e;
+    res->err_from_set = 1;
+    if (res->err.code == MS_ERR_OK) {
+        res->err.code = MS_ERR_USAGE;
+        snprintf(res->err.detail, sizeof res->err.detail,
+                 "(test) set failed but reports no error");
+    }
+}
+
+/* Drain ms_set_next; 0 or -1. */
+static int drain_set(ms_set *s, tb_result *res)
+{
+    for (;;) {
+        ms_event ev;
+        int k = ms_set_next(s, &ev);
+        if (k == MS_NEXT_EVENT) {
+            collect(res, &ev, 1, ev.channel);
+            continue;
+        }
+        if (k == MS_NEXT_INPUT)
+            return 0;
+        set_fail(res, s);
+        return -1;
+    }
+}
+
+int tb_run_set(const tb_buf *chans, size_t n, const ms_options *opt,
+               size_t slice, uint64_t seed, tb_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->all_data_zero_copy = 1;
+    int stable = opt && opt->input_stable;
+    ms_set *s = ms_set_create(opt);
+    ms_reader **rd = calloc(n ? n : 1, sizeof *rd);
+    size_t *pos = calloc(n ? n : 1, sizeof *pos);
+    int *fin = calloc(n ? n : 1, sizeof *fin);
+    int failed = 0;
+    uint64_t st = seed;
+    if (!s || !rd || !pos || !fin) {
+        failed = 1;
+        res->err.code = MS_ERR_NO_MEMORY;
+        snprintf(res->err.detail, sizeof res->err.detail,
+                 "(test) ms_set_create returned NULL");
+        goto out;
+    }
+    for (size_t c = 0; c < n; c++) {
+        rd[c] = ms_reader_create(opt);
+        if (!rd[c]) {
+            failed = 1;
+            res->err.code = MS_ERR_NO_MEMORY;
+            snprintf(res->err.detail, sizeof res->err.detail,
+                     "(test) ms_reader_create returned NULL");
+            goto out;
+        }
+    }
+    size_t left = n, rr = 0;
+    while (left && !failed) {
+        /* pick a channel that is not finished */
+        size_t c;
+        if (seed) {
+            size_t k = (size_t)(tb_rand(&st) % left);
+            for (c = 0; c < n; c++)
+                if (!fin[c] && k-- == 0)
+                    break;
+        } else {
+            while (fin[rr % n])
+                rr++;
+            c = rr % n;
+            rr++;
+        }
+        size_t len = chans[c].len;
+        if (pos[c] < len) {
+            size_t m;
+            if (seed)
+                m = 1 + (size_t)(tb_rand(&st) % (slice ? slice : 64));
+            else
+                m = slice ? slice : len;
+            if (m > len - pos[c])
+                m = len - pos[c];
+            uint8_t *copy = NULL;
+            const uint8_t *sl = chans[c].p + pos[c];
+            if (!stable) {
+                copy = xrealloc(NULL, m);
+                memcpy(copy, sl, m);
+                sl = copy;
+            }
+            int rfail = ms_reader_input(rd[c], sl, m) != 0;
+            while (!rfail && !failed) {
+                ms_event ev;
+                int k = ms_reader_next(rd[c], &ev);
+                if (k == MS_NEXT_INPUT)
+                    break;
+                if (k != MS_NEXT_EVENT) {
+                    rfail = 1;
+                    break;
+                }
+                collect(res, &ev, 0, (uint32_t)c);
+                if (ms_set_observe(s, (uint32_t)c, &ev) != 0) {
+                    set_fail(res, s);
+                    failed = 1;
+                    break;
+                }
+                if (drain_set(s, res) != 0)
+                    failed = 1;
+            }
+            if (copy) {
+                memset(copy, 0xA5, m);
+                free(copy);
+            }
+            pos[c] += m;
+            if (rfail && !failed) {
+                failed = 1;
+                res->err = *ms_reader_error(rd[c]);
+                res->err.channel = (uint32_t)c;
+                res->err.has_channel = 1;
+            }
+        } else {
+            fin[c] = 1;
+            left--;
+            if (ms_reader_finish(rd[c]) != 0) {
+                failed = 1;
+                res->failed_in_finish = 1;
+                res->err = *ms_reader_error(rd[c]);
+                res->err.channel = (uint32_t)c;
+                res->err.has_channel = 1;
+            } else if (ms_set_channel_done(s, (uint32_t)c) != 0) {
+                set_fail(res, s);
+                failed = 1;
+            } else if (drain_set(s, res) != 0) {
+                failed = 1;
+            }
+        }
+    }
+    if (!failed) {
+        if (ms_set_finish(s) != 0) {
+            set_fail(res, s);
+            failed = 1;
+        } else if (drain_set(s, res) != 0) {
+            failed = 1;
+        }
+    }
+out:
+    if (failed && res->err.code == MS_ERR_OK) {
+        res->err.code = MS_ERR_USAGE;
+        snprintf(res->err.detail, sizeof res->err.detail,
+                 "(test) failure without an error code");
+    }
+    if (rd)
+        for (size_t c = 0; c < n; c++)
+            ms_reader_free(rd[c]);
+    ms_set_free(s);
+    free(rd);
+    free(pos);
+    free(fin);
+    res->rc = failed ? -1 : 0;
+    return res->rc;
+}
+
+int tb_run_set_streams(const tb_stream *chans, size_t n,
+                       const ms_options *opt, size_t slice, uint64_t seed,
+                       tb_result *res)
+{
+    tb_buf *b = calloc(n ? n : 1, sizeof *b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = chans[i].b;
+    int rc = tb_run_set(b, n, opt, slice, seed, res);
+    free(b);
+    return rc;
+}
+
+/* ---- writer driver ------------------------------------------------------ */
+static int write_cb(void *opaque, const void *buf, size_t len)
+{
+    tb_put((tb_buf *)opaque, buf, len);
+    return 0;
+}
+
+#define WCALL(expr)                                                           \
+    do {                                                                      \
+        if ((expr) != 0)                                                      \
+            goto fail;                                                        \
+    } while (0)
+
+int tb_write_workload(const tb_workload *wl, tb_buf *out, ms_error_info *err)
+{
+    ms_writer_options wo;
+    ms_writer_options_init(&wo);
+    memcpy(wo.uuid, wl->uuid ? wl->uuid : tb_uuid_a, 16);
+    wo.channel_count = wl->channels;
+    wo.created_ns = wl->created_ns;
+    if (wl->chunk_size)
+        wo.chunk_size = wl->chunk_size;
+    wo.compression_level = wl->compression;
+    if (err)
+        memset(err, 0, sizeof *err);
+    ms_writer *w = ms_writer_create(&wo);
+    if (!w) {
+        if (err) {
+            err->code = MS_ERR_NO_MEMORY;
+            snprintf(err->detail, sizeof err->detail,
+                     "(test) ms_writer_create returned NULL");
+        }
+        return -1;
+    }
+    uint64_t ts = 1000;
+    for (uint32_t c = 0; c < wl->channels; c++)
+        WCALL(ms_writer_open_channel(w, c, write_cb, &out[c]));
+    for (size_t i = 0; i < wl->n_devs; i++) {
+        const tb_wdevice *d = &wl->devs[i];
+        WCALL(ms_writer_add_device(w, d->handle, d->idstr, d->instance_id,
+                                   d->kind, d->compat, d->compat_len));
+    }
+    for (size_t i = 0; i < wl->n_imgs; i++) {
+        const tb_wimage *im = &wl->imgs[i];
+        uint32_t home = 0;
+        for (size_t k = 0; k < wl->n_devs; k++)
+            if (wl->devs[k].handle == im->device)
+                home = wl->devs[k].home;
+        if (im->extras) {
+            WCALL(ms_writer_precopy_info(w, home, im->device, 0, im->len,
+                                         im->len / 2, ts++));
+            WCALL(ms_writer_state_change(w, home, im->device, 3, 7, ts++));
+            WCALL(ms_writer_stop_copy_size(w, home, im->device, im->len,
+                                           ts++));
+        }
+        WCALL(ms_writer_image_begin(w, home, im->device, im->phase,
+                                    im->transport, 0, ts++));
+        size_t piece = im->piece ? im->piece : (im->len ? im->len : 1);
+        if (im->transport == MS_TRANSPORT_CHUNKS) {
+            for (size_t off = 0; off < im->len; off += piece) {
+                size_t n = im->len - off < piece ? im->len - off : piece;
+                WCALL(ms_writer_image_data(w, im->device, im->data + off, n));
+            }
+        } else {
+            uint32_t k = 0;
+            for (size_t off = 0; off < im->len; off += piece, k++) {
+                size_t n = im->len - off < piece ? im->len - off : piece;
+                WCALL(ms_writer_image_packet(w, (home + k) % wl->channels,
+                                             im->device, im->data + off, n,
+                                             0));
+            }
+            WCALL(ms_writer_image_packet(w, (home + k) % wl->channels,
+                                         im->device, im->config,
+                                         im->config_len, 1));
+        }
+        WCALL(ms_writer_image_end(w, im->device, ts++));
+    }
+    for (uint32_t c = 0; c < wl->channels; c++)
+        WCALL(ms_writer_close_channel(w, c, ts++));
+    ms_writer_free(w);
+    return 0;
+fail:
+    if (err) {
+        const ms_error_info *e = ms_writer_error(w);
+        if (e)
+            *err = *e;
+        if (err->code == MS_ERR_OK) {
+            err->code = MS_ERR_USAGE;
+            snprintf(err->detail, sizeof err->detail,
+                     "(test) writer failed without an error code");
+        }
+    }
+    ms_writer_free(w);
+    return -1;
+}
+
+/* ---- assertion helpers -------------------------------------------------- */
+void tb_print_err(const char *label, const ms_error_info *e)
+{
+    char ch[32] = "";
+    if (e->has_channel)
+        snprintf(ch, sizeof ch, " (channel %u)", e->channel);
+    fprintf(stderr, "  [%s] error %s (%d) at offset %llu%s: %s\n",
+            label ? label : "", ms_error_name(e->code), (int)e->code,
+            (unsigned long long)e->offset, ch, e->detail);
+}
+
+int tb_detail_has_number(const char *detail, uint64_t v)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)v);
+    size_t n = strlen(num);
+    for (const char *p = detail; (p = strstr(p, num)) != NULL; p++) {
+        int before = p > detail && p[-1] >= '0' && p[-1] <= '9';
+        int after = p[n] >= '0' && p[n] <= '9';
+        if (!before && !after)
+            return 1;
+    }
+    return 0;
+}

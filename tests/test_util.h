@@ -1,0 +1,273 @@
+/* Shared test helpers for the migstream test executables.
+ *
+ * 1. A hand builder of migstream v1 byte streams (tb_stream) written from
+ *    spec/migstream.md alone: it does not use ms_writer, so the reader, the
+ *    writer and the spec are checked against each other.  Payloads can be
+ *    built with the tbp_* functions, altered by a test, and appended with
+ *    tb_record; the tb_* record helpers do both for well-formed records.
+ * 2. Drivers that push a buffer through ms_reader (one slice, one byte at a
+ *    time, random slices) or several channel buffers through readers and an
+ *    ms_set, collecting events and image bytes.
+ * 3. A driver that writes a described workload with ms_writer into memory.
+ */
+#ifndef MS_TEST_UTIL_H
+#define MS_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "migstream.h"
+
+/* ---- growable byte buffer ---------------------------------------------- */
+typedef struct tb_buf {
+    uint8_t *p;
+    size_t len, cap;
+} tb_buf;
+
+void tb_buf_init(tb_buf *b);
+void tb_buf_free(tb_buf *b);
+void tb_buf_reset(tb_buf *b);
+void tb_put(tb_buf *b, const void *data, size_t len);
+void tb_put_u8(tb_buf *b, uint8_t v);
+void tb_put_le16(tb_buf *b, uint16_t v);
+void tb_put_le32(tb_buf *b, uint32_t v);
+void tb_put_le64(tb_buf *b, uint64_t v);
+void tb_put_zeros(tb_buf *b, size_t n);
+void tb_buf_copy(tb_buf *dst, const tb_buf *src); /* dst := src */
+
+/* little-endian loads/stores on raw memory */
+uint32_t tb_le32(const uint8_t *p);
+uint64_t tb_le64(const uint8_t *p);
+void tb_set_le16(uint8_t *p, uint16_t v);
+void tb_set_le32(uint8_t *p, uint32_t v);
+void tb_set_le64(uint8_t *p, uint64_t v);
+
+/* XXH3-64(data, seed 0), the image / config hash of the spec. */
+uint64_t tb_hash(const void *data, size_t len);
+uint64_t tb_hash_seed(const void *data, size_t len, uint64_t seed);
+
+/* Deterministic pseudo-random generator (xorshift64*). */
+uint64_t tb_rand(uint64_t *state);
+/* Fill with pseudo-random bytes (incompressible). */
+void tb_fill_random(uint8_t *p, size_t n, uint64_t seed);
+/* Fill with compressible bytes (short random runs of repeated bytes). */
+void tb_fill_compressible(uint8_t *p, size_t n, uint64_t seed);
+
+/* ---- hand builder of a channel stream ---------------------------------- */
+typedef struct tb_stream {
+    tb_buf b;        /* the bytes so far */
+    uint64_t chain;  /* current chain seed (spec 4.1) */
+    /* totals for END, kept from every record appended (spec 5.9) */
+    uint64_t record_count, image_bytes, packet_count;
+    uint32_t device_count, image_count;
+    size_t last_off; /* first byte of the last record appended */
+    size_t last_len; /* its total length (header + payload + check) */
+} tb_stream;
+
+void tb_stream_init(tb_stream *s);
+void tb_stream_free(tb_stream *s);
+
+extern const uint8_t tb_magic[8];
+extern const uint8_t tb_uuid_a[16];
+extern const uint8_t tb_uuid_b[16];
+
+/* Stream header, version 1.0, no flags, created_ns 0, reserved 0. */
+void tb_header(tb_stream *s, const uint8_t uuid[16], uint32_t index,
+               uint32_t count);
+/* Stream header with every field explicit; header_check computed. */
+void tb_header_ex(tb_stream *s, const uint8_t magic[8], uint16_t major,
+                  uint16_t minor, uint32_t header_flags,
+                  const uint8_t uuid[16], uint32_t index, uint32_t count,
+                  uint64_t created_ns, uint64_t reserved);
+/* After a test edited bytes 0..55 of the header: recompute header_check
+ * and restart the chain from it (only valid before any record). */
+void tb_header_refresh(tb_stream *s);
+
+/* Append a record: header (size, flags, tag, header_check chained), the
+ * payload and its payload_check; the chain moves on.  Returns the offset of
+ * the record's first byte.  Totals for END are updated by tag. */
+size_t tb_record(tb_stream *s, uint32_t flags, uint32_t tag,
+                 const void *payload, size_t len);
+
+/* Payload builders (append the payload bytes to `p`). */
+void tbp_device(tb_buf *p, uint32_t handle, uint32_t instance_id,
+                uint32_t kind, uint32_t flags, const void *idstr,
+                uint32_t idstr_len, const void *compat, uint32_t compat_len);
+void tbp_image_begin(tb_buf *p, uint32_t device, uint32_t seq, uint8_t phase,
+                     uint8_t transport, uint32_t flags, uint64_t ts);
+/* Chunk with explicit raw_len and stored data (stored as given). */
+void tbp_chunk(tb_buf *p, uint32_t device, uint32_t seq, uint8_t compression,
+               uint32_t raw_len, const void *stored, size_t stored_len);
+void tbp_image_end(tb_buf *p, uint32_t device, uint32_t seq, uint64_t length,
+                   uint64_t hash, uint64_t unit_count, uint64_t ts,
+                   uint64_t config_length, uint64_t config_hash);
+void tbp_packet(tb_buf *p, uint32_t device, uint32_t seq, uint32_t idx,
+                uint32_t flags, const void *data, size_t len);
+void tbp_precopy_info(tb_buf *p, uint32_t device, uint32_t flags,
+                      uint64_t initial, uint64_t dirty, uint64_t ts);
+void tbp_state_change(tb_buf *p, uint32_t device, uint32_t from, uint32_t to,
+                      uint64_t ts);
+void tbp_stop_copy_size(tb_buf *p, uint32_t device, uint64_t bytes,
+                        uint64_t ts);
+void tbp_end(tb_buf *p, uint64_t record_count, uint64_t stream_bytes,
+             uint64_t image_bytes, uint64_t packet_count,
+             uint32_t device_count, uint32_t image_count, uint64_t ts);
+
+/* Whole records with the flags the spec's tag table gives. Each returns
+ * the record's first byte offset. */
+size_t tb_device(tb_stream *s, uint32_t handle, const char *idstr,
+                 uint32_t kind);
+size_t tb_device_ex(tb_stream *s, uint32_t handle, uint32_t instance_id,
+                    uint32_t kind, const char *idstr, const void *compat,
+                    uint32_t compat_len);
+size_t tb_image_begin(tb_stream *s, uint32_t device, uint32_t seq,
+                      uint8_t phase, uint8_t transport, uint32_t flags,
+                      uint64_t ts);
+/* compression 0: data stored as is; 1: zlib compress2 level 6 of data;
+ * raw_len = len. */
+size_t tb_chunk(tb_stream *s, uint32_t device, uint32_t seq,
+                uint8_t compression, const void *data, size_t len);
+/* compression 1 with an explicit raw_len (may be wrong on purpose). */
+size_t tb_chunk_zlib_rawlen(tb_stream *s, uint32_t device, uint32_t seq,
+                            const void *data, size_t len, uint32_t raw_len);
+size_t tb_image_end(tb_stream *s, uint32_t device, uint32_t seq,
+                    uint64_t length, uint64_t hash, uint64_t unit_count,
+                    uint64_t ts, uint64_t config_length,
+                    uint64_t config_hash);
+size_t tb_packet(tb_stream *s, uint32_t device, uint32_t seq, uint32_t idx,
+                 uint32_t flags, const void *data, size_t len);
+size_t tb_precopy_info(tb_stream *s, uint32_t device, uint32_t flags,
+                       uint64_t initial, uint64_t dirty, uint64_t ts);
+size_t tb_state_change(tb_stream *s, uint32_t device, uint32_t from,
+                       uint32_t to, uint64_t ts);
+size_t tb_stop_copy_size(tb_stream *s, uint32_t device, uint64_t bytes,
+                         uint64_t ts);
+size_t tb_end(tb_stream *s, uint64_t record_count, uint64_t stream_bytes,
+              uint64_t image_bytes, uint64_t packet_count,
+              uint32_t device_count, uint32_t image_count, uint64_t ts);
+/* END with the totals of everything appended so far. */
+size_t tb_end_auto(tb_stream *s, uint64_t ts);
+
+/* A complete chunk-mode image: IMAGE_BEGIN, chunks of at most chunk_size
+ * bytes (compression as tb_chunk), IMAGE_END with the right length, hash
+ * and unit count. */
+void tb_chunk_image(tb_stream *s, uint32_t device, uint32_t seq,
+                    uint8_t phase, const void *data, size_t len,
+                    size_t chunk_size, uint8_t compression);
+
+/* ---- running a buffer through a reader --------------------------------- */
+typedef struct tb_image {
+    uint32_t device, seq;
+    tb_buf data;   /* image bytes: chunk DATA (reader) / reassembled (set) */
+    tb_buf pkt;    /* reader: packet DATA bytes in arrival order */
+    tb_buf config; /* set: config packet bytes */
+    int ended;     /* IMAGE_END seen */
+    int assembled; /* IMAGE_ASSEMBLED seen (set) */
+    ms_image_info end; /* IMAGE_END info */
+    ms_image_info asm_info; /* IMAGE_ASSEMBLED info (set) */
+} tb_image;
+
+typedef struct tb_result {
+    int rc;             /* 0: clean finish; -1: error */
+    int failed_in_finish; /* the error came from ms_reader_finish */
+    ms_error_info err;  /* copy of the reader's (or set's) error */
+    int err_from_set;   /* set runs: 1 when the set (not a reader) failed */
+    ms_event *events;   /* every non-DATA event, pointers cleared */
+    size_t n_events, cap_events;
+    size_t n_data_events;
+    int all_data_zero_copy; /* every reader DATA event had zero_copy */
+    tb_image *images;
+    size_t n_images, cap_images;
+    uint64_t bytes_fed;
+} tb_result;
+
+void tb_result_free(tb_result *r);
+tb_image *tb_result_image(tb_result *r, uint32_t device, uint32_t seq);
+size_t tb_result_count(const tb_result *r, ms_event_kind kind);
+const ms_event *tb_result_find(const tb_result *r, ms_event_kind kind,
+                               size_t nth);
+
+/* slice == 0: the whole buffer in one slice; slice == 1: one byte at a
+ * time; otherwise slices of `slice` bytes.  Each slice is copied to a fresh
+ * heap block that is poisoned and freed once the reader consumed it (unless
+ * opt->input_stable).  Returns res->rc. */
+int tb_read(const uint8_t *p, size_t len, const ms_options *opt, size_t slice,
+            tb_result *res);
+int tb_read_all(const uint8_t *p, size_t len, const ms_options *opt,
+                tb_result *res);
+int tb_read_bytewise(const uint8_t *p, size_t len, const ms_options *opt,
+                     tb_result *res);
+/* Random slice sizes 1..max_slice from a deterministic seed. */
+int tb_read_random(const uint8_t *p, size_t len, const ms_options *opt,
+                   uint64_t seed, size_t max_slice, tb_result *res);
+/* Just the verdict: 0 clean, -1 error (err filled when non-NULL). */
+int tb_verify(const uint8_t *p, size_t len, const ms_options *opt,
+              ms_error_info *err);
+
+/* Events equal apart from DATA splitting (kind, offset, length and the
+ * kind's fields; pointers compared by content where they exist). */
+int tb_events_equal(const tb_result *a, const tb_result *b, char *why,
+                    size_t why_len);
+
+/* ---- several channels through readers and a set ------------------------ */
+/* Channel buffers in `chans` (n of them) are read by one reader each; every
+ * reader event goes to ms_set_observe (slot = index in chans), ms_set_next
+ * is drained after each, ms_set_channel_done after a clean finish, then
+ * ms_set_finish.  Channels are interleaved slice by slice: slice as in
+ * tb_read (0 = whole channel at once); seed != 0 picks the next channel
+ * and the slice sizes (1..slice, or 1..64 when slice is 0) at random.
+ * Images in res: chunk bytes from reader DATA events, packet images from
+ * the set's DATA events (in index order).  res->events holds set events
+ * (DATA excluded) and reader events. */
+int tb_run_set(const tb_buf *chans, size_t n, const ms_options *opt,
+               size_t slice, uint64_t seed, tb_result *res);
+int tb_run_set_streams(const tb_stream *chans, size_t n,
+                       const ms_options *opt, size_t slice, uint64_t seed,
+                       tb_result *res);
+
+/* ---- a workload written with ms_writer --------------------------------- */
+typedef struct tb_wdevice {
+    uint32_t handle;
+    const char *idstr;
+    uint32_t instance_id;
+    uint32_t kind;
+    uint32_t home; /* home channel */
+    const void *compat;
+    uint32_t compat_len;
+} tb_wdevice;
+
+typedef struct tb_wimage {
+    uint32_t device;
+    ms_phase phase;
+    ms_transport transport;
+    const uint8_t *data;
+    size_t len;
+    size_t piece;          /* bytes per image_data call / per data packet */
+    const uint8_t *config; /* packet mode: config packet bytes */
+    size_t config_len;
+    int extras;            /* also write precopy/state/stop-copy records */
+} tb_wimage;
+
+typedef struct tb_workload {
+    uint32_t channels;
+    int compression;       /* writer compression level */
+    size_t chunk_size;     /* 0: writer default */
+    const uint8_t *uuid;   /* NULL: tb_uuid_a */
+    uint64_t created_ns;
+    const tb_wdevice *devs;
+    size_t n_devs;
+    const tb_wimage *imgs;
+    size_t n_imgs;
+} tb_workload;
+
+/* Write the workload; out[] (channels entries) receives the bytes.
+ * Returns 0 or -1 (err filled). */
+int tb_write_workload(const tb_workload *w, tb_buf *out, ms_error_info *err);
+
+/* ---- assertions helpers ------------------------------------------------ */
+/* Print an error info (for diagnosis) with a label. */
+void tb_print_err(const char *label, const ms_error_info *e);
+/* 1 when `detail` contains the decimal number v as a token of its own. */
+int tb_detail_has_number(const char *detail, uint64_t v);
+
+#endif

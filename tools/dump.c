@@ -1,0 +1,497 @@
+/* migstream-dump: show the structure of a migration's streams, one line
+ * (or one JSON object) per structural element, then a summary. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool_common.h"
+
+static const char *prog = "migstream-dump";
+
+typedef struct phase_stats {
+    uint64_t images, bytes, units;
+} phase_stats;
+
+typedef struct dev_stats {
+    uint32_t handle, kind;
+    char idstr[256];
+    phase_stats phase[4]; /* by ms_phase */
+    int has_estimate;
+    uint64_t stop_copy_estimate;
+    uint64_t t_stop_copy, t_stopped; /* state change timestamps, 0 = none */
+    uint64_t packets, assembled;
+} dev_stats;
+
+typedef struct dump_ctx {
+    FILE *out;
+    int json, summary_only, several;
+    char *const *files;
+    size_t nfiles;
+    size_t last_file_header; /* human mode: which file's header was printed */
+    dev_stats *devs;
+    size_t ndevs;
+    uint64_t records, problems, image_bytes, packets, ends;
+    int have_stream;
+    ms_stream_info stream;
+    uint64_t *channels_seen; /* per file: stream header seen */
+} dump_ctx;
+
+static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
+{
+    for (size_t i = 0; i < d->ndevs; i++)
+        if (d->devs[i].handle == handle)
+            return &d->devs[i];
+    dev_stats *n = realloc(d->devs, (d->ndevs + 1) * sizeof *n);
+    if (!n) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(TOOL_USAGE);
+    }
+    d->devs = n;
+    dev_stats *s = &d->devs[d->ndevs++];
+    memset(s, 0, sizeof *s);
+    s->handle = handle;
+    strcpy(s->idstr, "?");
+    return s;
+}
+
+/* ---- statistics ----------------------------------------------------------- */
+
+static void account(dump_ctx *d, const ms_event *ev, int from_set)
+{
+    if (!from_set && ev->kind != MS_EV_DATA)
+        d->records++;
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER:
+        if (!d->have_stream)
+            d->stream = ev->u.stream;
+        d->have_stream = 1;
+        break;
+    case MS_EV_DEVICE: {
+        dev_stats *s = dev_of(d, ev->u.device.handle);
+        s->kind = ev->u.device.payload_kind;
+        snprintf(s->idstr, sizeof s->idstr, "%s", ev->u.device.idstr);
+        break;
+    }
+    case MS_EV_IMAGE_END: {
+        dev_stats *s = dev_of(d, ev->u.image.device);
+        phase_stats *p = &s->phase[ev->u.image.phase & 3];
+        p->images++;
+        p->bytes += ev->u.image.length;
+        p->units += ev->u.image.unit_count;
+        break;
+    }
+    case MS_EV_IMAGE_ASSEMBLED: dev_of(d, ev->u.image.device)->assembled++; break;
+    case MS_EV_PACKET:
+        d->packets++;
+        dev_of(d, ev->u.packet.device)->packets++;
+        break;
+    case MS_EV_CHUNK: d->image_bytes += ev->u.chunk.raw_len; break;
+    case MS_EV_STOP_COPY_SIZE: {
+        dev_stats *s = dev_of(d, ev->u.stop_copy.device);
+        s->has_estimate = 1;
+        s->stop_copy_estimate = ev->u.stop_copy.bytes;
+        break;
+    }
+    case MS_EV_STATE_CHANGE: {
+        dev_stats *s = dev_of(d, ev->u.state.device);
+        if (ev->u.state.to == 3 /* STOP_COPY */)
+            s->t_stop_copy = ev->u.state.timestamp_ns;
+        if (ev->u.state.to == 1 /* STOP */ && s->t_stop_copy)
+            s->t_stopped = ev->u.state.timestamp_ns;
+        break;
+    }
+    case MS_EV_END: d->ends++; break;
+    default: break;
+    }
+}
+
+/* ---- human output ---------------------------------------------------------- */
+
+static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
+                        int from_set)
+{
+    FILE *o = d->out;
+    char hex[33];
+    if (ev->kind == MS_EV_DATA)
+        return; /* bytes are not structure */
+    if (d->several && !from_set && file != d->last_file_header) {
+        fprintf(o, "%s%s:\n", d->last_file_header == (size_t)-1 ? "" : "\n",
+                d->files[file]);
+        d->last_file_header = file;
+    }
+    if (from_set)
+        fprintf(o, "%10s  %-15s ", "set", ms_event_kind_name(ev->kind));
+    else
+        fprintf(o, "%10" PRIu64 "  %-15s ", ev->offset,
+                ms_event_kind_name(ev->kind));
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER:
+        tool_hex(hex, ev->u.stream.uuid, 16);
+        fprintf(o, "%s %u.%u channel %u of %u uuid %s",
+                ms_format_name(ev->u.stream.format),
+                ev->u.stream.version_major, ev->u.stream.version_minor,
+                ev->u.stream.channel_index, ev->u.stream.channel_count, hex);
+        break;
+    case MS_EV_RECORD:
+        fprintf(o, "tag 0x%x flags 0x%x size %" PRIu64 "%s", ev->u.record.tag,
+                ev->u.record.flags, ev->u.record.size,
+                ev->u.record.known ? "" : " (unknown optional, skipped)");
+        break;
+    case MS_EV_DEVICE:
+        fprintf(o, "device %u %s instance %u payload %s compat %u bytes",
+                ev->u.device.handle, ev->u.device.idstr,
+                ev->u.device.instance_id,
+                ms_payload_kind_name(ev->u.device.payload_kind),
+                ev->u.device.compat_len);
+        break;
+    case MS_EV_IMAGE_BEGIN:
+        fprintf(o, "device %u image %u %s via %s%s", ev->u.image.device,
+                ev->u.image.seq, ms_phase_name(ev->u.image.phase),
+                ev->u.image.transport ? "packets" : "chunks",
+                ev->u.image.flags & 1 ? " full" : "");
+        break;
+    case MS_EV_CHUNK:
+        fprintf(o, "device %u image %u at %" PRIu64 ": %u bytes%s",
+                ev->u.chunk.device, ev->u.chunk.seq, ev->u.chunk.image_offset,
+                ev->u.chunk.raw_len,
+                ev->u.chunk.compression ? "" : " stored");
+        if (ev->u.chunk.compression)
+            fprintf(o, " from %" PRIu64 " zlib", ev->u.chunk.stored_len);
+        break;
+    case MS_EV_PACKET:
+        fprintf(o, "device %u image %u idx %u%s %" PRIu64 " bytes",
+                ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
+                ev->u.packet.config ? " config" : "", ev->u.packet.size);
+        break;
+    case MS_EV_IMAGE_END:
+    case MS_EV_IMAGE_ASSEMBLED:
+        fprintf(o, "device %u image %u %s %" PRIu64 " bytes in %" PRIu64
+                   " %s hash %016" PRIx64,
+                ev->u.image.device, ev->u.image.seq,
+                ms_phase_name(ev->u.image.phase), ev->u.image.length,
+                ev->u.image.unit_count,
+                ev->u.image.transport ? "packets" : "chunks",
+                ev->u.image.hash);
+        if (ev->u.image.transport)
+            fprintf(o, " + config %" PRIu64 " bytes",
+                    ev->u.image.config_length);
+        break;
+    case MS_EV_PRECOPY_INFO:
+        fprintf(o, "device %u initial %" PRIu64 " dirty %" PRIu64 "%s",
+                ev->u.precopy.device, ev->u.precopy.initial_bytes,
+                ev->u.precopy.dirty_bytes,
+                ev->u.precopy.flags & 1 ? " REINIT" : "");
+        break;
+    case MS_EV_STATE_CHANGE:
+        fprintf(o, "device %u %s -> %s at %" PRIu64 " ns", ev->u.state.device,
+                tool_vfio_state_name(ev->u.state.from),
+                tool_vfio_state_name(ev->u.state.to),
+                ev->u.state.timestamp_ns);
+        break;
+    case MS_EV_STOP_COPY_SIZE:
+        fprintf(o, "device %u estimate %" PRIu64 " bytes",
+                ev->u.stop_copy.device, ev->u.stop_copy.bytes);
+        break;
+    case MS_EV_END:
+        fprintf(o, "%" PRIu64 " records %" PRIu64 " image bytes %" PRIu64
+                   " packets check %016" PRIx64,
+                ev->u.end.record_count, ev->u.end.image_bytes,
+                ev->u.end.packet_count, ev->u.end.final_check);
+        break;
+    default: break;
+    }
+    fputc('\n', o);
+}
+
+/* ---- JSON output ------------------------------------------------------------ */
+
+static void json_begin(dump_ctx *d, const char *kind, size_t file,
+                       uint64_t offset)
+{
+    fprintf(d->out, "{\"kind\":\"%s\",\"offset\":%" PRIu64, kind, offset);
+    if (d->several && file != (size_t)-1) {
+        fputs(",\"file\":", d->out);
+        tool_json_string(d->out, d->files[file], strlen(d->files[file]));
+    }
+}
+
+static void json_image(FILE *o, const ms_image_info *i, int end)
+{
+    fprintf(o, ",\"device\":%u,\"seq\":%u,\"phase\":\"%s\",\"transport\":\"%s\"",
+            i->device, i->seq, ms_phase_name(i->phase),
+            i->transport ? "packets" : "chunks");
+    if (!end) {
+        fprintf(o, ",\"flags\":%u,\"timestamp_ns\":%" PRIu64, i->flags,
+                i->timestamp_ns);
+        return;
+    }
+    fprintf(o, ",\"size\":%" PRIu64 ",\"units\":%" PRIu64
+               ",\"hash\":\"%016" PRIx64 "\",\"timestamp_ns\":%" PRIu64,
+            i->length, i->unit_count, i->hash, i->timestamp_ns);
+    if (i->transport)
+        fprintf(o, ",\"config_length\":%" PRIu64, i->config_length);
+}
+
+static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
+                       int from_set)
+{
+    FILE *o = d->out;
+    char hex[33];
+    if (ev->kind == MS_EV_DATA)
+        return;
+    json_begin(d, ms_event_kind_name(ev->kind), file, ev->offset);
+    if (!from_set)
+        fprintf(o, ",\"length\":%" PRIu64, ev->length);
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER:
+        tool_hex(hex, ev->u.stream.uuid, 16);
+        fprintf(o, ",\"format\":\"%s\",\"version\":\"%u.%u\",\"uuid\":\"%s\","
+                   "\"channel_index\":%u,\"channel_count\":%u,"
+                   "\"created_ns\":%" PRIu64,
+                ms_format_name(ev->u.stream.format),
+                ev->u.stream.version_major, ev->u.stream.version_minor, hex,
+                ev->u.stream.channel_index, ev->u.stream.channel_count,
+                ev->u.stream.created_ns);
+        break;
+    case MS_EV_RECORD:
+        fprintf(o, ",\"tag\":%u,\"flags\":%u,\"size\":%" PRIu64
+                   ",\"known\":%s",
+                ev->u.record.tag, ev->u.record.flags, ev->u.record.size,
+                ev->u.record.known ? "true" : "false");
+        break;
+    case MS_EV_DEVICE:
+        fprintf(o, ",\"device\":%u,\"idstr\":", ev->u.device.handle);
+        tool_json_string(o, ev->u.device.idstr, ev->u.device.idstr_len);
+        fprintf(o, ",\"instance_id\":%u,\"payload\":\"%s\",\"compat_len\":%u",
+                ev->u.device.instance_id,
+                ms_payload_kind_name(ev->u.device.payload_kind),
+                ev->u.device.compat_len);
+        break;
+    case MS_EV_IMAGE_BEGIN: json_image(o, &ev->u.image, 0); break;
+    case MS_EV_IMAGE_END:
+    case MS_EV_IMAGE_ASSEMBLED: json_image(o, &ev->u.image, 1); break;
+    case MS_EV_CHUNK:
+        fprintf(o, ",\"device\":%u,\"seq\":%u,\"compression\":\"%s\","
+                   "\"raw_len\":%u,\"stored_len\":%" PRIu64
+                   ",\"image_offset\":%" PRIu64,
+                ev->u.chunk.device, ev->u.chunk.seq,
+                ev->u.chunk.compression ? "zlib" : "none", ev->u.chunk.raw_len,
+                ev->u.chunk.stored_len, ev->u.chunk.image_offset);
+        break;
+    case MS_EV_PACKET:
+        fprintf(o, ",\"device\":%u,\"seq\":%u,\"idx\":%u,\"config\":%s,"
+                   "\"size\":%" PRIu64,
+                ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
+                ev->u.packet.config ? "true" : "false", ev->u.packet.size);
+        break;
+    case MS_EV_PRECOPY_INFO:
+        fprintf(o, ",\"device\":%u,\"flags\":%u,\"initial_bytes\":%" PRIu64
+                   ",\"dirty_bytes\":%" PRIu64 ",\"timestamp_ns\":%" PRIu64,
+                ev->u.precopy.device, ev->u.precopy.flags,
+                ev->u.precopy.initial_bytes, ev->u.precopy.dirty_bytes,
+                ev->u.precopy.timestamp_ns);
+        break;
+    case MS_EV_STATE_CHANGE:
+        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
+                   "\"timestamp_ns\":%" PRIu64,
+                ev->u.state.device, tool_vfio_state_name(ev->u.state.from),
+                tool_vfio_state_name(ev->u.state.to),
+                ev->u.state.timestamp_ns);
+        break;
+    case MS_EV_STOP_COPY_SIZE:
+        fprintf(o, ",\"device\":%u,\"bytes\":%" PRIu64
+                   ",\"timestamp_ns\":%" PRIu64,
+                ev->u.stop_copy.device, ev->u.stop_copy.bytes,
+                ev->u.stop_copy.timestamp_ns);
+        break;
+    case MS_EV_END:
+        fprintf(o, ",\"records\":%" PRIu64 ",\"stream_bytes\":%" PRIu64
+                   ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
+                   ",\"devices\":%u,\"images\":%u,\"check\":\"%016" PRIx64
+                   "\"",
+                ev->u.end.record_count, ev->u.end.stream_bytes,
+                ev->u.end.image_bytes, ev->u.end.packet_count,
+                ev->u.end.device_count, ev->u.end.image_count,
+                ev->u.end.final_check);
+        break;
+    default: break;
+    }
+    fputs("}\n", o);
+}
+
+static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
+{
+    dump_ctx *d = ctx;
+    account(d, ev, from_set);
+    if (d->summary_only)
+        return;
+    if (d->json)
+        json_event(d, file, ev, from_set);
+    else
+        human_event(d, file, ev, from_set);
+}
+
+static void on_problem(void *ctx, size_t file, const ms_error_info *e)
+{
+    dump_ctx *d = ctx;
+    const char *name = d->files[file == (size_t)-1 ? 0 : file];
+    d->problems++;
+    if (d->json) {
+        json_begin(d, "error", file == (size_t)-1 ? 0 : file, e->offset);
+        fprintf(d->out, ",\"error\":\"%s\",\"detail\":",
+                ms_error_name(e->code));
+        tool_json_string(d->out, e->detail, strlen(e->detail));
+        fputs("}\n", d->out);
+    }
+    fflush(d->out);
+    tool_print_problem(stderr, name, e);
+}
+
+/* ---- summary ---------------------------------------------------------------- */
+
+static void summary(dump_ctx *d)
+{
+    FILE *o = d->out;
+    char hex[33] = "";
+    if (d->have_stream)
+        tool_hex(hex, d->stream.uuid, 16);
+    uint32_t count = d->have_stream ? d->stream.channel_count : 0;
+    if (d->json) {
+        json_begin(d, "summary", (size_t)-1, 0);
+        fprintf(o, ",\"files\":%zu,\"uuid\":\"%s\",\"channel_count\":%u,"
+                   "\"channels_read\":%" PRIu64 ",\"records\":%" PRIu64
+                   ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
+                   ",\"valid\":%s,\"problems\":%" PRIu64 ",\"devices\":[",
+                d->nfiles, hex, count, d->ends, d->records, d->image_bytes,
+                d->packets, d->problems ? "false" : "true", d->problems);
+        for (size_t i = 0; i < d->ndevs; i++) {
+            dev_stats *s = &d->devs[i];
+            fprintf(o, "%s{\"device\":%u,\"idstr\":", i ? "," : "", s->handle);
+            tool_json_string(o, s->idstr, strlen(s->idstr));
+            fprintf(o, ",\"payload\":\"%s\"", ms_payload_kind_name(s->kind));
+            for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+                fprintf(o, ",\"%s\":{\"images\":%" PRIu64 ",\"bytes\":%" PRIu64
+                           "}",
+                        ms_phase_name((ms_phase)p), s->phase[p].images,
+                        s->phase[p].bytes);
+            if (s->has_estimate)
+                fprintf(o, ",\"stop_copy_estimate\":%" PRIu64,
+                        s->stop_copy_estimate);
+            if (s->t_stopped)
+                fprintf(o, ",\"stop_copy_ns\":%" PRIu64,
+                        s->t_stopped - s->t_stop_copy);
+            fprintf(o, ",\"packets\":%" PRIu64 ",\"assembled\":%" PRIu64 "}",
+                    s->packets, s->assembled);
+        }
+        fputs("]}\n", o);
+        return;
+    }
+    fprintf(o, "%ssummary: %zu file%s, migration %s, %" PRIu64
+               " of %u channels ended, %" PRIu64 " records, %" PRIu64
+               " chunk bytes, %" PRIu64 " packets: %s\n",
+            d->summary_only ? "" : "\n", d->nfiles, d->nfiles == 1 ? "" : "s",
+            d->have_stream ? hex : "?", d->ends, count, d->records,
+            d->image_bytes, d->packets,
+            d->problems ? "INVALID" : "valid");
+    for (size_t i = 0; i < d->ndevs; i++) {
+        dev_stats *s = &d->devs[i];
+        fprintf(o, "  device %u %s (%s):", s->handle, s->idstr,
+                ms_payload_kind_name(s->kind));
+        for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+            fprintf(o, " %s %" PRIu64 " image%s %" PRIu64 " B;",
+                    ms_phase_name((ms_phase)p), s->phase[p].images,
+                    s->phase[p].images == 1 ? "" : "s", s->phase[p].bytes);
+        if (s->has_estimate) {
+            uint64_t fin = s->phase[MS_PHASE_FINAL].bytes;
+            fprintf(o, " stop-copy estimate %" PRIu64 " B", s->stop_copy_estimate);
+            if (s->stop_copy_estimate)
+                fprintf(o, " (final is %.1f%% of it)",
+                        100.0 * (double)fin / (double)s->stop_copy_estimate);
+            fputc(';', o);
+        }
+        if (s->t_stopped)
+            fprintf(o, " stop-copy took %.3f ms;",
+                    (double)(s->t_stopped - s->t_stop_copy) / 1e6);
+        if (s->packets)
+            fprintf(o, " %" PRIu64 " packets, %" PRIu64 " image%s reassembled",
+                    s->packets, s->assembled, s->assembled == 1 ? "" : "s");
+        fputc('\n', o);
+    }
+}
+
+static void usage(FILE *o)
+{
+    fprintf(o,
+            "usage: %s [options] FILE...\n"
+            "Show the structure of migration streams (one file per channel;\n"
+            "the files of one migration are read together; '-' is stdin).\n"
+            "  --json           JSON Lines: one object per element, then a "
+            "summary\n"
+            "  --summary        only the summary\n"
+            "  --records        also show every record header\n"
+            "  -h, --help       this help\n"
+            "  -V, --version    version\n"
+            "limits:\n",
+            prog);
+    tool_limit_help(o);
+    fprintf(o, "exit: 0 valid, 1 invalid input, 2 usage or I/O error\n");
+}
+
+int main(int argc, char **argv)
+{
+    dump_ctx d = {.out = stdout, .last_file_header = (size_t)-1};
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_LIMIT };
+    static const struct option longs[] = {
+        {"json", no_argument, 0, OPT_JSON},
+        {"summary", no_argument, 0, OPT_SUMMARY},
+        {"records", no_argument, 0, OPT_RECORDS},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {"max-record-payload", required_argument, 0, OPT_LIMIT},
+        {"max-buffered-bytes", required_argument, 0, OPT_LIMIT},
+        {"max-devices", required_argument, 0, OPT_LIMIT},
+        {"max-images", required_argument, 0, OPT_LIMIT},
+        {"max-name-length", required_argument, 0, OPT_LIMIT},
+        {"max-compat-length", required_argument, 0, OPT_LIMIT},
+        {"max-channels", required_argument, 0, OPT_LIMIT},
+        {"max-packets", required_argument, 0, OPT_LIMIT},
+        {0, 0, 0, 0}};
+    int c, li;
+    while ((c = getopt_long(argc, argv, "hV", longs, &li)) != -1) {
+        switch (c) {
+        case OPT_JSON: d.json = 1; break;
+        case OPT_SUMMARY: d.summary_only = 1; break;
+        case OPT_RECORDS: opt.record_events = 1; break;
+        case OPT_LIMIT:
+            if (tool_limit_option(&opt, longs[li].name, optarg) <= 0) {
+                fprintf(stderr, "%s: bad value for --%s: %s\n", prog,
+                        longs[li].name, optarg);
+                return TOOL_USAGE;
+            }
+            break;
+        case 'h': usage(stdout); return TOOL_OK;
+        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
+        default: usage(stderr); return TOOL_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return TOOL_USAGE;
+    }
+    d.files = argv + optind;
+    d.nfiles = (size_t)(argc - optind);
+    d.several = d.nfiles > 1;
+    int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
+    if (rc != TOOL_USAGE)
+        summary(&d);
+    free(d.devs);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: write error on standard output\n", prog);
+        return TOOL_USAGE;
+    }
+    return rc;
+}

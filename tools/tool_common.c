@@ -1,0 +1,321 @@
+/* Shared by the command-line tools; see tool_common.h. */
+#include "tool_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define READ_SLICE (1u << 20)
+
+typedef struct tool_file {
+    const char *name;
+    int fd;
+    uint8_t *map; /* whole regular file, mapped */
+    size_t map_len;
+    ms_reader *reader;
+    int failed, done;
+} tool_file;
+
+/* ---- problems ------------------------------------------------------------- */
+
+void tool_print_problem(FILE *out, const char *file, const ms_error_info *e)
+{
+    fprintf(out, "%s:%llu: %s: %s", file, (unsigned long long)e->offset,
+            ms_error_name(e->code), e->detail);
+    /* Name the option that raises the limit, e.g. max_buffered_bytes ->
+     * --max-buffered-bytes. */
+    const char *lim = e->code == MS_ERR_LIMIT ? strstr(e->detail, "max_") : NULL;
+    if (lim) {
+        fputs(" (raise it with --", out);
+        for (; *lim == '_' || (*lim >= 'a' && *lim <= 'z'); lim++)
+            fputc(*lim == '_' ? '-' : *lim, out);
+        fputc(')', out);
+    }
+    fputc('\n', out);
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static int open_file(const char *prog, tool_file *f)
+{
+    if (strcmp(f->name, "-") == 0) {
+        f->fd = STDIN_FILENO;
+        return 0;
+    }
+    f->fd = open(f->name, O_RDONLY);
+    if (f->fd < 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, f->name, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+                       f->fd, 0);
+        if (m != MAP_FAILED) {
+            f->map = m;
+            f->map_len = (size_t)st.st_size;
+            posix_madvise(m, f->map_len, POSIX_MADV_SEQUENTIAL);
+        }
+    }
+    return 0;
+}
+
+static void close_file(tool_file *f)
+{
+    if (f->map)
+        munmap(f->map, f->map_len);
+    if (f->fd > STDIN_FILENO)
+        close(f->fd);
+    ms_reader_free(f->reader);
+}
+
+typedef struct run_ctx {
+    ms_set *set;
+    int set_failed;
+    tool_event_fn on_event;
+    tool_problem_fn on_problem;
+    void *ctx;
+    int problems;
+} run_ctx;
+
+static void set_problem(run_ctx *rc)
+{
+    const ms_error_info *e = ms_set_error(rc->set);
+    rc->set_failed = 1;
+    rc->problems++;
+    rc->on_problem(rc->ctx, e->has_channel ? e->channel : (size_t)-1, e);
+}
+
+/* Pull the reader's events for the current slice; hand each to the set
+ * and to the tool.  Returns 0 when the slice is consumed, -1 on error. */
+static int pump(run_ctx *rc, tool_file *f, size_t idx)
+{
+    ms_event ev, sev;
+    for (;;) {
+        int r = ms_reader_next(f->reader, &ev);
+        if (r == MS_NEXT_INPUT)
+            return 0;
+        if (r == MS_NEXT_ERROR) {
+            f->failed = 1;
+            rc->problems++;
+            rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+            return -1;
+        }
+        rc->on_event(rc->ctx, idx, &ev, 0);
+        if (rc->set_failed)
+            continue;
+        if (ms_set_observe(rc->set, (uint32_t)idx, &ev) < 0) {
+            set_problem(rc);
+            continue;
+        }
+        int s;
+        while ((s = ms_set_next(rc->set, &sev)) == MS_NEXT_EVENT)
+            rc->on_event(rc->ctx, sev.channel, &sev, 1);
+        if (s == MS_NEXT_ERROR)
+            set_problem(rc);
+    }
+}
+
+static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
+                     uint8_t *buf)
+{
+    if (f->map) {
+        if (ms_reader_input(f->reader, f->map, f->map_len) == 0)
+            pump(rc, f, idx);
+    } else {
+        for (;;) {
+            ssize_t n = read(f->fd, buf, READ_SLICE);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                fprintf(stderr, "%s: %s: %s\n", prog, f->name,
+                        strerror(errno));
+                return -1;
+            }
+            if (n == 0)
+                break;
+            if (ms_reader_input(f->reader, buf, (size_t)n) < 0 ||
+                pump(rc, f, idx) < 0)
+                break;
+        }
+    }
+    if (f->failed)
+        return 0;
+    if (ms_reader_finish(f->reader) < 0) {
+        f->failed = 1;
+        rc->problems++;
+        rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+        return 0;
+    }
+    f->done = 1;
+    if (!rc->set_failed && ms_set_channel_done(rc->set, (uint32_t)idx) < 0)
+        set_problem(rc);
+    return 0;
+}
+
+int tool_run(const char *prog, char *const *files, size_t nfiles,
+             ms_options *opt, tool_event_fn on_event,
+             tool_problem_fn on_problem, void *ctx)
+{
+    tool_file *fs = calloc(nfiles, sizeof *fs);
+    uint8_t *buf = malloc(READ_SLICE);
+    run_ctx rc = {.on_event = on_event, .on_problem = on_problem, .ctx = ctx};
+    int status = TOOL_OK, stdin_used = 0;
+    if (!fs || !buf) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        status = TOOL_USAGE;
+        goto out;
+    }
+    for (size_t i = 0; i < nfiles; i++) {
+        fs[i].name = files[i];
+        if (strcmp(files[i], "-") == 0 && stdin_used++) {
+            fprintf(stderr, "%s: standard input given twice\n", prog);
+            status = TOOL_USAGE;
+            goto out;
+        }
+        if (open_file(prog, &fs[i]) < 0) {
+            status = TOOL_USAGE;
+            goto out;
+        }
+        /* Mapped files stay valid until the end: the set keeps views of
+         * early packets instead of copying them. */
+        if (!fs[i].map)
+            opt->input_stable = 0;
+    }
+    rc.set = ms_set_create(opt);
+    for (size_t i = 0; i < nfiles; i++)
+        if (!(fs[i].reader = ms_reader_create(opt)))
+            rc.set = NULL;
+    if (!rc.set) {
+        fprintf(stderr, "%s: cannot create readers (out of memory)\n", prog);
+        status = TOOL_USAGE;
+        goto out;
+    }
+    for (size_t i = 0; i < nfiles; i++)
+        if (read_file(prog, &rc, &fs[i], i, buf) < 0) {
+            status = TOOL_USAGE;
+            goto out;
+        }
+    int all_done = 1;
+    for (size_t i = 0; i < nfiles; i++)
+        all_done &= fs[i].done;
+    /* Whole-migration checks are only meaningful when every file was read
+     * to its end; otherwise the per-file problem already says why not. */
+    if (all_done && !rc.set_failed && ms_set_finish(rc.set) < 0)
+        set_problem(&rc);
+    status = rc.problems ? TOOL_INVALID : TOOL_OK;
+out:
+    for (size_t i = 0; fs && i < nfiles; i++)
+        close_file(&fs[i]);
+    ms_set_free(rc.set);
+    free(fs);
+    free(buf);
+    return status;
+}
+
+/* ---- output helpers ------------------------------------------------------- */
+
+void tool_json_string(FILE *out, const char *s, size_t len)
+{
+    fputc('"', out);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+void tool_hex(char *dst, const uint8_t *src, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        dst[2 * i] = digits[src[i] >> 4];
+        dst[2 * i + 1] = digits[src[i] & 15];
+    }
+    dst[2 * n] = 0;
+}
+
+int tool_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'K': case 'k': shift = 10; end++; break;
+    case 'M': case 'm': shift = 20; end++; break;
+    case 'G': case 'g': shift = 30; end++; break;
+    }
+    if (*end || (shift && v > (UINT64_MAX >> shift)))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static const struct {
+    const char *name, *help;
+    size_t off;
+    int is64;
+} limit_opts[] = {
+#define LIM(n, h, f, w) {n, h, offsetof(ms_options, f), w}
+    LIM("max-record-payload", "largest record payload", max_record_payload, 1),
+    LIM("max-buffered-bytes", "out-of-order packet bytes held",
+        max_buffered_bytes, 1),
+    LIM("max-devices", "devices", max_devices, 0),
+    LIM("max-images", "images per device", max_images, 0),
+    LIM("max-name-length", "device idstr bytes", max_name_length, 0),
+    LIM("max-compat-length", "device compat bytes", max_compat_length, 0),
+    LIM("max-channels", "channels", max_channels, 0),
+    LIM("max-packets", "packets per image", max_packets, 0),
+#undef LIM
+};
+
+int tool_limit_option(ms_options *opt, const char *name, const char *value)
+{
+    for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
+        if (strcmp(name, limit_opts[i].name) != 0)
+            continue;
+        uint64_t v;
+        if (!value || tool_parse_size(value, &v) < 0 ||
+            (!limit_opts[i].is64 && v > UINT32_MAX))
+            return -1;
+        char *field = (char *)opt + limit_opts[i].off;
+        if (limit_opts[i].is64)
+            memcpy(field, &v, sizeof v);
+        else {
+            uint32_t v32 = (uint32_t)v;
+            memcpy(field, &v32, sizeof v32);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void tool_limit_help(FILE *out)
+{
+    for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++)
+        fprintf(out, "  --%s=N%*s%s\n", limit_opts[i].name,
+                (int)(22 - strlen(limit_opts[i].name)), "",
+                limit_opts[i].help);
+}
+
+const char *tool_vfio_state_name(uint32_t state)
+{
+    static const char *const names[] = {
+        "ERROR",   "STOP",        "RUNNING",  "STOP_COPY",
+        "RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"};
+    return state < sizeof names / sizeof names[0] ? names[state] : "?";
+}

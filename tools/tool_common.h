@@ -1,0 +1,51 @@
+/* What the command-line tools share: reading the files of one migration
+ * through readers and a set, error lines, JSON output, option values. */
+#ifndef MS_TOOL_COMMON_H
+#define MS_TOOL_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "migstream.h"
+
+/* Exit codes shared by every tool. */
+enum { TOOL_OK = 0, TOOL_INVALID = 1, TOOL_USAGE = 2 };
+
+/* Called for every event: `file` indexes the file list; from_set is 1 for
+ * events the set derived (reassembled packet data, assembled images). */
+typedef void (*tool_event_fn)(void *ctx, size_t file, const ms_event *ev,
+                              int from_set);
+/* Called for every problem found; file is (size_t)-1 for the migration
+ * as a whole. */
+typedef void (*tool_problem_fn)(void *ctx, size_t file,
+                                const ms_error_info *e);
+
+/* Read every file (one channel each; "-" is standard input) through one
+ * reader per file and one set.  Reading goes on after a problem in one
+ * file, so every file gets checked.  Returns TOOL_OK, TOOL_INVALID when
+ * a problem was reported, or TOOL_USAGE after an I/O error (printed). */
+int tool_run(const char *prog, char *const *files, size_t nfiles,
+             ms_options *opt, tool_event_fn on_event,
+             tool_problem_fn on_problem, void *ctx);
+
+/* "FILE:OFFSET: error-name: detail" (+ a hint naming the option that
+ * raises a limit) on `out`. */
+void tool_print_problem(FILE *out, const char *file, const ms_error_info *e);
+
+/* JSON helpers: a string with escapes, and 16 bytes as 32 hex digits. */
+void tool_json_string(FILE *out, const char *s, size_t len);
+void tool_hex(char *dst, const uint8_t *src, size_t n); /* dst: 2n+1 */
+
+/* Parse a byte count with optional K/M/G (1024-based) suffix. */
+int tool_parse_size(const char *s, uint64_t *out);
+
+/* Apply a limit option (--max-record-payload=N, --max-buffered-bytes=N,
+ * ...).  Returns 1 when `name` is a limit option and was applied, 0 when
+ * it is not one, -1 when its value is bad. */
+int tool_limit_option(ms_options *opt, const char *name, const char *value);
+/* One line per limit option, for --help. */
+void tool_limit_help(FILE *out);
+
+const char *tool_vfio_state_name(uint32_t state);
+
+#endif
