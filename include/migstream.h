@@ -230,6 +230,12 @@ MS_API const char *ms_payload_kind_name(uint32_t kind); /* "mlx5", ... */
 /* Returns the kind for a name, or -1. */
 MS_API int ms_payload_kind_from_name(const char *name);
 
+/* Flag bits the writer API takes (spec/migstream.md). */
+#define MS_RECORD_OPTIONAL 0x1u /* record flags: an unknown one is skipped */
+#define MS_IMAGE_FULL 0x1u      /* image flags: self-contained image */
+#define MS_PRECOPY_REINIT 0x1u  /* precopy info flags: new initial data */
+#define MS_PACKET_CONFIG 0x1u   /* packet flags: the device config buffer */
+
 typedef enum ms_compression {
     MS_COMPRESSION_NONE = 0,
     MS_COMPRESSION_ZLIB = 1

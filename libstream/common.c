@@ -246,6 +246,9 @@ struct XXH3_state_s *ms_hash_state_new(const ms_allocator *a)
     size_t pad = MS_HASH_ALIGN - ((uintptr_t)raw % MS_HASH_ALIGN);
     uint8_t *aligned = raw + pad;
     aligned[-1] = (uint8_t)pad;
+    /* Zeroed as XXH3_createState would leave it: a seeded reset compares
+     * the stored seed and would otherwise skip deriving its secret. */
+    memset(aligned, 0, sizeof(XXH3_state_t));
     return (struct XXH3_state_s *)aligned;
 }
 

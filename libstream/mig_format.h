@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "migstream.h" /* the public flag values */
+
 /* Stream header (64 bytes, little endian). */
 #define MIG_MAGIC_LEN 8
 extern const uint8_t mig_magic[MIG_MAGIC_LEN]; /* 8D 'M' 'I' 'G' 0D 0A 1A 0A */
@@ -29,7 +31,7 @@ extern const uint8_t mig_magic[MIG_MAGIC_LEN]; /* 8D 'M' 'I' 'G' 0D 0A 1A 0A */
 #define MIG_REC_TRAILER_SIZE 8 /* le64 XXH3-64(payload, seed = hdr check) */
 #define MIG_REC_OVERHEAD (MIG_REC_HDR_SIZE + MIG_REC_TRAILER_SIZE)
 
-#define MIG_FLAG_OPTIONAL 0x1u
+#define MIG_FLAG_OPTIONAL MS_RECORD_OPTIONAL
 #define MIG_FLAGS_KNOWN MIG_FLAG_OPTIONAL
 
 enum mig_tag {
@@ -41,9 +43,11 @@ enum mig_tag {
     MIG_TAG_PRECOPY_INFO = 0x0010,
     MIG_TAG_STATE_CHANGE = 0x0011,
     MIG_TAG_STOP_COPY_SIZE = 0x0012,
-    MIG_TAG_END = 0x00FF,
-    MIG_TAG_VENDOR_FIRST = 0x80000000u /* ..0xFFFFFFFF: must be optional */
+    MIG_TAG_END = 0x00FF
 };
+/* Vendor tags, 0x80000000..0xFFFFFFFF, must be optional.  (A define: the
+ * value does not fit an int enumerator in ISO C.) */
+#define MIG_TAG_VENDOR_FIRST 0x80000000u
 
 /* Payload sizes (fixed records) and prefixes (records with data). */
 #define MIG_DEVICE_FIXED 24 /* + idstr + compat */
@@ -56,9 +60,9 @@ enum mig_tag {
 #define MIG_STOP_COPY_SIZE_SIZE 24
 #define MIG_END_SIZE 48
 
-#define MIG_IMAGE_FLAG_FULL 0x1u    /* self-contained image */
-#define MIG_PACKET_FLAG_CONFIG 0x1u /* the device's config buffer */
-#define MIG_PRECOPY_FLAG_REINIT 0x1u
+#define MIG_IMAGE_FLAG_FULL MS_IMAGE_FULL
+#define MIG_PACKET_FLAG_CONFIG MS_PACKET_CONFIG
+#define MIG_PRECOPY_FLAG_REINIT MS_PRECOPY_REINIT
 #define MIG_DEVICE_HANDLE_INVALID 0xFFFFFFFFu
 #define MIG_VFIO_STATE_MAX 7 /* enum vfio_device_mig_state: 0..7 */
 

@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t's size, to allocate it */
 #include <xxhash.h>
 #include <zlib.h>
 
@@ -23,16 +22,6 @@
  * fixed fields plus its idstr (compat data goes out as the data piece). */
 #define PREFIX_MAX (MIG_DEVICE_FIXED + IDSTR_MAX)
 #define DEFAULT_CHUNK_SIZE ((size_t)1 << 20)
-#define HASH_STATE_ALIGN 64
-
-/* XXH3 streaming state.  xxhash needs it 64-byte aligned (its accumulators
- * use aligned SIMD loads) while ms_alloc promises only malloc alignment, so
- * the block is over-allocated and the state placed on a 64-byte boundary. */
-typedef struct hash_state {
-    void *block;      /* as returned by ms_alloc; what ms_free gets */
-    XXH3_state_t *st; /* inside block, 64-byte aligned */
-} hash_state;
-
 enum channel_state { CH_UNOPENED = 0, CH_OPEN, CH_CLOSED };
 
 typedef struct wchannel {
@@ -48,7 +37,7 @@ typedef struct wchannel {
      * found by scanning devices, whose state other threads may be changing */
     uint64_t open_images;
     uint8_t *declared;       /* per device index: DEVICE record written */
-    hash_state payload_hash; /* payload_check of the record being written */
+    XXH3_state_t *payload_hash; /* payload_check of the record being written */
     /* zlib, set up at the channel's first compressed chunk */
     z_stream z;
     int z_ready;
@@ -63,9 +52,9 @@ typedef struct wdevice {
     uint8_t *compat;
     /* images of the device */
     int has_home;
-    uint32_t home;          /* channel of every image (spec 5.2) */
-    uint64_t images_begun;  /* = next image_seq */
-    ms_phase last_phase;    /* phase of the latest image; NONE before one */
+    uint32_t home;         /* channel of every image (spec 5.2) */
+    uint64_t images_begun; /* = next image_seq */
+    ms_phase last_phase;   /* phase of the latest image; NONE before one */
     int open;
     /* the open image */
     uint32_t seq;
@@ -73,7 +62,7 @@ typedef struct wdevice {
     uint64_t length, units; /* data bytes; chunks or data packets */
     int config_written;
     uint64_t config_length, config_hash;
-    hash_state image_hash;  /* allocated at the first image, then reused */
+    XXH3_state_t *image_hash; /* allocated at the first image, then reused */
 } wdevice;
 
 struct ms_writer {
@@ -90,19 +79,6 @@ struct ms_writer {
 };
 
 /* ---- small helpers --------------------------------------------------- */
-static int hash_state_alloc(const ms_allocator *a, hash_state *h)
-{
-    h->block = ms_alloc(a, sizeof(XXH3_state_t) + HASH_STATE_ALIGN - 1);
-    if (!h->block)
-        return -1;
-    uintptr_t p = ((uintptr_t)h->block + HASH_STATE_ALIGN - 1) &
-                  ~(uintptr_t)(HASH_STATE_ALIGN - 1);
-    h->st = (XXH3_state_t *)p;
-    /* xxhash wants a zeroed state before its first reset_withSeed */
-    memset(h->st, 0, sizeof *h->st);
-    return 0;
-}
-
 static voidpf zlib_alloc(voidpf opaque, uInt items, uInt size)
 {
     return ms_calloc(opaque, items, size);
@@ -126,8 +102,8 @@ static int channel_fail(ms_writer *w, uint32_t channel, ms_error code,
         w->err.channel = channel;
         w->err.has_channel = 1;
     }
-    return ms_fail(&w->err, code, w->channels[channel].offset,
-                   "channel %u: %s", channel, what);
+    return ms_fail(&w->err, code, w->channels[channel].offset, "channel %u: %s",
+                   channel, what);
 }
 
 static int usable(const ms_writer *w)
@@ -223,7 +199,7 @@ static int emit(ms_writer *w, uint32_t channel, uint32_t tag, uint32_t flags,
     if (prefix_len > 0) /* raw records have no prefix (prefix NULL) */
         memcpy(frame + MIG_REC_HDR_SIZE, prefix, prefix_len);
 
-    XXH3_state_t *st = c->payload_hash.st;
+    XXH3_state_t *st = c->payload_hash;
     XXH3_64bits_reset_withSeed(st, header_check);
     XXH3_64bits_update(st, prefix, prefix_len);
     if (data_len > 0)
@@ -277,8 +253,7 @@ static int declare(ms_writer *w, uint32_t channel, const wdevice *d)
 /* A record naming a device: validate the channel, declare, emit. */
 static int emit_for_device(ms_writer *w, uint32_t channel, const wdevice *d,
                            uint32_t tag, uint32_t flags, const uint8_t *prefix,
-                           size_t prefix_len, const void *data,
-                           size_t data_len)
+                           size_t prefix_len, const void *data, size_t data_len)
 {
     if (!record_channel(w, channel) || declare(w, channel, d) < 0)
         return -1;
@@ -296,8 +271,9 @@ void ms_writer_options_init(ms_writer_options *opt)
 
 static int options_valid(const ms_writer_options *opt)
 {
+    /* chunk_size bound: CHUNK's raw_len is a le32 */
     return opt->struct_size == sizeof *opt && opt->channel_count >= 1 &&
-           opt->chunk_size >= 1 && opt->chunk_size <= UINT32_MAX && /* raw_len */
+           opt->chunk_size >= 1 && opt->chunk_size <= UINT32_MAX &&
            opt->compression_level >= 0 && opt->compression_level <= 9;
 }
 
@@ -330,7 +306,7 @@ ms_writer *ms_writer_create(const ms_writer_options *opt)
 static void channel_free(const ms_allocator *a, wchannel *c)
 {
     ms_free(a, c->declared);
-    ms_free(a, c->payload_hash.block);
+    ms_hash_state_free(a, c->payload_hash);
     if (c->z_ready)
         deflateEnd(&c->z);
     ms_free(a, c->zbuf);
@@ -345,7 +321,7 @@ void ms_writer_free(ms_writer *w)
         channel_free(&a, &w->channels[i]);
     for (size_t i = 0; i < w->device_count; i++) {
         ms_free(&a, w->devices[i].compat);
-        ms_free(&a, w->devices[i].image_hash.block);
+        ms_hash_state_free(&a, w->devices[i].image_hash);
     }
     ms_free(&a, w->channels);
     ms_free(&a, w->devices);
@@ -354,8 +330,8 @@ void ms_writer_free(ms_writer *w)
 
 const ms_error_info *ms_writer_error(const ms_writer *w)
 {
-    static const ms_error_info no_writer = {
-        .code = MS_ERR_USAGE, .detail = "no writer"};
+    static const ms_error_info no_writer = {.code = MS_ERR_USAGE,
+                                            .detail = "no writer"};
     return w ? &w->err : &no_writer;
 }
 
@@ -372,7 +348,7 @@ int ms_writer_open_channel(ms_writer *w, uint32_t channel, ms_write_fn fn,
     wchannel *c = &w->channels[channel];
     if (c->state != CH_UNOPENED)
         return channel_fail(w, channel, MS_ERR_USAGE, "opened twice");
-    if (hash_state_alloc(&w->alloc, &c->payload_hash) < 0)
+    if (!(c->payload_hash = ms_hash_state_new(&w->alloc)))
         return no_memory(w, "hash state");
     c->out = fn;
     c->opaque = opaque;
@@ -399,8 +375,8 @@ static int device_args_valid(ms_writer *w, uint32_t handle, const char *idstr,
                              uint32_t compat_len)
 {
     if (handle == MIG_DEVICE_HANDLE_INVALID)
-        return ms_fail(&w->err, MS_ERR_USAGE, 0, "device handle 0x%x is "
-                       "reserved", handle);
+        return ms_fail(&w->err, MS_ERR_USAGE, 0,
+                       "device handle 0x%x is reserved", handle);
     if (!idstr || idstr[0] == '\0' || strnlen(idstr, IDSTR_MAX + 1) > IDSTR_MAX)
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
                        "device %u: idstr must be 1..%d bytes", handle,
@@ -466,7 +442,8 @@ static int image_begin_valid(ms_writer *w, uint32_t channel, const wdevice *d,
 {
     uint32_t h = d->handle;
     if (phase < MS_PHASE_INITIAL || phase > MS_PHASE_FINAL ||
-        (transport != MS_TRANSPORT_CHUNKS && transport != MS_TRANSPORT_PACKETS) ||
+        (transport != MS_TRANSPORT_CHUNKS &&
+         transport != MS_TRANSPORT_PACKETS) ||
         (flags & ~MIG_IMAGE_FLAG_FULL) != 0)
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
                        "device %u: bad phase, transport or image flags", h);
@@ -480,7 +457,7 @@ static int image_begin_valid(ms_writer *w, uint32_t channel, const wdevice *d,
     if (d->last_phase == MS_PHASE_FINAL ||
         (phase == MS_PHASE_INITIAL && d->images_begun > 0))
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
-                       "device %u: %s image after a %s image", h,
+                       "device %u: phase order: %s image after %s", h,
                        ms_phase_name(phase), ms_phase_name(d->last_phase));
     if (d->images_begun > UINT32_MAX)
         return ms_fail(&w->err, MS_ERR_LIMIT, 0,
@@ -497,7 +474,7 @@ int ms_writer_image_begin(ms_writer *w, uint32_t channel, uint32_t device,
     wdevice *d = known_device(w, device);
     if (!d || image_begin_valid(w, channel, d, phase, transport, flags) < 0)
         return -1;
-    if (!d->image_hash.block && hash_state_alloc(&w->alloc, &d->image_hash) < 0)
+    if (!d->image_hash && !(d->image_hash = ms_hash_state_new(&w->alloc)))
         return no_memory(w, "hash state");
 
     uint32_t seq = (uint32_t)d->images_begun;
@@ -523,7 +500,7 @@ int ms_writer_image_begin(ms_writer *w, uint32_t channel, uint32_t device,
     d->length = d->units = 0;
     d->config_written = 0;
     d->config_length = d->config_hash = 0;
-    XXH3_64bits_reset(d->image_hash.st);
+    XXH3_64bits_reset(d->image_hash);
     return 0;
 }
 
@@ -606,7 +583,7 @@ static int write_chunk(ms_writer *w, wdevice *d, const uint8_t *data,
     ms_put_le32(p + 12, (uint32_t)len); /* raw_len; len <= chunk_size */
     if (emit(w, d->home, MIG_TAG_CHUNK, 0, p, sizeof p, body, body_len) < 0)
         return -1;
-    XXH3_64bits_update(d->image_hash.st, data, len);
+    XXH3_64bits_update(d->image_hash, data, len);
     d->length += len;
     d->units++;
     c->image_bytes += len;
@@ -668,7 +645,7 @@ int ms_writer_image_packet(ms_writer *w, uint32_t channel, uint32_t device,
         d->config_length = len;
         d->config_hash = ms_hash64(data, len, 0);
     } else {
-        XXH3_64bits_update(d->image_hash.st, data, len);
+        XXH3_64bits_update(d->image_hash, data, len);
         d->length += len;
         d->units++;
     }
@@ -697,7 +674,7 @@ int ms_writer_image_end(ms_writer *w, uint32_t device, uint64_t timestamp_ns)
     ms_put_le32(p + 0, device);
     ms_put_le32(p + 4, d->seq);
     ms_put_le64(p + 8, d->length);
-    ms_put_le64(p + 16, XXH3_64bits_digest(d->image_hash.st));
+    ms_put_le64(p + 16, XXH3_64bits_digest(d->image_hash));
     ms_put_le64(p + 24, d->units);
     ms_put_le64(p + 32, timestamp_ns);
     ms_put_le64(p + 40, d->config_length);

@@ -59,7 +59,11 @@ static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
 
 static void account(dump_ctx *d, const ms_event *ev, int from_set)
 {
-    if (!from_set && ev->kind != MS_EV_DATA)
+    /* Records on the wire: not the stream header, not bytes, not a second
+     * look at a record already counted (record_events mode). */
+    if (!from_set && ev->kind != MS_EV_STREAM_HEADER &&
+        ev->kind != MS_EV_DATA &&
+        !(ev->kind == MS_EV_RECORD && ev->u.record.known))
         d->records++;
     switch (ev->kind) {
     case MS_EV_STREAM_HEADER:

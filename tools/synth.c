@@ -25,19 +25,22 @@
 #define PROG "migstream-synth"
 
 /* Wire values the public API takes as plain integers (spec sections). */
-#define IMAGE_FLAG_FULL 1u       /* 5.2: the image is self-contained */
-#define RECORD_FLAG_OPTIONAL 1u  /* 4.1 */
-#define VENDOR_TAG 0x80000001u   /* 4.2: vendor range, optional */
+#define VENDOR_TAG 0x80000001u  /* 4.2: vendor range, optional */
 /* enum vfio_device_mig_state (5.7) */
-enum { VFIO_STOP = 1, VFIO_RUNNING = 2, VFIO_STOP_COPY = 3, VFIO_PRE_COPY = 6,
-       VFIO_PRE_COPY_P2P = 7 };
+enum {
+    VFIO_STOP = 1,
+    VFIO_RUNNING = 2,
+    VFIO_STOP_COPY = 3,
+    VFIO_PRE_COPY = 6,
+    VFIO_PRE_COPY_P2P = 7
+};
 
-#define MAX_DEVICES 4096         /* the reference reader's max_devices */
-#define MAX_CHANNELS 1024        /* the reference reader's max_channels */
-#define MAX_UNIT (((uint64_t)1 << 30) - 64) /* chunk/packet data: records
-                                                stay under 1 GiB payload */
+#define MAX_DEVICES 4096  /* the reference reader's max_devices */
+#define MAX_CHANNELS 1024 /* the reference reader's max_channels */
+/* chunk/packet data: their records stay under a 1 GiB payload */
+#define MAX_UNIT (((uint64_t)1 << 30) - 64)
 #define CREATED_BASE_NS 1795305600000000000ull /* 2026-11-22T00:00:00Z */
-#define LINK_BITS_PER_NS 10      /* simulated 10 Gbit/s link */
+#define LINK_BITS_PER_NS 10                    /* simulated 10 Gbit/s link */
 
 typedef struct workload {
     uint32_t devices;
@@ -174,7 +177,8 @@ static int chunk_image(synth *s, uint32_t dev, ms_phase phase, uint32_t flags,
                               MS_TRANSPORT_CHUNKS, flags, tick(s)) < 0)
         return -1;
     for (uint64_t left = size; left > 0;) {
-        size_t n = (size_t)(left < s->wl->chunk_size ? left : s->wl->chunk_size);
+        size_t n =
+            (size_t)(left < s->wl->chunk_size ? left : s->wl->chunk_size);
         fill_state(&s->rng, s->buf, n);
         if (ms_writer_image_data(s->w, dev, s->buf, n) < 0)
             return -1;
@@ -213,8 +217,8 @@ static int packet_image(synth *s, uint32_t dev, ms_phase phase, uint32_t flags,
         size_t n =
             (size_t)(left < s->wl->packet_size ? left : s->wl->packet_size);
         fill_state(&s->rng, s->buf, n);
-        if (ms_writer_image_packet(s->w, next_packet_channel(s), dev, s->buf,
-                                   n, 0) < 0)
+        if (ms_writer_image_packet(s->w, next_packet_channel(s), dev, s->buf, n,
+                                   0) < 0)
             return -1;
         transfer(s, n);
         left -= n;
@@ -236,8 +240,8 @@ static int state_change(synth *s, uint32_t dev, uint32_t from, uint32_t to)
 
 static int precopy(synth *s, uint32_t dev, uint64_t initial, uint64_t dirty)
 {
-    return ms_writer_precopy_info(s->w, home_of(s, dev), dev, 0, initial,
-                                  dirty, tick(s));
+    return ms_writer_precopy_info(s->w, home_of(s, dev), dev, 0, initial, dirty,
+                                  tick(s));
 }
 
 /* RUNNING -> PRE_COPY, the driver's size estimate, the initial image. */
@@ -245,17 +249,18 @@ static int start_precopy(synth *s, uint32_t dev)
 {
     const workload *wl = s->wl;
     /* an estimate a little off the real final size, as drivers give */
-    uint64_t estimate = wl->final_size / 100 * (90 + rng_below(&s->rng, 21)) +
-                        rng_below(&s->rng, 4096);
+    uint64_t estimate = wl->final_size - wl->final_size / 10 +
+                        rng_below(&s->rng, wl->final_size / 5 + 1); /* +-10% */
     if (state_change(s, dev, VFIO_RUNNING, VFIO_PRE_COPY) < 0 ||
         ms_writer_stop_copy_size(s->w, home_of(s, dev), dev, estimate,
                                  tick(s)) < 0)
         return -1;
     if (wl->initial_size == 0)
         return 0;
-    uint64_t dirtied = wl->middle_size / 4 + rng_below(&s->rng, 4096);
+    uint64_t dirtied =
+        wl->middle_size / 4 + rng_below(&s->rng, wl->middle_size / 8 + 1);
     if (precopy(s, dev, wl->initial_size, 0) < 0 ||
-        chunk_image(s, dev, MS_PHASE_INITIAL, IMAGE_FLAG_FULL,
+        chunk_image(s, dev, MS_PHASE_INITIAL, MS_IMAGE_FULL,
                     wl->initial_size) < 0 ||
         precopy(s, dev, 0, dirtied) < 0)
         return -1;
@@ -267,7 +272,7 @@ static int middle_round(synth *s, uint32_t dev, uint64_t round)
 {
     const workload *wl = s->wl;
     uint64_t dirtied = wl->middle_size / (wl->middle_count + 1) * (round + 1) +
-                       rng_below(&s->rng, 4096);
+                       rng_below(&s->rng, wl->middle_size / 8 + 1);
     if (precopy(s, dev, 0, wl->middle_size) < 0 ||
         chunk_image(s, dev, MS_PHASE_MIDDLE, 0, wl->middle_size) < 0 ||
         precopy(s, dev, 0, dirtied) < 0)
@@ -280,7 +285,7 @@ static int final_image(synth *s, uint32_t dev)
     const workload *wl = s->wl;
     /* with no precopy image the final image is the whole state */
     uint32_t flags =
-        wl->initial_size == 0 && wl->middle_count == 0 ? IMAGE_FLAG_FULL : 0;
+        wl->initial_size == 0 && wl->middle_count == 0 ? MS_IMAGE_FULL : 0;
     if (wl->final_transport == MS_TRANSPORT_PACKETS)
         return packet_image(s, dev, MS_PHASE_FINAL, flags, wl->final_size);
     return chunk_image(s, dev, MS_PHASE_FINAL, flags, wl->final_size);
@@ -292,7 +297,7 @@ static int vendor_record(synth *s)
     uint8_t payload[sizeof note - 1 + 8];
     memcpy(payload, note, sizeof note - 1);
     rng_bytes(&s->rng, payload + sizeof note - 1, 8);
-    return ms_writer_raw_record(s->w, 0, VENDOR_TAG, RECORD_FLAG_OPTIONAL,
+    return ms_writer_raw_record(s->w, 0, VENDOR_TAG, MS_RECORD_OPTIONAL,
                                 payload, sizeof payload);
 }
 
@@ -303,8 +308,8 @@ static int add_devices(synth *s)
         uint32_t slot = i + 2; /* QEMU's first free PCI slot on pc/q35 */
         snprintf(idstr, sizeof idstr, "0000:%02x:%02x.0/vfio", slot / 32,
                  slot % 32);
-        if (ms_writer_add_device(s->w, i, idstr, 0, (uint32_t)s->wl->kind,
-                                 NULL, 0) < 0)
+        if (ms_writer_add_device(s->w, i, idstr, 0, (uint32_t)s->wl->kind, NULL,
+                                 0) < 0)
             return -1;
     }
     return 0;
@@ -344,11 +349,13 @@ static int run_workload(synth *s)
 }
 
 /* ---- setup ------------------------------------------------------------- */
+/* clang-format off */
 static void usage(FILE *out)
 {
-    fprintf(out,
+    fputs(
 "usage: " PROG " [options] -o DIR    one file per channel: DIR/channel-N.mig\n"
 "       " PROG " [options] --stdout  (--channels 1 only) the stream on stdout\n"
+"       " PROG " --example           the byte-level example of spec section 9\n"
 "options (sizes take K, M, G suffixes, powers of 1024):\n"
 "  --devices N           devices (default 2)\n"
 "  --kind KIND           payload kind of all devices (default mlx5)\n"
@@ -364,10 +371,10 @@ static void usage(FILE *out)
 "  --compress LEVEL      zlib level 0..9 for chunks (default 0)\n"
 "  --seed N              PRNG seed (default 1)\n"
 "  --vendor-record       also write an optional vendor record on channel 0\n"
-"  --example             print the byte-level example of spec section 9\n"
 "  -h, --help            this help\n"
-"  -V, --version         the version\n");
+"  -V, --version         the version\n", out);
 }
+/* clang-format on */
 
 static int usage_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
@@ -407,8 +414,10 @@ typedef struct numeric_option {
     field_type type;
 } numeric_option;
 
-#define NUM(name, lo, hi, field, type)                                        \
-    {name, lo, hi, offsetof(workload, field), type}
+#define NUM(name, lo, hi, field, type)                                         \
+    {                                                                          \
+        name, lo, hi, offsetof(workload, field), type                          \
+    }
 static const numeric_option numeric_options[] = {
     NUM("--devices", 0, MAX_DEVICES, devices, FIELD_U32),
     NUM("--initial-size", 0, UINT64_MAX, initial_size, FIELD_U64),
@@ -432,13 +441,12 @@ static const numeric_option *find_numeric(const char *name)
     return NULL;
 }
 
-static int set_numeric(workload *wl, const numeric_option *o,
-                       const char *value)
+static int set_numeric(workload *wl, const numeric_option *o, const char *value)
 {
     uint64_t v;
     if (tool_parse_size(value, &v) < 0 || v < o->lo || v > o->hi)
-        return usage_error("bad value '%s' for %s (%llu..%llu)", value,
-                           o->name, (unsigned long long)o->lo,
+        return usage_error("bad value '%s' for %s (%llu..%llu)", value, o->name,
+                           (unsigned long long)o->lo,
                            (unsigned long long)o->hi);
     char *field = (char *)wl + o->offset;
     if (o->type == FIELD_U64)
@@ -681,7 +689,7 @@ static int example_stream(membuf *m)
         ms_writer_add_device(w, 0, "0000:00:02.0/vfio", 0, MS_PAYLOAD_MLX5,
                              NULL, 0) < 0 ||
         ms_writer_image_begin(w, 0, 0, MS_PHASE_INITIAL, MS_TRANSPORT_CHUNKS,
-                              IMAGE_FLAG_FULL, 1000) < 0 ||
+                              MS_IMAGE_FULL, 1000) < 0 ||
         ms_writer_image_data(w, 0, image, sizeof image) < 0 ||
         ms_writer_image_end(w, 0, 2000) < 0 ||
         ms_writer_close_channel(w, 0, 3000) < 0;
@@ -706,11 +714,16 @@ static uint64_t load_le(const uint8_t *p, unsigned bytes)
 static const char *example_tag_name(uint64_t tag)
 {
     switch (tag) {
-    case 0x0001: return "DEVICE";
-    case 0x0002: return "IMAGE_BEGIN";
-    case 0x0003: return "CHUNK";
-    case 0x0004: return "IMAGE_END";
-    case 0x00FF: return "END";
+    case 0x0001:
+        return "DEVICE";
+    case 0x0002:
+        return "IMAGE_BEGIN";
+    case 0x0003:
+        return "CHUNK";
+    case 0x0004:
+        return "IMAGE_END";
+    case 0x00FF:
+        return "END";
     }
     return "?";
 }
@@ -753,8 +766,8 @@ static int print_example(void)
         uint64_t tag = load_le(m.bytes + off + 12, 4);
         printf("\n## Record %u: %s (tag 0x%04llx, payload %zu bytes)\n\n```\n",
                n, example_tag_name(tag), (unsigned long long)tag, size);
-        hex_lines("record header: size, flags, tag, header_check", m.bytes,
-                  off, 24);
+        hex_lines("record header: size, flags, tag, header_check", m.bytes, off,
+                  24);
         hex_lines("payload", m.bytes, off + 24, size);
         hex_lines("payload_check", m.bytes, off + 24 + size, 8);
         printf("```\n");
@@ -777,7 +790,7 @@ int main(int argc, char **argv)
 
     synth s = {.wl = &wl, .rng = wl.seed};
     size_t buf_size = (size_t)(wl.chunk_size > wl.packet_size ? wl.chunk_size
-                                                               : wl.packet_size);
+                                                              : wl.packet_size);
     s.buf = malloc(buf_size < 512 ? 512 : buf_size); /* config packets too */
     s.order = calloc(wl.channels, sizeof *s.order);
     sink *sinks = calloc(wl.channels, sizeof *sinks);
