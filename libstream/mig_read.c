@@ -37,6 +37,10 @@ enum mig_stage {
     ST_DONE
 };
 
+/* Stage functions return MS_NEXT_* or GO_ON: the stage changed or made
+ * progress without an event; run the loop again. */
+#define GO_ON (-2)
+
 #define INFLATE_WINDOW (64 * 1024) /* decompressed bytes per DATA event */
 /* Largest zero-copy DATA view.  Each payload byte is hashed twice (record
  * check, image hash) and read by the caller; views this size keep all three
@@ -335,7 +339,7 @@ static int read_record_header(ms_reader *r, ms_event *ev)
         st->stage = ST_SMALL_BODY;
     }
     if (!emit_record)
-        return -2; /* go on without an event */
+        return GO_ON; /* go on without an event */
     ev->kind = MS_EV_RECORD;
     ev->offset = st->rec_off;
     ev->length = MIG_REC_OVERHEAD + st->rec_size;
@@ -776,7 +780,7 @@ static int read_prefix(ms_reader *r, ms_event *ev)
             return MS_NEXT_ERROR;
         hold_error(st, &r->err);
         st->stage = ST_SKIP;
-        return -2;
+        return GO_ON;
     }
     event_base(st, ev, is_packet ? MS_EV_PACKET : MS_EV_CHUNK);
     if (is_packet) {
@@ -848,7 +852,7 @@ static int read_data(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     if (st->remaining == 0) {
         st->stage = ST_TRAILER;
-        return -2;
+        return GO_ON;
     }
     size_t n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), &p);
     if (n == 0)
@@ -877,7 +881,7 @@ static int read_inflate(ms_reader *r, ms_event *ev)
     if (st->zs_ended) {
         if (!st->remaining) {
             st->stage = ST_TRAILER;
-            return -2;
+            return GO_ON;
         }
         bad = "bytes after the end of the zlib stream";
     } else {
@@ -910,10 +914,10 @@ static int read_inflate(ms_reader *r, ms_event *ev)
                 bad);
         hold_error(st, &r->err);
         st->stage = ST_SKIP;
-        return -2;
+        return GO_ON;
     }
     if (made == 0)
-        return -2; /* consumed input without output; go on */
+        return GO_ON; /* consumed input without output; go on */
     account_image_bytes(r, st->zout, made);
     data_event(st, ev, st->zout, made, data_off, 0);
     st->cur_produced += made;
@@ -926,7 +930,7 @@ static int read_skip(ms_reader *r)
     const uint8_t *p;
     if (st->remaining == 0) {
         st->stage = ST_TRAILER;
-        return -2;
+        return GO_ON;
     }
     size_t n = ms_rd_peek(r, st->remaining, &p);
     if (n == 0)
@@ -934,7 +938,7 @@ static int read_skip(ms_reader *r)
     hash_payload(r, p, n);
     ms_rd_skip(r, n);
     st->remaining -= n;
-    return -2;
+    return GO_ON;
 }
 
 static int read_trailer(ms_reader *r)
@@ -965,7 +969,7 @@ static int read_trailer(ms_reader *r)
     st->chain = check;
     st->n_records++;
     st->stage = ST_RECORD_HEADER;
-    return -2;
+    return GO_ON;
 }
 
 /* ---- framing ops ---------------------------------------------------------- */
@@ -993,7 +997,7 @@ static int mig_next(ms_reader *r, ms_event *ev)
             return MS_FAIL(r, MS_ERR_USAGE, r->offset,
                            "internal: invalid decoder stage");
         }
-        if (rc != -2)
+        if (rc != GO_ON)
             return r->err.code ? MS_NEXT_ERROR : rc;
     }
 }

@@ -160,8 +160,9 @@ int ms_reader_finish(ms_reader *r)
                        "finish before the input slice was consumed");
     r->finished = 1;
     if (!r->ops)
-        return MS_FAIL(r, r->stash_len ? MS_ERR_TRUNCATED : MS_ERR_TRUNCATED,
-                       r->offset, "input ended after %zu bytes, before the "
-                       "format could be recognised", r->stash_len);
+        return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
+                       "input ended after %zu bytes, before the format could "
+                       "be recognised",
+                       r->stash_len);
     return r->ops->finish(r);
 }

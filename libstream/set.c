@@ -885,21 +885,19 @@ int ms_set_finish(ms_set *s)
                                 im->seq);
             if (im->assembled)
                 continue;
-            if (im->next_idx < im->end.unit_count || !im->config_seen ||
-                im->next_idx < im->config_idx)
-                return set_fail(s, MS_ERR_PACKET_MISSING, im->end_channel,
+            if (im->next_idx >= im->end.unit_count && !im->config_seen)
+                return set_fail(s, MS_ERR_PACKET_CONFIG, im->end_channel,
                                 im->end_offset,
-                                "device %s image %u: packet idx %u never "
-                                "arrived (%u of %llu data packets in order)",
-                                d->idstr, im->seq, im->next_idx,
-                                im->next_idx < im->end.unit_count
-                                    ? im->next_idx
-                                    : (uint32_t)im->end.unit_count,
+                                "device %s image %u: all %llu data packets "
+                                "arrived but no config packet",
+                                d->idstr, im->seq,
                                 (unsigned long long)im->end.unit_count);
-            return set_fail(s, MS_ERR_PACKET_CONFIG, im->end_channel,
+            return set_fail(s, MS_ERR_PACKET_MISSING, im->end_channel,
                             im->end_offset,
-                            "device %s image %u: no config packet", d->idstr,
-                            im->seq);
+                            "device %s image %u: packet idx %u never arrived "
+                            "(IMAGE_END says %llu data packets + config)",
+                            d->idstr, im->seq, im->next_idx,
+                            (unsigned long long)im->end.unit_count);
         }
     }
     return 0;

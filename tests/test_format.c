@@ -1600,6 +1600,30 @@ static void fmt_decompress_trailing_garbage(void **state)
     tb_stream_free(&s);
 }
 
+/* 5.4: config_length and config_hash are 0 in chunk mode.  The spec does
+ * not name the error; any error will do, acceptance will not. */
+static void fmt_image_end_chunk_mode_config(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        tb_stream s;
+        base(&s);
+        tb_image_begin(&s, DEV, 0, 1, 0, 0, 0);
+        tb_chunk(&s, DEV, 0, 0, img4, 4);
+        tb_image_end(&s, DEV, 0, 4, tb_hash(img4, 4), 1, 0, k == 0 ? 4 : 0,
+                     k == 1 ? tb_hash(img4, 4) : 0);
+        tb_end_auto(&s, 0);
+        ms_error_info e;
+        if (tb_verify(s.b.p, s.b.len, NULL, &e) == 0) {
+            print_message("chunk-mode IMAGE_END with config_%s != 0 "
+                          "accepted\n",
+                          k == 0 ? "length" : "hash");
+            fail();
+        }
+        tb_stream_free(&s);
+    }
+}
+
 /* ---- END totals --------------------------------------------------------- */
 static void end_base(tb_stream *s, uint8_t *cfg, size_t cfg_len)
 {
@@ -1820,6 +1844,7 @@ int main(void)
         cmocka_unit_test(fmt_image_length_and_hash),
         cmocka_unit_test(fmt_decompress),
         cmocka_unit_test(fmt_decompress_trailing_garbage),
+        cmocka_unit_test(fmt_image_end_chunk_mode_config),
         cmocka_unit_test(fmt_end_totals),
         cmocka_unit_test(fmt_limit_record_payload),
         cmocka_unit_test(fmt_limit_devices),

@@ -109,6 +109,36 @@ static void rd_rich_stream_reads(void **state)
     if (rc)
         print_err("rich stream", &res.err);
     assert_int_equal(rc, 0);
+    /* exactly one event per record, in stream order, at the record */
+    static const ms_event_kind kinds[] = {
+        MS_EV_STREAM_HEADER, MS_EV_DEVICE,       MS_EV_DEVICE,
+        MS_EV_PRECOPY_INFO,  MS_EV_STATE_CHANGE, MS_EV_STOP_COPY_SIZE,
+        MS_EV_IMAGE_BEGIN,   MS_EV_CHUNK,        MS_EV_CHUNK,
+        MS_EV_CHUNK,         MS_EV_IMAGE_END,    MS_EV_RECORD,
+        MS_EV_IMAGE_BEGIN,   MS_EV_CHUNK,        MS_EV_CHUNK,
+        MS_EV_IMAGE_END,     MS_EV_IMAGE_BEGIN,  MS_EV_PACKET,
+        MS_EV_PACKET,        MS_EV_PACKET,       MS_EV_PACKET,
+        MS_EV_IMAGE_END,     MS_EV_END};
+    assert_int_equal(res.n_events, sizeof kinds / sizeof kinds[0]);
+    assert_int_equal(res.n_events, r.nr + 1);
+    for (size_t i = 0; i < res.n_events; i++) {
+        const ms_event *e = &res.events[i];
+        if (e->kind != kinds[i])
+            print_message("event %zu: %s, expected %s\n", i,
+                          ms_event_kind_name(e->kind),
+                          ms_event_kind_name(kinds[i]));
+        assert_int_equal(e->kind, kinds[i]);
+        if (i == 0) {
+            assert_int_equal(e->offset, 0);
+            assert_int_equal(e->length, 64);
+            continue;
+        }
+        assert_int_equal(e->offset, r.rec_start[i - 1]);
+        size_t rec_len = r.bounds[i] - r.rec_start[i - 1];
+        if (e->kind != MS_EV_CHUNK && e->kind != MS_EV_PACKET)
+            assert_int_equal(e->length, rec_len);
+    }
+    assert_int_equal(res.data_offset_errors, 0);
     tb_image *im = tb_result_image(&res, 1, 0);
     assert_non_null(im);
     assert_int_equal(im->data.len, 300);
@@ -365,7 +395,7 @@ static void rd_zero_copy(void **state)
     tb_device(&s, 1, "d", 0);
     tb_image_begin(&s, 1, 0, 1, 0, 0, 0);
     size_t ch = tb_chunk(&s, 1, 0, 0, data, sizeof data);
-    tb_chunk(&s, 1, 0, 1, zd, sizeof zd);
+    size_t zch = tb_chunk(&s, 1, 0, 1, zd, sizeof zd);
     tb_image_end(&s, 1, 0, 512, tb_hash(all, 512), 2, 0, 0, 0);
     tb_end_auto(&s, 0);
 
@@ -397,6 +427,8 @@ static void rd_zero_copy(void **state)
         } else {
             assert_int_equal(ev.u.data.compressed, 1);
             assert_int_equal(ev.u.data.zero_copy, 0);
+            /* decompressed bytes: the offset of the chunk's data */
+            assert_int_equal(ev.u.data.stream_offset, zch + 24 + 16);
             assert_memory_equal(ev.u.data.data,
                                 zd + ev.u.data.image_offset - 256,
                                 ev.u.data.size);
@@ -694,6 +726,7 @@ static void roundtrip(const wl_case *c)
                           ms_error_name(res.err.code),
                           (unsigned long long)res.err.offset, res.err.detail);
         assert_int_equal(rc, 0);
+        assert_int_equal(res.data_offset_errors, 0);
         uint32_t seqs[13] = {0};
         size_t compressed = 0;
         for (size_t i = 0; i < res.n_events; i++)

@@ -247,6 +247,8 @@ static void expect_assembled_(int line, const pset *ps, const ms_options *o)
                  im->asm_info.config_hash != tb_hash(C, sizeof C) ||
                  im->asm_info.device != DEV || im->asm_info.seq != 0)
             why = "image-assembled fields wrong";
+        else if (r.data_offset_errors)
+            why = "DATA image_offset not contiguous in index order";
         else if (tb_result_count(&r, MS_EV_IMAGE_ASSEMBLED) != 1)
             why = "image-assembled not exactly once";
         if (why) {

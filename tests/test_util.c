@@ -577,10 +577,14 @@ static void collect(tb_result *r, const ms_event *ev, int from_set,
         tb_image *im = image_get(r, d->device, d->seq);
         r->n_data_events++;
         if (from_set) {
+            if (!d->config && d->image_offset != im->data.len)
+                r->data_offset_errors++;
             tb_put(d->config ? &im->config : &im->data, d->data, d->size);
         } else {
             if (!d->zero_copy)
                 r->all_data_zero_copy = 0;
+            if (!d->in_packet && d->image_offset != im->data.len)
+                r->data_offset_errors++;
             tb_put(d->in_packet ? &im->pkt : &im->data, d->data, d->size);
         }
         return;
@@ -856,6 +860,9 @@ int tb_events_equal(const tb_result *a, const tb_result *b, char *why,
             return 0;
     if (a->n_events != b->n_events)
         WHY("event count %zu vs %zu", a->n_events, b->n_events);
+    if (a->data_offset_errors || b->data_offset_errors)
+        WHY("DATA image_offset not contiguous (%zu / %zu events)",
+            a->data_offset_errors, b->data_offset_errors);
     if (a->n_images != b->n_images)
         WHY("image count %zu vs %zu", a->n_images, b->n_images);
     for (size_t i = 0; i < a->n_images; i++) {

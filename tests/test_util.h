@@ -176,6 +176,10 @@ typedef struct tb_result {
     size_t n_events, cap_events;
     size_t n_data_events;
     int all_data_zero_copy; /* every reader DATA event had zero_copy */
+    /* DATA events whose image_offset is not the number of bytes of that
+     * image handed out before (chunk DATA from readers, non-config DATA
+     * from the set): image bytes must come contiguously and in order */
+    size_t data_offset_errors;
     tb_image *images;
     size_t n_images, cap_images;
     uint64_t bytes_fed;
