@@ -51,6 +51,7 @@ enum mig_tag {
 
 /* Payload sizes (fixed records) and prefixes (records with data). */
 #define MIG_DEVICE_FIXED 24 /* + idstr + compat */
+#define MIG_IDSTR_MAX 255   /* QEMU's idstr limit */
 #define MIG_IMAGE_BEGIN_SIZE 32
 #define MIG_CHUNK_PREFIX 16
 #define MIG_IMAGE_END_SIZE 56

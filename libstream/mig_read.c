@@ -264,7 +264,7 @@ static int check_record_size(ms_reader *r)
         min = MIG_DEVICE_FIXED; /* an empty idstr is a bad field */
         break;
     }
-    case MIG_TAG_CHUNK: min = MIG_CHUNK_PREFIX + 1; break;
+    case MIG_TAG_CHUNK: min = MIG_CHUNK_PREFIX; break; /* raw_len 0: bad field */
     case MIG_TAG_PACKET: min = MIG_PACKET_PREFIX; break;
     default:
         if (size != want)
@@ -391,6 +391,10 @@ static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
                        "compat data of %u bytes exceeds max_compat_length "
                        "(%u)",
                        clen, r->opt.max_compat_length);
+    if (idlen > MIG_IDSTR_MAX) /* reachable only with a raised limit */
+        return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 16,
+                       "idstr of %u bytes; the format allows %u", idlen,
+                       MIG_IDSTR_MAX);
     const uint8_t *id = p + MIG_DEVICE_FIXED;
     if (memchr(id, 0, idlen))
         return MS_FAIL(r, MS_ERR_BAD_FIELD, base + MIG_DEVICE_FIXED,

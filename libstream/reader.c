@@ -59,7 +59,8 @@ int ms_rd_reserve(ms_reader *r, size_t n)
     if (!s)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, r->offset,
                        "stash of %zu bytes", cap);
-    memcpy(s, r->stash, r->stash_len);
+    if (r->stash_len)
+        memcpy(s, r->stash, r->stash_len);
     ms_free(&r->opt.allocator, r->stash);
     r->stash = s;
     r->stash_cap = cap;
