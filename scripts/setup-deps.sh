@@ -16,6 +16,7 @@ packages=(
     zlib1g-dev       # zlib: chunk compression
     libxxhash-dev    # XXH3 check values
     libcmocka-dev    # unit tests
+    python3          # CLI tests: JSON Lines checks, hex dump of the spec example
     clang            # libFuzzer harnesses, second compiler
     libclang-rt-14-dev # libFuzzer, ASan and UBSan runtimes for clang 14
 )
