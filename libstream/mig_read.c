@@ -157,6 +157,13 @@ static mig_device *find_device(ms_reader *r, uint32_t handle, uint64_t off)
     return NULL;
 }
 
+/* The device a record's payload names in its first field. */
+static mig_device *record_device(ms_reader *r, const uint8_t *payload)
+{
+    return find_device(r, ms_le32(payload),
+                       ST(r)->rec_off + MIG_REC_HDR_SIZE);
+}
+
 /* Hold a field error found in a streamed prefix (see file comment). */
 static void hold_error(mig_state *st, ms_error_info *e)
 {
@@ -449,7 +456,7 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
 {
     mig_state *st = ST(r);
     uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
-    mig_device *d = find_device(r, ms_le32(p), base);
+    mig_device *d = record_device(r, p);
     if (!d)
         return MS_NEXT_ERROR;
     uint32_t seq = ms_le32(p + 4), flags = ms_le32(p + 12);
@@ -509,7 +516,7 @@ static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
 {
     mig_state *st = ST(r);
     uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
-    mig_device *d = find_device(r, ms_le32(p), base);
+    mig_device *d = record_device(r, p);
     if (!d)
         return MS_NEXT_ERROR;
     uint32_t seq = ms_le32(p + 4);
@@ -567,7 +574,7 @@ static int parse_info(ms_reader *r, const uint8_t *p, ms_event *ev)
 {
     mig_state *st = ST(r);
     uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
-    mig_device *d = find_device(r, ms_le32(p), base);
+    mig_device *d = record_device(r, p);
     if (!d)
         return MS_NEXT_ERROR;
     switch (st->rec_tag) {
@@ -693,7 +700,7 @@ static int check_chunk_prefix(ms_reader *r, const uint8_t *p)
 {
     mig_state *st = ST(r);
     uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
-    mig_device *d = find_device(r, ms_le32(p), base);
+    mig_device *d = record_device(r, p);
     if (!d)
         return -1;
     uint32_t seq = ms_le32(p + 4), raw_len = ms_le32(p + 12);
@@ -727,7 +734,7 @@ static int check_packet_prefix(ms_reader *r, const uint8_t *p)
 {
     mig_state *st = ST(r);
     uint64_t base = st->rec_off + MIG_REC_HDR_SIZE;
-    mig_device *d = find_device(r, ms_le32(p), base);
+    mig_device *d = record_device(r, p);
     if (!d)
         return -1;
     uint32_t flags = ms_le32(p + 12);

@@ -436,9 +436,9 @@ static void usage(FILE *o)
             "  --records        also show every record header\n"
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
-            "limits:\n",
+            "reader options:\n",
             prog);
-    tool_limit_help(o);
+    tool_reader_help(o);
     fprintf(o, "exit: 0 valid, 1 invalid input, 2 usage or I/O error\n");
 }
 
@@ -448,40 +448,31 @@ int main(int argc, char **argv)
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
-    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_LIMIT };
-    static const struct option longs[] = {
+    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS };
+    static const struct option own[] = {
         {"json", no_argument, 0, OPT_JSON},
         {"summary", no_argument, 0, OPT_SUMMARY},
         {"records", no_argument, 0, OPT_RECORDS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
-        {"max-record-payload", required_argument, 0, OPT_LIMIT},
-        {"max-buffered-bytes", required_argument, 0, OPT_LIMIT},
-        {"max-devices", required_argument, 0, OPT_LIMIT},
-        {"max-images", required_argument, 0, OPT_LIMIT},
-        {"max-name-length", required_argument, 0, OPT_LIMIT},
-        {"max-compat-length", required_argument, 0, OPT_LIMIT},
-        {"max-channels", required_argument, 0, OPT_LIMIT},
-        {"max-packets", required_argument, 0, OPT_LIMIT},
         {0, 0, 0, 0}};
+    struct option *longs = tool_long_options(own);
     int c, li;
     while ((c = getopt_long(argc, argv, "hV", longs, &li)) != -1) {
         switch (c) {
         case OPT_JSON: d.json = 1; break;
         case OPT_SUMMARY: d.summary_only = 1; break;
         case OPT_RECORDS: opt.record_events = 1; break;
-        case OPT_LIMIT:
-            if (tool_limit_option(&opt, longs[li].name, optarg) <= 0) {
-                fprintf(stderr, "%s: bad value for --%s: %s\n", prog,
-                        longs[li].name, optarg);
+        case TOOL_OPT_READER:
+            if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
                 return TOOL_USAGE;
-            }
             break;
         case 'h': usage(stdout); return TOOL_OK;
         case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
         default: usage(stderr); return TOOL_USAGE;
         }
     }
+    free(longs);
     if (optind >= argc) {
         usage(stderr);
         return TOOL_USAGE;

@@ -1,6 +1,8 @@
 /* Shared by the command-line tools; see tool_common.h. */
 #include "tool_common.h"
 
+#include <getopt.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -283,32 +285,78 @@ static const struct {
 #undef LIM
 };
 
-int tool_limit_option(ms_options *opt, const char *name, const char *value)
+static const size_t n_limits = sizeof limit_opts / sizeof limit_opts[0];
+
+struct option *tool_long_options(const struct option *own)
 {
-    for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
-        if (strcmp(name, limit_opts[i].name) != 0)
-            continue;
-        uint64_t v;
-        if (!value || tool_parse_size(value, &v) < 0 ||
-            (!limit_opts[i].is64 && v > UINT32_MAX))
-            return -1;
-        char *field = (char *)opt + limit_opts[i].off;
-        if (limit_opts[i].is64)
-            memcpy(field, &v, sizeof v);
-        else {
-            uint32_t v32 = (uint32_t)v;
-            memcpy(field, &v32, sizeof v32);
-        }
-        return 1;
+    size_t n = 0;
+    while (own[n].name)
+        n++;
+    struct option *all = calloc(n + n_limits + 2, sizeof *all);
+    if (!all) {
+        fprintf(stderr, "out of memory\n");
+        exit(TOOL_USAGE);
+    }
+    memcpy(all, own, n * sizeof *all);
+    all[n++] = (struct option){"format", required_argument, 0, TOOL_OPT_READER};
+    for (size_t i = 0; i < n_limits; i++)
+        all[n++] = (struct option){limit_opts[i].name, required_argument, 0,
+                                   TOOL_OPT_READER};
+    return all;
+}
+
+static int set_limit(ms_options *opt, size_t i, const char *value)
+{
+    uint64_t v;
+    if (!value || tool_parse_size(value, &v) < 0 ||
+        (!limit_opts[i].is64 && v > UINT32_MAX))
+        return -1;
+    char *field = (char *)opt + limit_opts[i].off;
+    if (limit_opts[i].is64) {
+        memcpy(field, &v, sizeof v);
+    } else {
+        uint32_t v32 = (uint32_t)v;
+        memcpy(field, &v32, sizeof v32);
     }
     return 0;
 }
 
-void tool_limit_help(FILE *out)
+int tool_reader_option(const char *prog, ms_options *opt, const char *name,
+                       const char *value)
 {
-    for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++)
-        fprintf(out, "  --%s=N%*s%s\n", limit_opts[i].name,
-                (int)(22 - strlen(limit_opts[i].name)), "",
+    if (strcmp(name, "format") == 0) {
+        static const ms_format forms[] = {
+            MS_FORMAT_AUTO, MS_FORMAT_MIGSTREAM, MS_FORMAT_QEMU_MAIN,
+            MS_FORMAT_QEMU_MULTIFD, MS_FORMAT_LIBVIRT_SAVE};
+        for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+            if (strcmp(value, ms_format_name(forms[i])) == 0) {
+                opt->format = forms[i];
+                return 0;
+            }
+        fprintf(stderr, "%s: unknown --format %s (auto, migstream, qemu-main, "
+                        "qemu-multifd, libvirt-save)\n",
+                prog, value);
+        return -1;
+    }
+    for (size_t i = 0; i < n_limits; i++)
+        if (strcmp(name, limit_opts[i].name) == 0) {
+            if (set_limit(opt, i, value) == 0)
+                return 0;
+            break;
+        }
+    fprintf(stderr, "%s: bad value for --%s: %s\n", prog, name,
+            value ? value : "");
+    return -1;
+}
+
+void tool_reader_help(FILE *out)
+{
+    fprintf(out, "  --format=NAME%*sauto (default: detect from the magic), "
+                 "migstream, qemu-main, ...\n",
+            17, "");
+    for (size_t i = 0; i < n_limits; i++)
+        fprintf(out, "  --%s=N%*slimit: %s\n", limit_opts[i].name,
+                (int)(26 - strlen(limit_opts[i].name)), "",
                 limit_opts[i].help);
 }
 

@@ -39,12 +39,18 @@ void tool_hex(char *dst, const uint8_t *src, size_t n); /* dst: 2n+1 */
 /* Parse a byte count with optional K/M/G (1024-based) suffix. */
 int tool_parse_size(const char *s, uint64_t *out);
 
-/* Apply a limit option (--max-record-payload=N, --max-buffered-bytes=N,
- * ...).  Returns 1 when `name` is a limit option and was applied, 0 when
- * it is not one, -1 when its value is bad. */
-int tool_limit_option(ms_options *opt, const char *name, const char *value);
-/* One line per limit option, for --help. */
-void tool_limit_help(FILE *out);
+/* Reader options every reading tool takes: --format NAME and the limits
+ * (--max-record-payload=N, --max-buffered-bytes=N, ...).  getopt_long
+ * returns TOOL_OPT_READER for each; pass it to tool_reader_option. */
+struct option;
+#define TOOL_OPT_READER 0x7100
+/* The tool's own long options followed by the reader options; free() it. */
+struct option *tool_long_options(const struct option *own);
+/* Apply one; returns 0, or -1 after printing what is wrong. */
+int tool_reader_option(const char *prog, ms_options *opt, const char *name,
+                       const char *value);
+/* The reader options, one line each, for --help. */
+void tool_reader_help(FILE *out);
 
 const char *tool_vfio_state_name(uint32_t state);
 

@@ -55,9 +55,9 @@ static void usage(FILE *o)
             "  -q, --quiet      print nothing; the exit status tells\n"
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
-            "limits:\n",
+            "reader options:\n",
             prog);
-    tool_limit_help(o);
+    tool_reader_help(o);
     fprintf(o, "exit: 0 valid, 1 invalid input, 2 usage or I/O error\n");
 }
 
@@ -69,39 +69,29 @@ int main(int argc, char **argv)
     ms_options_init(&opt);
     opt.input_stable = 1;
     opt.verify_checks = 1; /* never report "valid" for unchecked bytes */
-    enum { OPT_LIMIT = 256 };
-    static const struct option longs[] = {
+    static const struct option own[] = {
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"status", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
-        {"max-record-payload", required_argument, 0, OPT_LIMIT},
-        {"max-buffered-bytes", required_argument, 0, OPT_LIMIT},
-        {"max-devices", required_argument, 0, OPT_LIMIT},
-        {"max-images", required_argument, 0, OPT_LIMIT},
-        {"max-name-length", required_argument, 0, OPT_LIMIT},
-        {"max-compat-length", required_argument, 0, OPT_LIMIT},
-        {"max-channels", required_argument, 0, OPT_LIMIT},
-        {"max-packets", required_argument, 0, OPT_LIMIT},
         {0, 0, 0, 0}};
+    struct option *longs = tool_long_options(own);
     int c, li;
     while ((c = getopt_long(argc, argv, "vqhV", longs, &li)) != -1) {
         switch (c) {
         case 'v': verbose = 1; break;
         case 'q': v.quiet = 1; break;
-        case OPT_LIMIT:
-            if (tool_limit_option(&opt, longs[li].name, optarg) <= 0) {
-                fprintf(stderr, "%s: bad value for --%s: %s\n", prog,
-                        longs[li].name, optarg);
+        case TOOL_OPT_READER:
+            if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
                 return TOOL_USAGE;
-            }
             break;
         case 'h': usage(stdout); return TOOL_OK;
         case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
         default: usage(stderr); return TOOL_USAGE;
         }
     }
+    free(longs);
     if (optind >= argc) {
         usage(stderr);
         return TOOL_USAGE;

@@ -30,6 +30,14 @@ expect_grep "$WORK/out" "channel-2.mig:32: channel-set: channel index 2 appears 
 expect_exit 1 "foreign channel" -- "$VERIFY" "$D/channel-0.mig" "$D/channel-1.mig" "$WORK/seed7/channel-2.mig" "$D/channel-3.mig"
 expect_grep "$WORK/out" "seed7/channel-2.mig:16: channel-uuid:" "foreign channel named with file and offset"
 
+# Streamed input (not mapped) makes the set copy early packets: the cap on
+# held bytes is enforced and the error names the option that raises it.
+expect_exit 1 "buffer cap from stdin" -- bash -c "cat '$D/channel-1.mig' | '$VERIFY' --max-buffered-bytes=100K '$D/channel-0.mig' - '$D/channel-2.mig' '$D/channel-3.mig'"
+expect_grep "$WORK/out" "limit: max_buffered_bytes \(102400\) reached: .* waiting for packet idx 0 .*\(raise it with --max-buffered-bytes\)" "buffer cap named"
+expect_exit 0 "same from stdin, default cap" -- bash -c "cat '$D/channel-1.mig' | '$VERIFY' '$D/channel-0.mig' - '$D/channel-2.mig' '$D/channel-3.mig'"
+expect_exit 0 "forced format" -- "$VERIFY" --format=migstream "$D"/*.mig
+expect_exit 2 "unknown format name" -- "$VERIFY" --format=nope "$D"/*.mig
+
 # Compressed chunks and chunk-mode final images on one channel.
 expect_exit 0 "synth compressed" -- "$SYNTH" --compress 6 --channels 1 --devices 3 -o "$WORK/z"
 expect_exit 0 "verify compressed" -- "$VERIFY" "$WORK/z/channel-0.mig"
