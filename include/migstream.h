@@ -106,7 +106,20 @@ MS_API const char *ms_version_string(void);
     X(CHANNEL_UUID, 33, "channel-uuid",                                       \
       "a channel belongs to another migration")                               \
     X(CHANNEL_SET, 34, "channel-set",                                         \
-      "channels are missing, doubled or disagree")
+      "channels are missing, doubled or disagree")                            \
+    X(SECTION, 35, "section",                                                 \
+      "a QEMU section type is unknown or names an unknown section id")        \
+    X(FOOTER, 36, "footer",                                                   \
+      "a QEMU section footer is missing or names another section")            \
+    X(COMMAND, 37, "command",                                                 \
+      "a QEMU command is unknown, has a wrong length or overruns its package")\
+    X(RAM, 38, "ram", "a QEMU RAM record is invalid")                         \
+    X(VFIO, 39, "vfio", "a QEMU VFIO device record is invalid")               \
+    X(CONFIGURATION, 40, "configuration",                                     \
+      "the QEMU configuration record is missing or invalid")                  \
+    X(VMSTATE, 41, "vmstate",                                                 \
+      "VMState fields do not match the JSON trailer's description")           \
+    X(VMDESC, 42, "vmdesc", "the QEMU JSON trailer is malformed")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -170,6 +183,14 @@ typedef struct ms_options {
     uint64_t max_buffered_bytes; /* set: out-of-order packet bytes held */
     int verify_checks;   /* 1: verify every check value (default) */
     int record_events;   /* 1: also emit MS_EV_RECORD for every record */
+    uint64_t max_vmdesc_bytes;  /* QEMU JSON trailer bytes (default 64 MiB) */
+    uint32_t max_sections;       /* QEMU section ids tracked */
+    uint32_t max_ram_blocks;     /* QEMU RAM blocks */
+    uint32_t max_nesting;        /* QEMU PACKAGED streams inside each other */
+    int qemu_postcopy_ram;       /* 1: the stream was written with the
+                                    postcopy-ram capability (block list
+                                    entries may carry a page size) */
+    int field_events;            /* 1: emit MS_EV_FIELD per VMState field */
     int input_stable;    /* 1: input slices stay valid and unchanged until
                             the reader/set is freed (e.g. mmap), so a set
                             keeps views instead of copying packets */
@@ -197,8 +218,24 @@ typedef enum ms_event_kind {
     MS_EV_STATE_CHANGE,  /* u.state */
     MS_EV_STOP_COPY_SIZE, /* u.stop_copy */
     MS_EV_END,           /* u.end: the channel's end record */
-    MS_EV_IMAGE_ASSEMBLED /* set only: a packet-mode image was reassembled
-                             and matched its end record (u.image) */
+    MS_EV_IMAGE_ASSEMBLED, /* set only: a packet-mode image was reassembled
+                              and matched its end record (u.image) */
+    /* QEMU main stream ("QEVM"); see spec/qemu-main.md */
+    MS_EV_CONFIGURATION,  /* u.config: machine type, page bits, caps, uuid */
+    MS_EV_SECTION,        /* u.section: a section header */
+    MS_EV_SECTION_FOOTER, /* u.section: the footer; length covers it all */
+    MS_EV_COMMAND,        /* u.command */
+    MS_EV_RAM_BLOCK,      /* u.ram: one entry of the RAM block list */
+    MS_EV_RAM_PAGE,       /* u.ram: a page record (data for PAGE etc.) */
+    MS_EV_RAM_MARKER,     /* u.ram: EOS, MULTIFD_FLUSH, HOOK */
+    MS_EV_VFIO_MARKER,    /* u.vfio: a VFIO migration marker; device bytes
+                             follow as MS_EV_DATA (device = section id) */
+    MS_EV_SUBSECTION,     /* u.field: a VMState subsection header */
+    MS_EV_FIELD,          /* u.field: one decoded VMState field */
+    MS_EV_UNDECODED,      /* u.section: a section walked without decoding
+                             its contents (detail says why) */
+    MS_EV_QEMU_EOF,       /* the EOF record: end of device state */
+    MS_EV_VMDESC          /* u.vmdesc: the JSON trailer */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -334,6 +371,91 @@ typedef struct ms_end_info {
     uint64_t final_check; /* chained check value of the whole channel */
 } ms_end_info;
 
+/* ---- QEMU main stream --------------------------------------------------- */
+typedef enum ms_qemu_section_type {
+    MS_QSEC_START = 1,
+    MS_QSEC_PART = 2,
+    MS_QSEC_END = 3,
+    MS_QSEC_FULL = 4
+} ms_qemu_section_type;
+MS_API const char *ms_qemu_section_type_name(ms_qemu_section_type t);
+
+typedef struct ms_config_info {
+    const char *machine; /* NUL terminated; valid until the next call */
+    uint32_t machine_len;
+    int has_page_bits;
+    uint32_t page_bits;
+    uint32_t capability_count; /* capabilities listed (names not kept) */
+    int cap_x_ignore_shared, cap_mapped_ram;
+    int has_uuid;
+    uint8_t uuid[16];
+} ms_config_info;
+
+typedef struct ms_section_info {
+    ms_qemu_section_type type;
+    uint32_t section_id;
+    const char *idstr; /* NUL terminated; valid until the next call */
+    uint32_t instance_id, version_id;
+    uint64_t section_offset; /* footer/undecoded: the section's first byte */
+    const char *detail;      /* undecoded: why */
+} ms_section_info;
+
+typedef struct ms_command_info {
+    uint16_t cmd, len;
+    const char *name;     /* "OPEN_RETURN_PATH", ... */
+    const uint8_t *args;  /* `len` bytes; valid until the next call */
+    uint64_t value;       /* PING value, PACKAGED length */
+    int nesting;          /* 0 top level, 1 inside a PACKAGED stream, ... */
+} ms_command_info;
+
+typedef enum ms_ram_record {
+    MS_RAM_ZERO = 0x02,
+    MS_RAM_MEM_SIZE = 0x04,
+    MS_RAM_PAGE = 0x08,
+    MS_RAM_EOS = 0x10,
+    MS_RAM_XBZRLE = 0x40,
+    MS_RAM_HOOK = 0x80,
+    MS_RAM_COMPRESS_PAGE = 0x100,
+    MS_RAM_MULTIFD_FLUSH = 0x200
+} ms_ram_record;
+
+typedef struct ms_ram_info {
+    ms_ram_record record;
+    const char *block;     /* block idstr; valid until the next call */
+    uint32_t block_index;  /* in the block list */
+    uint64_t offset;       /* page offset in the block; block list: 0 */
+    uint64_t used_length;  /* block list entry / the block's length */
+    uint64_t total;        /* MEM_SIZE: total RAM bytes */
+    const uint8_t *data;   /* PAGE, COMPRESS_PAGE (inflated): page bytes;
+                              XBZRLE: encoded delta */
+    size_t size;
+    int zero_copy;         /* data points into the caller's input */
+    uint8_t fill;          /* ZERO: the fill byte */
+} ms_ram_info;
+
+typedef struct ms_vfio_info {
+    uint64_t marker; /* 0xffffffffef10000N */
+    const char *name; /* "END_OF_STATE", "DATA_STATE", ... */
+    uint32_t section_id;
+    const char *idstr;
+    uint64_t data_size; /* DATA_STATE: bytes that follow */
+    ms_phase phase;     /* phase the following bytes belong to */
+} ms_vfio_info;
+
+typedef struct ms_field_info {
+    uint32_t section_id;
+    const char *path;    /* "parent_obj.config", "tx.size", subsection name */
+    const char *type;    /* VMState type name from the JSON trailer */
+    const uint8_t *data; /* the field's bytes (valid until the next call) */
+    size_t size;
+    uint32_t version;    /* subsection: its version_id */
+} ms_field_info;
+
+typedef struct ms_vmdesc_info {
+    const char *json; /* the JSON text (not NUL terminated) */
+    size_t len;
+} ms_vmdesc_info;
+
 typedef struct ms_event {
     ms_event_kind kind;
     uint64_t offset; /* absolute offset of the element's first byte */
@@ -351,11 +473,30 @@ typedef struct ms_event {
         ms_state_info state;
         ms_stop_copy_info stop_copy;
         ms_end_info end;
+        ms_config_info config;
+        ms_section_info section;
+        ms_command_info command;
+        ms_ram_info ram;
+        ms_vfio_info vfio;
+        ms_field_info field;
+        ms_vmdesc_info vmdesc;
     } u;
 } ms_event;
 
+/* Render a decoded VMState field's value the way QEMU's
+ * scripts/analyze-migration.py prints it ("0x0000002a", "00 01 ff", true,
+ * ...).  Writes at most `cap` bytes including the NUL; returns the length
+ * the full text needs (like snprintf). */
+MS_API size_t ms_field_format(const ms_field_info *f, char *out, size_t cap);
+
 /* ---- reader ----------------------------------------------------------- */
 typedef struct ms_reader ms_reader;
+
+/* QEMU: locate the JSON trailer (0x06, be32 len, JSON) that ends a complete
+ * stream held in memory.  Returns 1 and its JSON's offset and length, or 0.
+ * Only the last `max_scan` bytes are examined. */
+MS_API int ms_qemu_find_vmdesc(const void *buf, size_t len, size_t max_scan,
+                               size_t *json_off, size_t *json_len);
 
 enum { MS_NEXT_ERROR = -1, MS_NEXT_INPUT = 0, MS_NEXT_EVENT = 1 };
 
@@ -376,6 +517,12 @@ MS_API int ms_reader_next(ms_reader *r, ms_event *ev);
 /* No more input.  Returns 0 when the stream ended cleanly, else -1 (cut
  * inside a record, or no end record). */
 MS_API int ms_reader_finish(ms_reader *r);
+
+/* QEMU: give the reader the stream's JSON trailer before the stream, so it
+ * can decode FULL sections (VMState fields) as they come.  Without it the
+ * reader still walks every section but decodes no VMState fields.  The
+ * text is copied.  Returns 0 or -1 (malformed JSON or over a limit). */
+MS_API int ms_reader_set_vmdesc(ms_reader *r, const char *json, size_t len);
 
 MS_API const ms_error_info *ms_reader_error(const ms_reader *r);
 MS_API uint64_t ms_reader_offset(const ms_reader *r); /* bytes consumed */

@@ -123,6 +123,10 @@ void ms_options_init(ms_options *opt)
     opt->max_packets = 1u << 24;
     opt->max_buffered_bytes = (uint64_t)256 << 20;
     opt->verify_checks = 1;
+    opt->max_vmdesc_bytes = (uint64_t)64 << 20;
+    opt->max_sections = 65536;
+    opt->max_ram_blocks = 4096;
+    opt->max_nesting = 4;
 }
 
 int ms_options_copy(ms_options *dst, const ms_options *src)
@@ -201,6 +205,19 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_STOP_COPY_SIZE: return "stop_copy_size";
     case MS_EV_END: return "end";
     case MS_EV_IMAGE_ASSEMBLED: return "image_assembled";
+    case MS_EV_CONFIGURATION: return "configuration";
+    case MS_EV_SECTION: return "section";
+    case MS_EV_SECTION_FOOTER: return "footer";
+    case MS_EV_COMMAND: return "command";
+    case MS_EV_RAM_BLOCK: return "ram_block";
+    case MS_EV_RAM_PAGE: return "ram_page";
+    case MS_EV_RAM_MARKER: return "ram_marker";
+    case MS_EV_VFIO_MARKER: return "vfio_marker";
+    case MS_EV_SUBSECTION: return "subsection";
+    case MS_EV_FIELD: return "field";
+    case MS_EV_UNDECODED: return "undecoded";
+    case MS_EV_QEMU_EOF: return "eof";
+    case MS_EV_VMDESC: return "vmdesc";
     }
     return "unknown";
 }

@@ -110,8 +110,6 @@ int ms_options_copy(ms_options *dst, const ms_options *src);
 /* ---- hashing ----------------------------------------------------------- */
 uint64_t ms_hash64(const void *data, size_t len, uint64_t seed);
 
-#endif
-
 /* XXH3 streaming state from the caller's allocator (XXH3_state_t needs
  * 64-byte alignment, which malloc does not promise). */
 struct XXH3_state_s;
@@ -132,3 +130,5 @@ int ms_u32map_put(const ms_allocator *a, ms_u32map *m, uint32_t key,
                   uint32_t val);
 int ms_u32map_del(ms_u32map *m, uint32_t key);
 void ms_u32map_free(const ms_allocator *a, ms_u32map *m);
+
+#endif

@@ -37,9 +37,6 @@ enum mig_stage {
     ST_DONE
 };
 
-/* Stage functions return MS_NEXT_* or GO_ON: the stage changed or made
- * progress without an event; run the loop again. */
-#define GO_ON (-2)
 
 #define INFLATE_WINDOW (64 * 1024) /* decompressed bytes per DATA event */
 /* Largest zero-copy DATA view.  Each payload byte is hashed twice (record
@@ -294,7 +291,7 @@ static int read_record_header(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
     const uint8_t *p;
-    if (ms_rd_avail(r) == 0 && r->stash_len == 0)
+    if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* clean record boundary */
     st->rec_off = ms_rd_unit_offset(r);
     if (!ms_rd_take(r, MIG_REC_HDR_SIZE, &p))
@@ -346,7 +343,7 @@ static int read_record_header(ms_reader *r, ms_event *ev)
         st->stage = ST_SMALL_BODY;
     }
     if (!emit_record)
-        return GO_ON; /* go on without an event */
+        return MS_GO_ON; /* go on without an event */
     ev->kind = MS_EV_RECORD;
     ev->offset = st->rec_off;
     ev->length = MIG_REC_OVERHEAD + st->rec_size;
@@ -791,7 +788,7 @@ static int read_prefix(ms_reader *r, ms_event *ev)
             return MS_NEXT_ERROR;
         hold_error(st, &r->err);
         st->stage = ST_SKIP;
-        return GO_ON;
+        return MS_GO_ON;
     }
     event_base(st, ev, is_packet ? MS_EV_PACKET : MS_EV_CHUNK);
     if (is_packet) {
@@ -863,12 +860,12 @@ static int read_data(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     if (st->remaining == 0) {
         st->stage = ST_TRAILER;
-        return GO_ON;
+        return MS_GO_ON;
     }
     size_t n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), &p);
     if (n == 0)
         return MS_NEXT_INPUT;
-    uint64_t off = r->offset;
+    uint64_t off = ms_rd_pos(r);
     hash_payload(r, p, n);
     if (!st->cur_packet)
         account_image_bytes(r, p, n);
@@ -892,7 +889,7 @@ static int read_inflate(ms_reader *r, ms_event *ev)
     if (st->zs_ended) {
         if (!st->remaining) {
             st->stage = ST_TRAILER;
-            return GO_ON;
+            return MS_GO_ON;
         }
         bad = "bytes after the end of the zlib stream";
     } else {
@@ -925,10 +922,10 @@ static int read_inflate(ms_reader *r, ms_event *ev)
                 bad);
         hold_error(st, &r->err);
         st->stage = ST_SKIP;
-        return GO_ON;
+        return MS_GO_ON;
     }
     if (made == 0)
-        return GO_ON; /* consumed input without output; go on */
+        return MS_GO_ON; /* consumed input without output; go on */
     account_image_bytes(r, st->zout, made);
     data_event(st, ev, st->zout, made, data_off, 0);
     st->cur_produced += made;
@@ -941,7 +938,7 @@ static int read_skip(ms_reader *r)
     const uint8_t *p;
     if (st->remaining == 0) {
         st->stage = ST_TRAILER;
-        return GO_ON;
+        return MS_GO_ON;
     }
     size_t n = ms_rd_peek(r, st->remaining, &p);
     if (n == 0)
@@ -949,7 +946,7 @@ static int read_skip(ms_reader *r)
     hash_payload(r, p, n);
     ms_rd_skip(r, n);
     st->remaining -= n;
-    return GO_ON;
+    return MS_GO_ON;
 }
 
 static int read_trailer(ms_reader *r)
@@ -980,7 +977,7 @@ static int read_trailer(ms_reader *r)
     st->chain = check;
     st->n_records++;
     st->stage = ST_RECORD_HEADER;
-    return GO_ON;
+    return MS_GO_ON;
 }
 
 /* ---- framing ops ---------------------------------------------------------- */
@@ -999,16 +996,12 @@ static int mig_next(ms_reader *r, ms_event *ev)
         case ST_SKIP: rc = read_skip(r); break;
         case ST_TRAILER: rc = read_trailer(r); break;
         case ST_DONE:
-            if (ms_rd_avail(r))
-                return MS_FAIL(r, MS_ERR_TRAILING_DATA, r->offset,
-                               "%zu bytes after the END record",
-                               ms_rd_avail(r));
-            return MS_NEXT_INPUT;
+            return ms_rd_expect_end(r, "the END record");
         default:
-            return MS_FAIL(r, MS_ERR_USAGE, r->offset,
+            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
                            "internal: invalid decoder stage");
         }
-        if (rc != GO_ON)
+        if (rc != MS_GO_ON)
             return r->err.code ? MS_NEXT_ERROR : rc;
     }
 }

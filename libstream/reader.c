@@ -1,5 +1,6 @@
 /* Public reader entry points: input slices, format detection, dispatch. */
 #include "reader_impl.h"
+#include "vmstate.h"
 
 #define STASH_MIN 256
 
@@ -22,6 +23,7 @@ void ms_reader_free(ms_reader *r)
     const ms_allocator *a = &r->opt.allocator;
     if (r->ops)
         r->ops->destroy(r);
+    vms_desc_free(a, r->vmdesc);
     ms_free(a, r->stash);
     ms_free(a, r);
 }
@@ -31,6 +33,28 @@ uint64_t ms_reader_offset(const ms_reader *r) { return r->offset; }
 ms_format ms_reader_format(const ms_reader *r)
 {
     return r->ops ? r->ops->format : r->opt.format;
+}
+
+int ms_reader_set_vmdesc(ms_reader *r, const char *json, size_t len)
+{
+    if (r->err.code)
+        return -1;
+    if (r->ops || r->offset)
+        return MS_FAIL(r, MS_ERR_USAGE, r->offset,
+                       "the JSON trailer must be given before any input");
+    if (len > r->opt.max_vmdesc_bytes)
+        return MS_FAIL(r, MS_ERR_LIMIT, 0,
+                       "JSON trailer of %zu bytes exceeds max_vmdesc_bytes "
+                       "(%llu)",
+                       len, (unsigned long long)r->opt.max_vmdesc_bytes);
+    struct vms_desc *d = NULL;
+    ms_error_info e = {0};
+    if (vms_desc_parse(&r->opt.allocator, &r->opt, json, len, &d, &e) < 0)
+        return MS_FAIL(r, MS_ERR_VMDESC, e.offset, "given JSON trailer: %s",
+                       e.detail);
+    vms_desc_free(&r->opt.allocator, r->vmdesc);
+    r->vmdesc = d;
+    return 0;
 }
 
 int ms_reader_input(ms_reader *r, const void *buf, size_t len)
@@ -59,7 +83,7 @@ int ms_rd_reserve(ms_reader *r, size_t n)
     if (!s)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, r->offset,
                        "stash of %zu bytes", cap);
-    if (r->stash_len)
+    if (r->stash_len) /* keeps stash_pos meaningful */
         memcpy(s, r->stash, r->stash_len);
     ms_free(&r->opt.allocator, r->stash);
     r->stash = s;
@@ -67,22 +91,69 @@ int ms_rd_reserve(ms_reader *r, size_t n)
     return 0;
 }
 
-int ms_rd_take(ms_reader *r, size_t n, const uint8_t **out)
+/* Move input bytes into the stash (they are consumed from the slice). */
+static void stash_input(ms_reader *r, size_t k)
 {
-    if (r->stash_len == 0 && ms_rd_avail(r) >= n) {
-        *out = r->in + r->in_pos;
-        ms_rd_skip(r, n);
-        return 1;
-    }
-    size_t k = MS_MIN(n - r->stash_len, ms_rd_avail(r));
     memcpy(r->stash + r->stash_len, r->in + r->in_pos, k);
     r->stash_len += k;
-    ms_rd_skip(r, k);
+    r->in_pos += k;
+    r->offset += k;
+}
+
+int ms_rd_take(ms_reader *r, size_t n, const uint8_t **out)
+{
+    size_t have = ms_rd_stashed(r);
+    r->untake_n = n;
+    if (have == 0 && ms_rd_avail(r) >= n) {
+        *out = r->in + r->in_pos;
+        r->in_pos += n;
+        r->offset += n;
+        r->untake_in_place = 1;
+        return 1;
+    }
+    r->untake_in_place = 0;
+    if (have >= n) { /* given-back bytes cover it */
+        *out = r->stash + r->stash_pos;
+        r->untake_len = r->stash_len;
+        r->untake_pos = r->stash_pos;
+        r->stash_pos += n;
+        if (r->stash_pos == r->stash_len)
+            r->stash_len = r->stash_pos = 0;
+        return 1;
+    }
+    if (r->stash_pos) {
+        memmove(r->stash, r->stash + r->stash_pos, have);
+        r->stash_len = have;
+        r->stash_pos = 0;
+    }
+    stash_input(r, MS_MIN(n - have, ms_rd_avail(r)));
     if (r->stash_len < n)
         return 0;
     *out = r->stash;
-    r->stash_len = 0;
+    r->untake_len = n;
+    r->untake_pos = 0;
+    r->stash_len = r->stash_pos = 0;
     return 1;
+}
+
+int ms_rd_expect_end(ms_reader *r, const char *what)
+{
+    if (ms_rd_pending(r))
+        return MS_FAIL(r, MS_ERR_TRAILING_DATA, ms_rd_pos(r),
+                       "%zu bytes after %s", ms_rd_pending(r), what);
+    return MS_NEXT_INPUT;
+}
+
+void ms_rd_untake(ms_reader *r)
+{
+    if (r->untake_in_place) {
+        r->in_pos -= r->untake_n;
+        r->offset -= r->untake_n;
+    } else {
+        /* The bytes are still in the stash memory: restore the window. */
+        r->stash_len = r->untake_len;
+        r->stash_pos = r->untake_pos;
+    }
 }
 
 /* Pick the framing from the first bytes (or the forced format). */
@@ -101,16 +172,13 @@ static int select_framing(ms_reader *r)
             memcpy(r->stash + r->stash_len, p, k);
             f = ms_detect(r->stash, r->stash_len + k, &need);
             if (f == MS_FORMAT_AUTO) {
-                r->stash_len += k;
-                ms_rd_skip(r, k);
+                stash_input(r, k);
                 return 0;
             }
         } else {
             f = ms_detect(p, len, &need);
             if (f == MS_FORMAT_AUTO) {
-                memcpy(r->stash, p, len);
-                r->stash_len = len;
-                ms_rd_skip(r, len);
+                stash_input(r, len);
                 return 0;
             }
         }
@@ -120,8 +188,12 @@ static int select_framing(ms_reader *r)
         r->ops = &ms_mig_ops;
         return ms_mig_init(r) < 0 ? -1 : 1;
     case MS_FORMAT_QEMU_MAIN:
-    case MS_FORMAT_QEMU_MULTIFD:
+        r->ops = &ms_qemu_main_ops;
+        return ms_qemu_main_init(r) < 0 ? -1 : 1;
     case MS_FORMAT_LIBVIRT_SAVE:
+        r->ops = &ms_libvirt_ops;
+        return ms_libvirt_init(r) < 0 ? -1 : 1;
+    case MS_FORMAT_QEMU_MULTIFD:
         return MS_FAIL(r, MS_ERR_FORMAT_UNSUPPORTED, 0,
                        "%s streams are recognised but not decoded by this "
                        "version",

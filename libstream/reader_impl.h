@@ -19,16 +19,23 @@ struct ms_reader {
     ms_options opt;
     ms_error_info err;
     const ms_framing_ops *ops; /* NULL until the format is known */
+    struct vms_desc *vmdesc;   /* QEMU JSON trailer given by the caller */
     void *framing;             /* the framing decoder's own state */
 
     const uint8_t *in; /* current input slice */
     size_t in_len, in_pos;
     uint64_t offset;   /* absolute offset of in[in_pos] */
 
-    /* Fragment of a unit split across slices; never holds payload data,
-     * only headers and small records, so its size is bounded by limits. */
+    /* Bytes taken from the input but not yet consumed by the decoder:
+     * [stash_pos, stash_len).  A unit split across slices is gathered here
+     * (never payload data, only headers and small records, so its size is
+     * bounded by limits), and bytes given back with ms_rd_untake wait here
+     * to be read again. */
     uint8_t *stash;
-    size_t stash_len, stash_cap;
+    size_t stash_len, stash_pos, stash_cap;
+    /* what ms_rd_untake must restore */
+    size_t untake_n, untake_len, untake_pos;
+    int untake_in_place;
     int finished;
 };
 
@@ -38,6 +45,23 @@ static inline size_t ms_rd_avail(const ms_reader *r)
     return r->in_len - r->in_pos;
 }
 
+static inline size_t ms_rd_stashed(const ms_reader *r)
+{
+    return r->stash_len - r->stash_pos;
+}
+
+/* Bytes the decoder can read now without more input. */
+static inline size_t ms_rd_pending(const ms_reader *r)
+{
+    return ms_rd_stashed(r) + ms_rd_avail(r);
+}
+
+/* Absolute offset of the next byte the decoder reads. */
+static inline uint64_t ms_rd_pos(const ms_reader *r)
+{
+    return r->offset - ms_rd_stashed(r);
+}
+
 /* Make `n` contiguous bytes available at *out: in place when the slice
  * holds them all (zero copy), else gathered in the stash.  Returns 1 with
  * the bytes consumed, or 0 after stashing what there was (more input
@@ -45,33 +69,67 @@ static inline size_t ms_rd_avail(const ms_reader *r)
  * exceed the capacity reserved with ms_rd_reserve. */
 int ms_rd_take(ms_reader *r, size_t n, const uint8_t **out);
 
-/* Up to `max` bytes of the slice in place, without consuming them. */
+/* Give back the bytes of the last ms_rd_take that returned 1 (a peek that
+ * may span slices: take, look, give back).  Nothing else may come between
+ * the take and the untake. */
+void ms_rd_untake(ms_reader *r);
+
+/* Up to `max` bytes in place (stash first, then the slice), without
+ * consuming them. */
 static inline size_t ms_rd_peek(const ms_reader *r, size_t max,
                                 const uint8_t **out)
 {
+    if (ms_rd_stashed(r)) {
+        *out = r->stash + r->stash_pos;
+        return MS_MIN(max, ms_rd_stashed(r));
+    }
     *out = r->in + r->in_pos;
     return MS_MIN(max, ms_rd_avail(r));
 }
 
+/* Consume `n` bytes a ms_rd_peek returned. */
 static inline void ms_rd_skip(ms_reader *r, size_t n)
 {
+    if (ms_rd_stashed(r)) {
+        r->stash_pos += n;
+        if (r->stash_pos == r->stash_len)
+            r->stash_len = r->stash_pos = 0;
+        return;
+    }
     r->in_pos += n;
     r->offset += n;
+}
+
+/* 1 when `p` points into the caller's input (not the stash). */
+static inline int ms_rd_in_input(const ms_reader *r, const uint8_t *p)
+{
+    return !(r->stash && p >= r->stash && p < r->stash + r->stash_cap);
 }
 
 /* Ensure the stash can hold a unit of `n` bytes (checked against limits by
  * the caller before this is called). Returns 0 or -1 (error recorded). */
 int ms_rd_reserve(ms_reader *r, size_t n);
 
-/* Offset of the first byte of the unit being gathered. */
+/* Offset of the first byte of the unit being gathered (or read next). */
 static inline uint64_t ms_rd_unit_offset(const ms_reader *r)
 {
-    return r->offset - r->stash_len;
+    return ms_rd_pos(r);
 }
 
 #define MS_FAIL(r, code, off, ...) ms_fail(&(r)->err, (code), (off), __VA_ARGS__)
 
+/* Stage functions of a framing return MS_NEXT_* or MS_GO_ON: the stage
+ * changed or made progress without an event; run the loop again. */
+#define MS_GO_ON (-2)
+
+/* The stream has ended where it may: more bytes are trailing data (named
+ * after `what`, e.g. "the END record").  Returns MS_NEXT_INPUT or error. */
+int ms_rd_expect_end(ms_reader *r, const char *what);
+
 extern const ms_framing_ops ms_mig_ops;
 int ms_mig_init(ms_reader *r);
+extern const ms_framing_ops ms_qemu_main_ops, ms_libvirt_ops;
+int ms_qemu_main_init(ms_reader *r);
+int ms_libvirt_init(ms_reader *r);
 
 #endif

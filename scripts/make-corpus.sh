@@ -4,7 +4,8 @@
 #   scripts/make-corpus.sh BIN_DIR OUT_DIR [NAME...]
 #
 # BIN_DIR holds migstream-synth.  Writes, replacing what was there:
-#   OUT_DIR/reader/     every channel file of every workload, one seed each
+#   OUT_DIR/reader/     every channel file of every workload, one seed each,
+#                       plus QEMU main-stream seeds (qemu-*.mig, see below)
 #   OUT_DIR/set/        per workload, its channel files concatenated in order
 #   OUT_DIR/roundtrip/  a few small files of deterministic bytes
 # Each NAME not among these gets a directory with the reader seeds, so a new
@@ -105,6 +106,186 @@ for f in "$out_dir"/reader/*.mig; do
     ((i < 4)) || break
 done
 seq 1 300 | tr '\n' ' ' >"$rt/text"
+
+# QEMU main-stream ("QEVM") seeds for the reader, written by python3 from the
+# format facts: hand-built streams with every record kind (qemu-rich: every
+# command, PACKAGED nesting, every RAM record, every VFIO marker, walked
+# sections, a JSON trailer; 1 KiB pages via target-page-bits keep it small),
+# capabilities with x-ignore-shared, a libvirt save image, and excerpts of the
+# real QEMU 7.2 capture that are valid streams themselves (qemu-capture-ram:
+# RAM START and END sections and the small FULL sections; qemu-capture-devices:
+# the small FULL sections and a trailer describing them), plus two cut
+# streams.  Without python3 (or the capture) those seeds are left out.
+src_dir=${MIGSTREAM_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+capture="$src_dir/tests/data/captures/qemu-7.2-pc-precopy/main.mig"
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/qemu" "$capture" <<'PY'
+import json, os, random, struct, sys, zlib
+
+out, capture = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+
+
+def be16(v): return struct.pack(">H", v)
+def be32(v): return struct.pack(">I", v)
+def be64(v): return struct.pack(">Q", v & 0xFFFFFFFFFFFFFFFF)
+def counted(s): s = s.encode(); return bytes([len(s)]) + s
+
+
+def blob(n, seed):  # deterministic bytes without 0x7e (no false footers)
+    r = random.Random(seed)
+    return bytes(b if b != 0x7E else 0x11 for b in r.getrandbits(8 * n).to_bytes(n, "little")) if n else b""
+
+
+def header(version=3): return be32(0x5145564D) + be32(version)
+
+
+def config(machine="pc-i440fx-7.2", page_bits=None, caps=None, uuid=None):
+    b = b"\x07" + be32(len(machine)) + machine.encode()
+    sub = lambda name: b"\x05" + counted("configuration/" + name) + be32(1)
+    if page_bits is not None:
+        b += sub("target-page-bits") + be32(page_bits)
+    if caps is not None:
+        b += sub("capabilities") + be32(len(caps)) + b"".join(counted(c) for c in caps)
+    if uuid is not None:
+        b += sub("uuid") + uuid
+    return b
+
+
+def start(t, sid, idstr, inst, ver): return bytes([t]) + be32(sid) + counted(idstr) + be32(inst) + be32(ver)
+def part(t, sid): return bytes([t]) + be32(sid)
+def footer(sid): return b"\x7e" + be32(sid)
+def cmd(c, args=b""): return b"\x08" + be16(c) + be16(len(args)) + args
+def packaged(pkg): return cmd(7, be32(len(pkg))) + pkg
+def trailer(js): js = js.encode(); return b"\x06" + be32(len(js)) + js
+
+
+ZERO, MEM_SIZE, PAGE, EOS, CONT, XBZRLE, COMPRESS, FLUSH = 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x100, 0x200
+
+
+def rec(off, flags, block=None):  # block None: CONTINUE
+    return be64(off | flags | (0 if block else CONT)) + (counted(block) if block else b"")
+
+
+def blocks(lst, extra=b""):
+    return be64(sum(l for _, l in lst) | MEM_SIZE) + b"".join(counted(n) + be64(l) + extra for n, l in lst)
+
+
+VFIO = 0xFFFFFFFFEF100000
+def mk(n): return be64(VFIO + n)
+def vdata(d): return mk(4) + be64(len(d)) + d
+
+
+PS = 1024  # target-page-bits 10 (the smallest with room for every RAM flag)
+JSON = ('{"page_size": 1024, "devices": [{"name": "timer", "instance_id": 0, "vmsd_name": "timer", '
+        '"version": 2, "fields": [{"name": "cpu_ticks_offset", "type": "int64", "size": 8}, '
+        '{"name": "unused", "type": "unused_buffer", "size": 8}, {"name": "cpu_clock_offset", '
+        '"type": "int64", "size": 8}], "subsections": [{"vmsd_name": "timer/x", "version": 1, '
+        '"fields": [{"name": "x", "type": "uint32", "size": 4}]}]}]}')
+seeds = {}
+seeds["qemu-minimal.mig"] = header() + config() + b"\x00"
+
+# every record kind
+pg = [blob(PS, 100 + i) for i in range(4)]
+bl = [("pc.ram", 16 * PS), ("pc.bios", 4 * PS)]
+V = "0000:00:02.0/vfio"
+inner = (cmd(4) + start(4, 0, "timer", 0, 2) + be64(0x1D36891F2) + bytes(8) + be64(0xB40A33F2)
+         + b"\x05" + counted("timer/x") + be32(1) + be32(7) + footer(0) + cmd(2, be32(3)) + cmd(5))
+s = (header() + config(page_bits=10, uuid=bytes(range(16)))
+     + cmd(1) + cmd(2, be32(1)) + cmd(3, be64(PS) + be64(PS)) + cmd(3)
+     + cmd(6, b"\x00" + counted("pc.ram") + b"\x00" + be64(0) + be64(PS))
+     + cmd(10, counted("pc.ram")) + cmd(8) + cmd(9)
+     + start(1, 2, "ram", 0, 4) + blocks(bl) + be64(FLUSH) + be64(EOS) + footer(2)
+     + start(1, 3, V, 0, 1) + mk(3) + mk(1) + footer(3)
+     + start(1, 5, "block", 0, 1) + blob(20, 1) + footer(5)
+     + part(2, 2) + rec(0, PAGE, "pc.ram") + pg[0] + rec(PS, ZERO) + b"\x00"
+     + rec(2 * PS, XBZRLE) + b"\x01" + be16(12) + blob(12, 2)
+     + rec(PS, COMPRESS, "pc.bios") + (lambda z: be32(len(z)) + z)(zlib.compress(pg[1]))
+     + rec(15 * PS, PAGE, "pc.ram") + pg[2] + be64(FLUSH) + be64(EOS) + footer(2)
+     + part(2, 3) + vdata(blob(40, 3)) + mk(1) + footer(3)
+     + part(2, 3) + vdata(b"") + mk(1) + footer(3)
+     + part(2, 3) + vdata(blob(30, 4)) + mk(5) + footer(3)
+     + part(2, 2) + rec(14 * PS, ZERO) + b"\x00" + be64(EOS) + footer(2)
+     + part(2, 3) + vdata(blob(9, 5)) + mk(1) + footer(3)
+     + part(2, 5) + blob(7, 6) + footer(5)
+     + cmd(4) + packaged(inner + packaged(cmd(2, be32(9)) + b"\x00")) + cmd(11)
+     + part(3, 2) + rec(PS, PAGE, "pc.bios") + pg[3] + rec(0, ZERO) + b"\x00" + be64(EOS) + footer(2)
+     + part(3, 3) + vdata(blob(100, 7)) + vdata(blob(3, 8)) + mk(1) + footer(3)
+     + part(3, 5) + footer(5)
+     + start(4, 3, V, 0, 1) + mk(2) + blob(24, 9) + mk(1) + footer(3)
+     + start(4, 6, "0000:00:04.0/vfio", 0, 1) + mk(6) + footer(6)
+     + b"\x00" + trailer(JSON))
+seeds["qemu-rich.mig"] = s
+seeds["qemu-rich-cut.mig"] = s[: len(s) * 2 // 3]
+
+# capabilities (x-ignore-shared: a guest address per block), 4 KiB pages
+page = blob(4096, 11)
+seeds["qemu-ignore-shared.mig"] = (
+    header() + config(machine="pc-q35-7.2", page_bits=12, caps=["x-ignore-shared"], uuid=blob(16, 12))
+    + cmd(1) + start(1, 2, "ram", 0, 4) + blocks([("pc.ram", 0x4000)], be64(0x100000)) + be64(EOS) + footer(2)
+    + part(3, 2) + rec(0x1000, ZERO, "pc.ram") + b"\x00" + rec(0x3000, PAGE) + page
+    + rec(0, COMPRESS) + (lambda z: be32(len(z)) + z)(zlib.compress(page)) + be64(EOS) + footer(2)
+    + b"\x00")
+
+# libvirt save image around a small stream
+xml = b"<domain type='kvm'><name>seed</name></domain>\n".ljust(96, b"\x00")
+seeds["qemu-libvirt.mig"] = (b"LibvirtQemudSave" + struct.pack("<5I", 2, len(xml), 1, 0, 0) + bytes(56)
+                             + xml + header() + config(page_bits=10) + start(1, 2, "ram", 0, 4)
+                             + blocks(bl) + be64(EOS) + footer(2) + part(3, 2) + rec(0, PAGE, "pc.ram")
+                             + pg[0] + be64(EOS) + footer(2) + b"\x00")
+
+# an excerpt of the real capture that is itself a valid stream
+if os.path.isfile(capture):
+    data = open(capture, "rb").read()
+    eof = -1  # the EOF byte: right before the trailer (0x06, be32 n, n bytes)
+    for i in range(len(data) - 6, max(0, len(data) - (1 << 24)), -1):
+        if data[i] == 6 and data[i + 5] == 0x7B and struct.unpack(">I", data[i + 1 : i + 5])[0] == len(data) - i - 5:
+            eof = i - 1
+            break
+    if eof > 0 and data[eof] == 0:
+        desc = json.loads(data[eof + 6 :])
+
+        def find(sid, name):  # a FULL/START section header: type, be32 id, counted name
+            i = data.find(bytes([4]) + be32(sid) + counted(name) + be32(0))
+            return i
+
+        cfg_end = 8 + 1 + 4 + struct.unpack(">I", data[9:13])[0]
+        # RAM START ends where the first RAM PART (type 2, id 2) begins
+        part_at = data.find(part(2, 2), cfg_end)
+        end_at = data.find(part(3, 2) + be64(0 | PAGE) + counted("pc.ram"), part_at)
+        timer_at = find(0, "timer")
+        vnet_at = find(41, "0000:00:02.0/virtio-net")
+        acpi_at = find(43, "acpi_build")
+        if min(part_at, end_at, timer_at, vnet_at, acpi_at) > 0:
+            # RAM START + END and the small FULL sections, ending at EOF
+            seeds["qemu-capture-ram.mig"] = (data[:part_at] + data[end_at:vnet_at]
+                                             + data[acpi_at : eof + 1])
+            # the small FULL sections and a trailer describing as many of
+            # their devices as fit
+            body = data[:cfg_end] + data[timer_at:vnet_at] + data[acpi_at : eof + 1]
+            keep = [d for d in desc["devices"] if d["name"] not in
+                    ("0000:00:02.0/virtio-net", "0000:00:03.0/e1000")]
+            while keep:  # drop the largest descriptions until it fits
+                js = json.dumps({"page_size": desc["page_size"], "devices": keep})
+                if len(body) + 5 + len(js) <= 65535:
+                    break
+                keep.remove(max(keep, key=lambda d: len(json.dumps(d))))
+            seeds["qemu-capture-devices.mig"] = body + (trailer(js) if keep else b"")
+        seeds["qemu-capture-head.mig"] = data[:6000]
+else:
+    print("make-corpus: %s not found; capture excerpts left out" % capture, file=sys.stderr)
+
+for name, b in sorted(seeds.items()):
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(b)
+PY
+    for f in "$tmp"/qemu/qemu-*.mig; do
+        [[ -f "$f" ]] || continue
+        add_seed "$f" "$out_dir/reader/$(basename "$f")"
+    done
+else
+    echo "make-corpus: python3 not found; QEMU main-stream seeds left out" >&2
+fi
 
 # Seeds for harnesses without a dedicated recipe.
 for name in "$@"; do

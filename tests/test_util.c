@@ -1175,3 +1175,336 @@ int tb_detail_has_number(const char *detail, uint64_t v)
     }
     return 0;
 }
+
+/* ---- QEMU main stream ("QEVM") hand builder ------------------------------ */
+void tb_set_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+void tb_set_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+void tb_put_be16(tb_buf *b, uint16_t v)
+{
+    uint8_t t[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    tb_put(b, t, 2);
+}
+
+void tb_put_be32(tb_buf *b, uint32_t v)
+{
+    uint8_t t[4];
+    tb_set_be32(t, v);
+    tb_put(b, t, 4);
+}
+
+void tb_put_be64(tb_buf *b, uint64_t v)
+{
+    uint8_t t[8];
+    tb_set_be64(t, v);
+    tb_put(b, t, 8);
+}
+
+size_t tq_counted(tb_buf *b, const char *s)
+{
+    size_t at = b->len, n = strlen(s);
+    if (n > 255) {
+        fprintf(stderr, "tq_counted: \"%s\" is longer than 255 bytes\n", s);
+        abort();
+    }
+    tb_put_u8(b, (uint8_t)n);
+    tb_put(b, s, n);
+    return at;
+}
+
+size_t tq_header_ex(tb_buf *b, uint32_t magic, uint32_t version)
+{
+    size_t at = b->len;
+    tb_put_be32(b, magic);
+    tb_put_be32(b, version);
+    return at;
+}
+
+size_t tq_header(tb_buf *b) { return tq_header_ex(b, TQ_MAGIC, TQ_VERSION); }
+
+size_t tq_subsection(tb_buf *b, const char *name, uint32_t version)
+{
+    size_t at = b->len;
+    tb_put_u8(b, TQ_SUBSECTION);
+    tq_counted(b, name);
+    tb_put_be32(b, version);
+    return at;
+}
+
+size_t tq_config(tb_buf *b, const tq_cfg *c)
+{
+    size_t at = b->len;
+    const char *machine = c && c->machine ? c->machine : "pc-i440fx-7.2";
+    tb_put_u8(b, TQ_CONFIGURATION);
+    tb_put_be32(b, (uint32_t)strlen(machine));
+    tb_put(b, machine, strlen(machine));
+    if (!c)
+        return at;
+    if (c->has_page_bits) {
+        tq_subsection(b, "configuration/target-page-bits", 1);
+        tb_put_be32(b, c->page_bits);
+    }
+    if (c->has_caps) {
+        tq_subsection(b, "configuration/capabilities", 1);
+        tb_put_be32(b, c->n_caps);
+        for (uint32_t i = 0; i < c->n_caps; i++)
+            tq_counted(b, c->caps[i]);
+    }
+    if (c->uuid) {
+        tq_subsection(b, "configuration/uuid", 1);
+        tb_put(b, c->uuid, 16);
+    }
+    return at;
+}
+
+size_t tq_config_machine(tb_buf *b, const char *machine)
+{
+    tq_cfg c = {.machine = machine};
+    return tq_config(b, &c);
+}
+
+size_t tq_begin(tb_buf *b)
+{
+    size_t at = tq_header(b);
+    tq_config(b, NULL);
+    return at;
+}
+
+size_t tq_section_start(tb_buf *b, uint8_t type, uint32_t section_id,
+                        const char *idstr, uint32_t instance_id,
+                        uint32_t version_id)
+{
+    size_t at = b->len;
+    tb_put_u8(b, type);
+    tb_put_be32(b, section_id);
+    tq_counted(b, idstr);
+    tb_put_be32(b, instance_id);
+    tb_put_be32(b, version_id);
+    return at;
+}
+
+size_t tq_section_part(tb_buf *b, uint8_t type, uint32_t section_id)
+{
+    size_t at = b->len;
+    tb_put_u8(b, type);
+    tb_put_be32(b, section_id);
+    return at;
+}
+
+size_t tq_footer(tb_buf *b, uint32_t section_id)
+{
+    size_t at = b->len;
+    tb_put_u8(b, TQ_FOOTER);
+    tb_put_be32(b, section_id);
+    return at;
+}
+
+size_t tq_eof(tb_buf *b)
+{
+    size_t at = b->len;
+    tb_put_u8(b, TQ_EOF);
+    return at;
+}
+
+size_t tq_vmdesc(tb_buf *b, const char *json, size_t len)
+{
+    size_t at = b->len;
+    tb_put_u8(b, TQ_VMDESC);
+    tb_put_be32(b, (uint32_t)len);
+    tb_put(b, json, len);
+    return at;
+}
+
+size_t tq_command(tb_buf *b, uint16_t cmd, const void *args, uint16_t len)
+{
+    size_t at = b->len;
+    tb_put_u8(b, TQ_COMMAND);
+    tb_put_be16(b, cmd);
+    tb_put_be16(b, len);
+    if (len && args)
+        tb_put(b, args, len);
+    else
+        tb_put_zeros(b, len);
+    return at;
+}
+
+size_t tq_cmd_ping(tb_buf *b, uint32_t value)
+{
+    uint8_t a[4];
+    tb_set_be32(a, value);
+    return tq_command(b, TQ_CMD_PING, a, 4);
+}
+
+size_t tq_cmd_packaged(tb_buf *b, const void *pkg, uint32_t pkg_len)
+{
+    uint8_t a[4];
+    tb_set_be32(a, pkg_len);
+    size_t at = tq_command(b, TQ_CMD_PACKAGED, a, 4);
+    tb_put(b, pkg, pkg_len);
+    return at;
+}
+
+size_t tq_cmd_postcopy_advise(tb_buf *b, uint64_t page_summary,
+                              uint64_t target_page_size)
+{
+    uint8_t a[16];
+    tb_set_be64(a, page_summary);
+    tb_set_be64(a + 8, target_page_size);
+    return tq_command(b, TQ_CMD_POSTCOPY_ADVISE, a, 16);
+}
+
+size_t tq_cmd_ram_discard(tb_buf *b, const char *block,
+                          const uint64_t *ranges, size_t n)
+{
+    tb_buf a;
+    tb_buf_init(&a);
+    tb_put_u8(&a, 0); /* version */
+    tq_counted(&a, block);
+    tb_put_u8(&a, 0);
+    for (size_t i = 0; i < 2 * n; i++)
+        tb_put_be64(&a, ranges[i]);
+    size_t at = tq_command(b, TQ_CMD_POSTCOPY_RAM_DISCARD, a.p,
+                           (uint16_t)a.len);
+    tb_buf_free(&a);
+    return at;
+}
+
+size_t tq_cmd_recv_bitmap(tb_buf *b, const char *block)
+{
+    tb_buf a;
+    tb_buf_init(&a);
+    tq_counted(&a, block);
+    size_t at = tq_command(b, TQ_CMD_RECV_BITMAP, a.p, (uint16_t)a.len);
+    tb_buf_free(&a);
+    return at;
+}
+
+size_t tq_ram_raw(tb_buf *b, uint64_t v)
+{
+    size_t at = b->len;
+    tb_put_be64(b, v);
+    return at;
+}
+
+size_t tq_ram_mem_size(tb_buf *b, uint64_t total)
+{
+    return tq_ram_raw(b, total | TQ_RAM_MEM_SIZE);
+}
+
+size_t tq_ram_block_entry(tb_buf *b, const char *name, uint64_t used_length)
+{
+    size_t at = tq_counted(b, name);
+    tb_put_be64(b, used_length);
+    return at;
+}
+
+size_t tq_ram_block_list(tb_buf *b, const char *const *names,
+                         const uint64_t *lengths, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += lengths[i];
+    size_t at = tq_ram_mem_size(b, total);
+    for (size_t i = 0; i < n; i++)
+        tq_ram_block_entry(b, names[i], lengths[i]);
+    return at;
+}
+
+/* be64 offset|flags, then the block name unless CONTINUE. */
+static size_t ram_head(tb_buf *b, uint64_t offset, uint32_t flags,
+                       const char *block)
+{
+    size_t at = tq_ram_raw(b, offset | flags | (block ? 0 : TQ_RAM_CONTINUE));
+    if (block)
+        tq_counted(b, block);
+    return at;
+}
+
+size_t tq_ram_zero(tb_buf *b, uint64_t offset, const char *block,
+                   uint8_t fill)
+{
+    size_t at = ram_head(b, offset, TQ_RAM_ZERO, block);
+    tb_put_u8(b, fill);
+    return at;
+}
+
+size_t tq_ram_page(tb_buf *b, uint64_t offset, const char *block,
+                   const uint8_t *page, size_t page_size)
+{
+    size_t at = ram_head(b, offset, TQ_RAM_PAGE, block);
+    tb_put(b, page, page_size);
+    return at;
+}
+
+size_t tq_ram_xbzrle(tb_buf *b, uint64_t offset, const char *block,
+                     uint8_t encoding, const uint8_t *data, uint16_t len)
+{
+    size_t at = ram_head(b, offset, TQ_RAM_XBZRLE, block);
+    tb_put_u8(b, encoding);
+    tb_put_be16(b, len);
+    tb_put(b, data, len);
+    return at;
+}
+
+size_t tq_ram_compress_raw(tb_buf *b, uint64_t offset, const char *block,
+                           const void *zdata, uint32_t zlen)
+{
+    size_t at = ram_head(b, offset, TQ_RAM_COMPRESS_PAGE, block);
+    tb_put_be32(b, zlen);
+    tb_put(b, zdata, zlen);
+    return at;
+}
+
+size_t tq_ram_compress(tb_buf *b, uint64_t offset, const char *block,
+                       const uint8_t *page, size_t page_size)
+{
+    uLongf zlen = compressBound((uLong)page_size);
+    uint8_t *z = xrealloc(NULL, zlen);
+    if (compress2(z, &zlen, page, (uLong)page_size, 6) != Z_OK) {
+        fprintf(stderr, "tq_ram_compress: compress2 failed\n");
+        abort();
+    }
+    size_t at = tq_ram_compress_raw(b, offset, block, z, (uint32_t)zlen);
+    free(z);
+    return at;
+}
+
+size_t tq_ram_eos(tb_buf *b) { return tq_ram_raw(b, TQ_RAM_EOS); }
+size_t tq_ram_flush(tb_buf *b) { return tq_ram_raw(b, TQ_RAM_MULTIFD_FLUSH); }
+
+size_t tq_vfio_marker(tb_buf *b, unsigned n)
+{
+    return tq_ram_raw(b, TQ_VFIO_BASE + n);
+}
+
+size_t tq_vfio_data(tb_buf *b, const void *data, uint64_t len)
+{
+    size_t at = tq_vfio_marker(b, TQ_VFIO_DATA_STATE);
+    tb_put_be64(b, len);
+    tb_put(b, data, (size_t)len);
+    return at;
+}
+
+size_t tq_libvirt_header(tb_buf *b, const char magic[16], uint32_t version,
+                         uint32_t xml_len, uint32_t was_running,
+                         uint32_t compressed, uint32_t cookie_off)
+{
+    size_t at = b->len;
+    tb_put(b, magic, 16);
+    tb_put_le32(b, version);
+    tb_put_le32(b, xml_len);
+    tb_put_le32(b, was_running);
+    tb_put_le32(b, compressed);
+    tb_put_le32(b, cookie_off);
+    tb_put_zeros(b, 14 * 4);
+    return at;
+}

@@ -274,4 +274,156 @@ void tb_print_err(const char *label, const ms_error_info *e);
 /* 1 when `detail` contains the decimal number v as a token of its own. */
 int tb_detail_has_number(const char *detail, uint64_t v);
 
+
+/* ---- QEMU main stream ("QEVM") hand builder ----------------------------
+ * Written from the reference notes on QEMU's format (the qemu-main-stream
+ * reference, sections 1-9), not from the decoder.  Every tq_* function
+ * appends to a tb_buf and returns the offset of the first byte it wrote.
+ * All QEMU framing is big-endian; the libvirt header is little-endian. */
+#define TQ_MAGIC 0x5145564Du /* "QEVM" */
+#define TQ_VERSION 3u
+
+enum tq_type {
+    TQ_EOF = 0x00,
+    TQ_START = 0x01,
+    TQ_PART = 0x02,
+    TQ_END = 0x03,
+    TQ_FULL = 0x04,
+    TQ_SUBSECTION = 0x05,
+    TQ_VMDESC = 0x06,
+    TQ_CONFIGURATION = 0x07,
+    TQ_COMMAND = 0x08,
+    TQ_FOOTER = 0x7E
+};
+
+enum tq_cmd {
+    TQ_CMD_INVALID = 0,
+    TQ_CMD_OPEN_RETURN_PATH = 1,
+    TQ_CMD_PING = 2,
+    TQ_CMD_POSTCOPY_ADVISE = 3,
+    TQ_CMD_POSTCOPY_LISTEN = 4,
+    TQ_CMD_POSTCOPY_RUN = 5,
+    TQ_CMD_POSTCOPY_RAM_DISCARD = 6,
+    TQ_CMD_PACKAGED = 7,
+    TQ_CMD_ENABLE_COLO = 8,
+    TQ_CMD_POSTCOPY_RESUME = 9,
+    TQ_CMD_RECV_BITMAP = 10,
+    TQ_CMD_SWITCHOVER_START = 11
+};
+
+/* RAM record flags (low bits of the record's be64). */
+#define TQ_RAM_ZERO 0x02u
+#define TQ_RAM_MEM_SIZE 0x04u
+#define TQ_RAM_PAGE 0x08u
+#define TQ_RAM_EOS 0x10u
+#define TQ_RAM_CONTINUE 0x20u
+#define TQ_RAM_XBZRLE 0x40u
+#define TQ_RAM_HOOK 0x80u
+#define TQ_RAM_COMPRESS_PAGE 0x100u
+#define TQ_RAM_MULTIFD_FLUSH 0x200u
+
+/* VFIO markers: TQ_VFIO_BASE + n. */
+#define TQ_VFIO_BASE 0xffffffffef100000ull
+enum tq_vfio {
+    TQ_VFIO_END_OF_STATE = 1,
+    TQ_VFIO_CONFIG_STATE = 2,
+    TQ_VFIO_SETUP_STATE = 3,
+    TQ_VFIO_DATA_STATE = 4,
+    TQ_VFIO_INIT_DATA_SENT = 5,
+    TQ_VFIO_CONFIG_LOAD_READY = 6
+};
+
+#define TQ_LIBVIRT_HEADER 92 /* 16 magic + 5 u32 + 14 unused u32 */
+
+void tb_put_be16(tb_buf *b, uint16_t v);
+void tb_put_be32(tb_buf *b, uint32_t v);
+void tb_put_be64(tb_buf *b, uint64_t v);
+void tb_set_be32(uint8_t *p, uint32_t v);
+void tb_set_be64(uint8_t *p, uint64_t v);
+
+/* u8 length + bytes (no NUL); strlen(s) must be <= 255. */
+size_t tq_counted(tb_buf *b, const char *s);
+
+/* File header: be32 magic, be32 version. */
+size_t tq_header(tb_buf *b); /* QEVM, 3 */
+size_t tq_header_ex(tb_buf *b, uint32_t magic, uint32_t version);
+
+/* CONFIGURATION record: 0x07, be32 len, machine type, then the "needed"
+ * subsections in QEMU's order (target-page-bits, capabilities, uuid), each
+ * framed as 0x05, counted name, be32 version 1, fields. */
+typedef struct tq_cfg {
+    const char *machine;     /* NULL: "pc-i440fx-7.2" */
+    int has_page_bits;
+    uint32_t page_bits;
+    int has_caps;            /* write the capabilities subsection */
+    const char *const *caps; /* n_caps counted strings */
+    uint32_t n_caps;
+    const uint8_t *uuid;     /* NULL: no uuid subsection */
+} tq_cfg;
+size_t tq_config(tb_buf *b, const tq_cfg *c);
+size_t tq_config_machine(tb_buf *b, const char *machine); /* no subsections */
+/* A subsection header: 0x05, counted name, be32 version. */
+size_t tq_subsection(tb_buf *b, const char *name, uint32_t version);
+/* Header + configuration for machine "pc-i440fx-7.2" (no subsections). */
+size_t tq_begin(tb_buf *b);
+
+/* Section headers (the payload and tq_footer follow). */
+size_t tq_section_start(tb_buf *b, uint8_t type /* TQ_START/TQ_FULL */,
+                        uint32_t section_id, const char *idstr,
+                        uint32_t instance_id, uint32_t version_id);
+size_t tq_section_part(tb_buf *b, uint8_t type /* TQ_PART/TQ_END */,
+                       uint32_t section_id);
+size_t tq_footer(tb_buf *b, uint32_t section_id);
+size_t tq_eof(tb_buf *b);
+/* JSON trailer: 0x06, be32 len, len bytes. */
+size_t tq_vmdesc(tb_buf *b, const char *json, size_t len);
+
+/* Commands: 0x08, be16 cmd, be16 len, len argument bytes. */
+size_t tq_command(tb_buf *b, uint16_t cmd, const void *args, uint16_t len);
+size_t tq_cmd_ping(tb_buf *b, uint32_t value);
+/* PACKAGED: the command (be32 pkg_len) followed by the pkg_len bytes. */
+size_t tq_cmd_packaged(tb_buf *b, const void *pkg, uint32_t pkg_len);
+/* POSTCOPY_ADVISE with its 16 argument bytes. */
+size_t tq_cmd_postcopy_advise(tb_buf *b, uint64_t page_summary,
+                              uint64_t target_page_size);
+/* POSTCOPY_RAM_DISCARD: version 0, name, 0, n x (be64 start, be64 len);
+ * ranges holds 2 * n values. */
+size_t tq_cmd_ram_discard(tb_buf *b, const char *block,
+                          const uint64_t *ranges, size_t n);
+/* RECV_BITMAP: counted block name. */
+size_t tq_cmd_recv_bitmap(tb_buf *b, const char *block);
+
+/* RAM records (inside a "ram" section payload).  block NULL: the record
+ * gets the CONTINUE flag and no name. */
+size_t tq_ram_raw(tb_buf *b, uint64_t v); /* a bare be64 */
+size_t tq_ram_mem_size(tb_buf *b, uint64_t total);
+size_t tq_ram_block_entry(tb_buf *b, const char *name, uint64_t used_length);
+/* MEM_SIZE with the sum of the lengths, then one entry per block. */
+size_t tq_ram_block_list(tb_buf *b, const char *const *names,
+                         const uint64_t *lengths, size_t n);
+size_t tq_ram_zero(tb_buf *b, uint64_t offset, const char *block,
+                   uint8_t fill);
+size_t tq_ram_page(tb_buf *b, uint64_t offset, const char *block,
+                   const uint8_t *page, size_t page_size);
+size_t tq_ram_xbzrle(tb_buf *b, uint64_t offset, const char *block,
+                     uint8_t encoding, const uint8_t *data, uint16_t len);
+/* COMPRESS_PAGE: zlib (compress2, level 6) of the page. */
+size_t tq_ram_compress(tb_buf *b, uint64_t offset, const char *block,
+                       const uint8_t *page, size_t page_size);
+/* COMPRESS_PAGE with the stored bytes given as they are. */
+size_t tq_ram_compress_raw(tb_buf *b, uint64_t offset, const char *block,
+                           const void *zdata, uint32_t zlen);
+size_t tq_ram_eos(tb_buf *b);
+size_t tq_ram_flush(tb_buf *b); /* MULTIFD_FLUSH */
+
+/* VFIO: a marker (be64 TQ_VFIO_BASE + n); DATA_STATE + be64 len + bytes. */
+size_t tq_vfio_marker(tb_buf *b, unsigned n);
+size_t tq_vfio_data(tb_buf *b, const void *data, uint64_t len);
+
+/* libvirt save image header (92 bytes, little endian); the domain XML of
+ * xml_len bytes and the QEVM stream follow. */
+size_t tq_libvirt_header(tb_buf *b, const char magic[16], uint32_t version,
+                         uint32_t xml_len, uint32_t was_running,
+                         uint32_t compressed, uint32_t cookie_off);
+
 #endif

@@ -23,7 +23,13 @@ typedef struct dev_stats {
     uint64_t packets, assembled;
 } dev_stats;
 
-typedef struct dump_ctx {
+typedef struct block_stats {
+    char name[256];
+    uint64_t used_length, pages, zero, xbzrle, compressed;
+} block_stats;
+
+typedef struct dump_ctx dump_ctx;
+struct dump_ctx {
     FILE *out;
     int json, summary_only, several;
     char *const *files;
@@ -34,8 +40,14 @@ typedef struct dump_ctx {
     uint64_t records, problems, image_bytes, packets, ends;
     int have_stream;
     ms_stream_info stream;
-    uint64_t *channels_seen; /* per file: stream header seen */
-} dump_ctx;
+    /* QEMU main stream */
+    int show_pages, show_state, state_open, state_first;
+    block_stats *blocks;
+    size_t nblocks;
+    uint64_t sections, undecoded, sec_pages, sec_zero, fields;
+    int have_config;
+    char machine[256];
+};
 
 static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
 {
@@ -106,19 +118,151 @@ static void account(dump_ctx *d, const ms_event *ev, int from_set)
         break;
     }
     case MS_EV_END: d->ends++; break;
+    case MS_EV_QEMU_EOF: d->ends++; break;
+    case MS_EV_CONFIGURATION:
+        d->have_config = 1;
+        snprintf(d->machine, sizeof d->machine, "%s", ev->u.config.machine);
+        break;
+    case MS_EV_SECTION:
+        d->sections++;
+        d->sec_pages = d->sec_zero = 0;
+        break;
+    case MS_EV_UNDECODED: d->undecoded++; break;
+    case MS_EV_FIELD: d->fields++; break;
+    case MS_EV_RAM_BLOCK: {
+        block_stats *n = realloc(d->blocks, (d->nblocks + 1) * sizeof *n);
+        if (!n) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            exit(TOOL_USAGE);
+        }
+        d->blocks = n;
+        block_stats *b = &d->blocks[d->nblocks++];
+        memset(b, 0, sizeof *b);
+        snprintf(b->name, sizeof b->name, "%s", ev->u.ram.block);
+        b->used_length = ev->u.ram.used_length;
+        break;
+    }
+    case MS_EV_RAM_PAGE: {
+        if (ev->u.ram.block_index >= d->nblocks)
+            break;
+        block_stats *b = &d->blocks[ev->u.ram.block_index];
+        switch (ev->u.ram.record) {
+        case MS_RAM_ZERO: b->zero++; d->sec_zero++; break;
+        case MS_RAM_XBZRLE: b->xbzrle++; break;
+        case MS_RAM_COMPRESS_PAGE: b->compressed++; break;
+        default: b->pages++; break;
+        }
+        d->sec_pages++;
+        break;
+    }
+    case MS_EV_DATA:
+        if (ev->u.data.in_packet || ev->u.data.config)
+            break;
+        if (!from_set && d->have_stream &&
+            d->stream.format != MS_FORMAT_MIGSTREAM) {
+            /* QEMU VFIO device bytes: attribute them by phase. */
+            dev_stats *s = dev_of(d, ev->u.data.device);
+            s->phase[ev->u.data.phase & 3].bytes += ev->u.data.size;
+        }
+        break;
+    case MS_EV_VFIO_MARKER: {
+        dev_stats *s = dev_of(d, ev->u.vfio.section_id);
+        snprintf(s->idstr, sizeof s->idstr, "%s", ev->u.vfio.idstr);
+        if (ev->u.vfio.data_size)
+            s->phase[ev->u.vfio.phase & 3].units++;
+        break;
+    }
     default: break;
     }
 }
 
 /* ---- human output ---------------------------------------------------------- */
 
+static void human_qemu(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    char hex[33];
+    switch (ev->kind) {
+    case MS_EV_CONFIGURATION:
+        fprintf(o, "machine %s", ev->u.config.machine);
+        if (ev->u.config.has_page_bits)
+            fprintf(o, " page-bits %u", ev->u.config.page_bits);
+        if (ev->u.config.capability_count)
+            fprintf(o, " capabilities %u%s%s", ev->u.config.capability_count,
+                    ev->u.config.cap_x_ignore_shared ? " x-ignore-shared" : "",
+                    ev->u.config.cap_mapped_ram ? " mapped-ram" : "");
+        if (ev->u.config.has_uuid) {
+            tool_hex(hex, ev->u.config.uuid, 16);
+            fprintf(o, " uuid %s", hex);
+        }
+        break;
+    case MS_EV_SECTION:
+        fprintf(o, "%-5s %u %s instance %u version %u",
+                ms_qemu_section_type_name(ev->u.section.type),
+                ev->u.section.section_id, ev->u.section.idstr,
+                ev->u.section.instance_id, ev->u.section.version_id);
+        break;
+    case MS_EV_SECTION_FOOTER:
+        fprintf(o, "section %u %s: %" PRIu64 " bytes",
+                ev->u.section.section_id, ev->u.section.idstr, ev->length);
+        if (d->sec_pages)
+            fprintf(o, " (%" PRIu64 " page records, %" PRIu64 " zero)",
+                    d->sec_pages, d->sec_zero);
+        break;
+    case MS_EV_UNDECODED:
+        fprintf(o, "section %u %s: contents not decoded: %s",
+                ev->u.section.section_id, ev->u.section.idstr,
+                ev->u.section.detail);
+        break;
+    case MS_EV_COMMAND:
+        fprintf(o, "%s%s", ev->u.command.nesting ? "(packaged) " : "",
+                ev->u.command.name);
+        if (ev->u.command.cmd == 2)
+            fprintf(o, " 0x%" PRIx64, ev->u.command.value);
+        if (ev->u.command.cmd == 7)
+            fprintf(o, " %" PRIu64 " bytes", ev->u.command.value);
+        break;
+    case MS_EV_RAM_BLOCK:
+        fprintf(o, "%s 0x%" PRIx64 " bytes", ev->u.ram.block,
+                ev->u.ram.used_length);
+        break;
+    case MS_EV_RAM_PAGE:
+        fprintf(o, "%s %s 0x%" PRIx64,
+                ev->u.ram.record == MS_RAM_ZERO     ? "zero"
+                : ev->u.ram.record == MS_RAM_XBZRLE ? "xbzrle"
+                : ev->u.ram.record == MS_RAM_COMPRESS_PAGE ? "compressed"
+                                                    : "page",
+                ev->u.ram.block, ev->u.ram.offset);
+        break;
+    case MS_EV_RAM_MARKER:
+        fputs(ev->u.ram.record == MS_RAM_MULTIFD_FLUSH ? "MULTIFD_FLUSH"
+                                                       : "HOOK",
+              o);
+        break;
+    case MS_EV_VFIO_MARKER:
+        fprintf(o, "%s %s", ev->u.vfio.idstr, ev->u.vfio.name);
+        if (ev->u.vfio.marker == 0xffffffffef100004ull)
+            fprintf(o, " %" PRIu64 " bytes (%s)", ev->u.vfio.data_size,
+                    ms_phase_name(ev->u.vfio.phase));
+        break;
+    case MS_EV_QEMU_EOF: fputs("end of device state", o); break;
+    case MS_EV_VMDESC:
+        fprintf(o, "JSON trailer %zu bytes", ev->u.vmdesc.len);
+        break;
+    default: break;
+    }
+}
+
 static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
                         int from_set)
 {
     FILE *o = d->out;
     char hex[33];
-    if (ev->kind == MS_EV_DATA)
-        return; /* bytes are not structure */
+    if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
+        ev->kind == MS_EV_FIELD ||
+        (ev->kind == MS_EV_RAM_PAGE && !d->show_pages) ||
+        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS))
+        return; /* bytes, fields (--state) and pages (--pages) */
     if (d->several && !from_set && file != d->last_file_header) {
         fprintf(o, "%s%s:\n", d->last_file_header == (size_t)-1 ? "" : "\n",
                 d->files[file]);
@@ -132,6 +276,11 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
     switch (ev->kind) {
     case MS_EV_STREAM_HEADER:
         tool_hex(hex, ev->u.stream.uuid, 16);
+        if (ev->u.stream.format != MS_FORMAT_MIGSTREAM) {
+            fprintf(o, "%s version %u", ms_format_name(ev->u.stream.format),
+                    ev->u.stream.version_major);
+            break;
+        }
         fprintf(o, "%s %u.%u channel %u of %u uuid %s",
                 ms_format_name(ev->u.stream.format),
                 ev->u.stream.version_major, ev->u.stream.version_minor,
@@ -203,7 +352,7 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ev->u.end.record_count, ev->u.end.image_bytes,
                 ev->u.end.packet_count, ev->u.end.final_check);
         break;
-    default: break;
+    default: human_qemu(d, ev); break;
     }
     fputc('\n', o);
 }
@@ -237,12 +386,83 @@ static void json_image(FILE *o, const ms_image_info *i, int end)
         fprintf(o, ",\"config_length\":%" PRIu64, i->config_length);
 }
 
+static void json_qemu(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    char hex[33];
+    switch (ev->kind) {
+    case MS_EV_CONFIGURATION:
+        fputs(",\"machine\":", o);
+        tool_json_string(o, ev->u.config.machine, ev->u.config.machine_len);
+        if (ev->u.config.has_page_bits)
+            fprintf(o, ",\"page_bits\":%u", ev->u.config.page_bits);
+        fprintf(o, ",\"capabilities\":%u", ev->u.config.capability_count);
+        if (ev->u.config.has_uuid) {
+            tool_hex(hex, ev->u.config.uuid, 16);
+            fprintf(o, ",\"uuid\":\"%s\"", hex);
+        } else {
+            fputs(",\"uuid\":null", o);
+        }
+        break;
+    case MS_EV_SECTION:
+    case MS_EV_SECTION_FOOTER:
+    case MS_EV_UNDECODED:
+        fprintf(o, ",\"type\":\"%s\",\"section_id\":%u,\"name\":",
+                ms_qemu_section_type_name(ev->u.section.type),
+                ev->u.section.section_id);
+        tool_json_string(o, ev->u.section.idstr, strlen(ev->u.section.idstr));
+        fprintf(o, ",\"instance_id\":%u,\"version_id\":%u",
+                ev->u.section.instance_id, ev->u.section.version_id);
+        if (ev->kind == MS_EV_SECTION_FOOTER)
+            fprintf(o, ",\"section_offset\":%" PRIu64,
+                    ev->u.section.section_offset);
+        if (ev->kind == MS_EV_UNDECODED) {
+            fputs(",\"reason\":", o);
+            tool_json_string(o, ev->u.section.detail,
+                             strlen(ev->u.section.detail));
+        }
+        break;
+    case MS_EV_COMMAND:
+        fprintf(o, ",\"cmd\":%u,\"name\":\"%s\",\"len\":%u,\"nesting\":%d",
+                ev->u.command.cmd, ev->u.command.name, ev->u.command.len,
+                ev->u.command.nesting);
+        if (ev->u.command.cmd == 2 || ev->u.command.cmd == 7)
+            fprintf(o, ",\"value\":%" PRIu64, ev->u.command.value);
+        break;
+    case MS_EV_RAM_BLOCK:
+        fputs(",\"block\":", o);
+        tool_json_string(o, ev->u.ram.block, strlen(ev->u.ram.block));
+        fprintf(o, ",\"used_length\":%" PRIu64, ev->u.ram.used_length);
+        break;
+    case MS_EV_RAM_PAGE:
+    case MS_EV_RAM_MARKER:
+        fprintf(o, ",\"record\":%u", (unsigned)ev->u.ram.record);
+        if (ev->kind == MS_EV_RAM_PAGE) {
+            fputs(",\"block\":", o);
+            tool_json_string(o, ev->u.ram.block, strlen(ev->u.ram.block));
+            fprintf(o, ",\"page_offset\":%" PRIu64, ev->u.ram.offset);
+        }
+        break;
+    case MS_EV_VFIO_MARKER:
+        fprintf(o, ",\"marker\":\"%s\",\"section_id\":%u,\"name\":",
+                ev->u.vfio.name, ev->u.vfio.section_id);
+        tool_json_string(o, ev->u.vfio.idstr, strlen(ev->u.vfio.idstr));
+        fprintf(o, ",\"phase\":\"%s\",\"data_size\":%" PRIu64,
+                ms_phase_name(ev->u.vfio.phase), ev->u.vfio.data_size);
+        break;
+    case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
+    default: break;
+    }
+}
+
 static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                        int from_set)
 {
     FILE *o = d->out;
     char hex[33];
-    if (ev->kind == MS_EV_DATA)
+    if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
+        ev->kind == MS_EV_FIELD ||
+        (ev->kind == MS_EV_RAM_PAGE && !d->show_pages))
         return;
     json_begin(d, ms_event_kind_name(ev->kind), file, ev->offset);
     if (!from_set)
@@ -319,14 +539,75 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ev->u.end.device_count, ev->u.end.image_count,
                 ev->u.end.final_check);
         break;
-    default: break;
+    default: json_qemu(d, ev); break;
     }
     fputs("}\n", o);
+}
+
+/* --state: decoded VMState as one JSON object, keyed like QEMU's
+ * analyze-migration.py -d state ("name (section_id)"), fields in order. */
+static void state_event(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    char buf[4096];
+    switch (ev->kind) {
+    case MS_EV_SECTION:
+        if (ev->u.section.type != MS_QSEC_FULL)
+            return;
+        fputs(d->fields ? ",\n" : "{\n", o);
+        snprintf(buf, sizeof buf, "%s (%u)", ev->u.section.idstr,
+                 ev->u.section.section_id);
+        fputs("  ", o);
+        tool_json_string(o, buf, strlen(buf));
+        fputs(": {", o);
+        d->state_open = 1;
+        d->state_first = 1;
+        d->fields++; /* something was printed */
+        break;
+    case MS_EV_FIELD: {
+        if (!d->state_open)
+            return;
+        size_t n = ms_field_format(&ev->u.field, buf, sizeof buf);
+        char *text = buf, *big = NULL;
+        if (n >= sizeof buf && (big = malloc(n + 1))) {
+            ms_field_format(&ev->u.field, big, n + 1);
+            text = big;
+        }
+        fputs(d->state_first ? "\n    " : ",\n    ", o);
+        d->state_first = 0;
+        tool_json_string(o, ev->u.field.path, strlen(ev->u.field.path));
+        fputs(": ", o);
+        if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+            fputs(text, o);
+        else
+            tool_json_string(o, text, strlen(text));
+        free(big);
+        break;
+    }
+    case MS_EV_UNDECODED:
+        if (!d->state_open)
+            return;
+        fputs(d->state_first ? "\n    " : ",\n    ", o);
+        d->state_first = 0;
+        fputs("\"(not decoded)\": ", o);
+        tool_json_string(o, ev->u.section.detail, strlen(ev->u.section.detail));
+        break;
+    case MS_EV_SECTION_FOOTER:
+        if (d->state_open)
+            fputs(d->state_first ? "}" : "\n  }", o);
+        d->state_open = 0;
+        break;
+    default: break;
+    }
 }
 
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 {
     dump_ctx *d = ctx;
+    if (d->show_state) {
+        state_event(d, ev);
+        return;
+    }
     account(d, ev, from_set);
     if (d->summary_only)
         return;
@@ -354,10 +635,87 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 
 /* ---- summary ---------------------------------------------------------------- */
 
+/* QEMU main stream: sections, RAM per block, VFIO device bytes per phase. */
+static void summary_qemu(dump_ctx *d)
+{
+    FILE *o = d->out;
+    uint64_t pages = 0, zero = 0;
+    for (size_t i = 0; i < d->nblocks; i++) {
+        pages += d->blocks[i].pages + d->blocks[i].xbzrle +
+                 d->blocks[i].compressed;
+        zero += d->blocks[i].zero;
+    }
+    if (d->json) {
+        json_begin(d, "summary", (size_t)-1, 0);
+        fputs(",\"format\":\"qemu-main\",\"machine\":", o);
+        tool_json_string(o, d->machine, strlen(d->machine));
+        fprintf(o, ",\"sections\":%" PRIu64 ",\"undecoded\":%" PRIu64
+                   ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
+                   ",\"valid\":%s,\"problems\":%" PRIu64 ",\"blocks\":[",
+                d->sections, d->undecoded, pages, zero,
+                d->problems ? "false" : "true", d->problems);
+        for (size_t i = 0; i < d->nblocks; i++) {
+            block_stats *b = &d->blocks[i];
+            fprintf(o, "%s{\"block\":", i ? "," : "");
+            tool_json_string(o, b->name, strlen(b->name));
+            fprintf(o, ",\"used_length\":%" PRIu64 ",\"pages\":%" PRIu64
+                       ",\"zero\":%" PRIu64 ",\"xbzrle\":%" PRIu64
+                       ",\"compressed\":%" PRIu64 "}",
+                    b->used_length, b->pages, b->zero, b->xbzrle,
+                    b->compressed);
+        }
+        fputs("],\"vfio\":[", o);
+        for (size_t i = 0; i < d->ndevs; i++) {
+            dev_stats *s = &d->devs[i];
+            fprintf(o, "%s{\"section_id\":%u,\"idstr\":", i ? "," : "",
+                    s->handle);
+            tool_json_string(o, s->idstr, strlen(s->idstr));
+            for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+                fprintf(o, ",\"%s\":{\"chunks\":%" PRIu64
+                           ",\"bytes\":%" PRIu64 "}",
+                        ms_phase_name((ms_phase)p), s->phase[p].units,
+                        s->phase[p].bytes);
+            fputc('}', o);
+        }
+        fputs("]}\n", o);
+        return;
+    }
+    fprintf(o, "%ssummary: QEMU stream, machine %s, %" PRIu64
+               " section records (%" PRIu64 " not decoded), %" PRIu64
+               " pages sent + %" PRIu64 " zero pages: %s\n",
+            d->summary_only ? "" : "\n", d->have_config ? d->machine : "?",
+            d->sections, d->undecoded, pages, zero,
+            d->problems ? "INVALID" : "valid");
+    for (size_t i = 0; i < d->nblocks; i++) {
+        block_stats *b = &d->blocks[i];
+        fprintf(o, "  ram %s: 0x%" PRIx64 " bytes, %" PRIu64 " pages, %" PRIu64
+                   " zero",
+                b->name, b->used_length, b->pages, b->zero);
+        if (b->xbzrle)
+            fprintf(o, ", %" PRIu64 " xbzrle", b->xbzrle);
+        if (b->compressed)
+            fprintf(o, ", %" PRIu64 " compressed", b->compressed);
+        fputc('\n', o);
+    }
+    for (size_t i = 0; i < d->ndevs; i++) {
+        dev_stats *s = &d->devs[i];
+        fprintf(o, "  vfio %s (section %u):", s->idstr, s->handle);
+        for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+            fprintf(o, " %s %" PRIu64 " B in %" PRIu64 " chunk%s;",
+                    ms_phase_name((ms_phase)p), s->phase[p].bytes,
+                    s->phase[p].units, s->phase[p].units == 1 ? "" : "s");
+        fputc('\n', o);
+    }
+}
+
 static void summary(dump_ctx *d)
 {
     FILE *o = d->out;
     char hex[33] = "";
+    if (d->have_stream && d->stream.format != MS_FORMAT_MIGSTREAM) {
+        summary_qemu(d);
+        return;
+    }
     if (d->have_stream)
         tool_hex(hex, d->stream.uuid, 16);
     uint32_t count = d->have_stream ? d->stream.channel_count : 0;
@@ -434,6 +792,11 @@ static void usage(FILE *o)
             "summary\n"
             "  --summary        only the summary\n"
             "  --records        also show every record header\n"
+            "  --pages          QEMU: also show every RAM page record (a page "
+            "map)\n"
+            "  --state          QEMU: print the decoded VMState fields as JSON "
+            "(like\n"
+            "                   analyze-migration.py -d state)\n"
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
             "reader options:\n",
@@ -448,11 +811,13 @@ int main(int argc, char **argv)
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
-    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS };
+    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_PAGES, OPT_STATE };
     static const struct option own[] = {
         {"json", no_argument, 0, OPT_JSON},
         {"summary", no_argument, 0, OPT_SUMMARY},
         {"records", no_argument, 0, OPT_RECORDS},
+        {"pages", no_argument, 0, OPT_PAGES},
+        {"state", no_argument, 0, OPT_STATE},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -463,6 +828,11 @@ int main(int argc, char **argv)
         case OPT_JSON: d.json = 1; break;
         case OPT_SUMMARY: d.summary_only = 1; break;
         case OPT_RECORDS: opt.record_events = 1; break;
+        case OPT_PAGES: d.show_pages = 1; break;
+        case OPT_STATE:
+            d.show_state = 1;
+            opt.field_events = 1;
+            break;
         case TOOL_OPT_READER:
             if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
                 return TOOL_USAGE;
@@ -481,9 +851,12 @@ int main(int argc, char **argv)
     d.nfiles = (size_t)(argc - optind);
     d.several = d.nfiles > 1;
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
-    if (rc != TOOL_USAGE)
+    if (d.show_state)
+        fputs(d.fields ? "\n}\n" : "{}\n", stdout);
+    else if (rc != TOOL_USAGE)
         summary(&d);
     free(d.devs);
+    free(d.blocks);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;

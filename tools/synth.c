@@ -1,4 +1,5 @@
-/* migstream-synth: write valid synthetic migstream v1 streams.
+/* migstream-synth: write valid synthetic migstream v1 streams, or (with
+ * --qemu) a real QEMU main stream with VFIO devices inserted.
  *
  * The workload imitates a VFIO live migration: every device goes through
  * RUNNING -> PRE_COPY, sends an initial image and some dirty (middle)
@@ -10,14 +11,17 @@
  * comes from one PRNG seeded by --seed, so the same options give
  * byte-identical files.  Uses only the public API (migstream.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "migstream.h"
 #include "tool_common.h"
@@ -53,8 +57,14 @@ typedef struct workload {
     uint64_t seed;
     int vendor_record;
     int example; /* --example: spec/example.md on stdout */
-    const char *out_dir;
+    const char *out_dir; /* --qemu: the output file */
     int to_stdout;
+    /* --qemu mode */
+    const char *qemu_base;  /* BASE.mig */
+    const char *expect_dir; /* where the inserted device bytes also go */
+    int switchover_ack;
+    int packet_size_set; /* --packet-size given (else 1 MiB chunks) */
+    const char *v1_only; /* first option given that --qemu ignores */
 } workload;
 
 /* One channel's output file. */
@@ -356,6 +366,10 @@ static void usage(FILE *out)
 "usage: " PROG " [options] -o DIR    one file per channel: DIR/channel-N.mig\n"
 "       " PROG " [options] --stdout  (--channels 1 only) the stream on stdout\n"
 "       " PROG " --example           the byte-level example of spec section 9\n"
+"       " PROG " --qemu BASE.mig [options] -o OUT.mig | --stdout\n"
+"                      BASE (a real QEMU main stream) with --devices VFIO\n"
+"                      devices inserted: START/PART/END sections carrying\n"
+"                      the device bytes, a FULL config section each\n"
 "options (sizes take K, M, G suffixes, powers of 1024):\n"
 "  --devices N           devices (default 2)\n"
 "  --kind KIND           payload kind of all devices (default mlx5)\n"
@@ -371,6 +385,14 @@ static void usage(FILE *out)
 "  --compress LEVEL      zlib level 0..9 for chunks (default 0)\n"
 "  --seed N              PRNG seed (default 1)\n"
 "  --vendor-record       also write an optional vendor record on channel 0\n"
+"--qemu mode (--devices, --kind mlx5|raw, --initial-size, --middle,\n"
+"--middle-size, --final-size and --seed apply; --packet-size caps each\n"
+"DEV_DATA_STATE chunk, default 1M):\n"
+"  --switchover-ack      end the initial data with DEV_INIT_DATA_SENT\n"
+"                        (QEMU >= 8.1), so later precopy data is middle data\n"
+"  --expect-dir DIR      also write the inserted bytes: DIR/devices (one\n"
+"                        line per device: N IDSTR SECTION_ID) and\n"
+"                        DIR/N.initial, DIR/N.middle, DIR/N.final\n"
 "  -h, --help            this help\n"
 "  -V, --version         the version\n", out);
 }
@@ -461,14 +483,31 @@ static int set_numeric(workload *wl, const numeric_option *o, const char *value)
 static int is_text_option(const char *name)
 {
     return strcmp(name, "-o") == 0 || strcmp(name, "--kind") == 0 ||
-           strcmp(name, "--final-transport") == 0;
+           strcmp(name, "--final-transport") == 0 ||
+           strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0;
 }
 
-/* -o, --kind, --final-transport (is_text_option). */
+/* Options that only shape migstream v1 output; --qemu refuses them. */
+static int is_v1_only(const char *name)
+{
+    static const char *const names[] = {"--channels",      "--chunk-size",
+                                        "--compress",      "--final-transport",
+                                        "--vendor-record", "--example"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* -o, --kind, --final-transport, --qemu, --expect-dir (is_text_option). */
 static int set_text(workload *wl, const char *name, const char *value)
 {
     if (strcmp(name, "-o") == 0) {
         wl->out_dir = value;
+    } else if (strcmp(name, "--qemu") == 0) {
+        wl->qemu_base = value;
+    } else if (strcmp(name, "--expect-dir") == 0) {
+        wl->expect_dir = value;
     } else if (strcmp(name, "--kind") == 0) {
         wl->kind = ms_payload_kind_from_name(value);
         if (wl->kind < 0)
@@ -492,6 +531,10 @@ static int set_option(workload *wl, const char *name, const char *value)
         return usage_error("unknown option '%s'", name);
     if (!value)
         return usage_error("option '%s' needs a value", name);
+    if (strcmp(name, "--packet-size") == 0)
+        wl->packet_size_set = 1;
+    if (!wl->v1_only && is_v1_only(name))
+        wl->v1_only = o ? o->name : "--final-transport";
     return o ? set_numeric(wl, o, value) : set_text(wl, name, value);
 }
 
@@ -515,10 +558,18 @@ static int parse_args(int argc, char **argv, workload *wl)
         }
         if (strcmp(arg, "--vendor-record") == 0) {
             wl->vendor_record = 1;
+            if (!wl->v1_only)
+                wl->v1_only = arg;
             continue;
         }
         if (strcmp(arg, "--example") == 0) {
             wl->example = 1;
+            if (!wl->v1_only)
+                wl->v1_only = arg;
+            continue;
+        }
+        if (strcmp(arg, "--switchover-ack") == 0) {
+            wl->switchover_ack = 1;
             continue;
         }
         if (arg[0] != '-')
@@ -539,6 +590,19 @@ static int parse_args(int argc, char **argv, workload *wl)
         if (set_option(wl, name, value) < 0)
             return -1;
     }
+    if (wl->qemu_base) {
+        if (wl->v1_only)
+            return usage_error("%s does not apply to --qemu", wl->v1_only);
+        if (!wl->out_dir == !wl->to_stdout)
+            return usage_error("give exactly one of -o OUT.mig and --stdout");
+        if (wl->kind != MS_PAYLOAD_MLX5 && wl->kind != MS_PAYLOAD_RAW)
+            return usage_error("--qemu writes --kind mlx5 or raw payloads");
+        return 0;
+    }
+    if (wl->switchover_ack || wl->expect_dir)
+        return usage_error("%s needs --qemu BASE.mig", wl->switchover_ack
+                                                           ? "--switchover-ack"
+                                                           : "--expect-dir");
     if (wl->example)
         return 0;
     if (!wl->out_dir == !wl->to_stdout)
@@ -779,6 +843,656 @@ static int print_example(void)
     return TOOL_OK;
 }
 
+/* ---- --qemu: VFIO devices inserted into a real QEMU main stream ----------
+ * BASE's bytes are copied unchanged; the devices' sections go where QEMU
+ * puts them (spec/qemu-main.md section 8, protocol v2):
+ *   after the RAM START footer  START per device: SETUP_STATE, END_OF_STATE
+ *   after each RAM PART footer  PARTs: at most one DATA_STATE chunk each,
+ *                               then END_OF_STATE (or INIT_DATA_SENT)
+ *   after the RAM END footer    END per device: DATA_STATE chunks of the
+ *                               final data, END_OF_STATE
+ *   before the EOF byte         FULL per device (the START's section id):
+ *                               CONFIG_STATE, config bytes, END_OF_STATE
+ * The JSON trailer stays as it is: QEMU does not describe VFIO sections in
+ * it.  Where those places are comes from the library's reader run over
+ * BASE, so the tool trusts no hand-written offsets. */
+
+enum {
+    QSEC_START = 0x01,
+    QSEC_PART = 0x02,
+    QSEC_END = 0x03,
+    QSEC_FULL = 0x04,
+    QSEC_FOOTER = 0x7E
+};
+#define VFIO_MARKER(n) (0xffffffffef100000ull + (n))
+enum {
+    VFIO_END_OF_STATE = 1,
+    VFIO_CONFIG_STATE = 2,
+    VFIO_SETUP_STATE = 3,
+    VFIO_DATA_STATE = 4,
+    VFIO_INIT_DATA_SENT = 5
+};
+#define QEMU_CHUNK_DEFAULT (1u << 20) /* QEMU reads the data fd 1 MiB a go */
+#define VFIO_CONFIG_BYTES 64
+#define VFIO_VERSION 1
+#define QCMD_PACKAGED 7
+/* mlx5 SW-header records (vfio-device-streams.md section 2) */
+#define MLX5_HEADER 16
+#define MLX5_OPTIONAL 1u
+#define MLX5_TAG_FW_DATA 0u
+#define MLX5_TAG_STOP_COPY_SIZE 1u
+
+/* Stream stores.  The library has its own in libstream/common.h, but the
+ * tools only see the public header, so the few needed live here once. */
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes; i++, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* Where BASE gets the device sections (byte offsets in BASE). */
+typedef struct qemu_base {
+    const char *path;
+    const uint8_t *bytes;
+    size_t len;
+    uint64_t ram_start_end, ram_end_end, eof_off;
+    int have_start, have_end, have_eof;
+    uint64_t *part_ends; /* after each RAM PART footer */
+    size_t nparts, partcap;
+    uint32_t max_section_id;
+} qemu_base;
+
+/* One device's bytes of one phase, made as they are written: raw bytes,
+ * or mlx5 records (STOP_COPY_SIZE first, then one FW_DATA per image). */
+typedef struct dev_gen {
+    uint64_t rng;
+    int mlx5;
+    uint8_t hdr[MLX5_HEADER + 8]; /* header bytes still to give */
+    size_t hdr_len, hdr_pos;
+    uint64_t payload_left; /* image bytes of the current record */
+    int stop_copy_pending;
+    uint64_t stop_copy_size;
+    uint64_t records_left, record_size;
+    uint64_t total; /* all bytes of the phase */
+} dev_gen;
+
+typedef struct qemu_dev {
+    char idstr[32];
+    uint32_t section_id;
+    dev_gen gen[4]; /* by ms_phase; [0] gives the config bytes */
+} qemu_dev;
+
+/* Output (file or stdout) with a sticky error. */
+typedef struct qemu_out {
+    FILE *f;
+    const char *name;
+    int err;
+} qemu_out;
+
+typedef struct qemu_synth {
+    const workload *wl;
+    qemu_base base;
+    qemu_dev *devs;
+    qemu_out out;
+    uint8_t *buf;
+    size_t chunk_max;
+    uint64_t n_init, n_mid; /* DATA_STATE chunks per device */
+    int init_only;          /* an INIT_DATA_SENT PART without data */
+    int expect_err;
+} qemu_synth;
+
+static size_t gen_next(dev_gen *g, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap) {
+        if (g->hdr_pos < g->hdr_len) {
+            size_t k = g->hdr_len - g->hdr_pos;
+            if (k > cap - n)
+                k = cap - n;
+            memcpy(out + n, g->hdr + g->hdr_pos, k);
+            g->hdr_pos += k;
+            n += k;
+        } else if (g->payload_left) {
+            size_t k =
+                (size_t)(g->payload_left < cap - n ? g->payload_left : cap - n);
+            fill_state(&g->rng, out + n, k);
+            g->payload_left -= k;
+            n += k;
+        } else if (g->stop_copy_pending) {
+            g->stop_copy_pending = 0;
+            put_le(g->hdr, 8, 8);
+            put_le(g->hdr + 8, MLX5_OPTIONAL, 4);
+            put_le(g->hdr + 12, MLX5_TAG_STOP_COPY_SIZE, 4);
+            put_le(g->hdr + 16, g->stop_copy_size, 8);
+            g->hdr_len = MLX5_HEADER + 8;
+            g->hdr_pos = 0;
+        } else if (g->records_left) {
+            g->records_left--;
+            g->payload_left = g->record_size;
+            if (g->mlx5) {
+                put_le(g->hdr, g->record_size, 8);
+                put_le(g->hdr + 8, 0, 4); /* FW_DATA is always mandatory */
+                put_le(g->hdr + 12, MLX5_TAG_FW_DATA, 4);
+                g->hdr_len = MLX5_HEADER;
+                g->hdr_pos = 0;
+            }
+        } else {
+            break;
+        }
+    }
+    return n;
+}
+
+/* a + b and a * b without wrapping; -1 when they would. */
+static int add_u64(uint64_t *a, uint64_t b)
+{
+    if (b > UINT64_MAX - *a)
+        return -1;
+    *a += b;
+    return 0;
+}
+
+/* Set up device d's generators; returns -1 when the sizes overflow. */
+static int qemu_dev_init(qemu_synth *q, uint32_t d)
+{
+    const workload *wl = q->wl;
+    qemu_dev *dev = &q->devs[d];
+    uint32_t slot = 0x10 + d; /* 0000:00:10.0 on: clear of BASE's NICs */
+    snprintf(dev->idstr, sizeof dev->idstr, "0000:%02x:%02x.0/vfio", slot / 32,
+             slot % 32);
+    dev->section_id = q->base.max_section_id + 1 + d;
+    int mlx5 = wl->kind == MS_PAYLOAD_MLX5;
+    uint64_t hdr = mlx5 ? MLX5_HEADER : 0;
+    for (int p = 0; p < 4; p++) {
+        dev_gen *g = &dev->gen[p];
+        memset(g, 0, sizeof *g);
+        g->mlx5 = mlx5;
+        /* one independent stream per device and phase, whatever order the
+         * chunks are written in */
+        g->rng = wl->seed * 0x9E3779B97F4A7C15ull +
+                 ((uint64_t)d * 4 + (uint64_t)p + 1) * 0xD1B54A32D192ED03ull;
+        rng_next(&g->rng);
+    }
+    /* mlx5 puts STOP_COPY_SIZE first: on entering PRE_COPY, or on
+     * STOP -> STOP_COPY when there is no precopy at all. */
+    int precopy = wl->initial_size || wl->middle_count;
+    dev_gen *gi = &dev->gen[MS_PHASE_INITIAL], *gm = &dev->gen[MS_PHASE_MIDDLE],
+            *gf = &dev->gen[MS_PHASE_FINAL];
+    dev_gen *first = precopy ? gi : gf;
+    if (mlx5) {
+        first->stop_copy_pending = 1;
+        first->stop_copy_size =
+            wl->final_size - wl->final_size / 10 +
+            rng_below(&dev->gen[0].rng, wl->final_size / 5 + 1);
+        first->total = MLX5_HEADER + 8;
+    }
+    if (wl->initial_size) {
+        gi->records_left = 1;
+        gi->record_size = wl->initial_size;
+        if (add_u64(&gi->total, hdr) < 0 ||
+            add_u64(&gi->total, wl->initial_size) < 0)
+            return -1;
+    }
+    if (wl->middle_size && wl->middle_count) {
+        gm->records_left = wl->middle_count;
+        gm->record_size = wl->middle_size;
+        uint64_t one = wl->middle_size;
+        if (add_u64(&one, hdr) < 0 || wl->middle_count > UINT64_MAX / one)
+            return -1;
+        gm->total = wl->middle_count * one;
+    }
+    /* mlx5 always ends with a final FW_DATA record, even an empty one */
+    if (wl->final_size || mlx5) {
+        gf->records_left = 1;
+        gf->record_size = wl->final_size;
+        if (add_u64(&gf->total, hdr) < 0 ||
+            add_u64(&gf->total, wl->final_size) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- reading BASE ---------------------------------------------------- */
+
+static int base_problem(const qemu_base *b, uint64_t off, ms_error code,
+                        const char *detail)
+{
+    ms_error_info e = {.code = code, .offset = off};
+    snprintf(e.detail, sizeof e.detail, "%s", detail);
+    tool_print_problem(stderr, b->path, &e);
+    return TOOL_INVALID;
+}
+
+static int base_event(qemu_synth *q, const ms_event *ev)
+{
+    qemu_base *b = &q->base;
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER:
+        if (ev->u.stream.format != MS_FORMAT_QEMU_MAIN)
+            return base_problem(b, 0, MS_ERR_FORMAT_UNSUPPORTED,
+                                "not a QEMU main stream");
+        break;
+    case MS_EV_COMMAND:
+        /* Sections inside a PACKAGED stream are counted in its length,
+         * so nothing may be inserted there; postcopy bases are out. */
+        if (ev->u.command.cmd == QCMD_PACKAGED)
+            return base_problem(b, ev->offset, MS_ERR_FORMAT_UNSUPPORTED,
+                                "PACKAGED command (postcopy): --qemu needs "
+                                "a precopy base stream");
+        break;
+    case MS_EV_SECTION:
+        if (ev->u.section.section_id > b->max_section_id)
+            b->max_section_id = ev->u.section.section_id;
+        for (uint32_t d = 0; d < q->wl->devices; d++) {
+            char idstr[32];
+            uint32_t slot = 0x10 + d;
+            snprintf(idstr, sizeof idstr, "0000:%02x:%02x.0/vfio", slot / 32,
+                     slot % 32);
+            if (strcmp(ev->u.section.idstr, idstr) == 0) {
+                char why[128];
+                snprintf(why, sizeof why,
+                         "BASE already has a section \"%s\", the name of "
+                         "inserted device %u",
+                         idstr, d);
+                return base_problem(b, ev->offset, MS_ERR_SECTION, why);
+            }
+        }
+        break;
+    case MS_EV_SECTION_FOOTER: {
+        if (strcmp(ev->u.section.idstr, "ram") != 0)
+            break;
+        uint64_t end = ev->offset + 5; /* 0x7E + be32 section id */
+        if (ev->u.section.type == MS_QSEC_START && !b->have_start) {
+            b->ram_start_end = end;
+            b->have_start = 1;
+        } else if (ev->u.section.type == MS_QSEC_PART && b->have_start &&
+                   !b->have_end) {
+            if (b->nparts == b->partcap) {
+                size_t cap = b->partcap ? b->partcap * 2 : 16;
+                uint64_t *p = realloc(b->part_ends, cap * sizeof *p);
+                if (!p) {
+                    fprintf(stderr, PROG ": out of memory\n");
+                    return TOOL_USAGE;
+                }
+                b->part_ends = p;
+                b->partcap = cap;
+            }
+            b->part_ends[b->nparts++] = end;
+        } else if (ev->u.section.type == MS_QSEC_END && b->have_start &&
+                   !b->have_end) {
+            b->ram_end_end = end;
+            b->have_end = 1;
+        }
+        break;
+    }
+    case MS_EV_QEMU_EOF:
+        if (!b->have_eof) {
+            b->eof_off = ev->offset;
+            b->have_eof = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    return TOOL_OK;
+}
+
+/* Map BASE and find the insertion points with the library's reader. */
+static int read_base(qemu_synth *q)
+{
+    qemu_base *b = &q->base;
+    int fd = open(b->path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        return io_error(b->path, err);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+        close(fd);
+        fprintf(stderr, PROG ": %s: not a regular, non-empty file\n", b->path);
+        return TOOL_USAGE;
+    }
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    close(fd);
+    if (m == MAP_FAILED)
+        return io_error(b->path, err);
+    b->bytes = m;
+    b->len = (size_t)st.st_size;
+
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    ms_reader *r = ms_reader_create(&opt);
+    if (!r) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return TOOL_USAGE;
+    }
+    /* With the trailer, FULL sections are walked by their description
+     * rather than by looking for their footer. */
+    size_t joff, jlen;
+    if (ms_qemu_find_vmdesc(b->bytes, b->len, (size_t)64 << 20, &joff, &jlen))
+        ms_reader_set_vmdesc(r, (const char *)b->bytes + joff, jlen);
+    int status = TOOL_OK;
+    ms_event ev;
+    int rc = ms_reader_input(r, b->bytes, b->len) < 0 ? MS_NEXT_ERROR
+                                                      : MS_NEXT_EVENT;
+    while (rc == MS_NEXT_EVENT && status == TOOL_OK)
+        if ((rc = ms_reader_next(r, &ev)) == MS_NEXT_EVENT)
+            status = base_event(q, &ev);
+    if (status == TOOL_OK && (rc == MS_NEXT_ERROR || ms_reader_finish(r) < 0)) {
+        tool_print_problem(stderr, b->path, ms_reader_error(r));
+        status = TOOL_INVALID;
+    }
+    ms_reader_free(r);
+    if (status != TOOL_OK)
+        return status;
+    if (!b->have_start || !b->have_end || !b->have_eof)
+        return base_problem(b, b->len, MS_ERR_SECTION,
+                            !b->have_start ? "no RAM START section"
+                            : !b->have_end ? "no RAM END section"
+                                           : "no EOF record");
+    if (b->ram_end_end > b->eof_off)
+        return base_problem(b, b->eof_off, MS_ERR_SECTION,
+                            "EOF record before the RAM END section");
+    return TOOL_OK;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void qput(qemu_synth *q, const void *p, size_t n)
+{
+    if (q->out.err || n == 0)
+        return;
+    errno = 0;
+    if (fwrite(p, 1, n, q->out.f) != n)
+        q->out.err = errno ? errno : EIO;
+}
+
+static void qput_u8(qemu_synth *q, uint8_t v)
+{
+    qput(q, &v, 1);
+}
+
+static void qput_be32(qemu_synth *q, uint32_t v)
+{
+    uint8_t b[4];
+    put_be32(b, v);
+    qput(q, b, 4);
+}
+
+static void qput_marker(qemu_synth *q, unsigned marker)
+{
+    uint8_t b[8];
+    put_be64(b, VFIO_MARKER(marker));
+    qput(q, b, 8);
+}
+
+static void qput_header(qemu_synth *q, uint8_t type, const qemu_dev *dev)
+{
+    qput_u8(q, type);
+    qput_be32(q, dev->section_id);
+    if (type == QSEC_START || type == QSEC_FULL) {
+        size_t n = strlen(dev->idstr);
+        qput_u8(q, (uint8_t)n);
+        qput(q, dev->idstr, n);
+        qput_be32(q, 0); /* instance_id */
+        qput_be32(q, VFIO_VERSION);
+    }
+}
+
+static void qput_footer(qemu_synth *q, const qemu_dev *dev)
+{
+    qput_u8(q, QSEC_FOOTER);
+    qput_be32(q, dev->section_id);
+}
+
+static void qcopy(qemu_synth *q, uint64_t *pos, uint64_t to)
+{
+    qput(q, q->base.bytes + *pos, (size_t)(to - *pos));
+    *pos = to;
+}
+
+static const char *const phase_file[4] = {"config", "initial", "middle",
+                                          "final"};
+
+/* Also append the bytes to DIR/N.PHASE (--expect-dir). */
+static void expect_append(qemu_synth *q, uint32_t d, int phase,
+                          const uint8_t *p, size_t n, int truncate)
+{
+    if (!q->wl->expect_dir || q->expect_err)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%u.%s", q->wl->expect_dir, d,
+             phase_file[phase]);
+    int fd =
+        open(path, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0666);
+    int failed = fd < 0;
+    while (!failed && n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        failed = k <= 0;
+        if (!failed) {
+            p += k;
+            n -= (size_t)k;
+        }
+    }
+    if (fd >= 0 && close(fd) < 0)
+        failed = 1;
+    if (failed) {
+        q->expect_err = errno ? errno : EIO;
+        io_error(path, q->expect_err);
+    }
+}
+
+/* One DATA_STATE chunk of device d's phase, written and recorded. */
+static void qput_chunk(qemu_synth *q, uint32_t d, int phase)
+{
+    size_t n = gen_next(&q->devs[d].gen[phase], q->buf, q->chunk_max);
+    uint8_t b[8];
+    qput_marker(q, VFIO_DATA_STATE);
+    put_be64(b, n);
+    qput(q, b, 8);
+    qput(q, q->buf, n);
+    expect_append(q, d, phase, q->buf, n, 0);
+}
+
+/* Precopy PART number k of device d (every device has the same plan). */
+static void qput_part(qemu_synth *q, uint32_t d, uint64_t k)
+{
+    const qemu_dev *dev = &q->devs[d];
+    unsigned end = VFIO_END_OF_STATE;
+    qput_header(q, QSEC_PART, dev);
+    if (k < q->n_init) {
+        qput_chunk(q, d, MS_PHASE_INITIAL);
+        if (q->wl->switchover_ack && k + 1 == q->n_init)
+            end = VFIO_INIT_DATA_SENT;
+    } else if (q->init_only && k == q->n_init) {
+        end = VFIO_INIT_DATA_SENT; /* nothing initial to send */
+    } else {
+        qput_chunk(q, d, MS_PHASE_MIDDLE);
+    }
+    qput_marker(q, end);
+    qput_footer(q, dev);
+}
+
+static uint64_t chunks_for(uint64_t bytes, uint64_t max)
+{
+    return bytes / max + (bytes % max != 0);
+}
+
+static int write_expect_files(qemu_synth *q)
+{
+    const workload *wl = q->wl;
+    if (!wl->expect_dir)
+        return TOOL_OK;
+    if (mkdir(wl->expect_dir, 0777) != 0 && errno != EEXIST)
+        return io_error(wl->expect_dir, errno);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/devices", wl->expect_dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return io_error(path, errno);
+    for (uint32_t d = 0; d < wl->devices; d++)
+        fprintf(f, "%u %s %u\n", d, q->devs[d].idstr, q->devs[d].section_id);
+    if (ferror(f) | (fclose(f) != 0))
+        return io_error(path, errno ? errno : EIO);
+    for (uint32_t d = 0; d < wl->devices; d++)
+        for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+            expect_append(q, d, p, NULL, 0, 1);
+    return q->expect_err ? TOOL_USAGE : TOOL_OK;
+}
+
+static void write_qemu_stream(qemu_synth *q)
+{
+    const workload *wl = q->wl;
+    const qemu_base *b = &q->base;
+    uint32_t nd = wl->devices;
+    uint64_t pos = 0;
+    qcopy(q, &pos, b->ram_start_end);
+    for (uint32_t d = 0; d < nd; d++) {
+        qput_header(q, QSEC_START, &q->devs[d]);
+        qput_marker(q, VFIO_SETUP_STATE);
+        qput_marker(q, VFIO_END_OF_STATE);
+        qput_footer(q, &q->devs[d]);
+    }
+    /* Precopy PARTs in rounds (one PART per device per round, as QEMU's
+     * iteration loop visits every device once), spread evenly after the
+     * RAM PARTs; a base without RAM PARTs gets them after the STARTs. */
+    uint64_t rounds = q->n_init + (uint64_t)q->init_only + q->n_mid;
+    uint64_t slots = b->nparts ? b->nparts : 1, done = 0;
+    for (uint64_t i = 0; i < slots; i++) {
+        if (b->nparts)
+            qcopy(q, &pos, b->part_ends[i]);
+        uint64_t until =
+            rounds / slots * (i + 1) + rounds % slots * (i + 1) / slots;
+        for (; done < until; done++)
+            for (uint32_t d = 0; d < nd; d++)
+                qput_part(q, d, done);
+    }
+    qcopy(q, &pos, b->ram_end_end);
+    uint64_t n_final =
+        chunks_for(q->devs[0].gen[MS_PHASE_FINAL].total, q->chunk_max);
+    for (uint32_t d = 0; d < nd; d++) {
+        qput_header(q, QSEC_END, &q->devs[d]);
+        for (uint64_t k = 0; k < n_final; k++)
+            qput_chunk(q, d, MS_PHASE_FINAL);
+        qput_marker(q, VFIO_END_OF_STATE);
+        qput_footer(q, &q->devs[d]);
+    }
+    qcopy(q, &pos, b->eof_off);
+    for (uint32_t d = 0; d < nd; d++) {
+        /* Stand-in for the PCI config VMState.  The reader finds its end
+         * by looking for END_OF_STATE + footer, so no 0x7E byte here. */
+        uint8_t cfg[VFIO_CONFIG_BYTES];
+        rng_bytes(&q->devs[d].gen[0].rng, cfg, sizeof cfg);
+        for (size_t i = 0; i < sizeof cfg; i++)
+            if (cfg[i] == QSEC_FOOTER)
+                cfg[i]++;
+        qput_header(q, QSEC_FULL, &q->devs[d]);
+        qput_marker(q, VFIO_CONFIG_STATE);
+        qput(q, cfg, sizeof cfg);
+        qput_marker(q, VFIO_END_OF_STATE);
+        qput_footer(q, &q->devs[d]);
+    }
+    qcopy(q, &pos, b->len); /* EOF and the JSON trailer */
+}
+
+static int qemu_mode(const workload *wl)
+{
+    qemu_synth q = {.wl = wl};
+    q.base.path = wl->qemu_base;
+    q.chunk_max =
+        wl->packet_size_set ? (size_t)wl->packet_size : QEMU_CHUNK_DEFAULT;
+    int status = read_base(&q);
+    if (status == TOOL_OK &&
+        wl->devices > UINT32_MAX - 1 - q.base.max_section_id) {
+        fprintf(stderr, PROG ": too many devices for BASE's section ids\n");
+        status = TOOL_USAGE;
+    }
+    if (status == TOOL_OK) {
+        q.devs = calloc(wl->devices ? wl->devices : 1, sizeof *q.devs);
+        q.buf = malloc(q.chunk_max);
+        if (!q.devs || !q.buf) {
+            fprintf(stderr, PROG ": out of memory\n");
+            status = TOOL_USAGE;
+        }
+    }
+    for (uint32_t d = 0; status == TOOL_OK && d < wl->devices; d++)
+        if (qemu_dev_init(&q, d) < 0) {
+            usage_error("device sizes too large");
+            status = TOOL_USAGE;
+        }
+    if (status == TOOL_OK && wl->devices) {
+        q.n_init =
+            chunks_for(q.devs[0].gen[MS_PHASE_INITIAL].total, q.chunk_max);
+        q.n_mid = chunks_for(q.devs[0].gen[MS_PHASE_MIDDLE].total, q.chunk_max);
+        q.init_only = wl->switchover_ack && q.n_init == 0;
+    }
+    if (status == TOOL_OK)
+        status = write_expect_files(&q);
+    struct stat os, bs;
+    if (status == TOOL_OK && !wl->to_stdout && stat(wl->out_dir, &os) == 0 &&
+        stat(wl->qemu_base, &bs) == 0 && os.st_dev == bs.st_dev &&
+        os.st_ino == bs.st_ino) {
+        /* truncating it would pull BASE's pages from under the mapping */
+        fprintf(stderr, PROG ": %s: the output is BASE itself\n", wl->out_dir);
+        status = TOOL_USAGE;
+    }
+    if (status == TOOL_OK) {
+        q.out.name = wl->to_stdout ? "<stdout>" : wl->out_dir;
+        q.out.f = wl->to_stdout ? stdout : fopen(wl->out_dir, "wb");
+        if (!q.out.f)
+            status = io_error(wl->out_dir, errno);
+    }
+    if (status == TOOL_OK) {
+        write_qemu_stream(&q);
+        errno = 0;
+        int failed = ferror(q.out.f);
+        if (q.out.f == stdout)
+            failed |= fflush(stdout) != 0;
+        else
+            failed |= fclose(q.out.f) != 0;
+        if ((failed || q.out.err) && !q.out.err)
+            q.out.err = errno ? errno : EIO;
+        if (q.out.err)
+            status = io_error(q.out.name, q.out.err);
+        else if (q.expect_err)
+            status = TOOL_USAGE;
+        /* the plan and the generators must agree on every byte */
+        for (uint32_t d = 0; status == TOOL_OK && d < wl->devices; d++)
+            for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+                if (gen_next(&q.devs[d].gen[p], q.buf, 1) != 0) {
+                    fprintf(stderr,
+                            PROG ": internal: device %u phase %s "
+                                 "not fully written\n",
+                            d, phase_file[p]);
+                    status = TOOL_INVALID;
+                }
+    }
+    if (q.base.bytes)
+        munmap((void *)q.base.bytes, q.base.len);
+    free(q.base.part_ends);
+    free(q.devs);
+    free(q.buf);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     workload wl;
@@ -787,6 +1501,8 @@ int main(int argc, char **argv)
         return parsed > 0 ? TOOL_OK : TOOL_USAGE;
     if (wl.example)
         return print_example();
+    if (wl.qemu_base)
+        return qemu_mode(&wl);
 
     synth s = {.wl = &wl, .rng = wl.seed};
     size_t buf_size = (size_t)(wl.chunk_size > wl.packet_size ? wl.chunk_size

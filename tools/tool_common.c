@@ -19,7 +19,7 @@ typedef struct tool_file {
     uint8_t *map; /* whole regular file, mapped */
     size_t map_len;
     ms_reader *reader;
-    int failed, done;
+    int failed, done, vmdesc_bad;
 } tool_file;
 
 /* ---- problems ------------------------------------------------------------- */
@@ -122,9 +122,31 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
     }
 }
 
+/* A mapped QEMU stream: give the reader its JSON trailer first, so FULL
+ * sections decode as they come (a pipe gets no such help). */
+static void give_vmdesc(tool_file *f)
+{
+    size_t off, len, need;
+    ms_format fmt = ms_detect(f->map, f->map_len, &need);
+    if ((fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE) &&
+        ms_qemu_find_vmdesc(f->map, f->map_len, (size_t)64 << 20, &off, &len))
+        /* A malformed trailer is reported when the reader reaches it. */
+        if (ms_reader_set_vmdesc(f->reader, (const char *)f->map + off, len) <
+            0)
+            f->vmdesc_bad = 1;
+}
+
 static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
                      uint8_t *buf)
 {
+    if (f->map)
+        give_vmdesc(f);
+    if (f->vmdesc_bad) {
+        f->failed = 1;
+        rc->problems++;
+        rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+        return 0;
+    }
     if (f->map) {
         if (ms_reader_input(f->reader, f->map, f->map_len) == 0)
             pump(rc, f, idx);

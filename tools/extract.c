@@ -1,0 +1,1009 @@
+/* migstream-extract: write what a migration carried into plain files.
+ *
+ *   --ram DIR         QEMU guest RAM: one sparse file per RAM block under
+ *                     DIR, every page at its offset, as the destination
+ *                     would hold it after loading the stream.
+ *   --device IDSTR    one device's state bytes, concatenated in image
+ *   --out FILE        order (QEMU VFIO sections, or migstream v1 chunk and
+ *                     reassembled packet images), optionally one phase.
+ *
+ * Extraction runs on the same reader/set pass as migstream-verify
+ * (tool_run), so an invalid stream still yields everything decoded before
+ * the problem, the problem line, and exit status 1. */
+#include <getopt.h>
+#include <inttypes.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tool_common.h"
+
+static const char *prog = "migstream-extract";
+
+#define DEFAULT_PAGE_SIZE 4096u  /* the decoder's default (x86 and most) */
+#define MAX_PAGE_SIZE (1u << 21) /* largest target page QEMU configures */
+#define MAX_OPEN_BLOCKS 128      /* block files kept open at once */
+#define COPY_BUF (1u << 20)
+
+/* ---- output helpers -------------------------------------------------------
+ */
+
+/* pwrite all of buf, retrying short writes; 0 or -1 with errno set. */
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        if (off > (uint64_t)INT64_MAX - len) {
+            errno = EFBIG;
+            return -1;
+        }
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* pread exactly len bytes; bytes past the end of the file read as zero
+ * (a block file is sized up front, so that only happens after a truncate
+ * race).  0 or -1 with errno set. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            memset(p, 0, len);
+            return 0;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* ---- XBZRLE ---------------------------------------------------------------
+ * QEMU's "XOR based zero run length encoding" of a page against the copy
+ * the destination already has (migration/xbzrle.c).  The delta is a list
+ * of (zero run, data run) pairs: the zero run counts bytes that did not
+ * change, the data run carries the new bytes themselves (they replace the
+ * old bytes; nothing is XOR'd on decode: the XOR only decides, when
+ * encoding, which bytes changed).  Lengths are ULEB128 limited to 14 bits
+ * (one or two bytes).  A trailing unchanged run is not encoded.  QEMU's
+ * decoder also insists that only the first zero run may be 0, that no
+ * data run is empty, and that at least two bytes remain wherever a length
+ * is read; a delta that breaks these is rejected here too. */
+
+/* One ULEB128 length of at most two bytes; `avail` >= 2 is checked by the
+ * caller.  Returns the bytes used, or -1 when a third byte would follow. */
+static int uleb128_small(const uint8_t *p, uint32_t *v)
+{
+    if (!(p[0] & 0x80)) {
+        *v = p[0];
+        return 1;
+    }
+    if (p[1] & 0x80)
+        return -1;
+    *v = (uint32_t)(p[0] & 0x7f) | ((uint32_t)p[1] << 7);
+    return 2;
+}
+
+/* Apply `delta` to `page` in place.  Returns 0, or -1 with *why set. */
+static int xbzrle_apply(const uint8_t *delta, size_t dlen, uint8_t *page,
+                        size_t plen, const char **why)
+{
+    size_t i = 0, d = 0;
+    while (i < dlen) {
+        uint32_t zrun, nzrun;
+        int k;
+        if (dlen - i < 2 || (k = uleb128_small(delta + i, &zrun)) < 0) {
+            *why = "XBZRLE delta: bad zero-run length";
+            return -1;
+        }
+        if (i && zrun == 0) {
+            *why = "XBZRLE delta: empty zero run after the first";
+            return -1;
+        }
+        i += (size_t)k;
+        if (zrun > plen - d) {
+            *why = "XBZRLE delta: zero run past the end of the page";
+            return -1;
+        }
+        d += zrun;
+        if (dlen - i < 2 || (k = uleb128_small(delta + i, &nzrun)) < 0 ||
+            nzrun == 0) {
+            *why = "XBZRLE delta: bad data-run length";
+            return -1;
+        }
+        i += (size_t)k;
+        if (nzrun > plen - d || nzrun > dlen - i) {
+            *why = "XBZRLE delta: data run past the end of the page or "
+                   "the delta";
+            return -1;
+        }
+        memcpy(page + d, delta + i, nzrun);
+        d += nzrun;
+        i += nzrun;
+    }
+    return 0;
+}
+
+/* ---- block file names -------------------------------------------------------
+ * A RAM block idstr becomes a path under DIR the way analyze-migration.py
+ * -x names its files ("./" + idstr: '/' separates directories, so
+ * "0000:00:02.0/virtio-net-pci.rom" lands in a directory "0000:00:02.0",
+ * and "/rom@etc/acpi/tables" is relative to DIR).  The idstr comes from
+ * the stream, so it must not reach outside DIR:
+ *   - empty components (leading, doubled or trailing '/') are dropped,
+ *     so no name is absolute;
+ *   - a component "." or ".." is written "%2E" or "%2E%2E";
+ *   - a name with no component left is written "%2F";
+ *   - every component is opened with O_NOFOLLOW below a descriptor of
+ *     DIR, so a symlink already in DIR is never followed;
+ *   - two blocks whose names map to the same path, or one to a directory
+ *     of the other's path, are an error, not a silent overwrite. */
+
+#define REL_MAX (3 * 256 + 8)
+
+static void block_relpath(const char *idstr, char *out)
+{
+    size_t o = 0;
+    const char *s = idstr;
+    while (*s) {
+        while (*s == '/')
+            s++;
+        if (!*s)
+            break;
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (o)
+            out[o++] = '/';
+        if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) {
+            for (size_t k = 0; k < n; k++) {
+                memcpy(out + o, "%2E", 3);
+                o += 3;
+            }
+        } else {
+            memcpy(out + o, s, n);
+            o += n;
+        }
+        s += n;
+    }
+    if (o == 0) {
+        memcpy(out, "%2F", 3);
+        o = 3;
+    }
+    out[o] = 0;
+}
+
+/* Two block paths that cannot both be files: equal, or one a directory
+ * on the way to the other.  Returns why, or NULL. */
+static const char *path_clash(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la == lb && memcmp(a, b, la) == 0)
+        return "map to the same file";
+    if ((la < lb && memcmp(a, b, la) == 0 && b[la] == '/') ||
+        (lb < la && memcmp(a, b, lb) == 0 && a[lb] == '/'))
+        return "map to a file and a directory of the same name";
+    return NULL;
+}
+
+/* Open DIR-relative `rel` (made by block_relpath) without following any
+ * symlink; with `create`, make the directories and create/truncate the
+ * file.  Returns a descriptor or -1 with errno set. */
+static int open_below(int dirfd, const char *rel, int create)
+{
+    char comp[REL_MAX];
+    int cur = dirfd;
+    const char *s = rel;
+    for (;;) {
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        memcpy(comp, s, n);
+        comp[n] = 0;
+        int fd;
+        if (!e) {
+            int flags = O_RDWR | O_NOFOLLOW | (create ? O_CREAT | O_TRUNC : 0);
+            fd = openat(cur, comp, flags, 0666);
+        } else {
+            if (create && mkdirat(cur, comp, 0777) < 0 && errno != EEXIST)
+                fd = -1;
+            else
+                fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        }
+        int saved = errno;
+        if (cur != dirfd)
+            close(cur);
+        errno = saved;
+        if (fd < 0 || !e)
+            return fd;
+        cur = fd;
+        s = e + 1;
+    }
+}
+
+/* ---- state
+ * ------------------------------------------------------------------- */
+
+typedef struct ram_block {
+    char name[256];
+    char rel[REL_MAX];
+    uint64_t used_length;
+    int fd; /* -1 while closed (see MAX_OPEN_BLOCKS) */
+    uint64_t last_use;
+    int has_data; /* a page was written: ZERO pages may need zeroing */
+    uint64_t pages, zero_pages, xbzrle_pages;
+} ram_block;
+
+/* One migstream v1 image of the selected device (chunks or packets). */
+typedef struct v1_image {
+    uint32_t seq;
+    ms_phase phase; /* NONE until IMAGE_BEGIN/END names it */
+    int ended;      /* IMAGE_END seen: `length` is final */
+    uint64_t length, received, extent;
+} v1_image;
+
+/* Bytes of a v1 image that arrived before the output offset of their
+ * image was known, parked in the spool file. */
+typedef struct v1_extent {
+    uint32_t seq;
+    uint64_t image_offset, spool_offset, size;
+} v1_extent;
+
+typedef struct extract_ctx {
+    char *const *files;
+    size_t nfiles;
+    int verbose;
+    int failed_io;     /* an output write failed: exit 2 */
+    int problems;      /* invalid input found here (XBZRLE deltas) */
+    ms_format *format; /* per file, from its stream header */
+
+    /* --ram */
+    const char *ram_dir;
+    int dirfd;
+    ram_block *blocks;
+    size_t nblocks, blockcap, nopen;
+    uint64_t tick;
+    uint32_t page_size; /* 0 until the stream shows it */
+    uint8_t *page;      /* MAX_PAGE_SIZE scratch */
+    ram_block *last;    /* block of the previous page (CONTINUE runs) */
+
+    /* --device */
+    const char *dev_idstr, *out_path;
+    ms_phase phase; /* MS_PHASE_NONE: all */
+    int out_fd;
+    int dev_found;
+    uint32_t *qemu_sec; /* per file: the device's section id */
+    int *qemu_has_sec;
+    uint64_t qemu_pos; /* QEMU: next output offset (stream order) */
+    int v1_has_handle;
+    uint32_t v1_handle;
+    v1_image *images;
+    size_t nimages, imagecap;
+    uint32_t cur_seq;  /* v1: image being placed */
+    uint64_t cur_base; /* v1: its output offset */
+    FILE *spool;
+    uint64_t spool_len;
+    v1_extent *ext;
+    size_t next, extcap;
+    uint64_t dev_bytes;
+} extract_ctx;
+
+static void io_fail(extract_ctx *x, const char *what, int err)
+{
+    if (!x->failed_io)
+        fprintf(stderr, "%s: %s: %s\n", prog, what, strerror(err));
+    x->failed_io = 1;
+}
+
+static void *grow(void *arr, size_t elem, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return arr;
+    size_t n = *cap ? *cap * 2 : 16;
+    while (n < want)
+        n *= 2;
+    void *p = realloc(arr, n * elem);
+    if (p)
+        *cap = n;
+    return p;
+}
+
+/* An invalid-input problem found by the tool itself (not the library). */
+static void own_problem(extract_ctx *x, size_t file, ms_error code,
+                        uint64_t offset, const char *detail)
+{
+    ms_error_info e = {.code = code, .offset = offset};
+    snprintf(e.detail, sizeof e.detail, "%s", detail);
+    x->problems++;
+    tool_print_problem(stderr, x->files[file], &e);
+}
+
+/* ---- --ram ------------------------------------------------------------------
+ */
+
+static void block_path(const extract_ctx *x, const ram_block *b, char *buf,
+                       size_t cap)
+{
+    snprintf(buf, cap, "%s/%s", x->ram_dir, b->rel);
+}
+
+/* The block's descriptor, reopening it when it was closed to stay under
+ * MAX_OPEN_BLOCKS.  Returns -1 after reporting an I/O error. */
+static void make_room(extract_ctx *x)
+{
+    if (x->nopen < MAX_OPEN_BLOCKS)
+        return;
+    ram_block *lru = NULL;
+    for (size_t i = 0; i < x->nblocks; i++)
+        if (x->blocks[i].fd >= 0 &&
+            (!lru || x->blocks[i].last_use < lru->last_use))
+            lru = &x->blocks[i];
+    if (lru) {
+        close(lru->fd);
+        lru->fd = -1;
+        x->nopen--;
+    }
+}
+
+static int block_fd(extract_ctx *x, ram_block *b)
+{
+    b->last_use = ++x->tick;
+    if (b->fd >= 0)
+        return b->fd;
+    make_room(x);
+    if ((b->fd = open_below(x->dirfd, b->rel, 0)) < 0) {
+        char path[4096];
+        block_path(x, b, path, sizeof path);
+        io_fail(x, path, errno);
+        return -1;
+    }
+    x->nopen++;
+    return b->fd;
+}
+
+static ram_block *find_block(extract_ctx *x, const char *name)
+{
+    if (x->last && strcmp(x->last->name, name) == 0)
+        return x->last;
+    for (size_t i = 0; i < x->nblocks; i++)
+        if (strcmp(x->blocks[i].name, name) == 0)
+            return x->last = &x->blocks[i];
+    return NULL;
+}
+
+/* A RAM block list entry: create (or resize) its file. */
+static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
+{
+    char path[4096];
+    ram_block *b = find_block(x, name);
+    if (!b) {
+        ram_block *arr =
+            grow(x->blocks, sizeof *arr, &x->blockcap, x->nblocks + 1);
+        if (!arr) {
+            io_fail(x, "block table", ENOMEM);
+            return NULL;
+        }
+        x->blocks = arr;
+        x->last = NULL; /* the array may have moved */
+        b = &x->blocks[x->nblocks];
+        memset(b, 0, sizeof *b);
+        snprintf(b->name, sizeof b->name, "%s", name);
+        block_relpath(name, b->rel);
+        b->fd = -1;
+        for (size_t i = 0; i < x->nblocks; i++) {
+            const char *how = path_clash(x->blocks[i].rel, b->rel);
+            if (how) {
+                block_path(x, b, path, sizeof path);
+                fprintf(stderr, "%s: %s: RAM blocks \"%s\" and \"%s\" %s\n",
+                        prog, path, x->blocks[i].name, name, how);
+                x->failed_io = 1;
+                return NULL;
+            }
+        }
+        make_room(x);
+        if ((b->fd = open_below(x->dirfd, b->rel, 1)) < 0) {
+            block_path(x, b, path, sizeof path);
+            io_fail(x, path, errno);
+            return NULL;
+        }
+        x->nopen++;
+        x->nblocks++;
+    }
+    int fd = block_fd(x, b);
+    if (fd < 0)
+        return NULL;
+    if (used > (uint64_t)INT64_MAX || ftruncate(fd, (off_t)used) < 0) {
+        block_path(x, b, path, sizeof path);
+        io_fail(x, path, used > (uint64_t)INT64_MAX ? EFBIG : errno);
+        return NULL;
+    }
+    b->used_length = used;
+    return x->last = b;
+}
+
+static void ram_write(extract_ctx *x, ram_block *b, const uint8_t *p, size_t n,
+                      uint64_t off)
+{
+    int fd = block_fd(x, b);
+    if (fd < 0)
+        return;
+    if (pwrite_all(fd, p, n, off) < 0) {
+        char path[4096];
+        block_path(x, b, path, sizeof path);
+        io_fail(x, path, errno);
+    }
+}
+
+/* Read the page as the destination has it now (holes read as zero). */
+static int ram_read(extract_ctx *x, ram_block *b, uint8_t *p, size_t n,
+                    uint64_t off)
+{
+    int fd = block_fd(x, b);
+    if (fd < 0)
+        return -1;
+    if (pread_full(fd, p, n, off) < 0) {
+        char path[4096];
+        block_path(x, b, path, sizeof path);
+        io_fail(x, path, errno);
+        return -1;
+    }
+    return 0;
+}
+
+static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
+{
+    const ms_ram_info *r = &ev->u.ram;
+    if (ev->kind == MS_EV_RAM_BLOCK) {
+        add_block(x, r->block, r->used_length);
+        return;
+    }
+    if (ev->kind != MS_EV_RAM_PAGE || !r->block)
+        return;
+    ram_block *b = find_block(x, r->block);
+    /* A page for a block this tool has not seen listed (a channel read
+     * before the main channel): size it from the event. */
+    if (!b && !(b = add_block(x, r->block, r->used_length)))
+        return;
+    /* The decoder checked the offset against the block, but a block
+     * listed again (another file) may be shorter now. */
+    uint32_t psize = x->page_size ? x->page_size : DEFAULT_PAGE_SIZE;
+    uint64_t span =
+        r->record == MS_RAM_PAGE || r->record == MS_RAM_COMPRESS_PAGE ? r->size
+                                                                      : psize;
+    if (r->offset > b->used_length || b->used_length - r->offset < span) {
+        if (r->record != MS_RAM_ZERO || b->has_data)
+            own_problem(x, file, MS_ERR_RAM, ev->offset,
+                        "page outside its RAM block's file");
+        return;
+    }
+    switch (r->record) {
+    case MS_RAM_PAGE:
+    case MS_RAM_COMPRESS_PAGE: /* arrives inflated */
+        if (!x->page_size && r->size >= 512 && r->size <= MAX_PAGE_SIZE)
+            x->page_size = (uint32_t)r->size;
+        ram_write(x, b, r->data, r->size, r->offset);
+        b->has_data = 1;
+        b->pages++;
+        break;
+    case MS_RAM_ZERO:
+        /* A fresh file reads as zero; only a page written earlier in the
+         * stream has to be cleared (QEMU's loader memsets it too). */
+        b->zero_pages++;
+        if (!b->has_data || !x->page_size)
+            break;
+        if (ram_read(x, b, x->page, x->page_size, r->offset) == 0 &&
+            !all_zero(x->page, x->page_size)) {
+            memset(x->page, 0, x->page_size);
+            ram_write(x, b, x->page, x->page_size, r->offset);
+        }
+        break;
+    case MS_RAM_XBZRLE: {
+        /* The delta applies to the page as the destination holds it. */
+        const char *why = NULL;
+        if (ram_read(x, b, x->page, psize, r->offset) < 0)
+            break;
+        if (xbzrle_apply(r->data, r->size, x->page, psize, &why) < 0) {
+            own_problem(x, file, MS_ERR_RAM, ev->offset, why);
+            break;
+        }
+        ram_write(x, b, x->page, psize, r->offset);
+        b->has_data = 1;
+        b->xbzrle_pages++;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- --device
+ * ----------------------------------------------------------------- */
+
+static int phase_selected(const extract_ctx *x, ms_phase p)
+{
+    return x->phase == MS_PHASE_NONE || x->phase == p;
+}
+
+static void out_write(extract_ctx *x, const uint8_t *p, size_t n, uint64_t off)
+{
+    if (pwrite_all(x->out_fd, p, n, off) < 0)
+        io_fail(x, x->out_path, errno);
+    else
+        x->dev_bytes += n;
+}
+
+static v1_image *v1_find(extract_ctx *x, uint32_t seq, int create)
+{
+    for (size_t i = 0; i < x->nimages; i++)
+        if (x->images[i].seq == seq)
+            return &x->images[i];
+    if (!create)
+        return NULL;
+    v1_image *arr = grow(x->images, sizeof *arr, &x->imagecap, x->nimages + 1);
+    if (!arr) {
+        io_fail(x, "image table", ENOMEM);
+        return NULL;
+    }
+    x->images = arr;
+    v1_image *im = &x->images[x->nimages++];
+    memset(im, 0, sizeof *im);
+    im->seq = seq;
+    return im;
+}
+
+/* Copy the parked bytes of image `seq` to the output at `base`. */
+static void v1_flush(extract_ctx *x, uint32_t seq, uint64_t base, int write)
+{
+    static uint8_t buf[COPY_BUF];
+    size_t keep = 0;
+    for (size_t i = 0; i < x->next; i++) {
+        v1_extent e = x->ext[i];
+        if (e.seq != seq) {
+            x->ext[keep++] = e;
+            continue;
+        }
+        for (uint64_t done = 0; write && !x->failed_io && done < e.size;) {
+            size_t n =
+                (size_t)(e.size - done < COPY_BUF ? e.size - done : COPY_BUF);
+            if (pread_full(fileno(x->spool), buf, n, e.spool_offset + done) <
+                0) {
+                io_fail(x, "spool file", errno);
+                break;
+            }
+            out_write(x, buf, n, base + e.image_offset + done);
+            done += n;
+        }
+    }
+    x->next = keep;
+}
+
+/* Place images in seq order: an image's output offset is known once every
+ * earlier image is complete (its length from IMAGE_END reached). */
+static void v1_advance(extract_ctx *x)
+{
+    v1_image *im;
+    while ((im = v1_find(x, x->cur_seq, 0)) && im->phase != MS_PHASE_NONE) {
+        int sel = phase_selected(x, im->phase);
+        v1_flush(x, im->seq, x->cur_base, sel);
+        if (!im->ended || im->received < im->length)
+            break;
+        if (sel)
+            x->cur_base += im->length;
+        x->cur_seq++;
+    }
+}
+
+static void v1_data(extract_ctx *x, const ms_data_info *d)
+{
+    v1_image *im = v1_find(x, d->seq, 1);
+    if (!im)
+        return;
+    if (im->phase == MS_PHASE_NONE)
+        im->phase = d->phase;
+    im->received += d->size;
+    if (d->image_offset + d->size > im->extent)
+        im->extent = d->image_offset + d->size;
+    if (d->seq < x->cur_seq)
+        return; /* an image already placed cannot grow (the reader or the
+                   set reports the problem) */
+    if (d->seq == x->cur_seq && im->phase != MS_PHASE_NONE) {
+        if (phase_selected(x, im->phase))
+            out_write(x, d->data, d->size, x->cur_base + d->image_offset);
+    } else {
+        /* Not its turn yet: park the bytes. */
+        if (!x->spool && !(x->spool = tmpfile())) {
+            io_fail(x, "spool file", errno);
+            return;
+        }
+        v1_extent *arr = grow(x->ext, sizeof *arr, &x->extcap, x->next + 1);
+        if (!arr) {
+            io_fail(x, "spool table", ENOMEM);
+            return;
+        }
+        x->ext = arr;
+        if (pwrite_all(fileno(x->spool), d->data, d->size, x->spool_len) < 0) {
+            io_fail(x, "spool file", errno);
+            return;
+        }
+        x->ext[x->next++] =
+            (v1_extent){d->seq, d->image_offset, x->spool_len, d->size};
+        x->spool_len += d->size;
+    }
+    v1_advance(x);
+}
+
+/* After the last file: place what is left (an incomplete or invalid
+ * migration still gives every byte decoded, in seq order). */
+static void v1_finish(extract_ctx *x)
+{
+    v1_advance(x);
+    for (;;) {
+        v1_image *next = NULL;
+        for (size_t i = 0; i < x->nimages; i++)
+            if (x->images[i].seq >= x->cur_seq &&
+                (!next || x->images[i].seq < next->seq))
+                next = &x->images[i];
+        if (!next)
+            break;
+        int sel = next->phase == MS_PHASE_NONE ? x->phase == MS_PHASE_NONE
+                                               : phase_selected(x, next->phase);
+        v1_flush(x, next->seq, x->cur_base, sel);
+        if (sel)
+            x->cur_base += next->extent;
+        if (next->seq == UINT32_MAX)
+            break;
+        x->cur_seq = next->seq + 1;
+    }
+}
+
+static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
+                         int from_set)
+{
+    int qemu = x->format[file] != MS_FORMAT_MIGSTREAM;
+    switch (ev->kind) {
+    case MS_EV_SECTION:
+        /* QEMU: section ids are per stream, so remember one per file. */
+        if (qemu && !from_set &&
+            strcmp(ev->u.section.idstr, x->dev_idstr) == 0) {
+            x->qemu_sec[file] = ev->u.section.section_id;
+            x->qemu_has_sec[file] = 1;
+            x->dev_found = 1;
+        }
+        break;
+    case MS_EV_DEVICE:
+        if (!qemu && !from_set &&
+            strcmp(ev->u.device.idstr, x->dev_idstr) == 0) {
+            x->v1_handle = ev->u.device.handle;
+            x->v1_has_handle = 1;
+            x->dev_found = 1;
+        }
+        break;
+    case MS_EV_IMAGE_BEGIN:
+    case MS_EV_IMAGE_END:
+        if (!qemu && !from_set && x->v1_has_handle &&
+            ev->u.image.device == x->v1_handle) {
+            v1_image *im = v1_find(x, ev->u.image.seq, 1);
+            if (!im)
+                break;
+            im->phase = ev->u.image.phase;
+            if (ev->kind == MS_EV_IMAGE_END) {
+                im->ended = 1;
+                im->length = ev->u.image.length;
+            }
+            v1_advance(x);
+        }
+        break;
+    case MS_EV_DATA: {
+        const ms_data_info *d = &ev->u.data;
+        if (d->config)
+            break;
+        if (qemu) {
+            if (from_set || !x->qemu_has_sec[file] ||
+                d->device != x->qemu_sec[file] || !phase_selected(x, d->phase))
+                break;
+            /* QEMU's device bytes arrive in stream order on one channel. */
+            out_write(x, d->data, d->size, x->qemu_pos);
+            x->qemu_pos += d->size;
+            break;
+        }
+        /* v1: chunk bytes from the reader, packet bytes only once the set
+         * put them in index order. */
+        if (!x->v1_has_handle || d->device != x->v1_handle ||
+            d->in_packet != from_set)
+            break;
+        v1_data(x, d);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- driving
+ * ------------------------------------------------------------------- */
+
+static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
+{
+    extract_ctx *x = ctx;
+    if (x->failed_io)
+        return; /* nothing more can be written correctly */
+    if (ev->kind == MS_EV_STREAM_HEADER && !from_set)
+        x->format[file] = ev->u.stream.format;
+    if (ev->kind == MS_EV_CONFIGURATION && ev->u.config.has_page_bits)
+        x->page_size = 1u << ev->u.config.page_bits;
+    if (x->ram_dir && !from_set)
+        ram_event(x, file, ev);
+    if (x->dev_idstr)
+        device_event(x, file, ev, from_set);
+}
+
+static void on_problem(void *ctx, size_t file, const ms_error_info *e)
+{
+    extract_ctx *x = ctx;
+    tool_print_problem(stderr, x->files[file == (size_t)-1 ? 0 : file], e);
+}
+
+static void usage(FILE *o)
+{
+    fprintf(
+        o,
+        "usage: %s --ram DIR FILE...\n"
+        "       %s --device IDSTR --out FILE [--phase PHASE] FILE...\n"
+        "Write what a migration carried into plain files.\n"
+        "  --ram DIR        QEMU guest RAM: one sparse file per RAM block\n"
+        "                   under DIR, named after the block ('/' makes\n"
+        "                   subdirectories, as analyze-migration.py -x;\n"
+        "                   '.' and '..' components are written %%2E and\n"
+        "                   %%2E%%2E, leading '/' is dropped), sized to the\n"
+        "                   block's used_length, every page at its offset\n"
+        "  --device IDSTR   the state bytes of one device: a QEMU VFIO\n"
+        "                   section (e.g. 0000:00:02.0/vfio) or a migstream\n"
+        "                   device, all its images in order\n"
+        "  -o, --out FILE   where --device writes (a regular file)\n"
+        "  --phase PHASE    only initial, middle or final bytes\n"
+        "  -v, --verbose    list what was written\n"
+        "  -h, --help       this help\n"
+        "  -V, --version    version\n"
+        "Problems are printed as FILE:OFFSET: error-name: detail; what was\n"
+        "decoded before one is still written.\n"
+        "reader options:\n",
+        prog, prog);
+    tool_reader_help(o);
+    fprintf(o, "exit: 0 ok, 1 invalid input, 2 usage or I/O error (also: no\n"
+               "such device, no RAM in the input)\n");
+}
+
+static int parse_phase(const char *s, ms_phase *p)
+{
+    for (int i = MS_PHASE_INITIAL; i <= MS_PHASE_FINAL; i++)
+        if (strcmp(s, ms_phase_name((ms_phase)i)) == 0) {
+            *p = (ms_phase)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int open_outputs(extract_ctx *x)
+{
+    if (x->ram_dir) {
+        if (mkdir(x->ram_dir, 0777) < 0 && errno != EEXIST) {
+            io_fail(x, x->ram_dir, errno);
+            return -1;
+        }
+        x->dirfd = open(x->ram_dir, O_RDONLY | O_DIRECTORY);
+        if (x->dirfd < 0) {
+            io_fail(x, x->ram_dir, errno);
+            return -1;
+        }
+        if (!(x->page = malloc(MAX_PAGE_SIZE))) {
+            io_fail(x, "page buffer", ENOMEM);
+            return -1;
+        }
+    }
+    if (x->dev_idstr) {
+        /* Truncating an input would pull its pages from under tool_run's
+         * mapping. */
+        struct stat os, is;
+        for (size_t i = 0; i < x->nfiles && stat(x->out_path, &os) == 0; i++)
+            if (stat(x->files[i], &is) == 0 && is.st_dev == os.st_dev &&
+                is.st_ino == os.st_ino) {
+                fprintf(stderr, "%s: %s: --out names an input file\n", prog,
+                        x->out_path);
+                x->failed_io = 1;
+                return -1;
+            }
+        x->out_fd = open(x->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        if (x->out_fd < 0) {
+            io_fail(x, x->out_path, errno);
+            return -1;
+        }
+        /* Images are placed with pwrite: a pipe cannot take that. */
+        struct stat st;
+        if (fstat(x->out_fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+            fprintf(stderr, "%s: %s: --out must be a regular file\n", prog,
+                    x->out_path);
+            x->failed_io = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void report(extract_ctx *x)
+{
+    char path[4096];
+    for (size_t i = 0; i < x->nblocks; i++) {
+        ram_block *b = &x->blocks[i];
+        block_path(x, b, path, sizeof path);
+        printf("%s: block %s, %" PRIu64 " bytes, %" PRIu64 " pages, %" PRIu64
+               " zero pages, %" PRIu64 " xbzrle pages\n",
+               path, b->name, b->used_length, b->pages, b->zero_pages,
+               b->xbzrle_pages);
+    }
+    if (x->dev_idstr)
+        printf("%s: device %s, %" PRIu64 " bytes%s%s\n", x->out_path,
+               x->dev_idstr, x->dev_bytes, x->phase ? ", phase " : "",
+               x->phase ? ms_phase_name(x->phase) : "");
+}
+
+static int close_outputs(extract_ctx *x)
+{
+    for (size_t i = 0; i < x->nblocks; i++)
+        if (x->blocks[i].fd >= 0 && close(x->blocks[i].fd) < 0)
+            io_fail(x, x->blocks[i].rel, errno);
+    if (x->dirfd >= 0)
+        close(x->dirfd);
+    if (x->out_fd >= 0 && close(x->out_fd) < 0)
+        io_fail(x, x->out_path, errno);
+    if (x->spool)
+        fclose(x->spool);
+    return x->failed_io ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    extract_ctx x = {.dirfd = -1, .out_fd = -1};
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    opt.verify_checks = 1; /* extract only what verifies */
+    static const struct option own[] = {{"ram", required_argument, 0, 'r'},
+                                        {"device", required_argument, 0, 'd'},
+                                        {"out", required_argument, 0, 'o'},
+                                        {"phase", required_argument, 0, 'p'},
+                                        {"verbose", no_argument, 0, 'v'},
+                                        {"help", no_argument, 0, 'h'},
+                                        {"version", no_argument, 0, 'V'},
+                                        {0, 0, 0, 0}};
+    struct option *longs = tool_long_options(own);
+    int c, li, phase_given = 0;
+    while ((c = getopt_long(argc, argv, "o:vhV", longs, &li)) != -1) {
+        switch (c) {
+        case 'r':
+            x.ram_dir = optarg;
+            break;
+        case 'd':
+            x.dev_idstr = optarg;
+            break;
+        case 'o':
+            x.out_path = optarg;
+            break;
+        case 'p':
+            phase_given = 1;
+            if (parse_phase(optarg, &x.phase) < 0) {
+                fprintf(stderr,
+                        "%s: unknown --phase %s (initial, middle, "
+                        "final)\n",
+                        prog, optarg);
+                free(longs);
+                return TOOL_USAGE;
+            }
+            break;
+        case 'v':
+            x.verbose = 1;
+            break;
+        case TOOL_OPT_READER:
+            if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0) {
+                free(longs);
+                return TOOL_USAGE;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            free(longs);
+            return TOOL_OK;
+        case 'V':
+            printf("%s %s\n", prog, ms_version_string());
+            free(longs);
+            return TOOL_OK;
+        default:
+            usage(stderr);
+            free(longs);
+            return TOOL_USAGE;
+        }
+    }
+    free(longs);
+    const char *bad = NULL;
+    if (!x.ram_dir && !x.dev_idstr)
+        bad = "give --ram DIR and/or --device IDSTR";
+    else if (x.dev_idstr && !x.out_path)
+        bad = "--device needs --out FILE";
+    else if (!x.dev_idstr && (x.out_path || phase_given))
+        bad = "--out and --phase go with --device";
+    else if (optind >= argc)
+        bad = "no input files";
+    if (bad) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, bad, prog);
+        return TOOL_USAGE;
+    }
+    x.files = argv + optind;
+    x.nfiles = (size_t)(argc - optind);
+    x.format = calloc(x.nfiles, sizeof *x.format);
+    x.qemu_sec = calloc(x.nfiles, sizeof *x.qemu_sec);
+    x.qemu_has_sec = calloc(x.nfiles, sizeof *x.qemu_has_sec);
+    int rc = TOOL_USAGE;
+    if (!x.format || !x.qemu_sec || !x.qemu_has_sec)
+        fprintf(stderr, "%s: out of memory\n", prog);
+    else if (open_outputs(&x) == 0)
+        rc = tool_run(prog, x.files, x.nfiles, &opt, on_event, on_problem, &x);
+    if (x.dev_idstr && !x.failed_io && rc != TOOL_USAGE)
+        v1_finish(&x);
+    if (close_outputs(&x) < 0)
+        rc = TOOL_USAGE;
+    if (rc == TOOL_OK && x.problems)
+        rc = TOOL_INVALID;
+    /* Nothing to extract in a valid migration: the option named something
+     * that is not there. */
+    if (rc == TOOL_OK && x.ram_dir && x.nblocks == 0) {
+        fprintf(stderr, "%s: no QEMU RAM blocks in the input\n", prog);
+        rc = TOOL_USAGE;
+    }
+    if (rc == TOOL_OK && x.dev_idstr && !x.dev_found) {
+        fprintf(stderr, "%s: no device \"%s\" in the input\n", prog,
+                x.dev_idstr);
+        unlink(x.out_path);
+        rc = TOOL_USAGE;
+    }
+    if (rc != TOOL_USAGE && x.verbose)
+        report(&x);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "%s: write error on standard output\n", prog);
+        rc = TOOL_USAGE;
+    }
+    free(x.blocks);
+    free(x.images);
+    free(x.ext);
+    free(x.page);
+    free(x.format);
+    free(x.qemu_sec);
+    free(x.qemu_has_sec);
+    return rc;
+}
