@@ -424,6 +424,7 @@ typedef struct ms_ram_info {
     const char *block;     /* block idstr; valid until the next call */
     uint32_t block_index;  /* in the block list */
     uint64_t offset;       /* page offset in the block; block list: 0 */
+    uint32_t page_size;    /* the stream's target page size */
     uint64_t used_length;  /* block list entry / the block's length */
     uint64_t total;        /* MEM_SIZE: total RAM bytes */
     const uint8_t *data;   /* PAGE, COMPRESS_PAGE (inflated): page bytes;

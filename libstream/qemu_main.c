@@ -134,6 +134,7 @@ typedef struct q_state {
     /* VFIO */
     uint64_t vfio_left;
     uint64_t last_marker;
+    int vfio_part_data; /* this PART section carried its data chunk */
 
     /* VMState (FULL sections described by the trailer) */
     vms_walk walk;
@@ -597,6 +598,7 @@ static int enter_payload(ms_reader *r, ms_event *ev)
     }
     if (s->kind == QK_VFIO) {
         st->last_marker = 0;
+        st->vfio_part_data = 0;
         st->stage = QS_VFIO;
         return MS_GO_ON;
     }
@@ -759,6 +761,7 @@ static void ram_event(q_state *st, ms_event *ev, ms_event_kind kind,
     ev->kind = kind;
     ev->offset = st->rec_off;
     ev->u.ram.record = (ms_ram_record)record;
+    ev->u.ram.page_size = st->page_size;
     if (st->cur_block >= 0) {
         ev->u.ram.block = st->blocks[st->cur_block].name;
         ev->u.ram.block_index = (uint32_t)st->cur_block;
@@ -1051,6 +1054,10 @@ static int read_vfio(ms_reader *r, ms_event *ev)
         else if (k == VFIO_DATA_STATE && ty != MS_QSEC_PART &&
                  ty != MS_QSEC_END)
             bad = "device data outside PART and END sections";
+        else if (k == VFIO_DATA_STATE && ty == MS_QSEC_PART &&
+                 st->vfio_part_data)
+            bad = "a second DEV_DATA_STATE in one PART section (QEMU sends "
+                  "at most one per iteration)";
         else if (k == VFIO_INIT_DATA_SENT && ty != MS_QSEC_PART)
             bad = "DEV_INIT_DATA_SENT outside a PART section";
         else if (k == VFIO_INIT_DATA_SENT && s->init_sent)
@@ -1081,6 +1088,7 @@ static int read_vfio(ms_reader *r, ms_event *ev)
         if (k == VFIO_SETUP_STATE)
             s->setup_seen = 1;
         if (k == VFIO_DATA_STATE) {
+            st->vfio_part_data = 1;
             st->step = 1; /* its size follows; the event waits for it */
             st->pending = *ev;
             return MS_GO_ON;

@@ -494,6 +494,8 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
         return;
     /* The decoder checked the offset against the block, but a block
      * listed again (another file) may be shorter now. */
+    if (r->page_size)
+        x->page_size = r->page_size; /* the decoder knows it */
     uint32_t psize = x->page_size ? x->page_size : DEFAULT_PAGE_SIZE;
     uint64_t span =
         r->record == MS_RAM_PAGE || r->record == MS_RAM_COMPRESS_PAGE ? r->size
@@ -507,8 +509,6 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
     switch (r->record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE: /* arrives inflated */
-        if (!x->page_size && r->size >= 512 && r->size <= MAX_PAGE_SIZE)
-            x->page_size = (uint32_t)r->size;
         ram_write(x, b, r->data, r->size, r->offset);
         b->has_data = 1;
         b->pages++;
@@ -757,8 +757,6 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
         return; /* nothing more can be written correctly */
     if (ev->kind == MS_EV_STREAM_HEADER && !from_set)
         x->format[file] = ev->u.stream.format;
-    if (ev->kind == MS_EV_CONFIGURATION && ev->u.config.has_page_bits)
-        x->page_size = 1u << ev->u.config.page_bits;
     if (x->ram_dir && !from_set)
         ram_event(x, file, ev);
     if (x->dev_idstr)

@@ -4,23 +4,89 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tool_common.h"
 
 static const char *prog = "migstream-verify";
 
+/* What the destination expects of a QEMU stream's configuration record;
+ * QEMU's loader rejects a mismatch. */
+typedef struct expectations {
+    const char *machine;
+    int page_bits; /* -1: not checked */
+    const char *uuid; /* 32 hex digits */
+    const char *caps[8];
+    int ncaps;
+} expectations;
+
 typedef struct verify_ctx {
     char *const *files;
     size_t nfiles;
     int quiet;
+    int expect_failures;
+    expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
     uint32_t channel_count;
 } verify_ctx;
 
+static void on_problem(void *ctx, size_t file, const ms_error_info *e);
+
+static void expect_fail(verify_ctx *v, size_t file, uint64_t off,
+                        const char *what, const char *got, const char *want)
+{
+    ms_error_info e = {.code = MS_ERR_CONFIGURATION, .offset = off};
+    snprintf(e.detail, sizeof e.detail, "%s is %s, the destination expects %s",
+             what, got, want);
+    v->expect_failures++;
+    on_problem(v, file, &e);
+}
+
+static void check_config(verify_ctx *v, size_t file, const ms_event *ev)
+{
+    const ms_config_info *c = &ev->u.config;
+    const expectations *x = &v->ex;
+    char got[64], want[64], hex[33];
+    if (x->machine && strcmp(c->machine, x->machine) != 0)
+        expect_fail(v, file, ev->offset, "machine type", c->machine,
+                    x->machine);
+    /* QEMU sends target-page-bits only when it differs from the target's
+     * minimum, and assumes that minimum when it is absent (12 on x86). */
+    unsigned bits = c->has_page_bits ? c->page_bits : 12;
+    if (x->page_bits >= 0 && (int)bits != x->page_bits) {
+        snprintf(got, sizeof got, "%u%s", bits,
+                 c->has_page_bits ? "" : " (absent: the x86 minimum)");
+        snprintf(want, sizeof want, "%d", x->page_bits);
+        expect_fail(v, file, ev->offset, "target page bits", got, want);
+    }
+    if (x->uuid) {
+        if (c->has_uuid)
+            tool_hex(hex, c->uuid, 16);
+        if (!c->has_uuid || strcasecmp(hex, x->uuid) != 0)
+            expect_fail(v, file, ev->offset, "VM UUID",
+                        c->has_uuid ? hex : "absent", x->uuid);
+    }
+    if (!x->ncaps)
+        return;
+    /* The capabilities that change the stream must match both ways. */
+    static const char *const known[] = {"x-ignore-shared", "mapped-ram"};
+    for (int k = 0; k < 2; k++) {
+        int sent = k ? c->cap_mapped_ram : c->cap_x_ignore_shared, wanted = 0;
+        for (int i = 0; i < x->ncaps; i++)
+            wanted |= strcmp(x->caps[i], known[k]) == 0;
+        if (sent != wanted)
+            expect_fail(v, file, ev->offset, known[k],
+                        sent ? "listed" : "not listed",
+                        wanted ? "it listed" : "it absent");
+    }
+}
+
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 {
     verify_ctx *v = ctx;
+    if (ev->kind == MS_EV_CONFIGURATION && !from_set)
+        check_config(v, file, ev);
     if (from_set) {
         if (ev->kind == MS_EV_IMAGE_ASSEMBLED)
             v->assembled++;
@@ -52,6 +118,12 @@ static void usage(FILE *o)
             "records, and that every channel of the migration is present.\n"
             "On a problem prints FILE:OFFSET: error-name: detail.\n"
             "  -v, --verbose    say what was checked when all is well\n"
+            "  --expect-machine=TYPE, --expect-page-bits=N, --expect-uuid=HEX,\n"
+            "  --expect-capability=NAME (repeatable)\n"
+            "                   QEMU: what the destination would require of "
+            "the\n"
+            "                   configuration record (its loader rejects a "
+            "mismatch)\n"
             "  -q, --quiet      print nothing; the exit status tells\n"
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
@@ -63,7 +135,7 @@ static void usage(FILE *o)
 
 int main(int argc, char **argv)
 {
-    verify_ctx v = {0};
+    verify_ctx v = {.ex.page_bits = -1};
     int verbose = 0;
     ms_options opt;
     ms_options_init(&opt);
@@ -75,6 +147,10 @@ int main(int argc, char **argv)
         {"status", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
+        {"expect-machine", required_argument, 0, 'M'},
+        {"expect-page-bits", required_argument, 0, 'B'},
+        {"expect-uuid", required_argument, 0, 'U'},
+        {"expect-capability", required_argument, 0, 'C'},
         {0, 0, 0, 0}};
     struct option *longs = tool_long_options(own);
     int c, li;
@@ -82,6 +158,34 @@ int main(int argc, char **argv)
         switch (c) {
         case 'v': verbose = 1; break;
         case 'q': v.quiet = 1; break;
+        case 'M': v.ex.machine = optarg; break;
+        case 'B': {
+            char *end;
+            long b = strtol(optarg, &end, 10);
+            if (*end || b < 9 || b > 21) {
+                fprintf(stderr, "%s: bad --expect-page-bits %s\n", prog,
+                        optarg);
+                return TOOL_USAGE;
+            }
+            v.ex.page_bits = (int)b;
+            break;
+        }
+        case 'U':
+            if (strlen(optarg) != 32 ||
+                strspn(optarg, "0123456789abcdefABCDEF") != 32) {
+                fprintf(stderr, "%s: --expect-uuid wants 32 hex digits\n",
+                        prog);
+                return TOOL_USAGE;
+            }
+            v.ex.uuid = optarg;
+            break;
+        case 'C':
+            if (v.ex.ncaps == 8) {
+                fprintf(stderr, "%s: too many --expect-capability\n", prog);
+                return TOOL_USAGE;
+            }
+            v.ex.caps[v.ex.ncaps++] = optarg;
+            break;
         case TOOL_OPT_READER:
             if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
                 return TOOL_USAGE;
@@ -105,6 +209,8 @@ int main(int argc, char **argv)
         return TOOL_USAGE;
     }
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
+    if (rc == TOOL_OK && v.expect_failures)
+        rc = TOOL_INVALID;
     if (rc == TOOL_OK && verbose && !v.quiet) {
         for (size_t i = 0; i < v.nfiles; i++)
             printf("%s: ok: %" PRIu64 " elements, %" PRIu64

@@ -39,6 +39,16 @@ assert s["kind"] == "summary" and s["valid"] is True, s
 assert s["normal_pages"] == 371 and s["zero_pages"] == 16281, s
 PY
 
+# What the destination expects of the configuration (QEMU rejects a
+# mismatch): checked with the configuration record's offset.
+expect_exit 0 "expectations met" -- "$VERIFY" --expect-machine=pc-i440fx-7.2 --expect-page-bits=12 "$P"
+expect_exit 1 "machine type mismatch" -- "$VERIFY" --expect-machine=pc-q35-7.2 "$P"
+expect_grep "$WORK/out" "main.mig:8: configuration: machine type is pc-i440fx-7.2, the destination expects pc-q35-7.2" "machine mismatch named"
+expect_exit 1 "uuid expected" -- "$VERIFY" --expect-uuid=00112233445566778899aabbccddeeff "$P"
+expect_grep "$WORK/out" "main.mig:8: configuration: VM UUID is absent" "uuid mismatch named"
+expect_exit 1 "capability expected" -- "$VERIFY" --expect-capability=x-ignore-shared "$P"
+expect_exit 2 "bad uuid option" -- "$VERIFY" --expect-uuid=xyz "$P"
+
 # Multifd channel files: recognised, not decoded yet.
 expect_exit 1 "verify multifd channel" -- "$VERIFY" "$C"/qemu-7.2-pc-multifd4/conn1.bin
 expect_grep "$WORK/out" "conn1.bin:0: format-unsupported: qemu-multifd" "multifd recognised"
