@@ -551,7 +551,7 @@ int vms_walk_next(vms_walk *w, vms_step *step)
                 f->index = 0;
                 continue;
             }
-            size_t len;
+            size_t len = 0; /* set by path_put on success */
             if (path_put(w, f->path_len, fd->name, fd->name_total != 1,
                          fd->name_base + f->index, &len) < 0)
                 return -1;
@@ -659,7 +659,7 @@ int vms_walk_subsection(vms_walk *w, const char *name, uint32_t version)
         return walk_fail(w, "subsection \"%.60s\" has version %" PRIu32
                          ", the JSON trailer says %" PRId64, name, version,
                          sub->version);
-    size_t len;
+    size_t len = 0; /* set by path_put on success */
     if (path_put(w, f->path_len, sub->vmsd_name, 0, 0, &len) < 0)
         return -1;
     return push(w, sub, len);
