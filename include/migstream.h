@@ -119,7 +119,9 @@ MS_API const char *ms_version_string(void);
       "the QEMU configuration record is missing or invalid")                  \
     X(VMSTATE, 41, "vmstate",                                                 \
       "VMState fields do not match the JSON trailer's description")           \
-    X(VMDESC, 42, "vmdesc", "the QEMU JSON trailer is malformed")
+    X(VMDESC, 42, "vmdesc", "the QEMU JSON trailer is malformed")            \
+    X(MULTIFD, 43, "multifd",                                                 \
+      "a QEMU multifd packet is invalid or disagrees with the migration")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -191,6 +193,8 @@ typedef struct ms_options {
                                     postcopy-ram capability (block list
                                     entries may carry a page size) */
     int field_events;            /* 1: emit MS_EV_FIELD per VMState field */
+    uint32_t qemu_page_size;     /* multifd channels: the target page size
+                                    (from the main stream); 0: 4096 */
     int input_stable;    /* 1: input slices stay valid and unchanged until
                             the reader/set is freed (e.g. mmap), so a set
                             keeps views instead of copying packets */
@@ -235,7 +239,11 @@ typedef enum ms_event_kind {
     MS_EV_UNDECODED,      /* u.section: a section walked without decoding
                              its contents (detail says why) */
     MS_EV_QEMU_EOF,       /* the EOF record: end of device state */
-    MS_EV_VMDESC          /* u.vmdesc: the JSON trailer */
+    MS_EV_VMDESC,         /* u.vmdesc: the JSON trailer */
+    /* QEMU multifd channel; see spec/qemu-multifd.md */
+    MS_EV_CHANNEL,        /* u.channel: the channel's init packet */
+    MS_EV_MULTIFD_PACKET  /* u.mfd: a packet header; RAM pages follow as
+                             MS_EV_RAM_PAGE, device state as MS_EV_DATA */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -330,6 +338,8 @@ typedef struct ms_data_info {
     int zero_copy;          /* 1: data points into the caller's input */
     int compressed;         /* 1: inflated from a compressed chunk */
     int in_packet;          /* 1: bytes of a device-state packet */
+    const char *idstr;      /* QEMU multifd device state: the device */
+    uint32_t instance_id;
     uint32_t packet_idx;
     int config;             /* 1: bytes of a config packet (not image bytes) */
 } ms_data_info;
@@ -432,7 +442,35 @@ typedef struct ms_ram_info {
     size_t size;
     int zero_copy;         /* data points into the caller's input */
     uint8_t fill;          /* ZERO: the fill byte */
+    /* Ordering for rebuilding RAM offline: pages of sync epoch n (count of
+     * sync points seen on this channel) precede those of epoch n + 1; in
+     * one epoch the higher multifd packet number wins. */
+    uint32_t epoch;
+    uint64_t packet_num;   /* multifd packet; 0 on the main channel */
 } ms_ram_info;
+
+typedef struct ms_channel_info {
+    uint32_t channel_id;
+    uint32_t version;
+    uint8_t uuid[16];
+} ms_channel_info;
+
+typedef struct ms_multifd_info {
+    uint32_t flags;          /* SYNC 0x01, compression 0x3e, DEVICE_STATE 0x40 */
+    const char *compression; /* "none", "zlib", "zstd", "qpl", "uadk", "qatzip" */
+    int sync, device_state;
+    /* RAM packet */
+    uint32_t pages_alloc, normal_pages, zero_pages;
+    uint32_t next_packet_size; /* as written (7.2 may leave it stale) */
+    uint64_t packet_num;
+    const char *block;         /* valid until the next call */
+    uint64_t payload_size;     /* bytes of payload actually following */
+    /* device-state packet */
+    const char *idstr;
+    uint32_t instance_id;
+    uint32_t buffer_version, idx, buffer_flags; /* VFIO buffer header */
+    int config;                                 /* CONFIG_STATE buffer */
+} ms_multifd_info;
 
 typedef struct ms_vfio_info {
     uint64_t marker; /* 0xffffffffef10000N */
@@ -481,6 +519,8 @@ typedef struct ms_event {
         ms_vfio_info vfio;
         ms_field_info field;
         ms_vmdesc_info vmdesc;
+        ms_channel_info channel;
+        ms_multifd_info mfd;
     } u;
 } ms_event;
 

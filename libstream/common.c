@@ -218,6 +218,8 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_UNDECODED: return "undecoded";
     case MS_EV_QEMU_EOF: return "eof";
     case MS_EV_VMDESC: return "vmdesc";
+    case MS_EV_CHANNEL: return "channel";
+    case MS_EV_MULTIFD_PACKET: return "packet";
     }
     return "unknown";
 }

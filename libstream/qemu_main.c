@@ -127,6 +127,10 @@ typedef struct q_state {
     size_t nblocks, blockcap;
     int cur_block; /* -1: none yet */
     uint64_t mem_total, mem_sum;
+    /* multifd sync epoch: QEMU 7.2 syncs its channels at every RAM section
+     * end (EOS); newer QEMU marks sync points with MULTIFD_FLUSH instead */
+    uint32_t epoch;
+    int seen_flush;
     uint8_t *page_buf; /* inflated COMPRESS_PAGE */
     z_stream zs;
     int zs_ready;
@@ -762,6 +766,7 @@ static void ram_event(q_state *st, ms_event *ev, ms_event_kind kind,
     ev->offset = st->rec_off;
     ev->u.ram.record = (ms_ram_record)record;
     ev->u.ram.page_size = st->page_size;
+    ev->u.ram.epoch = st->epoch;
     if (st->cur_block >= 0) {
         ev->u.ram.block = st->blocks[st->cur_block].name;
         ev->u.ram.block_index = (uint32_t)st->cur_block;
@@ -890,6 +895,10 @@ static int read_ram(ms_reader *r, ms_event *ev)
         if (kinds == MS_RAM_EOS || kinds == MS_RAM_MULTIFD_FLUSH) {
             ram_event(st, ev, MS_EV_RAM_MARKER, kinds);
             ev->length = 8;
+            if (kinds == MS_RAM_MULTIFD_FLUSH)
+                st->seen_flush = 1;
+            if (kinds == MS_RAM_MULTIFD_FLUSH || !st->seen_flush)
+                st->epoch++;
             if (kinds == MS_RAM_EOS)
                 st->stage = QS_FOOTER;
             return MS_NEXT_EVENT;

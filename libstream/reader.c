@@ -194,10 +194,8 @@ static int select_framing(ms_reader *r)
         r->ops = &ms_libvirt_ops;
         return ms_libvirt_init(r) < 0 ? -1 : 1;
     case MS_FORMAT_QEMU_MULTIFD:
-        return MS_FAIL(r, MS_ERR_FORMAT_UNSUPPORTED, 0,
-                       "%s streams are recognised but not decoded by this "
-                       "version",
-                       ms_format_name(f));
+        r->ops = &ms_qemu_multifd_ops;
+        return ms_qemu_multifd_init(r) < 0 ? -1 : 1;
     default:
         return MS_FAIL(r, MS_ERR_FORMAT_UNKNOWN, 0,
                        "no known magic in the first bytes");

@@ -131,5 +131,7 @@ int ms_mig_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_main_ops, ms_libvirt_ops;
 int ms_qemu_main_init(ms_reader *r);
 int ms_libvirt_init(ms_reader *r);
+extern const ms_framing_ops ms_qemu_multifd_ops;
+int ms_qemu_multifd_init(ms_reader *r);
 
 #endif

@@ -9,6 +9,7 @@
  * Held bytes are bounded by max_buffered_bytes.
  */
 #include <stdio.h>
+#include <string.h>
 #include <xxhash.h>
 
 #include "common.h"
@@ -32,6 +33,8 @@ typedef struct set_packet {
 
 typedef struct set_image {
     uint32_t device, seq;
+    int qemu; /* QEMU multifd device state: no IMAGE_END; the config
+                 packet's idx closes it and nothing states length or hash */
     int begun;
     ms_phase phase;
     ms_transport transport;
@@ -74,6 +77,7 @@ typedef struct set_device {
 typedef struct set_channel {
     int seen_header, done;
     ms_stream_info hdr;
+    int qblock; /* QEMU multifd: the current RAM packet's block, or -1 */
     /* the packet this channel is streaming */
     set_image *pk_img;
     set_packet *pk_held; /* NULL: passing straight through */
@@ -100,6 +104,30 @@ struct ms_set {
     size_t qhead, qlen;
     set_image **drain; /* images whose next packet is held and complete */
     size_t ndrain, draincap;
+
+    /* QEMU: one main channel (QEVM) and multifd channels */
+    int is_mig, is_qemu;
+    uint32_t mains, main_slot;
+    int main_has_uuid, have_mfd_uuid;
+    uint8_t main_uuid[16], mfd_uuid[16];
+    uint8_t *mfd_ids; /* bitmap of multifd channel ids seen */
+    size_t mfd_ids_cap;
+    uint32_t mfd_count, mfd_max_id;
+    uint8_t *pkt_nums; /* bitmap of multifd packet numbers seen */
+    size_t pkt_nums_cap;
+    const char *comp; /* compression of the first packet with pages */
+    int device_state;
+    struct qblock {
+        char name[256];
+        uint64_t used_length;
+    } *qblocks;
+    size_t nqblocks, qblockcap;
+    struct qvfio {
+        char idstr[256];
+        uint32_t instance_id;
+    } *qvfio; /* VFIO devices the main stream has */
+    size_t nqvfio, qvfiocap;
+    uint32_t next_qhandle;
     uint8_t *drained_last_copy; /* bytes of the last DATA event drained */
 };
 
@@ -178,6 +206,10 @@ void ms_set_free(ms_set *s)
     ms_free(ALLOC(s), s->slot_of_index);
     ms_free(ALLOC(s), s->drain);
     ms_free(ALLOC(s), s->drained_last_copy);
+    ms_free(ALLOC(s), s->mfd_ids);
+    ms_free(ALLOC(s), s->pkt_nums);
+    ms_free(ALLOC(s), s->qblocks);
+    ms_free(ALLOC(s), s->qvfio);
     ms_free(ALLOC(s), s);
 }
 
@@ -261,6 +293,64 @@ static const char *idstr_of(ms_set *s, uint32_t handle)
 
 /* ---- channel headers and devices ----------------------------------------- */
 
+/* A bitmap bit: returns 1 if it was already set, 0 if newly set, -1 on
+ * allocation failure.  `limit` bounds the bitmap. */
+static int bit_test_set(ms_set *s, uint8_t **map, size_t *cap, uint64_t bit)
+{
+    size_t byte = (size_t)(bit / 8);
+    if (byte >= *cap &&
+        ms_grow(ALLOC(s), (void **)map, 1, cap, byte + 1) < 0)
+        return -1;
+    uint8_t m = (uint8_t)(1u << (bit % 8));
+    int was = ((*map)[byte] & m) != 0;
+    (*map)[byte] |= m;
+    return was;
+}
+
+static int observe_qemu_header(ms_set *s, uint32_t slot, set_channel *c,
+                               const ms_stream_info *h)
+{
+    if (s->is_mig)
+        return set_fail(s, MS_ERR_CHANNEL_SET, slot, 0,
+                        "a QEMU stream file among migstream files");
+    s->is_qemu = 1;
+    c->qblock = -1;
+    if (h->format != MS_FORMAT_QEMU_MULTIFD) {
+        if (s->mains++)
+            return set_fail(s, MS_ERR_CHANNEL_SET, slot, 0,
+                            "a second QEMU main channel (QEVM); a migration "
+                            "has one");
+        s->main_slot = slot;
+    } else {
+        uint32_t id = h->channel_index;
+        if (id >= s->opt.max_channels)
+            return set_fail(s, MS_ERR_LIMIT, slot, 24,
+                            "multifd channel id %u exceeds max_channels (%u)",
+                            id, s->opt.max_channels);
+        int was = bit_test_set(s, &s->mfd_ids, &s->mfd_ids_cap, id);
+        if (was < 0)
+            return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "channel ids");
+        if (was)
+            return set_fail(s, MS_ERR_CHANNEL_SET, slot, 24,
+                            "multifd channel id %u appears twice", id);
+        if (!s->have_mfd_uuid) {
+            memcpy(s->mfd_uuid, h->uuid, 16);
+            s->have_mfd_uuid = 1;
+        } else if (memcmp(s->mfd_uuid, h->uuid, 16) != 0) {
+            return set_fail(s, MS_ERR_CHANNEL_UUID, slot, 8,
+                            "multifd channel %u has another VM UUID than the "
+                            "other channels: it belongs to another migration",
+                            id);
+        }
+        s->mfd_count++;
+        if (id + 1 > s->mfd_max_id)
+            s->mfd_max_id = id + 1;
+    }
+    c->seen_header = 1;
+    c->hdr = *h;
+    return 0;
+}
+
 static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
 {
     set_channel *c = channel_of(s, slot);
@@ -270,6 +360,12 @@ static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
     if (c->seen_header)
         return set_fail(s, MS_ERR_USAGE, slot, 0,
                         "a second stream header for one channel slot");
+    if (h->format != MS_FORMAT_MIGSTREAM)
+        return observe_qemu_header(s, slot, c, h);
+    if (s->is_qemu)
+        return set_fail(s, MS_ERR_CHANNEL_SET, slot, 0,
+                        "a migstream file among QEMU stream files");
+    s->is_mig = 1;
     if (!s->have_first) {
         if (h->channel_count > s->opt.max_channels)
             return set_fail(s, MS_ERR_LIMIT, slot, 36,
@@ -424,9 +520,16 @@ static int try_assemble(ms_set *s, set_image *im)
 {
     if (!im->ended || !im->config_done || im->assembled)
         return 0;
-    const ms_image_info *e = &im->end;
+    ms_image_info *e = &im->end;
     const char *name = idstr_of(s, im->device);
     uint32_t ch = im->end_channel;
+    if (im->qemu) { /* nothing states them: report what arrived */
+        e->device = im->device;
+        e->length = im->length;
+        e->config_length = im->config_length;
+        e->hash = im->data_hash;
+        e->config_hash = im->hash ? XXH3_64bits_digest(im->hash) : 0;
+    }
     if (im->length != e->length)
         return set_fail(s, MS_ERR_IMAGE_LENGTH, ch, im->end_offset,
                         "device %s image %u: reassembled %llu bytes, "
@@ -509,6 +612,11 @@ static void deliver_bytes(ms_set *s, set_image *im, ms_event *out,
     d->packet_idx = idx;
     d->config = config;
     d->image_offset = config ? im->config_length : im->length;
+    set_device *dev = device_of(s, im->device);
+    if (dev) {
+        d->idstr = dev->idstr;
+        d->instance_id = dev->instance_id;
+    }
     if (config)
         im->config_length += n;
     else
@@ -736,6 +844,221 @@ static int observe_packet_data(ms_set *s, uint32_t slot, const ms_event *ev)
     return c->pk_left == 0 ? finish_incoming_packet(s, c) : 0;
 }
 
+/* ---- QEMU main + multifd channels ------------------------------------------- */
+
+static int qemu_block(const ms_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->nqblocks; i++)
+        if (strcmp(s->qblocks[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The (idstr, instance) of multifd device state as a set device with an
+ * image 0, created on its first packet. */
+static set_image *qemu_device_image(ms_set *s, uint32_t slot,
+                                    const ms_event *ev)
+{
+    const ms_multifd_info *m = &ev->u.mfd;
+    set_device *d = NULL;
+    for (size_t i = 0; i < s->ndevs && !d; i++)
+        if (s->devs[i].instance_id == m->instance_id &&
+            strcmp(s->devs[i].idstr, m->idstr) == 0)
+            d = &s->devs[i];
+    if (!d) {
+        ms_event dev = {.kind = MS_EV_DEVICE, .offset = ev->offset};
+        dev.u.device.handle = 0x80000000u + s->next_qhandle++;
+        dev.u.device.idstr = m->idstr;
+        dev.u.device.idstr_len = (uint32_t)strlen(m->idstr);
+        dev.u.device.instance_id = m->instance_id;
+        if (observe_device(s, slot, &dev) < 0)
+            return NULL;
+        d = device_of(s, dev.u.device.handle);
+    }
+    set_image *im = image_of(s, slot, ev->offset, d->handle, 0);
+    if (im && !im->qemu) {
+        im->qemu = 1;
+        im->begun = 1;
+        im->phase = MS_PHASE_FINAL;
+        im->transport = MS_TRANSPORT_PACKETS;
+    }
+    return im;
+}
+
+static int observe_multifd_packet(ms_set *s, uint32_t slot,
+                                  const ms_event *ev)
+{
+    const ms_multifd_info *m = &ev->u.mfd;
+    set_channel *c = &s->chans[slot];
+    if (m->device_state) {
+        s->device_state = 1;
+        set_image *im = qemu_device_image(s, slot, ev);
+        if (!im)
+            return -1;
+        if (m->config && !im->config_seen) {
+            /* the config buffer is last: its idx is the data count */
+            im->ended = 1;
+            im->end.unit_count = m->idx;
+            im->end_offset = ev->offset;
+            im->end_channel = slot;
+        }
+        ms_event pe = {.kind = MS_EV_PACKET, .offset = ev->offset};
+        pe.u.packet.device = im->device;
+        pe.u.packet.idx = m->idx;
+        pe.u.packet.flags = m->buffer_flags;
+        pe.u.packet.size = m->payload_size;
+        pe.u.packet.config = m->config;
+        return observe_packet(s, slot, &pe);
+    }
+    /* Page-less packets without SYNC are stale copies of the previous
+     * header in QEMU 7.2 (same packet number): only the others count. */
+    if (m->normal_pages || m->zero_pages || m->sync) {
+        if (m->packet_num >= s->opt.max_packets)
+            return set_fail(s, MS_ERR_LIMIT, slot, ev->offset + 24,
+                            "packet number %llu exceeds max_packets (%u)",
+                            (unsigned long long)m->packet_num,
+                            s->opt.max_packets);
+        int was = bit_test_set(s, &s->pkt_nums, &s->pkt_nums_cap,
+                               m->packet_num);
+        if (was < 0)
+            return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "packet numbers");
+        if (was)
+            return set_fail(s, MS_ERR_MULTIFD, slot, ev->offset + 24,
+                            "packet number %llu appears twice across the "
+                            "channels",
+                            (unsigned long long)m->packet_num);
+    }
+    if (m->normal_pages) {
+        if (!s->comp)
+            s->comp = m->compression;
+        else if (strcmp(s->comp, m->compression) != 0)
+            return set_fail(s, MS_ERR_MULTIFD, slot, ev->offset + 8,
+                            "packet compressed with %s, other channels use "
+                            "%s",
+                            m->compression, s->comp);
+    }
+    c->qblock = -1;
+    if ((m->normal_pages || m->zero_pages) && s->nqblocks) {
+        c->qblock = qemu_block(s, m->block);
+        if (c->qblock < 0)
+            return set_fail(s, MS_ERR_MULTIFD, slot, ev->offset + 64,
+                            "packet for RAM block \"%s\", which the main "
+                            "stream's block list does not have",
+                            m->block);
+    }
+    return 0;
+}
+
+static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    set_channel *c = &s->chans[slot];
+    switch (ev->kind) {
+    case MS_EV_CONFIGURATION:
+        if (ev->u.config.has_uuid) {
+            s->main_has_uuid = 1;
+            memcpy(s->main_uuid, ev->u.config.uuid, 16);
+        }
+        return 0;
+    case MS_EV_RAM_BLOCK:
+        if (s->nqblocks >= s->opt.max_ram_blocks)
+            return set_fail(s, MS_ERR_LIMIT, slot, ev->offset,
+                            "more than max_ram_blocks (%u)",
+                            s->opt.max_ram_blocks);
+        if (ms_grow(ALLOC(s), (void **)&s->qblocks, sizeof *s->qblocks,
+                    &s->qblockcap, s->nqblocks + 1) < 0)
+            return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "block list");
+        snprintf(s->qblocks[s->nqblocks].name, 256, "%s", ev->u.ram.block);
+        s->qblocks[s->nqblocks++].used_length = ev->u.ram.used_length;
+        return 0;
+    case MS_EV_SECTION: {
+        const char *id = ev->u.section.idstr;
+        size_t n = strlen(id);
+        if (n < 5 || strcmp(id + n - 5, "/vfio") != 0)
+            return 0;
+        for (size_t i = 0; i < s->nqvfio; i++)
+            if (s->qvfio[i].instance_id == ev->u.section.instance_id &&
+                strcmp(s->qvfio[i].idstr, id) == 0)
+                return 0;
+        if (ms_grow(ALLOC(s), (void **)&s->qvfio, sizeof *s->qvfio,
+                    &s->qvfiocap, s->nqvfio + 1) < 0)
+            return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "VFIO devices");
+        snprintf(s->qvfio[s->nqvfio].idstr, 256, "%s", id);
+        s->qvfio[s->nqvfio++].instance_id = ev->u.section.instance_id;
+        return 0;
+    }
+    case MS_EV_MULTIFD_PACKET: return observe_multifd_packet(s, slot, ev);
+    case MS_EV_RAM_PAGE:
+        if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD && c->qblock >= 0) {
+            const struct qblock *b = &s->qblocks[c->qblock];
+            if (ev->u.ram.offset > b->used_length ||
+                b->used_length - ev->u.ram.offset < ev->u.ram.page_size)
+                return set_fail(s, MS_ERR_MULTIFD, slot, ev->offset,
+                                "page at 0x%llx outside RAM block \"%s\" "
+                                "(0x%llx bytes)",
+                                (unsigned long long)ev->u.ram.offset, b->name,
+                                (unsigned long long)b->used_length);
+        }
+        return 0;
+    case MS_EV_DATA:
+        return ev->u.data.in_packet ? observe_packet_data(s, slot, ev) : 0;
+    default: return 0;
+    }
+}
+
+static int finish_qemu(ms_set *s)
+{
+    if (s->mfd_count && !s->mains)
+        return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
+                        "%u multifd channel file%s but no main channel "
+                        "(QEVM): the migration cannot be checked whole",
+                        s->mfd_count, s->mfd_count == 1 ? "" : "s");
+    for (uint32_t id = 0; id < s->mfd_max_id; id++)
+        if (!(s->mfd_ids[id / 8] & (1u << (id % 8))))
+            return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
+                            "multifd channel %u is missing (channels up to "
+                            "%u are present)",
+                            id, s->mfd_max_id - 1);
+    if (s->main_has_uuid && s->have_mfd_uuid &&
+        memcmp(s->main_uuid, s->mfd_uuid, 16) != 0)
+        return set_fail(s, MS_ERR_CHANNEL_UUID, NO_CHANNEL, 0,
+                        "the multifd channels' VM UUID differs from the main "
+                        "stream's configuration");
+    if (s->device_state && s->comp && strcmp(s->comp, "none") != 0)
+        return set_fail(s, MS_ERR_MULTIFD, NO_CHANNEL, 0,
+                        "device state over multifd needs compression none, "
+                        "the RAM packets use %s",
+                        s->comp);
+    for (size_t i = 0; i < s->ndevs; i++) {
+        set_device *d = &s->devs[i];
+        if (!d->nimages || !d->images[0]->qemu)
+            continue;
+        set_image *im = d->images[0];
+        int known = !s->mains;
+        for (size_t k = 0; k < s->nqvfio && !known; k++)
+            known = s->qvfio[k].instance_id == d->instance_id &&
+                    strcmp(s->qvfio[k].idstr, d->idstr) == 0;
+        if (!known)
+            return set_fail(s, MS_ERR_MULTIFD, im->first_packet_channel,
+                            im->first_packet_offset,
+                            "device-state packets for %s instance %u, which "
+                            "the main stream has no VFIO section for",
+                            d->idstr, d->instance_id);
+        if (!im->config_seen)
+            return set_fail(s, MS_ERR_PACKET_CONFIG, im->first_packet_channel,
+                            im->first_packet_offset,
+                            "%s: no config buffer (CONFIG_STATE) arrived",
+                            d->idstr);
+        if (!im->assembled)
+            return set_fail(s, MS_ERR_PACKET_MISSING, im->end_channel,
+                            im->end_offset,
+                            "%s: buffer idx %u never arrived (%llu data "
+                            "buffers + config)",
+                            d->idstr, im->next_idx,
+                            (unsigned long long)im->end.unit_count);
+    }
+    return 0;
+}
+
 /* ---- public entry points -------------------------------------------------- */
 
 int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
@@ -751,6 +1074,8 @@ int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
     if (ev->kind != MS_EV_STREAM_HEADER && !c->seen_header)
         return set_fail(s, MS_ERR_USAGE, slot, ev->offset,
                         "event before the channel's stream header");
+    if (ev->kind != MS_EV_STREAM_HEADER && c->hdr.format != MS_FORMAT_MIGSTREAM)
+        return observe_qemu(s, slot, ev);
     switch (ev->kind) {
     case MS_EV_STREAM_HEADER: return observe_header(s, slot, ev);
     case MS_EV_DEVICE: return observe_device(s, slot, ev);
@@ -847,9 +1172,6 @@ int ms_set_finish(ms_set *s)
 {
     if (s->err.code)
         return -1;
-    if (!s->have_first)
-        return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
-                        "no channel stream was read");
     for (size_t slot = 0; slot < s->nchans; slot++) {
         set_channel *c = &s->chans[slot];
         if (c->seen_header && !c->done)
@@ -857,6 +1179,11 @@ int ms_set_finish(ms_set *s)
                             "channel %u did not end cleanly",
                             c->hdr.channel_index);
     }
+    if (s->is_qemu)
+        return finish_qemu(s);
+    if (!s->have_first)
+        return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
+                        "no channel stream was read");
     uint32_t count = s->first.channel_count, missing = 0, first_missing = 0;
     for (uint32_t i = 0; i < count; i++)
         if (!s->slot_of_index[i] && missing++ == 0)

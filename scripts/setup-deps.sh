@@ -13,7 +13,8 @@ packages=(
     build-essential  # gcc, make, libc headers
     cmake            # build system (>= 3.25)
     pkg-config       # finds the libraries below
-    zlib1g-dev       # zlib: chunk compression
+    zlib1g-dev       # zlib: chunk compression, QEMU zlib multifd channels
+    libzstd-dev      # zstd: QEMU zstd multifd channels
     libxxhash-dev    # XXH3 check values
     libcmocka-dev    # unit tests
     python3          # CLI tests: JSON Lines checks, hex dump of the spec example

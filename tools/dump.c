@@ -28,6 +28,12 @@ typedef struct block_stats {
     uint64_t used_length, pages, zero, xbzrle, compressed;
 } block_stats;
 
+typedef struct chan_stats {
+    int is_channel;
+    uint32_t channel_id;
+    uint64_t packets, syncs, normal, zero, payload, device_packets;
+} chan_stats;
+
 typedef struct dump_ctx dump_ctx;
 struct dump_ctx {
     FILE *out;
@@ -47,6 +53,8 @@ struct dump_ctx {
     uint64_t sections, undecoded, sec_pages, sec_zero, fields;
     int have_config;
     char machine[256];
+    chan_stats *chans; /* per file */
+    size_t cur_file;
 };
 
 static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
@@ -69,7 +77,8 @@ static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
 
 /* ---- statistics ----------------------------------------------------------- */
 
-static void account(dump_ctx *d, const ms_event *ev, int from_set)
+static void account(dump_ctx *d, size_t file, const ms_event *ev,
+                    int from_set)
 {
     /* Records on the wire: not the stream header, not bytes, not a second
      * look at a record already counted (record_events mode). */
@@ -142,10 +151,29 @@ static void account(dump_ctx *d, const ms_event *ev, int from_set)
         b->used_length = ev->u.ram.used_length;
         break;
     }
+    case MS_EV_CHANNEL:
+        d->chans[file].is_channel = 1;
+        d->chans[file].channel_id = ev->u.channel.channel_id;
+        break;
+    case MS_EV_MULTIFD_PACKET: {
+        chan_stats *c = &d->chans[file];
+        c->packets++;
+        c->syncs += ev->u.mfd.sync;
+        c->normal += ev->u.mfd.normal_pages;
+        c->zero += ev->u.mfd.zero_pages;
+        c->payload += ev->u.mfd.payload_size;
+        c->device_packets += ev->u.mfd.device_state;
+        break;
+    }
     case MS_EV_RAM_PAGE: {
-        if (ev->u.ram.block_index >= d->nblocks)
+        block_stats *b = NULL;
+        if (ev->u.ram.block_index < d->nblocks)
+            b = &d->blocks[ev->u.ram.block_index];
+        for (size_t i = 0; !b && i < d->nblocks; i++) /* multifd: by name */
+            if (strcmp(d->blocks[i].name, ev->u.ram.block) == 0)
+                b = &d->blocks[i];
+        if (!b)
             break;
-        block_stats *b = &d->blocks[ev->u.ram.block_index];
         switch (ev->u.ram.record) {
         case MS_RAM_ZERO: b->zero++; d->sec_zero++; break;
         case MS_RAM_XBZRLE: b->xbzrle++; break;
@@ -246,6 +274,30 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
                     ms_phase_name(ev->u.vfio.phase));
         break;
     case MS_EV_QEMU_EOF: fputs("end of device state", o); break;
+    case MS_EV_CHANNEL:
+        tool_hex(hex, ev->u.channel.uuid, 16);
+        fprintf(o, "multifd channel %u uuid %s", ev->u.channel.channel_id,
+                hex);
+        break;
+    case MS_EV_MULTIFD_PACKET: {
+        const ms_multifd_info *m = &ev->u.mfd;
+        if (m->device_state) {
+            fprintf(o, "device state %s instance %u idx %u%s %" PRIu64
+                       " bytes",
+                    m->idstr, m->instance_id, m->idx,
+                    m->config ? " config" : "", m->payload_size);
+            break;
+        }
+        fprintf(o, "RAM #%" PRIu64 "%s %s: %u pages + %u zero, payload %" PRIu64
+                   " (%s)",
+                m->packet_num, m->sync ? " SYNC" : "",
+                m->block[0] ? m->block : "-", m->normal_pages, m->zero_pages,
+                m->payload_size, m->compression);
+        if (!m->normal_pages && m->next_packet_size)
+            fprintf(o, " [stale next_packet_size %u ignored]",
+                    m->next_packet_size);
+        break;
+    }
     case MS_EV_VMDESC:
         fprintf(o, "JSON trailer %zu bytes", ev->u.vmdesc.len);
         break;
@@ -451,6 +503,35 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                 ms_phase_name(ev->u.vfio.phase), ev->u.vfio.data_size);
         break;
     case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
+    case MS_EV_CHANNEL:
+        tool_hex(hex, ev->u.channel.uuid, 16);
+        fprintf(o, ",\"channel_id\":%u,\"uuid\":\"%s\"",
+                ev->u.channel.channel_id, hex);
+        break;
+    case MS_EV_MULTIFD_PACKET: {
+        const ms_multifd_info *m = &ev->u.mfd;
+        fprintf(o, ",\"channel_id\":%u,\"flags\":%u,\"sync\":%s,"
+                   "\"compression\":\"%s\",\"device_state\":%s",
+                d->chans[d->cur_file].channel_id, m->flags,
+                m->sync ? "true" : "false", m->compression,
+                m->device_state ? "true" : "false");
+        if (m->device_state) {
+            fputs(",\"idstr\":", o);
+            tool_json_string(o, m->idstr, strlen(m->idstr));
+            fprintf(o, ",\"instance_id\":%u,\"idx\":%u,\"config\":%s",
+                    m->instance_id, m->idx, m->config ? "true" : "false");
+        } else {
+            fprintf(o, ",\"packet_num\":%" PRIu64 ",\"block\":",
+                    m->packet_num);
+            tool_json_string(o, m->block, strlen(m->block));
+            fprintf(o, ",\"pages_alloc\":%u,\"normal_pages\":%u,"
+                       "\"zero_pages\":%u,\"next_packet_size\":%u",
+                    m->pages_alloc, m->normal_pages, m->zero_pages,
+                    m->next_packet_size);
+        }
+        fprintf(o, ",\"payload_size\":%" PRIu64, m->payload_size);
+        break;
+    }
     default: break;
     }
 }
@@ -460,6 +541,7 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
 {
     FILE *o = d->out;
     char hex[33];
+    d->cur_file = file;
     if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
         ev->kind == MS_EV_FIELD ||
         (ev->kind == MS_EV_RAM_PAGE && !d->show_pages))
@@ -608,7 +690,7 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
         state_event(d, ev);
         return;
     }
-    account(d, ev, from_set);
+    account(d, file, ev, from_set);
     if (d->summary_only)
         return;
     if (d->json)
@@ -664,6 +746,23 @@ static void summary_qemu(dump_ctx *d)
                     b->used_length, b->pages, b->zero, b->xbzrle,
                     b->compressed);
         }
+        fputs("],\"channels\":[", o);
+        int first = 1;
+        for (size_t i = 0; i < d->nfiles; i++) {
+            chan_stats *c = &d->chans[i];
+            if (!c->is_channel)
+                continue;
+            fprintf(o, "%s{\"channel_id\":%u,\"file\":", first ? "" : ",",
+                    c->channel_id);
+            first = 0;
+            tool_json_string(o, d->files[i], strlen(d->files[i]));
+            fprintf(o, ",\"packets\":%" PRIu64 ",\"sync_packets\":%" PRIu64
+                       ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
+                       ",\"payload_bytes\":%" PRIu64
+                       ",\"device_state_packets\":%" PRIu64 "}",
+                    c->packets, c->syncs, c->normal, c->zero, c->payload,
+                    c->device_packets);
+        }
         fputs("],\"vfio\":[", o);
         for (size_t i = 0; i < d->ndevs; i++) {
             dev_stats *s = &d->devs[i];
@@ -697,8 +796,23 @@ static void summary_qemu(dump_ctx *d)
             fprintf(o, ", %" PRIu64 " compressed", b->compressed);
         fputc('\n', o);
     }
+    for (size_t i = 0; i < d->nfiles; i++) {
+        chan_stats *c = &d->chans[i];
+        if (c->is_channel)
+            fprintf(o, "  multifd channel %u (%s): %" PRIu64 " packets, %" PRIu64
+                       " SYNC, %" PRIu64 " pages, %" PRIu64 " zero pages, %" PRIu64
+                       " payload bytes, %" PRIu64 " device-state packets\n",
+                    c->channel_id, d->files[i], c->packets, c->syncs,
+                    c->normal, c->zero, c->payload, c->device_packets);
+    }
     for (size_t i = 0; i < d->ndevs; i++) {
         dev_stats *s = &d->devs[i];
+        if (s->handle & 0x80000000u) { /* multifd device state */
+            fprintf(o, "  %s: final image reassembled from %" PRIu64
+                       " buffers\n",
+                    s->idstr, s->packets);
+            continue;
+        }
         fprintf(o, "  vfio %s (section %u):", s->idstr, s->handle);
         for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
             fprintf(o, " %s %" PRIu64 " B in %" PRIu64 " chunk%s;",
@@ -849,6 +963,11 @@ int main(int argc, char **argv)
     }
     d.files = argv + optind;
     d.nfiles = (size_t)(argc - optind);
+    d.chans = calloc(d.nfiles, sizeof *d.chans);
+    if (!d.chans) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return TOOL_USAGE;
+    }
     d.several = d.nfiles > 1;
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
     if (d.show_state)
@@ -857,6 +976,7 @@ int main(int argc, char **argv)
         summary(&d);
     free(d.devs);
     free(d.blocks);
+    free(d.chans);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;

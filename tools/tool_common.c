@@ -77,6 +77,7 @@ static void close_file(tool_file *f)
 
 typedef struct run_ctx {
     ms_set *set;
+    uint32_t page_bits; /* from a QEMU main stream's configuration */
     int set_failed;
     tool_event_fn on_event;
     tool_problem_fn on_problem;
@@ -108,6 +109,8 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
             return -1;
         }
         rc->on_event(rc->ctx, idx, &ev, 0);
+        if (ev.kind == MS_EV_CONFIGURATION && ev.u.config.has_page_bits)
+            rc->page_bits = ev.u.config.page_bits;
         if (rc->set_failed)
             continue;
         if (ms_set_observe(rc->set, (uint32_t)idx, &ev) < 0) {
@@ -120,6 +123,14 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
         if (s == MS_NEXT_ERROR)
             set_problem(rc);
     }
+}
+
+static int is_qemu_main(const tool_file *f)
+{
+    size_t need;
+    ms_format fmt = f->map ? ms_detect(f->map, f->map_len, &need)
+                           : MS_FORMAT_UNKNOWN;
+    return fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE;
 }
 
 /* A mapped QEMU stream: give the reader its JSON trailer first, so FULL
@@ -137,8 +148,14 @@ static void give_vmdesc(tool_file *f)
 }
 
 static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
-                     uint8_t *buf)
+                     uint8_t *buf, ms_options *opt)
 {
+    /* Created now, not up front: a multifd channel reader needs the page
+     * size the main channel (read first) declared. */
+    if (!(f->reader = ms_reader_create(opt))) {
+        fprintf(stderr, "%s: cannot create a reader (out of memory)\n", prog);
+        return -1;
+    }
     if (f->map)
         give_vmdesc(f);
     if (f->vmdesc_bad) {
@@ -211,18 +228,25 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
             opt->input_stable = 0;
     }
     rc.set = ms_set_create(opt);
-    for (size_t i = 0; i < nfiles; i++)
-        if (!(fs[i].reader = ms_reader_create(opt)))
-            rc.set = NULL;
     if (!rc.set) {
         fprintf(stderr, "%s: cannot create readers (out of memory)\n", prog);
         status = TOOL_USAGE;
         goto out;
     }
-    for (size_t i = 0; i < nfiles; i++)
-        if (read_file(prog, &rc, &fs[i], i, buf) < 0) {
-            status = TOOL_USAGE;
-            goto out;
+    /* A QEMU main channel is read before the multifd channels (it holds
+     * the page size and the RAM block list they are checked against);
+     * otherwise files are read in the order given. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < nfiles; i++) {
+            int main_first = is_qemu_main(&fs[i]);
+            if (main_first != (pass == 0))
+                continue;
+            if (rc.page_bits)
+                opt->qemu_page_size = 1u << rc.page_bits;
+            if (read_file(prog, &rc, &fs[i], i, buf, opt) < 0) {
+                status = TOOL_USAGE;
+                goto out;
+            }
         }
     int all_done = 1;
     for (size_t i = 0; i < nfiles; i++)

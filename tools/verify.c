@@ -28,7 +28,8 @@ typedef struct verify_ctx {
     expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
-    uint32_t channel_count;
+    uint32_t channel_count, qemu_mains, qemu_channels;
+    ms_format *format; /* per file */
 } verify_ctx;
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
@@ -98,8 +99,14 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
     v->bytes[file] = ev->offset + ev->length;
     if (ev->kind == MS_EV_IMAGE_END)
         v->images++;
-    if (ev->kind == MS_EV_STREAM_HEADER)
+    if (ev->kind == MS_EV_STREAM_HEADER) {
         v->channel_count = ev->u.stream.channel_count;
+        v->format[file] = ev->u.stream.format;
+        if (ev->u.stream.format == MS_FORMAT_QEMU_MULTIFD)
+            v->qemu_channels++;
+        else if (ev->u.stream.format != MS_FORMAT_MIGSTREAM)
+            v->qemu_mains++;
+    }
 }
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
@@ -204,7 +211,8 @@ int main(int argc, char **argv)
     v.nfiles = (size_t)(argc - optind);
     v.records = calloc(v.nfiles, sizeof *v.records);
     v.bytes = calloc(v.nfiles, sizeof *v.bytes);
-    if (!v.records || !v.bytes) {
+    v.format = calloc(v.nfiles, sizeof *v.format);
+    if (!v.records || !v.bytes || !v.format) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
@@ -213,15 +221,26 @@ int main(int argc, char **argv)
         rc = TOOL_INVALID;
     if (rc == TOOL_OK && verbose && !v.quiet) {
         for (size_t i = 0; i < v.nfiles; i++)
-            printf("%s: ok: %" PRIu64 " elements, %" PRIu64
-                   " bytes, every check value verified\n",
-                   v.files[i], v.records[i], v.bytes[i]);
-        printf("migration: ok: %zu of %u channels, %" PRIu64
-               " images, %" PRIu64 " reassembled from packets\n",
-               v.nfiles, v.channel_count, v.images, v.assembled);
+            printf("%s: ok: %" PRIu64 " elements, %" PRIu64 " bytes, %s\n",
+                   v.files[i], v.records[i], v.bytes[i],
+                   v.format[i] == MS_FORMAT_MIGSTREAM
+                       ? "every check value verified"
+                       : "structure checked (QEMU streams carry no check "
+                         "values)");
+        if (v.qemu_mains || v.qemu_channels)
+            printf("migration: ok: %u main channel, %u multifd channel%s, "
+                   "%" PRIu64 " device image%s reassembled from packets\n",
+                   v.qemu_mains, v.qemu_channels,
+                   v.qemu_channels == 1 ? "" : "s", v.assembled,
+                   v.assembled == 1 ? "" : "s");
+        else
+            printf("migration: ok: %zu of %u channels, %" PRIu64
+                   " images, %" PRIu64 " reassembled from packets\n",
+                   v.nfiles, v.channel_count, v.images, v.assembled);
     }
     free(v.records);
     free(v.bytes);
+    free(v.format);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;

@@ -1,0 +1,651 @@
+/* QEMU multifd channel decoder (spec/qemu-multifd.md).
+ *
+ * A channel is an init packet, then packets until a clean end of input at
+ * a packet boundary.  Stages (each resumable at any byte):
+ *
+ *   INIT -> HEADER -+-> RAM_HEADER -> RAM_NAME -> PAGES (raw | zlib | zstd
+ *            ^      |                             | walked) -> ZERO_PAGES -+
+ *            |      +-> DEVICE_HEADER -> DEVICE_DATA -----------------------+
+ *            +--------------------------------------------------------------+
+ *
+ * RAM page bytes go out as MS_EV_RAM_PAGE views of the input when stored
+ * raw; compressed channels keep one inflate/zstd stream per channel across
+ * packets (QEMU flushes it at each packet's end), as the receiver does.
+ * The payload is read only when a packet has normal pages: QEMU 7.2 leaves
+ * a stale next_packet_size in page-less packets and sends no payload.
+ */
+#include <zlib.h>
+#include <zstd.h>
+
+#include "reader_impl.h"
+
+enum m_stage {
+    MS_INIT = 0x4D46, /* not 0: a zeroed state is caught as invalid */
+    MS_HEADER,
+    MS_RAM_HEADER,
+    MS_RAM_OFFSETS,
+    MS_PAGES,
+    MS_ZERO_PAGES,
+    MS_DEVICE_HEADER,
+    MS_DEVICE_DATA,
+    MS_WALK
+};
+
+#define MULTIFD_MAGIC 0x11223344u
+#define MULTIFD_VERSION 1
+#define MULTIFD_INIT_SIZE 64
+#define MULTIFD_HDR_SIZE 12
+#define MULTIFD_RAM_FIXED 320 /* header through the block name */
+#define MULTIFD_DEV_HDR 276
+#define MULTIFD_PACKET_DATA (512 * 1024) /* page data one packet carries */
+#define VFIO_BUFFER_HDR 12
+#define VFIO_IDX_INVALID 0xffffffffu
+
+#define FLAG_SYNC 0x01u
+#define FLAG_COMPRESSION 0x3eu
+#define FLAG_DEVICE_STATE 0x40u
+#define FLAGS_KNOWN (FLAG_SYNC | FLAG_COMPRESSION | FLAG_DEVICE_STATE)
+
+enum comp { C_NONE = 0, C_ZLIB = 0x02, C_ZSTD = 0x04, C_QPL = 0x08,
+            C_UADK = 0x10, C_QATZIP = 0x20 };
+
+typedef struct m_state {
+    int stage, step;
+    uint32_t page_size;
+    uint32_t channel_id;
+    uint32_t syncs;      /* SYNC packets seen: the current epoch */
+    int comp_seen;       /* the channel's compression is known */
+    uint32_t comp;       /* its method bit */
+
+    /* packet being read */
+    uint64_t pkt_off;
+    uint32_t flags;
+    ms_event pending;
+    char block[256];
+    char idstr[256];
+    uint32_t pages_alloc, normal, zero, nps, page_i;
+    uint64_t packet_num;
+    uint64_t *offsets;   /* pages_alloc entries */
+    uint64_t payload_left;
+    uint8_t *page_buf;   /* one decompressed page */
+    size_t page_got;
+    /* device state */
+    uint32_t idx, dev_flags, instance;
+    uint64_t dev_off;    /* offset of the device bytes within the buffer */
+
+    z_stream zs;
+    int zs_ready;
+    ZSTD_DStream *zd;
+} m_state;
+
+#define MST(r) ((m_state *)(r)->framing)
+#define ALLOC(r) (&(r)->opt.allocator)
+
+static int take(ms_reader *r, size_t n, const uint8_t **p)
+{
+    if (ms_rd_reserve(r, n) < 0)
+        return -1;
+    return ms_rd_take(r, n, p);
+}
+#define TAKE_OR_RETURN(r, n, p)                                              \
+    do {                                                                     \
+        int t_ = take((r), (n), (p));                                        \
+        if (t_ <= 0)                                                         \
+            return t_ < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;                   \
+    } while (0)
+
+static const char *comp_name(uint32_t c)
+{
+    switch (c) {
+    case C_NONE: return "none";
+    case C_ZLIB: return "zlib";
+    case C_ZSTD: return "zstd";
+    case C_QPL: return "qpl";
+    case C_UADK: return "uadk";
+    case C_QATZIP: return "qatzip";
+    }
+    return "mixed";
+}
+
+/* ---- init packet ------------------------------------------------------------ */
+
+static int read_init(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    TAKE_OR_RETURN(r, MULTIFD_INIT_SIZE, &p);
+    if (ms_be32(p) != MULTIFD_MAGIC)
+        return MS_FAIL(r, MS_ERR_BAD_MAGIC, 0, "expected 11 22 33 44");
+    if (ms_be32(p + 4) != MULTIFD_VERSION)
+        return MS_FAIL(r, MS_ERR_VERSION, 4,
+                       "multifd channel version %u; only 1 is known",
+                       ms_be32(p + 4));
+    for (int i = 25; i < MULTIFD_INIT_SIZE; i++)
+        if (p[i])
+            return MS_FAIL(r, MS_ERR_MULTIFD, (uint64_t)i,
+                           "init packet: reserved byte %d is not zero", i);
+    st->channel_id = p[24];
+    ev->kind = MS_EV_STREAM_HEADER;
+    ev->offset = 0;
+    ev->length = MULTIFD_INIT_SIZE;
+    ev->u.stream.format = MS_FORMAT_QEMU_MULTIFD;
+    ev->u.stream.version_major = MULTIFD_VERSION;
+    memcpy(ev->u.stream.uuid, p + 8, 16);
+    ev->u.stream.channel_index = st->channel_id;
+    ev->u.stream.channel_count = 0; /* only the migration knows */
+    memcpy(st->pending.u.channel.uuid, p + 8, 16);
+    st->stage = MS_HEADER;
+    st->step = 1; /* the channel event comes next */
+    return MS_NEXT_EVENT;
+}
+
+/* ---- packet header ------------------------------------------------------- */
+
+static int read_header(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    if (st->step == 1) { /* the init packet as its own event */
+        st->step = 0;
+        ev->kind = MS_EV_CHANNEL;
+        ev->offset = 0;
+        ev->length = MULTIFD_INIT_SIZE;
+        ev->u.channel.channel_id = st->channel_id;
+        ev->u.channel.version = MULTIFD_VERSION;
+        memcpy(ev->u.channel.uuid, st->pending.u.channel.uuid, 16);
+        return MS_NEXT_EVENT;
+    }
+    if (ms_rd_pending(r) == 0)
+        return MS_NEXT_INPUT; /* a clean end is at a packet boundary */
+    st->pkt_off = ms_rd_pos(r);
+    TAKE_OR_RETURN(r, MULTIFD_HDR_SIZE, &p);
+    if (ms_be32(p) != MULTIFD_MAGIC)
+        return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off,
+                       "packet magic 0x%08x, expected 0x11223344",
+                       ms_be32(p));
+    if (ms_be32(p + 4) != MULTIFD_VERSION)
+        return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 4,
+                       "packet version %u, expected 1", ms_be32(p + 4));
+    st->flags = ms_be32(p + 8);
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    if (st->flags & ~FLAGS_KNOWN)
+        return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
+                       "unknown packet flags 0x%x", st->flags & ~FLAGS_KNOWN);
+    if (comp & (comp - 1))
+        return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
+                       "packet flags name two compression methods (0x%x)",
+                       comp);
+    memset(&st->pending, 0, sizeof st->pending);
+    ms_multifd_info *m = &st->pending.u.mfd;
+    m->flags = st->flags;
+    m->sync = (st->flags & FLAG_SYNC) != 0;
+    m->device_state = (st->flags & FLAG_DEVICE_STATE) != 0;
+    m->compression = comp_name(comp);
+    if (m->device_state) {
+        if (m->sync || comp)
+            return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
+                           "device-state packet with %s flag",
+                           m->sync ? "the SYNC" : "a compression");
+        st->stage = MS_DEVICE_HEADER;
+        st->step = 0;
+        return MS_GO_ON;
+    }
+    st->stage = MS_RAM_HEADER;
+    return MS_GO_ON;
+}
+
+/* ---- RAM packets ------------------------------------------------------------ */
+
+static int read_ram_header(ms_reader *r)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    /* the rest of the fixed part, through the block name; F(x) is the
+     * field at packet offset x (the 12-byte header came in its own take) */
+    TAKE_OR_RETURN(r, MULTIFD_RAM_FIXED - MULTIFD_HDR_SIZE, &p);
+#define F(x) (p + (x) - MULTIFD_HDR_SIZE)
+    uint64_t base = st->pkt_off;
+    uint32_t page_count = MULTIFD_PACKET_DATA / st->page_size;
+    st->pages_alloc = ms_be32(F(12));
+    st->normal = ms_be32(F(16));
+    st->nps = ms_be32(F(20));
+    st->packet_num = ms_be64(F(24));
+    st->zero = ms_be32(F(32));
+    if (st->pages_alloc > page_count || st->pages_alloc == 0)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 12,
+                       "pages_alloc %u (a packet holds at most %u pages of "
+                       "%u bytes)",
+                       st->pages_alloc, page_count, st->page_size);
+    if (st->normal > st->pages_alloc)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 16,
+                       "normal_pages %u above pages_alloc %u", st->normal,
+                       st->pages_alloc);
+    if (st->zero > st->pages_alloc - st->normal)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 32,
+                       "zero_pages %u: only %u slots left", st->zero,
+                       st->pages_alloc - st->normal);
+    for (int i = 36; i < 64; i++)
+        if (*F(i))
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + (uint64_t)i,
+                           "reserved packet byte %d is not zero", i);
+    const uint8_t *name = F(64);
+    if (!memchr(name, 0, 256))
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 64,
+                       "RAM block name is not NUL terminated");
+    memcpy(st->block, name, strlen((const char *)name) + 1);
+    if ((st->normal || st->zero) && !st->block[0])
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 64,
+                       "packet with pages but no RAM block name");
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    if (st->normal) { /* only packets with pages tell the method */
+        if (st->comp_seen && comp != st->comp)
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + 8,
+                           "packet compressed with %s, the channel uses %s",
+                           comp_name(comp), comp_name(st->comp));
+        st->comp_seen = 1;
+        st->comp = comp;
+    }
+    st->stage = MS_RAM_OFFSETS;
+    return MS_GO_ON;
+#undef F
+}
+
+static int read_ram_offsets(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    size_t n = (size_t)st->pages_alloc * 8;
+    TAKE_OR_RETURN(r, n, &p);
+    uint64_t base = st->pkt_off + MULTIFD_RAM_FIXED;
+    for (uint32_t i = 0; i < st->normal + st->zero; i++) {
+        uint64_t off = ms_be64(p + 8 * (size_t)i);
+        if (off % st->page_size)
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + 8 * (uint64_t)i,
+                           "page offset 0x%llx is not page aligned",
+                           (unsigned long long)off);
+        st->offsets[i] = off;
+    }
+    /* The receiver reads a payload only when there are pages: 7.2 leaves a
+     * stale next_packet_size in page-less packets (see file comment). */
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    uint64_t payload = 0;
+    if (st->normal)
+        payload = comp == C_NONE ? (uint64_t)st->normal * st->page_size
+                                 : st->nps;
+    if (payload > r->opt.max_record_payload)
+        return MS_FAIL(r, MS_ERR_LIMIT, st->pkt_off + 20,
+                       "packet payload of %llu bytes exceeds "
+                       "max_record_payload",
+                       (unsigned long long)payload);
+    st->payload_left = payload;
+    st->page_i = 0;
+    st->page_got = 0;
+    ev->kind = MS_EV_MULTIFD_PACKET;
+    ev->offset = st->pkt_off;
+    ev->length = MULTIFD_RAM_FIXED + n + payload;
+    ms_multifd_info *m = &ev->u.mfd;
+    *m = st->pending.u.mfd;
+    m->pages_alloc = st->pages_alloc;
+    m->normal_pages = st->normal;
+    m->zero_pages = st->zero;
+    m->next_packet_size = st->nps;
+    m->packet_num = st->packet_num;
+    m->block = st->block;
+    m->payload_size = payload;
+    if (comp == C_ZLIB && st->normal) {
+        if (!st->zs_ready) {
+            memset(&st->zs, 0, sizeof st->zs);
+            if (inflateInit(&st->zs) != Z_OK)
+                return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "inflate");
+            st->zs_ready = 1;
+        }
+    } else if (comp == C_ZSTD && st->normal) {
+        if (!st->zd && !(st->zd = ZSTD_createDStream()))
+            return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "zstd");
+    }
+    st->stage = st->normal ? (comp == C_NONE || comp == C_ZLIB ||
+                                      comp == C_ZSTD
+                                  ? MS_PAGES
+                                  : MS_WALK)
+                           : MS_ZERO_PAGES;
+    return MS_NEXT_EVENT;
+}
+
+static void page_event(m_state *st, ms_event *ev, uint32_t i,
+                       ms_ram_record rec, const uint8_t *data, int zero_copy,
+                       uint64_t at)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = MS_EV_RAM_PAGE;
+    ev->offset = at;
+    ev->length = data && zero_copy ? st->page_size : 0;
+    ms_ram_info *ri = &ev->u.ram;
+    ri->record = rec;
+    ri->block = st->block;
+    ri->block_index = UINT32_MAX; /* the main stream's list says which */
+    ri->offset = st->offsets[i];
+    ri->page_size = st->page_size;
+    ri->data = data;
+    ri->size = data ? st->page_size : 0;
+    ri->zero_copy = zero_copy;
+    ri->epoch = st->syncs;
+    ri->packet_num = st->packet_num;
+}
+
+/* Normal pages: stored raw (views), or the channel's compressed stream
+ * decompressed one page at a time. */
+static int read_pages(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    if (st->page_i == st->normal && !st->payload_left) {
+        st->stage = MS_ZERO_PAGES;
+        return MS_GO_ON;
+    }
+    if (st->page_i == st->normal && comp == C_NONE)
+        return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: pages");
+    /* After the last page, what is left of a compressed payload is the
+     * stream's flush marker: it must decompress to nothing. */
+    int draining = st->page_i == st->normal;
+    if (comp == C_NONE) {
+        uint64_t at = ms_rd_pos(r);
+        TAKE_OR_RETURN(r, st->page_size, &p);
+        st->payload_left -= st->page_size;
+        page_event(st, ev, st->page_i++, MS_RAM_PAGE, p, ms_rd_in_input(r, p),
+                   at);
+        return MS_NEXT_EVENT;
+    }
+    if (!st->page_buf && !(st->page_buf = ms_alloc(ALLOC(r), st->page_size)))
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "page buffer");
+    if (draining)
+        st->page_got = st->page_size - 1; /* room for one byte: must stay */
+    uint64_t at = ms_rd_pos(r);
+    size_t n = ms_rd_peek(r, st->payload_left, &p);
+    if (n == 0 && st->payload_left)
+        return MS_NEXT_INPUT;
+    size_t used, made;
+    const char *bad = NULL;
+    if (comp == C_ZLIB) {
+        st->zs.next_in = (Bytef *)p;
+        st->zs.avail_in = (uInt)MS_MIN(n, (size_t)UINT32_MAX);
+        st->zs.next_out = st->page_buf + st->page_got;
+        st->zs.avail_out = (uInt)(st->page_size - st->page_got);
+        int zrc = inflate(&st->zs, Z_SYNC_FLUSH);
+        used = (size_t)(st->zs.next_in - p);
+        made = (size_t)(st->zs.next_out - (st->page_buf + st->page_got));
+        if (zrc == Z_STREAM_END)
+            bad = "the channel's zlib stream ended; it must last all packets";
+        else if (zrc != Z_OK && zrc != Z_BUF_ERROR)
+            bad = st->zs.msg ? st->zs.msg : "inflate failed";
+    } else {
+        ZSTD_inBuffer in = {p, n, 0};
+        ZSTD_outBuffer out = {st->page_buf + st->page_got,
+                              st->page_size - st->page_got, 0};
+        size_t zrc = ZSTD_decompressStream(st->zd, &out, &in);
+        used = in.pos;
+        made = out.pos;
+        if (ZSTD_isError(zrc))
+            bad = ZSTD_getErrorName(zrc);
+    }
+    ms_rd_skip(r, used);
+    st->payload_left -= used;
+    st->page_got += made;
+    if (!bad && draining && made)
+        bad = "the payload holds more than the packet's pages";
+    else if (!bad && !used && !made)
+        bad = draining ? "bytes after the packet's pages do not decompress"
+                       : "the packet's payload ends before its pages";
+    if (draining) {
+        st->page_got = 0;
+        if (bad)
+            return MS_FAIL(r, MS_ERR_DECOMPRESS, at, "channel %u packet %llu "
+                           "(%s): %s", st->channel_id,
+                           (unsigned long long)st->packet_num,
+                           comp_name(comp), bad);
+        return MS_GO_ON;
+    }
+    if (bad)
+        return MS_FAIL(r, MS_ERR_DECOMPRESS, at,
+                       "channel %u packet %llu (%s): %s", st->channel_id,
+                       (unsigned long long)st->packet_num, comp_name(comp),
+                       bad);
+    if (st->page_got < st->page_size)
+        return MS_GO_ON; /* more input, or more output from what we gave */
+    st->page_got = 0;
+    page_event(st, ev, st->page_i++, MS_RAM_PAGE, st->page_buf, 0, at);
+    return MS_NEXT_EVENT;
+}
+
+/* qpl / uadk: be32 length per page, then per-page blobs (a length equal to
+ * the page size is a raw page); qatzip: one blob.  Walked, not decoded. */
+static int read_walk(ms_reader *r)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    if ((comp == C_QPL || comp == C_UADK) && st->step == 0) {
+        size_t n = (size_t)st->normal * 4;
+        if (st->payload_left < n)
+            return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 20,
+                           "%s payload of %llu bytes cannot hold %u page "
+                           "lengths",
+                           comp_name(comp),
+                           (unsigned long long)st->payload_left, st->normal);
+        TAKE_OR_RETURN(r, n, &p);
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < st->normal; i++) {
+            uint32_t len = ms_be32(p + 4 * (size_t)i);
+            if (len == 0 || len > st->page_size)
+                return MS_FAIL(r, MS_ERR_MULTIFD, ms_rd_pos(r) - n + 4 * i,
+                               "%s page length %u (page size %u)",
+                               comp_name(comp), len, st->page_size);
+            sum += len;
+        }
+        if (sum != st->payload_left - n)
+            return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 20,
+                           "%s page lengths add up to %llu, the payload "
+                           "holds %llu",
+                           comp_name(comp), (unsigned long long)sum,
+                           (unsigned long long)(st->payload_left - n));
+        st->payload_left -= n;
+        st->step = 1;
+    }
+    size_t n = ms_rd_peek(r, st->payload_left, &p);
+    ms_rd_skip(r, n);
+    st->payload_left -= n;
+    if (st->payload_left)
+        return MS_NEXT_INPUT;
+    st->step = 0;
+    st->page_i = st->normal; /* pages not delivered: not decompressed */
+    st->stage = MS_ZERO_PAGES;
+    return MS_GO_ON;
+}
+
+static int read_zero_pages(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    if (st->page_i < st->normal + st->zero) {
+        page_event(st, ev, st->page_i++, MS_RAM_ZERO, NULL, 0, st->pkt_off);
+        return MS_NEXT_EVENT;
+    }
+    /* pages of a SYNC packet still belong to the epoch it closes */
+    if (st->flags & FLAG_SYNC)
+        st->syncs++;
+    st->stage = MS_HEADER;
+    return MS_GO_ON;
+}
+
+/* ---- device-state packets ----------------------------------------------------- */
+
+static int read_device_header(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    uint64_t base = st->pkt_off;
+    if (st->step == 0) {
+        TAKE_OR_RETURN(r, MULTIFD_DEV_HDR - MULTIFD_HDR_SIZE, &p);
+        /* idstr at packet offset 12 is where this take starts */
+        if (!memchr(p, 0, 256))
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + 12,
+                           "device-state idstr is not NUL terminated");
+        memcpy(st->idstr, p, strlen((const char *)p) + 1);
+        st->instance = ms_be32(p + 256);
+        st->payload_left = ms_be32(p + 260);
+        if (st->payload_left == 0)
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + 272,
+                           "device-state packet with an empty payload");
+        if (st->payload_left < VFIO_BUFFER_HDR)
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + 272,
+                           "device-state payload of %llu bytes is shorter "
+                           "than the 12-byte VFIO buffer header",
+                           (unsigned long long)st->payload_left);
+        if (st->payload_left > r->opt.max_record_payload)
+            return MS_FAIL(r, MS_ERR_LIMIT, base + 272,
+                           "device-state payload of %llu bytes exceeds "
+                           "max_record_payload",
+                           (unsigned long long)st->payload_left);
+        st->step = 1;
+    }
+    TAKE_OR_RETURN(r, VFIO_BUFFER_HDR, &p);
+    uint64_t at = ms_rd_pos(r) - VFIO_BUFFER_HDR;
+    uint32_t version = ms_be32(p);
+    st->idx = ms_be32(p + 4);
+    st->dev_flags = ms_be32(p + 8);
+    if (version != 0)
+        return MS_FAIL(r, MS_ERR_MULTIFD, at,
+                       "VFIO buffer version %u, must be 0", version);
+    if (st->idx == VFIO_IDX_INVALID)
+        return MS_FAIL(r, MS_ERR_MULTIFD, at + 4,
+                       "VFIO buffer idx 0xffffffff is invalid");
+    if (st->dev_flags & ~1u)
+        return MS_FAIL(r, MS_ERR_MULTIFD, at + 8,
+                       "unknown VFIO buffer flags 0x%x", st->dev_flags);
+    st->payload_left -= VFIO_BUFFER_HDR;
+    st->dev_off = 0;
+    ev->kind = MS_EV_MULTIFD_PACKET;
+    ev->offset = base;
+    ev->length = MULTIFD_DEV_HDR + VFIO_BUFFER_HDR + st->payload_left;
+    ms_multifd_info *m = &ev->u.mfd;
+    *m = st->pending.u.mfd;
+    m->idstr = st->idstr;
+    m->instance_id = st->instance;
+    m->buffer_version = version;
+    m->idx = st->idx;
+    m->buffer_flags = st->dev_flags;
+    m->config = (st->dev_flags & 1) != 0;
+    m->payload_size = st->payload_left;
+    st->stage = MS_DEVICE_DATA;
+    return MS_NEXT_EVENT;
+}
+
+static int read_device_data(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    if (st->payload_left == 0) {
+        st->stage = MS_HEADER;
+        return MS_GO_ON;
+    }
+    size_t n = ms_rd_peek(r, st->payload_left, &p);
+    if (n == 0)
+        return MS_NEXT_INPUT;
+    memset(ev, 0, sizeof *ev);
+    ev->kind = MS_EV_DATA;
+    ev->offset = ms_rd_pos(r);
+    ev->length = n;
+    ms_data_info *d = &ev->u.data;
+    d->data = p;
+    d->size = n;
+    d->phase = MS_PHASE_FINAL; /* device state over multifd is stop-copy */
+    d->stream_offset = ev->offset;
+    d->zero_copy = ms_rd_in_input(r, p);
+    d->in_packet = 1;
+    d->idstr = st->idstr;
+    d->instance_id = st->instance;
+    d->packet_idx = st->idx;
+    d->config = (st->dev_flags & 1) != 0;
+    d->image_offset = st->dev_off; /* within the buffer; the set places it */
+    st->dev_off += n;
+    st->payload_left -= n;
+    ms_rd_skip(r, n);
+    return MS_NEXT_EVENT;
+}
+
+/* ---- framing ops ---------------------------------------------------------------- */
+
+static int m_next(ms_reader *r, ms_event *ev)
+{
+    for (;;) {
+        int rc;
+        switch (MST(r)->stage) {
+        case MS_INIT: rc = read_init(r, ev); break;
+        case MS_HEADER: rc = read_header(r, ev); break;
+        case MS_RAM_HEADER: rc = read_ram_header(r); break;
+        case MS_RAM_OFFSETS: rc = read_ram_offsets(r, ev); break;
+        case MS_PAGES: rc = read_pages(r, ev); break;
+        case MS_WALK: rc = read_walk(r); break;
+        case MS_ZERO_PAGES: rc = read_zero_pages(r, ev); break;
+        case MS_DEVICE_HEADER: rc = read_device_header(r, ev); break;
+        case MS_DEVICE_DATA: rc = read_device_data(r, ev); break;
+        default:
+            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
+                           "internal: invalid decoder stage");
+        }
+        if (rc != MS_GO_ON)
+            return r->err.code ? MS_NEXT_ERROR : rc;
+    }
+}
+
+static int m_finish(ms_reader *r)
+{
+    m_state *st = MST(r);
+    if (st->stage == MS_HEADER && st->step == 0 && r->stash_len == 0)
+        return 0;
+    if (st->stage == MS_INIT)
+        return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
+                       "input ends inside the 64-byte init packet");
+    return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
+                   "channel %u: input ends inside the packet at %llu",
+                   st->channel_id, (unsigned long long)st->pkt_off);
+}
+
+static void m_destroy(ms_reader *r)
+{
+    m_state *st = MST(r);
+    if (!st)
+        return;
+    ms_free(ALLOC(r), st->offsets);
+    ms_free(ALLOC(r), st->page_buf);
+    if (st->zs_ready)
+        inflateEnd(&st->zs);
+    ZSTD_freeDStream(st->zd);
+    ms_free(ALLOC(r), st);
+    r->framing = NULL;
+}
+
+int ms_qemu_multifd_init(ms_reader *r)
+{
+    m_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    if (!st)
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
+    r->framing = st;
+    st->stage = MS_INIT;
+    uint32_t ps = r->opt.qemu_page_size ? r->opt.qemu_page_size : 4096;
+    if (ps < 512 || ps > MULTIFD_PACKET_DATA || (ps & (ps - 1)))
+        return MS_FAIL(r, MS_ERR_USAGE, 0, "qemu_page_size %u", ps);
+    st->page_size = ps;
+    /* offsets of one packet: bounded by the packet size / page size */
+    st->offsets = ms_alloc(ALLOC(r), sizeof *st->offsets *
+                                         (MULTIFD_PACKET_DATA / ps));
+    if (!st->offsets)
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "page offsets");
+    return ms_rd_reserve(r, MULTIFD_RAM_FIXED + 8 * (MULTIFD_PACKET_DATA / ps));
+}
+
+const ms_framing_ops ms_qemu_multifd_ops = {
+    .format = MS_FORMAT_QEMU_MULTIFD,
+    .next = m_next,
+    .finish = m_finish,
+    .destroy = m_destroy,
+};
