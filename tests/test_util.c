@@ -1508,3 +1508,202 @@ size_t tq_libvirt_header(tb_buf *b, const char magic[16], uint32_t version,
     tb_put_zeros(b, 14 * 4);
     return at;
 }
+
+/* ---- QEMU multifd channel hand builder ---------------------------------- */
+#include <zstd.h>
+
+size_t tm_init_ex(tb_buf *b, uint32_t magic, uint32_t version,
+                  const uint8_t *uuid, uint8_t id)
+{
+    size_t at = b->len;
+    static const uint8_t zero_uuid[16];
+    tb_put_be32(b, magic);
+    tb_put_be32(b, version);
+    tb_put(b, uuid ? uuid : zero_uuid, 16);
+    tb_put_u8(b, id);
+    tb_put_zeros(b, 7 + 32);
+    return at;
+}
+
+size_t tm_init(tb_buf *b, const uint8_t *uuid, uint8_t id)
+{
+    return tm_init_ex(b, TM_MAGIC, TM_VERSION, uuid, id);
+}
+
+size_t tm_ram_ex(tb_buf *b, const tm_ram *p)
+{
+    size_t at = b->len;
+    uint32_t alloc = p->pages_alloc ? p->pages_alloc : TM_PACKET_DATA / 4096;
+    uint32_t slots = p->slots ? p->slots : alloc;
+    tb_put_be32(b, p->magic ? p->magic : TM_MAGIC);
+    tb_put_be32(b, p->version ? p->version : TM_VERSION);
+    tb_put_be32(b, p->flags);
+    tb_put_be32(b, alloc);
+    tb_put_be32(b, p->normal);
+    tb_put_be32(b, p->next_packet_size);
+    tb_put_be64(b, p->packet_num);
+    tb_put_be32(b, p->zero);
+    tb_put_zeros(b, 28);
+    uint8_t name[256] = {0};
+    if (p->block) {
+        size_t n = strlen(p->block);
+        memcpy(name, p->block, n < 255 ? n : 255);
+    }
+    tb_put(b, name, sizeof name);
+    for (uint32_t i = 0; i < slots; i++)
+        tb_put_be64(b, p->offsets && i < p->normal + p->zero ? p->offsets[i]
+                                                              : 0);
+    if (p->payload_len)
+        tb_put(b, p->payload, p->payload_len);
+    return at;
+}
+
+size_t tm_ram_raw(tb_buf *b, uint32_t flags, uint64_t packet_num,
+                  const char *block, const uint64_t *offsets, uint32_t normal,
+                  uint32_t zero, const uint8_t *pages)
+{
+    tm_ram p = {.flags = flags,
+                .normal = normal,
+                .zero = zero,
+                .next_packet_size = normal * 4096u,
+                .packet_num = packet_num,
+                .block = block,
+                .offsets = offsets,
+                .payload = pages,
+                .payload_len = (size_t)normal * 4096};
+    return tm_ram_ex(b, &p);
+}
+
+size_t tm_ram_empty(tb_buf *b, uint32_t flags, uint64_t packet_num,
+                    uint32_t next_packet_size, const char *block)
+{
+    tm_ram p = {.flags = flags,
+                .next_packet_size = next_packet_size,
+                .packet_num = packet_num,
+                .block = block};
+    return tm_ram_ex(b, &p);
+}
+
+struct tm_comp {
+    uint32_t method;
+    z_stream zs;
+    ZSTD_CStream *zc;
+};
+
+tm_comp *tm_comp_new(uint32_t method, int level)
+{
+    tm_comp *c = xrealloc(NULL, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->method = method;
+    if (method == TM_ZLIB) {
+        if (deflateInit(&c->zs, level) != Z_OK)
+            abort();
+    } else {
+        c->zc = ZSTD_createCStream();
+        if (!c->zc || ZSTD_isError(ZSTD_CCtx_setParameter(
+                          c->zc, ZSTD_c_compressionLevel, level)))
+            abort();
+    }
+    return c;
+}
+
+void tm_comp_free(tm_comp *c)
+{
+    if (!c)
+        return;
+    if (c->method == TM_ZLIB)
+        deflateEnd(&c->zs);
+    else
+        ZSTD_freeCStream(c->zc);
+    free(c);
+}
+
+void tm_comp_pages(tm_comp *c, const uint8_t *pages, size_t n,
+                   size_t page_size, tb_buf *out)
+{
+    tb_buf_reset(out);
+    uint8_t tmp[16384];
+    for (size_t i = 0; i < n; i++) {
+        int last = i + 1 == n;
+        const uint8_t *pg = pages + i * page_size;
+        if (c->method == TM_ZLIB) {
+            c->zs.next_in = (Bytef *)(uintptr_t)pg;
+            c->zs.avail_in = (uInt)page_size;
+            int flush = last ? Z_SYNC_FLUSH : Z_NO_FLUSH;
+            do {
+                c->zs.next_out = tmp;
+                c->zs.avail_out = sizeof tmp;
+                int rc = deflate(&c->zs, flush);
+                if (rc != Z_OK && rc != Z_BUF_ERROR)
+                    abort();
+                tb_put(out, tmp, sizeof tmp - c->zs.avail_out);
+            } while (c->zs.avail_in || c->zs.avail_out == 0);
+        } else {
+            ZSTD_inBuffer in = {pg, page_size, 0};
+            ZSTD_EndDirective mode = last ? ZSTD_e_flush : ZSTD_e_continue;
+            size_t left;
+            do {
+                ZSTD_outBuffer o = {tmp, sizeof tmp, 0};
+                left = ZSTD_compressStream2(c->zc, &o, &in, mode);
+                if (ZSTD_isError(left))
+                    abort();
+                tb_put(out, tmp, o.pos);
+            } while (in.pos < in.size || (last && left));
+        }
+    }
+}
+
+size_t tm_ram_comp(tb_buf *b, tm_comp *c, uint32_t flags,
+                   uint64_t packet_num, const char *block,
+                   const uint64_t *offsets, uint32_t normal, uint32_t zero,
+                   const uint8_t *pages)
+{
+    tb_buf z;
+    tb_buf_init(&z);
+    if (normal)
+        tm_comp_pages(c, pages, normal, 4096, &z);
+    tm_ram p = {.flags = flags | (normal ? c->method : 0),
+                .normal = normal,
+                .zero = zero,
+                .next_packet_size = (uint32_t)z.len,
+                .packet_num = packet_num,
+                .block = block,
+                .offsets = offsets,
+                .payload = z.p,
+                .payload_len = z.len};
+    size_t at = tm_ram_ex(b, &p);
+    tb_buf_free(&z);
+    return at;
+}
+
+size_t tm_device(tb_buf *b, const char *idstr, uint32_t instance_id,
+                 uint32_t idx, uint32_t buf_flags, const void *data,
+                 size_t len)
+{
+    size_t at = b->len;
+    tb_put_be32(b, TM_MAGIC);
+    tb_put_be32(b, TM_VERSION);
+    tb_put_be32(b, TM_DEVICE_STATE);
+    uint8_t name[256] = {0};
+    size_t n = strlen(idstr);
+    memcpy(name, idstr, n < 255 ? n : 255);
+    tb_put(b, name, sizeof name);
+    tb_put_be32(b, instance_id);
+    tb_put_be32(b, (uint32_t)(TM_VFIO_HDR + len));
+    tb_put_be32(b, 0); /* VFIO buffer version */
+    tb_put_be32(b, idx);
+    tb_put_be32(b, buf_flags);
+    if (len)
+        tb_put(b, data, len);
+    return at;
+}
+
+void tm_config_bytes(tb_buf *out, size_t n, uint64_t seed)
+{
+    tb_buf_reset(out);
+    tb_put_be64(out, 0xffffffffef100002ull); /* DEV_CONFIG_STATE */
+    size_t at = out->len;
+    tb_put_zeros(out, n);
+    tb_fill_random(out->p + at, n, seed);
+    tb_put_be64(out, 0xffffffffef100001ull); /* END_OF_STATE */
+}

@@ -426,4 +426,89 @@ size_t tq_libvirt_header(tb_buf *b, const char magic[16], uint32_t version,
                          uint32_t xml_len, uint32_t was_running,
                          uint32_t compressed, uint32_t cookie_off);
 
+/* ---- QEMU multifd channel hand builder ---------------------------------
+ * Written from the qemu-multifd reference (sections 1-5), not from the
+ * decoder.  Every tm_* function appends to a tb_buf and returns the offset
+ * of the first byte it wrote.  All framing is big-endian. */
+#define TM_MAGIC 0x11223344u
+#define TM_VERSION 1u
+#define TM_INIT_SIZE 64u
+#define TM_RAM_FIXED 320u   /* RAM packet: header through the block name */
+#define TM_DEV_HDR 276u     /* device-state packet header */
+#define TM_VFIO_HDR 12u     /* VFIO buffer header inside its payload */
+#define TM_PACKET_DATA (512u * 1024) /* page data a RAM packet may carry */
+
+enum tm_flag {
+    TM_SYNC = 0x01,
+    TM_ZLIB = 0x02,
+    TM_ZSTD = 0x04,
+    TM_QPL = 0x08,
+    TM_UADK = 0x10,
+    TM_QATZIP = 0x20,
+    TM_DEVICE_STATE = 0x40
+};
+#define TM_VFIO_CONFIG 0x1u /* VFIO buffer flags: CONFIG_STATE */
+
+/* Init packet: magic, version, uuid (NULL: all zero), id, zeros. */
+size_t tm_init(tb_buf *b, const uint8_t *uuid, uint8_t id);
+size_t tm_init_ex(tb_buf *b, uint32_t magic, uint32_t version,
+                  const uint8_t *uuid, uint8_t id);
+
+/* One RAM packet, every field explicit.  The header has `slots` offset
+ * slots on the wire (0: pages_alloc of them); offsets[] gives the first
+ * normal + zero slots (the rest are zero).  next_packet_size is written
+ * as given; the payload (payload_len bytes) follows the header. */
+typedef struct tm_ram {
+    uint32_t magic, version;  /* 0: TM_MAGIC, TM_VERSION */
+    uint32_t flags;
+    uint32_t pages_alloc;     /* 0: TM_PACKET_DATA / 4096 */
+    uint32_t slots;
+    uint32_t normal, zero;
+    uint32_t next_packet_size;
+    uint64_t packet_num;
+    const char *block;        /* NULL: an all-zero name */
+    const uint64_t *offsets;
+    const void *payload;
+    size_t payload_len;
+} tm_ram;
+size_t tm_ram_ex(tb_buf *b, const tm_ram *p);
+
+/* A RAM packet of 4 KiB pages with raw payload: normal pages at offsets[0..
+ * normal), their bytes in `pages` (normal * 4096); zero pages after them;
+ * next_packet_size = normal * 4096. */
+size_t tm_ram_raw(tb_buf *b, uint32_t flags, uint64_t packet_num,
+                  const char *block, const uint64_t *offsets, uint32_t normal,
+                  uint32_t zero, const uint8_t *pages);
+/* A packet without pages (e.g. a SYNC packet): no payload, the given
+ * next_packet_size (7.2 leaves a stale one) and block name (may be NULL). */
+size_t tm_ram_empty(tb_buf *b, uint32_t flags, uint64_t packet_num,
+                    uint32_t next_packet_size, const char *block);
+
+/* One zlib or zstd stream per channel, persistent across packets as QEMU
+ * keeps it: pages are fed one by one and each packet ends with a sync
+ * flush (zlib Z_SYNC_FLUSH on the last page; zstd ZSTD_e_flush). */
+typedef struct tm_comp tm_comp;
+tm_comp *tm_comp_new(uint32_t method /* TM_ZLIB or TM_ZSTD */, int level);
+void tm_comp_free(tm_comp *c);
+/* Compress n pages of page_size bytes: the packet's payload into `out`
+ * (replaced). */
+void tm_comp_pages(tm_comp *c, const uint8_t *pages, size_t n,
+                   size_t page_size, tb_buf *out);
+/* A RAM packet of 4 KiB pages compressed with c: flags gain the method's
+ * bit; next_packet_size is the compressed length. */
+size_t tm_ram_comp(tb_buf *b, tm_comp *c, uint32_t flags,
+                   uint64_t packet_num, const char *block,
+                   const uint64_t *offsets, uint32_t normal, uint32_t zero,
+                   const uint8_t *pages);
+
+/* Device-state packet: header (flags DEVICE_STATE, idstr, instance_id,
+ * next_packet_size = 12 + len), VFIO buffer header (version 0, idx,
+ * buf_flags), len data bytes. */
+size_t tm_device(tb_buf *b, const char *idstr, uint32_t instance_id,
+                 uint32_t idx, uint32_t buf_flags, const void *data,
+                 size_t len);
+/* A VFIO config buffer's bytes: be64 DEV_CONFIG_STATE, `n` bytes of
+ * deterministic filler (seed), be64 END_OF_STATE; into `out` (replaced). */
+void tm_config_bytes(tb_buf *out, size_t n, uint64_t seed);
+
 #endif

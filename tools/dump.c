@@ -935,7 +935,8 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
-    struct option *longs = tool_long_options(own);
+    struct option longs[TOOL_LONG_OPTIONS_MAX];
+    tool_long_options(own, longs);
     int c, li;
     while ((c = getopt_long(argc, argv, "hV", longs, &li)) != -1) {
         switch (c) {
@@ -956,7 +957,6 @@ int main(int argc, char **argv)
         default: usage(stderr); return TOOL_USAGE;
         }
     }
-    free(longs);
     if (optind >= argc) {
         usage(stderr);
         return TOOL_USAGE;

@@ -252,14 +252,32 @@ static int open_below(int dirfd, const char *rel, int create)
 /* ---- state
  * ------------------------------------------------------------------- */
 
+/* Which write of a page the block file holds, for rebuilding RAM from a
+ * main channel and multifd channels read one after another: the rank of
+ * a write is (epoch + 1) << 32 | source, source 0 for the main channel
+ * and packet_num + 1 for a multifd packet (both saturating), 0 for a page
+ * never written.  A write applies when its rank is >= the held one: a
+ * later sync epoch always wins; in one epoch the higher multifd packet
+ * number wins, a multifd page wins over a main-channel page (QEMU sends a
+ * page at most once per epoch, so that tie never happens in a real
+ * migration; the rule only makes the output independent of file order),
+ * and main-channel pages of one epoch apply in stream order. */
+typedef uint64_t page_rank;
+
 typedef struct ram_block {
     char name[256];
     char rel[REL_MAX];
     uint64_t used_length;
     int fd; /* -1 while closed (see MAX_OPEN_BLOCKS) */
     uint64_t last_use;
-    int has_data; /* a page was written: ZERO pages may need zeroing */
-    uint64_t pages, zero_pages, xbzrle_pages;
+    /* per page, allocated at the block's first page (calloc: untouched
+     * parts of a large block cost address space, not memory) */
+    uint32_t psize;   /* page size the arrays are indexed by; 0: none yet */
+    uint64_t npages;  /* used_length / psize, rounded up */
+    page_rank *rank;  /* npages: the held write's rank */
+    uint8_t *xbz;     /* npages bits, once an XBZRLE page came: the held
+                         write was decoded against the page as it was */
+    uint64_t pages, zero_pages, xbzrle_pages, older;
 } ram_block;
 
 /* One migstream v1 image of the selected device (chunks or packets). */
@@ -291,9 +309,9 @@ typedef struct extract_ctx {
     ram_block *blocks;
     size_t nblocks, blockcap, nopen;
     uint64_t tick;
-    uint32_t page_size; /* 0 until the stream shows it */
     uint8_t *page;      /* MAX_PAGE_SIZE scratch */
     ram_block *last;    /* block of the previous page (CONTINUE runs) */
+    int *said;          /* per file: a problem line was printed for it */
 
     /* --device */
     const char *dev_idstr, *out_path;
@@ -314,6 +332,10 @@ typedef struct extract_ctx {
     v1_extent *ext;
     size_t next, extcap;
     uint64_t dev_bytes;
+    /* --config: QEMU multifd device state's config buffer */
+    const char *config_path;
+    int config_fd;
+    uint64_t config_bytes;
 } extract_ctx;
 
 static void io_fail(extract_ctx *x, const char *what, int err)
@@ -343,6 +365,7 @@ static void own_problem(extract_ctx *x, size_t file, ms_error code,
     ms_error_info e = {.code = code, .offset = offset};
     snprintf(e.detail, sizeof e.detail, "%s", detail);
     x->problems++;
+    x->said[file] = 1;
     tool_print_problem(stderr, x->files[file], &e);
 }
 
@@ -901,7 +924,8 @@ int main(int argc, char **argv)
                                         {"help", no_argument, 0, 'h'},
                                         {"version", no_argument, 0, 'V'},
                                         {0, 0, 0, 0}};
-    struct option *longs = tool_long_options(own);
+    struct option longs[TOOL_LONG_OPTIONS_MAX];
+    tool_long_options(own, longs);
     int c, li, phase_given = 0;
     while ((c = getopt_long(argc, argv, "o:vhV", longs, &li)) != -1) {
         switch (c) {
@@ -921,7 +945,6 @@ int main(int argc, char **argv)
                         "%s: unknown --phase %s (initial, middle, "
                         "final)\n",
                         prog, optarg);
-                free(longs);
                 return TOOL_USAGE;
             }
             break;
@@ -930,25 +953,20 @@ int main(int argc, char **argv)
             break;
         case TOOL_OPT_READER:
             if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0) {
-                free(longs);
                 return TOOL_USAGE;
             }
             break;
         case 'h':
             usage(stdout);
-            free(longs);
             return TOOL_OK;
         case 'V':
             printf("%s %s\n", prog, ms_version_string());
-            free(longs);
             return TOOL_OK;
         default:
             usage(stderr);
-            free(longs);
             return TOOL_USAGE;
         }
     }
-    free(longs);
     const char *bad = NULL;
     if (!x.ram_dir && !x.dev_idstr)
         bad = "give --ram DIR and/or --device IDSTR";

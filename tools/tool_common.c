@@ -333,22 +333,19 @@ static const struct {
 
 static const size_t n_limits = sizeof limit_opts / sizeof limit_opts[0];
 
-struct option *tool_long_options(const struct option *own)
+void tool_long_options(const struct option *own, struct option *all)
 {
     size_t n = 0;
     while (own[n].name)
         n++;
-    struct option *all = calloc(n + n_limits + 2, sizeof *all);
-    if (!all) {
-        fprintf(stderr, "out of memory\n");
-        exit(TOOL_USAGE);
-    }
+    if (n + n_limits + 2 > TOOL_LONG_OPTIONS_MAX)
+        abort(); /* a tool declares too many options: raise the max */
     memcpy(all, own, n * sizeof *all);
     all[n++] = (struct option){"format", required_argument, 0, TOOL_OPT_READER};
     for (size_t i = 0; i < n_limits; i++)
         all[n++] = (struct option){limit_opts[i].name, required_argument, 0,
                                    TOOL_OPT_READER};
-    return all;
+    all[n] = (struct option){0, 0, 0, 0};
 }
 
 static int set_limit(ms_options *opt, size_t i, const char *value)

@@ -44,8 +44,10 @@ int tool_parse_size(const char *s, uint64_t *out);
  * returns TOOL_OPT_READER for each; pass it to tool_reader_option. */
 struct option;
 #define TOOL_OPT_READER 0x7100
-/* The tool's own long options followed by the reader options; free() it. */
-struct option *tool_long_options(const struct option *own);
+/* The tool's own long options followed by the reader options, written to
+ * `out` (TOOL_LONG_OPTIONS_MAX entries; no allocation, nothing to free). */
+#define TOOL_LONG_OPTIONS_MAX 64
+void tool_long_options(const struct option *own, struct option *out);
 /* Apply one; returns 0, or -1 after printing what is wrong. */
 int tool_reader_option(const char *prog, ms_options *opt, const char *name,
                        const char *value);

@@ -159,7 +159,8 @@ int main(int argc, char **argv)
         {"expect-uuid", required_argument, 0, 'U'},
         {"expect-capability", required_argument, 0, 'C'},
         {0, 0, 0, 0}};
-    struct option *longs = tool_long_options(own);
+    struct option longs[TOOL_LONG_OPTIONS_MAX];
+    tool_long_options(own, longs);
     int c, li;
     while ((c = getopt_long(argc, argv, "vqhV", longs, &li)) != -1) {
         switch (c) {
@@ -202,7 +203,6 @@ int main(int argc, char **argv)
         default: usage(stderr); return TOOL_USAGE;
         }
     }
-    free(longs);
     if (optind >= argc) {
         usage(stderr);
         return TOOL_USAGE;
