@@ -277,7 +277,8 @@ typedef struct ram_block {
     page_rank *rank;  /* npages: the held write's rank */
     uint8_t *xbz;     /* npages bits, once an XBZRLE page came: the held
                          write was decoded against the page as it was */
-    uint64_t pages, zero_pages, xbzrle_pages, older;
+    uint64_t pages, zero_pages, xbzrle_pages;
+    uint64_t superseded; /* writes a newer version replaced or skipped */
 } ram_block;
 
 /* One migstream v1 image of the selected device (chunks or packets). */
@@ -422,6 +423,38 @@ static ram_block *find_block(extract_ctx *x, const char *name)
     return NULL;
 }
 
+/* (Re)size the per-page tables of a block to n pages; new pages are
+ * unwritten.  0, or -1 when memory is short (the old tables stay). */
+static int resize_ranks(ram_block *b, uint64_t n)
+{
+    if (n > SIZE_MAX / sizeof *b->rank)
+        return -1;
+    page_rank *r;
+    if (!b->rank) {
+        r = calloc(n ? (size_t)n : 1, sizeof *r);
+    } else {
+        r = realloc(b->rank, (n ? (size_t)n : 1) * sizeof *r);
+        if (r && n > b->npages)
+            memset(r + b->npages, 0, (size_t)(n - b->npages) * sizeof *r);
+    }
+    if (!r)
+        return -1;
+    b->rank = r;
+    if (b->xbz) {
+        size_t old = (size_t)((b->npages + 7) / 8), want = (size_t)((n + 7) / 8);
+        uint8_t *m = realloc(b->xbz, want ? want : 1);
+        if (!m)
+            return -1;
+        if (want > old)
+            memset(m + old, 0, want - old);
+        if (n % 8) /* bits past the last page stay clear */
+            m[want - 1] &= (uint8_t)((1u << (n % 8)) - 1);
+        b->xbz = m;
+    }
+    b->npages = n;
+    return 0;
+}
+
 /* A RAM block list entry: create (or resize) its file. */
 static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
 {
@@ -468,6 +501,15 @@ static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
         io_fail(x, path, used > (uint64_t)INT64_MAX ? EFBIG : errno);
         return NULL;
     }
+    if (b->psize && used != b->used_length) {
+        /* Listed again with another length: keep the ranks of the pages
+         * that are still there. */
+        uint64_t n = used / b->psize + (used % b->psize != 0);
+        if (resize_ranks(b, n) < 0) {
+            io_fail(x, "page table", ENOMEM);
+            return NULL;
+        }
+    }
     b->used_length = used;
     return x->last = b;
 }
@@ -501,6 +543,39 @@ static int ram_read(extract_ctx *x, ram_block *b, uint8_t *p, size_t n,
     return 0;
 }
 
+static page_rank make_rank(uint32_t epoch, int multifd, uint64_t packet_num)
+{
+    uint64_t e = epoch < UINT32_MAX ? (uint64_t)epoch + 1 : UINT32_MAX;
+    uint64_t src = !multifd ? 0
+                   : packet_num < UINT32_MAX - 1 ? packet_num + 1
+                                                 : UINT32_MAX;
+    return e << 32 | src;
+}
+
+static int xbz_test(const ram_block *b, uint64_t i)
+{
+    return b->xbz && (b->xbz[i / 8] >> (i % 8) & 1);
+}
+
+/* A page for a block the main stream did not list: one line per file
+ * (the set reports the packet too; a second line would say the same). */
+static void unknown_block(extract_ctx *x, size_t file, const ms_event *ev)
+{
+    char why[320];
+    if (x->said[file]) {
+        x->problems++;
+        return;
+    }
+    snprintf(why, sizeof why,
+             "page for RAM block \"%.256s\", which no main channel's block "
+             "list has",
+             ev->u.ram.block);
+    own_problem(x, file, x->format[file] == MS_FORMAT_QEMU_MULTIFD
+                             ? MS_ERR_MULTIFD
+                             : MS_ERR_RAM,
+                ev->offset, why);
+}
+
 static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
 {
     const ms_ram_info *r = &ev->u.ram;
@@ -511,60 +586,113 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
     if (ev->kind != MS_EV_RAM_PAGE || !r->block)
         return;
     ram_block *b = find_block(x, r->block);
-    /* A page for a block this tool has not seen listed (a channel read
-     * before the main channel): size it from the event. */
-    if (!b && !(b = add_block(x, r->block, r->used_length)))
+    if (!b) {
+        unknown_block(x, file, ev);
         return;
+    }
+    int multifd = x->format[file] == MS_FORMAT_QEMU_MULTIFD;
+    uint32_t psize = r->page_size ? r->page_size : DEFAULT_PAGE_SIZE;
+    if (psize > MAX_PAGE_SIZE || (psize & (psize - 1))) {
+        own_problem(x, file, MS_ERR_RAM, ev->offset, "page size unusable");
+        return;
+    }
+    if (!b->psize) {
+        b->psize = psize;
+        if (resize_ranks(b, b->used_length / psize +
+                                (b->used_length % psize != 0)) < 0) {
+            b->psize = 0;
+            io_fail(x, "page table", ENOMEM);
+            return;
+        }
+    } else if (psize != b->psize) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "page of %u bytes in RAM block \"%.64s\", whose pages "
+                 "were %u bytes so far",
+                 psize, b->name, b->psize);
+        own_problem(x, file, MS_ERR_RAM, ev->offset, why);
+        return;
+    }
     /* The decoder checked the offset against the block, but a block
      * listed again (another file) may be shorter now. */
-    if (r->page_size)
-        x->page_size = r->page_size; /* the decoder knows it */
-    uint32_t psize = x->page_size ? x->page_size : DEFAULT_PAGE_SIZE;
     uint64_t span =
         r->record == MS_RAM_PAGE || r->record == MS_RAM_COMPRESS_PAGE ? r->size
                                                                       : psize;
-    if (r->offset > b->used_length || b->used_length - r->offset < span) {
-        if (r->record != MS_RAM_ZERO || b->has_data)
-            own_problem(x, file, MS_ERR_RAM, ev->offset,
-                        "page outside its RAM block's file");
+    if (span != psize || r->offset % psize || r->offset > b->used_length ||
+        b->used_length - r->offset < span) {
+        own_problem(x, file, MS_ERR_RAM, ev->offset,
+                    "page outside its RAM block's file");
         return;
     }
+    uint64_t i = r->offset / psize;
+    page_rank rank = make_rank(r->epoch, multifd, r->packet_num);
+    page_rank held = b->rank[i];
     switch (r->record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE: /* arrives inflated */
-        ram_write(x, b, r->data, r->size, r->offset);
-        b->has_data = 1;
         b->pages++;
         break;
     case MS_RAM_ZERO:
-        /* A fresh file reads as zero; only a page written earlier in the
-         * stream has to be cleared (QEMU's loader memsets it too). */
         b->zero_pages++;
-        if (!b->has_data || !x->page_size)
-            break;
-        if (ram_read(x, b, x->page, x->page_size, r->offset) == 0 &&
-            !all_zero(x->page, x->page_size)) {
-            memset(x->page, 0, x->page_size);
-            ram_write(x, b, x->page, x->page_size, r->offset);
+        break;
+    case MS_RAM_XBZRLE:
+        b->xbzrle_pages++;
+        break;
+    default:
+        return;
+    }
+    if (rank < held) {
+        /* An older version than the one the file holds: the receiver
+         * would have written it first. */
+        b->superseded++;
+        if (xbz_test(b, i) && multifd) {
+            own_problem(x, file, MS_ERR_RAM, ev->offset,
+                        "multifd page older than an XBZRLE page of the main "
+                        "channel, which was decoded without it (XBZRLE "
+                        "with multifd is not rebuilt)");
+        }
+        return;
+    }
+    if (held)
+        b->superseded++; /* the held write is replaced */
+    switch (r->record) {
+    case MS_RAM_PAGE:
+    case MS_RAM_COMPRESS_PAGE:
+        ram_write(x, b, r->data, r->size, r->offset);
+        break;
+    case MS_RAM_ZERO:
+        /* A fresh file reads as zero; only a page written before has to
+         * be cleared (QEMU's loader memsets it too). */
+        if (held && ram_read(x, b, x->page, psize, r->offset) == 0 &&
+            !all_zero(x->page, psize)) {
+            memset(x->page, 0, psize);
+            ram_write(x, b, x->page, psize, r->offset);
         }
         break;
     case MS_RAM_XBZRLE: {
         /* The delta applies to the page as the destination holds it. */
         const char *why = NULL;
         if (ram_read(x, b, x->page, psize, r->offset) < 0)
-            break;
+            return;
         if (xbzrle_apply(r->data, r->size, x->page, psize, &why) < 0) {
             own_problem(x, file, MS_ERR_RAM, ev->offset, why);
-            break;
+            return;
         }
         ram_write(x, b, x->page, psize, r->offset);
-        b->has_data = 1;
-        b->xbzrle_pages++;
-        break;
+        if (!b->xbz && !(b->xbz = calloc((size_t)((b->npages + 7) / 8), 1))) {
+            io_fail(x, "page table", ENOMEM);
+            return;
+        }
+        b->xbz[i / 8] |= (uint8_t)(1u << (i % 8));
+        b->rank[i] = rank;
+        return;
     }
     default:
-        break;
+        return;
     }
+    if (b->xbz)
+        b->xbz[i / 8] &= (uint8_t)~(1u << (i % 8));
+    b->rank[i] = rank;
 }
 
 /* ---- --device
@@ -744,8 +872,39 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
             v1_advance(x);
         }
         break;
+    case MS_EV_MULTIFD_PACKET:
+        if (!from_set && ev->u.mfd.device_state &&
+            strcmp(ev->u.mfd.idstr, x->dev_idstr) == 0)
+            x->dev_found = 1;
+        break;
     case MS_EV_DATA: {
         const ms_data_info *d = &ev->u.data;
+        if (qemu && from_set) {
+            /* QEMU multifd device state, put in idx order by the set (the
+             * reader's per-packet bytes arrive in channel order: never
+             * used).  The buffers before the config buffer are the final
+             * image, the config buffer its own file.  The main channel is
+             * read before the channels, so its precopy bytes come first. */
+            if (!d->in_packet || !d->idstr ||
+                strcmp(d->idstr, x->dev_idstr) != 0)
+                break;
+            x->dev_found = 1;
+            if (d->config) {
+                if (x->config_fd >= 0) {
+                    if (pwrite_all(x->config_fd, d->data, d->size,
+                                   x->config_bytes) < 0)
+                        io_fail(x, x->config_path, errno);
+                    else
+                        x->config_bytes += d->size;
+                }
+                break;
+            }
+            if (!phase_selected(x, d->phase))
+                break;
+            out_write(x, d->data, d->size, x->qemu_pos);
+            x->qemu_pos += d->size;
+            break;
+        }
         if (d->config)
             break;
         if (qemu) {
