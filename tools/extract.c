@@ -948,6 +948,8 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 {
     extract_ctx *x = ctx;
+    if (file != (size_t)-1)
+        x->said[file] = 1;
     tool_print_problem(stderr, x->files[file == (size_t)-1 ? 0 : file], e);
 }
 
@@ -968,6 +970,9 @@ static void usage(FILE *o)
         "                   section (e.g. 0000:00:02.0/vfio) or a migstream\n"
         "                   device, all its images in order\n"
         "  -o, --out FILE   where --device writes (a regular file)\n"
+        "  --config FILE    QEMU multifd device state: also write the\n"
+        "                   device's config buffer (CONFIG_STATE; not part\n"
+        "                   of the image in --out)\n"
         "  --phase PHASE    only initial, middle or final bytes\n"
         "  -v, --verbose    list what was written\n"
         "  -h, --help       this help\n"
@@ -991,6 +996,38 @@ static int parse_phase(const char *s, ms_phase *p)
     return -1;
 }
 
+/* A --device output: a regular file that is none of the inputs.
+ * Returns its descriptor or -1 (reported). */
+static int open_out(extract_ctx *x, const char *path, const char *opt)
+{
+    /* Truncating an input would pull its pages from under tool_run's
+     * mapping. */
+    struct stat os, is;
+    for (size_t i = 0; i < x->nfiles && stat(path, &os) == 0; i++)
+        if (stat(x->files[i], &is) == 0 && is.st_dev == os.st_dev &&
+            is.st_ino == os.st_ino) {
+            fprintf(stderr, "%s: %s: %s names an input file\n", prog, path,
+                    opt);
+            x->failed_io = 1;
+            return -1;
+        }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        io_fail(x, path, errno);
+        return -1;
+    }
+    /* Images are placed with pwrite: a pipe cannot take that. */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "%s: %s: %s must be a regular file\n", prog, path,
+                opt);
+        close(fd);
+        x->failed_io = 1;
+        return -1;
+    }
+    return fd;
+}
+
 static int open_outputs(extract_ctx *x)
 {
     if (x->ram_dir) {
@@ -1009,30 +1046,11 @@ static int open_outputs(extract_ctx *x)
         }
     }
     if (x->dev_idstr) {
-        /* Truncating an input would pull its pages from under tool_run's
-         * mapping. */
-        struct stat os, is;
-        for (size_t i = 0; i < x->nfiles && stat(x->out_path, &os) == 0; i++)
-            if (stat(x->files[i], &is) == 0 && is.st_dev == os.st_dev &&
-                is.st_ino == os.st_ino) {
-                fprintf(stderr, "%s: %s: --out names an input file\n", prog,
-                        x->out_path);
-                x->failed_io = 1;
-                return -1;
-            }
-        x->out_fd = open(x->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-        if (x->out_fd < 0) {
-            io_fail(x, x->out_path, errno);
+        if ((x->out_fd = open_out(x, x->out_path, "--out")) < 0)
             return -1;
-        }
-        /* Images are placed with pwrite: a pipe cannot take that. */
-        struct stat st;
-        if (fstat(x->out_fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-            fprintf(stderr, "%s: %s: --out must be a regular file\n", prog,
-                    x->out_path);
-            x->failed_io = 1;
+        if (x->config_path &&
+            (x->config_fd = open_out(x, x->config_path, "--config")) < 0)
             return -1;
-        }
     }
     return 0;
 }
@@ -1044,14 +1062,18 @@ static void report(extract_ctx *x)
         ram_block *b = &x->blocks[i];
         block_path(x, b, path, sizeof path);
         printf("%s: block %s, %" PRIu64 " bytes, %" PRIu64 " pages, %" PRIu64
-               " zero pages, %" PRIu64 " xbzrle pages\n",
+               " zero pages, %" PRIu64 " xbzrle pages, %" PRIu64
+               " superseded\n",
                path, b->name, b->used_length, b->pages, b->zero_pages,
-               b->xbzrle_pages);
+               b->xbzrle_pages, b->superseded);
     }
     if (x->dev_idstr)
         printf("%s: device %s, %" PRIu64 " bytes%s%s\n", x->out_path,
                x->dev_idstr, x->dev_bytes, x->phase ? ", phase " : "",
                x->phase ? ms_phase_name(x->phase) : "");
+    if (x->config_path)
+        printf("%s: device %s config, %" PRIu64 " bytes\n", x->config_path,
+               x->dev_idstr, x->config_bytes);
 }
 
 static int close_outputs(extract_ctx *x)
@@ -1063,6 +1085,8 @@ static int close_outputs(extract_ctx *x)
         close(x->dirfd);
     if (x->out_fd >= 0 && close(x->out_fd) < 0)
         io_fail(x, x->out_path, errno);
+    if (x->config_fd >= 0 && close(x->config_fd) < 0)
+        io_fail(x, x->config_path, errno);
     if (x->spool)
         fclose(x->spool);
     return x->failed_io ? -1 : 0;
@@ -1070,7 +1094,7 @@ static int close_outputs(extract_ctx *x)
 
 int main(int argc, char **argv)
 {
-    extract_ctx x = {.dirfd = -1, .out_fd = -1};
+    extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
@@ -1078,6 +1102,7 @@ int main(int argc, char **argv)
     static const struct option own[] = {{"ram", required_argument, 0, 'r'},
                                         {"device", required_argument, 0, 'd'},
                                         {"out", required_argument, 0, 'o'},
+                                        {"config", required_argument, 0, 'c'},
                                         {"phase", required_argument, 0, 'p'},
                                         {"verbose", no_argument, 0, 'v'},
                                         {"help", no_argument, 0, 'h'},
@@ -1096,6 +1121,9 @@ int main(int argc, char **argv)
             break;
         case 'o':
             x.out_path = optarg;
+            break;
+        case 'c':
+            x.config_path = optarg;
             break;
         case 'p':
             phase_given = 1;
@@ -1131,8 +1159,8 @@ int main(int argc, char **argv)
         bad = "give --ram DIR and/or --device IDSTR";
     else if (x.dev_idstr && !x.out_path)
         bad = "--device needs --out FILE";
-    else if (!x.dev_idstr && (x.out_path || phase_given))
-        bad = "--out and --phase go with --device";
+    else if (!x.dev_idstr && (x.out_path || x.config_path || phase_given))
+        bad = "--out, --config and --phase go with --device";
     else if (optind >= argc)
         bad = "no input files";
     if (bad) {
@@ -1144,8 +1172,9 @@ int main(int argc, char **argv)
     x.format = calloc(x.nfiles, sizeof *x.format);
     x.qemu_sec = calloc(x.nfiles, sizeof *x.qemu_sec);
     x.qemu_has_sec = calloc(x.nfiles, sizeof *x.qemu_has_sec);
+    x.said = calloc(x.nfiles, sizeof *x.said);
     int rc = TOOL_USAGE;
-    if (!x.format || !x.qemu_sec || !x.qemu_has_sec)
+    if (!x.format || !x.qemu_sec || !x.qemu_has_sec || !x.said)
         fprintf(stderr, "%s: out of memory\n", prog);
     else if (open_outputs(&x) == 0)
         rc = tool_run(prog, x.files, x.nfiles, &opt, on_event, on_problem, &x);
@@ -1165,6 +1194,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: no device \"%s\" in the input\n", prog,
                 x.dev_idstr);
         unlink(x.out_path);
+        if (x.config_path)
+            unlink(x.config_path);
         rc = TOOL_USAGE;
     }
     if (rc != TOOL_USAGE && x.verbose)
@@ -1173,6 +1204,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: write error on standard output\n", prog);
         rc = TOOL_USAGE;
     }
+    for (size_t i = 0; i < x.nblocks; i++) {
+        free(x.blocks[i].rank);
+        free(x.blocks[i].xbz);
+    }
     free(x.blocks);
     free(x.images);
     free(x.ext);
@@ -1180,5 +1215,6 @@ int main(int argc, char **argv)
     free(x.format);
     free(x.qemu_sec);
     free(x.qemu_has_sec);
+    free(x.said);
     return rc;
 }

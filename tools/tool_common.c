@@ -4,6 +4,7 @@
 #include <getopt.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,15 @@ static void close_file(tool_file *f)
     ms_reader_free(f->reader);
 }
 
+/* Channel files may be decoded on several threads (tool_run_parallel):
+ * decoding runs unlocked; the set and the tool's callbacks, which keep
+ * shared state, run under `lock`. */
+static int run_parallel;
+void tool_run_parallel(int on) { run_parallel = on; }
+
 typedef struct run_ctx {
+    pthread_mutex_t lock;
+    int threaded;
     ms_set *set;
     uint32_t page_bits; /* from a QEMU main stream's configuration */
     int set_failed;
@@ -84,6 +93,28 @@ typedef struct run_ctx {
     void *ctx;
     int problems;
 } run_ctx;
+
+static void lock(run_ctx *rc)
+{
+    if (rc->threaded)
+        pthread_mutex_lock(&rc->lock);
+}
+
+static void unlock(run_ctx *rc)
+{
+    if (rc->threaded)
+        pthread_mutex_unlock(&rc->lock);
+}
+
+/* A reader's problem (called unlocked). */
+static void file_problem(run_ctx *rc, tool_file *f, size_t idx)
+{
+    lock(rc);
+    f->failed = 1;
+    rc->problems++;
+    rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+    unlock(rc);
+}
 
 static void set_problem(run_ctx *rc)
 {
@@ -99,29 +130,29 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
 {
     ms_event ev, sev;
     for (;;) {
-        int r = ms_reader_next(f->reader, &ev);
+        int r = ms_reader_next(f->reader, &ev); /* the decoding: unlocked */
         if (r == MS_NEXT_INPUT)
             return 0;
         if (r == MS_NEXT_ERROR) {
-            f->failed = 1;
-            rc->problems++;
-            rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+            file_problem(rc, f, idx);
             return -1;
         }
+        lock(rc);
         rc->on_event(rc->ctx, idx, &ev, 0);
         if (ev.kind == MS_EV_CONFIGURATION && ev.u.config.has_page_bits)
             rc->page_bits = ev.u.config.page_bits;
-        if (rc->set_failed)
-            continue;
-        if (ms_set_observe(rc->set, (uint32_t)idx, &ev) < 0) {
-            set_problem(rc);
-            continue;
+        if (!rc->set_failed) {
+            if (ms_set_observe(rc->set, (uint32_t)idx, &ev) < 0) {
+                set_problem(rc);
+            } else {
+                int s;
+                while ((s = ms_set_next(rc->set, &sev)) == MS_NEXT_EVENT)
+                    rc->on_event(rc->ctx, sev.channel, &sev, 1);
+                if (s == MS_NEXT_ERROR)
+                    set_problem(rc);
+            }
         }
-        int s;
-        while ((s = ms_set_next(rc->set, &sev)) == MS_NEXT_EVENT)
-            rc->on_event(rc->ctx, sev.channel, &sev, 1);
-        if (s == MS_NEXT_ERROR)
-            set_problem(rc);
+        unlock(rc);
     }
 }
 
@@ -159,9 +190,7 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
     if (f->map)
         give_vmdesc(f);
     if (f->vmdesc_bad) {
-        f->failed = 1;
-        rc->problems++;
-        rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+        file_problem(rc, f, idx);
         return 0;
     }
     if (f->map) {
@@ -187,15 +216,63 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
     if (f->failed)
         return 0;
     if (ms_reader_finish(f->reader) < 0) {
-        f->failed = 1;
-        rc->problems++;
-        rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
+        file_problem(rc, f, idx);
         return 0;
     }
     f->done = 1;
+    lock(rc);
     if (!rc->set_failed && ms_set_channel_done(rc->set, (uint32_t)idx) < 0)
         set_problem(rc);
+    unlock(rc);
     return 0;
+}
+
+typedef struct worker {
+    pthread_t thread;
+    const char *prog;
+    run_ctx *rc;
+    tool_file *f;
+    size_t idx;
+    ms_options *opt;
+    int status;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    w->status = read_file(w->prog, w->rc, w->f, w->idx, NULL, w->opt);
+    return NULL;
+}
+
+/* Decode mapped channel files on one thread each; -1 on an I/O error. */
+static int read_parallel(const char *prog, run_ctx *rc, tool_file *fs,
+                         const size_t *idx, size_t n, ms_options *opt)
+{
+    worker *ws = calloc(n, sizeof *ws);
+    if (!ws)
+        return -1;
+    rc->threaded = pthread_mutex_init(&rc->lock, NULL) == 0;
+    size_t started = 0;
+    for (; rc->threaded && started < n; started++) {
+        worker *w = &ws[started];
+        *w = (worker){.prog = prog, .rc = rc, .f = &fs[idx[started]],
+                      .idx = idx[started], .opt = opt};
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            break;
+    }
+    int status = 0;
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(ws[i].thread, NULL);
+        status |= ws[i].status;
+    }
+    /* what could not get a thread is read here, still under the lock rule */
+    for (size_t i = started; i < n; i++)
+        status |= read_file(prog, rc, &fs[idx[i]], idx[i], NULL, opt);
+    if (rc->threaded)
+        pthread_mutex_destroy(&rc->lock);
+    rc->threaded = 0;
+    free(ws);
+    return status < 0 ? -1 : 0;
 }
 
 int tool_run(const char *prog, char *const *files, size_t nfiles,
@@ -236,18 +313,37 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
     /* A QEMU main channel is read before the multifd channels (it holds
      * the page size and the RAM block list they are checked against);
      * otherwise files are read in the order given. */
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t i = 0; i < nfiles; i++) {
-            int main_first = is_qemu_main(&fs[i]);
-            if (main_first != (pass == 0))
-                continue;
-            if (rc.page_bits)
-                opt->qemu_page_size = 1u << rc.page_bits;
-            if (read_file(prog, &rc, &fs[i], i, buf, opt) < 0) {
-                status = TOOL_USAGE;
-                goto out;
-            }
+    size_t *later = calloc(nfiles, sizeof *later), nlater = 0;
+    int all_mapped = 1;
+    if (!later) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        status = TOOL_USAGE;
+        goto out;
+    }
+    for (size_t i = 0; i < nfiles; i++) {
+        if (!is_qemu_main(&fs[i])) {
+            later[nlater++] = i;
+            all_mapped &= fs[i].map != NULL;
+        } else if (read_file(prog, &rc, &fs[i], i, buf, opt) < 0) {
+            free(later);
+            status = TOOL_USAGE;
+            goto out;
         }
+    }
+    if (rc.page_bits)
+        opt->qemu_page_size = 1u << rc.page_bits;
+    int io_error = 0;
+    if (run_parallel && all_mapped && nlater > 1)
+        io_error = read_parallel(prog, &rc, fs, later, nlater, opt) < 0;
+    else
+        for (size_t k = 0; k < nlater && !io_error; k++)
+            io_error = read_file(prog, &rc, &fs[later[k]], later[k], buf,
+                                 opt) < 0;
+    free(later);
+    if (io_error) {
+        status = TOOL_USAGE;
+        goto out;
+    }
     int all_done = 1;
     for (size_t i = 0; i < nfiles; i++)
         all_done &= fs[i].done;

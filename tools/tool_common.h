@@ -28,6 +28,11 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
              ms_options *opt, tool_event_fn on_event,
              tool_problem_fn on_problem, void *ctx);
 
+/* Let tool_run decode channel files (all but a QEMU main channel) on one
+ * thread each when they are mapped; callbacks are then serialised by a
+ * lock but may see channels' events interleaved.  Off by default. */
+void tool_run_parallel(int on);
+
 /* "FILE:OFFSET: error-name: detail" (+ a hint naming the option that
  * raises a limit) on `out`. */
 void tool_print_problem(FILE *out, const char *file, const ms_error_info *e);

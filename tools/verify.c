@@ -216,6 +216,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
+    tool_run_parallel(1); /* verify keeps no order-dependent output */
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
     if (rc == TOOL_OK && v.expect_failures)
         rc = TOOL_INVALID;
