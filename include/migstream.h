@@ -121,7 +121,11 @@ MS_API const char *ms_version_string(void);
       "VMState fields do not match the JSON trailer's description")           \
     X(VMDESC, 42, "vmdesc", "the QEMU JSON trailer is malformed")            \
     X(MULTIFD, 43, "multifd",                                                 \
-      "a QEMU multifd packet is invalid or disagrees with the migration")
+      "a QEMU multifd packet is invalid or disagrees with the migration")     \
+    X(PAYLOAD, 44, "payload",                                                 \
+      "a VFIO driver payload breaks its driver's rules")                      \
+    X(PAYLOAD_COMPAT, 45, "payload-compat",                                   \
+      "a VFIO driver payload does not fit the expected destination")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -155,7 +159,9 @@ typedef enum ms_format {
     MS_FORMAT_QEMU_MAIN = 2,  /* QEMU "QEVM" main stream */
     MS_FORMAT_QEMU_MULTIFD = 3, /* QEMU multifd channel */
     MS_FORMAT_LIBVIRT_SAVE = 4, /* libvirt save image around a QEVM stream */
-    MS_FORMAT_UNKNOWN = 5
+    MS_FORMAT_UNKNOWN = 5,
+    MS_FORMAT_PAYLOAD = 6 /* a VFIO driver's own data (ms_options.payload_kind);
+                             never detected from a stream's magic */
 } ms_format;
 
 MS_API const char *ms_format_name(ms_format f);
@@ -195,6 +201,11 @@ typedef struct ms_options {
     int field_events;            /* 1: emit MS_EV_FIELD per VMState field */
     uint32_t qemu_page_size;     /* multifd channels: the target page size
                                     (from the main stream); 0: 4096 */
+    int payload_kind;            /* MS_FORMAT_PAYLOAD: ms_payload_kind, or
+                                    -1 to detect it from the first bytes */
+    uint64_t payload_final_offset; /* raw data-fd captures: bytes from this
+                                      offset on were read in STOP_COPY;
+                                      UINT64_MAX: not known */
     int input_stable;    /* 1: input slices stay valid and unchanged until
                             the reader/set is freed (e.g. mmap), so a set
                             keeps views instead of copying packets */
@@ -242,8 +253,13 @@ typedef enum ms_event_kind {
     MS_EV_VMDESC,         /* u.vmdesc: the JSON trailer */
     /* QEMU multifd channel; see spec/qemu-multifd.md */
     MS_EV_CHANNEL,        /* u.channel: the channel's init packet */
-    MS_EV_MULTIFD_PACKET  /* u.mfd: a packet header; RAM pages follow as
+    MS_EV_MULTIFD_PACKET, /* u.mfd: a packet header; RAM pages follow as
                              MS_EV_RAM_PAGE, device state as MS_EV_DATA */
+    /* VFIO driver payloads; see spec/payloads.md */
+    MS_EV_PAYLOAD_RECORD, /* u.precord: one record / packet / struct */
+    MS_EV_PAYLOAD_IMAGE,  /* u.image: a device image inside the payload
+                             (length = its bytes without SW headers) */
+    MS_EV_PAYLOAD_FIELD   /* u.pfield: one decoded field */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -495,6 +511,26 @@ typedef struct ms_vmdesc_info {
     size_t len;
 } ms_vmdesc_info;
 
+/* ---- VFIO driver payloads ------------------------------------------------ */
+typedef struct ms_payload_record {
+    uint32_t payload_kind; /* ms_payload_kind */
+    const char *name;      /* "FW_DATA", "STOP_COPY_SIZE", "DEVICE_DATA",
+                              "acc_vf_data", "DESCRIPTOR", "setup block"... */
+    uint32_t tag, flags;   /* SW headers: as written; others: 0 */
+    int optional;
+    uint64_t size;         /* payload bytes after the record's header */
+    uint64_t value;        /* STOP_COPY_SIZE: the size; others: 0 */
+    ms_phase phase;        /* phase its bytes belong to, NONE if unknown */
+} ms_payload_record;
+
+typedef struct ms_payload_field {
+    const char *name;      /* "DRV_FEATURES", "dev_id", "bnk0.mregs" ... */
+    uint64_t value;        /* integer fields */
+    const uint8_t *data;   /* raw bytes (valid until the next call) */
+    size_t size;
+    uint32_t index;        /* queue index / KLV key / section depth */
+} ms_payload_field;
+
 typedef struct ms_event {
     ms_event_kind kind;
     uint64_t offset; /* absolute offset of the element's first byte */
@@ -521,6 +557,8 @@ typedef struct ms_event {
         ms_vmdesc_info vmdesc;
         ms_channel_info channel;
         ms_multifd_info mfd;
+        ms_payload_record precord;
+        ms_payload_field pfield;
     } u;
 } ms_event;
 
@@ -564,6 +602,15 @@ MS_API int ms_reader_finish(ms_reader *r);
  * reader still walks every section but decodes no VMState fields.  The
  * text is copied.  Returns 0 or -1 (malformed JSON or over a limit). */
 MS_API int ms_reader_set_vmdesc(ms_reader *r, const char *json, size_t len);
+
+/* MS_FORMAT_PAYLOAD: the carrier knows which phase the bytes given next
+ * belong to (QEMU PART/END, multifd, migstream images): say so before
+ * handing them in.  Overrides payload_final_offset. */
+MS_API void ms_reader_set_phase(ms_reader *r, ms_phase phase);
+
+/* Which payload kind bytes look like (heuristics of spec/payloads.md):
+ * the kind, -1 when none fits, or -2 when `len` is too short to tell. */
+MS_API int ms_payload_detect(const void *buf, size_t len);
 
 MS_API const ms_error_info *ms_reader_error(const ms_reader *r);
 MS_API uint64_t ms_reader_offset(const ms_reader *r); /* bytes consumed */

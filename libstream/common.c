@@ -127,6 +127,8 @@ void ms_options_init(ms_options *opt)
     opt->max_sections = 65536;
     opt->max_ram_blocks = 4096;
     opt->max_nesting = 4;
+    opt->payload_kind = -1;
+    opt->payload_final_offset = UINT64_MAX;
 }
 
 int ms_options_copy(ms_options *dst, const ms_options *src)
@@ -156,6 +158,7 @@ const char *ms_format_name(ms_format f)
     case MS_FORMAT_QEMU_MAIN: return "qemu-main";
     case MS_FORMAT_QEMU_MULTIFD: return "qemu-multifd";
     case MS_FORMAT_LIBVIRT_SAVE: return "libvirt-save";
+    case MS_FORMAT_PAYLOAD: return "payload";
     case MS_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -220,6 +223,9 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_VMDESC: return "vmdesc";
     case MS_EV_CHANNEL: return "channel";
     case MS_EV_MULTIFD_PACKET: return "packet";
+    case MS_EV_PAYLOAD_RECORD: return "record";
+    case MS_EV_PAYLOAD_IMAGE: return "image";
+    case MS_EV_PAYLOAD_FIELD: return "payload_field";
     }
     return "unknown";
 }

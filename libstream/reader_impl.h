@@ -37,6 +37,11 @@ struct ms_reader {
     size_t untake_n, untake_len, untake_pos;
     int untake_in_place;
     int finished;
+    /* MS_FORMAT_PAYLOAD: the carrier's phase for bytes from
+     * phase_from on (ms_reader_set_phase) */
+    ms_phase phase;
+    uint64_t phase_from;
+    int phase_set;
 };
 
 /* Bytes of the current slice not yet consumed. */
