@@ -364,7 +364,9 @@ static void own_problem(extract_ctx *x, size_t file, ms_error code,
                         uint64_t offset, const char *detail)
 {
     ms_error_info e = {.code = code, .offset = offset};
-    snprintf(e.detail, sizeof e.detail, "%s", detail);
+    /* the precision states the cut: details longer than the field end */
+    snprintf(e.detail, sizeof e.detail, "%.*s", (int)sizeof e.detail - 1,
+             detail);
     x->problems++;
     x->said[file] = 1;
     tool_print_problem(stderr, x->files[file], &e);
