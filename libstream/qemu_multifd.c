@@ -56,6 +56,10 @@ typedef struct m_state {
     uint32_t syncs;      /* SYNC packets seen: the current epoch */
     int comp_seen;       /* the channel's compression is known */
     uint32_t comp;       /* its method bit */
+    int announced;       /* the MS_EV_CHANNEL event went out */
+    /* a decompression error found in the call that completed a page: the
+     * page goes out first, so events do not depend on input slicing */
+    const char *deferred_bad;
 
     /* packet being read */
     uint64_t pkt_off;
@@ -67,6 +71,7 @@ typedef struct m_state {
     uint64_t packet_num;
     uint64_t *offsets;   /* pages_alloc entries */
     uint64_t payload_left;
+    uint64_t payload_off; /* where the packet's payload starts */
     uint8_t *page_buf;   /* one decompressed page */
     size_t page_got;
     /* device state */
@@ -76,6 +81,10 @@ typedef struct m_state {
     z_stream zs;
     int zs_ready;
     ZSTD_DStream *zd;
+    size_t zd_hint; /* zstd's next input size: fed no more, so it works a
+                       block at a time whatever the slicing; 0: no limit */
+    int zd_full;    /* the last call filled its output: zstd may hold more,
+                       so the next call only flushes (no new input) */
 } m_state;
 
 #define MST(r) ((m_state *)(r)->framing)
@@ -135,7 +144,6 @@ static int read_init(ms_reader *r, ms_event *ev)
     ev->u.stream.channel_count = 0; /* only the migration knows */
     memcpy(st->pending.u.channel.uuid, p + 8, 16);
     st->stage = MS_HEADER;
-    st->step = 1; /* the channel event comes next */
     return MS_NEXT_EVENT;
 }
 
@@ -145,8 +153,8 @@ static int read_header(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    if (st->step == 1) { /* the init packet as its own event */
-        st->step = 0;
+    if (!st->announced) { /* the init packet as its own event */
+        st->announced = 1;
         ev->kind = MS_EV_CHANNEL;
         ev->offset = 0;
         ev->length = MULTIFD_INIT_SIZE;
@@ -157,6 +165,7 @@ static int read_header(ms_reader *r, ms_event *ev)
     }
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* a clean end is at a packet boundary */
+    st->step = 0;
     st->pkt_off = ms_rd_pos(r);
     TAKE_OR_RETURN(r, MULTIFD_HDR_SIZE, &p);
     if (ms_be32(p) != MULTIFD_MAGIC)
@@ -278,6 +287,7 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
                        "max_record_payload",
                        (unsigned long long)payload);
     st->payload_left = payload;
+    st->payload_off = ms_rd_pos(r);
     st->page_i = 0;
     st->page_got = 0;
     ev->kind = MS_EV_MULTIFD_PACKET;
@@ -300,8 +310,11 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
             st->zs_ready = 1;
         }
     } else if (comp == C_ZSTD && st->normal) {
-        if (!st->zd && !(st->zd = ZSTD_createDStream()))
-            return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "zstd");
+        if (!st->zd) {
+            if (!(st->zd = ZSTD_createDStream()))
+                return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "zstd");
+            st->zd_hint = ZSTD_initDStream(st->zd);
+        }
     }
     st->stage = st->normal ? (comp == C_NONE || comp == C_ZLIB ||
                                       comp == C_ZSTD
@@ -317,8 +330,13 @@ static void page_event(m_state *st, ms_event *ev, uint32_t i,
 {
     memset(ev, 0, sizeof *ev);
     ev->kind = MS_EV_RAM_PAGE;
+    /* Offsets do not depend on how the input was sliced: a raw page is
+     * its bytes; a decompressed page points at its packet's payload; a
+     * zero page (no bytes) at where the payload ended. */
     ev->offset = at;
-    ev->length = data && zero_copy ? st->page_size : 0;
+    ev->length = rec == MS_RAM_PAGE && !(st->flags & FLAG_COMPRESSION)
+                     ? st->page_size
+                     : 0;
     ms_ram_info *ri = &ev->u.ram;
     ri->record = rec;
     ri->block = st->block;
@@ -339,14 +357,18 @@ static int read_pages(ms_reader *r, ms_event *ev)
     m_state *st = MST(r);
     const uint8_t *p;
     uint32_t comp = st->flags & FLAG_COMPRESSION;
-    if (st->page_i == st->normal && !st->payload_left) {
+    if (st->deferred_bad)
+        return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
+                       "channel %u packet %llu (%s): %s", st->channel_id,
+                       (unsigned long long)st->packet_num, comp_name(comp),
+                       st->deferred_bad);
+    if (st->page_i == st->normal && comp == C_NONE) {
         st->stage = MS_ZERO_PAGES;
         return MS_GO_ON;
     }
-    if (st->page_i == st->normal && comp == C_NONE)
-        return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: pages");
-    /* After the last page, what is left of a compressed payload is the
-     * stream's flush marker: it must decompress to nothing. */
+    /* After the last page, what is left of a compressed payload (maybe
+     * nothing) must decompress to nothing: run the decompressor with one
+     * byte of room, also to find output it buffered past the pages. */
     int draining = st->page_i == st->normal;
     if (comp == C_NONE) {
         uint64_t at = ms_rd_pos(r);
@@ -360,11 +382,13 @@ static int read_pages(ms_reader *r, ms_event *ev)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "page buffer");
     if (draining)
         st->page_got = st->page_size - 1; /* room for one byte: must stay */
-    uint64_t at = ms_rd_pos(r);
     size_t n = ms_rd_peek(r, st->payload_left, &p);
     if (n == 0 && st->payload_left)
         return MS_NEXT_INPUT;
+    if (n == 0)
+        p = st->page_buf; /* no input: any valid pointer */
     size_t used, made;
+    int flushing = 0; /* a zstd call that only empties what it holds */
     const char *bad = NULL;
     if (comp == C_ZLIB) {
         st->zs.next_in = (Bytef *)p;
@@ -379,7 +403,9 @@ static int read_pages(ms_reader *r, ms_event *ev)
         else if (zrc != Z_OK && zrc != Z_BUF_ERROR)
             bad = st->zs.msg ? st->zs.msg : "inflate failed";
     } else {
-        ZSTD_inBuffer in = {p, n, 0};
+        size_t feed = st->zd_full ? 0 : st->zd_hint ? MS_MIN(n, st->zd_hint) : n;
+        flushing = st->zd_full;
+        ZSTD_inBuffer in = {p, feed, 0};
         ZSTD_outBuffer out = {st->page_buf + st->page_got,
                               st->page_size - st->page_got, 0};
         size_t zrc = ZSTD_decompressStream(st->zd, &out, &in);
@@ -387,33 +413,40 @@ static int read_pages(ms_reader *r, ms_event *ev)
         made = out.pos;
         if (ZSTD_isError(zrc))
             bad = ZSTD_getErrorName(zrc);
+        else
+            st->zd_hint = zrc; /* 0: a frame ended; the next may begin */
+        st->zd_full = out.pos == out.size;
     }
     ms_rd_skip(r, used);
     st->payload_left -= used;
     st->page_got += made;
     if (!bad && draining && made)
         bad = "the payload holds more than the packet's pages";
-    else if (!bad && !used && !made)
+    else if (!bad && !used && !made && !flushing && st->payload_left)
         bad = draining ? "bytes after the packet's pages do not decompress"
                        : "the packet's payload ends before its pages";
-    if (draining) {
+    else if (!bad && !used && !made && !flushing && !draining)
+        bad = "the packet's payload ends before its pages";
+    if (draining && !bad) {
         st->page_got = 0;
-        if (bad)
-            return MS_FAIL(r, MS_ERR_DECOMPRESS, at, "channel %u packet %llu "
-                           "(%s): %s", st->channel_id,
-                           (unsigned long long)st->packet_num,
-                           comp_name(comp), bad);
+        if (!st->payload_left)
+            st->stage = MS_ZERO_PAGES;
         return MS_GO_ON;
     }
-    if (bad)
-        return MS_FAIL(r, MS_ERR_DECOMPRESS, at,
+    if (bad && !draining && st->page_got == st->page_size) {
+        st->deferred_bad = bad; /* reported on the next call */
+        bad = NULL;
+    }
+    if (bad) /* at the payload: where the failure shows depends on slicing */
+        return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
                        "channel %u packet %llu (%s): %s", st->channel_id,
                        (unsigned long long)st->packet_num, comp_name(comp),
                        bad);
     if (st->page_got < st->page_size)
         return MS_GO_ON; /* more input, or more output from what we gave */
     st->page_got = 0;
-    page_event(st, ev, st->page_i++, MS_RAM_PAGE, st->page_buf, 0, at);
+    page_event(st, ev, st->page_i++, MS_RAM_PAGE, st->page_buf, 0,
+               st->payload_off);
     return MS_NEXT_EVENT;
 }
 
@@ -466,7 +499,7 @@ static int read_zero_pages(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     if (st->page_i < st->normal + st->zero) {
-        page_event(st, ev, st->page_i++, MS_RAM_ZERO, NULL, 0, st->pkt_off);
+        page_event(st, ev, st->page_i++, MS_RAM_ZERO, NULL, 0, ms_rd_pos(r));
         return MS_NEXT_EVENT;
     }
     /* pages of a SYNC packet still belong to the epoch it closes */
@@ -600,8 +633,8 @@ static int m_next(ms_reader *r, ms_event *ev)
 static int m_finish(ms_reader *r)
 {
     m_state *st = MST(r);
-    if (st->stage == MS_HEADER && st->step == 0 && r->stash_len == 0)
-        return 0;
+    if (st->stage == MS_HEADER && r->stash_len == 0)
+        return 0; /* a packet boundary */
     if (st->stage == MS_INIT)
         return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
                        "input ends inside the 64-byte init packet");

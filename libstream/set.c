@@ -78,6 +78,8 @@ typedef struct set_channel {
     int seen_header, done;
     ms_stream_info hdr;
     int qblock; /* QEMU multifd: the current RAM packet's block, or -1 */
+    uint64_t syncs; /* QEMU multifd: SYNC packets on this channel */
+    uint64_t end;   /* end of the last element seen: where a tail is lost */
     /* the packet this channel is streaming */
     set_image *pk_img;
     set_packet *pk_held; /* NULL: passing straight through */
@@ -910,6 +912,7 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
         pe.u.packet.config = m->config;
         return observe_packet(s, slot, &pe);
     }
+    c->syncs += m->sync != 0;
     /* Page-less packets without SYNC are stale copies of the previous
      * header in QEMU 7.2 (same packet number): only the others count. */
     if (m->normal_pages || m->zero_pages || m->sync) {
@@ -1018,6 +1021,25 @@ static int finish_qemu(ms_set *s)
                             "multifd channel %u is missing (channels up to "
                             "%u are present)",
                             id, s->mfd_max_id - 1);
+    /* QEMU sends each sync point on every channel: a channel with fewer
+     * SYNC packets than the others lost its tail (even at a packet
+     * boundary, where the channel itself ends cleanly). */
+    uint64_t most = 0;
+    for (size_t i = 0; i < s->nchans; i++)
+        if (s->chans[i].hdr.format == MS_FORMAT_QEMU_MULTIFD &&
+            s->chans[i].syncs > most)
+            most = s->chans[i].syncs;
+    for (size_t i = 0; i < s->nchans; i++) {
+        set_channel *c = &s->chans[i];
+        if (c->seen_header && c->hdr.format == MS_FORMAT_QEMU_MULTIFD &&
+            c->syncs < most)
+            return set_fail(s, MS_ERR_MULTIFD, (uint32_t)i, c->end,
+                            "multifd channel %u carries %llu SYNC packets, "
+                            "another channel %llu: its tail is missing",
+                            c->hdr.channel_index,
+                            (unsigned long long)c->syncs,
+                            (unsigned long long)most);
+    }
     if (s->main_has_uuid && s->have_mfd_uuid &&
         memcmp(s->main_uuid, s->mfd_uuid, 16) != 0)
         return set_fail(s, MS_ERR_CHANNEL_UUID, NO_CHANNEL, 0,
@@ -1074,6 +1096,8 @@ int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
     if (ev->kind != MS_EV_STREAM_HEADER && !c->seen_header)
         return set_fail(s, MS_ERR_USAGE, slot, ev->offset,
                         "event before the channel's stream header");
+    if (ev->offset + ev->length > c->end)
+        c->end = ev->offset + ev->length;
     if (ev->kind != MS_EV_STREAM_HEADER && c->hdr.format != MS_FORMAT_MIGSTREAM)
         return observe_qemu(s, slot, ev);
     switch (ev->kind) {

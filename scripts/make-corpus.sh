@@ -287,6 +287,42 @@ else
     echo "make-corpus: python3 not found; QEMU main-stream seeds left out" >&2
 fi
 
+# QEMU multifd channel seeds for the reader: small synthetic sets from
+# migstream-synth --multifd (raw pages with device-state packets, zlib, zstd;
+# every channel and the main channel), the small real channel conn3 of the
+# multifd4 capture whole, and the first 20 KiB of two real channels (raw and
+# zlib) as truncated seeds.
+mfd_sets=(
+    "raw-dev|--multifd 2 --ram-size 16K --ram-passes 2 --devices 2 --final-size 3000 --packet-size 1000 --seed 11"
+    "zlib|--multifd 2 --compress-multifd zlib --ram-size 32K --ram-passes 2 --seed 12"
+    "zstd|--multifd 2 --compress-multifd zstd --ram-size 32K --ram-passes 2 --uuid 5a1e7700123445568798a9bacbdcedfe --seed 13"
+)
+for entry in "${mfd_sets[@]}"; do
+    name=${entry%%|*}
+    opts=${entry#*|}
+    dir="$tmp/mfd-$name"
+    # shellcheck disable=SC2086  # options are split on purpose
+    if ! "$synth" $opts -o "$dir" >"$tmp/synth.log" 2>&1; then
+        echo "make-corpus: migstream-synth $opts -o $dir failed:" >&2
+        cat "$tmp/synth.log" >&2
+        exit 1
+    fi
+    for f in "$dir"/*.mig; do
+        add_seed "$f" "$out_dir/reader/qemu-multifd-$name-$(basename "$f")"
+    done
+done
+mfd4="$src_dir/tests/data/captures/qemu-7.2-pc-multifd4"
+zlib2="$src_dir/tests/data/captures/qemu-7.2-pc-multifd2-zlib"
+if [[ -f "$mfd4/conn3.bin" && -f "$mfd4/conn1.bin" && -f "$zlib2/conn1.bin" ]]; then
+    add_seed "$mfd4/conn3.bin" "$out_dir/reader/qemu-multifd-capture-channel.mig"
+    head -c 20480 "$mfd4/conn1.bin" >"$tmp/mfd-head-raw"
+    add_seed "$tmp/mfd-head-raw" "$out_dir/reader/qemu-multifd-capture-head-raw.mig"
+    head -c 20480 "$zlib2/conn1.bin" >"$tmp/mfd-head-zlib"
+    add_seed "$tmp/mfd-head-zlib" "$out_dir/reader/qemu-multifd-capture-head-zlib.mig"
+else
+    echo "make-corpus: multifd captures not found; their seeds left out" >&2
+fi
+
 # Seeds for harnesses without a dedicated recipe.
 for name in "$@"; do
     case "$name" in

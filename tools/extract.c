@@ -2,10 +2,22 @@
  *
  *   --ram DIR         QEMU guest RAM: one sparse file per RAM block under
  *                     DIR, every page at its offset, as the destination
- *                     would hold it after loading the stream.
+ *                     would hold it after loading the stream -- the main
+ *                     channel alone, or with its multifd channels (raw,
+ *                     zlib or zstd), files in any order.
  *   --device IDSTR    one device's state bytes, concatenated in image
- *   --out FILE        order (QEMU VFIO sections, or migstream v1 chunk and
- *                     reassembled packet images), optionally one phase.
+ *   --out FILE        order (QEMU VFIO sections, QEMU multifd device-state
+ *                     buffers put in idx order by the set, or migstream
+ *                     v1 chunk and reassembled packet images), optionally
+ *                     one phase; --config FILE: the multifd config buffer.
+ *
+ * Multifd RAM: the receiver applies all writes of sync epoch n (main
+ * channel: RAM EOS / MULTIFD_FLUSH markers; channels: SYNC packets) before
+ * any of epoch n + 1, so a page keeps its newest version by (epoch, packet
+ * number), whatever order the files are read in (see page_rank).  Memory:
+ * 8 bytes per guest page of every block a page was sent for -- 2 MiB per
+ * GiB of guest RAM with 4 KiB pages -- plus 1 bit per page (32 KiB per
+ * GiB) for a block that had XBZRLE pages.
  *
  * Extraction runs on the same reader/set pass as migstream-verify
  * (tool_run), so an invalid stream still yields everything decoded before
@@ -960,17 +972,23 @@ static void usage(FILE *o)
     fprintf(
         o,
         "usage: %s --ram DIR FILE...\n"
-        "       %s --device IDSTR --out FILE [--phase PHASE] FILE...\n"
+        "       %s --device IDSTR --out FILE [--config FILE] [--phase PHASE]\n"
+        "              FILE...\n"
         "Write what a migration carried into plain files.\n"
         "  --ram DIR        QEMU guest RAM: one sparse file per RAM block\n"
         "                   under DIR, named after the block ('/' makes\n"
         "                   subdirectories, as analyze-migration.py -x;\n"
         "                   '.' and '..' components are written %%2E and\n"
         "                   %%2E%%2E, leading '/' is dropped), sized to the\n"
-        "                   block's used_length, every page at its offset\n"
+        "                   block's used_length, every page at its offset;\n"
+        "                   give the main channel and all multifd channels\n"
+        "                   (any order): per page the newest write wins\n"
+        "                   (later sync epoch, then higher packet number)\n"
         "  --device IDSTR   the state bytes of one device: a QEMU VFIO\n"
-        "                   section (e.g. 0000:00:02.0/vfio) or a migstream\n"
-        "                   device, all its images in order\n"
+        "                   section (e.g. 0000:00:02.0/vfio) and its multifd\n"
+        "                   device-state buffers (the final image, in idx\n"
+        "                   order), or a migstream device, all its images\n"
+        "                   in order\n"
         "  -o, --out FILE   where --device writes (a regular file)\n"
         "  --config FILE    QEMU multifd device state: also write the\n"
         "                   device's config buffer (CONFIG_STATE; not part\n"

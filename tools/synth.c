@@ -1,5 +1,7 @@
 /* migstream-synth: write valid synthetic migstream v1 streams, or (with
- * --qemu) a real QEMU main stream with VFIO devices inserted.
+ * --qemu) a real QEMU main stream with VFIO devices inserted, or (with
+ * --multifd) a QEMU multifd channel set: main channel, RAM pages and VFIO
+ * device-state packets on N multifd channels.
  *
  * The workload imitates a VFIO live migration: every device goes through
  * RUNNING -> PRE_COPY, sends an initial image and some dirty (middle)
@@ -22,6 +24,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <zlib.h>
+#include <zstd.h>
 
 #include "migstream.h"
 #include "tool_common.h"
@@ -65,6 +70,16 @@ typedef struct workload {
     int switchover_ack;
     int packet_size_set; /* --packet-size given (else 1 MiB chunks) */
     const char *v1_only; /* first option given that --qemu ignores */
+    /* --multifd mode */
+    uint32_t multifd;         /* multifd channels; 0: not this mode */
+    int multifd_comp;         /* 0 none, 0x02 zlib, 0x04 zstd */
+    int has_uuid;
+    uint8_t uuid[16];
+    uint64_t ram_size, ram_passes;
+    int devices_set;          /* --devices given */
+    const char *ram_option;   /* --ram-size or --ram-passes, if given */
+    const char *multifd_only; /* first option only --multifd takes */
+    const char *not_multifd;  /* first option --multifd refuses */
 } workload;
 
 /* One channel's output file. */
@@ -393,6 +408,28 @@ static void usage(FILE *out)
 "  --expect-dir DIR      also write the inserted bytes: DIR/devices (one\n"
 "                        line per device: N IDSTR SECTION_ID) and\n"
 "                        DIR/N.initial, DIR/N.middle, DIR/N.final\n"
+"       " PROG " --multifd N [--qemu BASE.mig] [options] -o DIR\n"
+"                      a QEMU multifd channel set: DIR/main.mig (the main\n"
+"                      channel: BASE with its pages moved to the channels,\n"
+"                      or a minimal QEMU 10 stream) and DIR/channel-K.mig,\n"
+"                      K = 0..N-1 (N <= 255): RAM pages and, with --devices,\n"
+"                      VFIO device-state packets (the stop-copy state of\n"
+"                      --final-size bytes in --packet-size buffers, default\n"
+"                      1M, then a config buffer); --devices (default 2, 0\n"
+"                      with compression), --kind mlx5|raw, --seed and\n"
+"                      --expect-dir apply, and:\n"
+"  --compress-multifd none|zlib|zstd\n"
+"                        RAM page compression (device state needs none)\n"
+"  --uuid UUID           the VM UUID in every init packet (and, without\n"
+"                        BASE, the main channel's configuration)\n"
+"  --ram-size BYTES      without BASE: pc.ram size (default 4M; pc.bios\n"
+"                        and a ROM take 1/16 and 1/32 of it, at most\n"
+"                        256K and 128K)\n"
+"  --ram-passes N        without BASE: RAM passes, the last one after the\n"
+"                        switchover (default 3)\n"
+"  --expect-dir DIR      also DIR/N.config and the RAM the destination\n"
+"                        ends with: DIR/ram (K USED_LENGTH NAME per block)\n"
+"                        and DIR/ram-K.bin\n"
 "  -h, --help            this help\n"
 "  -V, --version         the version\n", out);
 }
@@ -425,6 +462,8 @@ static void workload_defaults(workload *wl)
     wl->channels = 4;
     wl->final_transport = -1;
     wl->seed = 1;
+    wl->ram_size = 4 << 20;
+    wl->ram_passes = 3;
 }
 
 /* Numeric options: where each lands in a workload, and its bounds. */
@@ -451,6 +490,9 @@ static const numeric_option numeric_options[] = {
     NUM("--channels", 1, MAX_CHANNELS, channels, FIELD_U32),
     NUM("--compress", 0, 9, compress, FIELD_INT),
     NUM("--seed", 0, UINT64_MAX, seed, FIELD_U64),
+    NUM("--multifd", 1, 255, multifd, FIELD_U32),
+    NUM("--ram-size", 4096, (uint64_t)1 << 40, ram_size, FIELD_U64),
+    NUM("--ram-passes", 1, 1000, ram_passes, FIELD_U64),
 };
 #undef NUM
 
@@ -484,7 +526,54 @@ static int is_text_option(const char *name)
 {
     return strcmp(name, "-o") == 0 || strcmp(name, "--kind") == 0 ||
            strcmp(name, "--final-transport") == 0 ||
-           strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0;
+           strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0 ||
+           strcmp(name, "--compress-multifd") == 0 ||
+           strcmp(name, "--uuid") == 0;
+}
+
+/* Options only the --multifd mode takes (besides --multifd itself). */
+static int is_multifd_only(const char *name)
+{
+    return strcmp(name, "--compress-multifd") == 0 ||
+           strcmp(name, "--uuid") == 0 || strcmp(name, "--ram-size") == 0 ||
+           strcmp(name, "--ram-passes") == 0;
+}
+
+/* Options --multifd refuses: it has no precopy images and its own
+ * channel count. */
+static int is_not_multifd(const char *name)
+{
+    static const char *const names[] = {
+        "--channels",        "--chunk-size",    "--compress",
+        "--final-transport", "--vendor-record", "--example",
+        "--initial-size",    "--middle",        "--middle-size",
+        "--switchover-ack",  "--stdout"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* 32 hex digits, dashes anywhere (8-4-4-4-12 or none). */
+static int parse_uuid(const char *s, uint8_t out[16])
+{
+    unsigned n = 0;
+    for (; *s; s++) {
+        if (*s == '-')
+            continue;
+        int v = *s >= '0' && *s <= '9'   ? *s - '0'
+                : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                         : -1;
+        if (v < 0 || n >= 32)
+            return -1;
+        if (n % 2 == 0)
+            out[n / 2] = (uint8_t)(v << 4);
+        else
+            out[n / 2] |= (uint8_t)v;
+        n++;
+    }
+    return n == 32 ? 0 : -1;
 }
 
 /* Options that only shape migstream v1 output; --qemu refuses them. */
@@ -508,6 +597,21 @@ static int set_text(workload *wl, const char *name, const char *value)
         wl->qemu_base = value;
     } else if (strcmp(name, "--expect-dir") == 0) {
         wl->expect_dir = value;
+    } else if (strcmp(name, "--compress-multifd") == 0) {
+        if (strcmp(value, "none") == 0)
+            wl->multifd_comp = 0;
+        else if (strcmp(value, "zlib") == 0)
+            wl->multifd_comp = 0x02;
+        else if (strcmp(value, "zstd") == 0)
+            wl->multifd_comp = 0x04;
+        else
+            return usage_error("unknown multifd compression '%s' (none, "
+                               "zlib, zstd)",
+                               value);
+    } else if (strcmp(name, "--uuid") == 0) {
+        if (parse_uuid(value, wl->uuid) < 0)
+            return usage_error("bad UUID '%s' (32 hex digits)", value);
+        wl->has_uuid = 1;
     } else if (strcmp(name, "--kind") == 0) {
         wl->kind = ms_payload_kind_from_name(value);
         if (wl->kind < 0)
@@ -533,9 +637,45 @@ static int set_option(workload *wl, const char *name, const char *value)
         return usage_error("option '%s' needs a value", name);
     if (strcmp(name, "--packet-size") == 0)
         wl->packet_size_set = 1;
+    if (strcmp(name, "--devices") == 0)
+        wl->devices_set = 1;
+    if (o && (strcmp(name, "--ram-size") == 0 ||
+              strcmp(name, "--ram-passes") == 0))
+        wl->ram_option = o->name;
+    if (!wl->multifd_only && is_multifd_only(name))
+        wl->multifd_only = o                              ? o->name
+                           : strcmp(name, "--uuid") == 0 ? "--uuid"
+                                                         : "--compress-multifd";
+    if (!wl->not_multifd && is_not_multifd(name))
+        wl->not_multifd = o ? o->name : "--final-transport";
     if (!wl->v1_only && is_v1_only(name))
         wl->v1_only = o ? o->name : "--final-transport";
     return o ? set_numeric(wl, o, value) : set_text(wl, name, value);
+}
+
+/* --multifd: the options it takes and its defaults. */
+static int check_multifd_args(workload *wl)
+{
+    if (wl->not_multifd)
+        return usage_error("%s does not apply to --multifd", wl->not_multifd);
+    if (!wl->out_dir)
+        return usage_error("--multifd needs -o DIR");
+    if (wl->kind != MS_PAYLOAD_MLX5 && wl->kind != MS_PAYLOAD_RAW)
+        return usage_error("--multifd writes --kind mlx5 or raw payloads");
+    if (wl->qemu_base && wl->ram_option)
+        return usage_error("%s does not apply with --qemu BASE (its RAM "
+                           "comes from BASE)",
+                           wl->ram_option);
+    if (wl->ram_size % 4096)
+        return usage_error("--ram-size must be a multiple of 4096");
+    /* device state over multifd needs compression none (QEMU >= 10) */
+    if (wl->multifd_comp) {
+        if (wl->devices_set && wl->devices)
+            return usage_error("device-state packets need "
+                               "--compress-multifd none (give --devices 0)");
+        wl->devices = 0;
+    }
+    return 0;
 }
 
 /* Returns 0 to go on, 1 when done (help, version), -1 on a usage error. */
@@ -554,22 +694,30 @@ static int parse_args(int argc, char **argv, workload *wl)
         }
         if (strcmp(arg, "--stdout") == 0) {
             wl->to_stdout = 1;
+            if (!wl->not_multifd)
+                wl->not_multifd = arg;
             continue;
         }
         if (strcmp(arg, "--vendor-record") == 0) {
             wl->vendor_record = 1;
+            if (!wl->not_multifd)
+                wl->not_multifd = arg;
             if (!wl->v1_only)
                 wl->v1_only = arg;
             continue;
         }
         if (strcmp(arg, "--example") == 0) {
             wl->example = 1;
+            if (!wl->not_multifd)
+                wl->not_multifd = arg;
             if (!wl->v1_only)
                 wl->v1_only = arg;
             continue;
         }
         if (strcmp(arg, "--switchover-ack") == 0) {
             wl->switchover_ack = 1;
+            if (!wl->not_multifd)
+                wl->not_multifd = arg;
             continue;
         }
         if (arg[0] != '-')
@@ -590,6 +738,10 @@ static int parse_args(int argc, char **argv, workload *wl)
         if (set_option(wl, name, value) < 0)
             return -1;
     }
+    if (wl->multifd)
+        return check_multifd_args(wl);
+    if (wl->multifd_only)
+        return usage_error("%s needs --multifd N", wl->multifd_only);
     if (wl->qemu_base) {
         if (wl->v1_only)
             return usage_error("%s does not apply to --qemu", wl->v1_only);
@@ -1493,6 +1645,893 @@ static int qemu_mode(const workload *wl)
     return status;
 }
 
+/* ---- --multifd: a QEMU multifd channel set -------------------------------
+ * DIR/main.mig is the main channel and DIR/channel-K.mig multifd channel K
+ * (qemu-multifd.md).  Each channel: the init packet (magic, version 1, VM
+ * UUID, id K), a SYNC packet without pages, then RAM packets (up to 128
+ * pages of one block: normal pages, then zero pages, QEMU >= 9) and, after
+ * the switchover, VFIO device-state packets interleaved with the last RAM
+ * pass (QEMU >= 10), and a SYNC packet on every channel at every sync
+ * point.  Packet numbers are global; packets go to the channels in rounds
+ * of a fresh shuffle.  Compressed channels keep one zlib/zstd stream each,
+ * flushed at every packet end, as QEMU does.
+ *
+ * The main channel, without BASE (QEMU 10 layout): header, configuration
+ * (uuid subsection with --uuid), RAM START (block list, MULTIFD_FLUSH,
+ * EOS), a VFIO START per device (SETUP_STATE, END_OF_STATE), a RAM PART
+ * per pass (MULTIFD_FLUSH, EOS), SWITCHOVER_START, RAM END (MULTIFD_FLUSH,
+ * EOS), a VFIO END per device (END_OF_STATE only: the data went over
+ * multifd), a VFIO FULL per device (END_OF_STATE), EOF.  With --qemu BASE:
+ * BASE with its PAGE records moved to the channels (ZERO records stay on
+ * the main channel, renamed where CONTINUE no longer holds), the VFIO
+ * sections inserted as --qemu does, and a sync point at each RAM EOS (or
+ * MULTIFD_FLUSH, when BASE has them).
+ *
+ * Each device's stop-copy image (--final-size, an mlx5 or raw vendor
+ * stream) goes out in --packet-size buffers, idx 0..n-1, then the config
+ * buffer (idx n, CONFIG_STATE: DEV_CONFIG_STATE, config bytes,
+ * END_OF_STATE); devices take turns at random.  All is written as it is
+ * made: memory is one RAM packet and one device buffer. */
+
+#define MFD_MAGIC 0x11223344u
+#define MFD_PAGE 4096u
+#define MFD_SLOTS (512u * 1024 / MFD_PAGE) /* pages a packet holds */
+#define MFD_HDR (320u + 8u * MFD_SLOTS)
+#define MFD_DEV_HDR 276u
+#define MFD_VFIO_HDR 12u
+#define MFD_SYNC 0x01u
+#define MFD_DEVICE_STATE 0x40u
+#define MFD_CONFIG_STATE 0x1u
+/* RAM record flags (qemu-main-stream.md section 7) */
+#define RAMF_ZERO 0x02u
+#define RAMF_MEM_SIZE 0x04u
+#define RAMF_EOS 0x10u
+#define RAMF_CONTINUE 0x20u
+#define RAMF_FLUSH 0x200u
+#define QCMD_SWITCHOVER_START 11
+#define RAM_SECTION_ID 2u
+#define RAM_VERSION 4u
+#define MFD_MACHINE "pc-q35-10.0"
+
+typedef struct mfd_chan {
+    FILE *f;
+    char *path;
+    int err;
+    z_stream zs;
+    int zs_ready;
+    ZSTD_CStream *zc;
+} mfd_chan;
+
+typedef struct mfd_block {
+    char name[256];
+    uint64_t len;
+    int fd; /* --expect-dir: DIR/ram-K.bin */
+} mfd_block;
+
+typedef struct mfd_synth {
+    qemu_synth q; /* main channel output, devices, expect files */
+    workload wl;  /* the options, precopy sizes cleared */
+    mfd_chan *ch;
+    uint32_t nch;
+    uint32_t *order, order_left;
+    uint64_t rng;       /* placement and interleaving */
+    uint64_t page_rng;  /* synthetic page contents */
+    uint64_t packet_num;
+    mfd_block *blocks;
+    size_t nblocks, blockcap;
+    /* the RAM packet being filled */
+    size_t cur;
+    uint32_t nnorm, nzero;
+    uint64_t norm_off[MFD_SLOTS], zero_off[MFD_SLOTS];
+    uint8_t *pages;
+    uint8_t *zbuf;
+    size_t zcap;
+    /* device state */
+    uint64_t *dev_idx, *dev_ndata; /* next idx, data buffers */
+    uint64_t dev_total, dev_sent;
+    uint8_t *dbuf;
+    int final;                     /* in the pass devices share */
+    uint64_t final_packets, final_sent;
+    /* --qemu BASE */
+    int base_flush;   /* BASE marks sync points with MULTIFD_FLUSH */
+    int in_ram;       /* inside a RAM section of BASE */
+    int ram_type;     /* its type */
+    int main_block;   /* the main channel's current RAM block, -1: none */
+    uint64_t pos;     /* BASE bytes copied so far */
+    int failed;       /* a problem was reported */
+    uint64_t end_packets; /* RAM packets BASE's END section makes */
+    int end_block;
+    uint32_t end_fill;
+} mfd_synth;
+
+static void chan_put(mfd_chan *c, const void *p, size_t n)
+{
+    if (c->err || n == 0)
+        return;
+    errno = 0;
+    if (fwrite(p, 1, n, c->f) != n)
+        c->err = errno ? errno : EIO;
+}
+
+static uint32_t mfd_next_channel(mfd_synth *m)
+{
+    uint32_t n = m->nch;
+    if (m->order_left == 0) {
+        for (uint32_t i = 0; i < n; i++)
+            m->order[i] = i;
+        for (uint32_t i = n - 1; i > 0; i--) {
+            uint32_t j = (uint32_t)rng_below(&m->rng, (uint64_t)i + 1);
+            uint32_t t = m->order[i];
+            m->order[i] = m->order[j];
+            m->order[j] = t;
+        }
+        m->order_left = n;
+    }
+    return m->order[n - m->order_left--];
+}
+
+static void mfd_expect_page(mfd_synth *m, size_t block, uint64_t off,
+                            const uint8_t *data)
+{
+    static const uint8_t zero[MFD_PAGE];
+    mfd_block *b = &m->blocks[block];
+    if (b->fd < 0 || m->q.expect_err)
+        return;
+    const uint8_t *p = data ? data : zero;
+    size_t n = MFD_PAGE;
+    while (n) {
+        ssize_t k = pwrite(b->fd, p, n, (off_t)(off + MFD_PAGE - n));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            m->q.expect_err = errno ? errno : EIO;
+            io_error(m->wl.expect_dir, m->q.expect_err);
+            return;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* Compress n pages with the channel's stream; the packet's payload ends
+ * with a sync flush.  Returns its length, or 0 after an error. */
+static size_t mfd_compress(mfd_synth *m, mfd_chan *c, const uint8_t *pages,
+                           uint32_t n)
+{
+    size_t len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *pg = pages + (size_t)i * MFD_PAGE;
+        int last = i + 1 == n;
+        if (m->wl.multifd_comp == 0x02) {
+            c->zs.next_in = (Bytef *)(uintptr_t)pg;
+            c->zs.avail_in = MFD_PAGE;
+            do {
+                c->zs.next_out = m->zbuf + len;
+                c->zs.avail_out = (uInt)(m->zcap - len);
+                int rc = deflate(&c->zs, last ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+                if (rc != Z_OK && rc != Z_BUF_ERROR)
+                    return 0;
+                len = m->zcap - c->zs.avail_out;
+            } while (c->zs.avail_in || (last && c->zs.avail_out == 0));
+        } else {
+            ZSTD_inBuffer in = {pg, MFD_PAGE, 0};
+            size_t left;
+            do {
+                ZSTD_outBuffer out = {m->zbuf, m->zcap, len};
+                left = ZSTD_compressStream2(
+                    c->zc, &out, &in, last ? ZSTD_e_flush : ZSTD_e_continue);
+                if (ZSTD_isError(left))
+                    return 0;
+                len = out.pos;
+            } while (in.pos < in.size || (last && left));
+        }
+    }
+    return len;
+}
+
+/* One RAM packet header: 320 bytes, then the offset slots. */
+static void mfd_ram_header(uint8_t *h, uint32_t flags, uint32_t normal,
+                           uint32_t zero, uint32_t nps, uint64_t num,
+                           const char *block, const uint64_t *norm_off,
+                           const uint64_t *zero_off)
+{
+    memset(h, 0, MFD_HDR);
+    tool_put_be32(h, MFD_MAGIC);
+    tool_put_be32(h + 4, 1);
+    tool_put_be32(h + 8, flags);
+    tool_put_be32(h + 12, MFD_SLOTS);
+    tool_put_be32(h + 16, normal);
+    tool_put_be32(h + 20, nps);
+    tool_put_be64(h + 24, num);
+    tool_put_be32(h + 32, zero);
+    if (block)
+        memcpy(h + 64, block, strlen(block)); /* < 256, NUL padded */
+    for (uint32_t i = 0; i < normal; i++)
+        tool_put_be64(h + 320 + 8 * (size_t)i, norm_off[i]);
+    for (uint32_t i = 0; i < zero; i++)
+        tool_put_be64(h + 320 + 8 * ((size_t)normal + i), zero_off[i]);
+}
+
+static void mfd_device_buffer(mfd_synth *m);
+
+/* Device buffers due after final-pass RAM packet k of final_packets:
+ * spread evenly over the pass, the rest after it. */
+static void mfd_devices_due(mfd_synth *m)
+{
+    uint64_t due = m->final_packets
+                       ? m->dev_total / (m->final_packets + 1) * m->final_sent +
+                             m->dev_total % (m->final_packets + 1) *
+                                 m->final_sent / (m->final_packets + 1)
+                       : 0;
+    while (m->dev_sent < due && m->dev_sent < m->dev_total && !m->failed)
+        mfd_device_buffer(m);
+}
+
+/* Send the RAM packet being filled, if it has pages. */
+static void mfd_flush(mfd_synth *m)
+{
+    if (m->nnorm + m->nzero == 0)
+        return;
+    mfd_chan *c = &m->ch[mfd_next_channel(m)];
+    size_t plen = (size_t)m->nnorm * MFD_PAGE;
+    const uint8_t *payload = m->pages;
+    /* QEMU >= 9 flags every packet with pages (zero pages only, too)
+     * with the method; the receiver checks it */
+    uint32_t flags = (uint32_t)m->wl.multifd_comp;
+    if (m->wl.multifd_comp && m->nnorm) {
+        plen = mfd_compress(m, c, m->pages, m->nnorm);
+        if (plen == 0) {
+            fprintf(stderr, PROG ": internal: %s failed\n",
+                    m->wl.multifd_comp == 0x02 ? "deflate" : "zstd");
+            m->failed = 1;
+        }
+        payload = m->zbuf;
+    }
+    uint8_t *h = m->dbuf; /* free between device buffers */
+    mfd_ram_header(h, flags, m->nnorm, m->nzero, (uint32_t)plen,
+                   m->packet_num++, m->blocks[m->cur].name, m->norm_off,
+                   m->zero_off);
+    chan_put(c, h, MFD_HDR);
+    chan_put(c, payload, plen);
+    m->nnorm = m->nzero = 0;
+    if (m->final) {
+        m->final_sent++;
+        mfd_devices_due(m);
+    }
+}
+
+/* A page (data NULL: a zero page) into the packet being filled. */
+static void mfd_page(mfd_synth *m, size_t block, uint64_t off,
+                     const uint8_t *data)
+{
+    if (m->cur != block || m->nnorm + m->nzero == MFD_SLOTS)
+        mfd_flush(m);
+    m->cur = block;
+    if (data) {
+        memcpy(m->pages + (size_t)m->nnorm * MFD_PAGE, data, MFD_PAGE);
+        m->norm_off[m->nnorm++] = off;
+    } else {
+        m->zero_off[m->nzero++] = off;
+    }
+    mfd_expect_page(m, block, off, data);
+}
+
+/* A sync point: pending pages, then a SYNC packet on every channel. */
+static void mfd_sync(mfd_synth *m)
+{
+    mfd_flush(m);
+    uint8_t *h = m->dbuf;
+    for (uint32_t k = 0; k < m->nch; k++) {
+        mfd_ram_header(h, MFD_SYNC, 0, 0, 0, m->packet_num++, NULL, NULL,
+                       NULL);
+        chan_put(&m->ch[k], h, MFD_HDR);
+    }
+}
+
+/* The next buffer of a device picked at random among those not done. */
+static void mfd_device_buffer(mfd_synth *m)
+{
+    uint32_t nd = m->wl.devices, left = 0, pick;
+    for (uint32_t d = 0; d < nd; d++)
+        left += m->dev_idx[d] <= m->dev_ndata[d];
+    if (left == 0)
+        return;
+    pick = (uint32_t)rng_below(&m->rng, left);
+    uint32_t d = 0;
+    for (;; d++)
+        if (m->dev_idx[d] <= m->dev_ndata[d] && pick-- == 0)
+            break;
+    qemu_dev *dev = &m->q.devs[d];
+    uint8_t *p = m->dbuf + MFD_DEV_HDR + MFD_VFIO_HDR;
+    uint64_t idx = m->dev_idx[d]++;
+    int config = idx == m->dev_ndata[d];
+    size_t n;
+    if (!config) {
+        n = gen_next(&dev->gen[MS_PHASE_FINAL], p, m->q.chunk_max);
+        expect_append(&m->q, d, MS_PHASE_FINAL, p, n, 0);
+    } else {
+        /* serialized as in the main stream: DEV_CONFIG_STATE, the config
+         * (a stand-in for the PCI config VMState), END_OF_STATE */
+        put_be64(p, VFIO_MARKER(VFIO_CONFIG_STATE));
+        rng_bytes(&dev->gen[0].rng, p + 8, VFIO_CONFIG_BYTES);
+        put_be64(p + 8 + VFIO_CONFIG_BYTES, VFIO_MARKER(VFIO_END_OF_STATE));
+        n = 16 + VFIO_CONFIG_BYTES;
+        expect_append(&m->q, d, 0, p, n, 0);
+    }
+    uint8_t *h = m->dbuf;
+    memset(h, 0, MFD_DEV_HDR);
+    tool_put_be32(h, MFD_MAGIC);
+    tool_put_be32(h + 4, 1);
+    tool_put_be32(h + 8, MFD_DEVICE_STATE);
+    memcpy(h + 12, dev->idstr, strlen(dev->idstr));
+    tool_put_be32(h + 268, 0); /* instance_id */
+    tool_put_be32(h + 272, (uint32_t)(MFD_VFIO_HDR + n));
+    tool_put_be32(h + MFD_DEV_HDR, 0); /* VFIO buffer version */
+    tool_put_be32(h + MFD_DEV_HDR + 4, (uint32_t)idx);
+    tool_put_be32(h + MFD_DEV_HDR + 8, config ? MFD_CONFIG_STATE : 0);
+    chan_put(&m->ch[mfd_next_channel(m)], h, MFD_DEV_HDR + MFD_VFIO_HDR + n);
+    m->dev_sent++;
+}
+
+static int mfd_add_block(mfd_synth *m, const char *name, uint64_t len)
+{
+    if (m->nblocks == m->blockcap) {
+        size_t cap = m->blockcap ? 2 * m->blockcap : 8;
+        mfd_block *b = realloc(m->blocks, cap * sizeof *b);
+        if (!b) {
+            fprintf(stderr, PROG ": out of memory\n");
+            return -1;
+        }
+        m->blocks = b;
+        m->blockcap = cap;
+    }
+    mfd_block *b = &m->blocks[m->nblocks++];
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->len = len;
+    b->fd = -1;
+    return 0;
+}
+
+/* --expect-dir: DIR/ram (one line per block: K USED_LENGTH NAME) and the
+ * sparse files DIR/ram-K.bin the pages are written into. */
+static int mfd_expect_ram(mfd_synth *m)
+{
+    const char *dir = m->wl.expect_dir;
+    if (!dir)
+        return TOOL_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ram", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return io_error(path, errno);
+    for (size_t k = 0; k < m->nblocks; k++)
+        fprintf(f, "%zu %llu %s\n", k, (unsigned long long)m->blocks[k].len,
+                m->blocks[k].name);
+    if (ferror(f) | (fclose(f) != 0))
+        return io_error(path, errno ? errno : EIO);
+    for (size_t k = 0; k < m->nblocks; k++) {
+        snprintf(path, sizeof path, "%s/ram-%zu.bin", dir, k);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        if (fd < 0 || ftruncate(fd, (off_t)m->blocks[k].len) != 0) {
+            int err = errno;
+            if (fd >= 0)
+                close(fd);
+            return io_error(path, err);
+        }
+        m->blocks[k].fd = fd;
+    }
+    /* the config buffers' files (write_expect_files makes the others) */
+    for (uint32_t d = 0; d < m->wl.devices; d++)
+        expect_append(&m->q, d, 0, NULL, 0, 1);
+    return m->q.expect_err ? TOOL_USAGE : TOOL_OK;
+}
+
+/* ---- the main channel, without BASE ---- */
+
+static void qput_be64(qemu_synth *q, uint64_t v)
+{
+    uint8_t b[8];
+    put_be64(b, v);
+    qput(q, b, 8);
+}
+
+static void qput_counted(qemu_synth *q, const char *s)
+{
+    size_t n = strlen(s);
+    qput_u8(q, (uint8_t)n);
+    qput(q, s, n);
+}
+
+static void qput_ram_section(qemu_synth *q, uint8_t type)
+{
+    qput_u8(q, type);
+    qput_be32(q, RAM_SECTION_ID);
+    if (type == QSEC_START) {
+        qput_counted(q, "ram");
+        qput_be32(q, 0);
+        qput_be32(q, RAM_VERSION);
+    }
+}
+
+static void qput_ram_end(qemu_synth *q)
+{
+    qput_be64(q, RAMF_FLUSH);
+    qput_be64(q, RAMF_EOS);
+    qput_u8(q, QSEC_FOOTER);
+    qput_be32(q, RAM_SECTION_ID);
+}
+
+/* Which pages pass p sends: all in the first, about one in eight after
+ * (a stream of its own, so the last pass can be counted beforehand). */
+static uint64_t pass_rng(const mfd_synth *m, uint64_t pass)
+{
+    uint64_t r = m->wl.seed * 0xD1B54A32D192ED03ull +
+                 (pass + 1) * 0x9E3779B97F4A7C15ull + 0x5A17;
+    rng_next(&r);
+    return r;
+}
+
+static int pass_sends(uint64_t pass, uint64_t *rng)
+{
+    return pass == 0 || rng_below(rng, 8) == 0;
+}
+
+static uint64_t pass_packets(const mfd_synth *m, uint64_t pass)
+{
+    uint64_t r = pass_rng(m, pass), packets = 0;
+    for (size_t k = 0; k < m->nblocks; k++) {
+        uint64_t n = 0, pages = m->blocks[k].len / MFD_PAGE;
+        for (uint64_t i = 0; i < pages; i++)
+            n += (uint64_t)pass_sends(pass, &r);
+        packets += n / MFD_SLOTS + (n % MFD_SLOTS != 0);
+    }
+    return packets;
+}
+
+static void ram_pass(mfd_synth *m, uint64_t pass)
+{
+    uint64_t r = pass_rng(m, pass);
+    uint8_t page[MFD_PAGE];
+    for (size_t k = 0; k < m->nblocks && !m->failed; k++) {
+        uint64_t pages = m->blocks[k].len / MFD_PAGE;
+        for (uint64_t i = 0; i < pages; i++) {
+            if (!pass_sends(pass, &r))
+                continue;
+            /* zero pages: many at first, fewer once the guest ran */
+            int zero = rng_below(&m->page_rng, 100) < (pass == 0 ? 45u : 15u);
+            if (!zero)
+                fill_state(&m->page_rng, page, MFD_PAGE);
+            mfd_page(m, k, i * MFD_PAGE, zero ? NULL : page);
+        }
+    }
+}
+
+static void vfio_sections(mfd_synth *m, uint8_t type)
+{
+    for (uint32_t d = 0; d < m->wl.devices; d++) {
+        qput_header(&m->q, type, &m->q.devs[d]);
+        if (type == QSEC_START)
+            qput_marker(&m->q, VFIO_SETUP_STATE);
+        qput_marker(&m->q, VFIO_END_OF_STATE);
+        qput_footer(&m->q, &m->q.devs[d]);
+    }
+}
+
+static void mfd_final_pass_begin(mfd_synth *m, uint64_t packets)
+{
+    m->final = 1;
+    m->final_packets = packets;
+    m->final_sent = 0;
+}
+
+static void mfd_final_pass_end(mfd_synth *m)
+{
+    mfd_flush(m);
+    while (m->dev_sent < m->dev_total && !m->failed)
+        mfd_device_buffer(m);
+    m->final = 0;
+}
+
+static void write_synthetic_main(mfd_synth *m)
+{
+    qemu_synth *q = &m->q;
+    qput_be32(q, 0x5145564Du); /* QEVM */
+    qput_be32(q, 3);
+    qput_u8(q, 0x07); /* configuration */
+    qput_be32(q, (uint32_t)strlen(MFD_MACHINE));
+    qput(q, MFD_MACHINE, strlen(MFD_MACHINE));
+    if (m->wl.has_uuid) {
+        qput_u8(q, 0x05);
+        qput_counted(q, "configuration/uuid");
+        qput_be32(q, 1);
+        qput(q, m->wl.uuid, 16);
+    }
+    uint64_t total = 0;
+    for (size_t k = 0; k < m->nblocks; k++)
+        total += m->blocks[k].len;
+    qput_ram_section(q, QSEC_START);
+    qput_be64(q, total | RAMF_MEM_SIZE);
+    for (size_t k = 0; k < m->nblocks; k++) {
+        qput_counted(q, m->blocks[k].name);
+        qput_be64(q, m->blocks[k].len);
+    }
+    qput_ram_end(q);
+    mfd_sync(m); /* ram_save_setup's */
+    vfio_sections(m, QSEC_START);
+    uint64_t passes = m->wl.ram_passes;
+    for (uint64_t p = 0; p + 1 < passes && !m->failed; p++) {
+        ram_pass(m, p);
+        mfd_sync(m);
+        qput_ram_section(q, QSEC_PART);
+        qput_ram_end(q);
+    }
+    /* the guest stops: the last pass and the devices' stop-copy state */
+    qput_u8(q, 0x08);
+    qput_be32(q, (uint32_t)QCMD_SWITCHOVER_START << 16); /* cmd, len 0 */
+    mfd_final_pass_begin(m, pass_packets(m, passes - 1));
+    ram_pass(m, passes - 1);
+    mfd_final_pass_end(m);
+    mfd_sync(m);
+    qput_ram_section(q, QSEC_END);
+    qput_ram_end(q);
+    vfio_sections(m, QSEC_END);
+    vfio_sections(m, QSEC_FULL);
+    qput_u8(q, 0x00); /* EOF */
+}
+
+/* ---- the main channel from BASE ---- */
+
+/* Feed BASE through a reader; fn sees every event. */
+static int base_pass(mfd_synth *m, int (*fn)(mfd_synth *, const ms_event *))
+{
+    qemu_base *b = &m->q.base;
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    ms_reader *r = ms_reader_create(&opt);
+    if (!r) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return TOOL_USAGE;
+    }
+    size_t joff, jlen;
+    if (ms_qemu_find_vmdesc(b->bytes, b->len, (size_t)64 << 20, &joff, &jlen))
+        ms_reader_set_vmdesc(r, (const char *)b->bytes + joff, jlen);
+    int status = TOOL_OK;
+    ms_event ev;
+    int rc = ms_reader_input(r, b->bytes, b->len) < 0 ? MS_NEXT_ERROR
+                                                      : MS_NEXT_EVENT;
+    while (rc == MS_NEXT_EVENT && status == TOOL_OK && !m->failed)
+        if ((rc = ms_reader_next(r, &ev)) == MS_NEXT_EVENT)
+            status = fn(m, &ev);
+    if (status == TOOL_OK && !m->failed &&
+        (rc == MS_NEXT_ERROR || ms_reader_finish(r) < 0)) {
+        tool_print_problem(stderr, b->path, ms_reader_error(r));
+        status = TOOL_INVALID;
+    }
+    ms_reader_free(r);
+    return m->failed && status == TOOL_OK ? TOOL_USAGE : status;
+}
+
+static int block_index(const mfd_synth *m, const char *name)
+{
+    for (size_t k = 0; k < m->nblocks; k++)
+        if (strcmp(m->blocks[k].name, name) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* First pass: the block list, the pages of the END section (to spread the
+ * device buffers over them), and records the mode cannot move. */
+static int base_scan(mfd_synth *m, const ms_event *ev)
+{
+    switch (ev->kind) {
+    case MS_EV_SECTION:
+        m->in_ram = strcmp(ev->u.section.idstr, "ram") == 0;
+        m->ram_type = ev->u.section.type;
+        break;
+    case MS_EV_SECTION_FOOTER: m->in_ram = 0; break;
+    case MS_EV_RAM_BLOCK:
+        if (block_index(m, ev->u.ram.block) < 0 &&
+            mfd_add_block(m, ev->u.ram.block, ev->u.ram.used_length) < 0)
+            return TOOL_USAGE;
+        break;
+    case MS_EV_RAM_MARKER:
+        if (ev->u.ram.record == MS_RAM_MULTIFD_FLUSH)
+            m->base_flush = 1;
+        break;
+    case MS_EV_RAM_PAGE:
+        if (ev->u.ram.record != MS_RAM_PAGE &&
+            ev->u.ram.record != MS_RAM_ZERO)
+            return base_problem(&m->q.base, ev->offset, MS_ERR_FORMAT_UNSUPPORTED,
+                                "--multifd moves PAGE records to the "
+                                "channels; BASE has XBZRLE or compressed "
+                                "pages");
+        if (ev->u.ram.page_size != MFD_PAGE)
+            return base_problem(&m->q.base, ev->offset, MS_ERR_FORMAT_UNSUPPORTED,
+                                "--multifd writes 4 KiB pages; BASE's page "
+                                "size differs");
+        if (m->in_ram && m->ram_type == MS_QSEC_END &&
+            ev->u.ram.record == MS_RAM_PAGE) {
+            int k = block_index(m, ev->u.ram.block);
+            if (k != m->end_block || m->end_fill == MFD_SLOTS) {
+                m->end_packets++;
+                m->end_fill = 0;
+            }
+            m->end_block = k;
+            m->end_fill++;
+        }
+        break;
+    default: break;
+    }
+    return TOOL_OK;
+}
+
+static void base_copy(mfd_synth *m, uint64_t to)
+{
+    qcopy(&m->q, &m->pos, to);
+}
+
+/* Second pass: copy BASE, pages to the channels, ZERO records renamed,
+ * sync points, the VFIO sections inserted. */
+static int base_rewrite(mfd_synth *m, const ms_event *ev)
+{
+    qemu_synth *q = &m->q;
+    switch (ev->kind) {
+    case MS_EV_SECTION:
+        m->in_ram = strcmp(ev->u.section.idstr, "ram") == 0;
+        m->ram_type = ev->u.section.type;
+        if (m->in_ram && m->ram_type == MS_QSEC_END)
+            mfd_final_pass_begin(m, m->end_packets);
+        break;
+    case MS_EV_RAM_PAGE: {
+        int k = block_index(m, ev->u.ram.block);
+        if (k < 0)
+            return base_problem(&q->base, ev->offset, MS_ERR_RAM,
+                                "page for a block not in the block list");
+        base_copy(m, ev->offset);
+        m->pos = ev->offset + ev->length; /* the record is rewritten */
+        if (ev->u.ram.record == MS_RAM_PAGE) {
+            mfd_page(m, (size_t)k, ev->u.ram.offset, ev->u.ram.data);
+            break;
+        }
+        /* ZERO stays here; CONTINUE only where it still holds */
+        int cont = m->main_block == k;
+        qput_be64(q, ev->u.ram.offset | RAMF_ZERO | (cont ? RAMF_CONTINUE : 0));
+        if (!cont)
+            qput_counted(q, m->blocks[k].name);
+        qput_u8(q, 0);
+        m->main_block = k;
+        mfd_expect_page(m, (size_t)k, ev->u.ram.offset, NULL);
+        break;
+    }
+    case MS_EV_RAM_MARKER:
+        /* a sync point; the END section's EOS is one in any case (the
+         * device buffers must all be out before it) */
+        if (ev->u.ram.record ==
+                (m->base_flush ? MS_RAM_MULTIFD_FLUSH : MS_RAM_EOS) ||
+            (m->final && ev->u.ram.record == MS_RAM_EOS)) {
+            if (m->final)
+                mfd_final_pass_end(m);
+            mfd_sync(m);
+        }
+        break;
+    case MS_EV_SECTION_FOOTER:
+        if (m->in_ram && (m->ram_type == MS_QSEC_START ||
+                          m->ram_type == MS_QSEC_END)) {
+            base_copy(m, ev->offset + 5);
+            vfio_sections(m, m->ram_type == MS_QSEC_START ? QSEC_START
+                                                          : QSEC_END);
+        }
+        m->in_ram = 0;
+        break;
+    case MS_EV_QEMU_EOF:
+        base_copy(m, ev->offset);
+        vfio_sections(m, QSEC_FULL);
+        break;
+    default: break;
+    }
+    return TOOL_OK;
+}
+
+/* ---- setup and the run ---- */
+
+static int mfd_open_channels(mfd_synth *m)
+{
+    const workload *wl = &m->wl;
+    if (mkdir(wl->out_dir, 0777) != 0 && errno != EEXIST)
+        return io_error(wl->out_dir, errno);
+    size_t len = strlen(wl->out_dir) + 32;
+    for (uint32_t k = 0; k < m->nch; k++) {
+        mfd_chan *c = &m->ch[k];
+        if (!(c->path = malloc(len)))
+            return io_error(wl->out_dir, ENOMEM);
+        snprintf(c->path, len, "%s/channel-%u.mig", wl->out_dir, k);
+        if (!(c->f = fopen(c->path, "wb")))
+            return io_error(c->path, errno);
+        if (wl->multifd_comp == 0x02) {
+            /* QEMU's default multifd-zlib-level / multifd-zstd-level: 1 */
+            if (deflateInit(&c->zs, 1) != Z_OK)
+                return io_error(c->path, ENOMEM);
+            c->zs_ready = 1;
+        } else if (wl->multifd_comp == 0x04) {
+            if (!(c->zc = ZSTD_createCStream()) ||
+                ZSTD_isError(
+                    ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, 1)))
+                return io_error(c->path, ENOMEM);
+        }
+        /* the init packet */
+        uint8_t init[64] = {0};
+        tool_put_be32(init, MFD_MAGIC);
+        tool_put_be32(init + 4, 1);
+        if (wl->has_uuid)
+            memcpy(init + 8, wl->uuid, 16);
+        init[24] = (uint8_t)k;
+        chan_put(c, init, sizeof init);
+    }
+    char *mp = malloc(len);
+    if (!mp)
+        return io_error(wl->out_dir, ENOMEM);
+    snprintf(mp, len, "%s/main.mig", wl->out_dir);
+    m->q.out.name = mp;
+    if (!(m->q.out.f = fopen(mp, "wb")))
+        return io_error(mp, errno);
+    return TOOL_OK;
+}
+
+static int mfd_close(mfd_synth *m, int status)
+{
+    for (uint32_t k = 0; m->ch && k < m->nch; k++) {
+        mfd_chan *c = &m->ch[k];
+        if (c->f) {
+            errno = 0;
+            int failed = ferror(c->f) | (fclose(c->f) != 0);
+            if (failed && !c->err)
+                c->err = errno ? errno : EIO;
+        }
+        if (c->err && status == TOOL_OK)
+            status = io_error(c->path, c->err);
+        if (c->zs_ready)
+            deflateEnd(&c->zs);
+        ZSTD_freeCStream(c->zc);
+        free(c->path);
+    }
+    if (m->q.out.f) {
+        errno = 0;
+        int failed = ferror(m->q.out.f) | (fclose(m->q.out.f) != 0);
+        if (failed && !m->q.out.err)
+            m->q.out.err = errno ? errno : EIO;
+    }
+    if (m->q.out.err && status == TOOL_OK)
+        status = io_error(m->q.out.name, m->q.out.err);
+    free((char *)m->q.out.name);
+    for (size_t k = 0; k < m->nblocks; k++)
+        if (m->blocks[k].fd >= 0 && close(m->blocks[k].fd) != 0 &&
+            status == TOOL_OK)
+            status = io_error(m->wl.expect_dir, errno);
+    if (m->q.expect_err && status == TOOL_OK)
+        status = TOOL_USAGE;
+    if (m->q.base.bytes)
+        munmap((void *)m->q.base.bytes, m->q.base.len);
+    free(m->q.base.part_ends);
+    free(m->q.devs);
+    free(m->ch);
+    free(m->order);
+    free(m->blocks);
+    free(m->pages);
+    free(m->zbuf);
+    free(m->dbuf);
+    free(m->dev_idx);
+    free(m->dev_ndata);
+    return status;
+}
+
+static int multifd_mode(const workload *opts)
+{
+    mfd_synth *m = calloc(1, sizeof *m);
+    if (!m) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return TOOL_USAGE;
+    }
+    m->wl = *opts;
+    m->wl.initial_size = 0; /* no precopy images: stop-copy only */
+    m->wl.middle_count = 0;
+    m->q.wl = &m->wl;
+    m->q.chunk_max = opts->packet_size_set ? (size_t)opts->packet_size
+                                           : QEMU_CHUNK_DEFAULT;
+    m->nch = opts->multifd;
+    m->rng = opts->seed * 0x2545F4914F6CDD1Dull + 0x6D66;
+    rng_next(&m->rng);
+    m->page_rng = opts->seed * 0x9E3779B97F4A7C15ull + 0x7061;
+    rng_next(&m->page_rng);
+    m->main_block = -1;
+    m->end_block = -1;
+    int status = TOOL_OK;
+    uint32_t nd = m->wl.devices;
+    m->ch = calloc(m->nch, sizeof *m->ch);
+    m->order = calloc(m->nch, sizeof *m->order);
+    m->pages = malloc((size_t)MFD_SLOTS * MFD_PAGE);
+    m->zcap = m->wl.multifd_comp == 0x04
+                  ? ZSTD_compressBound((size_t)MFD_SLOTS * MFD_PAGE) + 4096
+                  : compressBound((uLong)MFD_SLOTS * MFD_PAGE) + 4096;
+    m->zbuf = malloc(m->zcap);
+    size_t dbuf = m->q.chunk_max + MFD_DEV_HDR + MFD_VFIO_HDR;
+    m->dbuf = malloc(dbuf > MFD_HDR ? dbuf : MFD_HDR);
+    m->q.devs = calloc(nd ? nd : 1, sizeof *m->q.devs);
+    m->dev_idx = calloc(nd ? nd : 1, sizeof *m->dev_idx);
+    m->dev_ndata = calloc(nd ? nd : 1, sizeof *m->dev_ndata);
+    if (!m->ch || !m->order || !m->pages || !m->zbuf || !m->dbuf ||
+        !m->q.devs || !m->dev_idx || !m->dev_ndata) {
+        fprintf(stderr, PROG ": out of memory\n");
+        status = TOOL_USAGE;
+    }
+    if (status == TOOL_OK && m->wl.qemu_base) {
+        m->q.base.path = m->wl.qemu_base;
+        status = read_base(&m->q);
+        if (status == TOOL_OK)
+            status = base_pass(m, base_scan);
+        if (status == TOOL_OK &&
+            nd > UINT32_MAX - 1 - m->q.base.max_section_id) {
+            fprintf(stderr, PROG ": too many devices for BASE's section "
+                            "ids\n");
+            status = TOOL_USAGE;
+        }
+    } else if (status == TOOL_OK) {
+        /* guest RAM, a BIOS, and a ROM whose name has slashes (256 KiB
+         * and 128 KiB, smaller for a small --ram-size) */
+        uint64_t bios = m->wl.ram_size / 16 / MFD_PAGE * MFD_PAGE;
+        uint64_t rom = m->wl.ram_size / 32 / MFD_PAGE * MFD_PAGE;
+        bios = bios < MFD_PAGE ? MFD_PAGE : bios > 256 << 10 ? 256 << 10 : bios;
+        rom = rom < MFD_PAGE ? MFD_PAGE : rom > 128 << 10 ? 128 << 10 : rom;
+        m->q.base.max_section_id = RAM_SECTION_ID;
+        if (mfd_add_block(m, "pc.ram", m->wl.ram_size) < 0 ||
+            mfd_add_block(m, "pc.bios", bios) < 0 ||
+            mfd_add_block(m, "/rom@etc/acpi/tables", rom) < 0)
+            status = TOOL_USAGE;
+    }
+    for (uint32_t d = 0; status == TOOL_OK && d < nd; d++) {
+        if (qemu_dev_init(&m->q, d) < 0) {
+            usage_error("device sizes too large");
+            status = TOOL_USAGE;
+            break;
+        }
+        m->dev_ndata[d] =
+            chunks_for(m->q.devs[d].gen[MS_PHASE_FINAL].total, m->q.chunk_max);
+        if (m->dev_ndata[d] >= 0xffffffffull) {
+            usage_error("too many device-state buffers: raise --packet-size");
+            status = TOOL_USAGE;
+            break;
+        }
+        m->dev_total += m->dev_ndata[d] + 1;
+    }
+    if (status == TOOL_OK)
+        status = write_expect_files(&m->q);
+    if (status == TOOL_OK)
+        status = mfd_expect_ram(m);
+    if (status == TOOL_OK)
+        status = mfd_open_channels(m);
+    if (status == TOOL_OK) {
+        if (m->wl.qemu_base) {
+            status = base_pass(m, base_rewrite);
+            base_copy(m, m->q.base.len); /* EOF and the JSON trailer */
+        } else {
+            write_synthetic_main(m);
+        }
+        if (m->failed && status == TOOL_OK)
+            status = TOOL_USAGE;
+    }
+    /* every byte of every device went out */
+    for (uint32_t d = 0; status == TOOL_OK && d < nd; d++)
+        if (m->dev_idx[d] != m->dev_ndata[d] + 1 ||
+            gen_next(&m->q.devs[d].gen[MS_PHASE_FINAL], m->dbuf, 1) != 0) {
+            fprintf(stderr, PROG ": internal: device %u not fully written\n",
+                    d);
+            status = TOOL_INVALID;
+        }
+    status = mfd_close(m, status);
+    free(m);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     workload wl;
@@ -1501,6 +2540,8 @@ int main(int argc, char **argv)
         return parsed > 0 ? TOOL_OK : TOOL_USAGE;
     if (wl.example)
         return print_example();
+    if (wl.multifd)
+        return multifd_mode(&wl);
     if (wl.qemu_base)
         return qemu_mode(&wl);
 
