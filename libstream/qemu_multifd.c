@@ -263,7 +263,9 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    size_t n = (size_t)st->pages_alloc * 8;
+    /* The receiver reads offset slots for a full packet (512 KiB / page
+     * size) whatever pages_alloc says, so the framing follows that. */
+    size_t n = (size_t)(MULTIFD_PACKET_DATA / st->page_size) * 8;
     TAKE_OR_RETURN(r, n, &p);
     uint64_t base = st->pkt_off + MULTIFD_RAM_FIXED;
     for (uint32_t i = 0; i < st->normal + st->zero; i++) {

@@ -343,3 +343,110 @@ for d in "$out_dir"/*/; do
         exit 1
     fi
 done
+
+# VFIO driver payload seeds for fuzz/fuzz_payload.c (added to the reader
+# seeds the loop above copied, when that harness is named): hand-made
+# streams of every driver, from the VFIO device-streams reference.  Byte 0
+# picks how the harness reads the rest: payload_kind = byte0 % 8 - 1 (-1
+# detects), and byte0 / 8 a final offset (0: none).
+if [[ -d "$out_dir/payload" ]]; then
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$out_dir/payload" <<'PY'
+import os, random, struct, sys
+
+out = sys.argv[1]
+le16 = lambda v: struct.pack("<H", v)
+le32 = lambda v: struct.pack("<I", v)
+le64 = lambda v: struct.pack("<Q", v)
+
+
+def blob(n, seed):
+    r = random.Random(seed)
+    return bytes(r.getrandbits(8) for _ in range(n))
+
+
+def rec(tag, payload, flags=0, size=None):  # mlx5 / virtio SW header
+    return le64(len(payload) if size is None else size) + le32(flags) + le32(tag) + payload
+
+
+def part(t, payload, flags=0, sel=0):  # virtio device part
+    return le16(t) + bytes([flags, 0]) + le64(sel) + le32(len(payload)) + payload
+
+
+def vq(q):
+    return le16(256) + le16(q + 1) + le16(1) + le16(0) + le64(0x10000 * (q + 1)) + le64(0x20000 * (q + 1)) + le64(0x30000 * (q + 1))
+
+
+snap = (part(0x100, le64(0x130000067) + le64(1), 1) + part(0x101, le64(0x130000023))
+        + part(0x102, le16(2), 0, 18) + part(0x102, le16(0xFFFF), 0, 16) + part(0x103, b"\x0f")
+        + part(0x201, blob(40, 1)) + part(0x104, vq(0), 0, 0) + part(0x104, vq(1), 0, 1)
+        + part(0x105, le16(0) + le16(0x10) + bytes(4), 0, 0) + part(0x105, le16(1) + le16(0x11) + bytes(4), 0, 1)
+        + part(0x700, b"hello", 1))
+mlx5 = (rec(1, le64(123456), 1) + rec(0, blob(300, 2)) + rec(0, blob(100, 3))
+        + rec(9, b"abc", 1) + rec(0, blob(700, 4)) + rec(0, blob(90, 5)))
+virtio = rec(0, snap) + rec(0, snap) + rec(0, snap)
+hisi_v2 = le64(0xAACCFEEDDECADEDE) + le32(4) + le32(0xA255) + le32(0) + le32(64) + le32(1) + le16(1) + le16(0) + bytes(8)
+hisi = hisi_v2 + blob(104, 6) + le64(0x1000) + le64(0x2000) + le64(0x3000) + le64(0x4000)
+hisi_v1 = le64(0xCDCDCDCDFEEDAACC) + hisi[8:40]
+
+
+def qsect(name, payload, sub=0):
+    return name.encode().ljust(8, b"\0") + le32(len(payload)) + le32(sub) + payload
+
+
+def qblock(sects):
+    body = b"".join(sects)
+    return le32(0xADF5CAEA) + le32(1) + le16(16) + le16(len(sects)) + le32(len(body)) + body
+
+
+qsetup = qblock([qsect("CONFIG", qsect("gencap", le64(0xFF)) + qsect("svcmap", le64(0x21)) + qsect("extdc", le32(1)), 3)])
+qstate = qblock([qsect("GENER", qsect("iovinit", le32(1)) + qsect("compver", le32(3)) + qsect("sla", bytes(8)), 3),
+                 qsect("MISCBAR", qsect("visrc", le32(0)) + qsect("vimsk", le32(0xFF)), 2),
+                 qsect("ETRBAR", qsect("bnk0", qsect("mregs", blob(64, 7)), 1), 1)])
+qat = (qsetup + qstate).ljust(4096, b"\0")
+
+
+def xpkt(t, payload, tile=0, gt=0, off=0):
+    return bytes([1, t, tile, gt]) + le32(0) + le64(off) + le64(len(payload)) + payload
+
+
+xe = (xpkt(1, le32(0xF0010001) + le32(0x56A0) + le32(0xF0020001) + le32(8))
+      + xpkt(3, blob(64, 8)) + xpkt(4, blob(32, 9), 0, 0) + xpkt(5, blob(48, 10), 0, 1)
+      + xpkt(6, blob(200, 11), 0, 0, 0) + xpkt(6, blob(100, 12), 0, 0, 200) + xpkt(2, b""))
+
+KIND = {"detect": -1, "raw": 0, "mlx5": 1, "virtio": 2, "hisi": 3, "qat": 4, "xe": 5, "pds": 6}
+
+
+def seed(name, kind, f, payload):
+    b0 = (KIND[kind] + 1) | (f << 3)
+    with open(os.path.join(out, "payload-" + name), "wb") as fh:
+        fh.write(bytes([b0]) + payload)
+
+
+for how in ("named", "detect"):
+    k = lambda drv: drv if how == "named" else "detect"
+    seed("mlx5-%s" % how, k("mlx5"), 0, mlx5)
+    seed("mlx5-%s-final" % how, k("mlx5"), 16, mlx5)
+    seed("virtio-%s" % how, k("virtio"), 21, virtio)
+    seed("hisi-%s" % how, k("hisi"), 0, hisi)
+    seed("qat-%s" % how, k("qat"), 0, qat)
+    seed("xe-%s" % how, k("xe"), 0, xe)
+seed("mlx5-cut", "mlx5", 0, mlx5[: len(mlx5) - 37])
+seed("mlx5-old-6.2", "mlx5", 0, rec(0, blob(200, 13)) + rec(0, blob(50, 14)))
+seed("mlx5-bad-scs", "mlx5", 0, rec(1, le64(5) + le64(6), 1) + rec(0, b"x"))
+seed("virtio-none", "virtio", 0, virtio)
+seed("virtio-disorder", "virtio", 0, rec(0, part(0x103, b"\x01") + part(0x100, le64(1))))
+seed("hisi-40", "hisi", 0, hisi[:40])
+seed("hisi-v1", "hisi", 0, hisi_v1)
+seed("hisi-v1-full", "hisi", 0, hisi_v1 + hisi[40:])
+seed("qat-setup-only", "qat", 0, qsetup)
+seed("xe-final", "xe", 8, xe)
+seed("pds", "pds", 0, blob(3000, 15))
+seed("pds-final", "pds", 31, blob(700, 16))
+seed("raw", "raw", 11, blob(2000, 17))
+PY
+    else
+        echo "make-corpus: python3 not found; payload seeds left out" >&2
+    fi
+    echo "make-corpus: payload: $(find "$out_dir/payload" -type f | wc -l) seeds with the hand-made payloads"
+fi

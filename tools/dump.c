@@ -21,6 +21,7 @@ typedef struct dev_stats {
     uint64_t stop_copy_estimate;
     uint64_t t_stop_copy, t_stopped; /* state change timestamps, 0 = none */
     uint64_t packets, assembled;
+    uint64_t config_bytes; /* QEMU multifd: the config buffer */
 } dev_stats;
 
 typedef struct block_stats {
@@ -106,7 +107,17 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
         p->units += ev->u.image.unit_count;
         break;
     }
-    case MS_EV_IMAGE_ASSEMBLED: dev_of(d, ev->u.image.device)->assembled++; break;
+    case MS_EV_IMAGE_ASSEMBLED: {
+        dev_stats *s = dev_of(d, ev->u.image.device);
+        s->assembled++;
+        if (s->handle & 0x80000000u) { /* QEMU multifd device state */
+            s->phase[MS_PHASE_FINAL].images++;
+            s->phase[MS_PHASE_FINAL].bytes += ev->u.image.length;
+            s->phase[MS_PHASE_FINAL].units += ev->u.image.unit_count;
+            s->config_bytes = ev->u.image.config_length;
+        }
+        break;
+    }
     case MS_EV_PACKET:
         d->packets++;
         dev_of(d, ev->u.packet.device)->packets++;
@@ -184,6 +195,9 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
         break;
     }
     case MS_EV_DATA:
+        if (from_set && ev->u.data.idstr) /* names set-made devices */
+            snprintf(dev_of(d, ev->u.data.device)->idstr,
+                     sizeof d->devs[0].idstr, "%s", ev->u.data.idstr);
         if (ev->u.data.in_packet || ev->u.data.config)
             break;
         if (!from_set && d->have_stream &&
@@ -369,8 +383,16 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
                 ev->u.packet.config ? " config" : "", ev->u.packet.size);
         break;
-    case MS_EV_IMAGE_END:
     case MS_EV_IMAGE_ASSEMBLED:
+        if (ev->u.image.device & 0x80000000u) {
+            fprintf(o, "%s final image %" PRIu64 " bytes from %" PRIu64
+                       " buffers + config %" PRIu64 " bytes",
+                    dev_of(d, ev->u.image.device)->idstr, ev->u.image.length,
+                    ev->u.image.unit_count, ev->u.image.config_length);
+            break;
+        }
+        /* fallthrough */
+    case MS_EV_IMAGE_END:
         fprintf(o, "device %u image %u %s %" PRIu64 " bytes in %" PRIu64
                    " %s hash %016" PRIx64,
                 ev->u.image.device, ev->u.image.seq,
@@ -808,9 +830,10 @@ static void summary_qemu(dump_ctx *d)
     for (size_t i = 0; i < d->ndevs; i++) {
         dev_stats *s = &d->devs[i];
         if (s->handle & 0x80000000u) { /* multifd device state */
-            fprintf(o, "  %s: final image reassembled from %" PRIu64
-                       " buffers\n",
-                    s->idstr, s->packets);
+            fprintf(o, "  %s: final image %" PRIu64 " B reassembled from %"
+                       PRIu64 " buffers + %" PRIu64 " B config\n",
+                    s->idstr, s->phase[MS_PHASE_FINAL].bytes,
+                    s->phase[MS_PHASE_FINAL].units, s->config_bytes);
             continue;
         }
         fprintf(o, "  vfio %s (section %u):", s->idstr, s->handle);

@@ -563,6 +563,9 @@ if "$SYNTH" --help 2>&1 | grep -q -- "--multifd N"; then
     expect_exit 0 "synth --multifd 4 --qemu BASE" -- "$SYNTH" --multifd 4 --qemu "$M4/conn0.bin" --devices 3 \
         --seed 3 -o "$S" --expect-dir "$S.exp"
     check_synth "synth BASE" "$S" "$S.exp"
+    rm -rf "$WORK/sr"
+    "$EXTRACT" --ram "$WORK/sr" "$S"/*.mig >/dev/null 2>&1
+    expect_exit 0 "synth BASE: equal to the Python receiver model" -- "${PY[@]}" check "$WORK/sr" "$S"/*.mig
 else
     echo "note: migstream-synth has no --multifd mode yet; its device-state test is skipped"
 fi
