@@ -32,9 +32,37 @@ typedef struct channel {
     int clean;    /* reader finished cleanly, channel_done called */
 } channel;
 
-/* Split at each magic.  Returns the number of channels. */
+/* QEMU migrations (a main channel and multifd channel files) cannot be cut
+ * apart by magic (every multifd packet starts like an init packet), so
+ * inputs holding this delimiter are split at it instead (delimiters
+ * dropped); scripts/make-corpus.sh writes such seeds. */
+static const uint8_t delimiter[8] = {0xFF, 'M', 'S', 'F', 'U', 'Z', 'Z', 0xFF};
+
+static size_t split_delimited(const uint8_t *data, size_t size, channel *ch)
+{
+    size_t n = 0, start = 0;
+    for (size_t i = 0; i + sizeof delimiter <= size && n + 1 < MAX_CHANNELS;
+         i++) {
+        if (memcmp(data + i, delimiter, sizeof delimiter) != 0)
+            continue;
+        ch[n].data = data + start;
+        ch[n].size = i - start;
+        n++;
+        start = i + sizeof delimiter;
+        i = start - 1;
+    }
+    ch[n].data = data + start;
+    ch[n].size = size - start;
+    return n + 1;
+}
+
+/* Split at each magic (or at delimiters, see above).  Returns the number
+ * of channels. */
 static size_t split(const uint8_t *data, size_t size, channel *ch)
 {
+    for (size_t i = 0; i + sizeof delimiter <= size; i++)
+        if (memcmp(data + i, delimiter, sizeof delimiter) == 0)
+            return split_delimited(data, size, ch);
     size_t n = 0, start = 0;
     for (size_t i = 1; i + sizeof magic <= size && n + 1 < MAX_CHANNELS; i++) {
         if (memcmp(data + i, magic, sizeof magic) != 0)

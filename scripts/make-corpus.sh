@@ -344,6 +344,27 @@ for d in "$out_dir"/*/; do
     fi
 done
 
+# QEMU multifd sets for the set harness: main channel and channel files
+# joined by the 8-byte delimiter fuzz/fuzz_set.c splits at.
+if [[ -d "$out_dir/set" ]]; then
+    qdelim=$(printf '\377MSFUZZ\377')
+    k=0
+    for args in "--multifd 2 --ram-size 32K --ram-passes 2 --devices 1 --final-size 6K --packet-size 2K" \
+                "--multifd 3 --ram-size 48K --ram-passes 1 --devices 2 --final-size 3K --packet-size 1K --seed 5" \
+                "--multifd 2 --ram-size 64K --ram-passes 2 --devices 0 --compress-multifd zlib" \
+                "--multifd 2 --ram-size 64K --ram-passes 2 --devices 0 --compress-multifd zstd"; do
+        d="$tmp/qset$k"
+        # shellcheck disable=SC2086
+        if "$bin_dir/migstream-synth" $args -o "$d" >/dev/null 2>&1; then
+            { cat "$d/main.mig"; for f in "$d"/channel-*.mig; do printf '%s' "$qdelim"; cat "$f"; done; } \
+                > "$out_dir/set/qemu-multifd-$k"
+        else
+            echo "make-corpus: synth $args failed; seed left out" >&2
+        fi
+        k=$((k + 1))
+    done
+fi
+
 # VFIO driver payload seeds for fuzz/fuzz_payload.c (added to the reader
 # seeds the loop above copied, when that harness is named): hand-made
 # streams of every driver, from the VFIO device-streams reference.  Byte 0
