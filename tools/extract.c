@@ -1196,8 +1196,13 @@ int main(int argc, char **argv)
     int rc = TOOL_USAGE;
     if (!x.format || !x.qemu_sec || !x.qemu_has_sec || !x.said)
         fprintf(stderr, "%s: out of memory\n", prog);
-    else if (open_outputs(&x) == 0)
+    else if (open_outputs(&x) == 0) {
+        /* Channel files decode on one thread each: which version of a
+         * page wins is decided by its (epoch, packet) rank, not by the
+         * order events arrive in, so interleaving does not matter. */
+        tool_run_parallel(1);
         rc = tool_run(prog, x.files, x.nfiles, &opt, on_event, on_problem, &x);
+    }
     if (x.dev_idstr && !x.failed_io && rc != TOOL_USAGE)
         v1_finish(&x);
     if (close_outputs(&x) < 0)
