@@ -1,4 +1,5 @@
 /* Public reader entry points: input slices, format detection, dispatch. */
+#include "payload_impl.h"
 #include "reader_impl.h"
 #include "vmstate.h"
 
@@ -196,6 +197,8 @@ static int select_framing(ms_reader *r)
     case MS_FORMAT_QEMU_MULTIFD:
         r->ops = &ms_qemu_multifd_ops;
         return ms_qemu_multifd_init(r) < 0 ? -1 : 1;
+    case MS_FORMAT_PAYLOAD:
+        return ms_payload_select(r);
     default:
         return MS_FAIL(r, MS_ERR_FORMAT_UNKNOWN, 0,
                        "no known magic in the first bytes");
