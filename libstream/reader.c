@@ -219,6 +219,15 @@ int ms_reader_next(ms_reader *r, ms_event *ev)
             return MS_NEXT_INPUT;
     }
     memset(ev, 0, sizeof *ev);
+    if (r->ops->format == MS_FORMAT_PAYLOAD && !r->header_sent) {
+        /* Driver payloads have no header of their own; like every stream
+         * they start with one event saying what they are. */
+        r->header_sent = 1;
+        ev->kind = MS_EV_STREAM_HEADER;
+        ev->u.stream.format = MS_FORMAT_PAYLOAD;
+        ev->u.stream.channel_count = 1;
+        return MS_NEXT_EVENT;
+    }
     int rc = r->ops->next(r, ev);
     if (rc == MS_NEXT_ERROR && !r->err.code)
         MS_FAIL(r, MS_ERR_USAGE, r->offset, "internal: error without code");

@@ -42,6 +42,7 @@ struct ms_reader {
     ms_phase phase;
     uint64_t phase_from;
     int phase_set;
+    int header_sent; /* MS_FORMAT_PAYLOAD: the synthetic header went out */
 };
 
 /* Bytes of the current slice not yet consumed. */

@@ -362,6 +362,11 @@ static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
     if (c->seen_header)
         return set_fail(s, MS_ERR_USAGE, slot, 0,
                         "a second stream header for one channel slot");
+    if (h->format == MS_FORMAT_PAYLOAD) { /* a raw driver payload: alone */
+        c->seen_header = 1;
+        c->hdr = *h;
+        return 0;
+    }
     if (h->format != MS_FORMAT_MIGSTREAM)
         return observe_qemu_header(s, slot, c, h);
     if (s->is_qemu)
@@ -1098,6 +1103,8 @@ int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
                         "event before the channel's stream header");
     if (ev->offset + ev->length > c->end)
         c->end = ev->offset + ev->length;
+    if (ev->kind != MS_EV_STREAM_HEADER && c->hdr.format == MS_FORMAT_PAYLOAD)
+        return 0;
     if (ev->kind != MS_EV_STREAM_HEADER && c->hdr.format != MS_FORMAT_MIGSTREAM)
         return observe_qemu(s, slot, ev);
     switch (ev->kind) {
@@ -1205,6 +1212,8 @@ int ms_set_finish(ms_set *s)
     }
     if (s->is_qemu)
         return finish_qemu(s);
+    if (!s->is_mig && s->nchans)
+        return 0; /* only raw driver payloads: nothing spans files */
     if (!s->have_first)
         return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
                         "no channel stream was read");

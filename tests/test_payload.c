@@ -252,6 +252,8 @@ static void end_run(pres *r)
 static void collect(pres *r, const ms_event *ev, const uint8_t *src,
                     size_t src_len, const uint8_t *slice, size_t slice_len)
 {
+    if (ev->kind == MS_EV_STREAM_HEADER)
+        return; /* every payload stream starts with it */
     if (ev->offset < r->last)
         r->regress++;
     r->last = ev->offset;

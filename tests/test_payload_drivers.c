@@ -156,6 +156,8 @@ static void flush_run(res *r)
 
 static void collect(res *r, const ms_event *ev)
 {
+    if (ev->kind == MS_EV_STREAM_HEADER)
+        return; /* every payload stream starts with it */
     char line[512], bt[64];
     SOFT(ev->offset >= r->last_off, "%s event at %llu after one at %llu",
          ms_event_kind_name(ev->kind), (unsigned long long)ev->offset,
