@@ -56,6 +56,21 @@ struct dump_ctx {
     char machine[256];
     chan_stats *chans; /* per file */
     size_t cur_file;
+    /* driver payloads (raw files, or nested in carriers) */
+    tool_payloads *tp;
+    struct pl_stats {
+        char device[256], kind[16];
+        uint64_t images[4], bytes[4], records[4]; /* by phase */
+        uint64_t records_total, stop_copy_size;
+        int has_stop_copy_size;
+        int have_pending;   /* an image event waiting: a chunked image
+                               reports again with the same seq */
+        size_t pending_file;
+        ms_event pending;
+    } *pls;
+    size_t npls;
+    double bandwidth;   /* bits/s one channel sustains, 0: not given */
+    unsigned channels;
 };
 
 static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
@@ -201,7 +216,8 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
         if (ev->u.data.in_packet || ev->u.data.config)
             break;
         if (!from_set && d->have_stream &&
-            d->stream.format != MS_FORMAT_MIGSTREAM) {
+            (d->stream.format == MS_FORMAT_QEMU_MAIN ||
+             d->stream.format == MS_FORMAT_LIBVIRT_SAVE)) {
             /* QEMU VFIO device bytes: attribute them by phase. */
             dev_stats *s = dev_of(d, ev->u.data.device);
             s->phase[ev->u.data.phase & 3].bytes += ev->u.data.size;
@@ -219,6 +235,209 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
 }
 
 /* ---- human output ---------------------------------------------------------- */
+
+/* ---- driver payloads ------------------------------------------------------- */
+
+static void json_begin(dump_ctx *d, const char *kind, size_t file,
+                       uint64_t offset);
+
+static struct pl_stats *pl_of(dump_ctx *d, const char *device)
+{
+    for (size_t i = 0; i < d->npls; i++)
+        if (strcmp(d->pls[i].device, device) == 0)
+            return &d->pls[i];
+    struct pl_stats *n = realloc(d->pls, (d->npls + 1) * sizeof *n);
+    if (!n) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(TOOL_USAGE);
+    }
+    d->pls = n;
+    struct pl_stats *p = &d->pls[d->npls++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->device, sizeof p->device, "%s", device);
+    return p;
+}
+
+static void payload_line(dump_ctx *d, size_t file, const char *device,
+                         const ms_event *ev)
+{
+    FILE *o = d->out;
+    if (d->json) {
+        json_begin(d, ms_event_kind_name(ev->kind), file, ev->offset);
+        fputs(",\"device\":", o);
+        tool_json_string(o, device, strlen(device));
+        if (ev->kind == MS_EV_PAYLOAD_RECORD) {
+            const ms_payload_record *p = &ev->u.precord;
+            fprintf(o, ",\"payload\":\"%s\",\"name\":\"%s\",\"tag\":%u,"
+                       "\"flags\":%u,\"size\":%" PRIu64 ",\"phase\":\"%s\"",
+                    ms_payload_kind_name(p->payload_kind), p->name, p->tag,
+                    p->flags, p->size, ms_phase_name(p->phase));
+            if (p->value)
+                fprintf(o, ",\"value\":%" PRIu64, p->value);
+        } else if (ev->kind == MS_EV_PAYLOAD_IMAGE) {
+            const ms_image_info *i = &ev->u.image;
+            fprintf(o, ",\"seq\":%u,\"phase\":\"%s\",\"size\":%" PRIu64
+                       ",\"records\":%" PRIu64 ",\"hash\":\"%016" PRIx64 "\"",
+                    i->seq, ms_phase_name(i->phase), i->length,
+                    i->unit_count, i->hash);
+        } else {
+            const ms_payload_field *f = &ev->u.pfield;
+            fprintf(o, ",\"name\":\"%s\",\"value\":%" PRIu64
+                       ",\"index\":%u,\"size\":%zu",
+                    f->name, f->value, f->index, f->size);
+        }
+        fputs("}\n", o);
+        return;
+    }
+    fprintf(o, "%9" PRIu64 "+  %-15s %s ", ev->offset,
+            ms_event_kind_name(ev->kind), device);
+    if (ev->kind == MS_EV_PAYLOAD_RECORD) {
+        const ms_payload_record *p = &ev->u.precord;
+        fprintf(o, "%s %s%s %" PRIu64 " bytes (%s)",
+                ms_payload_kind_name(p->payload_kind), p->name,
+                p->optional ? " optional" : "", p->size,
+                p->phase ? ms_phase_name(p->phase) : "phase unknown");
+        if (p->value)
+            fprintf(o, " value %" PRIu64, p->value);
+    } else if (ev->kind == MS_EV_PAYLOAD_IMAGE) {
+        const ms_image_info *i = &ev->u.image;
+        fprintf(o, "image %u %s: %" PRIu64 " bytes in %" PRIu64 " record%s",
+                i->seq,
+                i->phase ? ms_phase_name(i->phase)
+                         : "phase unknown (give --final-offset)",
+                i->length, i->unit_count, i->unit_count == 1 ? "" : "s");
+    } else {
+        const ms_payload_field *f = &ev->u.pfield;
+        fprintf(o, "%s", f->name);
+        if (f->size && f->size <= 8)
+            fprintf(o, " = 0x%" PRIx64, f->value);
+        else if (f->size)
+            fprintf(o, " (%zu bytes)", f->size);
+    }
+    fputc('\n', o);
+}
+
+/* Images are printed and counted once per seq: a chunked final image
+ * reports again with each chunk, so the last report of a seq is kept. */
+static void payload_image_flush(dump_ctx *d, struct pl_stats *p)
+{
+    if (!p->have_pending)
+        return;
+    const ms_image_info *i = &p->pending.u.image;
+    unsigned ph = i->phase & 3;
+    p->images[ph]++;
+    p->bytes[ph] += i->length;
+    p->records[ph] += i->unit_count;
+    if (!d->summary_only && !d->show_state)
+        payload_line(d, p->pending_file, p->device, &p->pending);
+    p->have_pending = 0;
+}
+
+static void payload_event(dump_ctx *d, size_t file, const char *device,
+                          const ms_event *ev)
+{
+    struct pl_stats *p = pl_of(d, device);
+    if (ev->kind == MS_EV_PAYLOAD_IMAGE) {
+        if (p->have_pending && p->pending.u.image.seq != ev->u.image.seq)
+            payload_image_flush(d, p);
+        p->pending = *ev;
+        p->pending_file = file;
+        p->have_pending = 1;
+        return;
+    }
+    if (ev->kind == MS_EV_PAYLOAD_RECORD) {
+        p->records_total++;
+        snprintf(p->kind, sizeof p->kind, "%s",
+                 ms_payload_kind_name(ev->u.precord.payload_kind));
+        if (strcmp(ev->u.precord.name, "STOP_COPY_SIZE") == 0) {
+            p->has_stop_copy_size = 1;
+            p->stop_copy_size = ev->u.precord.value;
+        }
+    }
+    if (ev->kind == MS_EV_DATA)
+        return;
+    if (!d->summary_only && !d->show_state)
+        payload_line(d, file, device, ev);
+}
+
+static void on_nested(void *ctx, size_t file, uint64_t at,
+                      const char *device, const ms_event *ev)
+{
+    (void)at;
+    payload_event(ctx, file, device, ev);
+}
+
+static void summary_payloads(dump_ctx *d)
+{
+    FILE *o = d->out;
+    for (size_t i = 0; i < d->npls; i++)
+        payload_image_flush(d, &d->pls[i]);
+    if (!d->npls)
+        return;
+    if (d->json) {
+        json_begin(d, "payload_summary", (size_t)-1, 0);
+        fputs(",\"devices\":[", o);
+    }
+    for (size_t i = 0; i < d->npls; i++) {
+        struct pl_stats *p = &d->pls[i];
+        uint64_t before = p->bytes[MS_PHASE_INITIAL] + p->bytes[MS_PHASE_MIDDLE];
+        uint64_t after = p->bytes[MS_PHASE_FINAL];
+        double secs = d->bandwidth > 0
+                          ? (double)after * 8.0 /
+                                (d->bandwidth * (d->channels ? d->channels : 1))
+                          : 0;
+        if (d->json) {
+            fprintf(o, "%s{\"device\":", i ? "," : "");
+            tool_json_string(o, p->device, strlen(p->device));
+            fprintf(o, ",\"payload\":\"%s\"", p->kind[0] ? p->kind : "?");
+            for (int ph = 0; ph <= MS_PHASE_FINAL; ph++)
+                fprintf(o, ",\"%s\":{\"images\":%" PRIu64 ",\"bytes\":%" PRIu64
+                           ",\"records\":%" PRIu64 "}",
+                        ph ? ms_phase_name((ms_phase)ph) : "unknown",
+                        p->images[ph], p->bytes[ph], p->records[ph]);
+            if (p->has_stop_copy_size)
+                fprintf(o, ",\"stop_copy_size\":%" PRIu64, p->stop_copy_size);
+            fprintf(o, ",\"bytes_before_stop\":%" PRIu64
+                       ",\"bytes_after_stop\":%" PRIu64,
+                    before, after);
+            if (secs > 0)
+                fprintf(o, ",\"stop_copy_seconds\":%.6f", secs);
+            fputc('}', o);
+            continue;
+        }
+        fprintf(o, "  payload %s (%s):", p->device, p->kind[0] ? p->kind : "?");
+        for (int ph = MS_PHASE_INITIAL; ph <= MS_PHASE_FINAL; ph++)
+            fprintf(o, " %s %" PRIu64 " image%s %" PRIu64 " B in %" PRIu64
+                       " record%s;",
+                    ms_phase_name((ms_phase)ph), p->images[ph],
+                    p->images[ph] == 1 ? "" : "s", p->bytes[ph],
+                    p->records[ph], p->records[ph] == 1 ? "" : "s");
+        if (p->images[MS_PHASE_NONE])
+            fprintf(o, " %" PRIu64 " image%s of unknown phase (%" PRIu64
+                       " B; give --final-offset);",
+                    p->images[0], p->images[0] == 1 ? "" : "s", p->bytes[0]);
+        fputc('\n', o);
+        fprintf(o, "    sent before the guest stopped %" PRIu64
+                   " B, after %" PRIu64 " B",
+                before, after);
+        if (p->has_stop_copy_size)
+            fprintf(o, "; STOP_COPY_SIZE estimate %" PRIu64 " B (final is "
+                       "%.1f%% of it)",
+                    p->stop_copy_size,
+                    p->stop_copy_size
+                        ? 100.0 * (double)after / (double)p->stop_copy_size
+                        : 0.0);
+        if (secs > 0)
+            fprintf(o, "; stop-copy transfer %.3f ms at %.4g Gbit/s x %u "
+                       "channel%s",
+                    secs * 1e3, d->bandwidth / 1e9,
+                    d->channels ? d->channels : 1,
+                    d->channels > 1 ? "s" : "");
+        fputc('\n', o);
+    }
+    if (d->json)
+        fputs("]}\n", o);
+}
 
 static void human_qemu(dump_ctx *d, const ms_event *ev)
 {
@@ -705,9 +924,19 @@ static void state_event(dump_ctx *d, const ms_event *ev)
     }
 }
 
+static void on_problem(void *ctx, size_t file, const ms_error_info *e);
+
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 {
     dump_ctx *d = ctx;
+    if (ev->kind == MS_EV_PAYLOAD_RECORD || ev->kind == MS_EV_PAYLOAD_IMAGE ||
+        ev->kind == MS_EV_PAYLOAD_FIELD) { /* a raw driver payload file */
+        payload_event(d, file, d->files[file], ev);
+        return;
+    }
+    if (d->tp)
+        tool_payloads_feed(d->tp, file, ev, from_set, on_nested, on_problem,
+                           d);
     if (d->show_state) {
         state_event(d, ev);
         return;
@@ -849,6 +1078,20 @@ static void summary(dump_ctx *d)
 {
     FILE *o = d->out;
     char hex[33] = "";
+    if (d->have_stream && d->stream.format == MS_FORMAT_PAYLOAD) {
+        if (d->json) {
+            json_begin(d, "summary", (size_t)-1, 0);
+            fprintf(o, ",\"format\":\"payload\",\"files\":%zu,"
+                       "\"valid\":%s,\"problems\":%" PRIu64 "}\n",
+                    d->nfiles, d->problems ? "false" : "true", d->problems);
+        } else {
+            fprintf(o, "%ssummary: %zu driver payload file%s: %s\n",
+                    d->summary_only ? "" : "\n", d->nfiles,
+                    d->nfiles == 1 ? "" : "s",
+                    d->problems ? "INVALID" : "valid");
+        }
+        return;
+    }
     if (d->have_stream && d->stream.format != MS_FORMAT_MIGSTREAM) {
         summary_qemu(d);
         return;
@@ -934,6 +1177,13 @@ static void usage(FILE *o)
             "  --state          QEMU: print the decoded VMState fields as JSON "
             "(like\n"
             "                   analyze-migration.py -d state)\n"
+            "  --no-payloads    do not decode device data as driver payloads\n"
+            "  --bandwidth=RATE bits/s one channel sustains (e.g. 25G): the "
+            "summary\n"
+            "                   estimates each device's stop-copy transfer "
+            "time\n"
+            "  --channels=N     channels carrying the final data in parallel "
+            "(default 1)\n"
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
             "reader options:\n",
@@ -948,13 +1198,18 @@ int main(int argc, char **argv)
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
-    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_PAGES, OPT_STATE };
+    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_PAGES, OPT_STATE,
+           OPT_BANDWIDTH, OPT_CHANNELS, OPT_NO_PAYLOADS };
+    int nested = 1;
     static const struct option own[] = {
         {"json", no_argument, 0, OPT_JSON},
         {"summary", no_argument, 0, OPT_SUMMARY},
         {"records", no_argument, 0, OPT_RECORDS},
         {"pages", no_argument, 0, OPT_PAGES},
         {"state", no_argument, 0, OPT_STATE},
+        {"bandwidth", required_argument, 0, OPT_BANDWIDTH},
+        {"channels", required_argument, 0, OPT_CHANNELS},
+        {"no-payloads", no_argument, 0, OPT_NO_PAYLOADS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -971,6 +1226,30 @@ int main(int argc, char **argv)
             d.show_state = 1;
             opt.field_events = 1;
             break;
+        case OPT_BANDWIDTH: {
+            char *end;
+            double v = strtod(optarg, &end);
+            double mult = *end == 'K' || *end == 'k'   ? 1e3
+                          : *end == 'M' || *end == 'm' ? 1e6
+                          : *end == 'G' || *end == 'g' ? 1e9
+                                                       : 1;
+            if (end == optarg || v <= 0 || (mult > 1 && end[1]) ||
+                (mult == 1 && *end)) {
+                fprintf(stderr, "%s: bad --bandwidth %s (bits/s, e.g. 25G)\n",
+                        prog, optarg);
+                return TOOL_USAGE;
+            }
+            d.bandwidth = v * mult;
+            break;
+        }
+        case OPT_CHANNELS:
+            d.channels = (unsigned)strtoul(optarg, NULL, 10);
+            if (d.channels == 0 || d.channels > 1024) {
+                fprintf(stderr, "%s: bad --channels %s\n", prog, optarg);
+                return TOOL_USAGE;
+            }
+            break;
+        case OPT_NO_PAYLOADS: nested = 0; break;
         case TOOL_OPT_READER:
             if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
                 return TOOL_USAGE;
@@ -992,11 +1271,32 @@ int main(int argc, char **argv)
         return TOOL_USAGE;
     }
     d.several = d.nfiles > 1;
+    if (nested && opt.format != MS_FORMAT_PAYLOAD &&
+        !(d.tp = tool_payloads_new(&opt, -1))) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return TOOL_USAGE;
+    }
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
+    if (d.tp) {
+        tool_payloads_finish(d.tp, on_nested, on_problem, &d);
+        tool_payloads_free(d.tp);
+    }
+    if (rc == TOOL_OK && d.problems) /* nested payload problems too */
+        rc = TOOL_INVALID;
     if (d.show_state)
         fputs(d.fields ? "\n}\n" : "{}\n", stdout);
-    else if (rc != TOOL_USAGE)
+    else if (rc != TOOL_USAGE) {
+        if (!d.json && !d.summary_only)
+            for (size_t i = 0; i < d.npls; i++)
+                payload_image_flush(&d, &d.pls[i]);
+        /* JSON: the summary object stays the last line */
+        if (d.json)
+            summary_payloads(&d);
         summary(&d);
+        if (!d.json)
+            summary_payloads(&d);
+    }
+    free(d.pls);
     free(d.devs);
     free(d.blocks);
     free(d.chans);

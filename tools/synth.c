@@ -54,6 +54,9 @@ enum {
 typedef struct workload {
     uint32_t devices;
     int kind;
+    int kind_given;  /* --kind given: migstream images carry valid payloads */
+    int no_precopy;  /* --multifd: all device state in the final phase */
+    const char *raw_file; /* --raw: the device's data-fd bytes alone */
     uint64_t initial_size, middle_count, middle_size, final_size;
     uint64_t chunk_size, packet_size;
     uint32_t channels;
@@ -89,8 +92,14 @@ typedef struct sink {
     int err; /* errno of the first failed write, 0 while all went well */
 } sink;
 
+typedef struct dev_gen dev_gen;
+typedef struct gen_seg gen_seg;
+static size_t gens_next(dev_gen *gens, size_t i, uint8_t *out, size_t cap);
+
 typedef struct synth {
     const workload *wl;
+    dev_gen *gens;        /* 4 per device (by ms_phase); NULL: random bytes */
+    uint64_t middle_first; /* the first middle image's size (mlx5) */
     ms_writer *w;
     uint64_t rng;
     uint64_t now_ns; /* the simulated monotonic clock */
@@ -195,6 +204,17 @@ static uint32_t home_of(const synth *s, uint32_t device)
     return device % s->wl->channels;
 }
 
+/* The next n bytes of device dev's image of a phase: the device's
+ * payload, or (without --kind, for --kind raw) random state bytes. */
+static void image_bytes(synth *s, uint32_t dev, ms_phase phase, uint8_t *buf,
+                        size_t n)
+{
+    if (s->gens)
+        gens_next(s->gens, (size_t)dev * 4 + phase, buf, n);
+    else
+        fill_state(&s->rng, buf, n);
+}
+
 static int chunk_image(synth *s, uint32_t dev, ms_phase phase, uint32_t flags,
                        uint64_t size)
 {
@@ -204,7 +224,7 @@ static int chunk_image(synth *s, uint32_t dev, ms_phase phase, uint32_t flags,
     for (uint64_t left = size; left > 0;) {
         size_t n =
             (size_t)(left < s->wl->chunk_size ? left : s->wl->chunk_size);
-        fill_state(&s->rng, s->buf, n);
+        image_bytes(s, dev, phase, s->buf, n);
         if (ms_writer_image_data(s->w, dev, s->buf, n) < 0)
             return -1;
         transfer(s, n);
@@ -241,7 +261,7 @@ static int packet_image(synth *s, uint32_t dev, ms_phase phase, uint32_t flags,
     for (uint64_t left = size; left > 0;) {
         size_t n =
             (size_t)(left < s->wl->packet_size ? left : s->wl->packet_size);
-        fill_state(&s->rng, s->buf, n);
+        image_bytes(s, dev, phase, s->buf, n);
         if (ms_writer_image_packet(s->w, next_packet_channel(s), dev, s->buf, n,
                                    0) < 0)
             return -1;
@@ -298,8 +318,13 @@ static int middle_round(synth *s, uint32_t dev, uint64_t round)
     const workload *wl = s->wl;
     uint64_t dirtied = wl->middle_size / (wl->middle_count + 1) * (round + 1) +
                        rng_below(&s->rng, wl->middle_size / 8 + 1);
-    if (precopy(s, dev, 0, wl->middle_size) < 0 ||
-        chunk_image(s, dev, MS_PHASE_MIDDLE, 0, wl->middle_size) < 0 ||
+    uint64_t size =
+        round == 0 && s->gens ? s->middle_first : wl->middle_size;
+    if (precopy(s, dev, 0, size) < 0 ||
+        chunk_image(s, dev, MS_PHASE_MIDDLE,
+                    wl->kind == MS_PAYLOAD_VIRTIO && s->gens ? MS_IMAGE_FULL
+                                                             : 0,
+                    size) < 0 ||
         precopy(s, dev, 0, dirtied) < 0)
         return -1;
     return 0;
@@ -309,8 +334,10 @@ static int final_image(synth *s, uint32_t dev)
 {
     const workload *wl = s->wl;
     /* with no precopy image the final image is the whole state */
-    uint32_t flags =
-        wl->initial_size == 0 && wl->middle_count == 0 ? MS_IMAGE_FULL : 0;
+    uint32_t flags = (wl->initial_size == 0 && wl->middle_count == 0) ||
+                             (s->gens && wl->kind == MS_PAYLOAD_VIRTIO)
+                         ? MS_IMAGE_FULL
+                         : 0;
     if (wl->final_transport == MS_TRANSPORT_PACKETS)
         return packet_image(s, dev, MS_PHASE_FINAL, flags, wl->final_size);
     return chunk_image(s, dev, MS_PHASE_FINAL, flags, wl->final_size);
@@ -381,13 +408,38 @@ static void usage(FILE *out)
 "usage: " PROG " [options] -o DIR    one file per channel: DIR/channel-N.mig\n"
 "       " PROG " [options] --stdout  (--channels 1 only) the stream on stdout\n"
 "       " PROG " --example           the byte-level example of spec section 9\n"
+"       " PROG " --raw FILE [options] one device's payload alone, as read\n"
+"                      from its migration data fd, every phase in order\n"
+"                      (for migstream-dump --payload KIND); --kind, the\n"
+"                      sizes and --seed apply, and --expect-dir DIR writes\n"
+"                      DIR/final-offset: where the stop-copy bytes begin\n"
+"                      (for --final-offset)\n"
 "       " PROG " --qemu BASE.mig [options] -o OUT.mig | --stdout\n"
 "                      BASE (a real QEMU main stream) with --devices VFIO\n"
 "                      devices inserted: START/PART/END sections carrying\n"
 "                      the device bytes, a FULL config section each\n"
 "options (sizes take K, M, G suffixes, powers of 1024):\n"
 "  --devices N           devices (default 2)\n"
-"  --kind KIND           payload kind of all devices (default mlx5)\n"
+"  --kind KIND           payload kind of all devices: raw, mlx5, virtio,\n"
+"                        hisi_acc, qat, xe, pds.  Every image carries the\n"
+"                        driver's valid payload (spec/payloads.md).\n"
+"                        Default: raw (random state bytes) for migstream\n"
+"                        sets, mlx5 for --qemu, --multifd and --raw.\n"
+"                        Per kind:\n"
+"                        mlx5: STOP_COPY_SIZE record, one FW_DATA record\n"
+"                          per image (sizes: the FW_DATA payloads)\n"
+"                        virtio: one DEVICE_DATA snapshot per image, padded\n"
+"                          by a device-specific part to about the size\n"
+"                        hisi_acc: 40-byte match data (initial), 136 bytes\n"
+"                          more (final); qat: the 4096-byte buffer, setup\n"
+"                          block initial, the rest final; both fixed:\n"
+"                          --initial-size, --middle, --middle-size and\n"
+"                          --final-size are ignored\n"
+"                        xe: final only (no precopy): DESCRIPTOR, GGTT,\n"
+"                          MMIO, GUC, VRAM packets of --final-size bytes in\n"
+"                          all, TRAILER\n"
+"                        pds: final only, one blob of --final-size bytes,\n"
+"                          at most 64K\n"
 "  --initial-size BYTES  initial image per device (default 256K; 0: none)\n"
 "  --middle N            middle images per device (default 2)\n"
 "  --middle-size BYTES   size of each middle image (default 64K)\n"
@@ -400,7 +452,7 @@ static void usage(FILE *out)
 "  --compress LEVEL      zlib level 0..9 for chunks (default 0)\n"
 "  --seed N              PRNG seed (default 1)\n"
 "  --vendor-record       also write an optional vendor record on channel 0\n"
-"--qemu mode (--devices, --kind mlx5|raw, --initial-size, --middle,\n"
+"--qemu mode (--devices, --kind, --initial-size, --middle,\n"
 "--middle-size, --final-size and --seed apply; --packet-size caps each\n"
 "DEV_DATA_STATE chunk, default 1M):\n"
 "  --switchover-ack      end the initial data with DEV_INIT_DATA_SENT\n"
@@ -416,8 +468,9 @@ static void usage(FILE *out)
 "                      VFIO device-state packets (the stop-copy state of\n"
 "                      --final-size bytes in --packet-size buffers, default\n"
 "                      1M, then a config buffer); --devices (default 2, 0\n"
-"                      with compression), --kind mlx5|raw, --seed and\n"
-"                      --expect-dir apply, and:\n"
+"                      with compression), --kind (all device state in\n"
+"                      the final phase: hisi_acc and qat whole), --seed\n"
+"                      and --expect-dir apply, and:\n"
 "  --compress-multifd none|zlib|zstd\n"
 "                        RAM page compression (device state needs none)\n"
 "  --uuid UUID           the VM UUID in every init packet (and, without\n"
@@ -528,7 +581,7 @@ static int is_text_option(const char *name)
            strcmp(name, "--final-transport") == 0 ||
            strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0 ||
            strcmp(name, "--compress-multifd") == 0 ||
-           strcmp(name, "--uuid") == 0;
+           strcmp(name, "--uuid") == 0 || strcmp(name, "--raw") == 0;
 }
 
 /* Options only the --multifd mode takes (besides --multifd itself). */
@@ -597,6 +650,8 @@ static int set_text(workload *wl, const char *name, const char *value)
         wl->qemu_base = value;
     } else if (strcmp(name, "--expect-dir") == 0) {
         wl->expect_dir = value;
+    } else if (strcmp(name, "--raw") == 0) {
+        wl->raw_file = value;
     } else if (strcmp(name, "--compress-multifd") == 0) {
         if (strcmp(value, "none") == 0)
             wl->multifd_comp = 0;
@@ -614,6 +669,7 @@ static int set_text(workload *wl, const char *name, const char *value)
         wl->has_uuid = 1;
     } else if (strcmp(name, "--kind") == 0) {
         wl->kind = ms_payload_kind_from_name(value);
+        wl->kind_given = 1;
         if (wl->kind < 0)
             return usage_error("unknown payload kind '%s'", value);
     } else {
@@ -660,8 +716,6 @@ static int check_multifd_args(workload *wl)
         return usage_error("%s does not apply to --multifd", wl->not_multifd);
     if (!wl->out_dir)
         return usage_error("--multifd needs -o DIR");
-    if (wl->kind != MS_PAYLOAD_MLX5 && wl->kind != MS_PAYLOAD_RAW)
-        return usage_error("--multifd writes --kind mlx5 or raw payloads");
     if (wl->qemu_base && wl->ram_option)
         return usage_error("%s does not apply with --qemu BASE (its RAM "
                            "comes from BASE)",
@@ -738,6 +792,22 @@ static int parse_args(int argc, char **argv, workload *wl)
         if (set_option(wl, name, value) < 0)
             return -1;
     }
+    if (wl->raw_file) {
+        const char *bad = wl->multifd        ? "--multifd"
+                          : wl->qemu_base    ? "--qemu"
+                          : wl->out_dir      ? "-o"
+                          : wl->to_stdout    ? "--stdout"
+                          : wl->v1_only      ? wl->v1_only
+                          : wl->multifd_only ? wl->multifd_only
+                          : wl->switchover_ack ? "--switchover-ack"
+                                               : NULL;
+        if (bad)
+            return usage_error("%s does not apply to --raw", bad);
+        if (wl->devices_set && wl->devices != 1)
+            return usage_error("--raw writes one device's bytes (--devices "
+                               "1)");
+        return 0;
+    }
     if (wl->multifd)
         return check_multifd_args(wl);
     if (wl->multifd_only)
@@ -747,14 +817,13 @@ static int parse_args(int argc, char **argv, workload *wl)
             return usage_error("%s does not apply to --qemu", wl->v1_only);
         if (!wl->out_dir == !wl->to_stdout)
             return usage_error("give exactly one of -o OUT.mig and --stdout");
-        if (wl->kind != MS_PAYLOAD_MLX5 && wl->kind != MS_PAYLOAD_RAW)
-            return usage_error("--qemu writes --kind mlx5 or raw payloads");
         return 0;
     }
     if (wl->switchover_ack || wl->expect_dir)
-        return usage_error("%s needs --qemu BASE.mig", wl->switchover_ack
-                                                           ? "--switchover-ack"
-                                                           : "--expect-dir");
+        return usage_error(wl->switchover_ack
+                               ? "--switchover-ack needs --qemu BASE.mig"
+                               : "--expect-dir needs --qemu BASE.mig, "
+                                 "--multifd N or --raw FILE");
     if (wl->example)
         return 0;
     if (!wl->out_dir == !wl->to_stdout)
@@ -902,7 +971,7 @@ static int example_stream(membuf *m)
     }
     int failed =
         ms_writer_open_channel(w, 0, membuf_write, m) < 0 ||
-        ms_writer_add_device(w, 0, "0000:00:02.0/vfio", 0, MS_PAYLOAD_MLX5,
+        ms_writer_add_device(w, 0, "0000:00:02.0/vfio", 0, MS_PAYLOAD_RAW,
                              NULL, 0) < 0 ||
         ms_writer_image_begin(w, 0, 0, MS_PHASE_INITIAL, MS_TRANSPORT_CHUNKS,
                               MS_IMAGE_FULL, 1000) < 0 ||
@@ -968,7 +1037,7 @@ static int print_example(void)
     printf("# migstream byte-level example\n\n"
            "Generated by `migstream-synth --example` (" PROG
            " " MIGSTREAM_VERSION_STRING ").  One channel stream of %zu bytes:\n"
-           "one device (`0000:00:02.0/vfio`, mlx5) and one 4-byte initial "
+           "one device (`0000:00:02.0/vfio`, raw payload) and one 4-byte initial "
            "image (`de ad be ef`)\nin one CHUNK.  Offsets are from the start "
            "of the stream (hex).\n\n",
            m.len);
@@ -1066,6 +1135,11 @@ typedef struct qemu_base {
     uint32_t max_section_id;
 } qemu_base;
 
+typedef struct gen_seg {
+    size_t off, len; /* fixed bytes: own[off, off + len) */
+    uint64_t fill;   /* then this many fill_state bytes */
+} gen_seg;
+
 /* One device's bytes of one phase, made as they are written: raw bytes,
  * or mlx5 records (STOP_COPY_SIZE first, then one FW_DATA per image). */
 typedef struct dev_gen {
@@ -1078,6 +1152,15 @@ typedef struct dev_gen {
     uint64_t stop_copy_size;
     uint64_t records_left, record_size;
     uint64_t total; /* all bytes of the phase */
+    /* the other kinds (virtio, hisi_acc, qat, xe, pds): a template of
+     * segments (fixed bytes from own[], then fill_state bytes), given
+     * reps times; image_size is one image's bytes (virtio's snapshots) */
+    uint8_t *own;
+    gen_seg *segs;
+    size_t nsegs, segcap, owncap, ownlen;
+    uint64_t reps, seg_pos;
+    size_t seg_i;
+    uint64_t image_size;
 } dev_gen;
 
 typedef struct qemu_dev {
@@ -1108,7 +1191,30 @@ typedef struct qemu_synth {
 static size_t gen_next(dev_gen *g, uint8_t *out, size_t cap)
 {
     size_t n = 0;
-    while (n < cap) {
+    while (g->segs && n < cap && g->reps) {
+        const gen_seg *sg = &g->segs[g->seg_i];
+        if (g->seg_pos < sg->len) {
+            size_t k = sg->len - (size_t)g->seg_pos;
+            if (k > cap - n)
+                k = cap - n;
+            memcpy(out + n, g->own + sg->off + g->seg_pos, k);
+            g->seg_pos += k;
+            n += k;
+        } else if (g->seg_pos - sg->len < sg->fill) {
+            uint64_t left = sg->fill - (g->seg_pos - sg->len);
+            size_t k = (size_t)(left < cap - n ? left : cap - n);
+            fill_state(&g->rng, out + n, k);
+            g->seg_pos += k;
+            n += k;
+        } else {
+            g->seg_pos = 0;
+            if (++g->seg_i == g->nsegs) {
+                g->seg_i = 0;
+                g->reps--;
+            }
+        }
+    }
+    while (!g->segs && n < cap) {
         if (g->hdr_pos < g->hdr_len) {
             size_t k = g->hdr_len - g->hdr_pos;
             if (k > cap - n)
@@ -1147,6 +1253,11 @@ static size_t gen_next(dev_gen *g, uint8_t *out, size_t cap)
     return n;
 }
 
+static size_t gens_next(dev_gen *gens, size_t i, uint8_t *out, size_t cap)
+{
+    return gen_next(&gens[i], out, cap);
+}
+
 /* a + b and a * b without wrapping; -1 when they would. */
 static int add_u64(uint64_t *a, uint64_t b)
 {
@@ -1156,19 +1267,355 @@ static int add_u64(uint64_t *a, uint64_t b)
     return 0;
 }
 
-/* Set up device d's generators; returns -1 when the sizes overflow. */
-static int qemu_dev_init(qemu_synth *q, uint32_t d)
+/* ---- the other kinds' payloads (spec/payloads.md) ---- */
+
+static int gen_grow(void **p, size_t *cap, size_t need, size_t unit)
 {
-    const workload *wl = q->wl;
-    qemu_dev *dev = &q->devs[d];
-    uint32_t slot = 0x10 + d; /* 0000:00:10.0 on: clear of BASE's NICs */
-    snprintf(dev->idstr, sizeof dev->idstr, "0000:%02x:%02x.0/vfio", slot / 32,
-             slot % 32);
-    dev->section_id = q->base.max_section_id + 1 + d;
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * unit);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/* Append fixed bytes (then fill bytes) to a generator's template. */
+static int gen_bytes(dev_gen *g, const void *p, size_t n)
+{
+    if (gen_grow((void **)&g->own, &g->owncap, g->ownlen + n, 1) < 0)
+        return -1;
+    memcpy(g->own + g->ownlen, p, n);
+    if (g->nsegs && g->segs[g->nsegs - 1].fill == 0 &&
+        g->segs[g->nsegs - 1].off + g->segs[g->nsegs - 1].len == g->ownlen) {
+        g->segs[g->nsegs - 1].len += n;
+    } else {
+        if (gen_grow((void **)&g->segs, &g->segcap, g->nsegs + 1,
+                     sizeof *g->segs) < 0)
+            return -1;
+        g->segs[g->nsegs++] = (gen_seg){.off = g->ownlen, .len = n};
+    }
+    g->ownlen += n;
+    g->total += n;
+    g->reps = 1;
+    return 0;
+}
+
+static int gen_fill(dev_gen *g, uint64_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!g->nsegs && gen_bytes(g, "", 0) < 0)
+        return -1;
+    g->segs[g->nsegs - 1].fill += n;
+    if (add_u64(&g->total, n) < 0)
+        return -1;
+    g->reps = 1;
+    return 0;
+}
+
+static void gen_free(dev_gen *g)
+{
+    free(g->own);
+    free(g->segs);
+    g->own = NULL;
+    g->segs = NULL;
+}
+
+static void gens_free(dev_gen *gen)
+{
+    for (int p = 0; p < 4; p++)
+        gen_free(&gen[p]);
+}
+
+/* virtio device parts (spec/payloads.md section 6) */
+#define VIRTIO_QUEUES 3 /* virtio-net: receive, transmit, control */
+static size_t virtio_part(uint8_t *p, uint16_t type, uint64_t selector,
+                          const uint8_t *value, uint32_t len)
+{
+    memset(p, 0, 16);
+    put_le(p, type, 2);
+    put_le(p + 4, selector, 8);
+    put_le(p + 12, len, 4);
+    memcpy(p + 16, value, len);
+    return 16 + (size_t)len;
+}
+
+/* One DEVICE_DATA record: a complete snapshot of the device, padded with
+ * a device-type specific part (virtio-net state) to about `want` bytes. */
+static int virtio_snapshot(dev_gen *g, uint32_t d, uint64_t want)
+{
+    uint8_t rec[1024], v[32];
+    size_t n = 16;
+    /* features: VERSION_1 (32), ACCESS_PLATFORM (33), net CSUM, MAC,
+     * STATUS, CTRL_VQ, MRG_RXBUF */
+    uint64_t dev_f = (1ull << 32) | (1ull << 33) | (1u << 0) | (1u << 5) |
+                     (1u << 15) | (1u << 16) | (1u << 17);
+    put_le(v, dev_f, 8);
+    n += virtio_part(rec + n, 0x100, 0, v, 8);
+    put_le(v, dev_f & ~(1ull << 33), 8);
+    n += virtio_part(rec + n, 0x101, 0, v, 8);
+    static const struct {
+        uint32_t off, len;
+    } cfg[] = {{0x00, 4}, {0x08, 4}, {0x10, 2}, {0x12, 2}, {0x16, 2}};
+    for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
+        uint64_t val = cfg[i].off == 0x12   ? VIRTIO_QUEUES
+                       : cfg[i].off == 0x10 ? VIRTIO_QUEUES
+                       : cfg[i].off == 0x16 ? VIRTIO_QUEUES - 1
+                                            : 1;
+        put_le(v, val, cfg[i].len);
+        n += virtio_part(rec + n, 0x102, cfg[i].off, v, cfg[i].len);
+    }
+    v[0] = 0x0F; /* ACKNOWLEDGE | DRIVER | DRIVER_OK | FEATURES_OK */
+    n += virtio_part(rec + n, 0x103, 0, v, 1);
+    for (uint16_t q = 0; q < VIRTIO_QUEUES; q++) {
+        uint64_t base = 0x100000000ull + ((uint64_t)d << 24) +
+                        ((uint64_t)q << 16);
+        memset(v, 0, 32);
+        put_le(v, q + 1 < VIRTIO_QUEUES ? 256 : 64, 2); /* queue_size */
+        put_le(v + 2, q, 2);                             /* vector */
+        put_le(v + 4, 1, 2);                             /* enabled */
+        put_le(v + 8, base, 8);
+        put_le(v + 16, base + 0x1000, 8);
+        put_le(v + 24, base + 0x2000, 8);
+        n += virtio_part(rec + n, 0x104, q, v, 32);
+    }
+    for (uint16_t q = 0; q < VIRTIO_QUEUES; q++) {
+        memset(v, 0, 8);
+        put_le(v, q, 2);
+        put_le(v + 2, q, 2);
+        n += virtio_part(rec + n, 0x105, q, v, 8);
+    }
+    uint64_t pad = want > n ? want - n : 0;
+    if (pad && pad < 16)
+        pad = 16;
+    if (pad > UINT32_MAX - n)
+        return -1; /* record_size and part lengths are 32-bit */
+    put_le(rec, n - 16 + pad, 8);
+    put_le(rec + 8, 0, 4);  /* DEVICE_DATA is mandatory */
+    put_le(rec + 12, 0, 4); /* tag DEVICE_DATA */
+    if (pad) {
+        memset(v, 0, 16);
+        put_le(v, 0x200, 2); /* device-type specific */
+        put_le(v + 12, pad - 16, 4);
+        memcpy(rec + n, v, 16);
+        n += 16;
+    }
+    if (gen_bytes(g, rec, n) < 0 || gen_fill(g, pad ? pad - 16 : 0) < 0)
+        return -1;
+    g->image_size = n + (pad ? pad - 16 : 0);
+    return 0;
+}
+
+/* struct acc_vf_data, V2 (176 bytes) */
+static void hisi_struct(uint8_t *b, uint32_t d, uint64_t *rng)
+{
+    memset(b, 0, 176);
+    put_le(b, 0xAACCFEEDDECADEDEull, 8);
+    put_le(b + 8, 64, 4);             /* qp_num */
+    put_le(b + 12, 0xa251, 4);        /* dev_id: HiSilicon ZIP VF */
+    put_le(b + 16, 0, 4);             /* que_iso_cfg */
+    put_le(b + 20, 64 * (d + 1), 4);  /* qp_base */
+    put_le(b + 24, 1, 4);             /* vf_qm_state: ready */
+    put_le(b + 28, 1, 2);             /* major version */
+    put_le(b + 30, 0, 2);             /* minor version */
+    rng_bytes(rng, b + 40, 104);      /* queue-manager registers */
+    for (int i = 0; i < 4; i++)       /* eqe, aeqe, sqc, cqc DMA */
+        put_le(b + 144 + 8 * i,
+               0x8000000000ull + ((uint64_t)d << 20) + (uint64_t)i * 0x10000,
+               8);
+}
+
+/* QAT: a section header and its payload */
+static size_t qat_sect(uint8_t *p, const char *id, uint32_t size,
+                       uint32_t subs)
+{
+    memset(p, 0, 16);
+    memcpy(p, id, strlen(id));
+    put_le(p + 8, size, 4);
+    put_le(p + 12, subs, 4);
+    return 16;
+}
+
+static size_t qat_leaf(uint8_t *p, const char *id, uint64_t value,
+                       uint32_t len)
+{
+    size_t n = qat_sect(p, id, len, 0);
+    put_le(p + n, value, len < 8 ? len : 8);
+    return n + len;
+}
+
+static size_t qat_preamble(uint8_t *p, uint16_t n_sects, uint32_t size)
+{
+    put_le(p, 0xADF5CAEAu, 4);
+    put_le(p + 4, 1, 4);
+    put_le(p + 8, 16, 2);
+    put_le(p + 10, n_sects, 2);
+    put_le(p + 12, size, 4);
+    return 16;
+}
+
+/* The 4096-byte buffer; returns S, the setup block's length. */
+static size_t qat_buffer(uint8_t *b, uint64_t *rng)
+{
+    memset(b, 0, 4096);
+    /* setup block: CONFIG{gencap, svcmap, extdc} */
+    size_t o = 16;
+    size_t cfg = o;
+    o += 16;
+    o += qat_leaf(b + o, "gencap", 0x00000000ffffffffull, 8);
+    o += qat_leaf(b + o, "svcmap", 0x0000000000000321ull, 8);
+    o += qat_leaf(b + o, "extdc", 0x1, 4);
+    qat_sect(b + cfg, "CONFIG", (uint32_t)(o - cfg - 16), 3);
+    qat_preamble(b, 1, (uint32_t)(o - 16));
+    size_t setup = o;
+    /* state block: GENER{iovinit, compver, sla}, MISCBAR{...}, ETRBAR */
+    o += 16;
+    size_t top = o;
+    o += 16;
+    o += qat_leaf(b + o, "iovinit", 1, 4);
+    o += qat_leaf(b + o, "compver", 0x0104, 4);
+    size_t sla = o;
+    o += qat_sect(b + o, "sla", 32, 0);
+    rng_bytes(rng, b + o, 32);
+    o += 32;
+    (void)sla;
+    qat_sect(b + top, "GENER", (uint32_t)(o - top - 16), 3);
+    top = o;
+    o += 16;
+    static const char *const misc[] = {"visrc", "vimsk", "vispv",
+                                       "vimpv", "pf2vm", "vm2pf"};
+    for (int i = 0; i < 6; i++)
+        o += qat_leaf(b + o, misc[i], rng_next(rng) & 0xffffffffu, 8);
+    qat_sect(b + top, "MISCBAR", (uint32_t)(o - top - 16), 6);
+    top = o;
+    o += 16;
+    for (int k = 0; k < 4; k++) {
+        char id[8];
+        snprintf(id, sizeof id, "bnk%d", k);
+        size_t bank = o;
+        o += 16;
+        o += qat_sect(b + o, "mregs", 128, 0);
+        rng_bytes(rng, b + o, 128);
+        o += 128;
+        qat_sect(b + bank, id, (uint32_t)(o - bank - 16), 1);
+    }
+    qat_sect(b + top, "ETRBAR", (uint32_t)(o - top - 16), 4);
+    qat_preamble(b + setup, 3, (uint32_t)(o - setup - 16));
+    return setup;
+}
+
+/* Xe: a packet header */
+static void xe_header(uint8_t *h, uint8_t type, uint64_t offset,
+                      uint64_t size)
+{
+    memset(h, 0, 24);
+    h[0] = 1; /* version */
+    h[1] = type;
+    put_le(h + 8, offset, 8);
+    put_le(h + 16, size, 8);
+}
+
+#define XE_VRAM_PACKET ((uint64_t)64 << 20)
+static int xe_stream(dev_gen *g, uint64_t size)
+{
+    uint8_t h[24 + 28];
+    /* DESCRIPTOR: devid, revid and one more KLV (walked) */
+    xe_header(h, 1, 0, 28);
+    put_le(h + 24, 0xF0010001u, 4);
+    put_le(h + 28, 0xE20B, 4); /* Battlemage */
+    put_le(h + 32, 0xF0020001u, 4);
+    put_le(h + 36, 0x01, 4);
+    put_le(h + 40, 0xF0030002u, 4); /* vendor KLV, 2 dwords */
+    put_le(h + 44, 0x1, 4);
+    put_le(h + 48, 0x0, 4);
+    if (gen_bytes(g, h, sizeof h) < 0)
+        return -1;
+    uint64_t ggtt = size / 16 / 8 * 8, mmio = size / 64 / 4 * 4,
+             guc = size / 8 / 4 * 4;
+    uint64_t vram = size - ggtt - mmio - guc;
+    const struct {
+        uint8_t type;
+        uint64_t len;
+    } res[] = {{3, ggtt}, {4, mmio}, {5, guc}};
+    for (int i = 0; i < 3; i++) {
+        if (!res[i].len)
+            continue;
+        xe_header(h, res[i].type, 0, res[i].len);
+        if (gen_bytes(g, h, 24) < 0 || gen_fill(g, res[i].len) < 0)
+            return -1;
+    }
+    for (uint64_t off = 0; off < vram; off += XE_VRAM_PACKET) {
+        uint64_t n = vram - off < XE_VRAM_PACKET ? vram - off : XE_VRAM_PACKET;
+        xe_header(h, 6, off, n);
+        if (gen_bytes(g, h, 24) < 0 || gen_fill(g, n) < 0)
+            return -1;
+    }
+    xe_header(h, 2, 0, 0); /* TRAILER */
+    return gen_bytes(g, h, 24);
+}
+
+#define PDS_MAX 65536
+
+/* The other kinds' generators.  Returns -1 when the sizes do not fit. */
+static int kind_gens_init(const workload *wl, uint32_t d, dev_gen *gen)
+{
+    dev_gen *gi = &gen[MS_PHASE_INITIAL], *gm = &gen[MS_PHASE_MIDDLE],
+            *gf = &gen[MS_PHASE_FINAL];
+    uint8_t b[4096];
+    switch (wl->kind) {
+    case MS_PAYLOAD_VIRTIO:
+        if (wl->initial_size && virtio_snapshot(gi, d, wl->initial_size) < 0)
+            return -1;
+        if (wl->middle_count) {
+            if (virtio_snapshot(gm, d, wl->middle_size) < 0)
+                return -1;
+            gm->reps = wl->middle_count;
+            if (gm->total > UINT64_MAX / wl->middle_count)
+                return -1;
+            gm->total *= wl->middle_count;
+        }
+        return virtio_snapshot(gf, d, wl->final_size);
+    case MS_PAYLOAD_HISI_ACC:
+        hisi_struct(b, d, &gen[0].rng);
+        if (wl->no_precopy)
+            return gen_bytes(gf, b, 176);
+        if (gen_bytes(gi, b, 40) < 0)
+            return -1;
+        return gen_bytes(gf, b + 40, 136);
+    case MS_PAYLOAD_QAT: {
+        size_t setup = qat_buffer(b, &gen[0].rng);
+        if (wl->no_precopy)
+            return gen_bytes(gf, b, 4096);
+        if (gen_bytes(gi, b, setup) < 0)
+            return -1;
+        return gen_bytes(gf, b + setup, 4096 - setup);
+    }
+    case MS_PAYLOAD_XE:
+        return xe_stream(gf, wl->final_size);
+    case MS_PAYLOAD_PDS:
+        return gen_fill(gf, wl->final_size < PDS_MAX ? wl->final_size
+                                                     : PDS_MAX);
+    }
+    return -1;
+}
+
+/* Set up device d's generators (gen[0]'s rng also gives the config
+ * bytes); returns -1 when the sizes overflow.  stop_copy_in_middle: with
+ * precopy but no initial image, mlx5's STOP_COPY_SIZE goes in front of
+ * the first middle image (migstream images) rather than in the initial
+ * data (QEMU, where the first PART carries it). */
+static int gens_init(const workload *wl, uint32_t d, dev_gen *gen,
+                     int stop_copy_in_middle)
+{
     int mlx5 = wl->kind == MS_PAYLOAD_MLX5;
     uint64_t hdr = mlx5 ? MLX5_HEADER : 0;
     for (int p = 0; p < 4; p++) {
-        dev_gen *g = &dev->gen[p];
+        dev_gen *g = &gen[p];
         memset(g, 0, sizeof *g);
         g->mlx5 = mlx5;
         /* one independent stream per device and phase, whatever order the
@@ -1177,17 +1624,21 @@ static int qemu_dev_init(qemu_synth *q, uint32_t d)
                  ((uint64_t)d * 4 + (uint64_t)p + 1) * 0xD1B54A32D192ED03ull;
         rng_next(&g->rng);
     }
+    if (wl->kind != MS_PAYLOAD_MLX5 && wl->kind != MS_PAYLOAD_RAW)
+        return kind_gens_init(wl, d, gen);
     /* mlx5 puts STOP_COPY_SIZE first: on entering PRE_COPY, or on
      * STOP -> STOP_COPY when there is no precopy at all. */
     int precopy = wl->initial_size || wl->middle_count;
-    dev_gen *gi = &dev->gen[MS_PHASE_INITIAL], *gm = &dev->gen[MS_PHASE_MIDDLE],
-            *gf = &dev->gen[MS_PHASE_FINAL];
-    dev_gen *first = precopy ? gi : gf;
+    dev_gen *gi = &gen[MS_PHASE_INITIAL], *gm = &gen[MS_PHASE_MIDDLE],
+            *gf = &gen[MS_PHASE_FINAL];
+    dev_gen *first = !precopy                                   ? gf
+                     : stop_copy_in_middle && !wl->initial_size ? gm
+                                                                : gi;
     if (mlx5) {
         first->stop_copy_pending = 1;
         first->stop_copy_size =
             wl->final_size - wl->final_size / 10 +
-            rng_below(&dev->gen[0].rng, wl->final_size / 5 + 1);
+            rng_below(&gen[0].rng, wl->final_size / 5 + 1);
         first->total = MLX5_HEADER + 8;
     }
     if (wl->initial_size) {
@@ -1203,7 +1654,10 @@ static int qemu_dev_init(qemu_synth *q, uint32_t d)
         uint64_t one = wl->middle_size;
         if (add_u64(&one, hdr) < 0 || wl->middle_count > UINT64_MAX / one)
             return -1;
-        gm->total = wl->middle_count * one;
+        gm->image_size = one;
+        uint64_t all = wl->middle_count * one;
+        if (add_u64(&gm->total, all) < 0)
+            return -1;
     }
     /* mlx5 always ends with a final FW_DATA record, even an empty one */
     if (wl->final_size || mlx5) {
@@ -1214,6 +1668,17 @@ static int qemu_dev_init(qemu_synth *q, uint32_t d)
             return -1;
     }
     return 0;
+}
+
+/* Set up device d's name and generators. */
+static int qemu_dev_init(qemu_synth *q, uint32_t d)
+{
+    qemu_dev *dev = &q->devs[d];
+    uint32_t slot = 0x10 + d; /* 0000:00:10.0 on: clear of BASE's NICs */
+    snprintf(dev->idstr, sizeof dev->idstr, "0000:%02x:%02x.0/vfio", slot / 32,
+             slot % 32);
+    dev->section_id = q->base.max_section_id + 1 + d;
+    return gens_init(q->wl, d, dev->gen, 0);
 }
 
 /* ---- reading BASE ---------------------------------------------------- */
@@ -1640,6 +2105,8 @@ static int qemu_mode(const workload *wl)
     if (q.base.bytes)
         munmap((void *)q.base.bytes, q.base.len);
     free(q.base.part_ends);
+    for (uint32_t d = 0; q.devs && d < wl->devices; d++)
+        gens_free(q.devs[d].gen);
     free(q.devs);
     free(q.buf);
     return status;
@@ -2413,6 +2880,8 @@ static int mfd_close(mfd_synth *m, int status)
     if (m->q.base.bytes)
         munmap((void *)m->q.base.bytes, m->q.base.len);
     free(m->q.base.part_ends);
+    for (uint32_t d = 0; m->q.devs && d < m->wl.devices; d++)
+        gens_free(m->q.devs[d].gen);
     free(m->q.devs);
     free(m->ch);
     free(m->order);
@@ -2435,6 +2904,7 @@ static int multifd_mode(const workload *opts)
     m->wl = *opts;
     m->wl.initial_size = 0; /* no precopy images: stop-copy only */
     m->wl.middle_count = 0;
+    m->wl.no_precopy = 1;
     m->q.wl = &m->wl;
     m->q.chunk_max = opts->packet_size_set ? (size_t)opts->packet_size
                                            : QEMU_CHUNK_DEFAULT;
@@ -2532,6 +3002,63 @@ static int multifd_mode(const workload *opts)
     return status;
 }
 
+/* --raw FILE: one device's payload as read from its data fd, every phase
+ * in order; with --expect-dir, DIR/final-offset says where STOP_COPY
+ * began (for migstream-dump --final-offset). */
+static int raw_mode(const workload *wl)
+{
+    dev_gen gen[4];
+    if (gens_init(wl, 0, gen, 0) < 0) {
+        gens_free(gen);
+        usage_error("device sizes too large for --kind %s",
+                    ms_payload_kind_name((uint32_t)wl->kind));
+        return TOOL_USAGE;
+    }
+    int status = TOOL_OK;
+    uint64_t final_offset =
+        gen[MS_PHASE_INITIAL].total + gen[MS_PHASE_MIDDLE].total;
+    if (wl->expect_dir) {
+        char path[4096];
+        if (mkdir(wl->expect_dir, 0777) != 0 && errno != EEXIST)
+            status = io_error(wl->expect_dir, errno);
+        snprintf(path, sizeof path, "%s/final-offset", wl->expect_dir);
+        FILE *f = status == TOOL_OK ? fopen(path, "w") : NULL;
+        if (status == TOOL_OK && !f)
+            status = io_error(path, errno);
+        if (f) {
+            fprintf(f, "%llu\n", (unsigned long long)final_offset);
+            if (ferror(f) | (fclose(f) != 0))
+                status = io_error(path, errno ? errno : EIO);
+        }
+    }
+    FILE *out = NULL;
+    if (status == TOOL_OK && !(out = fopen(wl->raw_file, "wb")))
+        status = io_error(wl->raw_file, errno);
+    uint8_t *buf = status == TOOL_OK ? malloc(QEMU_CHUNK_DEFAULT) : NULL;
+    if (status == TOOL_OK && !buf) {
+        fprintf(stderr, PROG ": out of memory\n");
+        status = TOOL_USAGE;
+    }
+    for (int p = MS_PHASE_INITIAL; status == TOOL_OK && p <= MS_PHASE_FINAL;
+         p++) {
+        size_t n;
+        while ((n = gen_next(&gen[p], buf, QEMU_CHUNK_DEFAULT)) > 0)
+            if (fwrite(buf, 1, n, out) != n) {
+                status = io_error(wl->raw_file, errno ? errno : EIO);
+                break;
+            }
+    }
+    if (out) {
+        errno = 0;
+        int failed = ferror(out) | (fclose(out) != 0);
+        if (failed && status == TOOL_OK)
+            status = io_error(wl->raw_file, errno ? errno : EIO);
+    }
+    free(buf);
+    gens_free(gen);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     workload wl;
@@ -2544,8 +3071,44 @@ int main(int argc, char **argv)
         return multifd_mode(&wl);
     if (wl.qemu_base)
         return qemu_mode(&wl);
+    if (wl.raw_file)
+        return raw_mode(&wl);
 
+    /* Without --kind the images are the random state bytes they always
+     * were: the devices say raw, the one kind those bytes are valid as. */
+    if (!wl.kind_given)
+        wl.kind = MS_PAYLOAD_RAW;
     synth s = {.wl = &wl, .rng = wl.seed};
+    if (wl.kind_given && wl.kind != MS_PAYLOAD_RAW) {
+        workload orig = wl;
+        s.gens = calloc((size_t)(wl.devices ? wl.devices : 1) * 4,
+                        sizeof *s.gens);
+        if (!s.gens) {
+            fprintf(stderr, PROG ": out of memory\n");
+            return TOOL_USAGE;
+        }
+        for (uint32_t d = 0; d < wl.devices; d++)
+            if (gens_init(&orig, d, &s.gens[(size_t)d * 4], 1) < 0) {
+                for (uint32_t k = 0; k <= d; k++)
+                    gens_free(&s.gens[(size_t)k * 4]);
+                free(s.gens);
+                usage_error("device sizes too large for --kind %s",
+                            ms_payload_kind_name((uint32_t)wl.kind));
+                return TOOL_USAGE;
+            }
+        if (wl.devices) {
+            const dev_gen *g = &s.gens[0];
+            wl.initial_size = g[MS_PHASE_INITIAL].total;
+            if (g[MS_PHASE_MIDDLE].total == 0 || wl.middle_count == 0) {
+                wl.middle_count = 0;
+            } else {
+                wl.middle_size = g[MS_PHASE_MIDDLE].image_size;
+                s.middle_first = g[MS_PHASE_MIDDLE].total -
+                                 (wl.middle_count - 1) * wl.middle_size;
+            }
+            wl.final_size = g[MS_PHASE_FINAL].total;
+        }
+    }
     size_t buf_size = (size_t)(wl.chunk_size > wl.packet_size ? wl.chunk_size
                                                               : wl.packet_size);
     s.buf = malloc(buf_size < 512 ? 512 : buf_size); /* config packets too */
@@ -2563,5 +3126,8 @@ int main(int argc, char **argv)
     free(sinks);
     free(s.order);
     free(s.buf);
+    for (uint32_t d = 0; s.gens && d < wl.devices; d++)
+        gens_free(&s.gens[(size_t)d * 4]);
+    free(s.gens);
     return status;
 }

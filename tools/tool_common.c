@@ -434,10 +434,14 @@ void tool_long_options(const struct option *own, struct option *all)
     size_t n = 0;
     while (own[n].name)
         n++;
-    if (n + n_limits + 2 > TOOL_LONG_OPTIONS_MAX)
+    if (n + n_limits + 4 > TOOL_LONG_OPTIONS_MAX)
         abort(); /* a tool declares too many options: raise the max */
     memcpy(all, own, n * sizeof *all);
     all[n++] = (struct option){"format", required_argument, 0, TOOL_OPT_READER};
+    all[n++] = (struct option){"payload", required_argument, 0,
+                               TOOL_OPT_READER};
+    all[n++] = (struct option){"final-offset", required_argument, 0,
+                               TOOL_OPT_READER};
     for (size_t i = 0; i < n_limits; i++)
         all[n++] = (struct option){limit_opts[i].name, required_argument, 0,
                                    TOOL_OPT_READER};
@@ -463,6 +467,28 @@ static int set_limit(ms_options *opt, size_t i, const char *value)
 int tool_reader_option(const char *prog, ms_options *opt, const char *name,
                        const char *value)
 {
+    if (strcmp(name, "payload") == 0) { /* the file is one driver's data */
+        int kind = strcmp(value, "auto") == 0 ? -1
+                                              : ms_payload_kind_from_name(value);
+        if (kind < 0 && strcmp(value, "auto") != 0) {
+            fprintf(stderr, "%s: unknown --payload %s (auto, raw, mlx5, "
+                            "virtio, hisi_acc, qat, xe, pds)\n",
+                    prog, value);
+            return -1;
+        }
+        opt->format = MS_FORMAT_PAYLOAD;
+        opt->payload_kind = kind;
+        return 0;
+    }
+    if (strcmp(name, "final-offset") == 0) {
+        uint64_t v;
+        if (tool_parse_size(value, &v) < 0) {
+            fprintf(stderr, "%s: bad --final-offset %s\n", prog, value);
+            return -1;
+        }
+        opt->payload_final_offset = v;
+        return 0;
+    }
     if (strcmp(name, "format") == 0) {
         static const ms_format forms[] = {
             MS_FORMAT_AUTO, MS_FORMAT_MIGSTREAM, MS_FORMAT_QEMU_MAIN,
@@ -490,6 +516,12 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
 
 void tool_reader_help(FILE *out)
 {
+    fprintf(out, "  --payload=KIND%*sthe files are one VFIO driver's data: "
+                 "auto, mlx5, virtio,\n%*shisi_acc, qat, xe, pds, raw\n",
+            16, "", 32, "");
+    fprintf(out, "  --final-offset=N%*swith --payload: bytes from N on were "
+                 "read in STOP_COPY\n",
+            14, "");
     fprintf(out, "  --format=NAME%*sauto (default: detect from the magic), "
                  "migstream, qemu-main, ...\n",
             17, "");
@@ -505,4 +537,236 @@ const char *tool_vfio_state_name(uint32_t state)
         "ERROR",   "STOP",        "RUNNING",  "STOP_COPY",
         "RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"};
     return state < sizeof names / sizeof names[0] ? names[state] : "?";
+}
+
+/* ---- driver payloads inside carriers -------------------------------------- */
+
+typedef struct pl_dev {
+    size_t file;        /* where its bytes come from (for problems) */
+    char label[256];    /* idstr */
+    char key[300];      /* what identifies the device across events */
+    ms_reader *r;
+    int kind;           /* forced or declared kind, -1: detect */
+    int off;            /* not recognised, or failed: no more decoding */
+    ms_phase phase;
+    uint64_t fed;       /* payload bytes handed in */
+    uint64_t last_off;  /* file offset of the chunk being fed */
+    int recognised;     /* a payload event came out */
+} pl_dev;
+
+struct tool_payloads {
+    ms_options opt;
+    int kind;
+    pl_dev *devs;
+    size_t n, cap;
+    /* per file: format, and QEMU section id -> idstr via VFIO markers */
+    struct pl_file {
+        ms_format format;
+        struct pl_sec {
+            uint32_t id;
+            char idstr[256];
+        } *secs;
+        size_t nsecs;
+        /* migstream: device handle -> idstr and declared kind */
+        struct pl_mdev {
+            uint32_t handle, kind;
+            char idstr[256];
+        } *mdevs;
+        size_t nmdevs;
+    } *files;
+    size_t nfiles;
+};
+
+tool_payloads *tool_payloads_new(const ms_options *opt, int kind)
+{
+    tool_payloads *tp = calloc(1, sizeof *tp);
+    if (!tp)
+        return NULL;
+    tp->opt = *opt;
+    tp->opt.format = MS_FORMAT_PAYLOAD;
+    tp->opt.payload_final_offset = UINT64_MAX; /* the carrier says */
+    tp->opt.input_stable = 0;
+    tp->kind = kind;
+    return tp;
+}
+
+void tool_payloads_free(tool_payloads *tp)
+{
+    if (!tp)
+        return;
+    for (size_t i = 0; i < tp->n; i++)
+        ms_reader_free(tp->devs[i].r);
+    for (size_t i = 0; i < tp->nfiles; i++) {
+        free(tp->files[i].secs);
+        free(tp->files[i].mdevs);
+    }
+    free(tp->files);
+    free(tp->devs);
+    free(tp);
+}
+
+static struct pl_file *pl_file(tool_payloads *tp, size_t file)
+{
+    if (file >= tp->nfiles) {
+        struct pl_file *n = realloc(tp->files, (file + 1) * sizeof *n);
+        if (!n)
+            return NULL;
+        memset(n + tp->nfiles, 0, (file + 1 - tp->nfiles) * sizeof *n);
+        tp->files = n;
+        tp->nfiles = file + 1;
+    }
+    return &tp->files[file];
+}
+
+static pl_dev *pl_device(tool_payloads *tp, size_t file, const char *key,
+                         const char *label, int kind)
+{
+    for (size_t i = 0; i < tp->n; i++)
+        if (strcmp(tp->devs[i].key, key) == 0)
+            return &tp->devs[i];
+    if (tp->n == tp->cap) {
+        size_t cap = tp->cap ? tp->cap * 2 : 8;
+        pl_dev *n = realloc(tp->devs, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        tp->devs = n;
+        tp->cap = cap;
+    }
+    pl_dev *d = &tp->devs[tp->n++];
+    memset(d, 0, sizeof *d);
+    d->file = file;
+    snprintf(d->key, sizeof d->key, "%s", key);
+    snprintf(d->label, sizeof d->label, "%s", label);
+    d->kind = tp->kind >= 0 ? tp->kind : kind;
+    return d;
+}
+
+/* A nested reader failed: "not recognised" ends decoding quietly; any other
+ * error is the device's payload breaking its driver's rules. */
+static void pl_failed(pl_dev *d, tool_problem_fn on_problem, void *ctx)
+{
+    const ms_error_info *e = ms_reader_error(d->r);
+    d->off = 1;
+    /* detecting, nothing recognised yet: not a driver stream we know */
+    if (d->kind < 0 && !d->recognised &&
+        (e->code == MS_ERR_FORMAT_UNKNOWN || e->code == MS_ERR_TRUNCATED))
+        return;
+    ms_error_info p = *e;
+    p.offset = d->last_off;
+    p.has_channel = 0;
+    snprintf(p.detail, sizeof p.detail,
+             "device %.60s payload byte %llu: %.100s", d->label,
+             (unsigned long long)e->offset, e->detail);
+    on_problem(ctx, d->file, &p);
+}
+
+static void pl_pull(pl_dev *d, tool_nested_fn on_nested,
+                    tool_problem_fn on_problem, void *ctx)
+{
+    ms_event nev;
+    int rc;
+    while ((rc = ms_reader_next(d->r, &nev)) == MS_NEXT_EVENT) {
+        if (nev.kind == MS_EV_STREAM_HEADER)
+            continue;
+        d->recognised = 1;
+        on_nested(ctx, d->file, d->last_off, d->label, &nev);
+    }
+    if (rc == MS_NEXT_ERROR)
+        pl_failed(d, on_problem, ctx);
+}
+
+void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
+                        int from_set, tool_nested_fn on_nested,
+                        tool_problem_fn on_problem, void *ctx)
+{
+    struct pl_file *f = pl_file(tp, file);
+    if (!f)
+        return;
+    if (ev->kind == MS_EV_STREAM_HEADER && !from_set) {
+        f->format = ev->u.stream.format;
+        return;
+    }
+    if (ev->kind == MS_EV_VFIO_MARKER) { /* QEMU: section id -> idstr */
+        for (size_t i = 0; i < f->nsecs; i++)
+            if (f->secs[i].id == ev->u.vfio.section_id)
+                return;
+        struct pl_sec *n = realloc(f->secs, (f->nsecs + 1) * sizeof *n);
+        if (!n)
+            return;
+        f->secs = n;
+        n[f->nsecs].id = ev->u.vfio.section_id;
+        snprintf(n[f->nsecs++].idstr, 256, "%s", ev->u.vfio.idstr);
+        return;
+    }
+    if (ev->kind == MS_EV_DEVICE && !from_set) { /* migstream */
+        struct pl_mdev *n = realloc(f->mdevs, (f->nmdevs + 1) * sizeof *n);
+        if (!n)
+            return;
+        f->mdevs = n;
+        n[f->nmdevs].handle = ev->u.device.handle;
+        n[f->nmdevs].kind = ev->u.device.payload_kind;
+        snprintf(n[f->nmdevs++].idstr, 256, "%s", ev->u.device.idstr);
+        return;
+    }
+    if (ev->kind != MS_EV_DATA || ev->u.data.config || !ev->u.data.size)
+        return;
+    const ms_data_info *dd = &ev->u.data;
+    char key[300];
+    const char *label = NULL;
+    int kind = -1;
+    if (dd->in_packet && !from_set)
+        return; /* packets count once they are reassembled, in order */
+    if (f->format == MS_FORMAT_QEMU_MAIN || f->format == MS_FORMAT_LIBVIRT_SAVE)
+        for (size_t i = 0; i < f->nsecs && !label; i++)
+            if (f->secs[i].id == dd->device)
+                label = f->secs[i].idstr;
+    if (from_set && dd->idstr)
+        label = dd->idstr;
+    if (f->format == MS_FORMAT_MIGSTREAM)
+        for (size_t i = 0; i < f->nmdevs; i++)
+            if (f->mdevs[i].handle == dd->device) {
+                label = f->mdevs[i].idstr;
+                kind = (int)f->mdevs[i].kind;
+            }
+    /* raw: the device declared it has no driver framing to decode */
+    if (!label || (kind == MS_PAYLOAD_RAW && tp->kind < 0))
+        return;
+    snprintf(key, sizeof key, "%s#%u", label, dd->instance_id);
+    pl_dev *d = pl_device(tp, file, key, label, kind);
+    if (!d || d->off)
+        return;
+    if (!d->r) {
+        ms_options o = tp->opt;
+        o.payload_kind = d->kind;
+        if (!(d->r = ms_reader_create(&o))) {
+            d->off = 1;
+            return;
+        }
+    }
+    if (dd->phase != MS_PHASE_NONE && dd->phase != d->phase) {
+        ms_reader_set_phase(d->r, dd->phase);
+        d->phase = dd->phase;
+    }
+    d->last_off = dd->stream_offset;
+    d->fed += dd->size;
+    if (ms_reader_input(d->r, dd->data, dd->size) < 0) {
+        pl_failed(d, on_problem, ctx);
+        return;
+    }
+    pl_pull(d, on_nested, on_problem, ctx);
+}
+
+void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
+                          tool_problem_fn on_problem, void *ctx)
+{
+    for (size_t i = 0; i < tp->n; i++) {
+        pl_dev *d = &tp->devs[i];
+        if (d->off || !d->r)
+            continue;
+        /* events all came out as input ran out; finish only checks the
+         * payload did not stop inside a record */
+        if (ms_reader_finish(d->r) < 0)
+            pl_failed(d, on_problem, ctx);
+    }
+    (void)on_nested;
 }

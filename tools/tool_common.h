@@ -59,6 +59,29 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
 /* The reader options, one line each, for --help. */
 void tool_reader_help(FILE *out);
 
+/* ---- driver payloads inside carriers --------------------------------------
+ * Device data in a QEMU main stream (VFIO chunks), in multifd device-state
+ * images (reassembled by the set) and in migstream device images is the
+ * driver's own stream: each device's bytes go to a payload reader of their
+ * own, in order, with the carrier's phase.  A device whose bytes no driver
+ * rule recognises is left alone (a migstream device whose DEVICE record
+ * names its kind is always decoded). */
+typedef struct tool_payloads tool_payloads;
+/* A nested event: `device` names the device ("0000:00:02.0/vfio"); `at` is
+ * the carrier file offset of the device bytes it came out of. */
+typedef void (*tool_nested_fn)(void *ctx, size_t file, uint64_t at,
+                               const char *device, const ms_event *ev);
+/* `kind`: force a payload kind for every device (-1: by device / detect). */
+tool_payloads *tool_payloads_new(const ms_options *opt, int kind);
+void tool_payloads_free(tool_payloads *tp);
+/* Offer every event tool_run delivers. */
+void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
+                        int from_set, tool_nested_fn on_nested,
+                        tool_problem_fn on_problem, void *ctx);
+/* Input is over: a payload cut inside a record is a problem. */
+void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
+                          tool_problem_fn on_problem, void *ctx);
+
 const char *tool_vfio_state_name(uint32_t state);
 
 /* Big-endian stores for tools that write QEMU framing (synth, bench); the

@@ -1,5 +1,6 @@
 /* migstream-verify: check everything that can be checked in the files of
  * one migration; silent on success unless asked, one line per problem. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -20,15 +21,28 @@ typedef struct expectations {
     int ncaps;
 } expectations;
 
+/* --expect-field NAME=VALUE: a decoded payload field the destination
+ * requires (HiSilicon dev_id, Xe devid, ...). */
+typedef struct field_expect {
+    const char *name;
+    uint64_t value;
+    int seen;
+} field_expect;
+
 typedef struct verify_ctx {
+    field_expect fx[16];
+    int nfx;
+    tool_payloads *tp;
     char *const *files;
     size_t nfiles;
     int quiet;
     int expect_failures;
+    int no_payloads;
     expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
     uint32_t channel_count, qemu_mains, qemu_channels;
+    uint64_t problems; /* every problem printed, nested ones too */
     ms_format *format; /* per file */
 } verify_ctx;
 
@@ -83,9 +97,42 @@ static void check_config(verify_ctx *v, size_t file, const ms_event *ev)
     }
 }
 
+/* A decoded payload field against --expect-field. */
+static void check_field(verify_ctx *v, size_t file, uint64_t at,
+                        const char *device, const ms_event *ev)
+{
+    const ms_payload_field *f = &ev->u.pfield;
+    for (int i = 0; i < v->nfx; i++) {
+        if (strcmp(v->fx[i].name, f->name) != 0)
+            continue;
+        v->fx[i].seen = 1;
+        if (f->value == v->fx[i].value)
+            continue;
+        ms_error_info e = {.code = MS_ERR_PAYLOAD_COMPAT, .offset = at};
+        snprintf(e.detail, sizeof e.detail,
+                 "device %.60s: %s is 0x%llx, the destination expects 0x%llx",
+                 device, f->name, (unsigned long long)f->value,
+                 (unsigned long long)v->fx[i].value);
+        v->expect_failures++;
+        on_problem(v, file, &e);
+    }
+}
+
+static void on_nested(void *ctx, size_t file, uint64_t at,
+                      const char *device, const ms_event *ev)
+{
+    if (ev->kind == MS_EV_PAYLOAD_FIELD)
+        check_field(ctx, file, at, device, ev);
+}
+
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 {
     verify_ctx *v = ctx;
+    if (ev->kind == MS_EV_PAYLOAD_FIELD) /* a raw driver payload file */
+        check_field(v, file, ev->offset, v->files[file], ev);
+    if (v->tp)
+        tool_payloads_feed(v->tp, file, ev, from_set, on_nested, on_problem,
+                           v);
     if (ev->kind == MS_EV_CONFIGURATION && !from_set)
         check_config(v, file, ev);
     if (from_set) {
@@ -112,6 +159,7 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 {
     verify_ctx *v = ctx;
+    v->problems++;
     if (!v->quiet)
         tool_print_problem(stdout, v->files[file == (size_t)-1 ? 0 : file], e);
 }
@@ -127,6 +175,11 @@ static void usage(FILE *o)
             "  -v, --verbose    say what was checked when all is well\n"
             "  --expect-machine=TYPE, --expect-page-bits=N, --expect-uuid=HEX,\n"
             "  --expect-capability=NAME (repeatable)\n"
+            "  --expect-field=NAME=VALUE  a decoded driver payload field the "
+            "destination\n"
+            "                   requires (e.g. dev_id=0xa255 for hisi_acc, "
+            "devid for xe)\n"
+            "  --no-payloads    do not decode device data as driver payloads\n"
             "                   QEMU: what the destination would require of "
             "the\n"
             "                   configuration record (its loader rejects a "
@@ -158,6 +211,8 @@ int main(int argc, char **argv)
         {"expect-page-bits", required_argument, 0, 'B'},
         {"expect-uuid", required_argument, 0, 'U'},
         {"expect-capability", required_argument, 0, 'C'},
+        {"expect-field", required_argument, 0, 'F'},
+        {"no-payloads", no_argument, 0, 'P'},
         {0, 0, 0, 0}};
     struct option longs[TOOL_LONG_OPTIONS_MAX];
     tool_long_options(own, longs);
@@ -187,6 +242,26 @@ int main(int argc, char **argv)
             }
             v.ex.uuid = optarg;
             break;
+        case 'P': v.no_payloads = 1; break;
+        case 'F': {
+            char *eq = strchr(optarg, '=');
+            uint64_t val;
+            char *end;
+            if (!eq || eq == optarg || v.nfx == 16) {
+                fprintf(stderr, "%s: --expect-field wants NAME=VALUE\n", prog);
+                return TOOL_USAGE;
+            }
+            errno = 0;
+            val = strtoull(eq + 1, &end, 0);
+            if (errno || *end || end == eq + 1) {
+                fprintf(stderr, "%s: bad value in --expect-field %s\n", prog,
+                        optarg);
+                return TOOL_USAGE;
+            }
+            *eq = 0;
+            v.fx[v.nfx++] = (field_expect){optarg, val, 0};
+            break;
+        }
         case 'C':
             if (v.ex.ncaps == 8) {
                 fprintf(stderr, "%s: too many --expect-capability\n", prog);
@@ -216,9 +291,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
+    if (!v.no_payloads && opt.format != MS_FORMAT_PAYLOAD &&
+        !(v.tp = tool_payloads_new(&opt, -1))) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return TOOL_USAGE;
+    }
     tool_run_parallel(1); /* verify keeps no order-dependent output */
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
-    if (rc == TOOL_OK && v.expect_failures)
+    if (v.tp) {
+        tool_payloads_finish(v.tp, on_nested, on_problem, &v);
+        tool_payloads_free(v.tp);
+    }
+    for (int i = 0; i < v.nfx; i++)
+        if (!v.fx[i].seen && rc != TOOL_USAGE) {
+            ms_error_info e = {.code = MS_ERR_PAYLOAD_COMPAT};
+            snprintf(e.detail, sizeof e.detail,
+                     "no decoded payload has the field %.60s that "
+                     "--expect-field names: nothing was checked",
+                     v.fx[i].name);
+            v.expect_failures++;
+            on_problem(&v, 0, &e);
+        }
+    if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
     if (rc == TOOL_OK && verbose && !v.quiet) {
         for (size_t i = 0; i < v.nfiles; i++)

@@ -8,7 +8,7 @@ for k in stream device image_begin chunk packet image_end precopy_info state_cha
     expect_grep "$WORK/out" "^ +([0-9]+|set)  $k " "human line for $k"
 done
 expect_grep "$WORK/out" "^summary: 4 files, migration [0-9a-f]{32}, 4 of 4 channels ended, .*: valid$" "human summary"
-expect_grep "$WORK/out" "^  device 0 0000:00:02.0/vfio \(mlx5\): initial 1 image 262144 B; middle 2 images 131072 B; final 1 image 1048576 B;" "per-device summary"
+expect_grep "$WORK/out" "^  device 0 0000:00:02.0/vfio \(raw\): initial 1 image 262144 B; middle 2 images 131072 B; final 1 image 1048576 B;" "per-device summary"
 
 expect_exit 0 "dump --json" -- "$DUMP" --json "$D"/*.mig
 cp "$WORK/out" "$WORK/json"

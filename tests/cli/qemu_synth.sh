@@ -191,7 +191,7 @@ expect_exit 0 "phases on the 3-PART base" -- "${PY[@]}" phases "$WORK/mpo.json" 
 expect_exit 2 "--qemu with --channels" -- "$SYNTH" --qemu "$BASE" -o "$WORK/x.mig" --channels 2
 expect_grep "$WORK/err" "--channels does not apply to --qemu" "v1-only option named"
 expect_exit 2 "--qemu without output" -- "$SYNTH" --qemu "$BASE"
-expect_exit 2 "--qemu with a virtio kind" -- "$SYNTH" --qemu "$BASE" -o "$WORK/x.mig" --kind virtio
+expect_exit 2 "--qemu with an unknown kind" -- "$SYNTH" --qemu "$BASE" -o "$WORK/x.mig" --kind nope
 expect_exit 2 "--switchover-ack without --qemu" -- "$SYNTH" --switchover-ack -o "$WORK/x"
 expect_exit 2 "--expect-dir without --qemu" -- "$SYNTH" --expect-dir "$WORK/e" -o "$WORK/x"
 expect_exit 2 "missing BASE" -- "$SYNTH" --qemu "$WORK/nope.mig" -o "$WORK/x.mig"
