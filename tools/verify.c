@@ -26,6 +26,8 @@ typedef struct expectations {
 typedef struct field_expect {
     const char *name;
     uint64_t value;
+    int within; /* NAME<=MASK: every bit of the field must be in MASK (a
+                   destination offering a superset of capabilities) */
     int seen;
 } field_expect;
 
@@ -106,13 +108,23 @@ static void check_field(verify_ctx *v, size_t file, uint64_t at,
         if (strcmp(v->fx[i].name, f->name) != 0)
             continue;
         v->fx[i].seen = 1;
-        if (f->value == v->fx[i].value)
+        uint64_t want = v->fx[i].value;
+        if (v->fx[i].within ? (f->value & ~want) == 0 : f->value == want)
             continue;
         ms_error_info e = {.code = MS_ERR_PAYLOAD_COMPAT, .offset = at};
-        snprintf(e.detail, sizeof e.detail,
-                 "device %.60s: %s is 0x%llx, the destination expects 0x%llx",
-                 device, f->name, (unsigned long long)f->value,
-                 (unsigned long long)v->fx[i].value);
+        if (v->fx[i].within)
+            snprintf(e.detail, sizeof e.detail,
+                     "device %.60s: %s is 0x%llx, bits 0x%llx are beyond "
+                     "what the destination offers (0x%llx)",
+                     device, f->name, (unsigned long long)f->value,
+                     (unsigned long long)(f->value & ~want),
+                     (unsigned long long)want);
+        else
+            snprintf(e.detail, sizeof e.detail,
+                     "device %.60s: %s is 0x%llx, the destination expects "
+                     "0x%llx",
+                     device, f->name, (unsigned long long)f->value,
+                     (unsigned long long)want);
         v->expect_failures++;
         on_problem(v, file, &e);
     }
@@ -178,7 +190,10 @@ static void usage(FILE *o)
             "  --expect-field=NAME=VALUE  a decoded driver payload field the "
             "destination\n"
             "                   requires (e.g. dev_id=0xa255 for hisi_acc, "
-            "devid for xe)\n"
+            "devid for xe);\n"
+            "                   NAME<=MASK: the field's bits must lie in MASK "
+            "(QAT\n"
+            "                   CONFIG.gencap: the destination's capabilities)\n"
             "  --no-payloads    do not decode device data as driver payloads\n"
             "                   QEMU: what the destination would require of "
             "the\n"
@@ -247,8 +262,11 @@ int main(int argc, char **argv)
             char *eq = strchr(optarg, '=');
             uint64_t val;
             char *end;
-            if (!eq || eq == optarg || v.nfx == 16) {
-                fprintf(stderr, "%s: --expect-field wants NAME=VALUE\n", prog);
+            int within = eq && eq > optarg && eq[-1] == '<';
+            if (!eq || eq - within == optarg || v.nfx == 16) {
+                fprintf(stderr, "%s: --expect-field wants NAME=VALUE or "
+                                "NAME<=MASK\n",
+                        prog);
                 return TOOL_USAGE;
             }
             errno = 0;
@@ -258,8 +276,8 @@ int main(int argc, char **argv)
                         optarg);
                 return TOOL_USAGE;
             }
-            *eq = 0;
-            v.fx[v.nfx++] = (field_expect){optarg, val, 0};
+            eq[-within] = 0;
+            v.fx[v.nfx++] = (field_expect){optarg, val, within, 0};
             break;
         }
         case 'C':

@@ -46,6 +46,11 @@ expect_exit 1 "hisi with another dev_id" -- "$VERIFY" --payload hisi_acc --expec
 expect_grep "$WORK/out" "hisi.bin:12: payload-compat: device .*dev_id is 0xa255, the destination expects 0xa256" "compat mismatch"
 expect_exit 1 "an expected field nothing carries" -- "$VERIFY" --payload mlx5 --expect-field dev_id=1 "$WORK/mlx5.bin"
 expect_exit 2 "unknown payload kind" -- "$VERIFY" --payload nvme "$WORK/mlx5.bin"
+# QAT: the destination's capabilities must be a superset of the source's.
+"$SYNTH" --raw "$WORK/qat.bin" --kind qat || bad "synth --raw qat"
+expect_exit 0 "qat capabilities within the destination's" -- "$VERIFY" --payload qat --expect-field 'CONFIG.gencap<=0xffffffffff' "$WORK/qat.bin"
+expect_exit 1 "qat capabilities beyond the destination's" -- "$VERIFY" --payload qat --expect-field 'CONFIG.gencap<=0xffff' "$WORK/qat.bin"
+expect_grep "$WORK/out" "payload-compat: .*CONFIG.gencap is 0xffffffff, bits 0xffff0000 are beyond what the destination offers \(0xffff\)" "superset rule named"
 
 # Nested: VFIO data inside a QEMU stream is decoded as mlx5, with phases.
 "$SYNTH" --qemu "$SRC/tests/data/captures/qemu-7.2-pc-precopy/main.mig" --kind mlx5 --switchover-ack -o "$WORK/q.mig" || bad "synth --qemu"
