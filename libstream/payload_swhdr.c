@@ -109,18 +109,6 @@ typedef struct sw_state {
 #define ST(r) ((sw_state *)(r)->framing)
 #define ALLOC(r) (&(r)->opt.allocator)
 
-static int take(ms_reader *r, size_t n, const uint8_t **p)
-{
-    if (ms_rd_reserve(r, n) < 0)
-        return -1;
-    return ms_rd_take(r, n, p);
-}
-#define TAKE_OR_RETURN(r, n, p)                                              \
-    do {                                                                     \
-        int t_ = take((r), (n), (p));                                        \
-        if (t_ <= 0)                                                         \
-            return t_ < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;                   \
-    } while (0)
 
 static const char *tag_name(int kind, uint32_t tag)
 {
@@ -355,7 +343,7 @@ static int read_value(ms_reader *r, ms_event *ev)
 {
     sw_state *st = ST(r);
     const uint8_t *p;
-    TAKE_OR_RETURN(r, 8, &p);
+    MS_TAKE_OR_RETURN(r, 8, &p);
     record_event(r, ev, "STOP_COPY_SIZE", ms_le64(p), st->hdr_phase);
     st->stage = SW_HEADER;
     return MS_NEXT_EVENT;
@@ -513,7 +501,7 @@ static int read_part_header(ms_reader *r, ms_event *ev)
                        "too few for a %d-byte part header",
                        (unsigned long long)st->left,
                        (unsigned long long)st->rec_off, PART_HDR);
-    TAKE_OR_RETURN(r, PART_HDR, &p);
+    MS_TAKE_OR_RETURN(r, PART_HDR, &p);
     st->ptype = ms_le16(p);
     st->pflags = p[2];
     st->plen = ms_le32(p + 12);
@@ -563,7 +551,7 @@ static int read_part_value(ms_reader *r, ms_event *ev)
     sw_state *st = ST(r);
     const uint8_t *p;
     size_t n = PART_HDR + (size_t)st->plen;
-    TAKE_OR_RETURN(r, n, &p);
+    MS_TAKE_OR_RETURN(r, n, &p);
     const uint8_t *v = p + PART_HDR;
     uint64_t base = st->part_off + PART_HDR;
     if (st->ptype == PT_VQ_CFG && ms_le16(v + 6))

@@ -161,13 +161,6 @@ typedef struct q_state {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Take `n` bytes (reserving stash room first). */
-static int take(ms_reader *r, size_t n, const uint8_t **p)
-{
-    if (ms_rd_reserve(r, n) < 0)
-        return -1;
-    return ms_rd_take(r, n, p);
-}
 
 /* The one counted-string reader (u8 length + bytes) of this framing.
  * Uses step values `at` and `at + 1`; returns 1 when st->name holds it. */
@@ -176,13 +169,13 @@ static int take_counted(ms_reader *r, int at, const char *what)
     q_state *st = QST(r);
     const uint8_t *p;
     if (st->step == at) {
-        int t = take(r, 1, &p);
+        int t = ms_rd_take_reserved(r, 1, &p);
         if (t <= 0)
             return t;
         st->u32b = p[0];
         st->step = at + 1;
     }
-    int t = take(r, st->u32b, &p);
+    int t = ms_rd_take_reserved(r, st->u32b, &p);
     if (t <= 0)
         return t;
     if (st->u32b == 0) {
@@ -283,7 +276,7 @@ static int read_libvirt(ms_reader *r)
     q_state *st = QST(r);
     const uint8_t *p;
     if (st->step == 0) {
-        int t = take(r, LIBVIRT_HEADER, &p);
+        int t = ms_rd_take_reserved(r, LIBVIRT_HEADER, &p);
         if (t <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         /* libvirt writes its header in host order (little endian on the
@@ -321,7 +314,7 @@ static int read_header(ms_reader *r, ms_event *ev)
     q_state *st = QST(r);
     const uint8_t *p;
     uint64_t off = ms_rd_unit_offset(r);
-    int t = take(r, 8, &p);
+    int t = ms_rd_take_reserved(r, 8, &p);
     if (t <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     if (ms_be32(p) != QEVM_MAGIC)
@@ -353,7 +346,7 @@ static int read_config(ms_reader *r, ms_event *ev)
     int t;
     switch (st->step) {
     case 0: /* be32 length of the machine type */
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be32(p);
         if (st->u32a == 0 || st->u32a > 255)
@@ -362,7 +355,7 @@ static int read_config(ms_reader *r, ms_event *ev)
         st->step = 1;
         /* fallthrough */
     case 1:
-        if ((t = take(r, st->u32a, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, st->u32a, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         memcpy(st->machine, p, st->u32a);
         st->machine[st->u32a] = 0;
@@ -397,7 +390,7 @@ static int read_config(ms_reader *r, ms_event *ev)
         st->step = 5;
         /* fallthrough */
     case 5: /* be32 version_id, then the named subsection's fields */
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         if (strcmp(st->name, "configuration/target-page-bits") == 0)
             st->step = 6;
@@ -411,7 +404,7 @@ static int read_config(ms_reader *r, ms_event *ev)
                            st->name);
         return MS_GO_ON;
     case 6:
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         c->has_page_bits = 1;
         c->page_bits = ms_be32(p);
@@ -422,7 +415,7 @@ static int read_config(ms_reader *r, ms_event *ev)
         st->step = 2;
         goto next_sub;
     case 7:
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be32(p);
         if (st->u32a > 64)
@@ -446,7 +439,7 @@ static int read_config(ms_reader *r, ms_event *ev)
         st->step = 2;
         goto next_sub;
     case 10:
-        if ((t = take(r, 16, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 16, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         c->has_uuid = 1;
         memcpy(c->uuid, p, 16);
@@ -464,7 +457,7 @@ static int read_command(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     int t;
     if (st->step == 0) {
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be16(p);     /* cmd */
         st->u32b = ms_be16(p + 2); /* len */
@@ -483,7 +476,7 @@ static int read_command(ms_reader *r, ms_event *ev)
                            st->u32b, want);
         st->step = 1;
     }
-    if ((t = take(r, st->u32b, &p)) <= 0)
+    if ((t = ms_rd_take_reserved(r, st->u32b, &p)) <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     uint16_t cmd = (uint16_t)st->u32a, len = (uint16_t)st->u32b;
     ev->kind = MS_EV_COMMAND;
@@ -637,7 +630,7 @@ static int read_section_header(ms_reader *r, ms_event *ev)
     case 4: /* announced: choose the payload reader */
         return enter_payload(r, ev);
     case 0:
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be32(p);
         st->cur_type = (ms_qemu_section_type)st->type;
@@ -658,7 +651,7 @@ static int read_section_header(ms_reader *r, ms_event *ev)
         st->step = 3;
         /* fallthrough */
     case 3:
-        if ((t = take(r, 8, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         if (!(st->cur = register_section(r, st->u32a, ms_be32(p),
                                          ms_be32(p + 4))))
@@ -679,7 +672,7 @@ static int read_footer(ms_reader *r, ms_event *ev)
     q_state *st = QST(r);
     const uint8_t *p;
     uint64_t off = ms_rd_unit_offset(r);
-    int t = take(r, 5, &p);
+    int t = ms_rd_take_reserved(r, 5, &p);
     if (t <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     if (p[0] != Q_FOOTER)
@@ -796,7 +789,7 @@ static int read_ram_block(ms_reader *r, ms_event *ev)
         size_t extra = 8 + (r->opt.qemu_postcopy_ram ? 8 : 0) +
                        (st->cap_ignore_shared ? 8 : 0) +
                        (st->cap_mapped_ram ? 28 : 0);
-        if ((t = take(r, extra, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, extra, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint64_t used = ms_be64(p);
         int dummy;
@@ -868,7 +861,7 @@ static int read_ram(ms_reader *r, ms_event *ev)
     switch (st->step) {
     case 0: { /* be64: page offset | flags */
         st->rec_off = ms_rd_unit_offset(r);
-        if ((t = take(r, 8, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint64_t v = ms_be64(p), mask = st->page_size - 1;
         uint32_t flags = (uint32_t)(v & mask);
@@ -947,7 +940,7 @@ static int read_ram(ms_reader *r, ms_event *ev)
                       : kind == MS_RAM_PAGE ? st->page_size
                       : kind == MS_RAM_XBZRLE ? 3
                                               : 4; /* COMPRESS_PAGE len */
-        if ((t = take(r, want, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, want, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         ram_event(st, ev, MS_EV_RAM_PAGE, kind);
         ev->u.ram.offset = st->u64a;
@@ -984,7 +977,7 @@ static int read_ram(ms_reader *r, ms_event *ev)
     }
     case 5: {
         uint32_t kind = st->u32a & ~RAM_CONTINUE;
-        if ((t = take(r, st->u32b, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, st->u32b, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         ram_event(st, ev, MS_EV_RAM_PAGE, kind);
         ev->u.ram.offset = st->u64a;
@@ -1038,7 +1031,7 @@ static int read_vfio(ms_reader *r, ms_event *ev)
             return MS_GO_ON;
         }
         st->rec_off = ms_rd_unit_offset(r);
-        if ((t = take(r, 8, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint64_t m = ms_be64(p);
         const char *name = vfio_marker_name(m);
@@ -1114,7 +1107,7 @@ static int read_vfio(ms_reader *r, ms_event *ev)
         return MS_NEXT_EVENT;
     }
     /* step 1: DATA_STATE's be64 size */
-    if ((t = take(r, 8, &p)) <= 0)
+    if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     uint64_t n = ms_be64(p);
     if (n > r->opt.max_record_payload)
@@ -1197,7 +1190,7 @@ static int read_vmstate(ms_reader *r, ms_event *ev)
         st->field_left = (size_t)step.size;
         return MS_GO_ON;
     case 1: /* a field kept whole */
-        if ((t = take(r, (size_t)st->u64a, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, (size_t)st->u64a, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->step = 0;
         if (!r->opt.field_events)
@@ -1227,7 +1220,7 @@ static int read_vmstate(ms_reader *r, ms_event *ev)
          * the bytes belong to what comes after the level.  So look at them
          * (take, then give back) before consuming anything. */
         st->rec_off = ms_rd_pos(r);
-        if ((t = take(r, 2, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 2, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         int maybe = p[0] == Q_SUBSECTION;
         st->u32b = p[1];
@@ -1239,7 +1232,7 @@ static int read_vmstate(ms_reader *r, ms_event *ev)
         /* fallthrough */
     case 3: {
         size_t lvl = strlen(st->vms_level);
-        if ((t = take(r, 2 + (size_t)st->u32b, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->u32b, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         if (st->u32b < lvl + 1 || memcmp(p + 2, st->vms_level, lvl) != 0) {
             ms_rd_untake(r);
@@ -1251,7 +1244,7 @@ static int read_vmstate(ms_reader *r, ms_event *ev)
     }
         /* fallthrough */
     case 5: {
-        if ((t = take(r, 4, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint32_t version = ms_be32(p);
         if (vms_walk_subsection(&st->walk, st->name, version) < 0)
@@ -1292,7 +1285,7 @@ static int read_top(ms_reader *r, ms_event *ev)
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT;
     st->rec_off = ms_rd_pos(r);
-    int t = take(r, 1, &p);
+    int t = ms_rd_take_reserved(r, 1, &p);
     if (t <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     st->type = p[0];
@@ -1345,7 +1338,7 @@ static int read_after_eof(ms_reader *r)
         if (ms_rd_pending(r) == 0)
             return MS_NEXT_INPUT; /* a stream may end at EOF */
         st->rec_off = ms_rd_unit_offset(r);
-        int t = take(r, 1, &p);
+        int t = ms_rd_take_reserved(r, 1, &p);
         if (t <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         if (p[0] != Q_VMDESC)
@@ -1356,7 +1349,7 @@ static int read_after_eof(ms_reader *r)
         st->step = 1;
     }
     if (st->step == 1) {
-        int t = take(r, 4, &p);
+        int t = ms_rd_take_reserved(r, 4, &p);
         if (t <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->vmdesc_len = ms_be32(p);

@@ -90,18 +90,6 @@ typedef struct m_state {
 #define MST(r) ((m_state *)(r)->framing)
 #define ALLOC(r) (&(r)->opt.allocator)
 
-static int take(ms_reader *r, size_t n, const uint8_t **p)
-{
-    if (ms_rd_reserve(r, n) < 0)
-        return -1;
-    return ms_rd_take(r, n, p);
-}
-#define TAKE_OR_RETURN(r, n, p)                                              \
-    do {                                                                     \
-        int t_ = take((r), (n), (p));                                        \
-        if (t_ <= 0)                                                         \
-            return t_ < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;                   \
-    } while (0)
 
 static const char *comp_name(uint32_t c)
 {
@@ -122,7 +110,7 @@ static int read_init(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    TAKE_OR_RETURN(r, MULTIFD_INIT_SIZE, &p);
+    MS_TAKE_OR_RETURN(r, MULTIFD_INIT_SIZE, &p);
     if (ms_be32(p) != MULTIFD_MAGIC)
         return MS_FAIL(r, MS_ERR_BAD_MAGIC, 0, "expected 11 22 33 44");
     if (ms_be32(p + 4) != MULTIFD_VERSION)
@@ -167,7 +155,7 @@ static int read_header(ms_reader *r, ms_event *ev)
         return MS_NEXT_INPUT; /* a clean end is at a packet boundary */
     st->step = 0;
     st->pkt_off = ms_rd_pos(r);
-    TAKE_OR_RETURN(r, MULTIFD_HDR_SIZE, &p);
+    MS_TAKE_OR_RETURN(r, MULTIFD_HDR_SIZE, &p);
     if (ms_be32(p) != MULTIFD_MAGIC)
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off,
                        "packet magic 0x%08x, expected 0x11223344",
@@ -211,7 +199,7 @@ static int read_ram_header(ms_reader *r)
     const uint8_t *p;
     /* the rest of the fixed part, through the block name; F(x) is the
      * field at packet offset x (the 12-byte header came in its own take) */
-    TAKE_OR_RETURN(r, MULTIFD_RAM_FIXED - MULTIFD_HDR_SIZE, &p);
+    MS_TAKE_OR_RETURN(r, MULTIFD_RAM_FIXED - MULTIFD_HDR_SIZE, &p);
 #define F(x) (p + (x) - MULTIFD_HDR_SIZE)
     uint64_t base = st->pkt_off;
     uint32_t page_count = MULTIFD_PACKET_DATA / st->page_size;
@@ -266,7 +254,7 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
     /* The receiver reads offset slots for a full packet (512 KiB / page
      * size) whatever pages_alloc says, so the framing follows that. */
     size_t n = (size_t)(MULTIFD_PACKET_DATA / st->page_size) * 8;
-    TAKE_OR_RETURN(r, n, &p);
+    MS_TAKE_OR_RETURN(r, n, &p);
     uint64_t base = st->pkt_off + MULTIFD_RAM_FIXED;
     for (uint32_t i = 0; i < st->normal + st->zero; i++) {
         uint64_t off = ms_be64(p + 8 * (size_t)i);
@@ -374,7 +362,7 @@ static int read_pages(ms_reader *r, ms_event *ev)
     int draining = st->page_i == st->normal;
     if (comp == C_NONE) {
         uint64_t at = ms_rd_pos(r);
-        TAKE_OR_RETURN(r, st->page_size, &p);
+        MS_TAKE_OR_RETURN(r, st->page_size, &p);
         st->payload_left -= st->page_size;
         page_event(st, ev, st->page_i++, MS_RAM_PAGE, p, ms_rd_in_input(r, p),
                    at);
@@ -467,7 +455,7 @@ static int read_walk(ms_reader *r)
                            "lengths",
                            comp_name(comp),
                            (unsigned long long)st->payload_left, st->normal);
-        TAKE_OR_RETURN(r, n, &p);
+        MS_TAKE_OR_RETURN(r, n, &p);
         uint64_t sum = 0;
         for (uint32_t i = 0; i < st->normal; i++) {
             uint32_t len = ms_be32(p + 4 * (size_t)i);
@@ -519,7 +507,7 @@ static int read_device_header(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     uint64_t base = st->pkt_off;
     if (st->step == 0) {
-        TAKE_OR_RETURN(r, MULTIFD_DEV_HDR - MULTIFD_HDR_SIZE, &p);
+        MS_TAKE_OR_RETURN(r, MULTIFD_DEV_HDR - MULTIFD_HDR_SIZE, &p);
         /* idstr at packet offset 12 is where this take starts */
         if (!memchr(p, 0, 256))
             return MS_FAIL(r, MS_ERR_MULTIFD, base + 12,
@@ -542,7 +530,7 @@ static int read_device_header(ms_reader *r, ms_event *ev)
                            (unsigned long long)st->payload_left);
         st->step = 1;
     }
-    TAKE_OR_RETURN(r, VFIO_BUFFER_HDR, &p);
+    MS_TAKE_OR_RETURN(r, VFIO_BUFFER_HDR, &p);
     uint64_t at = ms_rd_pos(r) - VFIO_BUFFER_HDR;
     uint32_t version = ms_be32(p);
     st->idx = ms_be32(p + 4);

@@ -145,6 +145,13 @@ int ms_rd_expect_end(ms_reader *r, const char *what)
     return MS_NEXT_INPUT;
 }
 
+int ms_rd_take_reserved(ms_reader *r, size_t n, const uint8_t **out)
+{
+    if (ms_rd_reserve(r, n) < 0)
+        return -1;
+    return ms_rd_take(r, n, out);
+}
+
 void ms_rd_untake(ms_reader *r)
 {
     if (r->untake_in_place) {

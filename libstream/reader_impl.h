@@ -75,6 +75,20 @@ static inline uint64_t ms_rd_pos(const ms_reader *r)
  * exceed the capacity reserved with ms_rd_reserve. */
 int ms_rd_take(ms_reader *r, size_t n, const uint8_t **out);
 
+/* ms_rd_take after reserving stash room for `n` bytes: 1 taken, 0 more
+ * input needed, -1 error (recorded).  `n` must be bounded by the caller's
+ * limits. */
+int ms_rd_take_reserved(ms_reader *r, size_t n, const uint8_t **out);
+
+/* In a stage function: take `n` bytes into `p` or return what the stage
+ * must (MS_NEXT_INPUT, or MS_NEXT_ERROR). */
+#define MS_TAKE_OR_RETURN(r, n, p)                                           \
+    do {                                                                     \
+        int t_ = ms_rd_take_reserved((r), (n), (p));                         \
+        if (t_ <= 0)                                                         \
+            return t_ < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;                   \
+    } while (0)
+
 /* Give back the bytes of the last ms_rd_take that returned 1 (a peek that
  * may span slices: take, look, give back).  Nothing else may come between
  * the take and the untake. */
