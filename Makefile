@@ -38,9 +38,15 @@ build: deps
 
 demo: build
 	rm -rf $(BUILD)/demo && mkdir -p $(BUILD)/demo
-	$(BUILD)/migstream-synth -o $(BUILD)/demo
+	@echo "== a synthetic 4-channel migration: 2 mlx5 devices, final images as device-state packets"
+	$(BUILD)/migstream-synth --kind mlx5 -o $(BUILD)/demo
 	$(BUILD)/migstream-dump $(BUILD)/demo/*.mig
+	$(BUILD)/migstream-dump --summary --bandwidth 25G --channels 4 $(BUILD)/demo/*.mig
 	$(BUILD)/migstream-verify --verbose $(BUILD)/demo/*.mig
+	@echo "== bundled real QEMU 7.2 captures (tests/data/captures)"
+	$(BUILD)/migstream-dump --summary tests/data/captures/qemu-7.2-pc-precopy/main.mig
+	$(BUILD)/migstream-dump --summary tests/data/captures/qemu-7.2-pc-multifd2-zlib/*.bin
+	$(BUILD)/migstream-verify --verbose tests/data/captures/qemu-7.2-pc-multifd4/*.bin
 
 check: check-main check-fuzz
 

@@ -552,6 +552,23 @@ typedef struct pl_dev {
     uint64_t fed;       /* payload bytes handed in */
     uint64_t last_off;  /* file offset of the chunk being fed */
     int recognised;     /* a payload event came out */
+    /* migstream: images are fed in seq order; bytes of a later image that
+     * arrive first (its packets through the set, before the home channel
+     * is read) wait here */
+    uint32_t next_seq;  /* the image being fed */
+    struct pl_held {
+        uint32_t seq;
+        ms_phase phase;
+        uint64_t off;
+        const uint8_t *data;
+        size_t size;
+        int owned;      /* a copy (input not mapped), freed when fed */
+    } *held;
+    size_t nheld, heldcap;
+    uint64_t *done;     /* bitmap of completed images (seq) */
+    size_t donecap;
+    uint8_t *phases;    /* phase of each image seq, from IMAGE_BEGIN */
+    size_t phasecap;
 } pl_dev;
 
 struct tool_payloads {
@@ -594,8 +611,16 @@ void tool_payloads_free(tool_payloads *tp)
 {
     if (!tp)
         return;
-    for (size_t i = 0; i < tp->n; i++)
-        ms_reader_free(tp->devs[i].r);
+    for (size_t i = 0; i < tp->n; i++) {
+        pl_dev *d = &tp->devs[i];
+        ms_reader_free(d->r);
+        for (size_t k = 0; k < d->nheld; k++)
+            if (d->held[k].owned)
+                free((void *)d->held[k].data);
+        free(d->held);
+        free(d->done);
+        free(d->phases);
+    }
     for (size_t i = 0; i < tp->nfiles; i++) {
         free(tp->files[i].secs);
         free(tp->files[i].mdevs);
@@ -675,6 +700,129 @@ static void pl_pull(pl_dev *d, tool_nested_fn on_nested,
         pl_failed(d, on_problem, ctx);
 }
 
+/* Hand device bytes to its payload reader (created on first use). */
+static void pl_give(tool_payloads *tp, pl_dev *d, ms_phase phase, uint64_t at,
+                    const uint8_t *data, size_t size, tool_nested_fn on_nested,
+                    tool_problem_fn on_problem, void *ctx)
+{
+    if (d->off)
+        return;
+    if (!d->r) {
+        ms_options o = tp->opt;
+        o.payload_kind = d->kind;
+        if (!(d->r = ms_reader_create(&o))) {
+            d->off = 1;
+            return;
+        }
+    }
+    if (phase != MS_PHASE_NONE && phase != d->phase) {
+        ms_reader_set_phase(d->r, phase);
+        d->phase = phase;
+    }
+    d->last_off = at;
+    d->fed += size;
+    if (ms_reader_input(d->r, data, size) < 0) {
+        pl_failed(d, on_problem, ctx);
+        return;
+    }
+    pl_pull(d, on_nested, on_problem, ctx);
+}
+
+/* Bytes of a later image: keep them (a view of mapped input, else a
+ * copy) until the images before it are complete. */
+static void pl_hold(tool_payloads *tp, pl_dev *d, const ms_data_info *dd)
+{
+    if (d->nheld == d->heldcap) {
+        size_t cap = d->heldcap ? d->heldcap * 2 : 16;
+        struct pl_held *n = realloc(d->held, cap * sizeof *n);
+        if (!n) {
+            d->off = 1;
+            return;
+        }
+        d->held = n;
+        d->heldcap = cap;
+    }
+    struct pl_held *h = &d->held[d->nheld];
+    *h = (struct pl_held){dd->seq, dd->phase, dd->stream_offset, dd->data,
+                          dd->size, 0};
+    if (!(tp->opt.input_stable && dd->zero_copy)) {
+        uint8_t *copy = malloc(dd->size);
+        if (!copy) {
+            d->off = 1;
+            return;
+        }
+        memcpy(copy, dd->data, dd->size);
+        h->data = copy;
+        h->owned = 1;
+    }
+    d->nheld++;
+}
+
+/* The phase of image `seq` (the set may hand over a packet image before
+ * its IMAGE_BEGIN was read, without a phase). */
+static ms_phase pl_phase(const pl_dev *d, uint32_t seq, ms_phase given)
+{
+    if (given != MS_PHASE_NONE || seq >= d->phasecap)
+        return given;
+    return (ms_phase)d->phases[seq];
+}
+
+static int pl_is_done(const pl_dev *d, uint32_t seq)
+{
+    return (size_t)seq / 64 < d->donecap && (d->done[seq / 64] >> (seq % 64)) & 1;
+}
+
+/* Feed what was held for the image due next, once its phase is known (its
+ * IMAGE_BEGIN was read); when that image is complete, go on to the next. */
+static void pl_flush(tool_payloads *tp, pl_dev *d, tool_nested_fn on_nested,
+                     tool_problem_fn on_problem, void *ctx)
+{
+    for (;;) {
+        uint32_t seq = d->next_seq;
+        ms_phase phase = pl_phase(d, seq, MS_PHASE_NONE);
+        if (phase == MS_PHASE_NONE && !pl_is_done(d, seq))
+            return; /* its IMAGE_BEGIN has not been read yet */
+        size_t keep = 0;
+        for (size_t k = 0; k < d->nheld; k++) {
+            struct pl_held *h = &d->held[k];
+            if (h->seq == seq) {
+                pl_give(tp, d, pl_phase(d, seq, h->phase), h->off, h->data,
+                        h->size, on_nested, on_problem, ctx);
+                if (h->owned)
+                    free((void *)h->data);
+            } else {
+                d->held[keep++] = *h;
+            }
+        }
+        d->nheld = keep;
+        if (!pl_is_done(d, seq))
+            return;
+        d->next_seq++;
+    }
+}
+
+/* Image `seq` of a migstream device is complete: move on, feeding what was
+ * held for the next images in order. */
+static void pl_image_done(tool_payloads *tp, pl_dev *d, uint32_t seq,
+                          tool_nested_fn on_nested, tool_problem_fn on_problem,
+                          void *ctx)
+{
+    size_t word = seq / 64;
+    if (word >= d->donecap) {
+        size_t cap = word + 8;
+        uint64_t *n = realloc(d->done, cap * sizeof *n);
+        if (!n) {
+            d->off = 1;
+            return;
+        }
+        memset(n + d->donecap, 0, (cap - d->donecap) * sizeof *n);
+        d->done = n;
+        d->donecap = cap;
+    }
+    d->done[word] |= 1ull << (seq % 64);
+    pl_flush(tp, d, on_nested, on_problem, ctx);
+}
+
 void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
                         int from_set, tool_nested_fn on_nested,
                         tool_problem_fn on_problem, void *ctx)
@@ -708,6 +856,57 @@ void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
         snprintf(n[f->nmdevs++].idstr, 256, "%s", ev->u.device.idstr);
         return;
     }
+    if (ev->kind == MS_EV_IMAGE_BEGIN && !from_set &&
+        f->format == MS_FORMAT_MIGSTREAM) { /* remember the image's phase */
+        for (size_t i = 0; i < f->nmdevs; i++) {
+            if (f->mdevs[i].handle != ev->u.image.device)
+                continue;
+            char key[300];
+            snprintf(key, sizeof key, "%s#%u", f->mdevs[i].idstr, 0u);
+            pl_dev *d = pl_device(tp, file, key, f->mdevs[i].idstr,
+                                  (int)f->mdevs[i].kind);
+            uint32_t seq = ev->u.image.seq;
+            if (d && seq >= d->phasecap) {
+                size_t cap = (size_t)seq + 16;
+                uint8_t *n = realloc(d->phases, cap);
+                if (!n)
+                    return;
+                memset(n + d->phasecap, 0, cap - d->phasecap);
+                d->phases = n;
+                d->phasecap = cap;
+            }
+            if (d) {
+                d->phases[seq] = (uint8_t)ev->u.image.phase;
+                pl_flush(tp, d, on_nested, on_problem, ctx);
+            }
+        }
+        return;
+    }
+    if ((ev->kind == MS_EV_IMAGE_END && !from_set &&
+         ev->u.image.transport == MS_TRANSPORT_CHUNKS &&
+         f->format == MS_FORMAT_MIGSTREAM) ||
+        (ev->kind == MS_EV_IMAGE_ASSEMBLED && from_set &&
+         !(ev->u.image.device & 0x80000000u))) {
+        /* a migstream image is complete (chunks: its end record; packets:
+         * reassembled); images of a device are fed in seq order */
+        const char *label = NULL;
+        int kind = -1;
+        for (size_t k = 0; k < tp->nfiles && !label; k++)
+            for (size_t i = 0; i < tp->files[k].nmdevs; i++)
+                if (tp->files[k].mdevs[i].handle == ev->u.image.device) {
+                    label = tp->files[k].mdevs[i].idstr;
+                    kind = (int)tp->files[k].mdevs[i].kind;
+                    break;
+                }
+        if (!label || (kind == MS_PAYLOAD_RAW && tp->kind < 0))
+            return;
+        char key[300];
+        snprintf(key, sizeof key, "%s#%u", label, 0u);
+        pl_dev *d = pl_device(tp, file, key, label, kind);
+        if (d)
+            pl_image_done(tp, d, ev->u.image.seq, on_nested, on_problem, ctx);
+        return;
+    }
     if (ev->kind != MS_EV_DATA || ev->u.data.config || !ev->u.data.size)
         return;
     const ms_data_info *dd = &ev->u.data;
@@ -731,29 +930,19 @@ void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
     /* raw: the device declared it has no driver framing to decode */
     if (!label || (kind == MS_PAYLOAD_RAW && tp->kind < 0))
         return;
-    snprintf(key, sizeof key, "%s#%u", label, dd->instance_id);
+    snprintf(key, sizeof key, "%s#%u", label,
+             f->format == MS_FORMAT_MIGSTREAM ? 0u : dd->instance_id);
     pl_dev *d = pl_device(tp, file, key, label, kind);
     if (!d || d->off)
         return;
-    if (!d->r) {
-        ms_options o = tp->opt;
-        o.payload_kind = d->kind;
-        if (!(d->r = ms_reader_create(&o))) {
-            d->off = 1;
-            return;
-        }
-    }
-    if (dd->phase != MS_PHASE_NONE && dd->phase != d->phase) {
-        ms_reader_set_phase(d->r, dd->phase);
-        d->phase = dd->phase;
-    }
-    d->last_off = dd->stream_offset;
-    d->fed += dd->size;
-    if (ms_reader_input(d->r, dd->data, dd->size) < 0) {
-        pl_failed(d, on_problem, ctx);
+    if (f->format == MS_FORMAT_MIGSTREAM &&
+        (dd->seq != d->next_seq ||
+         pl_phase(d, dd->seq, dd->phase) == MS_PHASE_NONE)) {
+        pl_hold(tp, d, dd);
         return;
     }
-    pl_pull(d, on_nested, on_problem, ctx);
+    pl_give(tp, d, pl_phase(d, dd->seq, dd->phase), dd->stream_offset,
+            dd->data, dd->size, on_nested, on_problem, ctx);
 }
 
 void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,

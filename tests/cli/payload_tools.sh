@@ -70,4 +70,18 @@ PY
 expect_exit 1 "corrupted nested payload" -- "$VERIFY" "$WORK/q-bad.mig"
 expect_grep "$WORK/out" "q-bad.mig:[0-9]+: unknown-mandatory: device 0000:00:10.0/vfio payload byte 24: " "nested problem with file offset"
 expect_exit 0 "--no-payloads skips it" -- "$VERIFY" --no-payloads "$WORK/q-bad.mig"
+# Nested mlx5 in a 4-channel migstream set whose final images are packets
+# spread over all channels: a device's final image can be reassembled
+# before its earlier images are read; images still go in seq order.
+"$SYNTH" --kind mlx5 -o "$WORK/m" || bad "synth --kind mlx5"
+for order in fwd rev; do
+    if [ $order = fwd ]; then files=$(ls "$WORK"/m/*.mig); else files=$(ls -r "$WORK"/m/*.mig); fi
+    # shellcheck disable=SC2086
+    expect_exit 0 "mlx5 set verifies ($order)" -- "$VERIFY" $files
+    # shellcheck disable=SC2086
+    expect_exit 0 "mlx5 set summary ($order)" -- "$DUMP" --summary $files
+    for dev in 0000:00:02.0 0000:00:03.0; do
+        expect_grep "$WORK/out" "^  payload $dev/vfio \(mlx5\): initial 1 image 262144 B in 1 record; middle 2 images 131072 B in 2 records; final 1 image 1048576 B in 1 record;" "$dev images by phase ($order)"
+    done
+done
 finish
