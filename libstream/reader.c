@@ -95,6 +95,8 @@ int ms_rd_reserve(ms_reader *r, size_t n)
 /* Move input bytes into the stash (they are consumed from the slice). */
 static void stash_input(ms_reader *r, size_t k)
 {
+    if (k == 0)
+        return; /* also: no slice may have been given yet */
     memcpy(r->stash + r->stash_len, r->in + r->in_pos, k);
     r->stash_len += k;
     r->in_pos += k;
@@ -105,6 +107,11 @@ int ms_rd_take(ms_reader *r, size_t n, const uint8_t **out)
 {
     size_t have = ms_rd_stashed(r);
     r->untake_n = n;
+    if (n == 0) { /* nothing to take; may come before any input slice */
+        *out = (const uint8_t *)"";
+        r->untake_in_place = 1;
+        return 1;
+    }
     if (have == 0 && ms_rd_avail(r) >= n) {
         *out = r->in + r->in_pos;
         r->in_pos += n;
@@ -170,7 +177,9 @@ static int select_framing(ms_reader *r)
     ms_format f = r->opt.format;
     if (f == MS_FORMAT_AUTO) {
         size_t need = 0;
-        const uint8_t *p = r->in + r->in_pos;
+        if (!r->in && !r->stash_len)
+            return 0; /* no input yet */
+        const uint8_t *p = r->in ? r->in + r->in_pos : r->stash;
         size_t len = ms_rd_avail(r);
         /* Detection looks at a few bytes; gather them if split. */
         if (ms_rd_reserve(r, 16) < 0)

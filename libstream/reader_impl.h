@@ -103,6 +103,10 @@ static inline size_t ms_rd_peek(const ms_reader *r, size_t max,
         *out = r->stash + r->stash_pos;
         return MS_MIN(max, ms_rd_stashed(r));
     }
+    if (!r->in) { /* no slice yet: nothing, but a valid pointer */
+        *out = (const uint8_t *)"";
+        return 0;
+    }
     *out = r->in + r->in_pos;
     return MS_MIN(max, ms_rd_avail(r));
 }

@@ -1289,7 +1289,8 @@ static int gen_bytes(dev_gen *g, const void *p, size_t n)
 {
     if (gen_grow((void **)&g->own, &g->owncap, g->ownlen + n, 1) < 0)
         return -1;
-    memcpy(g->own + g->ownlen, p, n);
+    if (n) /* a zero-length append only opens a segment (gen_fill) */
+        memcpy(g->own + g->ownlen, p, n);
     if (g->nsegs && g->segs[g->nsegs - 1].fill == 0 &&
         g->segs[g->nsegs - 1].off + g->segs[g->nsegs - 1].len == g->ownlen) {
         g->segs[g->nsegs - 1].len += n;
