@@ -138,23 +138,95 @@ static inline void fuzz_touch(const void *p, size_t n)
     (void)sink;
 }
 
-/* Check and touch the parts of an event that point into memory. */
+static inline void fuzz_touch_str(const char *s)
+{
+    FUZZ_CHECK(s != NULL);
+    fuzz_touch(s, strlen(s) + 1);
+}
+
+/* A view of `size` bytes, or none (NULL is allowed only with no bytes,
+ * unless `may_omit`: a unit that is only named, not kept). */
+static inline void fuzz_touch_view(const void *p, size_t size, int may_omit)
+{
+    if (!p) {
+        FUZZ_CHECK(size == 0 || may_omit);
+        return;
+    }
+    if (size)
+        fuzz_touch(p, size);
+}
+
+/* Check and touch the parts of an event that point into memory, so ASan
+ * catches a view that is stale or too short, for every framing. */
 static inline void fuzz_touch_event(const ms_event *ev)
 {
     FUZZ_CHECK(ms_event_kind_name(ev->kind) != NULL);
     switch (ev->kind) {
     case MS_EV_DATA:
-        FUZZ_CHECK(ev->u.data.size == 0 || ev->u.data.data != NULL);
-        if (ev->u.data.size)
-            fuzz_touch(ev->u.data.data, ev->u.data.size);
+        fuzz_touch_view(ev->u.data.data, ev->u.data.size, 0);
+        FUZZ_CHECK((unsigned)ev->u.data.phase <= MS_PHASE_FINAL);
+        if (ev->u.data.idstr)
+            fuzz_touch_str(ev->u.data.idstr);
         break;
     case MS_EV_DEVICE:
         FUZZ_CHECK(ev->u.device.idstr != NULL);
         fuzz_touch(ev->u.device.idstr, ev->u.device.idstr_len);
         FUZZ_CHECK(ev->u.device.idstr[ev->u.device.idstr_len] == '\0');
-        FUZZ_CHECK(ev->u.device.compat_len == 0 || ev->u.device.compat != NULL);
-        if (ev->u.device.compat_len)
-            fuzz_touch(ev->u.device.compat, ev->u.device.compat_len);
+        fuzz_touch_view(ev->u.device.compat, ev->u.device.compat_len, 0);
+        break;
+    case MS_EV_CONFIGURATION:
+        fuzz_touch_str(ev->u.config.machine);
+        break;
+    case MS_EV_SECTION:
+    case MS_EV_SECTION_FOOTER:
+    case MS_EV_UNDECODED:
+        fuzz_touch_str(ev->u.section.idstr);
+        if (ev->kind == MS_EV_UNDECODED)
+            fuzz_touch_str(ev->u.section.detail);
+        break;
+    case MS_EV_COMMAND:
+        fuzz_touch_str(ev->u.command.name);
+        fuzz_touch_view(ev->u.command.args, ev->u.command.len, 0);
+        break;
+    case MS_EV_RAM_BLOCK:
+    case MS_EV_RAM_PAGE:
+    case MS_EV_RAM_MARKER:
+        if (ev->u.ram.block)
+            fuzz_touch_str(ev->u.ram.block);
+        fuzz_touch_view(ev->u.ram.data, ev->u.ram.size, 0);
+        break;
+    case MS_EV_VFIO_MARKER:
+        fuzz_touch_str(ev->u.vfio.name);
+        fuzz_touch_str(ev->u.vfio.idstr);
+        break;
+    case MS_EV_SUBSECTION:
+    case MS_EV_FIELD:
+        fuzz_touch_str(ev->u.field.path);
+        fuzz_touch_str(ev->u.field.type);
+        /* a field too large to keep is reported without its bytes */
+        fuzz_touch_view(ev->u.field.data, ev->u.field.size, 1);
+        break;
+    case MS_EV_VMDESC:
+        fuzz_touch_view(ev->u.vmdesc.json, ev->u.vmdesc.len, 0);
+        break;
+    case MS_EV_MULTIFD_PACKET:
+        fuzz_touch_str(ev->u.mfd.compression);
+        if (ev->u.mfd.block)
+            fuzz_touch_str(ev->u.mfd.block);
+        if (ev->u.mfd.idstr)
+            fuzz_touch_str(ev->u.mfd.idstr);
+        break;
+    case MS_EV_PAYLOAD_RECORD:
+        fuzz_touch_str(ev->u.precord.name);
+        FUZZ_CHECK((unsigned)ev->u.precord.phase <= MS_PHASE_FINAL);
+        FUZZ_CHECK(ev->u.precord.payload_kind < MS_PAYLOAD_KIND_COUNT_);
+        break;
+    case MS_EV_PAYLOAD_IMAGE:
+        FUZZ_CHECK((unsigned)ev->u.image.phase <= MS_PHASE_FINAL);
+        break;
+    case MS_EV_PAYLOAD_FIELD:
+        fuzz_touch_str(ev->u.pfield.name);
+        fuzz_touch_view(ev->u.pfield.data, ev->u.pfield.size, 0);
         break;
     default:
         break;
@@ -173,6 +245,44 @@ static inline void fuzz_check_error(const ms_error_info *e, int failed)
         FUZZ_CHECK(memchr(e->detail, '\0', sizeof e->detail) != NULL);
     } else {
         FUZZ_CHECK(e->code == MS_ERR_OK);
+    }
+}
+
+
+/* Pull a reader's events for the slice just given (ending at input byte
+ * `pos`), checking what holds for every reader: offsets never go back nor
+ * past the input, errors are recorded, every view is readable, zero-copy
+ * views lie in the slice.  `each` (may be NULL) sees every event.
+ * Returns 1 when the reader failed, 0 when the slice is consumed. */
+typedef void (*fuzz_event_fn)(const ms_event *ev, void *ctx);
+
+static inline int fuzz_pump(ms_reader *r, const fuzz_slice *slice, size_t pos,
+                            uint64_t *last_offset, uint64_t *last_consumed,
+                            fuzz_event_fn each, void *ctx)
+{
+    for (;;) {
+        ms_event ev;
+        memset(&ev, 0xA5, sizeof ev); /* the reader must fill it */
+        int rc = ms_reader_next(r, &ev);
+        uint64_t consumed = ms_reader_offset(r);
+        FUZZ_CHECK(consumed >= *last_consumed);
+        FUZZ_CHECK(consumed <= pos);
+        *last_consumed = consumed;
+        if (rc == MS_NEXT_ERROR)
+            return 1;
+        FUZZ_CHECK(rc == MS_NEXT_EVENT || rc == MS_NEXT_INPUT);
+        fuzz_check_error(ms_reader_error(r), 0);
+        if (rc == MS_NEXT_INPUT)
+            return 0;
+        FUZZ_CHECK(ev.offset >= *last_offset);
+        FUZZ_CHECK(ev.offset <= pos);
+        *last_offset = ev.offset;
+        fuzz_touch_event(&ev);
+        if (ev.kind == MS_EV_DATA && ev.u.data.zero_copy && ev.u.data.size)
+            FUZZ_CHECK(fuzz_slice_contains(slice, ev.u.data.data,
+                                           ev.u.data.size));
+        if (each)
+            each(&ev, ctx);
     }
 }
 

@@ -17,6 +17,12 @@
  *   - a clean finish of a migstream stream means its END record was seen. */
 #include "fuzz_common.h"
 
+static void note_end(const ms_event *ev, void *ctx)
+{
+    if (ev->kind == MS_EV_END)
+        *(int *)ctx = 1;
+}
+
 static void run_reader(const uint8_t *data, size_t size, uint64_t seed,
                        int verify_checks, int record_events)
 {
@@ -42,32 +48,8 @@ static void run_reader(const uint8_t *data, size_t size, uint64_t seed,
             failed = 1;
             break;
         }
-        for (;;) {
-            ms_event ev;
-            memset(&ev, 0xA5, sizeof ev); /* the reader must fill it */
-            int rc = ms_reader_next(r, &ev);
-            uint64_t consumed = ms_reader_offset(r);
-            FUZZ_CHECK(consumed >= last_consumed);
-            FUZZ_CHECK(consumed <= pos);
-            last_consumed = consumed;
-            if (rc == MS_NEXT_ERROR) {
-                failed = 1;
-                break;
-            }
-            FUZZ_CHECK(rc == MS_NEXT_EVENT || rc == MS_NEXT_INPUT);
-            fuzz_check_error(ms_reader_error(r), 0);
-            if (rc == MS_NEXT_INPUT)
-                break;
-            FUZZ_CHECK(ev.offset >= last_offset);
-            FUZZ_CHECK(ev.offset <= pos);
-            last_offset = ev.offset;
-            fuzz_touch_event(&ev);
-            if (ev.kind == MS_EV_DATA && ev.u.data.zero_copy && ev.u.data.size)
-                FUZZ_CHECK(fuzz_slice_contains(&slice, ev.u.data.data,
-                                               ev.u.data.size));
-            if (ev.kind == MS_EV_END)
-                saw_end = 1;
-        }
+        failed = fuzz_pump(r, &slice, pos, &last_offset, &last_consumed,
+                           note_end, &saw_end);
         fuzz_slice_drop(&slice); /* consumed (or failed): stale from now on */
     }
     fuzz_slice_drop(&slice);
