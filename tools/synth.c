@@ -1135,6 +1135,26 @@ typedef struct qemu_base {
     uint32_t max_section_id;
 } qemu_base;
 
+/* A reader over the mapped BASE capture, given its JSON trailer first so
+ * FULL sections are walked by their description rather than by looking
+ * for their footer.  NULL (after saying so) when memory is short. */
+static ms_reader *base_reader(const qemu_base *b)
+{
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    ms_reader *r = ms_reader_create(&opt);
+    if (!r) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return NULL;
+    }
+    size_t joff, jlen;
+    if (ms_qemu_find_vmdesc(b->bytes, b->len, (size_t)64 << 20, &joff, &jlen))
+        ms_reader_set_vmdesc(r, (const char *)b->bytes + joff, jlen);
+    return r;
+}
+
+
 typedef struct gen_seg {
     size_t off, len; /* fixed bytes: own[off, off + len) */
     uint64_t fill;   /* then this many fill_state bytes */
@@ -1792,19 +1812,9 @@ static int read_base(qemu_synth *q)
     b->bytes = m;
     b->len = (size_t)st.st_size;
 
-    ms_options opt;
-    ms_options_init(&opt);
-    opt.input_stable = 1;
-    ms_reader *r = ms_reader_create(&opt);
-    if (!r) {
-        fprintf(stderr, PROG ": out of memory\n");
+    ms_reader *r = base_reader(b);
+    if (!r)
         return TOOL_USAGE;
-    }
-    /* With the trailer, FULL sections are walked by their description
-     * rather than by looking for their footer. */
-    size_t joff, jlen;
-    if (ms_qemu_find_vmdesc(b->bytes, b->len, (size_t)64 << 20, &joff, &jlen))
-        ms_reader_set_vmdesc(r, (const char *)b->bytes + joff, jlen);
     int status = TOOL_OK;
     ms_event ev;
     int rc = ms_reader_input(r, b->bytes, b->len) < 0 ? MS_NEXT_ERROR
@@ -2653,17 +2663,9 @@ static void write_synthetic_main(mfd_synth *m)
 static int base_pass(mfd_synth *m, int (*fn)(mfd_synth *, const ms_event *))
 {
     qemu_base *b = &m->q.base;
-    ms_options opt;
-    ms_options_init(&opt);
-    opt.input_stable = 1;
-    ms_reader *r = ms_reader_create(&opt);
-    if (!r) {
-        fprintf(stderr, PROG ": out of memory\n");
+    ms_reader *r = base_reader(b);
+    if (!r)
         return TOOL_USAGE;
-    }
-    size_t joff, jlen;
-    if (ms_qemu_find_vmdesc(b->bytes, b->len, (size_t)64 << 20, &joff, &jlen))
-        ms_reader_set_vmdesc(r, (const char *)b->bytes + joff, jlen);
     int status = TOOL_OK;
     ms_event ev;
     int rc = ms_reader_input(r, b->bytes, b->len) < 0 ? MS_NEXT_ERROR
