@@ -471,3 +471,13 @@ PY
     fi
     echo "make-corpus: payload: $(find "$out_dir/payload" -type f | wc -l) seeds with the hand-made payloads"
 fi
+
+# Committed seeds: fuzz/corpus/NAME/ (minimised inputs and regression inputs
+# of crashers once fixed) join the generated ones for every harness.
+for name in "$@"; do
+    committed="$src_dir/fuzz/corpus/$name"
+    [[ -d "$committed" ]] || continue
+    mkdir -p "$out_dir/$name"
+    cp "$committed"/* "$out_dir/$name"/ 2>/dev/null || true
+    echo "make-corpus: $name: $(find "$committed" -type f | wc -l) committed seeds"
+done
