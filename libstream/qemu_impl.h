@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/* Internals shared by the QEMU main-stream decoder's files:
+ *   qemu_main.c     framing: libvirt wrapper, header, CONFIGURATION, the
+ *                   top-level record switch, EOF, the JSON trailer, ops
+ *   qemu_cmd.c      QEMU_VM_COMMAND records (postcopy, PACKAGED, PING...)
+ *   qemu_section.c  section headers and footers, VMState walking, the
+ *                   footer scan for payloads nothing decodes
+ *   qemu_ram.c      the "ram" section (version 4): block list, page records
+ *   qemu_vfio.c     VFIO device sections: markers and device data
+ * Facts: spec/qemu-main.md. */
+#ifndef MS_QEMU_IMPL_H
+#define MS_QEMU_IMPL_H
+
+#include <zlib.h>
+
+#include "reader_impl.h"
+#include "vmstate.h"
+
+enum q_stage {
+    QS_LIBVIRT = 0x5145, /* not 0: a zeroed state is caught as invalid */
+    QS_HEADER,
+    QS_TOP,
+    QS_CONFIG,
+    QS_COMMAND,
+    QS_SECTION_HEADER,
+    QS_RAM,
+    QS_VFIO,
+    QS_VFIO_DATA,
+    QS_VMSTATE,
+    QS_SCAN,
+    QS_FOOTER,
+    QS_AFTER_EOF,
+    QS_VMDESC,
+    QS_DONE
+};
+
+#define QEVM_MAGIC 0x5145564Du
+#define QEVM_VERSION 3
+#define LIBVIRT_HEADER 92 /* 16 magic + 5 u32 + 14 unused u32 */
+
+enum q_type {
+    Q_EOF = 0x00,
+    Q_START = 0x01,
+    Q_PART = 0x02,
+    Q_END = 0x03,
+    Q_FULL = 0x04,
+    Q_SUBSECTION = 0x05,
+    Q_VMDESC = 0x06,
+    Q_CONFIGURATION = 0x07,
+    Q_COMMAND = 0x08,
+    Q_FOOTER = 0x7E
+};
+
+/* RAM flag bits (in the low bits of each record's be64). */
+#define RAM_CONTINUE 0x20u
+#define RAM_KNOWN                                                             \
+    (MS_RAM_ZERO | MS_RAM_MEM_SIZE | MS_RAM_PAGE | MS_RAM_EOS | RAM_CONTINUE |  \
+     MS_RAM_XBZRLE | MS_RAM_HOOK | MS_RAM_COMPRESS_PAGE | MS_RAM_MULTIFD_FLUSH)
+#define RAM_PAGE_KINDS                                                        \
+    (MS_RAM_ZERO | MS_RAM_PAGE | MS_RAM_XBZRLE | MS_RAM_COMPRESS_PAGE)
+
+/* VFIO markers (be64). */
+#define VFIO_MARKER_BASE 0xffffffffef100000ull
+enum vfio_marker {
+    VFIO_END_OF_STATE = 1,
+    VFIO_CONFIG_STATE = 2,
+    VFIO_SETUP_STATE = 3,
+    VFIO_DATA_STATE = 4,
+    VFIO_INIT_DATA_SENT = 5,
+    VFIO_CONFIG_LOAD_READY = 6
+};
+
+typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO } q_kind;
+
+typedef struct q_section {
+    uint32_t id;
+    char idstr[256];
+    uint32_t instance_id, version_id;
+    q_kind kind;
+    /* VFIO */
+    int init_sent, load_ready, setup_seen;
+    uint64_t device_bytes; /* data bytes so far: the next image_offset */
+} q_section;
+
+typedef struct q_block {
+    char name[256];
+    uint64_t used_length;
+} q_block;
+
+typedef struct q_state {
+    int stage, step;
+    uint32_t page_size;
+    int seen_config, seen_eof, records;
+    int cap_ignore_shared, cap_mapped_ram;
+    /* POSTCOPY_ADVISE with arguments: the stream was written with the
+     * postcopy-ram capability.  advise_page_summary is the OR of every RAM
+     * block's page size, advise_target_page the target page size; the
+     * block list carries a block's page size only where it differs from
+     * the source's host page size (decided in qemu_ram.c). */
+    int postcopy_advised;
+    uint64_t advise_page_summary, advise_target_page;
+
+    /* PACKAGED nesting: where each enclosing package ends */
+    uint64_t pkg_end[8], pkg_cmd[8]; /* end, and the PACKAGED command */
+    int nest;
+
+    /* the record being read */
+    uint64_t rec_off;
+    uint8_t type;
+    uint32_t u32a, u32b; /* scratch: lengths, ids, counts */
+    uint64_t u64a;
+    char name[256]; /* a counted string being read */
+    char machine[256];
+    ms_event pending; /* an event built over several steps */
+
+    /* sections */
+    q_section *secs;
+    size_t nsecs, seccap;
+    ms_u32map secmap;
+    q_section *cur;
+    ms_qemu_section_type cur_type;
+    uint64_t sec_off;
+
+    /* RAM */
+    q_block *blocks;
+    size_t nblocks, blockcap;
+    int cur_block; /* -1: none yet */
+    uint64_t mem_total, mem_sum;
+    /* multifd sync epoch: QEMU 7.2 syncs its channels at every RAM section
+     * end (EOS); newer QEMU marks sync points with MULTIFD_FLUSH instead */
+    uint32_t epoch;
+    int seen_flush;
+    uint8_t *page_buf; /* inflated COMPRESS_PAGE */
+    z_stream zs;
+    int zs_ready;
+
+    /* VFIO */
+    uint64_t vfio_left;
+    uint64_t last_marker;
+    int vfio_part_data; /* this PART section carried its data chunk */
+
+    /* VMState (FULL sections described by the trailer) */
+    vms_walk walk;
+    const char *vms_level; /* VMSD name of the level being closed */
+    size_t field_left;     /* bytes of a large field being skipped */
+
+    /* footer scan */
+    uint8_t ring[16];
+    uint64_t scanned;
+    int scan_vfio; /* the footer must follow an END_OF_STATE marker */
+    const char *scan_why; /* to announce as MS_EV_UNDECODED first */
+
+    /* JSON trailer */
+    uint8_t *vmdesc_buf;
+    uint64_t vmdesc_len, vmdesc_got, vmdesc_off;
+} q_state;
+
+#define QST(r) ((q_state *)(r)->framing)
+#define ALLOC(r) (&(r)->opt.allocator)
+
+/* One counted string (u8 length + bytes) into st->name; uses step values
+ * `at` and `at + 1`.  Returns 1 when read, 0 for more input, -1 error. */
+int ms_q_take_counted(ms_reader *r, int at, const char *what);
+
+/* Walk the current section's payload blind until its footer. */
+void ms_q_start_scan(q_state *st, int vfio);
+
+/* Stage functions: MS_NEXT_EVENT / MS_NEXT_INPUT / MS_NEXT_ERROR / MS_GO_ON */
+int ms_q_read_command(ms_reader *r, ms_event *ev);      /* qemu_cmd.c */
+int ms_q_read_section_header(ms_reader *r, ms_event *ev); /* qemu_section.c */
+int ms_q_read_footer(ms_reader *r, ms_event *ev);
+int ms_q_read_scan(ms_reader *r, ms_event *ev);
+int ms_q_read_vmstate(ms_reader *r, ms_event *ev);
+int ms_q_read_ram(ms_reader *r, ms_event *ev);          /* qemu_ram.c */
+int ms_q_read_vfio(ms_reader *r, ms_event *ev);         /* qemu_vfio.c */
+int ms_q_read_vfio_data(ms_reader *r, ms_event *ev);
+
+#endif

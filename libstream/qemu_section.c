@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
+/* QEMU main stream: section headers (START/FULL register a section id,
+ * PART/END name one), footers, VMState fields of FULL sections described
+ * by the JSON trailer, and the footer scan for payloads nothing decodes.
+ * Facts: spec/qemu-main.md. */
+#include <stdio.h>
+
+#include "qemu_impl.h"
+
+const char *ms_qemu_section_type_name(ms_qemu_section_type t)
+{
+    switch (t) {
+    case MS_QSEC_START: return "start";
+    case MS_QSEC_PART: return "part";
+    case MS_QSEC_END: return "end";
+    case MS_QSEC_FULL: return "full";
+    }
+    return "unknown";
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+static void section_event(q_state *st, ms_event *ev, ms_event_kind kind)
+{
+    ev->kind = kind;
+    ev->offset = st->sec_off;
+    ms_section_info *s = &ev->u.section;
+    s->type = st->cur_type;
+    s->section_id = st->cur->id;
+    s->idstr = st->cur->idstr;
+    s->instance_id = st->cur->instance_id;
+    s->version_id = st->cur->version_id;
+    s->section_offset = st->sec_off;
+}
+
+/* ---- sections ------------------------------------------------------------- */
+
+static q_section *section_by_id(ms_reader *r, uint32_t id)
+{
+    q_state *st = QST(r);
+    uint32_t i;
+    return ms_u32map_get(&st->secmap, id, &i) ? &st->secs[i] : NULL;
+}
+
+/* START/FULL header read: register (or re-check) the section id. */
+static q_section *register_section(ms_reader *r, uint32_t id,
+                                   uint32_t instance, uint32_t version)
+{
+    q_state *st = QST(r);
+    q_section *s = section_by_id(r, id);
+    if (s) {
+        /* QEMU writes an iterable device's FULL section with the id of its
+         * START section; anything else reusing an id is an error. */
+        if (strcmp(s->idstr, st->name) != 0 || s->instance_id != instance) {
+            MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                    "section id %u names \"%s\" %u, earlier \"%s\" %u", id,
+                    st->name, instance, s->idstr, s->instance_id);
+            return NULL;
+        }
+        return s;
+    }
+    if (st->nsecs >= r->opt.max_sections) {
+        MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
+                "more than max_sections (%u) sections", r->opt.max_sections);
+        return NULL;
+    }
+    if (ms_grow(ALLOC(r), (void **)&st->secs, sizeof *st->secs, &st->seccap,
+                st->nsecs + 1) < 0 ||
+        ms_u32map_put(ALLOC(r), &st->secmap, id, (uint32_t)st->nsecs) < 0) {
+        MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "section table");
+        return NULL;
+    }
+    s = &st->secs[st->nsecs++];
+    memset(s, 0, sizeof *s);
+    s->id = id;
+    memcpy(s->idstr, st->name, sizeof s->idstr);
+    s->instance_id = instance;
+    s->version_id = version;
+    s->kind = strcmp(s->idstr, "ram") == 0       ? QK_RAM
+              : ends_with(s->idstr, "/vfio") ? QK_VFIO
+                                              : QK_OTHER;
+    return s;
+}
+
+void ms_q_start_scan(q_state *st, int vfio)
+{
+    st->scanned = 0;
+    st->scan_vfio = vfio;
+    st->stage = QS_SCAN;
+    st->step = 0;
+}
+
+/* Choose how to read the payload of the section just announced; may
+ * produce an MS_EV_UNDECODED event saying why it is walked blind. */
+static int enter_payload(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    q_section *s = st->cur;
+    st->step = 0;
+    const char *why = NULL;
+    if (s->kind == QK_RAM) {
+        if (s->version_id != 4)
+            return MS_FAIL(r, MS_ERR_RAM, st->sec_off,
+                           "RAM section version %u; only 4 is known",
+                           s->version_id);
+        if (st->cur_type == MS_QSEC_FULL)
+            return MS_FAIL(r, MS_ERR_RAM, st->sec_off,
+                           "RAM in a FULL section");
+        st->stage = QS_RAM;
+        return MS_GO_ON;
+    }
+    if (s->kind == QK_VFIO) {
+        st->last_marker = 0;
+        st->vfio_part_data = 0;
+        st->stage = QS_VFIO;
+        return MS_GO_ON;
+    }
+    if (st->cur_type == MS_QSEC_FULL) {
+        const vms_device *d =
+            r->vmdesc ? vms_desc_find(r->vmdesc, s->idstr, s->instance_id)
+                      : NULL;
+        if (d) {
+            vms_walk_begin(&st->walk, d);
+            st->stage = QS_VMSTATE;
+            return MS_GO_ON;
+        }
+        why = r->vmdesc ? "the JSON trailer does not describe this device"
+                        : "no JSON trailer was given before the stream "
+                          "(VMState fields need it)";
+    } else {
+        why = "no decoder for this iterable device's payload";
+    }
+    ms_q_start_scan(st, 0);
+    section_event(st, ev, MS_EV_UNDECODED);
+    ev->u.section.detail = why;
+    return MS_NEXT_EVENT;
+}
+
+int ms_q_read_section_header(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    int t;
+    int is_new = st->type == Q_START || st->type == Q_FULL;
+    switch (st->step) {
+    case 4: /* announced: choose the payload reader */
+        return enter_payload(r, ev);
+    case 0:
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        st->u32a = ms_be32(p);
+        st->cur_type = (ms_qemu_section_type)st->type;
+        if (!is_new) {
+            if (!(st->cur = section_by_id(r, st->u32a)))
+                return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                               "%s section names unknown section id %u",
+                               st->type == Q_PART ? "PART" : "END",
+                               st->u32a);
+            goto announce;
+        }
+        st->step = 1;
+        /* fallthrough */
+    case 1:
+    case 2:
+        if ((t = ms_q_take_counted(r, 1, "section idstr")) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        st->step = 3;
+        /* fallthrough */
+    case 3:
+        if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        if (!(st->cur = register_section(r, st->u32a, ms_be32(p),
+                                         ms_be32(p + 4))))
+            return MS_NEXT_ERROR;
+        break;
+    }
+announce:
+    if (st->cur_type == MS_QSEC_START && st->cur->kind == QK_VFIO)
+        st->cur->setup_seen = 0;
+    section_event(st, ev, MS_EV_SECTION);
+    ev->length = ms_rd_pos(r) - st->rec_off;
+    st->step = 4;
+    return MS_NEXT_EVENT;
+}
+
+int ms_q_read_footer(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    uint64_t off = ms_rd_unit_offset(r);
+    int t = ms_rd_take_reserved(r, 5, &p);
+    if (t <= 0)
+        return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+    if (p[0] != Q_FOOTER)
+        return MS_FAIL(r, MS_ERR_FOOTER, off,
+                       "section %u (%s): expected footer 0x7e, found 0x%02x",
+                       st->cur->id, st->cur->idstr, p[0]);
+    if (ms_be32(p + 1) != st->cur->id)
+        return MS_FAIL(r, MS_ERR_FOOTER, off,
+                       "section %u (%s): footer names section %u",
+                       st->cur->id, st->cur->idstr, ms_be32(p + 1));
+    section_event(st, ev, MS_EV_SECTION_FOOTER);
+    ev->offset = off;
+    ev->length = ms_rd_pos(r) - st->sec_off;
+    st->stage = QS_TOP;
+    st->step = 0;
+    return MS_NEXT_EVENT;
+}
+
+/* Walk a payload we cannot decode: find "0x7E + be32 id" followed by a byte
+ * that can start the next record (and, for VFIO config state, preceded by
+ * END_OF_STATE).  Bytes are only looked at, never kept. */
+int ms_q_read_scan(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    uint32_t id = st->cur->id;
+    if (st->scan_why) {
+        section_event(st, ev, MS_EV_UNDECODED);
+        ev->offset = ms_rd_pos(r);
+        ev->u.section.detail = st->scan_why;
+        st->scan_why = NULL;
+        return MS_NEXT_EVENT;
+    }
+    for (;;) {
+        size_t n = ms_rd_peek(r, 1, &p);
+        if (n == 0)
+            return MS_NEXT_INPUT;
+        uint8_t *g = st->ring;
+        if (st->scanned >= 5 && g[(st->scanned - 5) % 16] == Q_FOOTER &&
+            g[(st->scanned - 4) % 16] == (uint8_t)(id >> 24) &&
+            g[(st->scanned - 3) % 16] == (uint8_t)(id >> 16) &&
+            g[(st->scanned - 2) % 16] == (uint8_t)(id >> 8) &&
+            g[(st->scanned - 1) % 16] == (uint8_t)id &&
+            (p[0] <= Q_FULL || p[0] == Q_COMMAND)) {
+            int ok = 1;
+            if (st->scan_vfio) {
+                ok = st->scanned >= 13;
+                for (int i = 0; ok && i < 8; i++)
+                    ok = g[(st->scanned - 13 + (uint64_t)i) % 16] ==
+                         (uint8_t)((VFIO_MARKER_BASE + VFIO_END_OF_STATE) >>
+                                   (56 - 8 * i));
+            }
+            if (ok) {
+                section_event(st, ev, MS_EV_SECTION_FOOTER);
+                ev->offset = ms_rd_pos(r) - 5;
+                ev->length = ms_rd_pos(r) - st->sec_off;
+                st->stage = QS_TOP;
+                st->step = 0;
+                return MS_NEXT_EVENT;
+            }
+        }
+        g[st->scanned % 16] = p[0];
+        st->scanned++;
+        ms_rd_skip(r, 1);
+    }
+}
+
+/* ---- VMState fields (FULL sections described by the trailer) --------------- */
+
+#define FIELD_TAKE_MAX (64 * 1024) /* larger fields are skipped, not kept */
+
+int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    int t;
+    vms_step step;
+    switch (st->step) {
+    case 0:
+        if (vms_walk_next(&st->walk, &step) < 0)
+            return MS_FAIL(r, MS_ERR_VMSTATE, ms_rd_pos(r), "%s: %s",
+                           st->cur->idstr, st->walk.detail);
+        if (step.kind == VMS_END) {
+            st->stage = QS_FOOTER;
+            st->step = 0;
+            return MS_GO_ON;
+        }
+        if (step.kind == VMS_SUBSECTION_OR_END) {
+            st->vms_level = step.type; /* the level's VMSD name */
+            st->step = 2;
+            return MS_GO_ON;
+        }
+        st->u64a = step.size;
+        st->rec_off = ms_rd_pos(r);
+        memset(&st->pending, 0, sizeof st->pending);
+        st->pending.kind = MS_EV_FIELD;
+        st->pending.offset = ms_rd_pos(r);
+        st->pending.u.field.section_id = st->cur->id;
+        st->pending.u.field.path = step.path;
+        st->pending.u.field.type = step.type;
+        st->step = step.size <= FIELD_TAKE_MAX ? 1 : 6;
+        st->field_left = (size_t)step.size;
+        return MS_GO_ON;
+    case 1: /* a field kept whole */
+        if ((t = ms_rd_take_reserved(r, (size_t)st->u64a, &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        st->step = 0;
+        if (!r->opt.field_events)
+            return MS_GO_ON;
+        *ev = st->pending;
+        ev->length = st->u64a;
+        ev->u.field.data = p;
+        ev->u.field.size = (size_t)st->u64a;
+        return MS_NEXT_EVENT;
+    case 6: { /* a large field: skipped, reported without its bytes */
+        size_t n = ms_rd_peek(r, st->field_left, &p);
+        ms_rd_skip(r, n);
+        st->field_left -= n;
+        if (st->field_left)
+            return MS_NEXT_INPUT;
+        st->step = 0;
+        if (!r->opt.field_events)
+            return MS_GO_ON;
+        *ev = st->pending;
+        ev->length = st->u64a;
+        ev->u.field.size = (size_t)st->u64a;
+        return MS_NEXT_EVENT;
+    }
+    case 2: { /* a subsection of this level, or the level's end */
+        /* QEMU reads a subsection only when 0x05 is followed by a name
+         * that starts with this level's VMSD name and is longer; otherwise
+         * the bytes belong to what comes after the level.  So look at them
+         * (take, then give back) before consuming anything. */
+        st->rec_off = ms_rd_pos(r);
+        if ((t = ms_rd_take_reserved(r, 2, &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        int maybe = p[0] == Q_SUBSECTION;
+        st->u32b = p[1];
+        ms_rd_untake(r);
+        if (!maybe)
+            goto not_here;
+        st->step = 3;
+    }
+        /* fallthrough */
+    case 3: {
+        size_t lvl = strlen(st->vms_level);
+        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->u32b, &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        if (st->u32b < lvl + 1 || memcmp(p + 2, st->vms_level, lvl) != 0) {
+            ms_rd_untake(r);
+            goto not_here;
+        }
+        memcpy(st->name, p + 2, st->u32b);
+        st->name[st->u32b] = 0;
+        st->step = 5;
+    }
+        /* fallthrough */
+    case 5: {
+        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        uint32_t version = ms_be32(p);
+        if (vms_walk_subsection(&st->walk, st->name, version) < 0)
+            return MS_FAIL(r, MS_ERR_VMSTATE, st->rec_off, "%s: %s",
+                           st->cur->idstr, st->walk.detail);
+        st->step = 0;
+        ev->kind = MS_EV_SUBSECTION;
+        ev->offset = st->rec_off;
+        ev->length = ms_rd_pos(r) - st->rec_off;
+        ev->u.field.section_id = st->cur->id;
+        ev->u.field.path = st->name;
+        ev->u.field.type = "subsection";
+        ev->u.field.version = version;
+        return MS_NEXT_EVENT;
+    }
+    }
+not_here:
+    vms_walk_no_subsection(&st->walk);
+    st->step = 0;
+    return MS_GO_ON;
+    return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: vmstate step");
+}
