@@ -900,7 +900,7 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
     dump_ctx *d = ctx;
     const char *name = d->files[file == (size_t)-1 ? 0 : file];
     d->problems++;
-    if (d->json) {
+    if (d->json && !d->state) { /* --state: stdout holds one document */
         json_begin(d, "error", file == (size_t)-1 ? 0 : file, e->offset);
         fprintf(d->out, ",\"error\":\"%s\",\"detail\":",
                 ms_error_name(e->code));
@@ -1119,9 +1119,10 @@ static void usage(FILE *o)
             "  --records        also show every record header\n"
             "  --pages          QEMU: also show every RAM page record (a page "
             "map)\n"
-            "  --state          QEMU: print the decoded VMState fields as JSON "
-            "(like\n"
-            "                   analyze-migration.py -d state)\n"
+            "  --state          QEMU: print the decoded VMState as QEMU's\n"
+            "                   analyze-migration.py -d state does (diff-able; "
+            "with\n"
+            "                   --json on one line)\n"
             "  --no-payloads    do not decode device data as driver payloads\n"
             "  --bandwidth=RATE bits/s one channel sustains (e.g. 25G): the "
             "summary\n"
