@@ -66,7 +66,8 @@ static void nest_event(ms_nest *n, const ms_event *ev, uint32_t *depth)
             fuzz_touch_str(st.key);
             FUZZ_CHECK(st.depth == *depth && ev->kind == MS_EV_FIELD);
             break;
-        default: FUZZ_CHECK(0);
+        default:
+            FUZZ_CHECK(0);
         }
     }
     FUZZ_CHECK(rc == 0);

@@ -245,6 +245,11 @@ static void undecoded(dump_state *s, const ms_section_info *sec)
 static jv *field_value(const ms_field_info *f)
 {
     char buf[256];
+    if (!f->data && f->size) { /* the reader reports huge fields unkept */
+        snprintf(buf, sizeof buf, "(%zu bytes, not kept by the reader)",
+                 f->size);
+        return jv_new(JV_STRING, buf);
+    }
     size_t n = ms_field_format(f, buf, sizeof buf);
     char *text = buf;
     if (n >= sizeof buf) {
@@ -463,6 +468,22 @@ void dump_state_free(dump_state *s)
     jv_free(s->doc);
     free(s->sec_ids);
     free(s);
+}
+
+int dump_state_use_vmdesc(dump_state *s, const char *json, size_t len,
+                          const ms_options *opt)
+{
+    ms_error_info err;
+    for (size_t i = 0; i < s->nfiles; i++) {
+        if (s->nests[i])
+            continue;
+        if (!(s->nests[i] = ms_nest_create(opt, json, len, &err))) {
+            fprintf(stderr, "%s: --state: the JSON description: %s\n", s->prog,
+                    err.detail);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 uint64_t dump_state_problems(const dump_state *s)

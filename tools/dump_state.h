@@ -14,6 +14,12 @@ typedef struct dump_state dump_state;
 dump_state *dump_state_new(const char *prog, char *const *files, size_t nfiles,
                            const ms_options *opt);
 void dump_state_free(dump_state *s);
+/* A JSON description given apart from the streams (a stream without a
+ * trailer, e.g. postcopy): it nests every file that has no trailer of its
+ * own.  Call before any event; the reader needs it too
+ * (ms_reader_set_vmdesc).  Returns 0, or -1 after printing why. */
+int dump_state_use_vmdesc(dump_state *s, const char *json, size_t len,
+                          const ms_options *opt);
 /* Every event tool_run delivers. */
 void dump_state_event(dump_state *s, size_t file, const ms_event *ev);
 /* Problems found while nesting (the events did not follow the JSON
