@@ -66,7 +66,7 @@ typedef struct vms_walk {
         /* The object this level is in analyze-migration.py's output (see
          * vms_step.key; `sub`: a subsection), and a number no other level
          * pushed during this walk got, to tell a level from its
-         * successor at the same depth (vms_nest). */
+         * successor at the same depth (ms_nest, vmstate_nest.c). */
         const char *key;
         uint64_t elem;
         int in_list, sub;
