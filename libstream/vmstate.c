@@ -17,6 +17,10 @@
  * name>.<name>", e.g. "e1000/mit_state.mit_irq_level" or
  * "state.drives[0].fdrive/media_rate.media_rate".
  *
+ * The same rule, kept structured (vms_step.key/index/in_list for a field,
+ * the frames' key/elem/in_list/sub for the levels open), gives the
+ * script's nesting; ms_nest (vmstate_nest.c) replays the walk for it.
+ *
  * Subsections follow QEMU's vmstate_subsection_load: at a level's end a
  * 0x05 byte starts a subsection of that level only if the name after it
  * is longer than the level's VMSD name and starts with it; otherwise the
