@@ -568,6 +568,50 @@ typedef struct ms_event {
  * the full text needs (like snprintf). */
 MS_API size_t ms_field_format(const ms_field_info *f, char *out, size_t cap);
 
+/* ---- VMState nesting ------------------------------------------------------
+ * MS_EV_FIELD paths are flat ("env.fpregs[3].tmp"); QEMU's
+ * scripts/analyze-migration.py -d state prints the same values nested in
+ * objects and lists.  An ms_nest, made from the JSON description the
+ * reader was given, replays the reader's walk: feed it the reader's
+ * events in order (kinds other than SECTION, SUBSECTION, FIELD and
+ * SECTION_FOOTER are ignored), and after each one pull the steps it
+ * implies until ms_nest_next returns 0.  A FULL section's body is the
+ * object at depth 0:
+ *   FIELD       -> CLOSE* OPEN* FIELD
+ *   SUBSECTION  -> CLOSE* OPEN* (the last OPEN is the subsection)
+ *   its FOOTER  -> CLOSE* (back to depth 0)
+ * Keys: a struct element or field goes under its name, in a list when
+ * in_list (an array, or a name its level uses more than once), at
+ * `index` of that list; a subsection under its name.  spec/qemu-main.md */
+typedef enum ms_nest_kind {
+    MS_NEST_OPEN = 1,  /* an object opens at `depth` (>= 1) */
+    MS_NEST_FIELD = 2, /* the fed field is a value in the object at `depth` */
+    MS_NEST_CLOSE = 3  /* the innermost object, at `depth`, is complete */
+} ms_nest_kind;
+
+typedef struct ms_nest_step {
+    ms_nest_kind kind;
+    uint32_t depth;
+    const char *key; /* OPEN, FIELD: key in the enclosing object (valid
+                        until ms_nest_free) */
+    int in_list;     /* OPEN, FIELD: the key holds a list; `index` in it */
+    uint64_t index;
+    int subsection;  /* OPEN: 1 subsection, 0 struct element */
+} ms_nest_step;
+
+typedef struct ms_nest ms_nest;
+/* NULL options: defaults.  NULL on failure, with *err (if given) set. */
+MS_API ms_nest *ms_nest_create(const ms_options *opt, const char *json,
+                               size_t len, ms_error_info *err);
+MS_API void ms_nest_free(ms_nest *n); /* accepts NULL */
+/* 0, or -1 (sticky): the event does not follow the description's walk
+ * (vmstate, at the event's offset), or the steps of the previous event
+ * were not all pulled (usage). */
+MS_API int ms_nest_feed(ms_nest *n, const ms_event *ev);
+/* 1: *step filled; 0: the fed event has no more steps; -1: error */
+MS_API int ms_nest_next(ms_nest *n, ms_nest_step *step);
+MS_API const ms_error_info *ms_nest_error(const ms_nest *n);
+
 /* ---- reader ----------------------------------------------------------- */
 typedef struct ms_reader ms_reader;
 

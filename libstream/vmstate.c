@@ -17,6 +17,10 @@
  * name>.<name>", e.g. "e1000/mit_state.mit_irq_level" or
  * "state.drives[0].fdrive/media_rate.media_rate".
  *
+ * The same rule, kept structured (vms_step.key/index/in_list for a field,
+ * the frames' key/elem/in_list/sub for the levels open), gives the
+ * script's nesting; ms_nest (vmstate_nest.c) replays the walk for it.
+ *
  * Subsections follow QEMU's vmstate_subsection_load: at a level's end a
  * 0x05 byte starts a subsection of that level only if the name after it
  * is longer than the level's VMSD name and starts with it; otherwise the
@@ -490,11 +494,10 @@ void vms_walk_begin(vms_walk *w, const vms_device *dev)
     w->depth = dev ? 0 : -1;
     w->path[0] = 0;
     w->detail[0] = 0;
+    w->pushes = 0;
     if (dev) {
+        memset(&w->frames[0], 0, sizeof w->frames[0]);
         w->frames[0].node = &dev->body;
-        w->frames[0].index = 0;
-        w->frames[0].path_len = 0;
-        w->frames[0].phase = 0;
     }
 }
 
@@ -517,7 +520,11 @@ static int path_put(vms_walk *w, size_t base, const char *name, int indexed,
     return 0;
 }
 
-static int push(vms_walk *w, const vms_level *lv, size_t path_len)
+/* Enter level `lv`: an element of a struct field (`fd`, element `elem`
+ * counted over the fields sharing its name) or, with fd NULL, the
+ * subsection `lv` itself. */
+static int push(vms_walk *w, const vms_level *lv, size_t path_len,
+                const vms_field *fd, uint64_t elem)
 {
     if (w->depth + 1 >= VMS_MAX_DEPTH)
         return walk_fail(w, "nested deeper than %d levels at %.100s",
@@ -527,6 +534,11 @@ static int push(vms_walk *w, const vms_level *lv, size_t path_len)
     f->index = 0;
     f->path_len = path_len;
     f->phase = 0;
+    f->key = fd ? fd->name : lv->vmsd_name;
+    f->elem = fd ? elem : 0;
+    f->in_list = fd && fd->name_total != 1;
+    f->sub = !fd;
+    f->serial = ++w->pushes;
     return 0;
 }
 
@@ -552,12 +564,13 @@ int vms_walk_next(vms_walk *w, vms_step *step)
                 continue;
             }
             size_t len = 0; /* set by path_put on success */
-            if (path_put(w, f->path_len, fd->name, fd->name_total != 1,
-                         fd->name_base + f->index, &len) < 0)
+            uint64_t elem = fd->name_base + f->index;
+            if (path_put(w, f->path_len, fd->name, fd->name_total != 1, elem,
+                         &len) < 0)
                 return -1;
             f->index++;
             if (fd->sub) {
-                if (push(w, fd->sub, len) < 0)
+                if (push(w, fd->sub, len, fd, elem) < 0)
                     return -1;
                 continue;
             }
@@ -565,6 +578,9 @@ int vms_walk_next(vms_walk *w, vms_step *step)
             step->path = w->path;
             step->type = fd->type;
             step->size = fd->size;
+            step->key = fd->name;
+            step->index = elem;
+            step->in_list = fd->name_total != 1;
             return 0;
         }
         if (!lv->vmsd_name) { /* old-style device: QEMU reads no more */
@@ -662,7 +678,7 @@ int vms_walk_subsection(vms_walk *w, const char *name, uint32_t version)
     size_t len = 0; /* set by path_put on success */
     if (path_put(w, f->path_len, sub->vmsd_name, 0, 0, &len) < 0)
         return -1;
-    return push(w, sub, len);
+    return push(w, sub, len, NULL, 0);
 }
 
 void vms_walk_no_subsection(vms_walk *w)

@@ -42,6 +42,12 @@ typedef struct vms_step {
                          SUBSECTION_OR_END: the level's VMSD name (a
                          subsection of it has a longer name starting so) */
     size_t size;      /* FIELD: bytes */
+    /* FIELD: where analyze-migration.py puts the value in its level's
+     * object: under `key`, as element `index` of a list when in_list
+     * (an array, or a name the level uses more than once). */
+    const char *key;
+    uint64_t index;
+    int in_list;
 } vms_step;
 
 #define VMS_MAX_DEPTH 16
@@ -57,7 +63,16 @@ typedef struct vms_walk {
         size_t index;     /* next field (or array element) */
         size_t path_len;  /* length of `path` at this level */
         int phase;
+        /* The object this level is in analyze-migration.py's output (see
+         * vms_step.key; `sub`: a subsection), and a number no other level
+         * pushed during this walk got, to tell a level from its
+         * successor at the same depth (ms_nest, vmstate_nest.c). */
+        const char *key;
+        uint64_t elem;
+        int in_list, sub;
+        uint64_t serial;
     } frames[VMS_MAX_DEPTH];
+    uint64_t pushes;
     char path[VMS_PATH_MAX];
     char detail[160]; /* why the last call failed */
 } vms_walk;

@@ -1545,6 +1545,431 @@ static void field_format(void **state)
     assert_int_equal(ms_field_format(&g, NULL, 0), 3 * sizeof buf - 1);
 }
 
+/* ---- ms_nest: the nesting analyze-migration.py prints --------------------- */
+
+/* A growing text: one line per nesting step. */
+typedef struct transcript {
+    char *p;
+    size_t len, cap;
+} transcript;
+
+static void tr_printf(transcript *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void tr_printf(transcript *t, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof line);
+    if (t->len + (size_t)n + 1 > t->cap) {
+        t->cap = (t->len + (size_t)n + 1) * 2;
+        t->p = realloc(t->p, t->cap);
+        assert_non_null(t->p);
+    }
+    memcpy(t->p + t->len, line, (size_t)n + 1);
+    t->len += (size_t)n;
+}
+
+/* "O<depth> key[i] sub", "F<depth> key", "C<depth>" lines. */
+static void tr_step(transcript *t, const ms_nest_step *st)
+{
+    if (st->kind == MS_NEST_CLOSE) {
+        tr_printf(t, "C%u\n", st->depth);
+        return;
+    }
+    char key[300];
+    if (st->in_list)
+        snprintf(key, sizeof key, "%s[%llu]", st->key,
+                 (unsigned long long)st->index);
+    else
+        snprintf(key, sizeof key, "%s", st->key);
+    tr_printf(t, "%c%u %s%s\n", st->kind == MS_NEST_OPEN ? 'O' : 'F',
+              st->depth, key, st->subsection ? " sub" : "");
+}
+
+/* Hand one reader event to the nest and write down the steps it gives;
+ * fields also get their value, sections their start and footer. */
+static void nest_one(ms_nest *n, const ms_event *ev, transcript *t)
+{
+    if (ev->kind == MS_EV_SECTION && ev->u.section.type == MS_QSEC_FULL)
+        tr_printf(t, "section %s\n", ev->u.section.idstr);
+    assert_int_equal(ms_nest_feed(n, ev), 0);
+    ms_nest_step st;
+    int rc;
+    while ((rc = ms_nest_next(n, &st)) == 1) {
+        tr_step(t, &st);
+        if (st.kind == MS_NEST_FIELD) {
+            char v[64];
+            ms_field_format(&ev->u.field, v, sizeof v);
+            t->len--; /* the value goes on the field's line */
+            tr_printf(t, " = %s\n", v);
+        }
+    }
+    if (rc < 0)
+        fail_msg("nest: %s at %llu: %s", ms_error_name(ms_nest_error(n)->code),
+                 (unsigned long long)ms_nest_error(n)->offset,
+                 ms_nest_error(n)->detail);
+    if (ev->kind == MS_EV_SECTION_FOOTER)
+        tr_printf(t, "footer\n");
+}
+
+/* Read `len` bytes in slices of `slice` (0: at once) with the trailer
+ * given first, and return the transcript of every nesting step. */
+static char *nest_transcript(const uint8_t *p, size_t len, const char *json,
+                             size_t slice, int complete)
+{
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.field_events = 1;
+    ms_reader *r = ms_reader_create(&opt);
+    assert_non_null(r);
+    assert_int_equal(ms_reader_set_vmdesc(r, json, strlen(json)), 0);
+    ms_error_info err;
+    ms_nest *n = ms_nest_create(&opt, json, strlen(json), &err);
+    if (!n)
+        fail_msg("ms_nest_create: %s", err.detail);
+    transcript t = {0};
+    tr_printf(&t, "%s", "");
+    size_t step = slice ? slice : len;
+    for (size_t at = 0; at < len; at += step) {
+        assert_int_equal(ms_reader_input(r, p + at, MS_MIN(step, len - at)),
+                         0);
+        ms_event ev;
+        int rc;
+        while ((rc = ms_reader_next(r, &ev)) == MS_NEXT_EVENT)
+            nest_one(n, &ev, &t);
+        if (rc == MS_NEXT_ERROR)
+            fail_msg("reader: %s", ms_reader_error(r)->detail);
+    }
+    assert_int_equal(ms_reader_finish(r), complete ? 0 : -1);
+    ms_nest_free(n);
+    ms_reader_free(r);
+    return t.p;
+}
+
+/* Structs in structs, arrays of structs, an empty struct, a name used
+ * twice apart, subsections of a struct and of the device (nested), and
+ * a device subsection straight after a struct that ends the device. */
+static const char NEST_DESC[] =
+    "{\"page_size\": 4096, \"devices\": ["
+    "{\"name\": \"dev\", \"instance_id\": 0, \"vmsd_name\": \"dev\","
+    " \"version\": 1, \"fields\": ["
+    "  {\"name\": \"a\", \"type\": \"uint32\", \"size\": 4},"
+    "  {\"name\": \"arr\", \"type\": \"uint16\", \"size\": 2,"
+    "   \"array_len\": 3},"
+    "  {\"name\": \"s\", \"type\": \"struct\", \"size\": 4, \"struct\":"
+    "   {\"vmsd_name\": \"st\", \"version\": 1, \"fields\": ["
+    "     {\"name\": \"x\", \"type\": \"int8\", \"size\": 1},"
+    "     {\"name\": \"y\", \"type\": \"buffer\", \"size\": 3}],"
+    "    \"subsections\": [{\"vmsd_name\": \"st/sub\", \"version\": 2,"
+    "     \"fields\": [{\"name\": \"z\", \"type\": \"bool\", \"size\": 1}]}]"
+    "  }},"
+    "  {\"name\": \"sa\", \"type\": \"struct\", \"size\": 2, \"array_len\": 2,"
+    "   \"struct\": {\"vmsd_name\": \"e2\", \"version\": 1, \"fields\":"
+    "    [{\"name\": \"w\", \"type\": \"uint16\", \"size\": 2}]}},"
+    "  {\"name\": \"e0\", \"type\": \"struct\", \"size\": 0, \"struct\":"
+    "   {\"vmsd_name\": \"empty\", \"version\": 1, \"fields\": []}},"
+    "  {\"name\": \"rep\", \"type\": \"uint8\", \"size\": 1},"
+    "  {\"name\": \"b\", \"type\": \"uint8\", \"size\": 1},"
+    "  {\"name\": \"rep\", \"type\": \"uint8\", \"size\": 1},"
+    "  {\"name\": \"outer\", \"type\": \"struct\", \"size\": 1, \"struct\":"
+    "   {\"vmsd_name\": \"o\", \"version\": 1, \"fields\": ["
+    "    {\"name\": \"inner\", \"type\": \"struct\", \"size\": 1, \"struct\":"
+    "     {\"vmsd_name\": \"i\", \"version\": 1, \"fields\": ["
+    "      {\"name\": \"v\", \"type\": \"uint8\", \"size\": 1}]}}]}}"
+    " ],"
+    " \"subsections\": ["
+    "  {\"vmsd_name\": \"dev/a\", \"version\": 1, \"fields\":"
+    "   [{\"name\": \"p\", \"type\": \"uint64\", \"size\": 8}],"
+    "   \"subsections\": [{\"vmsd_name\": \"dev/a/b\", \"version\": 1,"
+    "    \"fields\": [{\"name\": \"q\", \"type\": \"uint8\", \"size\": 1}]}]}"
+    " ]},"
+    "{\"name\": \"dev2\", \"instance_id\": 0, \"vmsd_name\": \"dev2\","
+    " \"version\": 1, \"fields\": ["
+    "  {\"name\": \"t\", \"type\": \"struct\", \"size\": 1, \"struct\":"
+    "   {\"vmsd_name\": \"tt\", \"version\": 1, \"fields\": ["
+    "    {\"name\": \"u\", \"type\": \"uint8\", \"size\": 1}]}}],"
+    " \"subsections\": [{\"vmsd_name\": \"dev2/x\", \"version\": 3,"
+    "  \"fields\": [{\"name\": \"k\", \"type\": \"uint8\", \"size\": 1}]}]},"
+    "{\"name\": \"old\", \"instance_id\": 0, \"fields\":"
+    " [{\"name\": \"data\", \"size\": 2, \"type\": \"buffer\"}]}"
+    "]}";
+
+static const char NEST_WANT[] =
+    "section dev\n"
+    "F0 a = 0x0000002a\n"
+    "F0 arr[0] = 0x0001\nF0 arr[1] = 0x0002\nF0 arr[2] = 0x0003\n"
+    "O1 s\nF1 x = 0xff (-1)\nF1 y = 61 62 63\n"
+    "O2 st/sub sub\nF2 z = true\nC2\nC1\n"
+    "O1 sa[0]\nF1 w = 0x0010\nC1\nO1 sa[1]\nF1 w = 0x0011\nC1\n"
+    "O1 e0\nC1\n"
+    "F0 rep[0] = 0x07\nF0 b = 0x08\nF0 rep[1] = 0x09\n"
+    "O1 outer\nO2 inner\nF2 v = 0x0a\nC2\nC1\n"
+    "O1 dev/a sub\nF1 p = 0x000000000000000b\n"
+    "O2 dev/a/b sub\nF2 q = 0x0c\nC2\nC1\n"
+    "footer\n"
+    "section dev2\n"
+    "O1 t\nF1 u = 0x0d\nC1\nO1 dev2/x sub\nF1 k = 0x0e\nC1\n"
+    "footer\n"
+    "section old\n"
+    "F0 data = 01 02\n"
+    "footer\n"
+    "section nobody\n"
+    "footer\n";
+
+static void nest_stream(tb_buf *b)
+{
+    tb_buf_init(b);
+    tq_begin(b);
+    tq_section_start(b, TQ_FULL, 1, "dev", 0, 1);
+    static const uint8_t dev_fields[] = {
+        0, 0, 0, 0x2a, 0, 1, 0, 2, 0, 3, /* a, arr */
+        0xff, 'a', 'b', 'c'};            /* s.x, s.y */
+    tb_put(b, dev_fields, sizeof dev_fields);
+    tq_subsection(b, "st/sub", 2);
+    static const uint8_t rest[] = {1,          /* z */
+                                   0, 0x10, 0, 0x11, /* sa */
+                                   7, 8, 9,          /* rep, b, rep */
+                                   0x0a};            /* outer.inner.v */
+    tb_put(b, rest, sizeof rest);
+    tq_subsection(b, "dev/a", 1);
+    tb_put_be64(b, 0x0b);
+    tq_subsection(b, "dev/a/b", 1);
+    tb_put_u8(b, 0x0c);
+    tq_footer(b, 1);
+    tq_section_start(b, TQ_FULL, 2, "dev2", 0, 1);
+    tb_put_u8(b, 0x0d);
+    tq_subsection(b, "dev2/x", 3); /* at tt's point: ends t, then dev2's */
+    tb_put_u8(b, 0x0e);
+    tq_footer(b, 2);
+    tq_section_start(b, TQ_FULL, 3, "old", 0, 1);
+    tb_put_u8(b, 1);
+    tb_put_u8(b, 2);
+    tq_footer(b, 3);
+    /* not described: walked blind (no steps), the nest stays in step */
+    tq_section_start(b, TQ_FULL, 4, "nobody", 0, 1);
+    tb_put_u8(b, 0x55);
+    tq_footer(b, 4);
+    tq_eof(b);
+    tq_vmdesc(b, NEST_DESC, strlen(NEST_DESC));
+}
+
+static void nest_synthetic(void **state)
+{
+    (void)state;
+    tb_buf b;
+    nest_stream(&b);
+    char *whole = nest_transcript(b.p, b.len, NEST_DESC, 0, 1);
+    assert_string_equal(whole, NEST_WANT);
+    /* one byte at a time, and odd slices: the same steps */
+    static const size_t slices[] = {1, 2, 3, 7};
+    for (size_t i = 0; i < sizeof slices / sizeof slices[0]; i++) {
+        char *t = nest_transcript(b.p, b.len, NEST_DESC, slices[i], 1);
+        assert_string_equal(t, NEST_WANT);
+        free(t);
+    }
+    /* cut anywhere before the trailer: the steps so far are the start of
+     * the full list, and the nest never disagrees with the reader */
+    size_t trailer = b.len - 5 - strlen(NEST_DESC);
+    for (size_t cut = 0; cut < trailer; cut++) {
+        char *t = nest_transcript(b.p, cut, NEST_DESC, 0, 0);
+        if (strncmp(t, NEST_WANT, strlen(t)) != 0)
+            fail_msg("cut at %zu: steps\n%s", cut, t);
+        free(t);
+    }
+    free(whole);
+    tb_buf_free(&b);
+}
+
+/* Events that do not follow the description, and misuse. */
+static void nest_errors(void **state)
+{
+    (void)state;
+    ms_error_info err;
+    const size_t dlen = strlen(NEST_DESC);
+    assert_null(ms_nest_create(NULL, "{\"devices\": 1}", 14, &err));
+    assert_int_equal(err.code, MS_ERR_VMDESC);
+    assert_null(ms_nest_create(NULL, NULL, 0, &err));
+    assert_int_equal(err.code, MS_ERR_USAGE);
+    ms_options bad_opt;
+    ms_options_init(&bad_opt);
+    bad_opt.struct_size--;
+    assert_null(ms_nest_create(&bad_opt, NEST_DESC, dlen, &err));
+    assert_int_equal(err.code, MS_ERR_USAGE);
+    ms_options small;
+    ms_options_init(&small);
+    small.max_vmdesc_bytes = 100;
+    assert_null(ms_nest_create(&small, NEST_DESC, dlen, NULL));
+    ms_nest_free(NULL);
+
+    ms_event sec = {.kind = MS_EV_SECTION, .offset = 100};
+    sec.u.section.type = MS_QSEC_FULL;
+    sec.u.section.section_id = 9;
+    sec.u.section.idstr = "dev";
+    ms_event fld = {.kind = MS_EV_FIELD, .offset = 120};
+    fld.u.field.section_id = 9;
+    fld.u.field.type = "uint32";
+    ms_nest_step st;
+
+    /* a field the description does not have there */
+    ms_nest *n = ms_nest_create(NULL, NEST_DESC, dlen, NULL);
+    assert_non_null(n);
+    assert_int_equal(ms_nest_feed(n, &sec), 0);
+    assert_int_equal(ms_nest_next(n, &st), 0);
+    fld.u.field.path = "arr[0]";
+    assert_int_equal(ms_nest_feed(n, &fld), 0);
+    assert_int_equal(ms_nest_next(n, &st), -1);
+    assert_int_equal(ms_nest_error(n)->code, MS_ERR_VMSTATE);
+    assert_int_equal(ms_nest_error(n)->offset, 120);
+    assert_non_null(strstr(ms_nest_error(n)->detail, "\"a\""));
+    assert_int_equal(ms_nest_feed(n, &sec), -1); /* sticky */
+    ms_nest_free(n);
+
+    /* feeding again before the steps were pulled */
+    n = ms_nest_create(NULL, NEST_DESC, dlen, NULL);
+    assert_int_equal(ms_nest_feed(n, &sec), 0);
+    fld.u.field.path = "a";
+    assert_int_equal(ms_nest_feed(n, &fld), 0);
+    assert_int_equal(ms_nest_feed(n, &fld), -1);
+    assert_int_equal(ms_nest_error(n)->code, MS_ERR_USAGE);
+    ms_nest_free(n);
+
+    /* a field outside a described FULL section; a footer too early; a
+     * subsection the level does not have; a field after the last one */
+    n = ms_nest_create(NULL, NEST_DESC, dlen, NULL);
+    assert_int_equal(ms_nest_feed(n, &fld), -1);
+    assert_int_equal(ms_nest_error(n)->code, MS_ERR_VMSTATE);
+    ms_nest_free(n);
+    n = ms_nest_create(NULL, NEST_DESC, dlen, NULL);
+    assert_int_equal(ms_nest_feed(n, &sec), 0);
+    ms_event foot = {.kind = MS_EV_SECTION_FOOTER, .offset = 130};
+    foot.u.section.section_id = 9;
+    assert_int_equal(ms_nest_feed(n, &foot), 0);
+    assert_int_equal(ms_nest_next(n, &st), -1);
+    assert_non_null(strstr(ms_nest_error(n)->detail, "section footer"));
+    ms_nest_free(n);
+    n = ms_nest_create(NULL, NEST_DESC, dlen, NULL);
+    sec.u.section.idstr = "old";
+    assert_int_equal(ms_nest_feed(n, &sec), 0);
+    fld.u.field.path = "data";
+    assert_int_equal(ms_nest_feed(n, &fld), 0);
+    assert_int_equal(ms_nest_next(n, &st), 1);
+    assert_int_equal(st.kind, MS_NEST_FIELD);
+    assert_string_equal(st.key, "data");
+    assert_int_equal(ms_nest_next(n, &st), 0);
+    assert_int_equal(ms_nest_feed(n, &fld), 0);
+    assert_int_equal(ms_nest_next(n, &st), -1);
+    assert_non_null(strstr(ms_nest_error(n)->detail, "last field"));
+    ms_nest_free(n);
+    n = ms_nest_create(NULL, NEST_DESC, dlen, NULL);
+    sec.u.section.idstr = "dev2";
+    assert_int_equal(ms_nest_feed(n, &sec), 0);
+    fld.u.field.path = "t.u";
+    assert_int_equal(ms_nest_feed(n, &fld), 0);
+    while (ms_nest_next(n, &st) == 1)
+        ;
+    ms_event sub = {.kind = MS_EV_SUBSECTION, .offset = 140};
+    sub.u.field.section_id = 9;
+    sub.u.field.path = "dev2/nope";
+    sub.u.field.version = 3;
+    assert_int_equal(ms_nest_feed(n, &sub), 0);
+    assert_int_equal(ms_nest_next(n, &st), -1);
+    assert_int_equal(ms_nest_error(n)->code, MS_ERR_VMSTATE);
+    assert_int_equal(ms_nest_error(n)->offset, 140);
+    assert_non_null(strstr(ms_nest_error(n)->detail, "dev2/nope"));
+    ms_nest_free(n);
+}
+
+static void nest_alloc_failures(void **state)
+{
+    (void)state;
+    const size_t dlen = strlen(NEST_DESC);
+    long needed = -1;
+    for (long k = 0; k < 1000; k++) {
+        counting c;
+        ms_options opt;
+        ms_options_init(&opt);
+        opt.allocator = counting_allocator(&c, k);
+        ms_error_info err;
+        ms_nest *n = ms_nest_create(&opt, NEST_DESC, dlen, &err);
+        if (n) {
+            ms_nest_free(n);
+            assert_int_equal(c.live, 0);
+            needed = k;
+            break;
+        }
+        assert_int_equal(err.code, MS_ERR_NO_MEMORY);
+        assert_int_equal(c.live, 0);
+    }
+    assert_true(needed > 0);
+}
+
+/* The real capture: keys joined back into a path ("key[i]" in lists) give
+ * the reader's own path for every field, objects close at each footer. */
+static void nest_real(void **state)
+{
+    (void)state;
+    capture c;
+    capture_load(&c);
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.field_events = 1;
+    ms_reader *r = ms_reader_create(&opt);
+    const char *json = (const char *)c.mig + c.json_off;
+    assert_int_equal(ms_reader_set_vmdesc(r, json, c.json_len), 0);
+    ms_nest *n = ms_nest_create(&opt, json, c.json_len, NULL);
+    assert_non_null(n);
+    assert_int_equal(ms_reader_input(r, c.mig, c.mig_len), 0);
+    size_t len[VMS_MAX_DEPTH + 1] = {0}; /* path length per depth */
+    char path[1024];
+    size_t fields = 0, opens = 0, subs = 0;
+    uint32_t depth = 0;
+    ms_event ev;
+    while (ms_reader_next(r, &ev) == MS_NEXT_EVENT) {
+        assert_int_equal(ms_nest_feed(n, &ev), 0);
+        ms_nest_step st;
+        int rc;
+        while ((rc = ms_nest_next(n, &st)) == 1) {
+            if (st.kind == MS_NEST_CLOSE) {
+                assert_int_equal(st.depth, depth);
+                depth--;
+                continue;
+            }
+            size_t at = len[st.kind == MS_NEST_OPEN ? st.depth - 1 : st.depth];
+            int w = st.in_list
+                        ? snprintf(path + at, sizeof path - at, "%s%s[%llu]",
+                                   at ? "." : "", st.key,
+                                   (unsigned long long)st.index)
+                        : snprintf(path + at, sizeof path - at, "%s%s",
+                                   at ? "." : "", st.key);
+            assert_true(w > 0 && (size_t)w < sizeof path - at);
+            if (st.kind == MS_NEST_OPEN) {
+                assert_int_equal(st.depth, depth + 1);
+                depth = st.depth;
+                len[depth] = at + (size_t)w;
+                opens++;
+                subs += (size_t)st.subsection;
+            } else {
+                assert_int_equal(st.depth, depth);
+                assert_string_equal(path, ev.u.field.path);
+                fields++;
+            }
+        }
+        assert_int_equal(rc, 0);
+        if (ev.kind == MS_EV_SECTION_FOOTER)
+            assert_int_equal(depth, 0);
+    }
+    assert_int_equal(ms_reader_finish(r), 0);
+    assert_int_equal(fields, 36098); /* as parity_reader counts */
+    assert_true(opens > subs && subs > 0);
+    ms_nest_free(n);
+    ms_reader_free(r);
+    capture_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1567,6 +1992,10 @@ int main(void)
         cmocka_unit_test(desc_alloc_failures),
         cmocka_unit_test(desc_mutations),
         cmocka_unit_test(field_format),
+        cmocka_unit_test(nest_synthetic),
+        cmocka_unit_test(nest_errors),
+        cmocka_unit_test(nest_alloc_failures),
+        cmocka_unit_test(nest_real),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

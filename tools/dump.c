@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dump_state.h"
 #include "tool_common.h"
 
 static const char *prog = "migstream-dump";
@@ -48,7 +49,8 @@ struct dump_ctx {
     int have_stream;
     ms_stream_info stream;
     /* QEMU main stream */
-    int show_pages, show_state, state_open, state_first;
+    int show_pages;
+    dump_state *state; /* --state: the document being built */
     block_stats *blocks;
     size_t nblocks;
     uint64_t sections, undecoded, sec_pages, sec_zero, fields;
@@ -328,7 +330,7 @@ static void payload_image_flush(dump_ctx *d, struct pl_stats *p)
     p->images[ph]++;
     p->bytes[ph] += i->length;
     p->records[ph] += i->unit_count;
-    if (!d->summary_only && !d->show_state)
+    if (!d->summary_only && !d->state)
         payload_line(d, p->pending_file, p->device, &p->pending);
     p->have_pending = 0;
 }
@@ -356,7 +358,7 @@ static void payload_event(dump_ctx *d, size_t file, const char *device,
     }
     if (ev->kind == MS_EV_DATA)
         return;
-    if (!d->summary_only && !d->show_state)
+    if (!d->summary_only && !d->state)
         payload_line(d, file, device, ev);
 }
 
@@ -867,63 +869,6 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
     fputs("}\n", o);
 }
 
-/* --state: decoded VMState as one JSON object, keyed like QEMU's
- * analyze-migration.py -d state ("name (section_id)"), fields in order. */
-static void state_event(dump_ctx *d, const ms_event *ev)
-{
-    FILE *o = d->out;
-    char buf[4096];
-    switch (ev->kind) {
-    case MS_EV_SECTION:
-        if (ev->u.section.type != MS_QSEC_FULL)
-            return;
-        fputs(d->fields ? ",\n" : "{\n", o);
-        snprintf(buf, sizeof buf, "%s (%u)", ev->u.section.idstr,
-                 ev->u.section.section_id);
-        fputs("  ", o);
-        tool_json_string(o, buf, strlen(buf));
-        fputs(": {", o);
-        d->state_open = 1;
-        d->state_first = 1;
-        d->fields++; /* something was printed */
-        break;
-    case MS_EV_FIELD: {
-        if (!d->state_open)
-            return;
-        size_t n = ms_field_format(&ev->u.field, buf, sizeof buf);
-        char *text = buf, *big = NULL;
-        if (n >= sizeof buf && (big = malloc(n + 1))) {
-            ms_field_format(&ev->u.field, big, n + 1);
-            text = big;
-        }
-        fputs(d->state_first ? "\n    " : ",\n    ", o);
-        d->state_first = 0;
-        tool_json_string(o, ev->u.field.path, strlen(ev->u.field.path));
-        fputs(": ", o);
-        if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
-            fputs(text, o);
-        else
-            tool_json_string(o, text, strlen(text));
-        free(big);
-        break;
-    }
-    case MS_EV_UNDECODED:
-        if (!d->state_open)
-            return;
-        fputs(d->state_first ? "\n    " : ",\n    ", o);
-        d->state_first = 0;
-        fputs("\"(not decoded)\": ", o);
-        tool_json_string(o, ev->u.section.detail, strlen(ev->u.section.detail));
-        break;
-    case MS_EV_SECTION_FOOTER:
-        if (d->state_open)
-            fputs(d->state_first ? "}" : "\n  }", o);
-        d->state_open = 0;
-        break;
-    default: break;
-    }
-}
-
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
 
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
@@ -937,8 +882,8 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
     if (d->tp)
         tool_payloads_feed(d->tp, file, ev, from_set, on_nested, on_problem,
                            d);
-    if (d->show_state) {
-        state_event(d, ev);
+    if (d->state) {
+        dump_state_event(d->state, file, ev);
         return;
     }
     account(d, file, ev, from_set);
@@ -955,7 +900,7 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
     dump_ctx *d = ctx;
     const char *name = d->files[file == (size_t)-1 ? 0 : file];
     d->problems++;
-    if (d->json) {
+    if (d->json && !d->state) { /* --state: stdout holds one document */
         json_begin(d, "error", file == (size_t)-1 ? 0 : file, e->offset);
         fprintf(d->out, ",\"error\":\"%s\",\"detail\":",
                 ms_error_name(e->code));
@@ -1174,9 +1119,10 @@ static void usage(FILE *o)
             "  --records        also show every record header\n"
             "  --pages          QEMU: also show every RAM page record (a page "
             "map)\n"
-            "  --state          QEMU: print the decoded VMState fields as JSON "
-            "(like\n"
-            "                   analyze-migration.py -d state)\n"
+            "  --state          QEMU: print the decoded VMState as QEMU's\n"
+            "                   analyze-migration.py -d state does (diff-able; "
+            "with\n"
+            "                   --json on one line)\n"
             "  --no-payloads    do not decode device data as driver payloads\n"
             "  --bandwidth=RATE bits/s one channel sustains (e.g. 25G): the "
             "summary\n"
@@ -1200,7 +1146,7 @@ int main(int argc, char **argv)
     opt.input_stable = 1;
     enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_PAGES, OPT_STATE,
            OPT_BANDWIDTH, OPT_CHANNELS, OPT_NO_PAYLOADS };
-    int nested = 1;
+    int nested = 1, show_state = 0;
     static const struct option own[] = {
         {"json", no_argument, 0, OPT_JSON},
         {"summary", no_argument, 0, OPT_SUMMARY},
@@ -1223,7 +1169,7 @@ int main(int argc, char **argv)
         case OPT_RECORDS: opt.record_events = 1; break;
         case OPT_PAGES: d.show_pages = 1; break;
         case OPT_STATE:
-            d.show_state = 1;
+            show_state = 1;
             opt.field_events = 1;
             break;
         case OPT_BANDWIDTH: {
@@ -1271,6 +1217,11 @@ int main(int argc, char **argv)
         return TOOL_USAGE;
     }
     d.several = d.nfiles > 1;
+    if (show_state &&
+        !(d.state = dump_state_new(prog, d.files, d.nfiles, &opt))) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return TOOL_USAGE;
+    }
     if (nested && opt.format != MS_FORMAT_PAYLOAD &&
         !(d.tp = tool_payloads_new(&opt, -1))) {
         fprintf(stderr, "%s: out of memory\n", prog);
@@ -1281,10 +1232,12 @@ int main(int argc, char **argv)
         tool_payloads_finish(d.tp, on_nested, on_problem, &d);
         tool_payloads_free(d.tp);
     }
+    if (d.state && dump_state_problems(d.state))
+        d.problems++;
     if (rc == TOOL_OK && d.problems) /* nested payload problems too */
         rc = TOOL_INVALID;
-    if (d.show_state)
-        fputs(d.fields ? "\n}\n" : "{}\n", stdout);
+    if (d.state)
+        dump_state_print(d.state, stdout, d.json);
     else if (rc != TOOL_USAGE) {
         if (!d.json && !d.summary_only)
             for (size_t i = 0; i < d.npls; i++)
@@ -1296,6 +1249,7 @@ int main(int argc, char **argv)
         if (!d.json)
             summary_payloads(&d);
     }
+    dump_state_free(d.state);
     free(d.pls);
     free(d.devs);
     free(d.blocks);
