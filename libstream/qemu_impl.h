@@ -87,6 +87,20 @@ typedef struct q_block {
     uint64_t used_length;
 } q_block;
 
+/* mapped-ram: the block whose header, bitmap and pages are being read
+ * (qemu_ram.c; spec/qemu-main.md "Mapped-ram files"). */
+typedef struct q_mapped {
+    uint32_t block;     /* index in the block list */
+    uint32_t version;
+    uint64_t hdr_off;   /* file offset of the MappedRamHeader */
+    uint64_t page_size, bitmap_offset, bitmap_size, pages_offset;
+    uint64_t npages, pages_set;
+    uint64_t next_page; /* pages below it are emitted */
+    uint8_t *bitmap;    /* bitmap_size bytes, gathered */
+    uint64_t bitmap_cap, bitmap_got;
+    int ignored;        /* x-ignore-shared: zero offsets */
+} q_mapped;
+
 typedef struct q_state {
     int stage, step;
     uint32_t page_size;
@@ -130,6 +144,7 @@ typedef struct q_state {
      * end (EOS); newer QEMU marks sync points with MULTIFD_FLUSH instead */
     uint32_t epoch;
     int seen_flush;
+    q_mapped mr;
     uint8_t *page_buf; /* inflated COMPRESS_PAGE */
     z_stream zs;
     int zs_ready;

@@ -484,6 +484,7 @@ static void q_destroy(ms_reader *r)
     ms_u32map_free(ALLOC(r), &st->secmap);
     ms_free(ALLOC(r), st->blocks);
     ms_free(ALLOC(r), st->page_buf);
+    ms_free(ALLOC(r), st->mr.bitmap);
     ms_free(ALLOC(r), st->vmdesc_buf);
     if (st->zs_ready)
         inflateEnd(&st->zs);
