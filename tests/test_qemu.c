@@ -926,6 +926,9 @@ static void test_block_list_layouts(void **state)
              "%s: second block %s", label, b1 ? b1->desc : "missing");
         SOFT(pg && pg->ev.u.ram.offset == 0x1000, "%s: page %s", label,
              pg ? pg->desc : "missing");
+        /* MULTIFD_FLUSH and two EOS: no record was taken for a field */
+        SOFT(qcount(&r, MS_EV_RAM_MARKER) == 3, "%s: %zu RAM markers", label,
+             qcount(&r, MS_EV_RAM_MARKER));
         qres_free(&r);
         tb_buf_free(&b);
     }
