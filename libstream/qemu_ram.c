@@ -50,7 +50,6 @@ enum ram_step {
 #define MAPPED_RAM_HDR_BYTES 28     /* be32 version, be64 page size, be64
                                        bitmap_offset, be64 pages_offset */
 #define MAPPED_RAM_HDR_VERSION 1
-#define MAPPED_RAM_ALIGN 0x100000u /* every writer puts pages_offset on it */
 #define MAPPED_RAM_WHY "mapped-ram file: pages live at fixed offsets"
 
 static q_block *block_named(q_state *st, const char *name, int *index)
@@ -251,7 +250,7 @@ static void mapped_event(q_state *st, ms_event *ev)
 }
 
 /* The header's offsets: the regions lie in order after the header
- * (header < bitmap <= pages), pages_offset on QEMU's alignment, inside the
+ * (header < bitmap <= pages), pages_offset page aligned, inside the
  * file when its size is known.  Errors name the offending field. */
 static int check_mapped_regions(ms_reader *r, const q_block *b)
 {
@@ -278,14 +277,14 @@ static int check_mapped_regions(ms_reader *r, const q_block *b)
                        b->name, (unsigned long long)m->pages_offset,
                        (unsigned long long)m->bitmap_offset,
                        (unsigned long long)m->bitmap_size);
-    if (m->pages_offset % m->page_size || m->pages_offset % MAPPED_RAM_ALIGN)
+    /* QEMU writes pages_offset on MAPPED_RAM_FILE_OFFSET_ALIGNMENT (1 MiB)
+     * but its loader checks only page alignment, so that the writers'
+     * alignment may change: so does this decoder. */
+    if (m->pages_offset % m->page_size)
         return MS_FAIL(r, MS_ERR_RAM, f_pages,
                        "RAM block \"%s\": pages_offset 0x%llx is not on a "
-                       "%s boundary",
-                       b->name, (unsigned long long)m->pages_offset,
-                       m->pages_offset % m->page_size
-                           ? "page (QEMU's loader rejects it)"
-                           : "1 MiB (every QEMU writer aligns it)");
+                       "page boundary (QEMU's loader rejects it)",
+                       b->name, (unsigned long long)m->pages_offset);
     uint64_t end = m->pages_offset + b->used_length;
     uint64_t size = r->opt.input_size;
     if (end < m->pages_offset || (size && end > size))

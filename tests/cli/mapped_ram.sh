@@ -92,9 +92,11 @@ expect_grep "$WORK/out" "d.mig:118: ram: .*page size 8192, the stream's target p
 damaged 134 0000000000100800
 expect_exit 1 "pages_offset not page aligned" -- "$VERIFY" "$WORK/d.mig"
 expect_grep "$WORK/out" "d.mig:134: ram: .*pages_offset 0x100800 is not on a page" "misaligned (page)"
+# page aligned but not on QEMU's 1 MiB: QEMU's loader takes it, so the
+# header passes; the stream then resumes 4 KiB late, inside a hole
 damaged 134 0000000000101000
-expect_exit 1 "pages_offset not 1 MiB aligned" -- "$VERIFY" "$WORK/d.mig"
-expect_grep "$WORK/out" "d.mig:134: ram: .*pages_offset 0x101000 is not on a 1 MiB" "misaligned (1 MiB)"
+expect_exit 1 "pages_offset moved by a page" -- "$VERIFY" "$WORK/d.mig"
+expect_grep "$WORK/out" "d.mig:$((0x2101000)): " "moved pages: the stream resumes at the wrong place"
 damaged 134 0000000000000000
 expect_exit 1 "pages_offset over the bitmap" -- "$VERIFY" "$WORK/d.mig"
 expect_grep "$WORK/out" "d.mig:134: ram: .*pages_offset 0x0 overlaps the bitmap at 0x8e" "overlap with the bitmap"
