@@ -128,4 +128,25 @@ head -c $((0x1800000)) "$M" >"$WORK/cut.mig"
 expect_exit 1 "cut inside the pages" -- "$VERIFY" "$WORK/cut.mig"
 expect_grep "$WORK/out" "cut.mig:134: ram: .*go beyond the end of the file \(25165824 bytes\)" "cut: pages beyond EOF"
 
+# ---- migstream-synth --mapped-ram: files this test did not write by hand ------
+SYNTH=$BIN/migstream-synth
+for seed in 1 2 3; do
+    S=$WORK/syn$seed
+    mkdir -p "$S.exp"
+    expect_exit 0 "synth --mapped-ram seed $seed" -- "$SYNTH" --mapped-ram -o "$S.mig" \
+        --ram-size $((2 + seed))M --ram-passes $((seed + 1)) --seed $seed --expect-dir "$S.exp"
+    expect_exit 0 "verify synth seed $seed" -- "$VERIFY" "$S.mig"
+    expect_exit 0 "dump synth seed $seed" -- "$DUMP" "$S.mig"
+    [ "$(grep -c ' mapped_ram ' "$WORK/out")" -eq 3 ] && ok || bad "synth seed $seed: three blocks"
+    expect_exit 0 "extract synth seed $seed" -- "$EXTRACT" --ram "$S.ram" "$S.mig"
+    while read -r k len name; do
+        cmp -s "$S.ram/${name#/}" "$S.exp/ram-$k.bin" && ok ||
+            bad "synth seed $seed: $name differs from the synthesizer's RAM"
+    done <"$S.exp/ram"
+    cat "$S.mig" | "$VERIFY" - >"$WORK/out"
+    expect_grep "$WORK/out" "seekable-input" "synth seed $seed through a pipe"
+done
+expect_exit 2 "--mapped-ram with --stdout" -- "$SYNTH" --mapped-ram --stdout
+expect_exit 2 "--mapped-ram without -o" -- "$SYNTH" --mapped-ram
+
 finish
