@@ -37,6 +37,7 @@ enum q_stage {
 #define QEVM_MAGIC 0x5145564Du
 #define QEVM_VERSION 3
 #define LIBVIRT_HEADER 92 /* 16 magic + 5 u32 + 14 unused u32 */
+#define LIBVIRT_FORMAT_SPARSE 6 /* QEMU_SAVE_FORMAT_SPARSE: mapped-ram */
 
 enum q_type {
     Q_EOF = 0x00,
@@ -106,6 +107,7 @@ typedef struct q_state {
     uint32_t page_size;
     int seen_config, seen_eof, records;
     int cap_ignore_shared, cap_mapped_ram;
+    int libvirt_sparse; /* libvirt save image format 6: mapped-ram inside */
     /* POSTCOPY_ADVISE with arguments: the stream was written with the
      * postcopy-ram capability.  advise_page_summary is the OR of every RAM
      * block's page size, advise_target_page the target page size; the

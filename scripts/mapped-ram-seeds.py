@@ -26,11 +26,12 @@ def be64(v):
     return struct.pack(">Q", v)
 
 
-def mapped_file(blocks, ignore_shared=False, align=PS, cmd=True, pbits=PBITS):
+def mapped_file(blocks, ignore_shared=False, align=PS, cmd=True, pbits=PBITS,
+                prefix=b""):
     """blocks: (name, pages, bits string, ignored, addr)."""
     ps = 1 << pbits
     caps = (["x-ignore-shared"] if ignore_shared else []) + ["mapped-ram"]
-    out = bytearray(b"QEVM" + be32(3))
+    out = bytearray(prefix + b"QEVM" + be32(3))
     machine = b"pc-i440fx-10.0"
     out += b"\x07" + be32(len(machine)) + machine
     out += b"\x05" + counted("configuration/target-page-bits") + be32(1) + be32(pbits)
@@ -74,7 +75,15 @@ def mapped_file(blocks, ignore_shared=False, align=PS, cmd=True, pbits=PBITS):
     return bytes(out)
 
 
+def libvirt_header(xml, fmt):
+    """libvirt save image header, version 2, host (little-endian) order."""
+    return (b"LibvirtQemudSave" + struct.pack("<5I", 2, len(xml), 0, fmt, 0)
+            + bytes(56) + xml)
+
+
 SEEDS = {
+    "libvirt-sparse.mig": mapped_file([("pc.ram", 4, "1s01", False, 0)],
+                                      prefix=libvirt_header(b"<domain/>" + bytes(23), 6)),
     "basic.mig": mapped_file([("pc.ram", 8, "10110s00", False, 0),
                               ("pc.rom", 4, "", False, 0),
                               ("/rom@etc/acpi/rsdp", 1, "1", False, 0)]),

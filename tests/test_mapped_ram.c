@@ -15,6 +15,7 @@
  *     jumps inside one slice never reach the caller, ms_reader_input_at
  *     with another offset and ms_reader_input during a seek are usage
  *     errors, a pipe gets MS_ERR_SEEKABLE_INPUT saying why;
+ *   - a libvirt sparse save image (format 6) around such a file;
  *   - one damaged file per header rule, with its error code and offset.
  */
 #include <setjmp.h>
@@ -65,6 +66,7 @@ typedef struct mr_file {
     size_t n;
     int ignore_shared;
     uint64_t align;        /* pages_offset alignment; 0: PS */
+    int libvirt;           /* wrap it: a libvirt sparse save image */
     /* where the encoder put things, for the checks */
     uint64_t hdr_off[8], bitmap_off[8], pages_off[8];
     size_t eof_end;
@@ -126,6 +128,11 @@ static void mr_build(tb_buf *b, mr_file *f)
     static const char *const caps1[] = {"mapped-ram"};
     static const char *const caps2[] = {"x-ignore-shared", "mapped-ram"};
     tb_buf_init(b);
+    if (f->libvirt) { /* header, 100 bytes of XML; offsets stay absolute */
+        tq_libvirt_header(b, "LibvirtQemudSave", 2, 100, 0, 6, 0);
+        tb_put(b, "<domain/>", 9);
+        tb_put_zeros(b, 91);
+    }
     tq_header(b);
     tq_cfg c = {.machine = "pc-i440fx-10.0",
                 .has_page_bits = 1,
@@ -613,6 +620,52 @@ static void test_ignore_shared(void **state)
     DONE();
 }
 
+/* ---- libvirt sparse save images (format 6) ------------------------------- */
+
+static void test_libvirt_sparse(void **state)
+{
+    (void)state;
+    BEGIN();
+    mr_file f = {.blocks = g_blocks, .n = NBLOCKS, .libvirt = 1};
+    tb_buf b;
+    mr_build(&b, &f);
+    run_res *res = malloc(sizeof *res), *bytes = malloc(sizeof *bytes);
+    feeder one = {.seekable = 1, .give_size = 1};
+    run(b.p, b.len, &one, res);
+    expect_layout("libvirt sparse", res, &f);
+    SOFT(res->nev && res->ev[0].kind == MS_EV_STREAM_HEADER &&
+             res->ev[0].offset == TQ_LIBVIRT_HEADER + 100,
+         "libvirt sparse: the QEVM stream after header and XML");
+    feeder fb = {.slice = 1, .seekable = 1};
+    run(b.p, b.len, &fb, bytes);
+    char why[200];
+    SOFT(same_events(res, bytes, why, sizeof why), "byte by byte: %s", why);
+    tb_buf_free(&b);
+
+    /* format 6 around a stream without mapped-ram */
+    tb_buf_init(&b);
+    tq_libvirt_header(&b, "LibvirtQemudSave", 2, 0, 0, 6, 0);
+    tq_header(&b);
+    size_t cfg = tq_config_machine(&b, "pc-i440fx-10.0");
+    tq_eof(&b);
+    run(b.p, b.len, &one, res);
+    SOFT(res->rc == -1 && res->err.code == MS_ERR_CONFIGURATION &&
+             res->err.offset == cfg && strstr(res->err.detail, "mapped-ram"),
+         "sparse image without mapped-ram: %s at %llu: %s",
+         ms_error_name(res->err.code), (unsigned long long)res->err.offset,
+         res->err.detail);
+    /* other formats stay unsupported */
+    tb_set_le32(b.p + 28, 7);
+    run(b.p, b.len, &one, res);
+    SOFT(res->rc == -1 && res->err.code == MS_ERR_FORMAT_UNSUPPORTED &&
+             res->err.offset == 28,
+         "format 7: %s", res->err.detail);
+    free(res);
+    free(bytes);
+    tb_buf_free(&b);
+    DONE();
+}
+
 /* ---- damaged headers ------------------------------------------------------ */
 
 typedef struct damage {
@@ -710,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_cuts),
         cmocka_unit_test(test_seek_contract),
         cmocka_unit_test(test_ignore_shared),
+        cmocka_unit_test(test_libvirt_sparse),
         cmocka_unit_test(test_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
