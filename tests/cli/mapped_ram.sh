@@ -27,6 +27,8 @@ damaged() { cp --sparse=always "$M" "$WORK/d.mig"; patch "$WORK/d.mig" "$@"; }
 
 # ---- verify, dump ------------------------------------------------------------------
 expect_exit 0 "verify the capture" -- "$VERIFY" "$M"
+expect_exit 0 "verify -v the capture" -- "$VERIFY" -v "$M"
+expect_grep "$WORK/out" "^mapped-ram: ok: 6 RAM blocks, 307 of 8322 pages in the file" "verify -v: mapped-ram summary"
 expect_exit 0 "dump the capture" -- "$DUMP" "$M"
 cp "$WORK/out" "$WORK/dump"
 # README table: record at, block, used_length, bitmap_offset, pages_offset,
