@@ -32,20 +32,21 @@
 
 static int g_fail;
 
-#define SOFT(cond, ...)                                                       \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            g_fail++;                                                         \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);             \
-            print_message(__VA_ARGS__);                                       \
-            print_message("\n");                                              \
-        }                                                                     \
+#define SOFT(cond, ...)                                                        \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            g_fail++;                                                          \
+            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
+            print_message(__VA_ARGS__);                                        \
+            print_message("\n");                                               \
+        }                                                                      \
     } while (0)
 
 #define BEGIN() (g_fail = 0)
 #define DONE() assert_int_equal(g_fail, 0)
 
-/* ---- the encoder (spec/qemu-main.md, "Mapped-ram files") ------------------ */
+/* ---- the encoder (spec/qemu-main.md, "Mapped-ram files") ------------------
+ */
 
 #define PBITS 10
 #define PS (1u << PBITS)
@@ -54,19 +55,19 @@ static int g_fail;
 
 typedef struct mr_block {
     const char *name;
-    uint64_t used;         /* bytes, a multiple of PS */
-    const char *bits;      /* '1' set, '0' hole, 's' clear with stale
-                              data in its slot; shorter: the rest '0' */
-    int ignored;           /* x-ignore-shared block: zero offsets */
-    uint64_t addr;         /* guest address (x-ignore-shared) */
+    uint64_t used;    /* bytes, a multiple of PS */
+    const char *bits; /* '1' set, '0' hole, 's' clear with stale
+                         data in its slot; shorter: the rest '0' */
+    int ignored;      /* x-ignore-shared block: zero offsets */
+    uint64_t addr;    /* guest address (x-ignore-shared) */
 } mr_block;
 
 typedef struct mr_file {
     const mr_block *blocks;
     size_t n;
     int ignore_shared;
-    uint64_t align;        /* pages_offset alignment; 0: PS */
-    int libvirt;           /* wrap it: a libvirt sparse save image */
+    uint64_t align; /* pages_offset alignment; 0: PS */
+    int libvirt;    /* wrap it: a libvirt sparse save image */
     /* where the encoder put things, for the checks */
     uint64_t hdr_off[8], bitmap_off[8], pages_off[8];
     size_t eof_end;
@@ -102,7 +103,8 @@ static void put_mapped_block(tb_buf *b, mr_file *f, size_t k)
         tb_put_be64(b, 0);
         return;
     }
-    uint64_t bmp = b->len + 16, pages = (bmp + bsize + align - 1) / align * align;
+    uint64_t bmp = b->len + 16,
+             pages = (bmp + bsize + align - 1) / align * align;
     f->bitmap_off[k] = bmp;
     f->pages_off[k] = pages;
     tb_put_be64(b, bmp);
@@ -164,7 +166,8 @@ static void mr_build(tb_buf *b, mr_file *f)
     f->eof_end = b->len;
 }
 
-/* ---- reading with seeks ---------------------------------------------------- */
+/* ---- reading with seeks ----------------------------------------------------
+ */
 
 typedef struct ev_rec {
     ms_event_kind kind;
@@ -186,10 +189,10 @@ typedef struct run_res {
 } run_res;
 
 typedef struct feeder {
-    size_t slice;     /* bytes per slice; 0: the rest of the input */
-    uint64_t seed;    /* != 0: random slice sizes up to `slice` */
+    size_t slice;  /* bytes per slice; 0: the rest of the input */
+    uint64_t seed; /* != 0: random slice sizes up to `slice` */
     int seekable;
-    int give_size;    /* input_size = the input's length */
+    int give_size; /* input_size = the input's length */
 } feeder;
 
 static void record(run_res *res, const ms_event *ev)
@@ -322,8 +325,7 @@ static const mr_block g_blocks[] = {
      0, 0}};
 #define NBLOCKS (sizeof g_blocks / sizeof g_blocks[0])
 
-static void expect_layout(const char *label, const run_res *r,
-                          const mr_file *f)
+static void expect_layout(const char *label, const run_res *r, const mr_file *f)
 {
     SOFT(r->rc == 0, "%s: fails: %s at %llu: %s", label,
          ms_error_name(r->err.code), (unsigned long long)r->err.offset,
@@ -344,8 +346,7 @@ static void expect_layout(const char *label, const run_res *r,
         }
         SOFT(strcmp(m->block, b->name) == 0 && m->offset == f->hdr_off[k] &&
                  m->length == HDR && m->mapped.version == 1 &&
-                 m->mapped.page_size == PS &&
-                 m->mapped.ignored == b->ignored &&
+                 m->mapped.page_size == PS && m->mapped.ignored == b->ignored &&
                  m->mapped.pages_set == (b->ignored ? 0 : set) &&
                  m->mapped.pages_total == (b->ignored ? 0 : npages),
              "%s: mapped_ram %zu (%s): at %llu, %llu / %llu set", label, k,
@@ -374,9 +375,8 @@ static void expect_layout(const char *label, const run_res *r,
                 want[j] = page_byte(k, i, j);
             SOFT(e && strcmp(e->block, b->name) == 0 &&
                      e->ram_offset == i * PS &&
-                     e->offset == f->pages_off[k] + i * PS &&
-                     e->length == PS && e->size == PS &&
-                     e->data_hash == tb_hash(want, PS),
+                     e->offset == f->pages_off[k] + i * PS && e->length == PS &&
+                     e->size == PS && e->data_hash == tb_hash(want, PS),
                  "%s: page %llu of %s: %s at %llu", label,
                  (unsigned long long)i, b->name, e ? e->block : "missing",
                  e ? (unsigned long long)e->offset : 0ull);
@@ -413,8 +413,10 @@ static void test_decode(void **state)
          "byte by byte: %s (%s)", why, other->err.detail);
     SOFT(other->seeks >= 6, "byte by byte: only %zu seeks", other->seeks);
     for (uint64_t seed = 1; seed <= 6; seed++) {
-        feeder rnd = {.slice = seed < 4 ? 13 : 3000, .seed = seed * 7919,
-                      .seekable = 1, .give_size = (int)(seed & 1)};
+        feeder rnd = {.slice = seed < 4 ? 13 : 3000,
+                      .seed = seed * 7919,
+                      .seekable = 1,
+                      .give_size = (int)(seed & 1)};
         run(b.p, b.len, &rnd, other);
         SOFT(other->rc == 0 && same_events(whole, other, why, sizeof why),
              "random slices (seed %llu): %s", (unsigned long long)seed, why);
@@ -438,13 +440,15 @@ static void test_cuts(void **state)
     size_t bad = 0;
     for (size_t cut = 0; cut < b.len; cut++) {
         for (int sized = 0; sized < 2; sized++) {
-            feeder fd = {.seekable = 1, .give_size = sized,
+            feeder fd = {.seekable = 1,
+                         .give_size = sized,
                          .slice = cut % 997 == 0 ? 1 : 0};
             run(b.p, cut, &fd, res);
-            int ok = cut == f.eof_end ? res->rc == 0
-                                      : res->rc == -1 &&
-                                            (res->err.code == MS_ERR_TRUNCATED ||
-                                             res->err.code == MS_ERR_MISSING_END);
+            int ok =
+                cut == f.eof_end
+                    ? res->rc == 0
+                    : res->rc == -1 && (res->err.code == MS_ERR_TRUNCATED ||
+                                        res->err.code == MS_ERR_MISSING_END);
             if (!ok && sized && res->err.code == MS_ERR_RAM &&
                 strstr(res->err.detail, "beyond the end of the file")) {
                 ok = 0;
@@ -528,11 +532,9 @@ static void test_seek_contract(void **state)
     uint64_t at = ms_reader_seek_target(r);
     SOFT(ms_reader_input_at(r, at, b.p + at, PS) == 0, "input_at");
     rc = ms_reader_next(r, &ev);
-    SOFT(rc == MS_NEXT_EVENT && ev.kind == MS_EV_RAM_PAGE &&
-             ev.offset == at && ev.u.ram.zero_copy &&
-             ev.u.ram.data == b.p + at,
-         "page after the seek: rc %d kind %s", rc,
-         ms_event_kind_name(ev.kind));
+    SOFT(rc == MS_NEXT_EVENT && ev.kind == MS_EV_RAM_PAGE && ev.offset == at &&
+             ev.u.ram.zero_copy && ev.u.ram.data == b.p + at,
+         "page after the seek: rc %d kind %s", rc, ms_event_kind_name(ev.kind));
     while ((rc = ms_reader_next(r, &ev)) == MS_NEXT_EVENT)
         ;
     SOFT(rc == MS_NEXT_SEEK, "next seek: rc %d", rc);
@@ -611,8 +613,8 @@ static void test_ignore_shared(void **state)
     SOFT(whole->rc == -1 && whole->err.code == MS_ERR_RAM &&
              whole->err.offset == g.hdr_off[1] + 12 &&
              strstr(whole->err.detail, "x-ignore-shared"),
-         "zero offsets without the capability: %s at %llu",
-         whole->err.detail, (unsigned long long)whole->err.offset);
+         "zero offsets without the capability: %s at %llu", whole->err.detail,
+         (unsigned long long)whole->err.offset);
     free(whole);
     free(bytes);
     tb_buf_free(&b);
@@ -666,7 +668,8 @@ static void test_libvirt_sparse(void **state)
     DONE();
 }
 
-/* ---- damaged headers ------------------------------------------------------ */
+/* ---- damaged headers ------------------------------------------------------
+ */
 
 typedef struct damage {
     const char *what;
@@ -713,8 +716,7 @@ static void test_damage(void **state)
             tb_set_be64(b.p + at, d->value);
         }
         for (int mode = 0; mode < 2; mode++) {
-            feeder fd = {.seekable = 1, .give_size = 1,
-                         .slice = mode ? 1 : 0};
+            feeder fd = {.seekable = 1, .give_size = 1, .slice = mode ? 1 : 0};
             run_res *res = malloc(sizeof *res);
             run(b.p, b.len, &fd, res);
             SOFT(res->rc == -1 && res->err.code == d->code &&
@@ -723,8 +725,8 @@ static void test_damage(void **state)
                  "%s (%s): %s at %llu (want %llu): %s", d->what,
                  mode ? "byte by byte" : "one slice",
                  ms_error_name(res->err.code),
-                 (unsigned long long)res->err.offset,
-                 (unsigned long long)at, res->err.detail);
+                 (unsigned long long)res->err.offset, (unsigned long long)at,
+                 res->err.detail);
             free(res);
         }
         tb_buf_free(&b);
@@ -748,8 +750,8 @@ static void test_damage(void **state)
     SOFT(res->rc == -1 && res->err.code == MS_ERR_RAM &&
              res->err.offset == rec &&
              strstr(res->err.detail, "mapped-ram stream"),
-         "PAGE record in a mapped-ram stream: %s at %llu",
-         res->err.detail, (unsigned long long)res->err.offset);
+         "PAGE record in a mapped-ram stream: %s at %llu", res->err.detail,
+         (unsigned long long)res->err.offset);
     free(res);
     tb_buf_free(&b);
     tb_buf_free(&c);
