@@ -547,6 +547,26 @@ static void test_seek_contract(void **state)
          (unsigned long long)ms_reader_error(r)->offset);
     ms_reader_free(r);
 
+    free(res);
+    tb_buf_free(&b);
+    DONE();
+}
+
+/* ms_reader_input_at without a seek pending, and a whole file in one
+ * slice without input_seekable. */
+static void test_seek_contract_plain(void **state)
+{
+    (void)state;
+    BEGIN();
+    mr_file f = {.blocks = g_blocks, .n = NBLOCKS};
+    tb_buf b;
+    mr_build(&b, &f);
+    ms_options o;
+    ms_options_init(&o);
+    o.input_seekable = 1;
+    ms_event ev;
+    int rc;
+    ms_reader *r;
     /* input_at at the reader's own offset is plain input; elsewhere not */
     r = ms_reader_create(&o);
     SOFT(ms_reader_input_at(r, 0, b.p, 10) == 0, "input_at 0");
@@ -573,7 +593,6 @@ static void test_seek_contract(void **state)
          "whole slice, not seekable: rc %d, %s", rc,
          ms_reader_error(r)->detail);
     ms_reader_free(r);
-    free(res);
     tb_buf_free(&b);
     DONE();
 }
@@ -764,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_decode),
         cmocka_unit_test(test_cuts),
         cmocka_unit_test(test_seek_contract),
+        cmocka_unit_test(test_seek_contract_plain),
         cmocka_unit_test(test_ignore_shared),
         cmocka_unit_test(test_libvirt_sparse),
         cmocka_unit_test(test_damage),
