@@ -16,6 +16,10 @@
  *     with another offset and ms_reader_input during a seek are usage
  *     errors, a pipe gets MS_ERR_SEEKABLE_INPUT saying why;
  *   - a libvirt sparse save image (format 6) around such a file;
+ *   - the real QEMU 10.0 capture (tests/data/captures/qemu-10.0-pc-
+ *     mapped-ram-32m, stored gzipped): its README's block table, pc.ram's
+ *     pages equal to blob.bin, the same events in one slice and in random
+ *     slices with seeks;
  *   - one damaged file per header rule, with its error code and offset.
  */
 #include <setjmp.h>
@@ -27,6 +31,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "test_util.h"
 
@@ -182,7 +187,7 @@ typedef struct ev_rec {
 typedef struct run_res {
     int rc; /* 0 clean, -1 error */
     ms_error_info err;
-    ev_rec ev[256];
+    ev_rec ev[1024];
     size_t nev;
     size_t seeks;
     int pages_zero_copy; /* every page pointed into the input */
@@ -393,7 +398,7 @@ static void test_decode(void **state)
     tb_buf b;
     mr_build(&b, &f);
     run_res *whole = malloc(sizeof *whole), *other = malloc(sizeof *other);
-    char why[256];
+    char why[256] = "";
     /* one slice: every jump is inside it; no seekable input needed */
     feeder one = {0};
     run(b.p, b.len, &one, whole);
@@ -619,7 +624,7 @@ static void test_ignore_shared(void **state)
          "ignored block: the stream goes on after its header");
     feeder fb = {.slice = 1, .seekable = 1};
     run(b.p, b.len, &fb, bytes);
-    char why[200];
+    char why[200] = "";
     SOFT(same_events(whole, bytes, why, sizeof why), "byte by byte: %s", why);
 
     /* zero offsets without x-ignore-shared in the configuration */
@@ -659,7 +664,7 @@ static void test_libvirt_sparse(void **state)
          "libvirt sparse: the QEVM stream after header and XML");
     feeder fb = {.slice = 1, .seekable = 1};
     run(b.p, b.len, &fb, bytes);
-    char why[200];
+    char why[200] = "";
     SOFT(same_events(res, bytes, why, sizeof why), "byte by byte: %s", why);
     tb_buf_free(&b);
 
@@ -777,6 +782,129 @@ static void test_damage(void **state)
     DONE();
 }
 
+/* ---- the real QEMU 10.0 capture --------------------------------------- */
+
+#define CAPTURE "tests/data/captures/qemu-10.0-pc-mapped-ram-32m/"
+
+static char *source_path(const char *rel)
+{
+    const char *dir = getenv("MIGSTREAM_SRC_DIR");
+    char base[4096];
+    snprintf(base, sizeof base, "%s", dir && *dir ? dir : __FILE__);
+    char *t = dir && *dir ? NULL : strstr(base, "/tests/test_mapped_ram.c");
+    if (t)
+        *t = 0;
+    size_t n = strlen(base) + strlen(rel) + 2;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s", base, rel);
+    return p;
+}
+
+/* A file of the capture, gunzipped when it is stored so (gzread reads
+ * plain files as they are). */
+static uint8_t *load(const char *rel, size_t *len)
+{
+    char *path = source_path(rel);
+    gzFile g = gzopen(path, "rb");
+    free(path);
+    if (!g)
+        return NULL;
+    tb_buf b;
+    tb_buf_init(&b);
+    static uint8_t chunk[1 << 16];
+    int n;
+    while ((n = gzread(g, chunk, sizeof chunk)) > 0)
+        tb_put(&b, chunk, (size_t)n);
+    gzclose(g);
+    *len = b.len;
+    return b.p;
+}
+
+/* README table: header offset (record + 1 + name + 8), block, bitmap
+ * offset, pages offset, bits set, pages */
+static const struct {
+    uint64_t hdr;
+    const char *name;
+    uint64_t bitmap, pages, set, total;
+} g_capture[] = {
+    {0x72, "pc.ram", 0x8e, 0x100000, 256, 8192},
+    {0x2100000 + 1 + 20 + 8, "/rom@etc/acpi/tables", 0x2100039, 0x2200000, 2,
+     32},
+    {0x2220000 + 1 + 7 + 8, "pc.bios", 0x222002c, 0x2300000, 47, 64},
+    {0x2340000 + 1 + 6 + 8, "pc.rom", 0x234002b, 0x2400000, 0, 32},
+    {0x2420000 + 1 + 21 + 8, "/rom@etc/table-loader", 0x242003a, 0x2500000, 1,
+     1},
+    {0x2501000 + 1 + 18 + 8, "/rom@etc/acpi/rsdp", 0x2501037, 0x2600000, 1, 1},
+};
+
+static void test_capture(void **state)
+{
+    (void)state;
+    BEGIN();
+    size_t len = 0, blob_len = 0;
+    uint8_t *p = load(CAPTURE "main.mig.gz", &len);
+    uint8_t *blob = load(CAPTURE "blob.bin", &blob_len);
+    SOFT(p && len == 39962020 && blob && blob_len == 0x100000,
+         "capture files: %zu and %zu bytes", len, blob_len);
+    if (!p || !blob || blob_len != 0x100000) {
+        free(p);
+        free(blob);
+        DONE();
+        return;
+    }
+    run_res *whole = malloc(sizeof *whole), *rnd = malloc(sizeof *rnd);
+    feeder one = {0};
+    run(p, len, &one, whole);
+    SOFT(whole->rc == 0 && whole->seeks == 0, "one slice: %s",
+         whole->err.detail);
+    for (size_t k = 0; k < 6; k++) {
+        const ev_rec *m = find_kind(whole, MS_EV_MAPPED_RAM, k);
+        SOFT(m && m->offset == g_capture[k].hdr &&
+                 strcmp(m->block, g_capture[k].name) == 0 &&
+                 m->mapped.bitmap_offset == g_capture[k].bitmap &&
+                 m->mapped.pages_offset == g_capture[k].pages &&
+                 m->mapped.pages_set == g_capture[k].set &&
+                 m->mapped.pages_total == g_capture[k].total &&
+                 m->mapped.page_size == 4096,
+             "README row %zu (%s): %s at %llu", k, g_capture[k].name,
+             m ? m->block : "missing",
+             m ? (unsigned long long)m->offset : 0ull);
+    }
+    /* pc.ram's pages: blob.bin at 0x1000000, in order, nothing else */
+    size_t blob_pages = 0, pages = count_kind(whole, MS_EV_RAM_PAGE);
+    for (size_t i = 0; i < pages; i++) {
+        const ev_rec *e = find_kind(whole, MS_EV_RAM_PAGE, i);
+        if (strcmp(e->block, "pc.ram") != 0)
+            continue;
+        uint64_t off = 0x1000000 + blob_pages * 4096;
+        SOFT(e->ram_offset == off && e->offset == 0x100000 + off &&
+                 e->data_hash == tb_hash(blob + blob_pages * 4096, 4096),
+             "pc.ram page %zu at 0x%llx", blob_pages,
+             (unsigned long long)e->ram_offset);
+        blob_pages++;
+    }
+    SOFT(pages == 307 && blob_pages == 256, "%zu pages, %zu of pc.ram", pages,
+         blob_pages);
+    /* random slices up to 1 MiB, each jump out of one a seek */
+    char why[200] = "";
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        feeder fd = {.slice = 1 << 20,
+                     .seed = seed * 104729,
+                     .seekable = 1,
+                     .give_size = (int)(seed & 1)};
+        run(p, len, &fd, rnd);
+        SOFT(rnd->rc == 0 && same_events(whole, rnd, why, sizeof why) &&
+                 rnd->seeks > 0,
+             "random slices (seed %llu): %s %s, %zu seeks",
+             (unsigned long long)seed, why, rnd->err.detail, rnd->seeks);
+    }
+    free(whole);
+    free(rnd);
+    free(p);
+    free(blob);
+    DONE();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_seek_contract_plain),
         cmocka_unit_test(test_ignore_shared),
         cmocka_unit_test(test_libvirt_sparse),
+        cmocka_unit_test(test_capture),
         cmocka_unit_test(test_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
