@@ -228,6 +228,10 @@ static inline void fuzz_touch_event(const ms_event *ev)
         fuzz_touch_str(ev->u.pfield.name);
         fuzz_touch_view(ev->u.pfield.data, ev->u.pfield.size, 0);
         break;
+    case MS_EV_MAPPED_RAM:
+        fuzz_touch_str(ev->u.mapped.block);
+        FUZZ_CHECK(ev->u.mapped.pages_set <= ev->u.mapped.pages_total);
+        break;
     default:
         break;
     }

@@ -125,7 +125,9 @@ MS_API const char *ms_version_string(void);
     X(PAYLOAD, 44, "payload",                                                 \
       "a VFIO driver payload breaks its driver's rules")                      \
     X(PAYLOAD_COMPAT, 45, "payload-compat",                                   \
-      "a VFIO driver payload does not fit the expected destination")
+      "a VFIO driver payload does not fit the expected destination")         \
+    X(SEEKABLE_INPUT, 46, "seekable-input",                                   \
+      "the stream needs random access: give the file, not a pipe")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -195,9 +197,10 @@ typedef struct ms_options {
     uint32_t max_sections;       /* QEMU section ids tracked */
     uint32_t max_ram_blocks;     /* QEMU RAM blocks */
     uint32_t max_nesting;        /* QEMU PACKAGED streams inside each other */
-    int qemu_postcopy_ram;       /* 1: the stream was written with the
-                                    postcopy-ram capability (block list
-                                    entries may carry a page size) */
+    int qemu_postcopy_ram;       /* deprecated, ignored: whether a block
+                                    list entry carries a page size is
+                                    decided from the stream itself (its
+                                    POSTCOPY_ADVISE; spec/qemu-main.md) */
     int field_events;            /* 1: emit MS_EV_FIELD per VMState field */
     uint32_t qemu_page_size;     /* multifd channels: the target page size
                                     (from the main stream); 0: 4096 */
@@ -210,6 +213,15 @@ typedef struct ms_options {
                             the reader/set is freed (e.g. mmap), so a set
                             keeps views instead of copying packets */
     ms_allocator allocator; /* all NULL: malloc/free */
+    /* Random access (QEMU mapped-ram files keep pages at fixed offsets).
+     * 1: the caller can hand input from any offset; ms_reader_next may
+     * then return MS_NEXT_SEEK (see ms_reader_input_at).  0 (default): a
+     * stream that needs to jump outside the current slice fails with
+     * MS_ERR_SEEKABLE_INPUT. */
+    int input_seekable;
+    uint64_t input_size; /* bytes of the whole input when known (a file's
+                            size; lets offsets be checked against the end
+                            early); 0: unknown */
 } ms_options;
 
 /* Fill *opt with safe defaults. */
@@ -259,7 +271,10 @@ typedef enum ms_event_kind {
     MS_EV_PAYLOAD_RECORD, /* u.precord: one record / packet / struct */
     MS_EV_PAYLOAD_IMAGE,  /* u.image: a device image inside the payload
                              (length = its bytes without SW headers) */
-    MS_EV_PAYLOAD_FIELD   /* u.pfield: one decoded field */
+    MS_EV_PAYLOAD_FIELD,  /* u.pfield: one decoded field */
+    /* QEMU mapped-ram (spec/qemu-main.md): a RAM block's header and
+     * bitmap, after the block's MS_EV_RAM_BLOCK and before its pages */
+    MS_EV_MAPPED_RAM      /* u.mapped */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -465,6 +480,25 @@ typedef struct ms_ram_info {
     uint64_t packet_num;   /* multifd packet; 0 on the main channel */
 } ms_ram_info;
 
+/* A RAM block of a mapped-ram file: its MappedRamHeader and what its
+ * bitmap says.  Pages whose bit is set follow as MS_EV_RAM_PAGE (record
+ * MS_RAM_PAGE, ev.offset = the page's file offset); a clear bit is a zero
+ * page that is not in the file (a hole), never emitted. */
+typedef struct ms_mapped_ram_info {
+    const char *block;    /* valid until the next call */
+    uint32_t block_index;
+    uint32_t version;     /* MappedRamHeader version (1) */
+    uint64_t used_length;
+    uint64_t page_size;
+    uint64_t bitmap_offset, bitmap_size; /* file offset and bytes */
+    uint64_t pages_offset; /* file offset of page 0 */
+    uint64_t pages_total;  /* used_length / page_size */
+    uint64_t pages_set;    /* bits set: pages present in the file */
+    uint64_t resume_offset; /* where the main stream goes on */
+    int ignored;          /* x-ignore-shared block: zero offsets, nothing
+                             of it in the file */
+} ms_mapped_ram_info;
+
 typedef struct ms_channel_info {
     uint32_t channel_id;
     uint32_t version;
@@ -559,6 +593,7 @@ typedef struct ms_event {
         ms_multifd_info mfd;
         ms_payload_record precord;
         ms_payload_field pfield;
+        ms_mapped_ram_info mapped;
     } u;
 } ms_event;
 
@@ -621,7 +656,13 @@ typedef struct ms_reader ms_reader;
 MS_API int ms_qemu_find_vmdesc(const void *buf, size_t len, size_t max_scan,
                                size_t *json_off, size_t *json_len);
 
-enum { MS_NEXT_ERROR = -1, MS_NEXT_INPUT = 0, MS_NEXT_EVENT = 1 };
+enum {
+    MS_NEXT_ERROR = -1,
+    MS_NEXT_INPUT = 0,
+    MS_NEXT_EVENT = 1,
+    MS_NEXT_SEEK = 2 /* only with ms_options.input_seekable: hand input
+                        starting at ms_reader_seek_target() next */
+};
 
 /* NULL options: defaults.  Returns NULL when memory is short or the
  * options are invalid (wrong struct_size). */
@@ -634,8 +675,24 @@ MS_API void ms_reader_free(ms_reader *r); /* accepts NULL */
 MS_API int ms_reader_input(ms_reader *r, const void *buf, size_t len);
 
 /* Pull the next event: MS_NEXT_EVENT (*ev filled), MS_NEXT_INPUT (slice
- * consumed; give more or call ms_reader_finish), MS_NEXT_ERROR. */
+ * consumed; give more or call ms_reader_finish), MS_NEXT_SEEK (seekable
+ * input only: the stream goes on at another offset), MS_NEXT_ERROR. */
 MS_API int ms_reader_next(ms_reader *r, ms_event *ev);
+
+/* Seekable input (ms_options.input_seekable).  A decoder that must read
+ * at another offset (a mapped-ram file's bitmap and pages) jumps inside
+ * the current slice by itself -- a whole file given as one slice (e.g.
+ * mmap) never sees MS_NEXT_SEEK -- and otherwise drops the slice and
+ * returns MS_NEXT_SEEK.  The caller then hands bytes starting exactly at
+ * ms_reader_seek_target() with ms_reader_input_at (or calls
+ * ms_reader_finish when the input ends before it).  ms_reader_input_at
+ * with any other offset is a usage error; so is ms_reader_input while a
+ * seek is pending.  ms_reader_input_at at ms_reader_offset() is the same
+ * as ms_reader_input.  Without input_seekable, MS_NEXT_SEEK never comes:
+ * such a stream fails with MS_ERR_SEEKABLE_INPUT instead. */
+MS_API uint64_t ms_reader_seek_target(const ms_reader *r);
+MS_API int ms_reader_input_at(ms_reader *r, uint64_t offset, const void *buf,
+                              size_t len);
 
 /* No more input.  Returns 0 when the stream ended cleanly, else -1 (cut
  * inside a record, or no end record). */
@@ -657,7 +714,9 @@ MS_API void ms_reader_set_phase(ms_reader *r, ms_phase phase);
 MS_API int ms_payload_detect(const void *buf, size_t len);
 
 MS_API const ms_error_info *ms_reader_error(const ms_reader *r);
-MS_API uint64_t ms_reader_offset(const ms_reader *r); /* bytes consumed */
+/* Stream offset of the next input byte (bytes consumed, for input read in
+ * order; after a seek, the offset sought). */
+MS_API uint64_t ms_reader_offset(const ms_reader *r);
 MS_API ms_format ms_reader_format(const ms_reader *r);
 
 /* ---- multi-channel set ------------------------------------------------ */

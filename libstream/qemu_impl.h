@@ -37,6 +37,7 @@ enum q_stage {
 #define QEVM_MAGIC 0x5145564Du
 #define QEVM_VERSION 3
 #define LIBVIRT_HEADER 92 /* 16 magic + 5 u32 + 14 unused u32 */
+#define LIBVIRT_FORMAT_SPARSE 6 /* QEMU_SAVE_FORMAT_SPARSE: mapped-ram */
 
 enum q_type {
     Q_EOF = 0x00,
@@ -87,11 +88,26 @@ typedef struct q_block {
     uint64_t used_length;
 } q_block;
 
+/* mapped-ram: the block whose header, bitmap and pages are being read
+ * (qemu_ram.c; spec/qemu-main.md "Mapped-ram files"). */
+typedef struct q_mapped {
+    uint32_t block;     /* index in the block list */
+    uint32_t version;
+    uint64_t hdr_off;   /* file offset of the MappedRamHeader */
+    uint64_t page_size, bitmap_offset, bitmap_size, pages_offset;
+    uint64_t npages, pages_set;
+    uint64_t next_page; /* pages below it are emitted */
+    uint8_t *bitmap;    /* bitmap_size bytes, gathered */
+    uint64_t bitmap_cap, bitmap_got;
+    int ignored;        /* x-ignore-shared: zero offsets */
+} q_mapped;
+
 typedef struct q_state {
     int stage, step;
     uint32_t page_size;
     int seen_config, seen_eof, records;
     int cap_ignore_shared, cap_mapped_ram;
+    int libvirt_sparse; /* libvirt save image format 6: mapped-ram inside */
     /* POSTCOPY_ADVISE with arguments: the stream was written with the
      * postcopy-ram capability.  advise_page_summary is the OR of every RAM
      * block's page size, advise_target_page the target page size; the
@@ -130,6 +146,7 @@ typedef struct q_state {
      * end (EOS); newer QEMU marks sync points with MULTIFD_FLUSH instead */
     uint32_t epoch;
     int seen_flush;
+    q_mapped mr;
     uint8_t *page_buf; /* inflated COMPRESS_PAGE */
     z_stream zs;
     int zs_ready;

@@ -104,7 +104,10 @@ static int read_libvirt(ms_reader *r)
             return MS_FAIL(r, MS_ERR_TRUNCATED, 0,
                            "libvirt save image marked incomplete "
                            "(LibvirtQemudPart)");
-        if (compressed != 0)
+        /* format 6 ("sparse"): an uncompressed mapped-ram stream, whose
+         * offsets are file offsets (spec/qemu-mapped-ram.md) */
+        st->libvirt_sparse = compressed == LIBVIRT_FORMAT_SPARSE;
+        if (compressed != 0 && !st->libvirt_sparse)
             return MS_FAIL(r, MS_ERR_FORMAT_UNSUPPORTED, 28,
                            "libvirt save image compressed with method %u; "
                            "decompress it first",
@@ -184,6 +187,10 @@ static int read_config(ms_reader *r, ms_event *ev)
         if (n == 0)
             return MS_NEXT_INPUT;
         if (p[0] != Q_SUBSECTION) {
+            if (st->libvirt_sparse && !st->cap_mapped_ram)
+                return MS_FAIL(r, MS_ERR_CONFIGURATION, st->rec_off,
+                               "libvirt sparse save image (format 6) whose "
+                               "stream does not list mapped-ram");
             st->stage = QS_TOP;
             st->step = 0;
             st->seen_config = 1;
@@ -484,6 +491,7 @@ static void q_destroy(ms_reader *r)
     ms_u32map_free(ALLOC(r), &st->secmap);
     ms_free(ALLOC(r), st->blocks);
     ms_free(ALLOC(r), st->page_buf);
+    ms_free(ALLOC(r), st->mr.bitmap);
     ms_free(ALLOC(r), st->vmdesc_buf);
     if (st->zs_ready)
         inflateEnd(&st->zs);

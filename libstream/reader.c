@@ -62,6 +62,11 @@ int ms_reader_input(ms_reader *r, const void *buf, size_t len)
 {
     if (r->err.code)
         return -1;
+    if (r->seek_pending)
+        return MS_FAIL(r, MS_ERR_USAGE, r->offset,
+                       "the reader asked for input at offset %llu "
+                       "(MS_NEXT_SEEK): give it with ms_reader_input_at",
+                       (unsigned long long)r->seek_target);
     if (r->finished)
         return MS_FAIL(r, MS_ERR_USAGE, r->offset, "input after finish");
     if (ms_rd_avail(r))
@@ -73,6 +78,54 @@ int ms_reader_input(ms_reader *r, const void *buf, size_t len)
     r->in_len = len;
     r->in_pos = 0;
     return 0;
+}
+
+int ms_reader_input_at(ms_reader *r, uint64_t offset, const void *buf,
+                       size_t len)
+{
+    if (r->err.code)
+        return -1;
+    uint64_t want = r->seek_pending ? r->seek_target : r->offset;
+    if (offset != want)
+        return MS_FAIL(r, MS_ERR_USAGE, r->offset,
+                       "input given at offset %llu, the reader wants offset "
+                       "%llu",
+                       (unsigned long long)offset, (unsigned long long)want);
+    r->seek_pending = 0;
+    return ms_reader_input(r, buf, len);
+}
+
+uint64_t ms_reader_seek_target(const ms_reader *r)
+{
+    return r->seek_pending ? r->seek_target : r->offset;
+}
+
+int ms_rd_seek(ms_reader *r, uint64_t target, const char *why)
+{
+    if (r->err.code)
+        return -1;
+    if (target == ms_rd_pos(r))
+        return 1;
+    /* Stashed bytes belong to the old position. */
+    r->stash_len = r->stash_pos = 0;
+    uint64_t base = r->offset - r->in_pos; /* stream offset of in[0] */
+    if (r->in && target >= base && target - base <= r->in_len) {
+        r->in_pos = (size_t)(target - base);
+        r->offset = target;
+        return 1;
+    }
+    if (!r->opt.input_seekable)
+        return MS_FAIL(r, MS_ERR_SEEKABLE_INPUT, ms_rd_pos(r),
+                       "%s: the stream goes on at offset %llu; give the "
+                       "file itself, not a pipe (seekable input)",
+                       why, (unsigned long long)target);
+    /* The caller hands input at `target` next (MS_NEXT_SEEK). */
+    r->in = NULL;
+    r->in_len = r->in_pos = 0;
+    r->offset = target;
+    r->seek_pending = 1;
+    r->seek_target = target;
+    return 1;
 }
 
 int ms_rd_reserve(ms_reader *r, size_t n)
@@ -247,6 +300,8 @@ int ms_reader_next(ms_reader *r, ms_event *ev)
     int rc = r->ops->next(r, ev);
     if (rc == MS_NEXT_ERROR && !r->err.code)
         MS_FAIL(r, MS_ERR_USAGE, r->offset, "internal: error without code");
+    if (rc == MS_NEXT_INPUT && r->seek_pending)
+        return MS_NEXT_SEEK;
     return rc;
 }
 
@@ -258,6 +313,11 @@ int ms_reader_finish(ms_reader *r)
         return MS_FAIL(r, MS_ERR_USAGE, r->offset,
                        "finish before the input slice was consumed");
     r->finished = 1;
+    if (r->seek_pending)
+        return MS_FAIL(r, MS_ERR_TRUNCATED, r->seek_target,
+                       "input ends before offset %llu, where the stream "
+                       "goes on",
+                       (unsigned long long)r->seek_target);
     if (!r->ops)
         return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
                        "input ended after %zu bytes, before the format could "

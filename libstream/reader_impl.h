@@ -43,6 +43,11 @@ struct ms_reader {
     uint64_t phase_from;
     int phase_set;
     int header_sent; /* MS_FORMAT_PAYLOAD: the synthetic header went out */
+    /* Seekable input: the decoder wants bytes from seek_target on, which
+     * the current slice does not hold (ms_rd_seek); the public next turns
+     * its MS_NEXT_INPUT into MS_NEXT_SEEK until ms_reader_input_at. */
+    int seek_pending;
+    uint64_t seek_target;
 };
 
 /* Bytes of the current slice not yet consumed. */
@@ -141,6 +146,18 @@ static inline uint64_t ms_rd_unit_offset(const ms_reader *r)
 }
 
 #define MS_FAIL(r, code, off, ...) ms_fail(&(r)->err, (code), (off), __VA_ARGS__)
+
+/* Go on reading at absolute stream offset `target` (random access, e.g. a
+ * mapped-ram file's bitmap and pages).  Call only between units: bytes
+ * gathered or given back in the stash are dropped.  Inside the current
+ * slice the reader just moves (a whole mapped file is one slice);
+ * otherwise, with ms_options.input_seekable, the slice is dropped and the
+ * caller is asked for input at `target` (MS_NEXT_SEEK).  Returns 1 when
+ * the bytes at `target` are the next to read (the decoder goes on: it may
+ * still need input), or -1 with MS_ERR_SEEKABLE_INPUT recorded when the
+ * input cannot seek; `why` completes that error's detail ("mapped-ram
+ * file: pages live at fixed offsets"). */
+int ms_rd_seek(ms_reader *r, uint64_t target, const char *why);
 
 /* Stage functions of a framing return MS_NEXT_* or MS_GO_ON: the stage
  * changed or made progress without an event; run the loop again. */

@@ -28,6 +28,8 @@ typedef struct dev_stats {
 typedef struct block_stats {
     char name[256];
     uint64_t used_length, pages, zero, xbzrle, compressed;
+    int mapped;                        /* mapped-ram header seen */
+    uint64_t mapped_set, mapped_total; /* bitmap: pages in the file */
 } block_stats;
 
 typedef struct chan_stats {
@@ -179,6 +181,14 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
         b->used_length = ev->u.ram.used_length;
         break;
     }
+    case MS_EV_MAPPED_RAM:
+        if (ev->u.mapped.block_index < d->nblocks) {
+            block_stats *b = &d->blocks[ev->u.mapped.block_index];
+            b->mapped = 1;
+            b->mapped_set = ev->u.mapped.pages_set;
+            b->mapped_total = ev->u.mapped.pages_total;
+        }
+        break;
     case MS_EV_CHANNEL:
         d->chans[file].is_channel = 1;
         d->chans[file].channel_id = ev->u.channel.channel_id;
@@ -489,6 +499,20 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
         fprintf(o, "%s 0x%" PRIx64 " bytes", ev->u.ram.block,
                 ev->u.ram.used_length);
         break;
+    case MS_EV_MAPPED_RAM: {
+        const ms_mapped_ram_info *m = &ev->u.mapped;
+        if (m->ignored) {
+            fprintf(o, "%s x-ignore-shared: not in the file", m->block);
+            break;
+        }
+        fprintf(o, "%s v%u page %" PRIu64 " bitmap 0x%" PRIx64
+                   " (%" PRIu64 " bytes) pages 0x%" PRIx64 ": %" PRIu64
+                   " / %" PRIu64 " pages set, stream resumes at 0x%" PRIx64,
+                m->block, m->version, m->page_size, m->bitmap_offset,
+                m->bitmap_size, m->pages_offset, m->pages_set,
+                m->pages_total, m->resume_offset);
+        break;
+    }
     case MS_EV_RAM_PAGE:
         fprintf(o, "%s %s 0x%" PRIx64,
                 ev->u.ram.record == MS_RAM_ZERO     ? "zero"
@@ -729,6 +753,20 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
         tool_json_string(o, ev->u.ram.block, strlen(ev->u.ram.block));
         fprintf(o, ",\"used_length\":%" PRIu64, ev->u.ram.used_length);
         break;
+    case MS_EV_MAPPED_RAM: {
+        const ms_mapped_ram_info *m = &ev->u.mapped;
+        fputs(",\"block\":", o);
+        tool_json_string(o, m->block, strlen(m->block));
+        fprintf(o, ",\"version\":%u,\"page_size\":%" PRIu64
+                   ",\"bitmap_offset\":%" PRIu64 ",\"bitmap_size\":%" PRIu64
+                   ",\"pages_offset\":%" PRIu64 ",\"pages_set\":%" PRIu64
+                   ",\"pages_total\":%" PRIu64 ",\"resume_offset\":%" PRIu64
+                   ",\"ignored\":%s",
+                m->version, m->page_size, m->bitmap_offset, m->bitmap_size,
+                m->pages_offset, m->pages_set, m->pages_total,
+                m->resume_offset, m->ignored ? "true" : "false");
+        break;
+    }
     case MS_EV_RAM_PAGE:
     case MS_EV_RAM_MARKER:
         fprintf(o, ",\"record\":%u", (unsigned)ev->u.ram.record);
@@ -938,9 +976,14 @@ static void summary_qemu(dump_ctx *d)
             tool_json_string(o, b->name, strlen(b->name));
             fprintf(o, ",\"used_length\":%" PRIu64 ",\"pages\":%" PRIu64
                        ",\"zero\":%" PRIu64 ",\"xbzrle\":%" PRIu64
-                       ",\"compressed\":%" PRIu64 "}",
+                       ",\"compressed\":%" PRIu64,
                     b->used_length, b->pages, b->zero, b->xbzrle,
                     b->compressed);
+            if (b->mapped)
+                fprintf(o, ",\"mapped_pages_set\":%" PRIu64
+                           ",\"mapped_pages_total\":%" PRIu64,
+                        b->mapped_set, b->mapped_total);
+            fputc('}', o);
         }
         fputs("],\"channels\":[", o);
         int first = 1;
@@ -990,6 +1033,10 @@ static void summary_qemu(dump_ctx *d)
             fprintf(o, ", %" PRIu64 " xbzrle", b->xbzrle);
         if (b->compressed)
             fprintf(o, ", %" PRIu64 " compressed", b->compressed);
+        if (b->mapped)
+            fprintf(o, ", mapped-ram: %" PRIu64 " / %" PRIu64
+                       " pages set",
+                    b->mapped_set, b->mapped_total);
         fputc('\n', o);
     }
     for (size_t i = 0; i < d->nfiles; i++) {

@@ -672,7 +672,10 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
     switch (r->record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE:
-        ram_write(x, b, r->data, r->size, r->offset);
+        /* A page never written reads as zero already: an all-zero page
+         * stays a hole (mapped-ram files keep holes; so does the output). */
+        if (held || !all_zero(r->data, r->size))
+            ram_write(x, b, r->data, r->size, r->offset);
         break;
     case MS_RAM_ZERO:
         /* A fresh file reads as zero; only a page written before has to

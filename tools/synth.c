@@ -83,6 +83,7 @@ typedef struct workload {
     const char *ram_option;   /* --ram-size or --ram-passes, if given */
     const char *multifd_only; /* first option only --multifd takes */
     const char *not_multifd;  /* first option --multifd refuses */
+    int mapped_ram;           /* --mapped-ram: a mapped-ram file */
 } workload;
 
 /* One channel's output file. */
@@ -483,6 +484,14 @@ static void usage(FILE *out)
 "  --expect-dir DIR      also DIR/N.config and the RAM the destination\n"
 "                        ends with: DIR/ram (K USED_LENGTH NAME per block)\n"
 "                        and DIR/ram-K.bin\n"
+"       " PROG " --mapped-ram -o OUT.mig [options]\n"
+"                      a QEMU >= 9.0 mapped-ram file (file: migration,\n"
+"                      capability mapped-ram): pages at fixed offsets,\n"
+"                      holes for zero pages, bitmaps written last; later\n"
+"                      passes leave stale slots whose bit is clear, as\n"
+"                      multifd + mapped-ram does.  --ram-size,\n"
+"                      --ram-passes, --seed and --expect-dir (DIR/ram and\n"
+"                      DIR/ram-K.bin, as above) apply\n"
 "  -h, --help            this help\n"
 "  -V, --version         the version\n", out);
 }
@@ -732,6 +741,29 @@ static int check_multifd_args(workload *wl)
     return 0;
 }
 
+/* --mapped-ram: -o OUT.mig; --ram-size, --ram-passes, --seed and
+ * --expect-dir apply. */
+static int check_mapped_ram_args(workload *wl)
+{
+    const char *bad = wl->multifd        ? "--multifd"
+                      : wl->qemu_base    ? "--qemu"
+                      : wl->raw_file     ? "--raw"
+                      : wl->to_stdout    ? "--stdout (the file is written "
+                                           "at fixed offsets)"
+                      : wl->not_multifd  ? wl->not_multifd
+                      : wl->has_uuid     ? "--uuid"
+                      : wl->multifd_comp ? "--compress-multifd"
+                      : wl->devices_set  ? "--devices"
+                                         : NULL;
+    if (bad)
+        return usage_error("%s does not apply to --mapped-ram", bad);
+    if (!wl->out_dir)
+        return usage_error("--mapped-ram needs -o OUT.mig");
+    if (wl->ram_size % 4096)
+        return usage_error("--ram-size must be a multiple of 4096");
+    return 0;
+}
+
 /* Returns 0 to go on, 1 when done (help, version), -1 on a usage error. */
 static int parse_args(int argc, char **argv, workload *wl)
 {
@@ -766,6 +798,10 @@ static int parse_args(int argc, char **argv, workload *wl)
                 wl->not_multifd = arg;
             if (!wl->v1_only)
                 wl->v1_only = arg;
+            continue;
+        }
+        if (strcmp(arg, "--mapped-ram") == 0) {
+            wl->mapped_ram = 1;
             continue;
         }
         if (strcmp(arg, "--switchover-ack") == 0) {
@@ -808,6 +844,8 @@ static int parse_args(int argc, char **argv, workload *wl)
                                "1)");
         return 0;
     }
+    if (wl->mapped_ram)
+        return check_mapped_ram_args(wl);
     if (wl->multifd)
         return check_multifd_args(wl);
     if (wl->multifd_only)
@@ -3062,6 +3100,247 @@ static int raw_mode(const workload *wl)
     return status;
 }
 
+/* ---- --mapped-ram: a QEMU >= 9.0 mapped-ram file ----------------------------
+ * The layout of spec/qemu-main.md "Mapped-ram files", written the way QEMU
+ * does: per block the entry and its MappedRamHeader, then the stream goes
+ * on at pages_offset + used_length (the pages region stays a hole until
+ * pages land in it with pwrite); the bitmaps are written at the end. */
+#define MR_PAGE 4096u
+#define MR_ALIGN 0x100000u /* MAPPED_RAM_FILE_OFFSET_ALIGNMENT */
+#define MR_HDR_VERSION 1u
+#define MR_HDR_BYTES 28u
+
+typedef struct mr_block {
+    const char *name;
+    uint64_t len, bitmap_off, pages_off;
+    uint8_t *bitmap; /* bit i = page i (little-endian host longs) */
+    int expect_fd;
+} mr_block;
+
+typedef struct mr_synth {
+    int fd;
+    const char *path;
+    uint64_t pos; /* where the stream's next byte goes */
+    int err;
+    mr_block blocks[3];
+    size_t nblocks;
+    uint64_t rng;
+} mr_synth;
+
+static void mr_pwrite(mr_synth *m, const void *p, size_t n, uint64_t at)
+{
+    const uint8_t *b = p;
+    while (n && !m->err) {
+        ssize_t w = pwrite(m->fd, b, n, (off_t)at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            m->err = w < 0 ? errno : EIO;
+            return;
+        }
+        b += w;
+        n -= (size_t)w;
+        at += (uint64_t)w;
+    }
+}
+
+static void mr_put(mr_synth *m, const void *p, size_t n)
+{
+    mr_pwrite(m, p, n, m->pos);
+    m->pos += n;
+}
+
+static void mr_u8(mr_synth *m, uint8_t v) { mr_put(m, &v, 1); }
+static void mr_be32(mr_synth *m, uint32_t v)
+{
+    uint8_t b[4];
+    put_be32(b, v);
+    mr_put(m, b, 4);
+}
+static void mr_be64(mr_synth *m, uint64_t v)
+{
+    uint8_t b[8];
+    put_be64(b, v);
+    mr_put(m, b, 8);
+}
+static void mr_counted(mr_synth *m, const char *s)
+{
+    mr_u8(m, (uint8_t)strlen(s));
+    mr_put(m, s, strlen(s));
+}
+
+static void mr_section(mr_synth *m, uint8_t type)
+{
+    mr_u8(m, type);
+    mr_be32(m, RAM_SECTION_ID);
+    if (type == QSEC_START) {
+        mr_counted(m, "ram");
+        mr_be32(m, 0);
+        mr_be32(m, RAM_VERSION);
+    }
+}
+
+/* EOS and the footer: the RAM section carries nothing else. */
+static void mr_section_end(mr_synth *m)
+{
+    mr_be64(m, RAMF_EOS);
+    mr_u8(m, QSEC_FOOTER);
+    mr_be32(m, RAM_SECTION_ID);
+}
+
+/* Header, configuration listing mapped-ram, the START section with the
+ * block list: each entry's header reserves its bitmap and pages. */
+static void mr_start(mr_synth *m)
+{
+    mr_be32(m, 0x5145564Du); /* "QEVM" */
+    mr_be32(m, 3);
+    mr_u8(m, 0x07); /* CONFIGURATION */
+    mr_be32(m, (uint32_t)strlen(MFD_MACHINE));
+    mr_put(m, MFD_MACHINE, strlen(MFD_MACHINE));
+    mr_u8(m, 0x05); /* subsection */
+    mr_counted(m, "configuration/capabilities");
+    mr_be32(m, 1);
+    mr_be32(m, 1);
+    mr_counted(m, "mapped-ram");
+    mr_section(m, QSEC_START);
+    uint64_t total = 0;
+    for (size_t k = 0; k < m->nblocks; k++)
+        total += m->blocks[k].len;
+    mr_be64(m, total | RAMF_MEM_SIZE);
+    for (size_t k = 0; k < m->nblocks; k++) {
+        mr_block *b = &m->blocks[k];
+        uint64_t bsize = (b->len / MR_PAGE + 63) / 64 * 8;
+        mr_counted(m, b->name);
+        mr_be64(m, b->len);
+        b->bitmap_off = m->pos + MR_HDR_BYTES;
+        b->pages_off = (b->bitmap_off + bsize + MR_ALIGN - 1) / MR_ALIGN *
+                       MR_ALIGN;
+        mr_be32(m, MR_HDR_VERSION);
+        mr_be64(m, MR_PAGE);
+        mr_be64(m, b->bitmap_off);
+        mr_be64(m, b->pages_off);
+        m->pos = b->pages_off + b->len; /* the stream skips the pages */
+    }
+    mr_section_end(m);
+}
+
+/* One pass over RAM: the first sends every page, later ones about one in
+ * eight.  A zero page clears its bit and is not written (its slot keeps
+ * what an earlier pass put there); another is written at its slot. */
+static void mr_pass(mr_synth *m, uint64_t pass)
+{
+    uint8_t page[MR_PAGE];
+    for (size_t k = 0; k < m->nblocks && !m->err; k++) {
+        mr_block *b = &m->blocks[k];
+        for (uint64_t i = 0; i < b->len / MR_PAGE; i++) {
+            if (pass && rng_below(&m->rng, 8))
+                continue;
+            int zero = rng_below(&m->rng, 100) < (pass ? 15u : 45u);
+            uint8_t bit = (uint8_t)(1u << (i % 8));
+            if (zero) {
+                b->bitmap[i / 8] &= (uint8_t)~bit;
+                memset(page, 0, sizeof page);
+            } else {
+                fill_state(&m->rng, page, sizeof page);
+                b->bitmap[i / 8] |= bit;
+                mr_pwrite(m, page, sizeof page, b->pages_off + i * MR_PAGE);
+            }
+            if (b->expect_fd >= 0 &&
+                pwrite(b->expect_fd, page, sizeof page,
+                       (off_t)(i * MR_PAGE)) != (ssize_t)sizeof page)
+                m->err = errno ? errno : EIO;
+        }
+    }
+}
+
+static int mr_expect(mr_synth *m, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ram", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return io_error(path, errno);
+    for (size_t k = 0; k < m->nblocks; k++)
+        fprintf(f, "%zu %llu %s\n", k, (unsigned long long)m->blocks[k].len,
+                m->blocks[k].name);
+    if (ferror(f) | (fclose(f) != 0))
+        return io_error(path, errno ? errno : EIO);
+    for (size_t k = 0; k < m->nblocks; k++) {
+        snprintf(path, sizeof path, "%s/ram-%zu.bin", dir, k);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        m->blocks[k].expect_fd = fd;
+        if (fd < 0 || ftruncate(fd, (off_t)m->blocks[k].len) != 0)
+            return io_error(path, errno);
+    }
+    return TOOL_OK;
+}
+
+static int mapped_ram_run(mr_synth *m, const workload *wl)
+{
+    if (wl->expect_dir && mr_expect(m, wl->expect_dir) != TOOL_OK)
+        return TOOL_USAGE;
+    mr_start(m);
+    for (uint64_t pass = 0; pass < wl->ram_passes && !m->err; pass++) {
+        mr_pass(m, pass);
+        if (pass + 1 < wl->ram_passes) {
+            mr_section(m, QSEC_PART);
+            mr_section_end(m);
+        }
+    }
+    uint8_t cmd[5] = {0x08, 0, QCMD_SWITCHOVER_START, 0, 0};
+    mr_put(m, cmd, sizeof cmd);
+    mr_section(m, QSEC_END);
+    mr_section_end(m);
+    mr_u8(m, 0x00); /* QEMU_VM_EOF */
+    for (size_t k = 0; k < m->nblocks; k++) {
+        const mr_block *b = &m->blocks[k];
+        mr_pwrite(m, b->bitmap, (size_t)((b->len / MR_PAGE + 63) / 64 * 8),
+                  b->bitmap_off);
+    }
+    if (!m->err && ftruncate(m->fd, (off_t)m->pos) != 0)
+        m->err = errno;
+    return m->err ? io_error(m->path, m->err) : TOOL_OK;
+}
+
+static int mapped_ram_mode(const workload *wl)
+{
+    uint64_t ram = wl->ram_size;
+    uint64_t bios = ram / 16 / MR_PAGE * MR_PAGE, rom = ram / 32 / MR_PAGE *
+                                                        MR_PAGE;
+    bios = bios > (256u << 10) ? 256u << 10 : bios ? bios : MR_PAGE;
+    rom = rom > (128u << 10) ? 128u << 10 : rom ? rom : MR_PAGE;
+    mr_synth m = {.path = wl->out_dir,
+                  .nblocks = 3,
+                  .rng = wl->seed * 0x9E3779B97F4A7C15ull + 0x4d52};
+    m.blocks[0] = (mr_block){.name = "pc.ram", .len = ram, .expect_fd = -1};
+    m.blocks[1] = (mr_block){.name = "pc.bios", .len = bios, .expect_fd = -1};
+    m.blocks[2] = (mr_block){.name = "/rom@etc/acpi/tables", .len = rom,
+                             .expect_fd = -1};
+    int status = TOOL_USAGE;
+    for (size_t k = 0; k < m.nblocks; k++)
+        if (!(m.blocks[k].bitmap =
+                  calloc((size_t)((m.blocks[k].len / MR_PAGE + 63) / 64 * 8),
+                         1))) {
+            fprintf(stderr, PROG ": out of memory\n");
+            goto out;
+        }
+    m.fd = open(m.path, O_RDWR | O_CREAT | O_TRUNC, 0666);
+    if (m.fd < 0) {
+        status = io_error(m.path, errno);
+        goto out;
+    }
+    status = mapped_ram_run(&m, wl);
+    if (close(m.fd) != 0 && status == TOOL_OK)
+        status = io_error(m.path, errno);
+out:
+    for (size_t k = 0; k < m.nblocks; k++) {
+        free(m.blocks[k].bitmap);
+        if (m.blocks[k].expect_fd >= 0)
+            close(m.blocks[k].expect_fd);
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     workload wl;
@@ -3070,6 +3349,8 @@ int main(int argc, char **argv)
         return parsed > 0 ? TOOL_OK : TOOL_USAGE;
     if (wl.example)
         return print_example();
+    if (wl.mapped_ram)
+        return mapped_ram_mode(&wl);
     if (wl.multifd)
         return multifd_mode(&wl);
     if (wl.qemu_base)

@@ -19,6 +19,9 @@ typedef struct tool_file {
     int fd;
     uint8_t *map; /* whole regular file, mapped */
     size_t map_len;
+    int seekable;  /* a regular file (mapped or read with pread): the
+                      reader gets seekable input (mapped-ram files) */
+    uint64_t size; /* its size when seekable */
     ms_reader *reader;
     int failed, done, vmdesc_bad;
 } tool_file;
@@ -45,8 +48,16 @@ void tool_print_problem(FILE *out, const char *file, const ms_error_info *e)
 
 static int open_file(const char *prog, tool_file *f)
 {
+    struct stat st;
     if (strcmp(f->name, "-") == 0) {
+        /* A file redirected to standard input can be read at any offset
+         * (pread); a pipe cannot. */
         f->fd = STDIN_FILENO;
+        if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+            lseek(f->fd, 0, SEEK_CUR) == 0) {
+            f->seekable = 1;
+            f->size = (uint64_t)st.st_size;
+        }
         return 0;
     }
     f->fd = open(f->name, O_RDONLY);
@@ -54,8 +65,11 @@ static int open_file(const char *prog, tool_file *f)
         fprintf(stderr, "%s: %s: %s\n", prog, f->name, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        f->seekable = 1;
+        f->size = (uint64_t)st.st_size;
+    }
+    if (f->seekable && st.st_size > 0) {
         void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
                        f->fd, 0);
         if (m != MAP_FAILED) {
@@ -125,7 +139,8 @@ static void set_problem(run_ctx *rc)
 }
 
 /* Pull the reader's events for the current slice; hand each to the set
- * and to the tool.  Returns 0 when the slice is consumed, -1 on error. */
+ * and to the tool.  Returns 0 when the slice is consumed, 1 when the
+ * reader wants input at another offset (MS_NEXT_SEEK), -1 on error. */
 static int pump(run_ctx *rc, tool_file *f, size_t idx)
 {
     ms_event ev, sev;
@@ -133,6 +148,8 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
         int r = ms_reader_next(f->reader, &ev); /* the decoding: unlocked */
         if (r == MS_NEXT_INPUT)
             return 0;
+        if (r == MS_NEXT_SEEK)
+            return 1;
         if (r == MS_NEXT_ERROR) {
             file_problem(rc, f, idx);
             return -1;
@@ -178,12 +195,62 @@ static void give_vmdesc(tool_file *f)
             f->vmdesc_bad = 1;
 }
 
+/* A mapped file: one slice; the reader jumps inside it by itself, so a
+ * seek it asks for lies past the end (finish then says so). */
+static void read_mapped(run_ctx *rc, tool_file *f, size_t idx)
+{
+    if (ms_reader_input(f->reader, f->map, f->map_len) < 0)
+        return;
+    while (pump(rc, f, idx) == 1) {
+        uint64_t at = ms_reader_seek_target(f->reader);
+        if (at >= f->map_len ||
+            ms_reader_input_at(f->reader, at, f->map + at,
+                               f->map_len - (size_t)at) < 0)
+            return;
+    }
+}
+
+/* Read loop: read() for a pipe, pread() at the reader's offset for a
+ * regular file (seeks go where the reader asks).  -1 on an I/O error
+ * (printed). */
+static int read_loop(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
+                     uint8_t *buf)
+{
+    uint64_t pos = 0;
+    for (;;) {
+        ssize_t n = f->seekable ? pread(f->fd, buf, READ_SLICE, (off_t)pos)
+                                : read(f->fd, buf, READ_SLICE);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "%s: %s: %s\n", prog, f->name, strerror(errno));
+            return -1;
+        }
+        if (n == 0)
+            return 0;
+        int in = f->seekable
+                     ? ms_reader_input_at(f->reader, pos, buf, (size_t)n)
+                     : ms_reader_input(f->reader, buf, (size_t)n);
+        pos += (uint64_t)n;
+        if (in < 0)
+            return 0;
+        int s = pump(rc, f, idx);
+        if (s < 0)
+            return 0;
+        if (s == 1)
+            pos = ms_reader_seek_target(f->reader);
+    }
+}
+
 static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
-                     uint8_t *buf, ms_options *opt)
+                     uint8_t *buf, const ms_options *opt)
 {
     /* Created now, not up front: a multifd channel reader needs the page
      * size the main channel (read first) declared. */
-    if (!(f->reader = ms_reader_create(opt))) {
+    ms_options o = *opt;
+    o.input_seekable = f->seekable;
+    o.input_size = f->seekable ? f->size : 0;
+    if (!(f->reader = ms_reader_create(&o))) {
         fprintf(stderr, "%s: cannot create a reader (out of memory)\n", prog);
         return -1;
     }
@@ -193,26 +260,10 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
         file_problem(rc, f, idx);
         return 0;
     }
-    if (f->map) {
-        if (ms_reader_input(f->reader, f->map, f->map_len) == 0)
-            pump(rc, f, idx);
-    } else {
-        for (;;) {
-            ssize_t n = read(f->fd, buf, READ_SLICE);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                fprintf(stderr, "%s: %s: %s\n", prog, f->name,
-                        strerror(errno));
-                return -1;
-            }
-            if (n == 0)
-                break;
-            if (ms_reader_input(f->reader, buf, (size_t)n) < 0 ||
-                pump(rc, f, idx) < 0)
-                break;
-        }
-    }
+    if (f->map)
+        read_mapped(rc, f, idx);
+    else if (read_loop(prog, rc, f, idx, buf) < 0)
+        return -1;
     if (f->failed)
         return 0;
     if (ms_reader_finish(f->reader) < 0) {

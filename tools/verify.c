@@ -45,6 +45,7 @@ typedef struct verify_ctx {
     uint64_t images, assembled;
     uint32_t channel_count, qemu_mains, qemu_channels;
     uint64_t problems; /* every problem printed, nested ones too */
+    uint64_t mapped_blocks, mapped_set, mapped_total; /* mapped-ram files */
     ms_format *format; /* per file */
 } verify_ctx;
 
@@ -158,6 +159,11 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
     v->bytes[file] = ev->offset + ev->length;
     if (ev->kind == MS_EV_IMAGE_END)
         v->images++;
+    if (ev->kind == MS_EV_MAPPED_RAM) {
+        v->mapped_blocks++;
+        v->mapped_set += ev->u.mapped.pages_set;
+        v->mapped_total += ev->u.mapped.pages_total;
+    }
     if (ev->kind == MS_EV_STREAM_HEADER) {
         v->channel_count = ev->u.stream.channel_count;
         v->format[file] = ev->u.stream.format;
@@ -340,6 +346,11 @@ int main(int argc, char **argv)
                        ? "every check value verified"
                        : "structure checked (QEMU streams carry no check "
                          "values)");
+        if (v.mapped_blocks)
+            printf("mapped-ram: ok: %" PRIu64 " RAM blocks, %" PRIu64
+                   " of %" PRIu64 " pages in the file (headers, bitmaps and "
+                   "page regions checked)\n",
+                   v.mapped_blocks, v.mapped_set, v.mapped_total);
         if (v.qemu_mains || v.qemu_channels)
             printf("migration: ok: %u main channel, %u multifd channel%s, "
                    "%" PRIu64 " device image%s reassembled from packets\n",
