@@ -124,7 +124,9 @@ def channel(data, ps):
         pa, nn, nps, pn, zp = s.be32(), s.be32(), s.be32(), s.be64(), s.be32()
         s.take(28)
         name = s.take(256).split(b'\0')[0].decode()
-        offs = [s.be64() for _ in range(pa)]
+        # the header has 512 KiB / page size slots whatever pages_alloc
+        # says (QEMU >= 9.2 SYNC packets have pages_alloc 0)
+        offs = [s.be64() for _ in range(512 * 1024 // ps)]
         if nn:  # the payload is read only when there are pages
             if fl & 0x3e == 0:
                 data = s.take(nn * ps)
@@ -294,7 +296,9 @@ def cmd_craft(outdir, comp, variant='ok'):
                     data = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
                 if name == 'nosuch':
                     offsets['unknown'] = len(out) + 64
-                out += ram_packet(flag if normal else 0, pn, name,
+                # QEMU >= 9.0 flags every packet with pages (zero pages
+                # only, too) with the method, and the receiver checks it
+                out += ram_packet(flag if normal or zero else 0, pn, name,
                                   [p * ps for p in normal], [p * ps for p in zero],
                                   data, ps)
             out += ram_packet(1, next(sync_pn), '', [], [], b'', ps)
