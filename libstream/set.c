@@ -1058,8 +1058,7 @@ static int check_sync_points(ms_set *s, uint64_t most)
                             "multifd channel %u carries %llu SYNC packets, "
                             "the main channel has %llu sync points (RAM EOS "
                             "/ MULTIFD_FLUSH)",
-                            c->hdr.channel_index,
-                            (unsigned long long)c->syncs,
+                            c->hdr.channel_index, (unsigned long long)c->syncs,
                             (unsigned long long)s->main_syncs);
     }
     return 0;

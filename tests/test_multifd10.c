@@ -30,10 +30,10 @@
 #include "test_util.h"
 
 #define PS 4096u
-#define SLOTS (512u * 1024 / PS)   /* offset slots of a RAM packet */
-#define HDR (320u + 8u * SLOTS)    /* RAM packet header on the wire */
-#define DEV_HDR 276u               /* device-state packet header */
-#define VFIO_HDR 12u               /* VFIO buffer header */
+#define SLOTS (512u * 1024 / PS) /* offset slots of a RAM packet */
+#define HDR (320u + 8u * SLOTS)  /* RAM packet header on the wire */
+#define DEV_HDR 276u             /* device-state packet header */
+#define VFIO_HDR 12u             /* VFIO buffer header */
 #define F_SYNC 0x01u
 #define F_ZSTD 0x04u
 #define F_DEVICE_STATE 0x40u
@@ -41,14 +41,14 @@
 #define END_OF_STATE 0xffffffffef100001ull
 
 static int g_fail;
-#define SOFT(cond, ...)                                                       \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            g_fail++;                                                         \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);              \
-            print_message(__VA_ARGS__);                                       \
-            print_message("\n");                                              \
-        }                                                                     \
+#define SOFT(cond, ...)                                                        \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            g_fail++;                                                          \
+            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
+            print_message(__VA_ARGS__);                                        \
+            print_message("\n");                                               \
+        }                                                                      \
     } while (0)
 
 static void *xmalloc(size_t n)
@@ -79,12 +79,12 @@ static size_t q10_ram(tb_buf *b, uint32_t flags, uint64_t num,
     tb_put_be32(b, 0x11223344u);
     tb_put_be32(b, 1);
     tb_put_be32(b, flags);
-    tb_put_be32(b, SLOTS);     /* pages_alloc */
-    tb_put_be32(b, nn);        /* normal_pages */
-    tb_put_be32(b, nn * PS);   /* next_packet_size */
+    tb_put_be32(b, SLOTS);   /* pages_alloc */
+    tb_put_be32(b, nn);      /* normal_pages */
+    tb_put_be32(b, nn * PS); /* next_packet_size */
     tb_put_be64(b, num);
-    tb_put_be32(b, nz);        /* zero_pages */
-    tb_put_zeros(b, 28);       /* reserved */
+    tb_put_be32(b, nz);  /* zero_pages */
+    tb_put_zeros(b, 28); /* reserved */
     uint8_t name[256] = {0};
     memcpy(name, block, strlen(block));
     tb_put(b, name, sizeof name);
@@ -127,20 +127,21 @@ static size_t q10_device(tb_buf *b, const char *idstr, uint32_t idx,
     return at;
 }
 
-/* ---- decoding, summarised ------------------------------------------------- */
+/* ---- decoding, summarised -------------------------------------------------
+ */
 
 typedef struct res {
     int rc, in_finish;
     ms_error_info err;
     size_t packets, syncs, dev_packets, pages, zero_pages;
     size_t header_only_syncs, data_bytes, config_bytes;
-    uint64_t digest;      /* over every event's kind, offsets and fields */
-    tb_buf dev;           /* the device bytes, in order */
-    uint64_t *nums;       /* RAM packet numbers */
+    uint64_t digest; /* over every event's kind, offsets and fields */
+    tb_buf dev;      /* the device bytes, in order */
+    uint64_t *nums;  /* RAM packet numbers */
     size_t nnums;
-    uint8_t *ram;         /* optional: pc.ram pages written here */
+    uint8_t *ram; /* optional: pc.ram pages written here */
     size_t ram_len;
-    uint64_t ram_pages;   /* normal pages written into `ram` */
+    uint64_t ram_pages; /* normal pages written into `ram` */
 } res;
 
 static void mix(uint64_t *h, uint64_t v)
@@ -172,8 +173,8 @@ static void note(res *r, const ms_event *ev)
             return;
         }
         r->syncs += m->sync != 0;
-        r->header_only_syncs += m->sync && m->pages_alloc == 0 &&
-                                ev->length == HDR && !m->block[0];
+        r->header_only_syncs +=
+            m->sync && m->pages_alloc == 0 && ev->length == HDR && !m->block[0];
         r->nums = realloc(r->nums, (r->nnums + 1) * sizeof *r->nums);
         if (!r->nums)
             abort();
@@ -212,7 +213,7 @@ static void decode(const uint8_t *p, size_t len, size_t slice, uint64_t seed,
         abort();
     int failed = 0;
     for (size_t pos = 0; pos < len && !failed;) {
-        size_t n = seed ? 1 + (size_t)(tb_rand(&seed) % slice)
+        size_t n = seed    ? 1 + (size_t)(tb_rand(&seed) % slice)
                    : slice ? slice
                            : len;
         if (n > len - pos)
@@ -258,7 +259,8 @@ static int same(const res *a, const res *b)
            a->err.offset == b->err.offset;
 }
 
-/* ---- the capture ------------------------------------------------------------ */
+/* ---- the capture ------------------------------------------------------------
+ */
 
 static char *source_path(const char *rel)
 {
@@ -370,7 +372,8 @@ static void test_capture_counts(void **state)
     SOFT(normal == 307 && zero == 32591, "totals %zu / %zu", normal, zero);
     SOFT(memcmp(ram + 0x1000000, blob, blob_len) == 0,
          "pc.ram at 0x1000000 differs from blob.bin");
-    SOFT(blob_pages == 256, "%llu pc.ram pages", (unsigned long long)blob_pages);
+    SOFT(blob_pages == 256, "%llu pc.ram pages",
+         (unsigned long long)blob_pages);
     free(ram);
     free(blob);
     assert_int_equal(g_fail, 0);
@@ -402,12 +405,10 @@ static void test_capture_blob_packets(void **state)
                 if (!in_packet)
                     continue;
                 found = 1;
-                SOFT(ev.offset == 0x2f80 && ev.u.mfd.next_packet_size ==
-                                                524306,
+                SOFT(ev.offset == 0x2f80 && ev.u.mfd.next_packet_size == 524306,
                      "%s: packet %llu at 0x%llx, next_packet_size %u",
                      want[c].file, (unsigned long long)want[c].num,
-                     (unsigned long long)ev.offset,
-                     ev.u.mfd.next_packet_size);
+                     (unsigned long long)ev.offset, ev.u.mfd.next_packet_size);
                 SOFT(ev.u.mfd.flags == F_ZSTD &&
                          ev.u.mfd.pages_alloc == SLOTS &&
                          ev.u.mfd.normal_pages == 128 &&
@@ -469,7 +470,8 @@ static void test_capture_slicing(void **state)
     assert_int_equal(g_fail, 0);
 }
 
-/* ---- a small channel in the QEMU 10 layout ---------------------------------- */
+/* ---- a small channel in the QEMU 10 layout ----------------------------------
+ */
 
 typedef struct small {
     tb_buf b;
@@ -533,8 +535,8 @@ static void test_small_channel(void **state)
          (unsigned long long)a.err.offset, a.err.detail);
     SOFT(a.packets == 6 && a.syncs == 2 && a.header_only_syncs == 2 &&
              a.dev_packets == 2 && a.pages == 2 && a.zero_pages == 5,
-         "counts: %zu packets %zu syncs %zu dev %zu pages %zu zero",
-         a.packets, a.syncs, a.dev_packets, a.pages, a.zero_pages);
+         "counts: %zu packets %zu syncs %zu dev %zu pages %zu zero", a.packets,
+         a.syncs, a.dev_packets, a.pages, a.zero_pages);
     SOFT(a.data_bytes == 300 && a.config_bytes == s.config.len,
          "device bytes %zu, config bytes %zu", a.data_bytes, a.config_bytes);
     res b = {0};
@@ -606,7 +608,8 @@ static void test_small_epochs(void **state)
     assert_int_equal(g_fail, 0);
 }
 
-/* ---- damage: one field at a time ---------------------------------------------- */
+/* ---- damage: one field at a time
+ * ---------------------------------------------- */
 
 /* The small channel with `n` bytes at `at` replaced must fail with
  * MS_ERR_MULTIFD at exactly `want`, in one slice and byte by byte. */
@@ -661,8 +664,7 @@ static void test_damage(void **state)
     expect_damage("SYNC with an offset", s.sync0 + 320 + 8 * 5 + 6, &one, 1,
                   s.sync0 + 320 + 8 * 5);
     be32_at(v, 0);
-    expect_damage("pages_alloc 0 without SYNC", s.sync0 + 8, v, 4,
-                  s.sync0 + 8);
+    expect_damage("pages_alloc 0 without SYNC", s.sync0 + 8, v, 4, s.sync0 + 8);
     /* RAM packet fields */
     be32_at(v, 0x11223355u);
     expect_damage("packet magic", s.data, v, 4, s.data);
@@ -671,8 +673,7 @@ static void test_damage(void **state)
     be32_at(v, 0x80);
     expect_damage("unknown flag", s.data + 8, v, 4, s.data + 8);
     be32_at(v, SLOTS + 1);
-    expect_damage("pages_alloc above 512 KiB", s.data + 12, v, 4,
-                  s.data + 12);
+    expect_damage("pages_alloc above 512 KiB", s.data + 12, v, 4, s.data + 12);
     be32_at(v, 1);
     expect_damage("pages_alloc below the pages", s.data + 12, v, 4,
                   s.data + 16);
@@ -683,8 +684,8 @@ static void test_damage(void **state)
     expect_damage("unaligned offset", s.data + 320 + 8 * 3 + 7, &one, 1,
                   s.data + 320 + 8 * 3);
     be32_at(v, 100);
-    expect_damage("zero pages only with a next_packet_size", s.zonly + 20, v,
-                  4, s.zonly + 20);
+    expect_damage("zero pages only with a next_packet_size", s.zonly + 20, v, 4,
+                  s.zonly + 20);
     be32_at(v, F_ZSTD);
     expect_damage("method changes on a zero-page packet", s.zonly + 8, v, 4,
                   s.zonly + 8);
@@ -707,8 +708,8 @@ static void test_damage(void **state)
                   "\x02", 1, cdata + s.config.len - 8);
     /* a data buffer flagged CONFIG: its bytes are not a config record */
     be32_at(v, 1);
-    expect_damage("data buffer flagged CONFIG_STATE", s.dev + DEV_HDR + 8, v,
-                  4, s.dev + DEV_HDR + VFIO_HDR);
+    expect_damage("data buffer flagged CONFIG_STATE", s.dev + DEV_HDR + 8, v, 4,
+                  s.dev + DEV_HDR + VFIO_HDR);
     free_small(&s);
     assert_int_equal(g_fail, 0);
 }

@@ -590,17 +590,16 @@ static int is_text_option(const char *name)
            strcmp(name, "--final-transport") == 0 ||
            strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0 ||
            strcmp(name, "--compress-multifd") == 0 ||
-           strcmp(name, "--qemu-version") == 0 ||
-           strcmp(name, "--uuid") == 0 || strcmp(name, "--raw") == 0;
+           strcmp(name, "--qemu-version") == 0 || strcmp(name, "--uuid") == 0 ||
+           strcmp(name, "--raw") == 0;
 }
 
 /* Options only the --multifd mode takes (besides --multifd itself). */
 static int is_multifd_only(const char *name)
 {
     return strcmp(name, "--compress-multifd") == 0 ||
-           strcmp(name, "--qemu-version") == 0 ||
-           strcmp(name, "--uuid") == 0 || strcmp(name, "--ram-size") == 0 ||
-           strcmp(name, "--ram-passes") == 0;
+           strcmp(name, "--qemu-version") == 0 || strcmp(name, "--uuid") == 0 ||
+           strcmp(name, "--ram-size") == 0 || strcmp(name, "--ram-passes") == 0;
 }
 
 /* --qemu-version: 9.0 .. 10.x ("9" and "10" are 9.0 and 10.0), as
@@ -2661,8 +2660,8 @@ static void write_synthetic_main(mfd_synth *m)
     qput_be32(q, 0x5145564Du); /* QEVM */
     qput_be32(q, 3);
     char machine[32];
-    snprintf(machine, sizeof machine, MFD_MACHINE,
-             m->wl.qemu_version / 100, m->wl.qemu_version % 100);
+    snprintf(machine, sizeof machine, MFD_MACHINE, m->wl.qemu_version / 100,
+             m->wl.qemu_version % 100);
     qput_u8(q, 0x07); /* configuration */
     qput_be32(q, (uint32_t)strlen(machine));
     qput(q, machine, strlen(machine));
