@@ -80,6 +80,16 @@ expect_exit 1 "last SYNC gone" -- "$VERIFY" "$C/conn0.bin" "$WORK/conn1-nosync.b
     "$C/conn2.bin" "$C/conn3.bin" "$C/conn4.bin"
 expect_grep "$WORK/out" "conn1-nosync\.bin:$((n - HDR)): multifd: multifd channel 0 carries 2 SYNC packets" \
     "last SYNC gone: the channel and where it ends"
+# every channel's last SYNC packet gone: the channels agree with each other
+# and their numbers have no gap (269..272 were the highest), but the main
+# channel has 3 sync points (MULTIFD_FLUSH in RAM START, PART and END)
+for k in 1 2 3 4; do
+    n=$(stat -c %s "$C/conn$k.bin")
+    head -c $((n - HDR)) "$C/conn$k.bin" >"$WORK/c$k-nosync.bin"
+done
+expect_exit 1 "every last SYNC gone" -- "$VERIFY" "$C/conn0.bin" "$WORK"/c[1-4]-nosync.bin
+expect_grep "$WORK/out" "c1-nosync\.bin:[0-9]+: multifd: multifd channel 0 carries 2 SYNC packets, the main channel has 3 sync points" \
+    "every last SYNC gone: the main channel's sync points"
 # conn2 cut inside the blob's packet (0x2f80)
 head -c $((0x2f80 + HDR + 1000)) "$C/conn2.bin" >"$WORK/conn2-cut.bin"
 expect_exit 1 "channel cut inside a packet" -- "$VERIFY" "$C/conn0.bin" "$C/conn1.bin" \
