@@ -594,12 +594,16 @@ static int is_text_option(const char *name)
            strcmp(name, "--raw") == 0;
 }
 
-/* Options only the --multifd mode takes (besides --multifd itself). */
-static int is_multifd_only(const char *name)
+/* Options only the --multifd mode takes (besides --multifd itself): the
+ * option's name as a literal (`name` may be a temporary copy), or NULL. */
+static const char *multifd_only(const char *name)
 {
-    return strcmp(name, "--compress-multifd") == 0 ||
-           strcmp(name, "--qemu-version") == 0 || strcmp(name, "--uuid") == 0 ||
-           strcmp(name, "--ram-size") == 0 || strcmp(name, "--ram-passes") == 0;
+    static const char *const names[] = {"--compress-multifd", "--qemu-version",
+                                        "--uuid", "--ram-size", "--ram-passes"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return names[i];
+    return NULL;
 }
 
 /* --qemu-version: 9.0 .. 10.x ("9" and "10" are 9.0 and 10.0), as
@@ -732,8 +736,8 @@ static int set_option(workload *wl, const char *name, const char *value)
     if (o && (strcmp(name, "--ram-size") == 0 ||
               strcmp(name, "--ram-passes") == 0))
         wl->ram_option = o->name;
-    if (!wl->multifd_only && is_multifd_only(name))
-        wl->multifd_only = o ? o->name : name;
+    if (!wl->multifd_only)
+        wl->multifd_only = multifd_only(name);
     if (!wl->not_multifd && is_not_multifd(name))
         wl->not_multifd = o ? o->name : "--final-transport";
     if (!wl->v1_only && is_v1_only(name))
