@@ -135,9 +135,10 @@ typedef struct res {
     ms_error_info err;
     size_t packets, syncs, dev_packets, pages, zero_pages;
     size_t header_only_syncs, data_bytes, config_bytes;
-    uint64_t digest; /* over every event's kind, offsets and fields */
-    tb_buf dev;      /* the device bytes, in order */
-    uint64_t *nums;  /* RAM packet numbers */
+    size_t zstd_packets; /* flags exactly ZSTD */
+    uint64_t digest;     /* over every event's kind, offsets and fields */
+    tb_buf dev;          /* the device bytes, in order */
+    uint64_t *nums;      /* RAM packet numbers */
     size_t nnums;
     uint8_t *ram; /* optional: pc.ram pages written here */
     size_t ram_len;
@@ -173,6 +174,7 @@ static void note(res *r, const ms_event *ev)
             return;
         }
         r->syncs += m->sync != 0;
+        r->zstd_packets += m->flags == F_ZSTD;
         r->header_only_syncs +=
             m->sync && m->pages_alloc == 0 && ev->length == HDR && !m->block[0];
         r->nums = realloc(r->nums, (r->nnums + 1) * sizeof *r->nums);
@@ -354,6 +356,9 @@ static void test_capture_counts(void **state)
              "%s: %zu SYNC packets header only (1344 bytes, pages_alloc 0)",
              table[c].file, r.header_only_syncs);
         SOFT(r.dev_packets == 0, "%s: device state", table[c].file);
+        SOFT(r.zstd_packets == table[c].packets - table[c].syncs,
+             "%s: %zu data packets with flags 0x4 (ZSTD)", table[c].file,
+             r.zstd_packets);
         for (size_t i = 0; i < r.nnums && nall < 300; i++)
             all[nall++] = r.nums[i];
         normal += r.pages;
