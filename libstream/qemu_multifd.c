@@ -281,6 +281,14 @@ static int read_ram_header(ms_reader *r)
     /* QEMU >= 9.0 writes next_packet_size 0 when no page has data (the
      * zlib/zstd receivers assert it); 7.2's stale sizes come only in
      * packets without any page, zero pages included */
+    /* without compression the payload is the pages, and every QEMU writes
+     * its size (the receiver reads normal_pages pages whatever it says) */
+    if (st->normal && !(st->flags & FLAG_COMPRESSION) &&
+        st->nps != st->normal * st->page_size)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
+                       "next_packet_size %u, but %u uncompressed pages are "
+                       "%u bytes",
+                       st->nps, st->normal, st->normal * st->page_size);
     if (st->zero && !st->normal && st->nps)
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
                        "next_packet_size %u in a packet of zero pages only",

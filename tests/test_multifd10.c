@@ -688,6 +688,9 @@ static void test_damage(void **state)
     expect_damage("reserved byte", s.data + 50, &one, 1, s.data + 50);
     expect_damage("unaligned offset", s.data + 320 + 8 * 3 + 7, &one, 1,
                   s.data + 320 + 8 * 3);
+    be32_at(v, 2 * PS + 1);
+    expect_damage("next_packet_size not the raw pages' size", s.data + 20, v, 4,
+                  s.data + 20);
     be32_at(v, 100);
     expect_damage("zero pages only with a next_packet_size", s.zonly + 20, v, 4,
                   s.zonly + 20);
