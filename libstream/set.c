@@ -1015,7 +1015,7 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
     case MS_EV_MULTIFD_PACKET: return observe_multifd_packet(s, slot, ev);
     case MS_EV_RAM_MARKER:
         /* each sync point of the main channel is one SYNC packet on every
-         * channel (spec/qemu-multifd.md section 2, the main channel's
+         * channel (spec/qemu-multifd.md section 3, the main channel's
          * epoch) */
         if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD)
             return 0;
