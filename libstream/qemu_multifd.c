@@ -13,6 +13,15 @@
  * packets (QEMU flushes it at each packet's end), as the receiver does.
  * The payload is read only when a packet has normal pages: QEMU 7.2 leaves
  * a stale next_packet_size in page-less packets and sends no payload.
+ *
+ * Which QEMU wrote a channel is read from the packets, never from an
+ * option: the framing (init packet, 320 + 8 x 512 KiB/page-size header
+ * bytes, packet version 1) is the same in 7.2 and 10.x.  What differs is
+ * what the fields hold: before 9.0 SYNC packets may carry pages and
+ * page-less packets stale fields; 9.0+ adds zero_pages (zero pages as
+ * offsets only); 9.2+ SYNC packets are header-only (pages_alloc 0, no
+ * block, no offsets, next_packet_size 0), checked as such; 10.0 adds
+ * device-state packets.
  */
 #include <zlib.h>
 #include <zstd.h>
@@ -40,6 +49,13 @@ enum m_stage {
 #define MULTIFD_PACKET_DATA (512 * 1024) /* page data one packet carries */
 #define VFIO_BUFFER_HDR 12
 #define VFIO_IDX_INVALID 0xffffffffu
+#define VFIO_BUFFER_CONFIG 0x1u /* VFIO buffer flags: CONFIG_STATE */
+/* The config buffer holds the device config as the main stream carries it:
+ * DEV_CONFIG_STATE, the config VMState, END_OF_STATE (VFIO migration
+ * markers; the main-stream decoder names the same values) */
+#define VFIO_DEV_CONFIG_STATE 0xffffffffef100002ull
+#define VFIO_END_OF_STATE 0xffffffffef100001ull
+#define VFIO_MARKER_SIZE 8
 
 #define FLAG_SYNC 0x01u
 #define FLAG_COMPRESSION 0x3eu
@@ -77,6 +93,7 @@ typedef struct m_state {
     /* device state */
     uint32_t idx, dev_flags, instance;
     uint64_t dev_off;    /* offset of the device bytes within the buffer */
+    uint8_t cfg_tail[VFIO_MARKER_SIZE]; /* config buffer: its last bytes */
 
     z_stream zs;
     int zs_ready;
@@ -193,6 +210,33 @@ static int read_header(ms_reader *r, ms_event *ev)
 
 /* ---- RAM packets ------------------------------------------------------------ */
 
+/* A packet with pages_alloc 0 is what QEMU >= 9.2 sends at a sync point:
+ * the packet is zeroed and only flags (SYNC alone, no compression bit),
+ * packet_num and next_packet_size (0) are set; the offset slots (checked
+ * with the offsets) stay zero.  `rest` holds the packet's bytes from 12
+ * (after the 12-byte header) to the end of the block name. */
+static int check_header_only_sync(ms_reader *r, const uint8_t *rest)
+{
+    m_state *st = MST(r);
+    uint64_t base = st->pkt_off;
+    if (st->flags != FLAG_SYNC)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 8,
+                       "pages_alloc 0 with flags 0x%x: only a SYNC packet "
+                       "(flags 0x1) is sent without page slots",
+                       st->flags);
+    if (st->nps)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
+                       "SYNC packet without page slots has next_packet_size "
+                       "%u",
+                       st->nps);
+    for (int i = 64; i < MULTIFD_RAM_FIXED; i++)
+        if (rest[i - MULTIFD_HDR_SIZE])
+            return MS_FAIL(r, MS_ERR_MULTIFD, base + (uint64_t)i,
+                           "SYNC packet without page slots names a RAM "
+                           "block");
+    return MS_GO_ON;
+}
+
 static int read_ram_header(ms_reader *r)
 {
     m_state *st = MST(r);
@@ -208,7 +252,8 @@ static int read_ram_header(ms_reader *r)
     st->nps = ms_be32(F(20));
     st->packet_num = ms_be64(F(24));
     st->zero = ms_be32(F(32));
-    if (st->pages_alloc > page_count || st->pages_alloc == 0)
+    /* pages_alloc 0: a QEMU >= 9.2 SYNC packet, header only (below) */
+    if (st->pages_alloc > page_count)
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 12,
                        "pages_alloc %u (a packet holds at most %u pages of "
                        "%u bytes)",
@@ -233,8 +278,30 @@ static int read_ram_header(ms_reader *r)
     if ((st->normal || st->zero) && !st->block[0])
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 64,
                        "packet with pages but no RAM block name");
+    /* QEMU >= 9.0 writes next_packet_size 0 when no page has data (the
+     * zlib/zstd receivers assert it); 7.2's stale sizes come only in
+     * packets without any page, zero pages included */
+    /* without compression the payload is the pages, and every QEMU writes
+     * its size (the receiver reads normal_pages pages whatever it says) */
+    if (st->normal && !(st->flags & FLAG_COMPRESSION) &&
+        st->nps != st->normal * st->page_size)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
+                       "next_packet_size %u, but %u uncompressed pages are "
+                       "%u bytes",
+                       st->nps, st->normal, st->normal * st->page_size);
+    if (st->zero && !st->normal && st->nps)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
+                       "next_packet_size %u in a packet of zero pages only",
+                       st->nps);
+    if (st->pages_alloc == 0) {
+        int rc = check_header_only_sync(r, p);
+        if (rc != MS_GO_ON)
+            return rc;
+    }
     uint32_t comp = st->flags & FLAG_COMPRESSION;
-    if (st->normal) { /* only packets with pages tell the method */
+    /* packets with pages tell the method (QEMU >= 9.0 also flags packets
+     * of zero pages only, and the receiver checks it) */
+    if (st->normal || st->zero) {
         if (st->comp_seen && comp != st->comp)
             return MS_FAIL(r, MS_ERR_MULTIFD, base + 8,
                            "packet compressed with %s, the channel uses %s",
@@ -256,6 +323,12 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
     size_t n = (size_t)(MULTIFD_PACKET_DATA / st->page_size) * 8;
     MS_TAKE_OR_RETURN(r, n, &p);
     uint64_t base = st->pkt_off + MULTIFD_RAM_FIXED;
+    if (st->pages_alloc == 0) /* a header-only SYNC: all slots zero */
+        for (size_t i = 0; i < n; i++)
+            if (p[i])
+                return MS_FAIL(r, MS_ERR_MULTIFD, base + (i & ~(size_t)7),
+                               "SYNC packet without page slots has a page "
+                               "offset");
     for (uint32_t i = 0; i < st->normal + st->zero; i++) {
         uint64_t off = ms_be64(p + 8 * (size_t)i);
         if (off % st->page_size)
@@ -501,35 +574,43 @@ static int read_zero_pages(ms_reader *r, ms_event *ev)
 
 /* ---- device-state packets ----------------------------------------------------- */
 
-static int read_device_header(ms_reader *r, ms_event *ev)
+/* The 276-byte device-state header: idstr, instance, payload size. */
+static int read_device_packet_header(ms_reader *r)
 {
     m_state *st = MST(r);
     const uint8_t *p;
     uint64_t base = st->pkt_off;
-    if (st->step == 0) {
-        MS_TAKE_OR_RETURN(r, MULTIFD_DEV_HDR - MULTIFD_HDR_SIZE, &p);
-        /* idstr at packet offset 12 is where this take starts */
-        if (!memchr(p, 0, 256))
-            return MS_FAIL(r, MS_ERR_MULTIFD, base + 12,
-                           "device-state idstr is not NUL terminated");
-        memcpy(st->idstr, p, strlen((const char *)p) + 1);
-        st->instance = ms_be32(p + 256);
-        st->payload_left = ms_be32(p + 260);
-        if (st->payload_left == 0)
-            return MS_FAIL(r, MS_ERR_MULTIFD, base + 272,
-                           "device-state packet with an empty payload");
-        if (st->payload_left < VFIO_BUFFER_HDR)
-            return MS_FAIL(r, MS_ERR_MULTIFD, base + 272,
-                           "device-state payload of %llu bytes is shorter "
-                           "than the 12-byte VFIO buffer header",
-                           (unsigned long long)st->payload_left);
-        if (st->payload_left > r->opt.max_record_payload)
-            return MS_FAIL(r, MS_ERR_LIMIT, base + 272,
-                           "device-state payload of %llu bytes exceeds "
-                           "max_record_payload",
-                           (unsigned long long)st->payload_left);
-        st->step = 1;
-    }
+    MS_TAKE_OR_RETURN(r, MULTIFD_DEV_HDR - MULTIFD_HDR_SIZE, &p);
+    /* idstr at packet offset 12 is where this take starts */
+    if (!memchr(p, 0, 256))
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 12,
+                       "device-state idstr is not NUL terminated");
+    memcpy(st->idstr, p, strlen((const char *)p) + 1);
+    st->instance = ms_be32(p + 256);
+    st->payload_left = ms_be32(p + 260);
+    if (st->payload_left == 0)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 272,
+                       "device-state packet with an empty payload");
+    if (st->payload_left < VFIO_BUFFER_HDR)
+        return MS_FAIL(r, MS_ERR_MULTIFD, base + 272,
+                       "device-state payload of %llu bytes is shorter "
+                       "than the 12-byte VFIO buffer header",
+                       (unsigned long long)st->payload_left);
+    if (st->payload_left > r->opt.max_record_payload)
+        return MS_FAIL(r, MS_ERR_LIMIT, base + 272,
+                       "device-state payload of %llu bytes exceeds "
+                       "max_record_payload",
+                       (unsigned long long)st->payload_left);
+    st->step = 1;
+    return MS_GO_ON;
+}
+
+/* The VFIO buffer header {version, idx, flags} (big-endian since before
+ * QEMU 10.0 was released). */
+static int read_vfio_buffer_header(ms_reader *r)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
     MS_TAKE_OR_RETURN(r, VFIO_BUFFER_HDR, &p);
     uint64_t at = ms_rd_pos(r) - VFIO_BUFFER_HDR;
     uint32_t version = ms_be32(p);
@@ -541,38 +622,97 @@ static int read_device_header(ms_reader *r, ms_event *ev)
     if (st->idx == VFIO_IDX_INVALID)
         return MS_FAIL(r, MS_ERR_MULTIFD, at + 4,
                        "VFIO buffer idx 0xffffffff is invalid");
-    if (st->dev_flags & ~1u)
+    if (st->dev_flags & ~VFIO_BUFFER_CONFIG)
         return MS_FAIL(r, MS_ERR_MULTIFD, at + 8,
                        "unknown VFIO buffer flags 0x%x", st->dev_flags);
     st->payload_left -= VFIO_BUFFER_HDR;
+    /* the config buffer is the main stream's config record: the
+     * DEV_CONFIG_STATE marker, the config VMState, END_OF_STATE */
+    if ((st->dev_flags & VFIO_BUFFER_CONFIG) &&
+        st->payload_left < 2 * VFIO_MARKER_SIZE)
+        return MS_FAIL(r, MS_ERR_MULTIFD, at,
+                       "VFIO config buffer of %llu bytes cannot hold "
+                       "DEV_CONFIG_STATE and END_OF_STATE",
+                       (unsigned long long)st->payload_left);
+    st->step = 2;
+    return MS_GO_ON;
+}
+
+/* Device-state packet: header, VFIO buffer header, the config buffer's
+ * leading marker looked at (taken and given back: the bytes go out as
+ * data), then the packet event. */
+static int read_device_header(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    int rc;
+    if (st->step == 0 && (rc = read_device_packet_header(r)) != MS_GO_ON)
+        return rc;
+    if (st->step == 1 && (rc = read_vfio_buffer_header(r)) != MS_GO_ON)
+        return rc;
+    int config = (st->dev_flags & VFIO_BUFFER_CONFIG) != 0;
+    if (config) {
+        uint64_t at = ms_rd_pos(r);
+        MS_TAKE_OR_RETURN(r, VFIO_MARKER_SIZE, &p);
+        uint64_t marker = ms_be64(p);
+        ms_rd_untake(r);
+        if (marker != VFIO_DEV_CONFIG_STATE)
+            return MS_FAIL(r, MS_ERR_MULTIFD, at,
+                           "VFIO config buffer starts with 0x%016llx, not "
+                           "DEV_CONFIG_STATE (0xffffffffef100002)",
+                           (unsigned long long)marker);
+    }
     st->dev_off = 0;
     ev->kind = MS_EV_MULTIFD_PACKET;
-    ev->offset = base;
+    ev->offset = st->pkt_off;
     ev->length = MULTIFD_DEV_HDR + VFIO_BUFFER_HDR + st->payload_left;
     ms_multifd_info *m = &ev->u.mfd;
     *m = st->pending.u.mfd;
     m->idstr = st->idstr;
     m->instance_id = st->instance;
-    m->buffer_version = version;
+    m->buffer_version = 0;
     m->idx = st->idx;
     m->buffer_flags = st->dev_flags;
-    m->config = (st->dev_flags & 1) != 0;
+    m->config = config;
     m->payload_size = st->payload_left;
     st->stage = MS_DEVICE_DATA;
     return MS_NEXT_EVENT;
+}
+
+/* The config buffer's last 8 bytes, kept as they pass. */
+static void keep_config_tail(m_state *st, const uint8_t *p, size_t n)
+{
+    size_t keep = VFIO_MARKER_SIZE;
+    if (n >= keep) {
+        memcpy(st->cfg_tail, p + n - keep, keep);
+        return;
+    }
+    memmove(st->cfg_tail, st->cfg_tail + n, keep - n);
+    memcpy(st->cfg_tail + keep - n, p, n);
 }
 
 static int read_device_data(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     const uint8_t *p;
+    int config = (st->dev_flags & VFIO_BUFFER_CONFIG) != 0;
     if (st->payload_left == 0) {
+        /* the config VMState ends with END_OF_STATE, which the receiver
+         * checks after loading it */
+        if (config && ms_be64(st->cfg_tail) != VFIO_END_OF_STATE)
+            return MS_FAIL(r, MS_ERR_MULTIFD,
+                           ms_rd_pos(r) - VFIO_MARKER_SIZE,
+                           "VFIO config buffer ends with 0x%016llx, not "
+                           "END_OF_STATE (0xffffffffef100001)",
+                           (unsigned long long)ms_be64(st->cfg_tail));
         st->stage = MS_HEADER;
         return MS_GO_ON;
     }
     size_t n = ms_rd_peek(r, st->payload_left, &p);
     if (n == 0)
         return MS_NEXT_INPUT;
+    if (config)
+        keep_config_tail(st, p, n);
     memset(ev, 0, sizeof *ev);
     ev->kind = MS_EV_DATA;
     ev->offset = ms_rd_pos(r);
@@ -587,7 +727,7 @@ static int read_device_data(ms_reader *r, ms_event *ev)
     d->idstr = st->idstr;
     d->instance_id = st->instance;
     d->packet_idx = st->idx;
-    d->config = (st->dev_flags & 1) != 0;
+    d->config = config;
     d->image_offset = st->dev_off; /* within the buffer; the set places it */
     st->dev_off += n;
     st->payload_left -= n;

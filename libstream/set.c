@@ -117,6 +117,15 @@ struct ms_set {
     uint32_t mfd_count, mfd_max_id;
     uint8_t *pkt_nums; /* bitmap of multifd packet numbers seen */
     size_t pkt_nums_cap;
+    uint64_t pkt_count, pkt_max; /* numbers seen, the highest + 1 */
+    /* which QEMU wrote the channels, as the packets show it: zero pages
+     * or a header-only SYNC (>= 9.0, numbers 0..n-1 with no gap); a SYNC
+     * packet with pages or a page-less stale copy (< 9.0, gaps) */
+    int mfd_dense, mfd_sparse;
+    /* the main channel's sync points: RAM EOS markers until the first
+     * MULTIFD_FLUSH, MULTIFD_FLUSH markers from then on */
+    uint64_t main_syncs;
+    int main_flush_seen;
     const char *comp; /* compression of the first packet with pages */
     int device_state;
     struct qblock {
@@ -918,6 +927,11 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
         return observe_packet(s, slot, &pe);
     }
     c->syncs += m->sync != 0;
+    if (m->zero_pages || m->pages_alloc == 0)
+        s->mfd_dense = 1;
+    if ((m->sync && m->normal_pages) ||
+        (!m->sync && !m->normal_pages && !m->zero_pages))
+        s->mfd_sparse = 1;
     /* Page-less packets without SYNC are stale copies of the previous
      * header in QEMU 7.2 (same packet number): only the others count. */
     if (m->normal_pages || m->zero_pages || m->sync) {
@@ -935,8 +949,12 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
                             "packet number %llu appears twice across the "
                             "channels",
                             (unsigned long long)m->packet_num);
+        s->pkt_count++;
+        if (m->packet_num >= s->pkt_max)
+            s->pkt_max = m->packet_num + 1;
     }
-    if (m->normal_pages) {
+    /* QEMU >= 9.0 flags packets of zero pages only with the method too */
+    if (m->normal_pages || m->zero_pages) {
         if (!s->comp)
             s->comp = m->compression;
         else if (strcmp(s->comp, m->compression) != 0)
@@ -995,6 +1013,19 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
         return 0;
     }
     case MS_EV_MULTIFD_PACKET: return observe_multifd_packet(s, slot, ev);
+    case MS_EV_RAM_MARKER:
+        /* each sync point of the main channel is one SYNC packet on every
+         * channel (spec/qemu-multifd.md section 3, the main channel's
+         * epoch) */
+        if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD)
+            return 0;
+        if (ev->u.ram.record == MS_RAM_MULTIFD_FLUSH) {
+            s->main_flush_seen = 1;
+            s->main_syncs++;
+        } else if (ev->u.ram.record == MS_RAM_EOS && !s->main_flush_seen) {
+            s->main_syncs++;
+        }
+        return 0;
     case MS_EV_RAM_PAGE:
         if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD && c->qblock >= 0) {
             const struct qblock *b = &s->qblocks[c->qblock];
@@ -1011,6 +1042,48 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
         return ev->u.data.in_packet ? observe_packet_data(s, slot, ev) : 0;
     default: return 0;
     }
+}
+
+/* Every sync point of the main channel sends one SYNC packet on every
+ * channel, before the marker: channels with another count than the main
+ * channel lost packets (or the main channel lost markers). */
+static int check_sync_points(ms_set *s, uint64_t most)
+{
+    if (!s->mains || !s->mfd_count || most == s->main_syncs)
+        return 0;
+    for (size_t i = 0; i < s->nchans; i++) {
+        set_channel *c = &s->chans[i];
+        if (c->seen_header && c->hdr.format == MS_FORMAT_QEMU_MULTIFD)
+            return set_fail(s, MS_ERR_MULTIFD, (uint32_t)i, c->end,
+                            "multifd channel %u carries %llu SYNC packets, "
+                            "the main channel has %llu sync points (RAM EOS "
+                            "/ MULTIFD_FLUSH)",
+                            c->hdr.channel_index, (unsigned long long)c->syncs,
+                            (unsigned long long)s->main_syncs);
+    }
+    return 0;
+}
+
+/* QEMU >= 9.0 numbers every RAM packet from one counter when it fills the
+ * header, so the numbers of a whole migration are 0..n-1: a gap is a lost
+ * packet, even at a channel's end or a whole last channel.  QEMU < 9.0
+ * skips numbers, so only channels that show a >= 9.0 writer and nothing
+ * older are held to it. */
+static int check_packet_numbers(ms_set *s)
+{
+    if (!s->mfd_dense || s->mfd_sparse || s->pkt_count == s->pkt_max)
+        return 0;
+    uint64_t missing = 0;
+    while (s->pkt_nums[missing / 8] & (1u << (missing % 8)))
+        missing++;
+    return set_fail(s, MS_ERR_MULTIFD, NO_CHANNEL, 0,
+                    "multifd packet number %llu never arrived (%llu "
+                    "packets numbered up to %llu): QEMU >= 9.0 numbers "
+                    "them without gaps, so a channel lost packets or a "
+                    "channel file is missing",
+                    (unsigned long long)missing,
+                    (unsigned long long)s->pkt_count,
+                    (unsigned long long)(s->pkt_max - 1));
 }
 
 static int finish_qemu(ms_set *s)
@@ -1045,6 +1118,8 @@ static int finish_qemu(ms_set *s)
                             (unsigned long long)c->syncs,
                             (unsigned long long)most);
     }
+    if (check_sync_points(s, most) < 0 || check_packet_numbers(s) < 0)
+        return -1;
     if (s->main_has_uuid && s->have_mfd_uuid &&
         memcmp(s->main_uuid, s->mfd_uuid, 16) != 0)
         return set_fail(s, MS_ERR_CHANNEL_UUID, NO_CHANNEL, 0,

@@ -76,6 +76,7 @@ typedef struct workload {
     /* --multifd mode */
     uint32_t multifd;         /* multifd channels; 0: not this mode */
     int multifd_comp;         /* 0 none, 0x02 zlib, 0x04 zstd */
+    uint32_t qemu_version;    /* --qemu-version: major * 100 + minor */
     int has_uuid;
     uint8_t uuid[16];
     uint64_t ram_size, ram_passes;
@@ -474,6 +475,13 @@ static void usage(FILE *out)
 "                      and --expect-dir apply, and:\n"
 "  --compress-multifd none|zlib|zstd\n"
 "                        RAM page compression (device state needs none)\n"
+"  --qemu-version V      the QEMU whose channels to write (default 10.0):\n"
+"                        9.0 and 9.1 send SYNC packets with pages_alloc\n"
+"                        128, 9.2 and later header-only SYNC packets\n"
+"                        (pages_alloc 0); device state and the main\n"
+"                        channel's SWITCHOVER_START need 10.0 or later;\n"
+"                        all write zero pages as offsets and number the\n"
+"                        packets 0..n-1 across the channels\n"
 "  --uuid UUID           the VM UUID in every init packet (and, without\n"
 "                        BASE, the main channel's configuration)\n"
 "  --ram-size BYTES      without BASE: pc.ram size (default 4M; pc.bios\n"
@@ -526,6 +534,7 @@ static void workload_defaults(workload *wl)
     wl->seed = 1;
     wl->ram_size = 4 << 20;
     wl->ram_passes = 3;
+    wl->qemu_version = 1000;
 }
 
 /* Numeric options: where each lands in a workload, and its bounds. */
@@ -590,15 +599,37 @@ static int is_text_option(const char *name)
            strcmp(name, "--final-transport") == 0 ||
            strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0 ||
            strcmp(name, "--compress-multifd") == 0 ||
-           strcmp(name, "--uuid") == 0 || strcmp(name, "--raw") == 0;
+           strcmp(name, "--qemu-version") == 0 || strcmp(name, "--uuid") == 0 ||
+           strcmp(name, "--raw") == 0;
 }
 
-/* Options only the --multifd mode takes (besides --multifd itself). */
-static int is_multifd_only(const char *name)
+/* Options only the --multifd mode takes (besides --multifd itself): the
+ * option's name as a literal (`name` may be a temporary copy), or NULL. */
+static const char *multifd_only(const char *name)
 {
-    return strcmp(name, "--compress-multifd") == 0 ||
-           strcmp(name, "--uuid") == 0 || strcmp(name, "--ram-size") == 0 ||
-           strcmp(name, "--ram-passes") == 0;
+    static const char *const names[] = {"--compress-multifd", "--qemu-version",
+                                        "--uuid", "--ram-size", "--ram-passes"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return names[i];
+    return NULL;
+}
+
+/* --qemu-version: 9.0 .. 10.x ("9" and "10" are 9.0 and 10.0), as
+ * major * 100 + minor; -1 when not one of them. */
+static int parse_qemu_version(const char *s)
+{
+    char *end;
+    unsigned long major = strtoul(s, &end, 10), minor = 0;
+    if (end == s || (major != 9 && major != 10))
+        return -1;
+    if (*end == '.') {
+        const char *m = end + 1;
+        minor = strtoul(m, &end, 10);
+        if (end == m || minor > 99)
+            return -1;
+    }
+    return *end ? -1 : (int)(major * 100 + minor);
 }
 
 /* Options --multifd refuses: it has no precopy images and its own
@@ -672,6 +703,13 @@ static int set_text(workload *wl, const char *name, const char *value)
             return usage_error("unknown multifd compression '%s' (none, "
                                "zlib, zstd)",
                                value);
+    } else if (strcmp(name, "--qemu-version") == 0) {
+        int v = parse_qemu_version(value);
+        if (v < 0)
+            return usage_error("--qemu-version '%s': 9.0, 9.1, 9.2 or 10.x "
+                               "(the channel layouts written)",
+                               value);
+        wl->qemu_version = (uint32_t)v;
     } else if (strcmp(name, "--uuid") == 0) {
         if (parse_uuid(value, wl->uuid) < 0)
             return usage_error("bad UUID '%s' (32 hex digits)", value);
@@ -707,10 +745,8 @@ static int set_option(workload *wl, const char *name, const char *value)
     if (o && (strcmp(name, "--ram-size") == 0 ||
               strcmp(name, "--ram-passes") == 0))
         wl->ram_option = o->name;
-    if (!wl->multifd_only && is_multifd_only(name))
-        wl->multifd_only = o                              ? o->name
-                           : strcmp(name, "--uuid") == 0 ? "--uuid"
-                                                         : "--compress-multifd";
+    if (!wl->multifd_only)
+        wl->multifd_only = multifd_only(name);
     if (!wl->not_multifd && is_not_multifd(name))
         wl->not_multifd = o ? o->name : "--final-transport";
     if (!wl->v1_only && is_v1_only(name))
@@ -731,7 +767,13 @@ static int check_multifd_args(workload *wl)
                            wl->ram_option);
     if (wl->ram_size % 4096)
         return usage_error("--ram-size must be a multiple of 4096");
-    /* device state over multifd needs compression none (QEMU >= 10) */
+    /* device state over multifd: QEMU >= 10.0, compression none */
+    if (wl->qemu_version < 1000) {
+        if (wl->devices_set && wl->devices)
+            return usage_error("device-state packets need --qemu-version "
+                               "10.0 or later (give --devices 0)");
+        wl->devices = 0;
+    }
     if (wl->multifd_comp) {
         if (wl->devices_set && wl->devices)
             return usage_error("device-state packets need "
@@ -2168,14 +2210,16 @@ static int qemu_mode(const workload *wl)
  * pages of one block: normal pages, then zero pages, QEMU >= 9) and, after
  * the switchover, VFIO device-state packets interleaved with the last RAM
  * pass (QEMU >= 10), and a SYNC packet on every channel at every sync
- * point.  Packet numbers are global; packets go to the channels in rounds
+ * point: header only (pages_alloc 0) as QEMU >= 9.2 sends it, or with
+ * pages_alloc 128 and no pages as 9.0 and 9.1 do (--qemu-version).  Packet numbers are global; packets go to the channels in rounds
  * of a fresh shuffle.  Compressed channels keep one zlib/zstd stream each,
  * flushed at every packet end, as QEMU does.
  *
  * The main channel, without BASE (QEMU 10 layout): header, configuration
- * (uuid subsection with --uuid), RAM START (block list, MULTIFD_FLUSH,
- * EOS), a VFIO START per device (SETUP_STATE, END_OF_STATE), a RAM PART
- * per pass (MULTIFD_FLUSH, EOS), SWITCHOVER_START, RAM END (MULTIFD_FLUSH,
+ * (machine pc-q35-<--qemu-version>, uuid subsection with --uuid), RAM
+ * START (block list, MULTIFD_FLUSH, EOS), a VFIO START per device
+ * (SETUP_STATE, END_OF_STATE), a RAM PART per pass (MULTIFD_FLUSH, EOS),
+ * SWITCHOVER_START (>= 10.0), RAM END (MULTIFD_FLUSH,
  * EOS), a VFIO END per device (END_OF_STATE only: the data went over
  * multifd), a VFIO FULL per device (END_OF_STATE), EOF.  With --qemu BASE:
  * BASE with its PAGE records moved to the channels (ZERO records stay on
@@ -2207,7 +2251,7 @@ static int qemu_mode(const workload *wl)
 #define QCMD_SWITCHOVER_START 11
 #define RAM_SECTION_ID 2u
 #define RAM_VERSION 4u
-#define MFD_MACHINE "pc-q35-10.0"
+#define MFD_MACHINE "pc-q35-%u.%u" /* the --qemu-version */
 
 typedef struct mfd_chan {
     FILE *f;
@@ -2432,7 +2476,9 @@ static void mfd_page(mfd_synth *m, size_t block, uint64_t off,
     mfd_expect_page(m, block, off, data);
 }
 
-/* A sync point: pending pages, then a SYNC packet on every channel. */
+/* A sync point: pending pages, then a SYNC packet on every channel.
+ * QEMU 9.0 and 9.1 fill its RAM part (pages_alloc, no pages); from 9.2
+ * on it is header only: pages_alloc 0 too. */
 static void mfd_sync(mfd_synth *m)
 {
     mfd_flush(m);
@@ -2440,6 +2486,8 @@ static void mfd_sync(mfd_synth *m)
     for (uint32_t k = 0; k < m->nch; k++) {
         mfd_ram_header(h, MFD_SYNC, 0, 0, 0, m->packet_num++, NULL, NULL,
                        NULL);
+        if (m->wl.qemu_version >= 902)
+            tool_put_be32(h + 12, 0); /* pages_alloc */
         chan_put(&m->ch[k], h, MFD_HDR);
     }
 }
@@ -2653,9 +2701,12 @@ static void write_synthetic_main(mfd_synth *m)
     qemu_synth *q = &m->q;
     qput_be32(q, 0x5145564Du); /* QEVM */
     qput_be32(q, 3);
+    char machine[32];
+    snprintf(machine, sizeof machine, MFD_MACHINE, m->wl.qemu_version / 100,
+             m->wl.qemu_version % 100);
     qput_u8(q, 0x07); /* configuration */
-    qput_be32(q, (uint32_t)strlen(MFD_MACHINE));
-    qput(q, MFD_MACHINE, strlen(MFD_MACHINE));
+    qput_be32(q, (uint32_t)strlen(machine));
+    qput(q, machine, strlen(machine));
     if (m->wl.has_uuid) {
         qput_u8(q, 0x05);
         qput_counted(q, "configuration/uuid");
@@ -2681,9 +2732,12 @@ static void write_synthetic_main(mfd_synth *m)
         qput_ram_section(q, QSEC_PART);
         qput_ram_end(q);
     }
-    /* the guest stops: the last pass and the devices' stop-copy state */
-    qput_u8(q, 0x08);
-    qput_be32(q, (uint32_t)QCMD_SWITCHOVER_START << 16); /* cmd, len 0 */
+    /* the guest stops: the last pass and the devices' stop-copy state
+     * (SWITCHOVER_START exists from QEMU 10.0 on) */
+    if (m->wl.qemu_version >= 1000) {
+        qput_u8(q, 0x08);
+        qput_be32(q, (uint32_t)QCMD_SWITCHOVER_START << 16); /* cmd, len 0 */
+    }
     mfd_final_pass_begin(m, pass_packets(m, passes - 1));
     ram_pass(m, passes - 1);
     mfd_final_pass_end(m);

@@ -124,7 +124,9 @@ def channel(data, ps):
         pa, nn, nps, pn, zp = s.be32(), s.be32(), s.be32(), s.be64(), s.be32()
         s.take(28)
         name = s.take(256).split(b'\0')[0].decode()
-        offs = [s.be64() for _ in range(pa)]
+        # the header has 512 KiB / page size slots whatever pages_alloc
+        # says (QEMU >= 9.2 SYNC packets have pages_alloc 0)
+        offs = [s.be64() for _ in range(512 * 1024 // ps)]
         if nn:  # the payload is read only when there are pages
             if fl & 0x3e == 0:
                 data = s.take(nn * ps)
@@ -278,13 +280,24 @@ def cmd_craft(outdir, comp, variant='ok'):
     }
     if variant == 'unknown':
         plan[1][2].append((27, 'nosuch', [1], []))
-    sync_pn = iter(range(100, 200))
+    # packet numbers as QEMU >= 9.0 gives them (one counter, no gaps, in
+    # the order the packets are filled): the plan's numbers only order the
+    # packets of an epoch; each epoch ends with a SYNC on every channel
+    nch, num, sync_num = len(plan), {}, {}
+    order = sorted((ei, pn) for epochs in plan.values()
+                   for ei, pkts in enumerate(epochs) for pn, *_ in pkts)
+    nxt = nch  # 0..nch-1: the channels' first SYNC packets
+    for ei in range(1, 4):
+        for e, pn in order:
+            if e == ei:
+                num[pn], nxt = nxt, nxt + 1
+        sync_num[ei], nxt = nxt, nxt + nch
     offsets = {}
     for cid, epochs in plan.items():
         z = zlib.compressobj(1) if comp == 'zlib' else None
         flag = 0x02 if z else 0
         out = init_packet(cid)
-        out += ram_packet(1, cid, '', [], [], b'', ps)  # 7.2: SYNC first
+        out += ram_packet(1, cid, '', [], [], b'', ps)  # a SYNC first
         for ei, pkts in enumerate(epochs):
             if ei == 0:
                 continue
@@ -294,10 +307,12 @@ def cmd_craft(outdir, comp, variant='ok'):
                     data = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
                 if name == 'nosuch':
                     offsets['unknown'] = len(out) + 64
-                out += ram_packet(flag if normal else 0, pn, name,
+                # QEMU >= 9.0 flags every packet with pages (zero pages
+                # only, too) with the method, and the receiver checks it
+                out += ram_packet(flag if normal or zero else 0, num[pn], name,
                                   [p * ps for p in normal], [p * ps for p in zero],
                                   data, ps)
-            out += ram_packet(1, next(sync_pn), '', [], [], b'', ps)
+            out += ram_packet(1, sync_num[ei] + cid, '', [], [], b'', ps)
         open(os.path.join(outdir, 'ch%d.mig' % cid), 'wb').write(out)
     for k, v in offsets.items():
         print(k, v)
@@ -433,7 +448,7 @@ for comp in none zlib; do
         fi
     done
     # pc.ram page 3: channels wrote it in epoch 1, the main channel's ZERO of
-    # epoch 2 clears it; page 7: epoch 2 (packet 20) beats epoch 1 (packet 40)
+    # epoch 2 clears it; page 7: the write of epoch 2 beats that of epoch 1
     O=$WORK/co-$comp-main-ch0-ch1-ch2
     [ "$(dd if="$O/pc.ram" bs=4096 skip=3 count=1 2>/dev/null | tr -d '\0' | wc -c)" -eq 0 ] && ok ||
         bad "crafted $comp: main ZERO of a later epoch did not clear page 3"

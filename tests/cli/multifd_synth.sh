@@ -46,19 +46,24 @@ def walk(path):
             p += 276 + n
             continue
         alloc, normal, nps, num, zero = struct.unpack_from('>IIIQI', b, p + 12)
-        assert alloc == SLOTS and normal + zero <= alloc, (path, p)
+        if alloc == 0:  # QEMU >= 9.2 SYNC: header only, zeroed
+            assert flags == 1 and normal == zero == nps == 0, (path, p)
+            assert b[p + 32:p + HDR] == bytes(HDR - 32), (path, p, 'zeroed')
+        else:
+            assert alloc == SLOTS and normal + zero <= alloc, (path, p)
         assert b[p + 36:p + 64] == bytes(28), (path, p, 'reserved')
         name = b[p + 64:p + 320]
         assert 0 in name, (path, p, 'name')
         offs = struct.unpack_from('>%dQ' % (normal + zero), b, p + 320)
         assert all(o % PS == 0 for o in offs), (path, p, 'offsets')
         assert b[p + 320 + 8 * (normal + zero):p + HDR] == \
-            bytes(8 * (alloc - normal - zero)), (path, p, 'unused slots')
+            bytes(8 * (SLOTS - normal - zero)), (path, p, 'unused slots')
         comp = flags & 0x3e
         pay = (normal * PS if comp == 0 else nps) if normal else 0
         if comp == 0:
             assert nps == pay, (path, p, 'next_packet_size')
         out.append((p, HDR + pay, dict(dev=False, flags=flags, comp=comp,
+                                       alloc=alloc,
                                        sync=bool(flags & 1), normal=normal,
                                        zero=zero, num=num, offs=offs,
                                        block=name.split(b'\0')[0].decode())))
@@ -67,9 +72,12 @@ def walk(path):
     return init, out
 
 
-def check(d, channels, comp, devices, passes):
-    """The set synth wrote: channel ids, numbers, SYNCs, compression,
-    device buffers against --expect-dir's images."""
+def check(d, channels, comp, devices, passes, version='10.0'):
+    """The set synth wrote: channel ids, numbers, SYNCs (header only from
+    QEMU 9.2 on), compression, device buffers against --expect-dir's
+    images."""
+    major, minor = (int(x) for x in version.split('.'))
+    sync_alloc = 0 if (major, minor) >= (9, 2) else SLOTS
     files = sorted(glob.glob(os.path.join(d, 'channel-*.mig')))
     assert len(files) == channels, files
     nums, ids, bufs, uuids = [], [], {}, set()
@@ -92,6 +100,7 @@ def check(d, channels, comp, devices, passes):
                 assert i['comp'] == want_comp, (f, i['comp'])
             if i['sync']:
                 assert i['normal'] + i['zero'] == 0, (f, 'SYNC with pages')
+                assert i['alloc'] == sync_alloc, (f, version, 'SYNC layout')
         for _, _, i in pk:
             if i['dev']:
                 key = (i['idstr'], i['inst'])
@@ -158,7 +167,7 @@ def dump_json(path, channels):
 cmd = sys.argv[1]
 if cmd == 'check':
     check(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]),
-          int(sys.argv[6]))
+          int(sys.argv[6]), *sys.argv[7:])
 elif cmd == 'packets':
     packets(sys.argv[2], sys.argv[3])
 elif cmd == 'splice':
@@ -203,8 +212,9 @@ same_devices() {
 }
 
 # ---- valid sets ---------------------------------------------------------------
-# name | synth options | channels | compression | devices | RAM passes
-while IFS='|' read -r name opts n comp devs passes <&3; do
+# name | synth options | channels | compression | devices | RAM passes |
+# QEMU version of the layout
+while IFS='|' read -r name opts n comp devs passes ver <&3; do
     S=$WORK/$name
     # shellcheck disable=SC2086  # options are split on purpose
     expect_exit 0 "$name: synth" -- "$SYNTH" --multifd "$n" $opts -o "$S" --expect-dir "$S.exp"
@@ -213,7 +223,7 @@ while IFS='|' read -r name opts n comp devs passes <&3; do
     [ ! -s "$WORK/out" ] && ok || bad "$name: verify printed output on success"
     # shellcheck disable=SC2046  # one word per file
     expect_exit 0 "$name: verify, files reversed" -- "$VERIFY" $(ls -r "$S"/*.mig)
-    expect_exit 0 "$name: packets on the wire" -- "${PY[@]}" check "$S" "$n" "$comp" "$devs" "$passes"
+    expect_exit 0 "$name: packets on the wire" -- "${PY[@]}" check "$S" "$n" "$comp" "$devs" "$passes" "$ver"
     expect_exit 0 "$name: dump" -- "$DUMP" "$S"/*.mig
     expect_grep "$WORK/out" "multifd channel $((n - 1)) uuid " "$name: dump shows the last channel"
     if [ "$devs" -gt 0 ]; then
@@ -231,11 +241,15 @@ while IFS='|' read -r name opts n comp devs passes <&3; do
         cmp -s "$f" "$S.again/$(basename "$f")" && ok || bad "$name: $(basename "$f") differs on a second run"
     done
 done 3<<EOF
-none-dev|--devices 2 --final-size 300K --packet-size 64K --seed 3|4|none|2|3
-none|--devices 0 --ram-size 1M --seed 4|2|none|0|3
-zlib|--compress-multifd zlib --ram-size 2M --ram-passes 2 --seed 5|3|zlib|0|2
-zstd|--compress-multifd zstd --ram-size 2M --ram-passes 4 --seed 6|3|zstd|0|4
-one|--devices 1 --kind raw --final-size 10K --ram-size 64K --ram-passes 1 --uuid 5a1e7700-1234-4556-8798-a9bacbdcedfe|1|none|1|1
+none-dev|--devices 2 --final-size 300K --packet-size 64K --seed 3|4|none|2|3|10.0
+none|--devices 0 --ram-size 1M --seed 4|2|none|0|3|10.0
+zlib|--compress-multifd zlib --ram-size 2M --ram-passes 2 --seed 5|3|zlib|0|2|10.0
+zstd|--compress-multifd zstd --ram-size 2M --ram-passes 4 --seed 6|3|zstd|0|4|10.0
+one|--devices 1 --kind raw --final-size 10K --ram-size 64K --ram-passes 1 --uuid 5a1e7700-1234-4556-8798-a9bacbdcedfe|1|none|1|1|10.0
+q10-zstd-dev0|--qemu-version 10 --compress-multifd zstd --ram-size 1M --seed 8|4|zstd|0|3|10.0
+q92|--qemu-version 9.2 --ram-size 1M --seed 9|3|none|0|3|9.2
+q90-zlib|--qemu-version 9.0 --compress-multifd zlib --ram-size 1M --seed 10|2|zlib|0|3|9.0
+q91|--qemu-version 9.1 --ram-size 512K --ram-passes 4 --seed 11|5|none|0|4|9.1
 EOF
 
 # a real capture as BASE: its pages move to the channels, RAM unchanged
@@ -267,6 +281,10 @@ expect_grep "$WORK/err" "compress-multifd none" "zlib with devices: why"
 expect_exit 2 "zstd with devices" -- "$SYNTH" --multifd 2 --compress-multifd zstd --devices 2 -o "$WORK/u"
 expect_exit 2 "unknown compression" -- "$SYNTH" --multifd 2 --compress-multifd lz4 -o "$WORK/u"
 expect_exit 2 "256 channels" -- "$SYNTH" --multifd 256 -o "$WORK/u"
+expect_exit 2 "device state before QEMU 10.0" -- "$SYNTH" --multifd 2 --qemu-version 9.2 --devices 1 -o "$WORK/u"
+expect_grep "$WORK/err" "qemu-version 10\.0" "device state before QEMU 10.0: why"
+expect_exit 2 "unknown QEMU version" -- "$SYNTH" --multifd 2 --qemu-version 8.2 -o "$WORK/u"
+expect_exit 2 "--qemu-version without --multifd" -- "$SYNTH" --qemu-version 10.0 -o "$WORK/u"
 expect_exit 2 "--multifd without -o" -- "$SYNTH" --multifd 2
 expect_exit 2 "--multifd with --channels" -- "$SYNTH" --multifd 2 --channels 2 -o "$WORK/u"
 expect_exit 2 "--uuid without --multifd" -- "$SYNTH" --uuid 00112233445566778899aabbccddeeff -o "$WORK/u"
