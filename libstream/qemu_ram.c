@@ -156,13 +156,18 @@ int ms_q_read_ram(ms_reader *r, ms_event *ev)
             if (kinds == MS_RAM_MULTIFD_FLUSH || !st->seen_flush)
                 st->epoch++;
             if (kinds == MS_RAM_EOS)
-                st->stage = QS_FOOTER;
+                st->stage = st->preempt ? QS_DONE : QS_FOOTER;
             return MS_NEXT_EVENT;
         }
         if (kinds == MS_RAM_HOOK)
             return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                            "RAM_SAVE_FLAG_HOOK: RDMA streams are not "
                            "supported");
+        if (kinds == MS_RAM_XBZRLE &&
+            (st->postcopy_state >= QP_LISTENING || st->preempt))
+            return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
+                           "XBZRLE page while postcopy runs: QEMU's "
+                           "postcopy loader does not take XBZRLE");
         if (flags & RAM_CONTINUE) {
             if (st->cur_block < 0)
                 return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
@@ -178,9 +183,12 @@ int ms_q_read_ram(ms_reader *r, ms_event *ev)
         if ((t = ms_q_take_counted(r, 1, "RAM block name")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         int idx;
-        if (!block_named(st, st->name, &idx))
-            return MS_FAIL(r, MS_ERR_RAM, st->rec_off + 8,
-                           "page for unknown RAM block \"%s\"", st->name);
+        if (!block_named(st, st->name, &idx) &&
+            (!st->preempt || (idx = ms_q_preempt_block(r)) < 0))
+            return st->preempt ? MS_NEXT_ERROR
+                               : MS_FAIL(r, MS_ERR_RAM, st->rec_off + 8,
+                                         "page for unknown RAM block \"%s\"",
+                                         st->name);
         st->cur_block = idx;
         st->step = 3;
     }

@@ -46,6 +46,10 @@ typedef struct verify_ctx {
     uint32_t channel_count, qemu_mains, qemu_channels;
     uint64_t problems; /* every problem printed, nested ones too */
     ms_format *format; /* per file */
+    /* QEMU: sections walked without decoding (per file), and why */
+    uint64_t *sections, *undecoded;
+    int *why_mixed;        /* the reasons differ */
+    char (*why_copy)[192]; /* the first reason */
 } verify_ctx;
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
@@ -137,6 +141,30 @@ static void on_nested(void *ctx, size_t file, uint64_t at,
         check_field(ctx, file, at, device, ev);
 }
 
+/* A section the reader walked blind: verify may not call it checked. */
+static void note_undecoded(verify_ctx *v, size_t file, const char *why)
+{
+    if (!v->undecoded[file]++)
+        snprintf(v->why_copy[file], sizeof v->why_copy[file], "%s", why);
+    else if (strcmp(v->why_copy[file], why) != 0)
+        v->why_mixed[file] = 1;
+}
+
+/* "N of M sections not decoded: WHY" for a file that had some. */
+static void print_undecoded(const verify_ctx *v, size_t i, const char *lead)
+{
+    const char *why = v->why_copy[i];
+    int no_trailer = strstr(why, "no JSON trailer") != NULL;
+    printf("%s%" PRIu64 " of %" PRIu64 " sections not decoded: %s%s%s\n",
+           lead, v->undecoded[i], v->sections[i],
+           no_trailer ? "no JSON trailer (postcopy streams and pipes have none)"
+                      : why,
+           v->why_mixed[i] ? ", and other reasons" : "",
+           no_trailer ? "; give --vmdesc FILE (the trailer of a stream of "
+                        "the same machine)"
+                      : "");
+}
+
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 {
     verify_ctx *v = ctx;
@@ -154,6 +182,10 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
     }
     if (ev->kind == MS_EV_DATA)
         return;
+    if (ev->kind == MS_EV_SECTION)
+        v->sections[file]++;
+    if (ev->kind == MS_EV_UNDECODED)
+        note_undecoded(v, file, ev->u.section.detail);
     v->records[file]++;
     v->bytes[file] = ev->offset + ev->length;
     if (ev->kind == MS_EV_IMAGE_END)
@@ -305,7 +337,12 @@ int main(int argc, char **argv)
     v.records = calloc(v.nfiles, sizeof *v.records);
     v.bytes = calloc(v.nfiles, sizeof *v.bytes);
     v.format = calloc(v.nfiles, sizeof *v.format);
-    if (!v.records || !v.bytes || !v.format) {
+    v.sections = calloc(v.nfiles, sizeof *v.sections);
+    v.undecoded = calloc(v.nfiles, sizeof *v.undecoded);
+    v.why_mixed = calloc(v.nfiles, sizeof *v.why_mixed);
+    v.why_copy = calloc(v.nfiles, sizeof *v.why_copy);
+    if (!v.records || !v.bytes || !v.format || !v.sections || !v.undecoded ||
+        !v.why_mixed || !v.why_copy) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
@@ -332,14 +369,28 @@ int main(int argc, char **argv)
         }
     if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
-    if (rc == TOOL_OK && verbose && !v.quiet) {
+    /* Valid as far as it was read, but not everything was checked: say
+     * what was not, even without --verbose (never a plain "ok"). */
+    if (rc == TOOL_OK && !verbose && !v.quiet)
         for (size_t i = 0; i < v.nfiles; i++)
-            printf("%s: ok: %" PRIu64 " elements, %" PRIu64 " bytes, %s\n",
-                   v.files[i], v.records[i], v.bytes[i],
+            if (v.undecoded[i]) {
+                char lead[4200];
+                snprintf(lead, sizeof lead, "%s: not checked: ", v.files[i]);
+                print_undecoded(&v, i, lead);
+            }
+    if (rc == TOOL_OK && verbose && !v.quiet) {
+        for (size_t i = 0; i < v.nfiles; i++) {
+            printf("%s: ok%s: %" PRIu64 " elements, %" PRIu64 " bytes, %s%s\n",
+                   v.files[i], v.undecoded[i] ? " as far as decoded" : "",
+                   v.records[i], v.bytes[i],
                    v.format[i] == MS_FORMAT_MIGSTREAM
                        ? "every check value verified"
                        : "structure checked (QEMU streams carry no check "
-                         "values)");
+                         "values)",
+                   v.undecoded[i] ? ";" : "");
+            if (v.undecoded[i])
+                print_undecoded(&v, i, "  ");
+        }
         if (v.qemu_mains || v.qemu_channels)
             printf("migration: ok: %u main channel, %u multifd channel%s, "
                    "%" PRIu64 " device image%s reassembled from packets\n",
@@ -354,6 +405,10 @@ int main(int argc, char **argv)
     free(v.records);
     free(v.bytes);
     free(v.format);
+    free(v.sections);
+    free(v.undecoded);
+    free(v.why_mixed);
+    free(v.why_copy);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;
