@@ -43,7 +43,7 @@ typedef struct verify_ctx {
     expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
-    uint32_t channel_count, qemu_mains, qemu_channels;
+    uint32_t channel_count, qemu_mains, qemu_channels, qemu_preempt;
     uint64_t problems; /* every problem printed, nested ones too */
     ms_format *format; /* per file */
     /* QEMU: sections walked without decoding (per file), and why */
@@ -195,6 +195,8 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
         v->format[file] = ev->u.stream.format;
         if (ev->u.stream.format == MS_FORMAT_QEMU_MULTIFD)
             v->qemu_channels++;
+        else if (ev->u.stream.format == MS_FORMAT_QEMU_PREEMPT)
+            v->qemu_preempt++;
         else if (ev->u.stream.format != MS_FORMAT_MIGSTREAM)
             v->qemu_mains++;
     }
@@ -391,12 +393,13 @@ int main(int argc, char **argv)
             if (v.undecoded[i])
                 print_undecoded(&v, i, "  ");
         }
-        if (v.qemu_mains || v.qemu_channels)
+        if (v.qemu_mains || v.qemu_channels || v.qemu_preempt)
             printf("migration: ok: %u main channel, %u multifd channel%s, "
-                   "%" PRIu64 " device image%s reassembled from packets\n",
+                   "%s%" PRIu64 " device image%s reassembled from packets\n",
                    v.qemu_mains, v.qemu_channels,
-                   v.qemu_channels == 1 ? "" : "s", v.assembled,
-                   v.assembled == 1 ? "" : "s");
+                   v.qemu_channels == 1 ? "" : "s",
+                   v.qemu_preempt ? "1 postcopy-preempt channel, " : "",
+                   v.assembled, v.assembled == 1 ? "" : "s");
         else
             printf("migration: ok: %zu of %u channels, %" PRIu64
                    " images, %" PRIu64 " reassembled from packets\n",
