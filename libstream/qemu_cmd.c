@@ -87,7 +87,8 @@ static int block_index(const q_state *st, const char *name)
     return -1;
 }
 
-/* ---- per-command argument rules ------------------------------------------- */
+/* ---- per-command argument rules -------------------------------------------
+ */
 
 /* A postcopy command in a state QEMU's loader refuses it in. */
 static int wrong_state(ms_reader *r, const char *cmd, const char *wants)
@@ -103,8 +104,9 @@ static int check_advise(ms_reader *r, const uint8_t *a, uint16_t len,
 {
     q_state *st = QST(r);
     if (st->postcopy_state != QP_NONE)
-        return wrong_state(r, "POSTCOPY_ADVISE", "once, before any other "
-                                                 "postcopy command");
+        return wrong_state(r, "POSTCOPY_ADVISE",
+                           "once, before any other "
+                           "postcopy command");
     st->postcopy_state = QP_ADVISED;
     if (len == 0) /* postcopy of something other than RAM */
         return 0;
@@ -134,8 +136,7 @@ static int check_discard(ms_reader *r, const uint8_t *a, uint16_t len,
 {
     q_state *st = QST(r);
     uint64_t at = st->rec_off + 5;
-    if (st->postcopy_state != QP_ADVISED &&
-        st->postcopy_state != QP_DISCARDING)
+    if (st->postcopy_state != QP_ADVISED && st->postcopy_state != QP_DISCARDING)
         return wrong_state(r, "POSTCOPY_RAM_DISCARD",
                            "after POSTCOPY_ADVISE and before "
                            "POSTCOPY_LISTEN");
@@ -192,8 +193,8 @@ static int check_recv_bitmap(ms_reader *r, const uint8_t *a, uint16_t len,
     q_state *st = QST(r);
     if (len == 0 || a[0] + 1u != len)
         return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,
-                       "RECV_BITMAP name length %u in %u bytes",
-                       len ? a[0] : 0, len);
+                       "RECV_BITMAP name length %u in %u bytes", len ? a[0] : 0,
+                       len);
     if (!st->return_path)
         return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,
                        "RECV_BITMAP without a return path (no "
@@ -226,8 +227,10 @@ static int check_command(ms_reader *r, const uint8_t *a, ms_command_info *c)
                            "OPEN_RETURN_PATH before it)",
                            (unsigned long long)c->value);
         return 0;
-    case QCMD_POSTCOPY_ADVISE: return check_advise(r, a, c->len, c);
-    case QCMD_POSTCOPY_RAM_DISCARD: return check_discard(r, a, c->len, c);
+    case QCMD_POSTCOPY_ADVISE:
+        return check_advise(r, a, c->len, c);
+    case QCMD_POSTCOPY_RAM_DISCARD:
+        return check_discard(r, a, c->len, c);
     case QCMD_POSTCOPY_LISTEN:
         if (st->postcopy_state != QP_ADVISED &&
             st->postcopy_state != QP_DISCARDING)
@@ -240,8 +243,11 @@ static int check_command(ms_reader *r, const uint8_t *a, ms_command_info *c)
             return wrong_state(r, "POSTCOPY_RUN", "after POSTCOPY_LISTEN");
         st->postcopy_state = QP_RUNNING;
         return 0;
-    case QCMD_RECV_BITMAP: return check_recv_bitmap(r, a, c->len, c);
-    case QCMD_PACKAGED: c->value = ms_be32(a); return 0;
+    case QCMD_RECV_BITMAP:
+        return check_recv_bitmap(r, a, c->len, c);
+    case QCMD_PACKAGED:
+        c->value = ms_be32(a);
+        return 0;
     default: /* ENABLE_COLO, POSTCOPY_RESUME, SWITCHOVER_START: no rule */
         return 0;
     }
@@ -266,7 +272,8 @@ static int enter_package(ms_reader *r, const ms_command_info *c)
     return 0;
 }
 
-/* ---- stage ------------------------------------------------------------------ */
+/* ---- stage ------------------------------------------------------------------
+ */
 
 /* CMD_DISCARD_RANGES: the next range as an event, checked against its
  * block (QEMU's ram_block_discard_range refuses unaligned or overrunning
@@ -320,11 +327,11 @@ int ms_q_read_command(ms_reader *r, ms_event *ev)
     switch (st->step) {
     case CMD_HEADER: { /* the command and its argument length */
         MS_TAKE_OR_RETURN(r, 4, &p);
-        st->u32a = ms_be16(p); /* cmd */
+        st->u32a = ms_be16(p);     /* cmd */
         st->u32b = ms_be16(p + 2); /* len */
         if (st->u32a == QCMD_INVALID || st->u32a >= QCMD_COUNT)
-            return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,
-                           "unknown command %u", st->u32a);
+            return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off, "unknown command %u",
+                           st->u32a);
         int want = commands[st->u32a].args;
         if (st->u32a == QCMD_POSTCOPY_ADVISE && st->u32b != 0)
             want = ADVISE_ARGS; /* 0 (no RAM postcopy) or 16 */
@@ -359,7 +366,8 @@ int ms_q_read_command(ms_reader *r, ms_event *ev)
         st->step = CMD_HEADER;
         return MS_NEXT_EVENT;
     }
-    case CMD_DISCARD_RANGES: return discard_range_event(r, ev);
+    case CMD_DISCARD_RANGES:
+        return discard_range_event(r, ev);
     }
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: command step");
 }

@@ -54,7 +54,9 @@ static int p_next(ms_reader *r, ms_event *ev)
             st->stage = QS_RAM;
             st->step = 0;
             return MS_NEXT_EVENT;
-        case QS_RAM: rc = ms_q_read_ram(r, ev); break;
+        case QS_RAM:
+            rc = ms_q_read_ram(r, ev);
+            break;
         case QS_DONE:
             return ms_rd_expect_end(r, "the EOS that ends the preempt "
                                        "channel");
@@ -98,8 +100,8 @@ int ms_qemu_preempt_init(ms_reader *r)
     st->cur_type = MS_QSEC_PART; /* page records, never a block list */
     st->postcopy_state = QP_RUNNING;
     uint32_t ps = r->opt.qemu_page_size;
-    st->page_size = ps >= 512 && ps <= (1u << 21) && !(ps & (ps - 1)) ? ps
-                                                                      : 4096;
+    st->page_size =
+        ps >= 512 && ps <= (1u << 21) && !(ps & (ps - 1)) ? ps : 4096;
     return 0;
 }
 

@@ -31,14 +31,14 @@
 
 static int g_fail;
 
-#define SOFT(cond, ...)                                                       \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);              \
-            print_message(__VA_ARGS__);                                       \
-            print_message("\n");                                              \
-            g_fail++;                                                         \
-        }                                                                     \
+#define SOFT(cond, ...)                                                        \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
+            print_message(__VA_ARGS__);                                        \
+            print_message("\n");                                               \
+            g_fail++;                                                          \
+        }                                                                      \
     } while (0)
 #define BEGIN() (g_fail = 0)
 #define DONE() assert_int_equal(g_fail, 0)
@@ -93,7 +93,9 @@ static void collect(pres *r, const ms_event *ev)
     e->offset = ev->offset;
     e->length = ev->length;
     switch (ev->kind) {
-    case MS_EV_STREAM_HEADER: e->format = ev->u.stream.format; break;
+    case MS_EV_STREAM_HEADER:
+        e->format = ev->u.stream.format;
+        break;
     case MS_EV_COMMAND:
         e->cmd = ev->u.command.cmd;
         e->len = ev->u.command.len;
@@ -120,7 +122,8 @@ static void collect(pres *r, const ms_event *ev)
         if (ev->u.ram.data)
             e->hash = tb_hash(ev->u.ram.data, ev->u.ram.size);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -242,7 +245,8 @@ static const pev *nth_kind(const pres *r, ms_event_kind k, size_t n)
     return NULL;
 }
 
-/* ---- a small postcopy stream, built from the facts ------------------------ */
+/* ---- a small postcopy stream, built from the facts ------------------------
+ */
 
 #define RAM_ID 2u
 static const char *const g_blocks[] = {"pc.ram", "pc.bios"};
@@ -251,8 +255,8 @@ static const uint64_t g_len[] = {0x10000, 0x2000};
 /* Offsets of what a test checks. */
 typedef struct pc_stream {
     tb_buf b;
-    size_t rp, ping1, advise, part1, page_pre, switchover, disc_ram,
-        disc_bios, ping2, pkg, listen, ping3, run, ping4, page_post, eof;
+    size_t rp, ping1, advise, part1, page_pre, switchover, disc_ram, disc_bios,
+        ping2, pkg, listen, ping3, run, ping4, page_post, eof;
 } pc_stream;
 
 static void ram_start(tb_buf *b)
@@ -343,9 +347,9 @@ static void test_every_command(void **state)
         {5, "POSTCOPY_RUN", "running", 1, 0},
         {2, "PING", "running", 0, 4},
     };
-    const size_t at[] = {s.rp,       s.ping1,     s.advise,   s.switchover,
-                         s.disc_ram, s.disc_bios, s.ping2,    s.pkg,
-                         s.listen,   s.ping3,     s.run,      s.ping4};
+    const size_t at[] = {s.rp,       s.ping1,     s.advise, s.switchover,
+                         s.disc_ram, s.disc_bios, s.ping2,  s.pkg,
+                         s.listen,   s.ping3,     s.run,    s.ping4};
     SOFT(count_kind(&r, MS_EV_COMMAND) == 12, "%zu commands",
          count_kind(&r, MS_EV_COMMAND));
     for (size_t i = 0; i < 12; i++) {
@@ -428,7 +432,8 @@ static void test_advise_empty_and_recovery(void **state)
     DONE();
 }
 
-/* ---- what QEMU's loader refuses ------------------------------------------- */
+/* ---- what QEMU's loader refuses -------------------------------------------
+ */
 
 /* header, configuration, ram START, OPEN_RETURN_PATH */
 static void prefix(tb_buf *b)
@@ -563,8 +568,7 @@ static void test_bad_arguments(void **state)
     d[0] = 0;
     d[8] = 'x';
     at = raw_discard(&b, d, 25);
-    expect_err("DISCARD without the NUL", &b, NULL, MS_ERR_COMMAND,
-               at + 5 + 8);
+    expect_err("DISCARD without the NUL", &b, NULL, MS_ERR_COMMAND, at + 5 + 8);
     d[8] = 0;
     at = raw_discard(&b, d, 25 + 8);
     expect_err("DISCARD with half a range", &b, NULL, MS_ERR_COMMAND, at);
@@ -592,8 +596,7 @@ static void test_bad_arguments(void **state)
     prefix(&b);
     at = tq_cmd_postcopy_advise(&b, PS, 2 * PS);
     tq_eof(&b);
-    expect_err("ADVISE target page 8192", &b, NULL, MS_ERR_COMMAND,
-               at + 5 + 8);
+    expect_err("ADVISE target page 8192", &b, NULL, MS_ERR_COMMAND, at + 5 + 8);
     prefix(&b);
     at = tq_cmd_postcopy_advise(&b, 0, PS);
     tq_eof(&b);
@@ -606,13 +609,13 @@ static void test_bad_arguments(void **state)
     prefix(&b);
     at = tq_cmd_recv_bitmap(&b, "pc.rom");
     tq_eof(&b);
-    expect_err("RECV_BITMAP unlisted block", &b, NULL, MS_ERR_COMMAND,
-               at + 6);
+    expect_err("RECV_BITMAP unlisted block", &b, NULL, MS_ERR_COMMAND, at + 6);
     tb_buf_free(&b);
     DONE();
 }
 
-/* ---- the real capture ------------------------------------------------------ */
+/* ---- the real capture ------------------------------------------------------
+ */
 
 static char *source_path(const char *rel)
 {
@@ -801,7 +804,8 @@ static void test_capture_borrowed_vmdesc(void **state)
     DONE();
 }
 
-/* ---- the postcopy-preempt channel ------------------------------------------ */
+/* ---- the postcopy-preempt channel ------------------------------------------
+ */
 
 static void build_preempt(tb_buf *b, size_t *at)
 {
@@ -831,8 +835,7 @@ static void test_preempt_channel(void **state)
              r.ev[0].format == MS_FORMAT_QEMU_PREEMPT &&
              r.ev[5].kind == MS_EV_RAM_MARKER && r.ev[5].offset == at[4],
          "%zu events, header first, EOS last", r.n);
-    static const char *const blk[] = {"pc.ram", "pc.ram", "pc.bios",
-                                      "pc.ram"};
+    static const char *const blk[] = {"pc.ram", "pc.ram", "pc.bios", "pc.ram"};
     static const uint64_t off[] = {0x5000, 0x6000, 0x1000, 0x2000};
     for (size_t i = 0; i < 4; i++) {
         const pev *e = nth_kind(&r, MS_EV_RAM_PAGE, i);
@@ -851,8 +854,7 @@ static void test_preempt_channel(void **state)
     tq_ram_page(&b, 0x4000, "pc.ram", big, sizeof big);
     tq_ram_eos(&b);
     check_valid("preempt channel, 8 KiB pages", &b, &o, &r);
-    SOFT(r.n == 3 && r.ev[1].hash == tb_hash(big, sizeof big),
-         "8 KiB page");
+    SOFT(r.n == 3 && r.ev[1].hash == tb_hash(big, sizeof big), "8 KiB page");
     pres_free(&r);
     o.qemu_page_size = 0;
     /* rejections */
@@ -951,8 +953,7 @@ static void test_preempt_in_set(void **state)
     tb_buf_reset(&bad);
     p0 = tq_ram_page(&bad, 0x2000, "pc.bios", page, PS);
     tq_ram_eos(&bad);
-    SOFT(run_set(&s.b, &bad, &e) != 0 && e.code == MS_ERR_RAM &&
-             e.offset == p0,
+    SOFT(run_set(&s.b, &bad, &e) != 0 && e.code == MS_ERR_RAM && e.offset == p0,
          "page past its block: %s at %llu", ms_error_name(e.code),
          (unsigned long long)e.offset);
     /* a main stream that never advised postcopy-ram */
