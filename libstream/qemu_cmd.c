@@ -20,7 +20,7 @@
  *                                                                 RUNNING
  *
  * PING and RECV_BITMAP need a return path (OPEN_RETURN_PATH before them).
- * Facts: spec/qemu-main.md ("Commands"). */
+ * Facts: spec/qemu-postcopy.md (sections 1 and 2), spec/qemu-main.md. */
 #include "qemu_impl.h"
 
 /* MIG_CMD_* values (the enum order of migration/savevm.c). */

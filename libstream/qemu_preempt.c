@@ -18,7 +18,7 @@
  * they come (their length unknown, so page events carry used_length 0),
  * and a set checks each page against the main stream's block list.  The
  * page size comes from ms_options.qemu_page_size (the main stream's).
- * Facts: spec/qemu-main.md ("The postcopy-preempt channel"). */
+ * Facts: spec/qemu-postcopy.md (section 5). */
 #include "qemu_impl.h"
 
 int ms_q_preempt_block(ms_reader *r)
