@@ -449,9 +449,11 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
         if (ev->u.config.has_page_bits)
             fprintf(o, " page-bits %u", ev->u.config.page_bits);
         if (ev->u.config.capability_count)
-            fprintf(o, " capabilities %u%s%s", ev->u.config.capability_count,
+            fprintf(o, " capabilities %u%s%s%s", ev->u.config.capability_count,
                     ev->u.config.cap_x_ignore_shared ? " x-ignore-shared" : "",
-                    ev->u.config.cap_mapped_ram ? " mapped-ram" : "");
+                    ev->u.config.cap_mapped_ram ? " mapped-ram" : "",
+                    ev->u.config.cap_postcopy_preempt ? " postcopy-preempt"
+                                                      : "");
         if (ev->u.config.has_uuid) {
             tool_hex(hex, ev->u.config.uuid, 16);
             fprintf(o, " uuid %s", hex);
