@@ -752,6 +752,49 @@ static void test_capture(void **state)
     DONE();
 }
 
+/* The capture's postcopy part, whole records cut out of it: header to the
+ * ram START, then SWITCHOVER_START .. PING 4 (the discards and the package
+ * with the 30 real device sections), then an empty ram END and EOF. Read
+ * one byte at a time and cut at every offset. */
+static void test_capture_excerpt(void **state)
+{
+    (void)state;
+    BEGIN();
+    tb_buf cap, ex;
+    if (load(CAPTURE, &cap) != 0) {
+        SOFT(0, "cannot read %s", CAPTURE);
+        DONE();
+        return;
+    }
+    tb_buf_init(&ex);
+    tb_put(&ex, cap.p, 232); /* header .. the ram START's footer */
+    size_t shift = 0x62e14b - ex.len;
+    tb_put(&ex, cap.p + 0x62e14b, 0x6316c4 - 0x62e14b);
+    tq_section_part(&ex, TQ_END, 1);
+    tq_ram_eos(&ex);
+    tq_footer(&ex, 1);
+    tq_eof(&ex);
+    pres r;
+    check_valid("capture excerpt", &ex, NULL, &r);
+    size_t nc = sizeof readme_cmds / sizeof readme_cmds[0], k = 0;
+    for (size_t i = 0; i < nc; i++) {
+        if (readme_cmds[i].off < 232)
+            continue; /* the setup commands are in the excerpt unmoved */
+        const pev *e = nth_kind(&r, MS_EV_COMMAND, 3 + k++);
+        SOFT(e && e->offset + shift == readme_cmds[i].off &&
+                 strcmp(e->name, readme_cmds[i].name) == 0,
+             "excerpt command %zu: %s", i, e ? e->name : "missing");
+    }
+    SOFT(count_kind(&r, MS_EV_RAM_DISCARD) == 7 &&
+             count_kind(&r, MS_EV_UNDECODED) == 30,
+         "%zu discards, %zu undecoded", count_kind(&r, MS_EV_RAM_DISCARD),
+         count_kind(&r, MS_EV_UNDECODED));
+    pres_free(&r);
+    tb_buf_free(&ex);
+    tb_buf_free(&cap);
+    DONE();
+}
+
 /* With the trailer of the multifd4-zstd capture (same machine type and
  * device list, guest never started): the device sections decode, except
  * where the running guest sent more (a cpu subsection, the IDE drive). */
@@ -979,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_order_violations),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_capture),
+        cmocka_unit_test(test_capture_excerpt),
         cmocka_unit_test(test_capture_borrowed_vmdesc),
         cmocka_unit_test(test_preempt_channel),
         cmocka_unit_test(test_preempt_in_set),
