@@ -273,12 +273,28 @@ static void give_vmdesc(tool_file *f)
     }
 }
 
+/* Could this mapped file be a postcopy-preempt channel?  It has no magic,
+ * but its first be64 is a page record without CONTINUE (ZERO 0x02 or PAGE
+ * 0x08 in the low bits, below the smallest page of 512 bytes), or the EOS
+ * of an empty channel.  A return path (be16 type, be16 length) is not. */
+static int looks_like_preempt(const tool_file *f)
+{
+    if (!f->map || f->map_len < 8)
+        return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | f->map[i];
+    uint64_t flags = v & 0x1ff;
+    return flags == 0x02 || flags == 0x08 || v == 0x10;
+}
+
 static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
                      uint8_t *buf, ms_options *all)
 {
     /* This file's format: --format qemu-preempt names the channel files,
      * not the main stream; without --format, a channel file with no magic
-     * read after a postcopy main stream is its preempt channel. */
+     * that starts like one, read after a postcopy main stream, is its
+     * preempt channel. */
     size_t need;
     ms_format magic = f->map ? ms_detect(f->map, f->map_len, &need)
                              : MS_FORMAT_AUTO;
@@ -288,7 +304,7 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
         (magic == MS_FORMAT_QEMU_MAIN || magic == MS_FORMAT_LIBVIRT_SAVE))
         opt->format = MS_FORMAT_AUTO;
     else if (opt->format == MS_FORMAT_AUTO && rc->postcopy &&
-             magic == MS_FORMAT_UNKNOWN)
+             magic == MS_FORMAT_UNKNOWN && looks_like_preempt(f))
         opt->format = MS_FORMAT_QEMU_PREEMPT;
     /* Created now, not up front: a multifd channel reader needs the page
      * size the main channel (read first) declared. */
