@@ -187,6 +187,16 @@ static inline void fuzz_touch_event(const ms_event *ev)
     case MS_EV_COMMAND:
         fuzz_touch_str(ev->u.command.name);
         fuzz_touch_view(ev->u.command.args, ev->u.command.len, 0);
+        if (ev->u.command.block)
+            fuzz_touch_str(ev->u.command.block);
+        if (ev->u.command.postcopy_state)
+            fuzz_touch_str(ev->u.command.postcopy_state);
+        break;
+    case MS_EV_RAM_DISCARD:
+        fuzz_touch_str(ev->u.discard.block);
+        FUZZ_CHECK(ev->u.discard.index < ev->u.discard.count);
+        FUZZ_CHECK(ev->u.discard.start % ev->u.discard.page_size == 0 &&
+                   ev->u.discard.length % ev->u.discard.page_size == 0);
         break;
     case MS_EV_RAM_BLOCK:
     case MS_EV_RAM_PAGE:

@@ -162,8 +162,12 @@ typedef enum ms_format {
     MS_FORMAT_QEMU_MULTIFD = 3, /* QEMU multifd channel */
     MS_FORMAT_LIBVIRT_SAVE = 4, /* libvirt save image around a QEVM stream */
     MS_FORMAT_UNKNOWN = 5,
-    MS_FORMAT_PAYLOAD = 6 /* a VFIO driver's own data (ms_options.payload_kind);
+    MS_FORMAT_PAYLOAD = 6, /* a VFIO driver's own data (ms_options.payload_kind);
                              never detected from a stream's magic */
+    /* 7 is MS_FORMAT_QEMU_RETURN_PATH */
+    MS_FORMAT_QEMU_PREEMPT = 8 /* QEMU postcopy-preempt channel: RAM page
+                                  records only, no magic (never detected;
+                                  spec/qemu-main.md) */
 } ms_format;
 
 MS_API const char *ms_format_name(ms_format f);
@@ -274,7 +278,10 @@ typedef enum ms_event_kind {
     MS_EV_PAYLOAD_FIELD,  /* u.pfield: one decoded field */
     /* QEMU mapped-ram (spec/qemu-main.md): a RAM block's header and
      * bitmap, after the block's MS_EV_RAM_BLOCK and before its pages */
-    MS_EV_MAPPED_RAM      /* u.mapped */
+    MS_EV_MAPPED_RAM,     /* u.mapped */
+    /* QEMU postcopy; see spec/qemu-main.md */
+    MS_EV_RAM_DISCARD     /* u.discard: one range of a POSTCOPY_RAM_DISCARD
+                             command (after its MS_EV_COMMAND event) */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -430,6 +437,9 @@ typedef struct ms_config_info {
     int cap_x_ignore_shared, cap_mapped_ram;
     int has_uuid;
     uint8_t uuid[16];
+    /* "postcopy-preempt" listed among the capabilities (QEMU up to 10.x
+     * never lists it: only x-ignore-shared and mapped-ram are validated) */
+    int cap_postcopy_preempt;
 } ms_config_info;
 
 typedef struct ms_section_info {
@@ -447,6 +457,17 @@ typedef struct ms_command_info {
     const uint8_t *args;  /* `len` bytes; valid until the next call */
     uint64_t value;       /* PING value, PACKAGED length */
     int nesting;          /* 0 top level, 1 inside a PACKAGED stream, ... */
+    /* POSTCOPY_ADVISE with arguments: the OR of every RAM block's page
+     * size on the source, and the target page size */
+    uint64_t page_size_summary, target_page_size;
+    /* POSTCOPY_RAM_DISCARD, RECV_BITMAP: the RAM block named (NUL
+     * terminated; valid until the next call); DISCARD: how many ranges
+     * follow as MS_EV_RAM_DISCARD events */
+    const char *block;
+    uint32_t discard_ranges;
+    /* the destination's postcopy state after this command: "none",
+     * "advised", "discarding", "listening", "running" */
+    const char *postcopy_state;
 } ms_command_info;
 
 typedef enum ms_ram_record {
@@ -540,6 +561,18 @@ typedef struct ms_field_info {
     uint32_t version;    /* subsection: its version_id */
 } ms_field_info;
 
+/* One POSTCOPY_RAM_DISCARD range: the destination drops these bytes of the
+ * block (they read as zero) until a later page record rewrites them. */
+typedef struct ms_discard_info {
+    const char *block;     /* valid until the next call */
+    uint32_t block_index;  /* in the block list */
+    uint64_t start, length; /* bytes, page aligned, inside the block */
+    uint32_t index, count; /* this range of the command's `count` */
+    uint64_t command_offset; /* the POSTCOPY_RAM_DISCARD record */
+    uint32_t page_size;    /* the stream's target page size */
+    uint32_t epoch;        /* RAM sync epoch (ms_ram_info.epoch) it falls in */
+} ms_discard_info;
+
 typedef struct ms_vmdesc_info {
     const char *json; /* the JSON text (not NUL terminated) */
     size_t len;
@@ -594,6 +627,7 @@ typedef struct ms_event {
         ms_payload_record precord;
         ms_payload_field pfield;
         ms_mapped_ram_info mapped;
+        ms_discard_info discard;
     } u;
 } ms_event;
 
@@ -703,6 +737,15 @@ MS_API int ms_reader_finish(ms_reader *r);
  * reader still walks every section but decodes no VMState fields.  The
  * text is copied.  Returns 0 or -1 (malformed JSON or over a limit). */
 MS_API int ms_reader_set_vmdesc(ms_reader *r, const char *json, size_t len);
+
+/* QEMU: like ms_reader_set_vmdesc, for a stream that carries no trailer of
+ * its own (postcopy): `json` is the trailer of another stream of the same
+ * machine and devices.  It may lack a device or a subsection the stream
+ * has (QEMU lists only what it sent); such a section is then walked to its
+ * footer and reported as MS_EV_UNDECODED, where the stream's own trailer
+ * would make it an error. */
+MS_API int ms_reader_borrow_vmdesc(ms_reader *r, const char *json,
+                                   size_t len);
 
 /* MS_FORMAT_PAYLOAD: the carrier knows which phase the bytes given next
  * belong to (QEMU PART/END, multifd, migstream images): say so before

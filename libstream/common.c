@@ -159,6 +159,7 @@ const char *ms_format_name(ms_format f)
     case MS_FORMAT_QEMU_MULTIFD: return "qemu-multifd";
     case MS_FORMAT_LIBVIRT_SAVE: return "libvirt-save";
     case MS_FORMAT_PAYLOAD: return "payload";
+    case MS_FORMAT_QEMU_PREEMPT: return "qemu-preempt";
     case MS_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -227,6 +228,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_PAYLOAD_IMAGE: return "image";
     case MS_EV_PAYLOAD_FIELD: return "payload_field";
     case MS_EV_MAPPED_RAM: return "mapped_ram";
+    case MS_EV_RAM_DISCARD: return "ram_discard";
     }
     return "unknown";
 }

@@ -115,6 +115,19 @@ typedef struct q_state {
      * the source's host page size (decided in qemu_ram.c). */
     int postcopy_advised;
     uint64_t advise_page_summary, advise_target_page;
+    /* postcopy commands (qemu_cmd.c): the destination's PostcopyState
+     * (enum q_postcopy), whether OPEN_RETURN_PATH came (PING and
+     * RECV_BITMAP need it), and a POSTCOPY_RAM_DISCARD's ranges kept while
+     * their MS_EV_RAM_DISCARD events go out */
+    int postcopy_state, return_path;
+    uint8_t *discard_args; /* the command's arguments (<= 65535 bytes) */
+    size_t discard_cap;
+    uint32_t discard_count, discard_next; /* ranges, the next to emit */
+    uint64_t discard_off; /* stream offset of the first range */
+    int discard_block;    /* block list index */
+    /* the decoder reads a postcopy-preempt channel (qemu_preempt.c): RAM
+     * records only, blocks named in it are learnt, EOS ends the stream */
+    int preempt;
 
     /* PACKAGED nesting: where each enclosing package ends */
     uint64_t pkg_end[8], pkg_cmd[8]; /* end, and the PACKAGED command */
@@ -166,6 +179,7 @@ typedef struct q_state {
     uint64_t scanned;
     int scan_vfio; /* the footer must follow an END_OF_STATE marker */
     const char *scan_why; /* to announce as MS_EV_UNDECODED first */
+    char why_buf[192];    /* scan_why when it names something */
 
     /* JSON trailer */
     uint8_t *vmdesc_buf;
@@ -179,6 +193,18 @@ typedef struct q_state {
  * `at` and `at + 1`.  Returns 1 when read, 0 for more input, -1 error. */
 int ms_q_take_counted(ms_reader *r, int at, const char *what);
 
+/* PostcopyState of QEMU's destination (migration/postcopy-ram.h). */
+enum q_postcopy {
+    QP_NONE = 0,   /* before POSTCOPY_ADVISE */
+    QP_ADVISED,    /* after ADVISE */
+    QP_DISCARDING, /* after the first POSTCOPY_RAM_DISCARD */
+    QP_LISTENING,  /* after POSTCOPY_LISTEN: pages load in postcopy mode */
+    QP_RUNNING     /* after POSTCOPY_RUN */
+};
+
+/* Free the decoder state (qemu_main.c; qemu_preempt.c shares it). */
+void ms_q_free_state(ms_reader *r);
+
 /* Walk the current section's payload blind until its footer. */
 void ms_q_start_scan(q_state *st, int vfio);
 
@@ -190,6 +216,9 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev);
 int ms_q_read_vmstate(ms_reader *r, ms_event *ev);
 int ms_q_read_ram(ms_reader *r, ms_event *ev);          /* qemu_ram.c */
 int ms_q_read_vfio(ms_reader *r, ms_event *ev);         /* qemu_vfio.c */
+/* A preempt channel names a block its own list lacks (st->name): learn it
+ * (qemu_preempt.c).  Returns its index, or -1 with the error recorded. */
+int ms_q_preempt_block(ms_reader *r);
 int ms_q_read_vfio_data(ms_reader *r, ms_event *ev);
 
 #endif

@@ -254,6 +254,8 @@ static int read_config(ms_reader *r, ms_event *ev)
                 c->cap_x_ignore_shared = st->cap_ignore_shared = 1;
             else if (strcmp(st->name, "mapped-ram") == 0)
                 c->cap_mapped_ram = st->cap_mapped_ram = 1;
+            else if (strcmp(st->name, "postcopy-preempt") == 0)
+                c->cap_postcopy_preempt = 1;
             st->u32a--;
             st->step = 8;
         }
@@ -482,11 +484,14 @@ static int q_finish(ms_reader *r)
                    where);
 }
 
-static void q_destroy(ms_reader *r)
+static void q_destroy(ms_reader *r) { ms_q_free_state(r); }
+
+void ms_q_free_state(ms_reader *r)
 {
     q_state *st = QST(r);
     if (!st)
         return;
+    ms_free(ALLOC(r), st->discard_args);
     ms_free(ALLOC(r), st->secs);
     ms_u32map_free(ALLOC(r), &st->secmap);
     ms_free(ALLOC(r), st->blocks);

@@ -508,13 +508,26 @@ static int read_record_kind(ms_reader *r, ms_event *ev, uint32_t kinds)
             st->seen_flush = 1;
         if (kinds == MS_RAM_MULTIFD_FLUSH || !st->seen_flush)
             st->epoch++;
+        /* QEMU writes markers as the bare flag: address bits set are
+         * damage its loader would not notice */
+        if (st->u64a)
+            return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
+                           "%s marker with address bits 0x%llx (QEMU writes "
+                           "0)",
+                           kinds == MS_RAM_EOS ? "EOS" : "MULTIFD_FLUSH",
+                           (unsigned long long)st->u64a);
         if (kinds == MS_RAM_EOS)
-            st->stage = QS_FOOTER;
+            st->stage = st->preempt ? QS_DONE : QS_FOOTER;
         return MS_NEXT_EVENT;
     }
     if (kinds == MS_RAM_HOOK)
         return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                        "RAM_SAVE_FLAG_HOOK: RDMA streams are not supported");
+    if (kinds == MS_RAM_XBZRLE &&
+        (st->postcopy_state >= QP_LISTENING || st->preempt))
+        return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
+                       "XBZRLE page while postcopy runs: QEMU's postcopy "
+                       "loader does not take XBZRLE");
     return RECORD_IS_PAGE;
 }
 
@@ -629,9 +642,12 @@ int ms_q_read_ram(ms_reader *r, ms_event *ev)
         if ((t = ms_q_take_counted(r, RS_NAME, "RAM block name")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         int idx;
-        if (!block_named(st, st->name, &idx))
-            return MS_FAIL(r, MS_ERR_RAM, st->rec_off + 8,
-                           "page for unknown RAM block \"%s\"", st->name);
+        if (!block_named(st, st->name, &idx) &&
+            (!st->preempt || (idx = ms_q_preempt_block(r)) < 0))
+            return st->preempt ? MS_NEXT_ERROR
+                               : MS_FAIL(r, MS_ERR_RAM, st->rec_off + 8,
+                                         "page for unknown RAM block \"%s\"",
+                                         st->name);
         st->cur_block = idx;
         st->step = RS_PAGE_CHECK;
     }

@@ -128,9 +128,12 @@ static int enter_payload(ms_reader *r, ms_event *ev)
             st->stage = QS_VMSTATE;
             return MS_GO_ON;
         }
-        why = r->vmdesc ? "the JSON trailer does not describe this device"
-                        : "no JSON trailer was given before the stream "
-                          "(VMState fields need it)";
+        why = !r->vmdesc ? "no JSON trailer was given before the stream "
+                           "(VMState fields need it)"
+              : r->vmdesc_borrowed
+                  ? "the JSON trailer taken from another stream does not "
+                    "describe this device"
+                  : "the JSON trailer does not describe this device";
     } else {
         why = "no decoder for this iterable device's payload";
     }
@@ -195,6 +198,20 @@ int ms_q_read_footer(ms_reader *r, ms_event *ev)
     int t = ms_rd_take_reserved(r, 5, &p);
     if (t <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+    if ((p[0] != Q_FOOTER || ms_be32(p + 1) != st->cur->id) &&
+        r->vmdesc_borrowed && st->cur->kind == QK_OTHER) {
+        /* Fields described by another stream's trailer ended before this
+         * section's payload does (a device whose state differs in size
+         * between the two machines): walk on blind to the footer. */
+        ms_rd_untake(r);
+        snprintf(st->why_buf, sizeof st->why_buf,
+                 "the JSON trailer taken from another stream describes "
+                 "fewer bytes than this section holds (no footer at %llu)",
+                 (unsigned long long)off);
+        ms_q_start_scan(st, 0);
+        st->scan_why = st->why_buf;
+        return MS_GO_ON;
+    }
     if (p[0] != Q_FOOTER)
         return MS_FAIL(r, MS_ERR_FOOTER, off,
                        "section %u (%s): expected footer 0x7e, found 0x%02x",
@@ -354,9 +371,20 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint32_t version = ms_be32(p);
-        if (vms_walk_subsection(&st->walk, st->name, version) < 0)
-            return MS_FAIL(r, MS_ERR_VMSTATE, st->rec_off, "%s: %s",
-                           st->cur->idstr, st->walk.detail);
+        if (vms_walk_subsection(&st->walk, st->name, version) < 0) {
+            if (!r->vmdesc_borrowed)
+                return MS_FAIL(r, MS_ERR_VMSTATE, st->rec_off, "%s: %s",
+                               st->cur->idstr, st->walk.detail);
+            /* QEMU's trailer lists only the subsections it sent: another
+             * stream's may lack one this stream has.  Walk on blind. */
+            snprintf(st->why_buf, sizeof st->why_buf,
+                     "the JSON trailer taken from another stream lacks "
+                     "subsection \"%.80s\" (version %u)",
+                     st->name, version);
+            ms_q_start_scan(st, 0);
+            st->scan_why = st->why_buf;
+            return MS_GO_ON;
+        }
         st->step = 0;
         ev->kind = MS_EV_SUBSECTION;
         ev->offset = st->rec_off;

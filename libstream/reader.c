@@ -58,6 +58,14 @@ int ms_reader_set_vmdesc(ms_reader *r, const char *json, size_t len)
     return 0;
 }
 
+int ms_reader_borrow_vmdesc(ms_reader *r, const char *json, size_t len)
+{
+    if (ms_reader_set_vmdesc(r, json, len) < 0)
+        return -1;
+    r->vmdesc_borrowed = 1;
+    return 0;
+}
+
 int ms_reader_input(ms_reader *r, const void *buf, size_t len)
 {
     if (r->err.code)
@@ -266,6 +274,9 @@ static int select_framing(ms_reader *r)
     case MS_FORMAT_QEMU_MULTIFD:
         r->ops = &ms_qemu_multifd_ops;
         return ms_qemu_multifd_init(r) < 0 ? -1 : 1;
+    case MS_FORMAT_QEMU_PREEMPT:
+        r->ops = &ms_qemu_preempt_ops;
+        return ms_qemu_preempt_init(r) < 0 ? -1 : 1;
     case MS_FORMAT_PAYLOAD:
         return ms_payload_select(r);
     default:

@@ -20,6 +20,8 @@ struct ms_reader {
     ms_error_info err;
     const ms_framing_ops *ops; /* NULL until the format is known */
     struct vms_desc *vmdesc;   /* QEMU JSON trailer given by the caller */
+    int vmdesc_borrowed;       /* ... taken from another stream: what it
+                                  lacks is walked blind, not an error */
     void *framing;             /* the framing decoder's own state */
 
     const uint8_t *in; /* current input slice */
@@ -174,5 +176,7 @@ int ms_qemu_main_init(ms_reader *r);
 int ms_libvirt_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_multifd_ops;
 int ms_qemu_multifd_init(ms_reader *r);
+extern const ms_framing_ops ms_qemu_preempt_ops;
+int ms_qemu_preempt_init(ms_reader *r);
 
 #endif

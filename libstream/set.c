@@ -128,6 +128,10 @@ struct ms_set {
     int main_flush_seen;
     const char *comp; /* compression of the first packet with pages */
     int device_state;
+    /* postcopy: the main stream advised postcopy-ram (POSTCOPY_ADVISE with
+     * arguments); the postcopy-preempt channel, if given */
+    int postcopy_ram;
+    uint32_t preempts, preempt_slot;
     struct qblock {
         char name[256];
         uint64_t used_length;
@@ -326,7 +330,13 @@ static int observe_qemu_header(ms_set *s, uint32_t slot, set_channel *c,
                         "a QEMU stream file among migstream files");
     s->is_qemu = 1;
     c->qblock = -1;
-    if (h->format != MS_FORMAT_QEMU_MULTIFD) {
+    if (h->format == MS_FORMAT_QEMU_PREEMPT) {
+        if (s->preempts++)
+            return set_fail(s, MS_ERR_CHANNEL_SET, slot, 0,
+                            "a second postcopy-preempt channel; a migration "
+                            "has one");
+        s->preempt_slot = slot;
+    } else if (h->format != MS_FORMAT_QEMU_MULTIFD) {
         if (s->mains++)
             return set_fail(s, MS_ERR_CHANNEL_SET, slot, 0,
                             "a second QEMU main channel (QEVM); a migration "
@@ -975,6 +985,29 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
     return 0;
 }
 
+/* A page of the postcopy-preempt channel: its block must be one the main
+ * stream listed, and the page inside it. */
+static int observe_preempt_page(ms_set *s, uint32_t slot, const ms_event *ev)
+{
+    if (!s->nqblocks)
+        return 0; /* no main stream read yet: finish_qemu says so */
+    int i = qemu_block(s, ev->u.ram.block);
+    if (i < 0)
+        return set_fail(s, MS_ERR_RAM, slot, ev->offset,
+                        "preempt-channel page for RAM block \"%s\", which "
+                        "the main stream's block list does not have",
+                        ev->u.ram.block);
+    const struct qblock *b = &s->qblocks[i];
+    if (ev->u.ram.offset > b->used_length ||
+        b->used_length - ev->u.ram.offset < ev->u.ram.page_size)
+        return set_fail(s, MS_ERR_RAM, slot, ev->offset,
+                        "preempt-channel page at 0x%llx outside RAM block "
+                        "\"%s\" (0x%llx bytes)",
+                        (unsigned long long)ev->u.ram.offset, b->name,
+                        (unsigned long long)b->used_length);
+    return 0;
+}
+
 static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
 {
     set_channel *c = &s->chans[slot];
@@ -1026,7 +1059,13 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
             s->main_syncs++;
         }
         return 0;
+    case MS_EV_COMMAND:
+        if (ev->u.command.cmd == 3 && ev->u.command.len)
+            s->postcopy_ram = 1; /* POSTCOPY_ADVISE for RAM */
+        return 0;
     case MS_EV_RAM_PAGE:
+        if (c->hdr.format == MS_FORMAT_QEMU_PREEMPT)
+            return observe_preempt_page(s, slot, ev);
         if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD && c->qblock >= 0) {
             const struct qblock *b = &s->qblocks[c->qblock];
             if (ev->u.ram.offset > b->used_length ||
@@ -1088,6 +1127,15 @@ static int check_packet_numbers(ms_set *s)
 
 static int finish_qemu(ms_set *s)
 {
+    if (s->preempts && !s->mains)
+        return set_fail(s, MS_ERR_CHANNEL_SET, s->preempt_slot, 0,
+                        "a postcopy-preempt channel but no main channel "
+                        "(QEVM): its pages cannot be checked");
+    if (s->preempts && !s->postcopy_ram)
+        return set_fail(s, MS_ERR_CHANNEL_SET, s->preempt_slot, 0,
+                        "a postcopy-preempt channel, but the main stream "
+                        "never advised postcopy-ram (no POSTCOPY_ADVISE with "
+                        "arguments)");
     if (s->mfd_count && !s->mains)
         return set_fail(s, MS_ERR_CHANNEL_SET, NO_CHANNEL, 0,
                         "%u multifd channel file%s but no main channel "

@@ -461,9 +461,11 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
         if (ev->u.config.has_page_bits)
             fprintf(o, " page-bits %u", ev->u.config.page_bits);
         if (ev->u.config.capability_count)
-            fprintf(o, " capabilities %u%s%s", ev->u.config.capability_count,
+            fprintf(o, " capabilities %u%s%s%s", ev->u.config.capability_count,
                     ev->u.config.cap_x_ignore_shared ? " x-ignore-shared" : "",
-                    ev->u.config.cap_mapped_ram ? " mapped-ram" : "");
+                    ev->u.config.cap_mapped_ram ? " mapped-ram" : "",
+                    ev->u.config.cap_postcopy_preempt ? " postcopy-preempt"
+                                                      : "");
         if (ev->u.config.has_uuid) {
             tool_hex(hex, ev->u.config.uuid, 16);
             fprintf(o, " uuid %s", hex);
@@ -494,6 +496,19 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
             fprintf(o, " 0x%" PRIx64, ev->u.command.value);
         if (ev->u.command.cmd == 7)
             fprintf(o, " %" PRIu64 " bytes", ev->u.command.value);
+        if (ev->u.command.cmd == 3 && ev->u.command.len)
+            fprintf(o, " page-size summary 0x%" PRIx64 " target page 0x%" PRIx64,
+                    ev->u.command.page_size_summary,
+                    ev->u.command.target_page_size);
+        if (ev->u.command.block)
+            fprintf(o, " %s", ev->u.command.block);
+        if (ev->u.command.cmd == 6)
+            fprintf(o, ": %u range%s", ev->u.command.discard_ranges,
+                    ev->u.command.discard_ranges == 1 ? "" : "s");
+        break;
+    case MS_EV_RAM_DISCARD:
+        fprintf(o, "%s 0x%" PRIx64 " +0x%" PRIx64, ev->u.discard.block,
+                ev->u.discard.start, ev->u.discard.length);
         break;
     case MS_EV_RAM_BLOCK:
         fprintf(o, "%s 0x%" PRIx64 " bytes", ev->u.ram.block,
@@ -747,6 +762,28 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                 ev->u.command.nesting);
         if (ev->u.command.cmd == 2 || ev->u.command.cmd == 7)
             fprintf(o, ",\"value\":%" PRIu64, ev->u.command.value);
+        if (ev->u.command.cmd == 3 && ev->u.command.len)
+            fprintf(o,
+                    ",\"page_size_summary\":%" PRIu64
+                    ",\"target_page_size\":%" PRIu64,
+                    ev->u.command.page_size_summary,
+                    ev->u.command.target_page_size);
+        if (ev->u.command.block) {
+            fputs(",\"block\":", o);
+            tool_json_string(o, ev->u.command.block,
+                             strlen(ev->u.command.block));
+        }
+        if (ev->u.command.cmd == 6)
+            fprintf(o, ",\"ranges\":%u", ev->u.command.discard_ranges);
+        if (ev->u.command.postcopy_state)
+            fprintf(o, ",\"postcopy_state\":\"%s\"",
+                    ev->u.command.postcopy_state);
+        break;
+    case MS_EV_RAM_DISCARD:
+        fputs(",\"block\":", o);
+        tool_json_string(o, ev->u.discard.block, strlen(ev->u.discard.block));
+        fprintf(o, ",\"start\":%" PRIu64 ",\"length\":%" PRIu64,
+                ev->u.discard.start, ev->u.discard.length);
         break;
     case MS_EV_RAM_BLOCK:
         fputs(",\"block\":", o);

@@ -19,9 +19,18 @@
  * GiB of guest RAM with 4 KiB pages -- plus 1 bit per page (32 KiB per
  * GiB) for a block that had XBZRLE pages.
  *
+ * Postcopy: a POSTCOPY_RAM_DISCARD range drops pages the destination
+ * already had (they read as zero again -- holes punched into the block
+ * file, which stays sparse) until a later page record rewrites them; a
+ * discard ranks like a main-channel write of its epoch, so it clears what
+ * came before it and nothing after.  Pages of a postcopy-preempt channel
+ * are sent once, after every discard, and always apply.
+ *
  * Extraction runs on the same reader/set pass as migstream-verify
  * (tool_run), so an invalid stream still yields everything decoded before
  * the problem, the problem line, and exit status 1. */
+/* fallocate(FALLOC_FL_PUNCH_HOLE): discarded pages become holes again */
+#define _GNU_SOURCE
 #include <getopt.h>
 #include <inttypes.h>
 
@@ -289,8 +298,11 @@ typedef struct ram_block {
     page_rank *rank;  /* npages: the held write's rank */
     uint8_t *xbz;     /* npages bits, once an XBZRLE page came: the held
                          write was decoded against the page as it was */
+    uint8_t *disc;    /* npages bits, once a discard came: the held rank
+                         is a discard's, not a write's */
     uint64_t pages, zero_pages, xbzrle_pages;
     uint64_t superseded; /* writes a newer version replaced or skipped */
+    uint64_t discarded;  /* pages a postcopy discard cleared */
 } ram_block;
 
 /* One migstream v1 image of the selected device (chunks or packets). */
@@ -437,6 +449,23 @@ static ram_block *find_block(extract_ctx *x, const char *name)
     return NULL;
 }
 
+/* A per-page bitmap (when it exists) from `old` to `n` pages. */
+static int resize_bits(uint8_t **bits, uint64_t old_n, uint64_t n)
+{
+    if (!*bits)
+        return 0;
+    size_t old = (size_t)((old_n + 7) / 8), want = (size_t)((n + 7) / 8);
+    uint8_t *m = realloc(*bits, want ? want : 1);
+    if (!m)
+        return -1;
+    if (want > old)
+        memset(m + old, 0, want - old);
+    if (n % 8) /* bits past the last page stay clear */
+        m[want - 1] &= (uint8_t)((1u << (n % 8)) - 1);
+    *bits = m;
+    return 0;
+}
+
 /* (Re)size the per-page tables of a block to n pages; new pages are
  * unwritten.  0, or -1 when memory is short (the old tables stay). */
 static int resize_ranks(ram_block *b, uint64_t n)
@@ -454,17 +483,9 @@ static int resize_ranks(ram_block *b, uint64_t n)
     if (!r)
         return -1;
     b->rank = r;
-    if (b->xbz) {
-        size_t old = (size_t)((b->npages + 7) / 8), want = (size_t)((n + 7) / 8);
-        uint8_t *m = realloc(b->xbz, want ? want : 1);
-        if (!m)
-            return -1;
-        if (want > old)
-            memset(m + old, 0, want - old);
-        if (n % 8) /* bits past the last page stay clear */
-            m[want - 1] &= (uint8_t)((1u << (n % 8)) - 1);
-        b->xbz = m;
-    }
+    if (resize_bits(&b->xbz, b->npages, n) < 0 ||
+        resize_bits(&b->disc, b->npages, n) < 0)
+        return -1;
     b->npages = n;
     return 0;
 }
@@ -566,6 +587,10 @@ static page_rank make_rank(uint32_t epoch, int multifd, uint64_t packet_num)
     return e << 32 | src;
 }
 
+/* Pages of a postcopy-preempt channel: each is sent once, once postcopy
+ * runs (after every discard and every precopy page), so it always wins. */
+#define PREEMPT_RANK UINT64_MAX
+
 static int xbz_test(const ram_block *b, uint64_t i)
 {
     return b->xbz && (b->xbz[i / 8] >> (i % 8) & 1);
@@ -590,11 +615,115 @@ static void unknown_block(extract_ctx *x, size_t file, const ms_event *ev)
                 ev->offset, why);
 }
 
+/* The block's page tables, sized for pages of `psize` bytes at its first
+ * page or discard.  0, or -1 (reported). */
+static int block_pages(extract_ctx *x, size_t file, ram_block *b,
+                       uint32_t psize, uint64_t at)
+{
+    if (psize > MAX_PAGE_SIZE || (psize & (psize - 1))) {
+        own_problem(x, file, MS_ERR_RAM, at, "page size unusable");
+        return -1;
+    }
+    if (!b->psize) {
+        b->psize = psize;
+        if (resize_ranks(b, b->used_length / psize +
+                                (b->used_length % psize != 0)) < 0) {
+            b->psize = 0;
+            io_fail(x, "page table", ENOMEM);
+            return -1;
+        }
+    } else if (psize != b->psize) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "page of %u bytes in RAM block \"%.64s\", whose pages "
+                 "were %u bytes so far",
+                 psize, b->name, b->psize);
+        own_problem(x, file, MS_ERR_RAM, at, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Make pages [first, first + n) of the block read as zero: a hole punched
+ * into the file, or zeros written where the file system cannot punch. */
+static void clear_pages(extract_ctx *x, ram_block *b, uint64_t first,
+                        uint64_t n)
+{
+    int fd = block_fd(x, b);
+    if (fd < 0)
+        return;
+    uint64_t off = first * b->psize, len = n * b->psize;
+    if (off + len > b->used_length)
+        len = b->used_length - off;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                  (off_t)len) == 0)
+        return;
+    memset(x->page, 0, b->psize);
+    for (uint64_t k = 0; k < n && !x->failed_io; k++)
+        ram_write(x, b, x->page, b->psize, off + k * b->psize);
+}
+
+/* One POSTCOPY_RAM_DISCARD range: pages whose held write ranks at or below
+ * the discard are cleared, and every page of the range then holds the
+ * discard's rank, so only writes after it apply. */
+static void ram_discard(extract_ctx *x, size_t file, const ms_event *ev)
+{
+    const ms_discard_info *d = &ev->u.discard;
+    ram_block *b = find_block(x, d->block);
+    if (!b) {
+        char why[320];
+        snprintf(why, sizeof why,
+                 "discard for RAM block \"%.256s\", which no block list has",
+                 d->block);
+        own_problem(x, file, MS_ERR_RAM, ev->offset, why);
+        return;
+    }
+    if (block_pages(x, file, b, d->page_size, ev->offset) < 0)
+        return;
+    uint64_t first = d->start / b->psize, n = d->length / b->psize;
+    if (d->start % b->psize || d->length % b->psize || first > b->npages ||
+        n > b->npages - first) {
+        own_problem(x, file, MS_ERR_RAM, ev->offset,
+                    "discard range outside its RAM block's file");
+        return;
+    }
+    page_rank rank = make_rank(d->epoch, 0, 0);
+    if (!b->disc && !(b->disc = calloc((size_t)((b->npages + 7) / 8), 1))) {
+        io_fail(x, "page table", ENOMEM);
+        return;
+    }
+    uint64_t run = 0, run_len = 0;
+    for (uint64_t i = first; i < first + n; i++) {
+        int clear = b->rank[i] && b->rank[i] <= rank;
+        if (clear) {
+            if (!run_len)
+                run = i;
+            run_len++;
+            b->discarded++;
+            if (b->xbz)
+                b->xbz[i / 8] &= (uint8_t)~(1u << (i % 8));
+        } else if (run_len) {
+            clear_pages(x, b, run, run_len);
+            run_len = 0;
+        }
+        if (b->rank[i] <= rank) {
+            b->rank[i] = rank;
+            b->disc[i / 8] |= (uint8_t)(1u << (i % 8));
+        }
+    }
+    if (run_len)
+        clear_pages(x, b, run, run_len);
+}
+
 static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
 {
     const ms_ram_info *r = &ev->u.ram;
     if (ev->kind == MS_EV_RAM_BLOCK) {
         add_block(x, r->block, r->used_length);
+        return;
+    }
+    if (ev->kind == MS_EV_RAM_DISCARD) {
+        ram_discard(x, file, ev);
         return;
     }
     if (ev->kind != MS_EV_RAM_PAGE || !r->block)
@@ -606,27 +735,8 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
     }
     int multifd = x->format[file] == MS_FORMAT_QEMU_MULTIFD;
     uint32_t psize = r->page_size ? r->page_size : DEFAULT_PAGE_SIZE;
-    if (psize > MAX_PAGE_SIZE || (psize & (psize - 1))) {
-        own_problem(x, file, MS_ERR_RAM, ev->offset, "page size unusable");
+    if (block_pages(x, file, b, psize, ev->offset) < 0)
         return;
-    }
-    if (!b->psize) {
-        b->psize = psize;
-        if (resize_ranks(b, b->used_length / psize +
-                                (b->used_length % psize != 0)) < 0) {
-            b->psize = 0;
-            io_fail(x, "page table", ENOMEM);
-            return;
-        }
-    } else if (psize != b->psize) {
-        char why[160];
-        snprintf(why, sizeof why,
-                 "page of %u bytes in RAM block \"%.64s\", whose pages "
-                 "were %u bytes so far",
-                 psize, b->name, b->psize);
-        own_problem(x, file, MS_ERR_RAM, ev->offset, why);
-        return;
-    }
     /* The decoder checked the offset against the block, but a block
      * listed again (another file) may be shorter now. */
     uint64_t span =
@@ -639,7 +749,9 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
         return;
     }
     uint64_t i = r->offset / psize;
-    page_rank rank = make_rank(r->epoch, multifd, r->packet_num);
+    page_rank rank = x->format[file] == MS_FORMAT_QEMU_PREEMPT
+                         ? PREEMPT_RANK
+                         : make_rank(r->epoch, multifd, r->packet_num);
     page_rank held = b->rank[i];
     switch (r->record) {
     case MS_RAM_PAGE:
@@ -667,8 +779,11 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
         }
         return;
     }
-    if (held)
+    int after_discard = b->disc && (b->disc[i / 8] >> (i % 8) & 1);
+    if (held && !after_discard)
         b->superseded++; /* the held write is replaced */
+    if (after_discard)
+        b->disc[i / 8] &= (uint8_t)~(1u << (i % 8));
     switch (r->record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE:
@@ -1086,9 +1201,11 @@ static void report(extract_ctx *x)
         block_path(x, b, path, sizeof path);
         printf("%s: block %s, %" PRIu64 " bytes, %" PRIu64 " pages, %" PRIu64
                " zero pages, %" PRIu64 " xbzrle pages, %" PRIu64
-               " superseded\n",
+               " superseded%s",
                path, b->name, b->used_length, b->pages, b->zero_pages,
-               b->xbzrle_pages, b->superseded);
+               b->xbzrle_pages, b->superseded, b->discarded ? ", " : "\n");
+        if (b->discarded)
+            printf("%" PRIu64 " discarded\n", b->discarded);
     }
     if (x->dev_idstr)
         printf("%s: device %s, %" PRIu64 " bytes%s%s\n", x->out_path,
@@ -1235,6 +1352,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < x.nblocks; i++) {
         free(x.blocks[i].rank);
         free(x.blocks[i].xbz);
+        free(x.blocks[i].disc);
     }
     free(x.blocks);
     free(x.images);

@@ -85,6 +85,9 @@ typedef struct workload {
     const char *multifd_only; /* first option only --multifd takes */
     const char *not_multifd;  /* first option --multifd refuses */
     int mapped_ram;           /* --mapped-ram: a mapped-ram file */
+    /* --qemu BASE --postcopy: BASE rewritten as a postcopy migration */
+    int postcopy;
+    const char *preempt_file; /* --preempt FILE: its preempt channel */
 } workload;
 
 /* One channel's output file. */
@@ -500,6 +503,19 @@ static void usage(FILE *out)
 "                      multifd + mapped-ram does.  --ram-size,\n"
 "                      --ram-passes, --seed and --expect-dir (DIR/ram and\n"
 "                      DIR/ram-K.bin, as above) apply\n"
+"       " PROG " --qemu BASE.mig --postcopy [--preempt FILE] -o OUT.mig\n"
+"                      BASE (a precopy QEMU main stream) as a postcopy\n"
+"                      migration: OPEN_RETURN_PATH, PING, POSTCOPY_ADVISE,\n"
+"                      BASE's block list, precopy pages, a DISCARD per\n"
+"                      block, PACKAGED{LISTEN, BASE's device sections,\n"
+"                      PING, RUN}, the postcopy pages (every discarded page\n"
+"                      that had been sent, and more), EOF, no JSON trailer.\n"
+"                      No VFIO devices (QEMU refuses postcopy with VFIO).\n"
+"                      --seed applies, and:\n"
+"  --preempt FILE        also a postcopy-preempt channel: a third of the\n"
+"                        postcopy pages go there, then EOS\n"
+"  --expect-dir DIR      the RAM the destination ends with: DIR/ram\n"
+"                        (K USED_LENGTH NAME per block) and DIR/ram-K.bin\n"
 "  -h, --help            this help\n"
 "  -V, --version         the version\n", out);
 }
@@ -600,7 +616,7 @@ static int is_text_option(const char *name)
            strcmp(name, "--qemu") == 0 || strcmp(name, "--expect-dir") == 0 ||
            strcmp(name, "--compress-multifd") == 0 ||
            strcmp(name, "--qemu-version") == 0 || strcmp(name, "--uuid") == 0 ||
-           strcmp(name, "--raw") == 0;
+           strcmp(name, "--raw") == 0 || strcmp(name, "--preempt") == 0;
 }
 
 /* Options only the --multifd mode takes (besides --multifd itself): the
@@ -692,6 +708,8 @@ static int set_text(workload *wl, const char *name, const char *value)
         wl->expect_dir = value;
     } else if (strcmp(name, "--raw") == 0) {
         wl->raw_file = value;
+    } else if (strcmp(name, "--preempt") == 0) {
+        wl->preempt_file = value;
     } else if (strcmp(name, "--compress-multifd") == 0) {
         if (strcmp(value, "none") == 0)
             wl->multifd_comp = 0;
@@ -846,6 +864,10 @@ static int parse_args(int argc, char **argv, workload *wl)
             wl->mapped_ram = 1;
             continue;
         }
+        if (strcmp(arg, "--postcopy") == 0) {
+            wl->postcopy = 1;
+            continue;
+        }
         if (strcmp(arg, "--switchover-ack") == 0) {
             wl->switchover_ack = 1;
             if (!wl->not_multifd)
@@ -888,6 +910,12 @@ static int parse_args(int argc, char **argv, workload *wl)
     }
     if (wl->mapped_ram)
         return check_mapped_ram_args(wl);
+    if ((wl->postcopy || wl->preempt_file) &&
+        (!wl->qemu_base || wl->multifd || !wl->out_dir || wl->to_stdout ||
+         !wl->postcopy || wl->switchover_ack))
+        return usage_error("--postcopy needs --qemu BASE.mig -o OUT.mig "
+                           "(no --multifd, --stdout, --switchover-ack); "
+                           "--preempt needs --postcopy");
     if (wl->multifd)
         return check_multifd_args(wl);
     if (wl->multifd_only)
@@ -3395,6 +3423,464 @@ out:
     return status;
 }
 
+/* ---- --postcopy: BASE as a postcopy migration ------------------------------
+ *
+ *   BASE header + CONFIGURATION
+ *   OPEN_RETURN_PATH, PING 1, POSTCOPY_ADVISE (page size, page size)
+ *   BASE's ram START (block list)
+ *   ram PART: precopy pages (random pages of every block, some zero)
+ *   [SWITCHOVER_START when BASE has one: a QEMU >= 10.0 destination]
+ *   POSTCOPY_RAM_DISCARD per block (<= 12 ranges each), PING 2
+ *   PACKAGED { POSTCOPY_LISTEN, BASE's device sections, PING 3, RUN }
+ *   PING 4, ram PART: postcopy pages, ram END: more, EOS; EOF; no trailer
+ *   [--preempt FILE: every third postcopy page instead, then EOS]
+ *
+ * In postcopy each page goes once (QEMU clears its dirty bit when it sends
+ * it); every discarded page that had been sent is sent again, as QEMU
+ * does (it discards exactly the dirty pages it already sent). */
+
+#define PC_MAX_DISCARDS 12 /* ranges per POSTCOPY_RAM_DISCARD (QEMU's) */
+
+typedef struct pc_block {
+    char name[256];
+    uint64_t len;
+    int last_pre, last_post; /* CONTINUE bookkeeping per channel */
+} pc_block;
+
+/* A page the migration wrote or discarded, and what it holds at the end:
+ * zero, or rng_bytes from `seed`. */
+typedef struct pc_page {
+    uint32_t block;
+    uint64_t index;
+    uint64_t seed; /* 0: zero */
+    int sent_pre, discarded, sent_post;
+} pc_page;
+
+typedef struct pc_synth {
+    const workload *wl;
+    const uint8_t *base;
+    size_t base_len;
+    uint64_t config_end, start_off, start_end, dev_off, dev_end;
+    uint32_t ram_id, page_size;
+    int switchover; /* BASE has SWITCHOVER_START */
+    pc_block *blocks;
+    size_t nblocks;
+    pc_page *pages;
+    size_t npages, pagecap;
+    uint64_t rng;
+    FILE *out, *pre;
+    int err;
+    int cur_main, cur_pre; /* block of the previous record per channel */
+    uint8_t *buf;
+} pc_synth;
+
+static void pc_put(pc_synth *p, FILE *f, const void *b, size_t n)
+{
+    if (!p->err && n && fwrite(b, 1, n, f) != n)
+        p->err = errno ? errno : EIO;
+}
+
+static void pc_be(pc_synth *p, FILE *f, uint64_t v, unsigned bytes)
+{
+    uint8_t b[8];
+    for (unsigned i = 0; i < bytes; i++)
+        b[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+    pc_put(p, f, b, bytes);
+}
+
+static void pc_cmd(pc_synth *p, uint16_t cmd, const void *args, uint16_t len)
+{
+    pc_be(p, p->out, 0x08, 1);
+    pc_be(p, p->out, cmd, 2);
+    pc_be(p, p->out, len, 2);
+    pc_put(p, p->out, args, len);
+}
+
+static void pc_ping(pc_synth *p, uint32_t v)
+{
+    uint8_t a[4];
+    put_be32(a, v);
+    pc_cmd(p, 2, a, 4);
+}
+
+static int pc_base_event(pc_synth *p, const ms_event *ev)
+{
+    switch (ev->kind) {
+    case MS_EV_CONFIGURATION:
+        p->config_end = ev->offset + ev->length;
+        if (ev->u.config.has_page_bits)
+            p->page_size = 1u << ev->u.config.page_bits;
+        break;
+    case MS_EV_COMMAND:
+        if (ev->u.command.cmd == QCMD_PACKAGED || ev->u.command.cmd == 3)
+            return 1; /* already postcopy */
+        if (ev->u.command.cmd == QCMD_SWITCHOVER_START)
+            p->switchover = 1;
+        break;
+    case MS_EV_SECTION:
+        if (strcmp(ev->u.section.idstr, "ram") == 0 &&
+            ev->u.section.type == MS_QSEC_START) {
+            p->start_off = ev->offset;
+            p->ram_id = ev->u.section.section_id;
+        }
+        break;
+    case MS_EV_RAM_BLOCK: {
+        pc_block *n = realloc(p->blocks, (p->nblocks + 1) * sizeof *n);
+        if (!n)
+            return -1;
+        p->blocks = n;
+        memset(&n[p->nblocks], 0, sizeof *n);
+        snprintf(n[p->nblocks].name, 256, "%s", ev->u.ram.block);
+        n[p->nblocks++].len = ev->u.ram.used_length;
+        break;
+    }
+    case MS_EV_SECTION_FOOTER:
+        if (strcmp(ev->u.section.idstr, "ram") != 0)
+            break;
+        if (ev->u.section.type == MS_QSEC_START)
+            p->start_end = ev->offset + 5;
+        if (ev->u.section.type == MS_QSEC_END)
+            p->dev_off = ev->offset + 5;
+        break;
+    case MS_EV_QEMU_EOF: p->dev_end = ev->offset; break;
+    default: break;
+    }
+    return 0;
+}
+
+/* Read BASE: its configuration, block list, ram START, the device
+ * sections between the ram END and EOF. */
+static int pc_read_base(pc_synth *p)
+{
+    qemu_base b = {.path = p->wl->qemu_base};
+    int fd = open(b.path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) {
+        int err = fd < 0 ? errno : st.st_size ? errno : EINVAL;
+        if (fd >= 0)
+            close(fd);
+        return io_error(b.path, err);
+    }
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return io_error(b.path, errno);
+    p->base = b.bytes = m;
+    p->base_len = b.len = (size_t)st.st_size;
+    p->page_size = 4096;
+    ms_reader *r = base_reader(&b);
+    if (!r)
+        return TOOL_USAGE;
+    ms_event ev;
+    int rc = ms_reader_input(r, m, b.len) < 0 ? MS_NEXT_ERROR : MS_NEXT_EVENT;
+    int bad = 0;
+    while (rc == MS_NEXT_EVENT && !bad)
+        if ((rc = ms_reader_next(r, &ev)) == MS_NEXT_EVENT)
+            bad = pc_base_event(p, &ev);
+    int status = TOOL_OK;
+    if (bad < 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        status = TOOL_USAGE;
+    } else if (bad) {
+        status = base_problem(&b, ev.offset, MS_ERR_FORMAT_UNSUPPORTED,
+                              "BASE is already postcopy: --postcopy needs a "
+                              "precopy base stream");
+    } else if (rc == MS_NEXT_ERROR || ms_reader_finish(r) < 0) {
+        tool_print_problem(stderr, b.path, ms_reader_error(r));
+        status = TOOL_INVALID;
+    } else if (!p->start_end || !p->dev_off || !p->dev_end ||
+               p->dev_off > p->dev_end || !p->nblocks) {
+        status = base_problem(&b, b.len, MS_ERR_SECTION,
+                              "BASE needs a ram START with blocks, a ram "
+                              "END and the EOF record after it");
+    }
+    ms_reader_free(r);
+    return status;
+}
+
+/* The page record of `index` in the page table, created as needed. */
+static pc_page *pc_page_of(pc_synth *p, uint32_t block, uint64_t index)
+{
+    for (size_t i = 0; i < p->npages; i++)
+        if (p->pages[i].block == block && p->pages[i].index == index)
+            return &p->pages[i];
+    if (p->npages == p->pagecap) {
+        size_t cap = p->pagecap ? p->pagecap * 2 : 256;
+        pc_page *n = realloc(p->pages, cap * sizeof *n);
+        if (!n)
+            return NULL;
+        p->pages = n;
+        p->pagecap = cap;
+    }
+    pc_page *g = &p->pages[p->npages++];
+    memset(g, 0, sizeof *g);
+    g->block = block;
+    g->index = index;
+    return g;
+}
+
+/* One page record on the main channel or the preempt file: ZERO when the
+ * page's seed is 0, else PAGE with its bytes. */
+static void pc_record(pc_synth *p, FILE *f, int *cur, const pc_page *g)
+{
+    const pc_block *b = &p->blocks[g->block];
+    uint64_t v = g->index * p->page_size | (g->seed ? 0x08 : 0x02);
+    int cont = *cur == (int)g->block;
+    pc_be(p, f, v | (cont ? 0x20 : 0), 8);
+    if (!cont) {
+        size_t n = strlen(b->name);
+        pc_be(p, f, n, 1);
+        pc_put(p, f, b->name, n);
+    }
+    *cur = (int)g->block;
+    if (!g->seed) {
+        pc_be(p, f, 0, 1);
+        return;
+    }
+    uint64_t st = g->seed;
+    rng_bytes(&st, p->buf, p->page_size);
+    pc_put(p, f, p->buf, p->page_size);
+}
+
+static void pc_section(pc_synth *p, uint8_t type)
+{
+    pc_be(p, p->out, type, 1);
+    pc_be(p, p->out, p->ram_id, 4);
+}
+
+static void pc_footer(pc_synth *p)
+{
+    pc_be(p, p->out, 0x10, 8); /* EOS */
+    pc_be(p, p->out, 0x7e, 1);
+    pc_be(p, p->out, p->ram_id, 4);
+}
+
+/* Precopy: up to 16 random pages of every block, a quarter zero. */
+static int pc_precopy(pc_synth *p)
+{
+    pc_section(p, 0x02);
+    for (uint32_t k = 0; k < p->nblocks; k++) {
+        uint64_t n = p->blocks[k].len / p->page_size;
+        for (int i = 0; i < 16 && n; i++) {
+            pc_page *g = pc_page_of(p, k, rng_below(&p->rng, n));
+            if (!g)
+                return -1;
+            if (g->sent_pre)
+                continue;
+            g->sent_pre = 1;
+            g->seed = rng_below(&p->rng, 4) ? rng_next(&p->rng) | 1 : 0;
+            pc_record(p, p->out, &p->cur_main, g);
+        }
+    }
+    pc_footer(p);
+    return 0;
+}
+
+/* One DISCARD command per block (more when over 12 ranges): every page
+ * sent in precopy that the "guest dirtied" (half of them), as single-page
+ * ranges, plus a run of never-sent pages. */
+static int pc_discards(pc_synth *p)
+{
+    uint8_t args[3 + 255 + 16 * PC_MAX_DISCARDS];
+    for (uint32_t k = 0; k < p->nblocks; k++) {
+        const pc_block *b = &p->blocks[k];
+        size_t nl = strlen(b->name), nr = 0;
+        uint64_t npg = b->len / p->page_size;
+        args[0] = 0;
+        args[1] = (uint8_t)nl;
+        memcpy(args + 2, b->name, nl);
+        args[2 + nl] = 0;
+        size_t end = p->npages; /* the run below may add pages */
+        for (size_t i = 0; i <= end; i++) {
+            uint64_t start = 0, count = 0;
+            if (i < end) {
+                pc_page *g = &p->pages[i];
+                if (g->block != k || !g->sent_pre || rng_below(&p->rng, 2))
+                    continue;
+                start = g->index;
+                count = 1;
+                g->discarded = 1;
+            } else if (npg > 4) { /* a run the source never sent */
+                start = rng_below(&p->rng, npg - 4);
+                count = 1 + rng_below(&p->rng, 4);
+                for (uint64_t j = start; j < start + count; j++) {
+                    pc_page *g = pc_page_of(p, k, j);
+                    if (!g)
+                        return -1;
+                    g->discarded = 1;
+                }
+            }
+            if (count) {
+                put_be64(args + 3 + nl + 16 * nr, start * p->page_size);
+                put_be64(args + 3 + nl + 16 * nr + 8, count * p->page_size);
+                nr++;
+            }
+            if (nr == PC_MAX_DISCARDS || (i == end && nr)) {
+                pc_cmd(p, 6, args, (uint16_t)(3 + nl + 16 * nr));
+                nr = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The package: LISTEN, BASE's device sections, PING 3, RUN. */
+static void pc_package(pc_synth *p)
+{
+    uint64_t dev = p->dev_end - p->dev_off;
+    uint8_t len[4];
+    put_be32(len, (uint32_t)(5 + dev + 9 + 5));
+    pc_cmd(p, QCMD_PACKAGED, len, 4);
+    pc_cmd(p, 4, NULL, 0);
+    pc_put(p, p->out, p->base + p->dev_off, (size_t)dev);
+    pc_ping(p, 3);
+    pc_cmd(p, 5, NULL, 0);
+}
+
+/* Postcopy pages: every discarded page again (new bytes or zero), and
+ * some pages never sent; each once, a third on the preempt channel. */
+static int pc_postcopy(pc_synth *p)
+{
+    for (uint32_t k = 0; k < p->nblocks; k++) {
+        uint64_t n = p->blocks[k].len / p->page_size;
+        for (int i = 0; i < 4 && n; i++) {
+            pc_page *g = pc_page_of(p, k, rng_below(&p->rng, n));
+            if (!g)
+                return -1;
+            if (!g->sent_pre)
+                g->discarded = 1; /* never sent: the fault fetches it */
+        }
+    }
+    size_t half = p->npages / 2, sent = 0;
+    pc_section(p, 0x02);
+    for (size_t i = 0; i < p->npages; i++) {
+        pc_page *g = &p->pages[i];
+        if (!g->discarded)
+            continue;
+        if (sent++ == half) { /* the rest in the ram END section */
+            pc_footer(p);
+            pc_section(p, 0x03);
+        }
+        g->sent_post = 1;
+        g->seed = rng_below(&p->rng, 4) ? rng_next(&p->rng) | 1 : 0;
+        if (p->pre && sent % 3 == 0)
+            pc_record(p, p->pre, &p->cur_pre, g);
+        else
+            pc_record(p, p->out, &p->cur_main, g);
+    }
+    if (sent <= half) { /* fewer than half: END still comes */
+        pc_footer(p);
+        pc_section(p, 0x03);
+    }
+    pc_footer(p);
+    return 0;
+}
+
+static int pc_expect(pc_synth *p)
+{
+    const char *dir = p->wl->expect_dir;
+    char path[4096];
+    if (!dir)
+        return TOOL_OK;
+    if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+        return io_error(dir, errno);
+    snprintf(path, sizeof path, "%s/ram", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return io_error(path, errno);
+    for (size_t k = 0; k < p->nblocks; k++)
+        fprintf(f, "%zu %llu %s\n", k, (unsigned long long)p->blocks[k].len,
+                p->blocks[k].name);
+    if (ferror(f) | (fclose(f) != 0))
+        return io_error(path, errno ? errno : EIO);
+    for (size_t k = 0; k < p->nblocks; k++) {
+        snprintf(path, sizeof path, "%s/ram-%zu.bin", dir, k);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        int err = fd < 0 || ftruncate(fd, (off_t)p->blocks[k].len) != 0;
+        for (size_t i = 0; !err && i < p->npages; i++) {
+            const pc_page *g = &p->pages[i];
+            /* what stays: a discard clears a precopy page; the postcopy
+             * copy is the last word */
+            if (g->block != k || !g->seed || (g->discarded && !g->sent_post))
+                continue;
+            uint64_t st = g->seed;
+            rng_bytes(&st, p->buf, p->page_size);
+            err = pwrite(fd, p->buf, p->page_size,
+                         (off_t)(g->index * p->page_size)) !=
+                  (ssize_t)p->page_size;
+        }
+        if (err | (fd >= 0 && close(fd) != 0))
+            return io_error(path, errno ? errno : EIO);
+    }
+    return TOOL_OK;
+}
+
+static int pc_write(pc_synth *p)
+{
+    uint8_t adv[16];
+    pc_put(p, p->out, p->base, (size_t)p->config_end);
+    pc_cmd(p, 1, NULL, 0);
+    pc_ping(p, 1);
+    put_be64(adv, p->page_size);
+    put_be64(adv + 8, p->page_size);
+    pc_cmd(p, 3, adv, 16);
+    pc_put(p, p->out, p->base + p->start_off,
+           (size_t)(p->start_end - p->start_off));
+    p->cur_main = p->cur_pre = -1;
+    if (pc_precopy(p) < 0)
+        return -1;
+    if (p->switchover)
+        pc_cmd(p, QCMD_SWITCHOVER_START, NULL, 0);
+    if (pc_discards(p) < 0)
+        return -1;
+    pc_ping(p, 2);
+    pc_package(p);
+    pc_ping(p, 4);
+    if (pc_postcopy(p) < 0)
+        return -1;
+    pc_be(p, p->out, 0x00, 1); /* EOF, and no JSON trailer */
+    if (p->pre)
+        pc_be(p, p->pre, 0x10, 8); /* the preempt channel's EOS */
+    return 0;
+}
+
+static int postcopy_mode(const workload *wl)
+{
+    pc_synth p = {.wl = wl, .rng = wl->seed ^ 0x706f7374636f7079ull};
+    int status = pc_read_base(&p);
+    if (status == TOOL_OK && p.dev_end - p.dev_off > UINT32_MAX - 32)
+        status = base_problem(&(qemu_base){.path = wl->qemu_base}, p.dev_off,
+                              MS_ERR_SECTION, "device sections too large "
+                                              "for one package");
+    if (status == TOOL_OK && !(p.buf = malloc(p.page_size))) {
+        fprintf(stderr, PROG ": out of memory\n");
+        status = TOOL_USAGE;
+    }
+    if (status == TOOL_OK && !(p.out = fopen(wl->out_dir, "wb")))
+        status = io_error(wl->out_dir, errno);
+    if (status == TOOL_OK && wl->preempt_file &&
+        !(p.pre = fopen(wl->preempt_file, "wb")))
+        status = io_error(wl->preempt_file, errno);
+    if (status == TOOL_OK && pc_write(&p) < 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        status = TOOL_USAGE;
+    }
+    if (status == TOOL_OK && p.err)
+        status = io_error(wl->out_dir, p.err);
+    if (p.out && fclose(p.out) != 0 && status == TOOL_OK)
+        status = io_error(wl->out_dir, errno);
+    if (p.pre && fclose(p.pre) != 0 && status == TOOL_OK)
+        status = io_error(wl->preempt_file, errno);
+    if (status == TOOL_OK)
+        status = pc_expect(&p);
+    if (p.base)
+        munmap((void *)p.base, p.base_len);
+    free(p.blocks);
+    free(p.pages);
+    free(p.buf);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     workload wl;
@@ -3407,6 +3893,8 @@ int main(int argc, char **argv)
         return mapped_ram_mode(&wl);
     if (wl.multifd)
         return multifd_mode(&wl);
+    if (wl.qemu_base && wl.postcopy)
+        return postcopy_mode(&wl);
     if (wl.qemu_base)
         return qemu_mode(&wl);
     if (wl.raw_file)

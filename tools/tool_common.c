@@ -24,6 +24,7 @@ typedef struct tool_file {
     uint64_t size; /* its size when seekable */
     ms_reader *reader;
     int failed, done, vmdesc_bad;
+    ms_options opt; /* the reader's options (the format may be this file's) */
 } tool_file;
 
 /* ---- problems ------------------------------------------------------------- */
@@ -96,11 +97,91 @@ static void close_file(tool_file *f)
 static int run_parallel;
 void tool_run_parallel(int on) { run_parallel = on; }
 
+/* --vmdesc FILE: the JSON trailer for QEMU streams that carry none */
+static char *given_vmdesc;
+static size_t given_vmdesc_len;
+
+/* Read all of `path` (malloc'd into *out); 0, or -1 with errno set. */
+static int slurp(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 1 << 16;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                errno = ENOMEM;
+                return -1;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        errno = EIO;
+        return -1;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* A raw JSON file, or a complete QEMU stream whose trailer is taken. */
+static int load_vmdesc(const char *prog, const char *path)
+{
+    char *buf;
+    size_t len, need, off, jlen;
+    if (slurp(path, &buf, &len) < 0) {
+        fprintf(stderr, "%s: --vmdesc %s: %s\n", prog, path, strerror(errno));
+        return -1;
+    }
+    ms_format fmt = ms_detect(buf, len, &need);
+    if (fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE) {
+        if (!ms_qemu_find_vmdesc(buf, len, len, &off, &jlen)) {
+            fprintf(stderr,
+                    "%s: --vmdesc %s: a QEMU stream without a JSON "
+                    "trailer\n",
+                    prog, path);
+            free(buf);
+            return -1;
+        }
+        memmove(buf, buf + off, jlen);
+        len = jlen;
+    } else if (len == 0 || buf[0] != '{') {
+        fprintf(stderr,
+                "%s: --vmdesc %s: neither JSON nor a QEMU stream with a "
+                "JSON trailer\n",
+                prog, path);
+        free(buf);
+        return -1;
+    }
+    free(given_vmdesc);
+    given_vmdesc = buf;
+    given_vmdesc_len = len;
+    return 0;
+}
+
 typedef struct run_ctx {
     pthread_mutex_t lock;
     int threaded;
     ms_set *set;
     uint32_t page_bits; /* from a QEMU main stream's configuration */
+    /* a QEMU main stream advised postcopy-ram (or listed postcopy-preempt):
+     * a channel file without a magic is its postcopy-preempt channel */
+    int postcopy;
     int set_failed;
     tool_event_fn on_event;
     tool_problem_fn on_problem;
@@ -158,6 +239,10 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
         rc->on_event(rc->ctx, idx, &ev, 0);
         if (ev.kind == MS_EV_CONFIGURATION && ev.u.config.has_page_bits)
             rc->page_bits = ev.u.config.page_bits;
+        if ((ev.kind == MS_EV_COMMAND && ev.u.command.cmd == 3 &&
+             ev.u.command.len) ||
+            (ev.kind == MS_EV_CONFIGURATION && ev.u.config.cap_postcopy_preempt))
+            rc->postcopy = 1;
         if (!rc->set_failed) {
             if (ms_set_observe(rc->set, (uint32_t)idx, &ev) < 0) {
                 set_problem(rc);
@@ -186,13 +271,38 @@ static int is_qemu_main(const tool_file *f)
 static void give_vmdesc(tool_file *f)
 {
     size_t off, len, need;
-    ms_format fmt = ms_detect(f->map, f->map_len, &need);
+    ms_format fmt = f->map ? ms_detect(f->map, f->map_len, &need)
+                           : MS_FORMAT_UNKNOWN;
     if ((fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE) &&
-        ms_qemu_find_vmdesc(f->map, f->map_len, (size_t)64 << 20, &off, &len))
+        ms_qemu_find_vmdesc(f->map, f->map_len, (size_t)64 << 20, &off,
+                            &len)) {
         /* A malformed trailer is reported when the reader reaches it. */
         if (ms_reader_set_vmdesc(f->reader, (const char *)f->map + off, len) <
             0)
             f->vmdesc_bad = 1;
+    } else if (given_vmdesc &&
+               (!f->map || fmt == MS_FORMAT_QEMU_MAIN ||
+                fmt == MS_FORMAT_LIBVIRT_SAVE)) {
+        /* no trailer of its own (a postcopy stream, a pipe): --vmdesc */
+        if (ms_reader_borrow_vmdesc(f->reader, given_vmdesc,
+                                    given_vmdesc_len) < 0)
+            f->vmdesc_bad = 1;
+    }
+}
+
+/* Could this mapped file be a postcopy-preempt channel?  It has no magic,
+ * but its first be64 is a page record without CONTINUE (ZERO 0x02 or PAGE
+ * 0x08 in the low bits, below the smallest page of 512 bytes), or the EOS
+ * of an empty channel.  A return path (be16 type, be16 length) is not. */
+static int looks_like_preempt(const tool_file *f)
+{
+    if (!f->map || f->map_len < 8)
+        return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | f->map[i];
+    uint64_t flags = v & 0x1ff;
+    return flags == 0x02 || flags == 0x08 || v == 0x10;
 }
 
 /* A mapped file: one slice; the reader jumps inside it by itself, so a
@@ -243,8 +353,23 @@ static int read_loop(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
 }
 
 static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
-                     uint8_t *buf, const ms_options *opt)
+                     uint8_t *buf, const ms_options *all)
 {
+    /* This file's format: --format qemu-preempt names the channel files,
+     * not the main stream; without --format, a channel file with no magic
+     * that starts like one, read after a postcopy main stream, is its
+     * preempt channel. */
+    size_t need;
+    ms_format magic = f->map ? ms_detect(f->map, f->map_len, &need)
+                             : MS_FORMAT_AUTO;
+    f->opt = *all;
+    ms_options *opt = &f->opt;
+    if (opt->format == MS_FORMAT_QEMU_PREEMPT &&
+        (magic == MS_FORMAT_QEMU_MAIN || magic == MS_FORMAT_LIBVIRT_SAVE))
+        opt->format = MS_FORMAT_AUTO;
+    else if (opt->format == MS_FORMAT_AUTO && rc->postcopy &&
+             magic == MS_FORMAT_UNKNOWN && looks_like_preempt(f))
+        opt->format = MS_FORMAT_QEMU_PREEMPT;
     /* Created now, not up front: a multifd channel reader needs the page
      * size the main channel (read first) declared. */
     ms_options o = *opt;
@@ -254,8 +379,7 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
         fprintf(stderr, "%s: cannot create a reader (out of memory)\n", prog);
         return -1;
     }
-    if (f->map)
-        give_vmdesc(f);
+    give_vmdesc(f);
     if (f->vmdesc_bad) {
         file_problem(rc, f, idx);
         return 0;
@@ -485,13 +609,15 @@ void tool_long_options(const struct option *own, struct option *all)
     size_t n = 0;
     while (own[n].name)
         n++;
-    if (n + n_limits + 4 > TOOL_LONG_OPTIONS_MAX)
+    if (n + n_limits + 5 > TOOL_LONG_OPTIONS_MAX)
         abort(); /* a tool declares too many options: raise the max */
     memcpy(all, own, n * sizeof *all);
     all[n++] = (struct option){"format", required_argument, 0, TOOL_OPT_READER};
     all[n++] = (struct option){"payload", required_argument, 0,
                                TOOL_OPT_READER};
     all[n++] = (struct option){"final-offset", required_argument, 0,
+                               TOOL_OPT_READER};
+    all[n++] = (struct option){"vmdesc", required_argument, 0,
                                TOOL_OPT_READER};
     for (size_t i = 0; i < n_limits; i++)
         all[n++] = (struct option){limit_opts[i].name, required_argument, 0,
@@ -531,6 +657,8 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
         opt->payload_kind = kind;
         return 0;
     }
+    if (strcmp(name, "vmdesc") == 0)
+        return load_vmdesc(prog, value);
     if (strcmp(name, "final-offset") == 0) {
         uint64_t v;
         if (tool_parse_size(value, &v) < 0) {
@@ -543,14 +671,15 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
     if (strcmp(name, "format") == 0) {
         static const ms_format forms[] = {
             MS_FORMAT_AUTO, MS_FORMAT_MIGSTREAM, MS_FORMAT_QEMU_MAIN,
-            MS_FORMAT_QEMU_MULTIFD, MS_FORMAT_LIBVIRT_SAVE};
+            MS_FORMAT_QEMU_MULTIFD, MS_FORMAT_LIBVIRT_SAVE,
+            MS_FORMAT_QEMU_PREEMPT};
         for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
             if (strcmp(value, ms_format_name(forms[i])) == 0) {
                 opt->format = forms[i];
                 return 0;
             }
         fprintf(stderr, "%s: unknown --format %s (auto, migstream, qemu-main, "
-                        "qemu-multifd, libvirt-save)\n",
+                        "qemu-multifd, libvirt-save, qemu-preempt)\n",
                 prog, value);
         return -1;
     }
@@ -576,6 +705,10 @@ void tool_reader_help(FILE *out)
     fprintf(out, "  --format=NAME%*sauto (default: detect from the magic), "
                  "migstream, qemu-main, ...\n",
             17, "");
+    fprintf(out, "  --vmdesc=FILE%*sQEMU: the JSON trailer for streams without "
+                 "one (postcopy):\n%*sa JSON file, or a QEMU stream of the "
+                 "same machine\n",
+            17, "", 32, "");
     for (size_t i = 0; i < n_limits; i++)
         fprintf(out, "  --%s=N%*slimit: %s\n", limit_opts[i].name,
                 (int)(26 - strlen(limit_opts[i].name)), "",

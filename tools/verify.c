@@ -43,10 +43,14 @@ typedef struct verify_ctx {
     expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
-    uint32_t channel_count, qemu_mains, qemu_channels;
+    uint32_t channel_count, qemu_mains, qemu_channels, qemu_preempt;
     uint64_t problems; /* every problem printed, nested ones too */
     uint64_t mapped_blocks, mapped_set, mapped_total; /* mapped-ram files */
     ms_format *format; /* per file */
+    /* QEMU: sections walked without decoding (per file), and why */
+    uint64_t *sections, *undecoded;
+    int *why_mixed;        /* the reasons differ */
+    char (*why_copy)[192]; /* the first reason */
 } verify_ctx;
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
@@ -138,6 +142,30 @@ static void on_nested(void *ctx, size_t file, uint64_t at,
         check_field(ctx, file, at, device, ev);
 }
 
+/* A section the reader walked blind: verify may not call it checked. */
+static void note_undecoded(verify_ctx *v, size_t file, const char *why)
+{
+    if (!v->undecoded[file]++)
+        snprintf(v->why_copy[file], sizeof v->why_copy[file], "%s", why);
+    else if (strcmp(v->why_copy[file], why) != 0)
+        v->why_mixed[file] = 1;
+}
+
+/* "N of M sections not decoded: WHY" for a file that had some. */
+static void print_undecoded(const verify_ctx *v, size_t i, const char *lead)
+{
+    const char *why = v->why_copy[i];
+    int no_trailer = strstr(why, "no JSON trailer") != NULL;
+    printf("%s%" PRIu64 " of %" PRIu64 " sections not decoded: %s%s%s\n",
+           lead, v->undecoded[i], v->sections[i],
+           no_trailer ? "no JSON trailer (postcopy streams and pipes have none)"
+                      : why,
+           v->why_mixed[i] ? ", and other reasons" : "",
+           no_trailer ? "; give --vmdesc FILE (the trailer of a stream of "
+                        "the same machine)"
+                      : "");
+}
+
 static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
 {
     verify_ctx *v = ctx;
@@ -155,6 +183,10 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
     }
     if (ev->kind == MS_EV_DATA)
         return;
+    if (ev->kind == MS_EV_SECTION)
+        v->sections[file]++;
+    if (ev->kind == MS_EV_UNDECODED)
+        note_undecoded(v, file, ev->u.section.detail);
     v->records[file]++;
     v->bytes[file] = ev->offset + ev->length;
     if (ev->kind == MS_EV_IMAGE_END)
@@ -169,6 +201,8 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
         v->format[file] = ev->u.stream.format;
         if (ev->u.stream.format == MS_FORMAT_QEMU_MULTIFD)
             v->qemu_channels++;
+        else if (ev->u.stream.format == MS_FORMAT_QEMU_PREEMPT)
+            v->qemu_preempt++;
         else if (ev->u.stream.format != MS_FORMAT_MIGSTREAM)
             v->qemu_mains++;
     }
@@ -311,7 +345,12 @@ int main(int argc, char **argv)
     v.records = calloc(v.nfiles, sizeof *v.records);
     v.bytes = calloc(v.nfiles, sizeof *v.bytes);
     v.format = calloc(v.nfiles, sizeof *v.format);
-    if (!v.records || !v.bytes || !v.format) {
+    v.sections = calloc(v.nfiles, sizeof *v.sections);
+    v.undecoded = calloc(v.nfiles, sizeof *v.undecoded);
+    v.why_mixed = calloc(v.nfiles, sizeof *v.why_mixed);
+    v.why_copy = calloc(v.nfiles, sizeof *v.why_copy);
+    if (!v.records || !v.bytes || !v.format || !v.sections || !v.undecoded ||
+        !v.why_mixed || !v.why_copy) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
@@ -338,25 +377,40 @@ int main(int argc, char **argv)
         }
     if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
-    if (rc == TOOL_OK && verbose && !v.quiet) {
+    /* Valid as far as it was read, but not everything was checked: say
+     * what was not, even without --verbose (never a plain "ok"). */
+    if (rc == TOOL_OK && !verbose && !v.quiet)
         for (size_t i = 0; i < v.nfiles; i++)
-            printf("%s: ok: %" PRIu64 " elements, %" PRIu64 " bytes, %s\n",
-                   v.files[i], v.records[i], v.bytes[i],
+            if (v.undecoded[i]) {
+                char lead[4200];
+                snprintf(lead, sizeof lead, "%s: not checked: ", v.files[i]);
+                print_undecoded(&v, i, lead);
+            }
+    if (rc == TOOL_OK && verbose && !v.quiet) {
+        for (size_t i = 0; i < v.nfiles; i++) {
+            printf("%s: ok%s: %" PRIu64 " elements, %" PRIu64 " bytes, %s%s\n",
+                   v.files[i], v.undecoded[i] ? " as far as decoded" : "",
+                   v.records[i], v.bytes[i],
                    v.format[i] == MS_FORMAT_MIGSTREAM
                        ? "every check value verified"
                        : "structure checked (QEMU streams carry no check "
-                         "values)");
+                         "values)",
+                   v.undecoded[i] ? ";" : "");
+            if (v.undecoded[i])
+                print_undecoded(&v, i, "  ");
+        }
         if (v.mapped_blocks)
             printf("mapped-ram: ok: %" PRIu64 " RAM blocks, %" PRIu64
                    " of %" PRIu64 " pages in the file (headers, bitmaps and "
                    "page regions checked)\n",
                    v.mapped_blocks, v.mapped_set, v.mapped_total);
-        if (v.qemu_mains || v.qemu_channels)
+        if (v.qemu_mains || v.qemu_channels || v.qemu_preempt)
             printf("migration: ok: %u main channel, %u multifd channel%s, "
-                   "%" PRIu64 " device image%s reassembled from packets\n",
+                   "%s%" PRIu64 " device image%s reassembled from packets\n",
                    v.qemu_mains, v.qemu_channels,
-                   v.qemu_channels == 1 ? "" : "s", v.assembled,
-                   v.assembled == 1 ? "" : "s");
+                   v.qemu_channels == 1 ? "" : "s",
+                   v.qemu_preempt ? "1 postcopy-preempt channel, " : "",
+                   v.assembled, v.assembled == 1 ? "" : "s");
         else
             printf("migration: ok: %zu of %u channels, %" PRIu64
                    " images, %" PRIu64 " reassembled from packets\n",
@@ -365,6 +419,10 @@ int main(int argc, char **argv)
     free(v.records);
     free(v.bytes);
     free(v.format);
+    free(v.sections);
+    free(v.undecoded);
+    free(v.why_mixed);
+    free(v.why_copy);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;

@@ -110,7 +110,10 @@ Q=$WORK/q.mig
 expect_exit 0 "synth --qemu" -- "$SYNTH" --qemu "$BASE" -o "$Q" --expect-dir "$WORK/qe"
 [ ! -s "$WORK/out" ] && [ ! -s "$WORK/err" ] && ok || bad "synth --qemu printed something"
 expect_exit 0 "verify synth --qemu" -- "$VERIFY" "$Q"
-[ ! -s "$WORK/out" ] && ok || bad "verify printed output on success"
+# the only output: the VFIO config states synth does not describe were not
+# checked (verify says so instead of a silent "valid")
+! grep -v 'not checked: 2 of .* sections not decoded: VFIO PCI config state' "$WORK/out" | grep -q . \
+    && ok || bad "verify printed more than the not-checked note on success"
 expect_exit 0 "verify from a pipe (no trailer handed over)" -- bash -c "cat '$Q' | '$VERIFY' -"
 expect_exit 0 "dump synth --qemu" -- "$DUMP" "$Q"
 expect_grep "$WORK/out" "section +start 45 0000:00:10.0/vfio instance 0 version 1" "START of device 0 (id above BASE's 44)"
