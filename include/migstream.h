@@ -568,6 +568,23 @@ typedef struct ms_event {
  * the full text needs (like snprintf). */
 MS_API size_t ms_field_format(const ms_field_info *f, char *out, size_t cap);
 
+/* ---- XBZRLE deltas ------------------------------------------------------
+ * A QEMU RAM record with the XBZRLE flag carries a delta of one page against
+ * the copy the destination holds (spec/qemu-main.md, "XBZRLE deltas").  The
+ * reader checks every delta with the rules below; a tool rebuilding RAM
+ * applies them with ms_xbzrle_apply. */
+
+/* NULL when `delta` (n bytes) is a valid delta for a page of `page_size`
+ * bytes, else a short reason, with *bad_offset (may be NULL) the offset in
+ * the delta of the offending run's length field. */
+MS_API const char *ms_xbzrle_check(const void *delta, size_t n,
+                                   size_t page_size, size_t *bad_offset);
+
+/* Apply `delta` to `page` in place: 0, or -1 for a malformed delta (then
+ * *bad_offset is set as by ms_xbzrle_check and `page` is unchanged). */
+MS_API int ms_xbzrle_apply(const void *delta, size_t n, uint8_t *page,
+                           size_t page_size, size_t *bad_offset);
+
 /* ---- reader ----------------------------------------------------------- */
 typedef struct ms_reader ms_reader;
 
