@@ -259,7 +259,10 @@ typedef enum ms_event_kind {
     MS_EV_PAYLOAD_RECORD, /* u.precord: one record / packet / struct */
     MS_EV_PAYLOAD_IMAGE,  /* u.image: a device image inside the payload
                              (length = its bytes without SW headers) */
-    MS_EV_PAYLOAD_FIELD   /* u.pfield: one decoded field */
+    MS_EV_PAYLOAD_FIELD,  /* u.pfield: one decoded field */
+    /* QEMU "dirty-bitmap" sections; see spec/qemu-main.md */
+    MS_EV_DIRTY_BITMAP    /* u.dbm: one record of a dirty-bitmap section,
+                             or a piece of a BITS record's buffer */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -497,6 +500,34 @@ typedef struct ms_vfio_info {
     ms_phase phase;     /* phase the following bytes belong to */
 } ms_vfio_info;
 
+/* QEMU block dirty bitmaps ("dirty-bitmap" sections, version 1). */
+typedef enum ms_dbm_record {
+    MS_DBM_EOS = 1,      /* end of the section's records */
+    MS_DBM_START = 2,    /* a bitmap begins: granularity, bitmap flags */
+    MS_DBM_COMPLETE = 3, /* a bitmap is complete */
+    MS_DBM_BITS = 4,     /* a chunk of bits (or ZEROES); a buffer follows
+                            as MS_DBM_BUFFER events unless zeroes */
+    MS_DBM_BUFFER = 5    /* a piece of the BITS buffer (a view) */
+} ms_dbm_record;
+
+typedef struct ms_dirty_bitmap_info {
+    ms_dbm_record record;
+    uint32_t flags;      /* DIRTY_BITMAP_MIG_FLAG_* as QEMU applies them */
+    uint32_t flags_size; /* bytes of flags on the wire: 1, 2 or 4 */
+    const char *node;    /* node alias / bitmap alias the record is for;
+                            NULL for EOS; valid until the next call */
+    const char *bitmap;
+    uint32_t granularity; /* START: bytes per bit */
+    uint8_t bitmap_flags; /* START: 0x01 enabled, 0x02 persistent */
+    uint64_t first_sector; /* BITS: 512-byte sectors covered */
+    uint32_t nr_sectors;
+    int zeroes;            /* BITS: all zero, no buffer */
+    uint64_t buf_size;     /* BITS: buffer bytes that follow */
+    const uint8_t *data;   /* BUFFER: this piece */
+    size_t size;
+    uint64_t buf_offset;   /* BUFFER: offset of data[0] in the buffer */
+} ms_dirty_bitmap_info;
+
 typedef struct ms_field_info {
     uint32_t section_id;
     const char *path;    /* "parent_obj.config", "tx.size", subsection name */
@@ -559,6 +590,7 @@ typedef struct ms_event {
         ms_multifd_info mfd;
         ms_payload_record precord;
         ms_payload_field pfield;
+        ms_dirty_bitmap_info dbm;
     } u;
 } ms_event;
 

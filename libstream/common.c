@@ -226,6 +226,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_PAYLOAD_RECORD: return "record";
     case MS_EV_PAYLOAD_IMAGE: return "image";
     case MS_EV_PAYLOAD_FIELD: return "payload_field";
+    case MS_EV_DIRTY_BITMAP: return "dirty_bitmap";
     }
     return "unknown";
 }

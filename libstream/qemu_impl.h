@@ -7,6 +7,7 @@
  *                   footer scan for payloads nothing decodes
  *   qemu_ram.c      the "ram" section (version 4): block list, page records
  *   qemu_vfio.c     VFIO device sections: markers and device data
+ *   qemu_dirty_bitmap.c  "dirty-bitmap" sections (block dirty bitmaps)
  * Facts: spec/qemu-main.md. */
 #ifndef MS_QEMU_IMPL_H
 #define MS_QEMU_IMPL_H
@@ -31,7 +32,8 @@ enum q_stage {
     QS_FOOTER,
     QS_AFTER_EOF,
     QS_VMDESC,
-    QS_DONE
+    QS_DONE,
+    QS_DIRTY_BITMAP
 };
 
 #define QEVM_MAGIC 0x5145564Du
@@ -70,7 +72,24 @@ enum vfio_marker {
     VFIO_CONFIG_LOAD_READY = 6
 };
 
-typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO } q_kind;
+typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO, QK_DIRTY_BITMAP } q_kind;
+
+/* dirty-bitmap sections (qemu_dirty_bitmap.c): the names the records
+ * refer to persist across records and sections, as in QEMU's loader. */
+typedef struct q_dbm_bitmap {
+    char node[256], bitmap[256];
+    uint32_t granularity;
+    int completed;
+} q_dbm_bitmap;
+
+typedef struct q_dbm {
+    char node[256], bitmap[256]; /* current names; "" before any */
+    uint32_t flags, flags_size;
+    uint64_t buf_size, buf_done; /* BITS buffer being streamed */
+    q_dbm_bitmap *bitmaps;       /* every bitmap STARTed */
+    size_t nbitmaps, cap;
+    size_t cur; /* 1 + index of the current bitmap; 0: none resolved */
+} q_dbm;
 
 typedef struct q_section {
     uint32_t id;
@@ -139,6 +158,9 @@ typedef struct q_state {
     uint64_t last_marker;
     int vfio_part_data; /* this PART section carried its data chunk */
 
+    /* dirty-bitmap sections */
+    q_dbm dbm;
+
     /* VMState (FULL sections described by the trailer) */
     vms_walk walk;
     const char *vms_level; /* VMSD name of the level being closed */
@@ -174,5 +196,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev);
 int ms_q_read_ram(ms_reader *r, ms_event *ev);          /* qemu_ram.c */
 int ms_q_read_vfio(ms_reader *r, ms_event *ev);         /* qemu_vfio.c */
 int ms_q_read_vfio_data(ms_reader *r, ms_event *ev);
+int ms_q_read_dirty_bitmap(ms_reader *r, ms_event *ev); /* qemu_dirty_bitmap.c */
+void ms_q_dirty_bitmap_free(ms_reader *r);
 
 #endif

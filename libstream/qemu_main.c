@@ -419,6 +419,7 @@ static int q_next(ms_reader *r, ms_event *ev)
         case QS_RAM: rc = ms_q_read_ram(r, ev); break;
         case QS_VFIO: rc = ms_q_read_vfio(r, ev); break;
         case QS_VFIO_DATA: rc = ms_q_read_vfio_data(r, ev); break;
+        case QS_DIRTY_BITMAP: rc = ms_q_read_dirty_bitmap(r, ev); break;
         case QS_VMSTATE: rc = ms_q_read_vmstate(r, ev); break;
         case QS_SCAN: rc = ms_q_read_scan(r, ev); break;
         case QS_FOOTER: rc = ms_q_read_footer(r, ev); break;
@@ -485,6 +486,7 @@ static void q_destroy(ms_reader *r)
     ms_free(ALLOC(r), st->blocks);
     ms_free(ALLOC(r), st->page_buf);
     ms_free(ALLOC(r), st->vmdesc_buf);
+    ms_q_dirty_bitmap_free(r);
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ms_free(ALLOC(r), st);

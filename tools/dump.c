@@ -534,6 +534,20 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
     case MS_EV_VMDESC:
         fprintf(o, "JSON trailer %zu bytes", ev->u.vmdesc.len);
         break;
+    case MS_EV_DIRTY_BITMAP: {
+        const ms_dirty_bitmap_info *b = &ev->u.dbm;
+        fprintf(o, "%s/%s ", b->node, b->bitmap);
+        if (b->record == MS_DBM_START)
+            fprintf(o, "start granularity %u%s%s", b->granularity,
+                    b->bitmap_flags & 1 ? " enabled" : "",
+                    b->bitmap_flags & 2 ? " persistent" : "");
+        else if (b->record == MS_DBM_COMPLETE)
+            fputs("complete", o);
+        else
+            fprintf(o, "sectors %" PRIu64 "+%u %s", b->first_sector,
+                    b->nr_sectors, b->zeroes ? "zeroes" : "bits");
+        break;
+    }
     default: break;
     }
 }
@@ -546,7 +560,10 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
     if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
         ev->kind == MS_EV_FIELD ||
         (ev->kind == MS_EV_RAM_PAGE && !d->show_pages) ||
-        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS))
+        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS) ||
+        (ev->kind == MS_EV_DIRTY_BITMAP &&
+         (ev->u.dbm.record == MS_DBM_BUFFER ||
+          ev->u.dbm.record == MS_DBM_EOS)))
         return; /* bytes, fields (--state) and pages (--pages) */
     if (d->several && !from_set && file != d->last_file_header) {
         fprintf(o, "%s%s:\n", d->last_file_header == (size_t)-1 ? "" : "\n",
@@ -771,6 +788,31 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                     m->next_packet_size);
         }
         fprintf(o, ",\"payload_size\":%" PRIu64, m->payload_size);
+        break;
+    }
+    case MS_EV_DIRTY_BITMAP: {
+        const ms_dirty_bitmap_info *b = &ev->u.dbm;
+        static const char *const names[] = {"", "eos", "start", "complete",
+                                            "bits", "buffer"};
+        fprintf(o, ",\"record\":\"%s\",\"flags\":%u",
+                names[b->record <= MS_DBM_BUFFER ? b->record : 0], b->flags);
+        if (b->record == MS_DBM_EOS)
+            break;
+        fputs(",\"node\":", o);
+        tool_json_string(o, b->node, strlen(b->node));
+        fputs(",\"bitmap\":", o);
+        tool_json_string(o, b->bitmap, strlen(b->bitmap));
+        if (b->record == MS_DBM_START)
+            fprintf(o, ",\"granularity\":%u,\"bitmap_flags\":%u",
+                    b->granularity, b->bitmap_flags);
+        if (b->record == MS_DBM_BITS)
+            fprintf(o, ",\"first_sector\":%" PRIu64 ",\"nr_sectors\":%u,"
+                       "\"zeroes\":%s,\"buf_size\":%" PRIu64,
+                    b->first_sector, b->nr_sectors,
+                    b->zeroes ? "true" : "false", b->buf_size);
+        if (b->record == MS_DBM_BUFFER)
+            fprintf(o, ",\"buf_offset\":%" PRIu64 ",\"size\":%zu",
+                    b->buf_offset, b->size);
         break;
     }
     default: break;
