@@ -160,8 +160,9 @@ typedef enum ms_format {
     MS_FORMAT_QEMU_MULTIFD = 3, /* QEMU multifd channel */
     MS_FORMAT_LIBVIRT_SAVE = 4, /* libvirt save image around a QEVM stream */
     MS_FORMAT_UNKNOWN = 5,
-    MS_FORMAT_PAYLOAD = 6 /* a VFIO driver's own data (ms_options.payload_kind);
+    MS_FORMAT_PAYLOAD = 6, /* a VFIO driver's own data (ms_options.payload_kind);
                              never detected from a stream's magic */
+    MS_FORMAT_QEMU_CPR = 9 /* QEMU >= 10.0 CPR state ("QCPR"; spec/qemu-cpr.md) */
 } ms_format;
 
 MS_API const char *ms_format_name(ms_format f);
@@ -261,8 +262,11 @@ typedef enum ms_event_kind {
                              (length = its bytes without SW headers) */
     MS_EV_PAYLOAD_FIELD,  /* u.pfield: one decoded field */
     /* QEMU "dirty-bitmap" sections; see spec/qemu-main.md */
-    MS_EV_DIRTY_BITMAP    /* u.dbm: one record of a dirty-bitmap section,
+    MS_EV_DIRTY_BITMAP,   /* u.dbm: one record of a dirty-bitmap section,
                              or a piece of a BITS record's buffer */
+    /* QEMU CPR state; see spec/qemu-cpr.md */
+    MS_EV_CPR             /* u.cpr: one saved fd, one VFIO device, or the
+                             end of a list */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -528,6 +532,29 @@ typedef struct ms_dirty_bitmap_info {
     uint64_t buf_offset;   /* BUFFER: offset of data[0] in the buffer */
 } ms_dirty_bitmap_info;
 
+/* QEMU CPR state (cpr-transfer / cpr-exec, QEMU >= 10.0). */
+typedef enum ms_cpr_record {
+    MS_CPR_FD = 1,          /* one entry of the fd list */
+    MS_CPR_VFIO_DEVICE = 2, /* one entry of the "vfio devices" list */
+    MS_CPR_LIST_END = 3     /* the end of a list (count = its entries) */
+} ms_cpr_record;
+
+typedef struct ms_cpr_info {
+    ms_cpr_record record;
+    const char *name;  /* FD, VFIO_DEVICE: NUL terminated; valid until the
+                          next call */
+    uint32_t name_len; /* bytes on the wire, with the NUL */
+    int32_t id;        /* FD: the id QEMU saved it under */
+    int fd_passed;     /* FD: 1 when the fd travelled as SCM_RIGHTS
+                          ancillary data (cpr-transfer: one placeholder
+                          byte), 0 when written as a number (cpr-exec) */
+    int32_t fd;        /* FD: the number (cpr-exec), -1 when passed */
+    int32_t devid;     /* VFIO_DEVICE */
+    uint32_t ioas_id, hwpt_id;
+    uint32_t list;     /* LIST_END: 0 the fd list, 1 the vfio device list */
+    uint32_t count;    /* LIST_END: entries in the list */
+} ms_cpr_info;
+
 typedef struct ms_field_info {
     uint32_t section_id;
     const char *path;    /* "parent_obj.config", "tx.size", subsection name */
@@ -591,6 +618,7 @@ typedef struct ms_event {
         ms_payload_record precord;
         ms_payload_field pfield;
         ms_dirty_bitmap_info dbm;
+        ms_cpr_info cpr;
     } u;
 } ms_event;
 

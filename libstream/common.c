@@ -159,6 +159,7 @@ const char *ms_format_name(ms_format f)
     case MS_FORMAT_QEMU_MULTIFD: return "qemu-multifd";
     case MS_FORMAT_LIBVIRT_SAVE: return "libvirt-save";
     case MS_FORMAT_PAYLOAD: return "payload";
+    case MS_FORMAT_QEMU_CPR: return "qemu-cpr";
     case MS_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -227,6 +228,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_PAYLOAD_IMAGE: return "image";
     case MS_EV_PAYLOAD_FIELD: return "payload_field";
     case MS_EV_DIRTY_BITMAP: return "dirty_bitmap";
+    case MS_EV_CPR: return "cpr";
     }
     return "unknown";
 }
@@ -244,6 +246,8 @@ ms_format ms_detect(const void *buf, size_t len, size_t *need)
         return MS_FORMAT_QEMU_MAIN;
     if (len >= 4 && memcmp(p, multifd, 4) == 0)
         return MS_FORMAT_QEMU_MULTIFD;
+    if (len >= 4 && memcmp(p, "QCPR", 4) == 0)
+        return MS_FORMAT_QEMU_CPR;
     /* migstream: accept a damaged magic here so the reader can say how it
      * was damaged instead of "unknown format". */
     if (len >= 4 && memcmp(p + 1, "MIG", 3) == 0)
