@@ -16,6 +16,7 @@
  *                    be32 1, then a QLIST of "cpr vfio device" v1
  *                    { u8 1, be32 namelen, name, be32 devid, be32 ioas_id,
  *                      be32 hwpt_id } ... u8 0
+ *                    (a QEMU built without iommufd: no list at all)
  *   end of input
  *
  * Stages (each resumable at any byte):
@@ -55,6 +56,8 @@ typedef struct cpr_state {
     int list;      /* 0: fds, 1: vfio devices */
     int mode;      /* enum cpr_mode, fixed by the first fd */
     int vfio_seen; /* the vfio devices subsection was read */
+    int sub_bare;  /* its header was the last thing read: a QEMU built
+                      without iommufd writes no list after it */
     uint64_t rec_off;
     uint32_t namelen, count;
     int32_t id;
@@ -118,6 +121,7 @@ static int read_marker(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     cs->rec_off = ms_rd_unit_offset(r);
     TAKE(r, 1, &p);
+    cs->sub_bare = 0;
     if (p[0] > 1)
         return MS_FAIL(r, MS_ERR_BAD_FIELD, cs->rec_off,
                        "CPR %s list: entry marker 0x%02x (QEMU writes 1 "
@@ -274,6 +278,7 @@ static int read_subsection(ms_reader *r, ms_event *ev)
                            "loads version 1)",
                            CPR_VFIO_SUBSECTION, ms_be32(p));
         cs->vfio_seen = 1;
+        cs->sub_bare = 1;
         cs->list = 1;
         cs->stage = CS_MARKER;
         ev->kind = MS_EV_SUBSECTION;
@@ -326,7 +331,9 @@ static int cpr_next(ms_reader *r, ms_event *ev)
 static int cpr_finish(ms_reader *r)
 {
     cpr_state *cs = CST(r);
-    if (cs->stage == CS_SUBSECTION && ms_rd_pending(r) == 0)
+    if ((cs->stage == CS_SUBSECTION ||
+         (cs->stage == CS_MARKER && cs->sub_bare)) &&
+        ms_rd_pending(r) == 0)
         return 0;
     const char *where = cs->stage == CS_HEADER ? "the CPR state header"
                         : cs->list             ? "the CPR vfio device list"
