@@ -33,7 +33,8 @@ enum q_stage {
     QS_AFTER_EOF,
     QS_VMDESC,
     QS_DONE,
-    QS_DIRTY_BITMAP
+    QS_DIRTY_BITMAP,
+    QS_VFIO_CONFIG
 };
 
 #define QEVM_MAGIC 0x5145564Du
@@ -157,6 +158,9 @@ typedef struct q_state {
     uint64_t vfio_left;
     uint64_t last_marker;
     int vfio_part_data; /* this PART section carried its data chunk */
+    /* the PCI config state after DEV_CONFIG_STATE (qemu_vfio.c) */
+    uint32_t cfg_space;  /* 256 or 4096 config bytes */
+    uint32_t msix_bytes; /* MSI-X table + PBA bytes, 0 without MSI-X */
 
     /* dirty-bitmap sections */
     q_dbm dbm;
@@ -196,6 +200,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev);
 int ms_q_read_ram(ms_reader *r, ms_event *ev);          /* qemu_ram.c */
 int ms_q_read_vfio(ms_reader *r, ms_event *ev);         /* qemu_vfio.c */
 int ms_q_read_vfio_data(ms_reader *r, ms_event *ev);
+int ms_q_read_vfio_config(ms_reader *r, ms_event *ev);
 int ms_q_read_dirty_bitmap(ms_reader *r, ms_event *ev); /* qemu_dirty_bitmap.c */
 void ms_q_dirty_bitmap_free(ms_reader *r);
 

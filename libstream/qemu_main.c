@@ -116,8 +116,8 @@ static int read_libvirt(ms_reader *r)
     size_t n = ms_rd_peek(r, st->u64a, &x);
     ms_rd_skip(r, n);
     st->u64a -= n;
-    if (st->u64a)
-        return MS_NEXT_INPUT;
+    if (st->u64a) /* a peek ends at the stash's end: the slice may hold more */
+        return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
     st->stage = QS_HEADER;
     st->step = 0;
     return MS_GO_ON;
@@ -379,8 +379,9 @@ static int read_vmdesc(ms_reader *r, ms_event *ev)
         memcpy(st->vmdesc_buf + st->vmdesc_got, p, n);
         ms_rd_skip(r, n);
         st->vmdesc_got += n;
+        /* a peek ends at the stash's end: the slice may hold more */
         if (st->vmdesc_got < st->vmdesc_len)
-            return MS_NEXT_INPUT;
+            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
         p = st->vmdesc_buf;
     }
     st->vmdesc_got = st->vmdesc_len;
@@ -419,6 +420,7 @@ static int q_next(ms_reader *r, ms_event *ev)
         case QS_RAM: rc = ms_q_read_ram(r, ev); break;
         case QS_VFIO: rc = ms_q_read_vfio(r, ev); break;
         case QS_VFIO_DATA: rc = ms_q_read_vfio_data(r, ev); break;
+        case QS_VFIO_CONFIG: rc = ms_q_read_vfio_config(r, ev); break;
         case QS_DIRTY_BITMAP: rc = ms_q_read_dirty_bitmap(r, ev); break;
         case QS_VMSTATE: rc = ms_q_read_vmstate(r, ev); break;
         case QS_SCAN: rc = ms_q_read_scan(r, ev); break;
@@ -523,4 +525,5 @@ const ms_framing_ops ms_libvirt_ops = {
     .finish = q_finish,
     .destroy = q_destroy,
 };
+
 

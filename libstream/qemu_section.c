@@ -324,8 +324,8 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         size_t n = ms_rd_peek(r, st->field_left, &p);
         ms_rd_skip(r, n);
         st->field_left -= n;
-        if (st->field_left)
-            return MS_NEXT_INPUT;
+        if (st->field_left) /* a peek ends at the stash's end */
+            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
         st->step = 0;
         if (!r->opt.field_events)
             return MS_GO_ON;
