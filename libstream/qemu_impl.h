@@ -161,6 +161,7 @@ typedef struct q_state {
     /* the PCI config state after DEV_CONFIG_STATE (qemu_vfio.c) */
     uint32_t cfg_space;  /* 256 or 4096 config bytes */
     uint32_t msix_bytes; /* MSI-X table + PBA bytes, 0 without MSI-X */
+    int cfg_fields;      /* report them as MS_EV_FIELD (see qemu_vfio.c) */
 
     /* dirty-bitmap sections */
     q_dbm dbm;

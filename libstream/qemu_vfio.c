@@ -193,7 +193,8 @@ int ms_q_read_vfio_data(ms_reader *r, ms_event *ev)
  *   step 1  END_OF_STATE right after the 256-byte layout?  (looked at)
  *   step 2  END_OF_STATE right after the 4096-byte layout? (looked at)
  *   step 3..6  the fields, consumed one by one (MS_EV_FIELD each with
- *           field_events), then back to the markers: END_OF_STATE
+ *           field_events, unless the JSON trailer describes the section),
+ *           then back to the markers: END_OF_STATE
  *
  * A payload that is implausible, fits neither layout or carries the
  * subsection is walked to its footer (MS_EV_UNDECODED says why). */
@@ -283,6 +284,15 @@ static int choose_layout(ms_reader *r)
     q_state *st = QST(r);
     const uint8_t *p;
     if (st->step == 0) {
+        /* QEMU's JSON trailer describes this FULL section as one opaque
+         * "data" buffer (VFIO saves it without a VMSD); field events of
+         * another shape would contradict the description a consumer
+         * follows, so with such a description the fields are checked but
+         * not reported. */
+        st->cfg_fields =
+            r->opt.field_events &&
+            !(r->vmdesc &&
+              vms_desc_find(r->vmdesc, st->cur->idstr, st->cur->instance_id));
         /* a short first look, so that bytes which cannot be a config
          * state are walked without waiting for 260 bytes */
         st->rec_off = ms_rd_unit_offset(r);
@@ -346,7 +356,7 @@ int ms_q_read_vfio_config(ms_reader *r, ms_event *ev)
     uint64_t off = ms_rd_unit_offset(r);
     MS_TAKE_OR_RETURN(r, sizes[i], &p);
     st->step++;
-    if (!r->opt.field_events)
+    if (!st->cfg_fields)
         return MS_GO_ON;
     ev->kind = MS_EV_FIELD;
     ev->offset = off;

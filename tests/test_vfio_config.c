@@ -133,6 +133,8 @@ typedef struct flog {
     char why[256];
 } flog;
 
+static const char *g_vmdesc; /* a JSON trailer given first, or NULL */
+
 static void run(const uint8_t *p, size_t len, size_t slice, flog *l)
 {
     memset(l, 0, sizeof *l);
@@ -141,6 +143,9 @@ static void run(const uint8_t *p, size_t len, size_t slice, flog *l)
     ms_options_init(&o);
     o.field_events = 1;
     ms_reader *r = ms_reader_create(&o);
+    if (g_vmdesc)
+        assert_int_equal(ms_reader_set_vmdesc(r, g_vmdesc, strlen(g_vmdesc)),
+                         0);
     size_t pos = 0;
     int rc = 0, after_config = 0;
     ms_event ev;
@@ -322,12 +327,55 @@ static void test_rules(void **state)
     tb_buf_free(&c.bytes);
 }
 
+/* QEMU's JSON trailer describes a VFIO FULL section as one opaque "data"
+ * buffer: with it given, the config is still checked, but its fields are
+ * not reported in another shape than the description's. */
+static void test_described_by_trailer(void **state)
+{
+    (void)state;
+    capcfg c;
+    capture_config("tests/data/captures/qemu-10.0-q35-precopy/main.mig",
+                   "0000:00:02.0/e1000e", &c);
+    char json[512];
+    snprintf(json, sizeof json,
+             "{\"page_size\":4096,\"devices\":[{\"name\":\"%s\","
+             "\"instance_id\":0,\"size\":%zu,\"fields\":[{\"name\":"
+             "\"data\",\"type\":\"buffer\",\"size\":%zu}]}]}",
+             VFIO_IDSTR, c.bytes.len + 16, c.bytes.len + 16);
+    g_vmdesc = json;
+    tb_buf b, cfg;
+    tb_buf_init(&b);
+    tb_buf_init(&cfg);
+    size_t at;
+    build(&b, c.bytes.p, c.bytes.len, &at);
+    flog l;
+    run(b.p, b.len, 0, &l);
+    assert_int_equal(l.rc, 0);
+    assert_int_equal(l.nfields, 0);
+    assert_int_equal(l.undecoded, 0);
+    assert_true(l.end_of_state_after_config);
+    tb_buf_free(&l.fields);
+    tb_buf_copy(&cfg, &c.bytes);
+    tb_set_be32(cfg.p + 4 + 4096, 2); /* irq state of pin A */
+    build(&b, cfg.p, cfg.len, &at);
+    run(b.p, b.len, 1, &l);
+    assert_int_equal(l.rc, -1);
+    assert_int_equal(l.err.code, MS_ERR_VFIO);
+    assert_int_equal(l.err.offset, at + 4 + 4096);
+    tb_buf_free(&l.fields);
+    g_vmdesc = NULL;
+    tb_buf_free(&cfg);
+    tb_buf_free(&b);
+    tb_buf_free(&c.bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pcie_msix_from_qemu_10),
         cmocka_unit_test(test_pci_from_qemu_7_2),
         cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_described_by_trailer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
