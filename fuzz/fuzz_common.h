@@ -205,6 +205,19 @@ static inline void fuzz_touch_event(const ms_event *ev)
             fuzz_touch_str(ev->u.ram.block);
         fuzz_touch_view(ev->u.ram.data, ev->u.ram.size, 0);
         break;
+    case MS_EV_CPR:
+        if (ev->u.cpr.record != MS_CPR_LIST_END) {
+            fuzz_touch_str(ev->u.cpr.name);
+            FUZZ_CHECK(strlen(ev->u.cpr.name) + 1 == ev->u.cpr.name_len);
+        }
+        break;
+    case MS_EV_DIRTY_BITMAP:
+        if (ev->u.dbm.record != MS_DBM_EOS) {
+            fuzz_touch_str(ev->u.dbm.node);
+            fuzz_touch_str(ev->u.dbm.bitmap);
+        }
+        fuzz_touch_view(ev->u.dbm.data, ev->u.dbm.size, 0);
+        break;
     case MS_EV_VFIO_MARKER:
         fuzz_touch_str(ev->u.vfio.name);
         fuzz_touch_str(ev->u.vfio.idstr);

@@ -165,9 +165,10 @@ typedef enum ms_format {
     MS_FORMAT_PAYLOAD = 6, /* a VFIO driver's own data (ms_options.payload_kind);
                              never detected from a stream's magic */
     /* 7 is MS_FORMAT_QEMU_RETURN_PATH */
-    MS_FORMAT_QEMU_PREEMPT = 8 /* QEMU postcopy-preempt channel: RAM page
+    MS_FORMAT_QEMU_PREEMPT = 8, /* QEMU postcopy-preempt channel: RAM page
                                   records only, no magic (never detected;
                                   spec/qemu-main.md) */
+    MS_FORMAT_QEMU_CPR = 9 /* QEMU >= 10.0 CPR state ("QCPR"; spec/qemu-cpr.md) */
 } ms_format;
 
 MS_API const char *ms_format_name(ms_format f);
@@ -280,8 +281,14 @@ typedef enum ms_event_kind {
      * bitmap, after the block's MS_EV_RAM_BLOCK and before its pages */
     MS_EV_MAPPED_RAM,     /* u.mapped */
     /* QEMU postcopy; see spec/qemu-main.md */
-    MS_EV_RAM_DISCARD     /* u.discard: one range of a POSTCOPY_RAM_DISCARD
+    MS_EV_RAM_DISCARD,    /* u.discard: one range of a POSTCOPY_RAM_DISCARD
                              command (after its MS_EV_COMMAND event) */
+    /* QEMU "dirty-bitmap" sections; see spec/qemu-main.md */
+    MS_EV_DIRTY_BITMAP,   /* u.dbm: one record of a dirty-bitmap section,
+                             or a piece of a BITS record's buffer */
+    /* QEMU CPR state; see spec/qemu-cpr.md */
+    MS_EV_CPR             /* u.cpr: one saved fd, one VFIO device, or the
+                             end of a list */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -552,6 +559,57 @@ typedef struct ms_vfio_info {
     ms_phase phase;     /* phase the following bytes belong to */
 } ms_vfio_info;
 
+/* QEMU block dirty bitmaps ("dirty-bitmap" sections, version 1). */
+typedef enum ms_dbm_record {
+    MS_DBM_EOS = 1,      /* end of the section's records */
+    MS_DBM_START = 2,    /* a bitmap begins: granularity, bitmap flags */
+    MS_DBM_COMPLETE = 3, /* a bitmap is complete */
+    MS_DBM_BITS = 4,     /* a chunk of bits (or ZEROES); a buffer follows
+                            as MS_DBM_BUFFER events unless zeroes */
+    MS_DBM_BUFFER = 5    /* a piece of the BITS buffer (a view) */
+} ms_dbm_record;
+
+typedef struct ms_dirty_bitmap_info {
+    ms_dbm_record record;
+    uint32_t flags;      /* DIRTY_BITMAP_MIG_FLAG_* as QEMU applies them */
+    uint32_t flags_size; /* bytes of flags on the wire: 1, 2 or 4 */
+    const char *node;    /* node alias / bitmap alias the record is for;
+                            NULL for EOS; valid until the next call */
+    const char *bitmap;
+    uint32_t granularity; /* START: bytes per bit */
+    uint8_t bitmap_flags; /* START: 0x01 enabled, 0x02 persistent */
+    uint64_t first_sector; /* BITS: 512-byte sectors covered */
+    uint32_t nr_sectors;
+    int zeroes;            /* BITS: all zero, no buffer */
+    uint64_t buf_size;     /* BITS: buffer bytes that follow */
+    const uint8_t *data;   /* BUFFER: this piece */
+    size_t size;
+    uint64_t buf_offset;   /* BUFFER: offset of data[0] in the buffer */
+} ms_dirty_bitmap_info;
+
+/* QEMU CPR state (cpr-transfer / cpr-exec, QEMU >= 10.0). */
+typedef enum ms_cpr_record {
+    MS_CPR_FD = 1,          /* one entry of the fd list */
+    MS_CPR_VFIO_DEVICE = 2, /* one entry of the "vfio devices" list */
+    MS_CPR_LIST_END = 3     /* the end of a list (count = its entries) */
+} ms_cpr_record;
+
+typedef struct ms_cpr_info {
+    ms_cpr_record record;
+    const char *name;  /* FD, VFIO_DEVICE: NUL terminated; valid until the
+                          next call */
+    uint32_t name_len; /* bytes on the wire, with the NUL */
+    int32_t id;        /* FD: the id QEMU saved it under */
+    int fd_passed;     /* FD: 1 when the fd travelled as SCM_RIGHTS
+                          ancillary data (cpr-transfer: one placeholder
+                          byte), 0 when written as a number (cpr-exec) */
+    int32_t fd;        /* FD: the number (cpr-exec), -1 when passed */
+    int32_t devid;     /* VFIO_DEVICE */
+    uint32_t ioas_id, hwpt_id;
+    uint32_t list;     /* LIST_END: 0 the fd list, 1 the vfio device list */
+    uint32_t count;    /* LIST_END: entries in the list */
+} ms_cpr_info;
+
 typedef struct ms_field_info {
     uint32_t section_id;
     const char *path;    /* "parent_obj.config", "tx.size", subsection name */
@@ -628,6 +686,8 @@ typedef struct ms_event {
         ms_payload_field pfield;
         ms_mapped_ram_info mapped;
         ms_discard_info discard;
+        ms_dirty_bitmap_info dbm;
+        ms_cpr_info cpr;
     } u;
 } ms_event;
 
@@ -680,6 +740,23 @@ MS_API int ms_nest_feed(ms_nest *n, const ms_event *ev);
 /* 1: *step filled; 0: the fed event has no more steps; -1: error */
 MS_API int ms_nest_next(ms_nest *n, ms_nest_step *step);
 MS_API const ms_error_info *ms_nest_error(const ms_nest *n);
+
+/* ---- XBZRLE deltas ------------------------------------------------------
+ * A QEMU RAM record with the XBZRLE flag carries a delta of one page against
+ * the copy the destination holds (spec/qemu-main.md, "XBZRLE deltas").  The
+ * reader checks every delta with the rules below; a tool rebuilding RAM
+ * applies them with ms_xbzrle_apply. */
+
+/* NULL when `delta` (n bytes) is a valid delta for a page of `page_size`
+ * bytes, else a short reason, with *bad_offset (may be NULL) the offset in
+ * the delta of the offending run's length field. */
+MS_API const char *ms_xbzrle_check(const void *delta, size_t n,
+                                   size_t page_size, size_t *bad_offset);
+
+/* Apply `delta` to `page` in place: 0, or -1 for a malformed delta (then
+ * *bad_offset is set as by ms_xbzrle_check and `page` is unchanged). */
+MS_API int ms_xbzrle_apply(const void *delta, size_t n, uint8_t *page,
+                           size_t page_size, size_t *bad_offset);
 
 /* ---- reader ----------------------------------------------------------- */
 typedef struct ms_reader ms_reader;

@@ -160,6 +160,7 @@ const char *ms_format_name(ms_format f)
     case MS_FORMAT_LIBVIRT_SAVE: return "libvirt-save";
     case MS_FORMAT_PAYLOAD: return "payload";
     case MS_FORMAT_QEMU_PREEMPT: return "qemu-preempt";
+    case MS_FORMAT_QEMU_CPR: return "qemu-cpr";
     case MS_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -229,6 +230,8 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_PAYLOAD_FIELD: return "payload_field";
     case MS_EV_MAPPED_RAM: return "mapped_ram";
     case MS_EV_RAM_DISCARD: return "ram_discard";
+    case MS_EV_DIRTY_BITMAP: return "dirty_bitmap";
+    case MS_EV_CPR: return "cpr";
     }
     return "unknown";
 }
@@ -246,6 +249,8 @@ ms_format ms_detect(const void *buf, size_t len, size_t *need)
         return MS_FORMAT_QEMU_MAIN;
     if (len >= 4 && memcmp(p, multifd, 4) == 0)
         return MS_FORMAT_QEMU_MULTIFD;
+    if (len >= 4 && memcmp(p, "QCPR", 4) == 0)
+        return MS_FORMAT_QEMU_CPR;
     /* migstream: accept a damaged magic here so the reader can say how it
      * was damaged instead of "unknown format". */
     if (len >= 4 && memcmp(p + 1, "MIG", 3) == 0)

@@ -7,6 +7,7 @@
  *                   footer scan for payloads nothing decodes
  *   qemu_ram.c      the "ram" section (version 4): block list, page records
  *   qemu_vfio.c     VFIO device sections: markers and device data
+ *   qemu_dirty_bitmap.c  "dirty-bitmap" sections (block dirty bitmaps)
  * Facts: spec/qemu-main.md. */
 #ifndef MS_QEMU_IMPL_H
 #define MS_QEMU_IMPL_H
@@ -31,7 +32,9 @@ enum q_stage {
     QS_FOOTER,
     QS_AFTER_EOF,
     QS_VMDESC,
-    QS_DONE
+    QS_DONE,
+    QS_DIRTY_BITMAP,
+    QS_VFIO_CONFIG
 };
 
 #define QEVM_MAGIC 0x5145564Du
@@ -71,7 +74,24 @@ enum vfio_marker {
     VFIO_CONFIG_LOAD_READY = 6
 };
 
-typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO } q_kind;
+typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO, QK_DIRTY_BITMAP } q_kind;
+
+/* dirty-bitmap sections (qemu_dirty_bitmap.c): the names the records
+ * refer to persist across records and sections, as in QEMU's loader. */
+typedef struct q_dbm_bitmap {
+    char node[256], bitmap[256];
+    uint32_t granularity;
+    int completed;
+} q_dbm_bitmap;
+
+typedef struct q_dbm {
+    char node[256], bitmap[256]; /* current names; "" before any */
+    uint32_t flags, flags_size;
+    uint64_t buf_size, buf_done; /* BITS buffer being streamed */
+    q_dbm_bitmap *bitmaps;       /* every bitmap STARTed */
+    size_t nbitmaps, cap;
+    size_t cur; /* 1 + index of the current bitmap; 0: none resolved */
+} q_dbm;
 
 typedef struct q_section {
     uint32_t id;
@@ -168,6 +188,13 @@ typedef struct q_state {
     uint64_t vfio_left;
     uint64_t last_marker;
     int vfio_part_data; /* this PART section carried its data chunk */
+    /* the PCI config state after DEV_CONFIG_STATE (qemu_vfio.c) */
+    uint32_t cfg_space;  /* 256 or 4096 config bytes */
+    uint32_t msix_bytes; /* MSI-X table + PBA bytes, 0 without MSI-X */
+    int cfg_fields;      /* report them as MS_EV_FIELD (see qemu_vfio.c) */
+
+    /* dirty-bitmap sections */
+    q_dbm dbm;
 
     /* VMState (FULL sections described by the trailer) */
     vms_walk walk;
@@ -220,5 +247,8 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev);         /* qemu_vfio.c */
  * (qemu_preempt.c).  Returns its index, or -1 with the error recorded. */
 int ms_q_preempt_block(ms_reader *r);
 int ms_q_read_vfio_data(ms_reader *r, ms_event *ev);
+int ms_q_read_vfio_config(ms_reader *r, ms_event *ev);
+int ms_q_read_dirty_bitmap(ms_reader *r, ms_event *ev); /* qemu_dirty_bitmap.c */
+void ms_q_dirty_bitmap_free(ms_reader *r);
 
 #endif

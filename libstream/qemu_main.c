@@ -119,8 +119,8 @@ static int read_libvirt(ms_reader *r)
     size_t n = ms_rd_peek(r, st->u64a, &x);
     ms_rd_skip(r, n);
     st->u64a -= n;
-    if (st->u64a)
-        return MS_NEXT_INPUT;
+    if (st->u64a) /* a peek ends at the stash's end: the slice may hold more */
+        return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
     st->stage = QS_HEADER;
     st->step = 0;
     return MS_GO_ON;
@@ -388,8 +388,9 @@ static int read_vmdesc(ms_reader *r, ms_event *ev)
         memcpy(st->vmdesc_buf + st->vmdesc_got, p, n);
         ms_rd_skip(r, n);
         st->vmdesc_got += n;
+        /* a peek ends at the stash's end: the slice may hold more */
         if (st->vmdesc_got < st->vmdesc_len)
-            return MS_NEXT_INPUT;
+            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
         p = st->vmdesc_buf;
     }
     st->vmdesc_got = st->vmdesc_len;
@@ -428,6 +429,8 @@ static int q_next(ms_reader *r, ms_event *ev)
         case QS_RAM: rc = ms_q_read_ram(r, ev); break;
         case QS_VFIO: rc = ms_q_read_vfio(r, ev); break;
         case QS_VFIO_DATA: rc = ms_q_read_vfio_data(r, ev); break;
+        case QS_VFIO_CONFIG: rc = ms_q_read_vfio_config(r, ev); break;
+        case QS_DIRTY_BITMAP: rc = ms_q_read_dirty_bitmap(r, ev); break;
         case QS_VMSTATE: rc = ms_q_read_vmstate(r, ev); break;
         case QS_SCAN: rc = ms_q_read_scan(r, ev); break;
         case QS_FOOTER: rc = ms_q_read_footer(r, ev); break;
@@ -498,6 +501,7 @@ void ms_q_free_state(ms_reader *r)
     ms_free(ALLOC(r), st->page_buf);
     ms_free(ALLOC(r), st->mr.bitmap);
     ms_free(ALLOC(r), st->vmdesc_buf);
+    ms_q_dirty_bitmap_free(r);
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ms_free(ALLOC(r), st);
@@ -534,4 +538,5 @@ const ms_framing_ops ms_libvirt_ops = {
     .finish = q_finish,
     .destroy = q_destroy,
 };
+
 

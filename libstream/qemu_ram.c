@@ -620,6 +620,14 @@ static int read_page_data(ms_reader *r, ms_event *ev)
         ev->u.ram.data = st->page_buf;
         ev->u.ram.size = st->page_size;
     } else {
+        /* QEMU's loader decodes the delta into the page; a delta it would
+         * reject is an error here (xbzrle.c holds the rules). */
+        size_t bad;
+        const char *why = ms_xbzrle_check(p, st->u32b, st->page_size, &bad);
+        if (why)
+            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - st->u32b + bad,
+                           "XBZRLE delta: %s (page size %u)", why,
+                           st->page_size);
         ev->u.ram.data = p;
         ev->u.ram.size = st->u32b;
         ev->u.ram.zero_copy = ms_rd_in_input(r, p);

@@ -80,9 +80,10 @@ static q_section *register_section(ms_reader *r, uint32_t id,
     memcpy(s->idstr, st->name, sizeof s->idstr);
     s->instance_id = instance;
     s->version_id = version;
-    s->kind = strcmp(s->idstr, "ram") == 0       ? QK_RAM
-              : ends_with(s->idstr, "/vfio") ? QK_VFIO
-                                              : QK_OTHER;
+    s->kind = strcmp(s->idstr, "ram") == 0            ? QK_RAM
+              : ends_with(s->idstr, "/vfio")          ? QK_VFIO
+              : strcmp(s->idstr, "dirty-bitmap") == 0 ? QK_DIRTY_BITMAP
+                                                      : QK_OTHER;
     return s;
 }
 
@@ -117,6 +118,18 @@ static int enter_payload(ms_reader *r, ms_event *ev)
         st->last_marker = 0;
         st->vfio_part_data = 0;
         st->stage = QS_VFIO;
+        return MS_GO_ON;
+    }
+    if (s->kind == QK_DIRTY_BITMAP) {
+        if (s->version_id != 1)
+            return MS_FAIL(r, MS_ERR_BAD_FIELD, st->sec_off,
+                           "dirty-bitmap section version %u; only 1 is known",
+                           s->version_id);
+        if (st->cur_type == MS_QSEC_FULL)
+            return MS_FAIL(r, MS_ERR_SECTION, st->sec_off,
+                           "dirty-bitmap in a FULL section (it is iterable "
+                           "only)");
+        st->stage = QS_DIRTY_BITMAP;
         return MS_GO_ON;
     }
     if (st->cur_type == MS_QSEC_FULL) {
@@ -328,8 +341,8 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         size_t n = ms_rd_peek(r, st->field_left, &p);
         ms_rd_skip(r, n);
         st->field_left -= n;
-        if (st->field_left)
-            return MS_NEXT_INPUT;
+        if (st->field_left) /* a peek ends at the stash's end */
+            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
         st->step = 0;
         if (!r->opt.field_events)
             return MS_GO_ON;

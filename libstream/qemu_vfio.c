@@ -87,6 +87,8 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
             bad = "DEV_CONFIG_LOAD_READY outside a FULL section";
         else if (k == VFIO_CONFIG_LOAD_READY && s->load_ready)
             bad = "DEV_CONFIG_LOAD_READY sent twice";
+        else if (last == VFIO_CONFIG_STATE && k != VFIO_END_OF_STATE)
+            bad = "the PCI config state must be followed by END_OF_STATE";
         if (bad)
             return MS_FAIL(r, MS_ERR_VFIO, st->rec_off, "%s: %s", s->idstr,
                            bad);
@@ -112,10 +114,9 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
             st->pending = *ev;
             return MS_GO_ON;
         }
-        if (k == VFIO_CONFIG_STATE) { /* PCI config VMState, undescribed */
-            ms_q_start_scan(st, 1);
-            st->scan_why = "VFIO PCI config state is not described by the "
-                           "JSON trailer";
+        if (k == VFIO_CONFIG_STATE) { /* the PCI config VMState follows */
+            st->stage = QS_VFIO_CONFIG;
+            st->step = 0;
         }
         if (k == VFIO_END_OF_STATE && ty == MS_QSEC_START && !s->setup_seen)
             return MS_FAIL(r, MS_ERR_VFIO, st->rec_off,
@@ -167,5 +168,203 @@ int ms_q_read_vfio_data(ms_reader *r, ms_event *ev)
     st->cur->device_bytes += n;
     st->vfio_left -= n;
     ms_rd_skip(r, n);
+    return MS_NEXT_EVENT;
+}
+
+/* ---- PCI config state (after DEV_CONFIG_STATE) ------------------------------
+ * vfio_pci_save_config writes the VMState "VFIOPCIDevice" v1 (QEMU 5.2 ..
+ * 10.x), then END_OF_STATE follows:
+ *
+ *   VMSTATE_PCI_DEVICE  "PCIDevice" v2: be32 version_id (2),
+ *                       config: 256 bytes (conventional) | 4096 (express),
+ *                       irq_state: 4 x be32, each 0 or 1
+ *   VMSTATE_MSIX_TEST   with MSI-X only: the vector table (16 bytes per
+ *                       vector), then the PBA (1 bit per vector, whole bytes)
+ *   [QEMU >= 8.2] subsection "VFIOPCIDevice/VFIODisplay" (ramfb migration)
+ *
+ * Neither the config size nor the vector count is written.  The vector
+ * count is in the MSI-X capability of the config bytes.  The size follows
+ * pci_is_express(), which the bytes do not say reliably (on q35, a device
+ * behind a PCI bridge hides its PCIe capability yet keeps 4096 bytes), so
+ * the decoder looks where END_OF_STATE falls:
+ *
+ *   step 0  probe (looked at and given back): version_id and the config
+ *           header, then the 256 config bytes: plausible?  MSI-X vectors
+ *   step 1  END_OF_STATE right after the 256-byte layout?  (looked at)
+ *   step 2  END_OF_STATE right after the 4096-byte layout? (looked at)
+ *   step 3..6  the fields, consumed one by one (MS_EV_FIELD each with
+ *           field_events, unless the JSON trailer describes the section),
+ *           then back to the markers: END_OF_STATE
+ *
+ * A payload that is implausible, fits neither layout or carries the
+ * subsection is walked to its footer (MS_EV_UNDECODED says why). */
+
+#define PCI_CONFIG_SPACE 256u
+#define PCIE_CONFIG_SPACE 4096u
+#define PCI_IRQ_STATE 16u /* 4 pins x be32 */
+#define PCI_DEVICE_VMSTATE_VERSION 2u
+#define PCI_CAP_ID_MSIX 0x11
+#define MSIX_ENTRY_SIZE 16u
+
+#define PCI_CONFIG_HEADER 16u /* through the header type byte */
+
+/* Step 0's first look, at version_id and the config header's first 16
+ * bytes: NULL when they can start a PCI endpoint's config state. */
+static const char *probe_header(const uint8_t *p)
+{
+    const uint8_t *cfg = p + 4;
+    uint32_t version = ms_be32(p);
+    if (version < 1 || version > PCI_DEVICE_VMSTATE_VERSION)
+        return "VFIO PCI config state: PCIDevice version_id is not 1 or 2";
+    if ((cfg[0x0e] & 0x7f) != 0)
+        return "VFIO PCI config state: header type is not 0 (an endpoint)";
+    if (ms_le16(cfg) == 0xffff || ms_le16(cfg) == 0)
+        return "VFIO PCI config state: no vendor id";
+    return NULL;
+}
+
+/* Step 0's second look, at the 256 config bytes: NULL when their
+ * capability list is sound (st->msix_bytes set from MSI-X), else why not. */
+static const char *probe_config(q_state *st, const uint8_t *p)
+{
+    const uint8_t *cfg = p + 4;
+    st->msix_bytes = 0;
+    if (!(cfg[0x06] & 0x10)) /* status: no capability list */
+        return NULL;
+    uint8_t at = cfg[0x34] & 0xfc;
+    for (int n = 0; at; n++) {
+        if (at < 0x40 || n >= 48)
+            return "VFIO PCI config state: malformed capability list";
+        if (cfg[at] == PCI_CAP_ID_MSIX) {
+            uint32_t vectors = (ms_le16(cfg + at + 2) & 0x7ffu) + 1;
+            st->msix_bytes = vectors * MSIX_ENTRY_SIZE + (vectors + 7) / 8;
+            return NULL;
+        }
+        at = cfg[at + 1] & 0xfc;
+    }
+    return NULL;
+}
+
+/* Steps 1-2: does the layout with `space` config bytes end where `p` (the
+ * layout and 8 more bytes) has END_OF_STATE?  1 yes, 0 no, 2 a subsection
+ * starts there, -1 error (an irq state QEMU rejects). */
+static int layout_fits(ms_reader *r, const uint8_t *p, uint32_t space)
+{
+    q_state *st = QST(r);
+    size_t end = 4 + space + PCI_IRQ_STATE + st->msix_bytes;
+    static const char sub[] = "VFIOPCIDevice/";
+    if (p[end] == Q_SUBSECTION && p[end + 1] > sizeof sub - 1 &&
+        memcmp(p + end + 2, sub, 6) == 0)
+        return 2;
+    if (ms_be64(p + end) != VFIO_MARKER_BASE + VFIO_END_OF_STATE)
+        return 0;
+    for (uint32_t pin = 0; pin < 4; pin++) {
+        uint32_t v = ms_be32(p + 4 + space + 4 * pin);
+        if (v > 1) {
+            MS_FAIL(r, MS_ERR_VFIO, st->rec_off + 4 + space + 4 * pin,
+                    "%s: PCI irq state of pin %c is %u; QEMU loads only 0 "
+                    "or 1",
+                    st->cur->idstr, 'A' + pin, v);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+static int config_walk_blind(q_state *st, const char *why)
+{
+    ms_q_start_scan(st, 1);
+    st->scan_why = why;
+    return MS_GO_ON;
+}
+
+/* Steps 0-2: choose the layout, consuming nothing. */
+static int choose_layout(ms_reader *r)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    if (st->step == 0) {
+        /* QEMU's JSON trailer describes this FULL section as one opaque
+         * "data" buffer (VFIO saves it without a VMSD); field events of
+         * another shape would contradict the description a consumer
+         * follows, so with such a description the fields are checked but
+         * not reported. */
+        st->cfg_fields =
+            r->opt.field_events &&
+            !(r->vmdesc &&
+              vms_desc_find(r->vmdesc, st->cur->idstr, st->cur->instance_id));
+        /* a short first look, so that bytes which cannot be a config
+         * state are walked without waiting for 260 bytes */
+        st->rec_off = ms_rd_unit_offset(r);
+        MS_TAKE_OR_RETURN(r, 4 + PCI_CONFIG_HEADER, &p);
+        const char *why = probe_header(p);
+        ms_rd_untake(r);
+        if (why)
+            return config_walk_blind(st, why);
+        MS_TAKE_OR_RETURN(r, 4 + PCI_CONFIG_SPACE, &p);
+        why = probe_config(st, p);
+        ms_rd_untake(r);
+        if (why)
+            return config_walk_blind(st, why);
+        st->step = 1;
+    }
+    uint32_t space = st->step == 1 ? PCI_CONFIG_SPACE : PCIE_CONFIG_SPACE;
+    size_t len = 4 + space + PCI_IRQ_STATE + st->msix_bytes + 8;
+    MS_TAKE_OR_RETURN(r, len, &p);
+    int fits = layout_fits(r, p, space);
+    ms_rd_untake(r);
+    if (fits < 0)
+        return MS_NEXT_ERROR;
+    if (fits == 2)
+        return config_walk_blind(st, "VFIO PCI config state with a "
+                                     "VFIOPCIDevice subsection (ramfb "
+                                     "display), which is not decoded");
+    if (fits == 1) {
+        st->cfg_space = space;
+        st->step = 3;
+        return MS_GO_ON;
+    }
+    if (st->step == 1) {
+        st->step = 2;
+        return MS_GO_ON;
+    }
+    return config_walk_blind(st, "VFIO PCI config state: END_OF_STATE "
+                                 "follows neither the 256- nor the "
+                                 "4096-byte config layout");
+}
+
+int ms_q_read_vfio_config(ms_reader *r, ms_event *ev)
+{
+    static const struct {
+        const char *path, *type;
+    } fields[] = {{"pdev.version_id", "int32 le"},
+                  {"pdev.config", "pci config"},
+                  {"pdev.irq_state", "pci irq state"},
+                  {"pdev.msix", "msix state"}};
+    q_state *st = QST(r);
+    const uint8_t *p;
+    if (st->step < 3)
+        return choose_layout(r);
+    /* steps 3..6: version_id, config, irq_state, MSI-X */
+    uint32_t i = (uint32_t)st->step - 3;
+    uint32_t sizes[] = {4, st->cfg_space, PCI_IRQ_STATE, st->msix_bytes};
+    if (i >= 4 || sizes[i] == 0) {
+        st->stage = QS_VFIO; /* END_OF_STATE is next */
+        st->step = 0;
+        return MS_GO_ON;
+    }
+    uint64_t off = ms_rd_unit_offset(r);
+    MS_TAKE_OR_RETURN(r, sizes[i], &p);
+    st->step++;
+    if (!st->cfg_fields)
+        return MS_GO_ON;
+    ev->kind = MS_EV_FIELD;
+    ev->offset = off;
+    ev->length = sizes[i];
+    ev->u.field.section_id = st->cur->id;
+    ev->u.field.path = fields[i].path;
+    ev->u.field.type = fields[i].type;
+    ev->u.field.data = p;
+    ev->u.field.size = sizes[i];
     return MS_NEXT_EVENT;
 }

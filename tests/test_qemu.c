@@ -952,6 +952,9 @@ static void build_rich(rich *x)
     for (int i = 0; i < 4; i++)
         fill_page(x->pages[i], PAGE, 10 + (uint64_t)i);
     tb_fill_random(x->xbz, sizeof x->xbz, 20);
+    /* a valid delta: 16 unchanged bytes, then 38 new ones */
+    x->xbz[0] = 16;
+    x->xbz[1] = sizeof x->xbz - 2;
     tb_fill_random(x->v1, sizeof x->v1, 21);
     tb_fill_random(x->v2, sizeof x->v2, 22);
     tb_fill_random(x->v3, sizeof x->v3, 23);

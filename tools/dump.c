@@ -75,6 +75,8 @@ struct dump_ctx {
     size_t npls;
     double bandwidth;   /* bits/s one channel sustains, 0: not given */
     unsigned channels;
+    /* QEMU CPR state */
+    uint64_t cpr_fds, cpr_passed, cpr_vfio;
 };
 
 static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
@@ -234,6 +236,13 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
             dev_stats *s = dev_of(d, ev->u.data.device);
             s->phase[ev->u.data.phase & 3].bytes += ev->u.data.size;
         }
+        break;
+    case MS_EV_CPR:
+        if (ev->u.cpr.record == MS_CPR_FD) {
+            d->cpr_fds++;
+            d->cpr_passed += ev->u.cpr.fd_passed != 0;
+        }
+        d->cpr_vfio += ev->u.cpr.record == MS_CPR_VFIO_DEVICE;
         break;
     case MS_EV_VFIO_MARKER: {
         dev_stats *s = dev_of(d, ev->u.vfio.section_id);
@@ -575,6 +584,35 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
     case MS_EV_VMDESC:
         fprintf(o, "JSON trailer %zu bytes", ev->u.vmdesc.len);
         break;
+    case MS_EV_CPR: {
+        const ms_cpr_info *c = &ev->u.cpr;
+        if (c->record == MS_CPR_FD && c->fd_passed)
+            fprintf(o, "fd \"%s\" id %d (passed as SCM_RIGHTS)", c->name,
+                    c->id);
+        else if (c->record == MS_CPR_FD)
+            fprintf(o, "fd \"%s\" id %d fd %d", c->name, c->id, c->fd);
+        else if (c->record == MS_CPR_VFIO_DEVICE)
+            fprintf(o, "vfio device \"%s\" devid %d ioas %u hwpt %u",
+                    c->name, c->devid, c->ioas_id, c->hwpt_id);
+        else
+            fprintf(o, "end of the %s list: %u", c->list ? "vfio device" : "fd",
+                    c->count);
+        break;
+    }
+    case MS_EV_DIRTY_BITMAP: {
+        const ms_dirty_bitmap_info *b = &ev->u.dbm;
+        fprintf(o, "%s/%s ", b->node, b->bitmap);
+        if (b->record == MS_DBM_START)
+            fprintf(o, "start granularity %u%s%s", b->granularity,
+                    b->bitmap_flags & 1 ? " enabled" : "",
+                    b->bitmap_flags & 2 ? " persistent" : "");
+        else if (b->record == MS_DBM_COMPLETE)
+            fputs("complete", o);
+        else
+            fprintf(o, "sectors %" PRIu64 "+%u %s", b->first_sector,
+                    b->nr_sectors, b->zeroes ? "zeroes" : "bits");
+        break;
+    }
     default: break;
     }
 }
@@ -587,7 +625,10 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
     if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
         ev->kind == MS_EV_FIELD ||
         (ev->kind == MS_EV_RAM_PAGE && !d->show_pages) ||
-        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS))
+        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS) ||
+        (ev->kind == MS_EV_DIRTY_BITMAP &&
+         (ev->u.dbm.record == MS_DBM_BUFFER ||
+          ev->u.dbm.record == MS_DBM_EOS)))
         return; /* bytes, fields (--state) and pages (--pages) */
     if (d->several && !from_set && file != d->last_file_header) {
         fprintf(o, "%s%s:\n", d->last_file_header == (size_t)-1 ? "" : "\n",
@@ -848,6 +889,52 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                     m->next_packet_size);
         }
         fprintf(o, ",\"payload_size\":%" PRIu64, m->payload_size);
+        break;
+    }
+    case MS_EV_CPR: {
+        const ms_cpr_info *c = &ev->u.cpr;
+        static const char *const recs[] = {"", "fd", "vfio_device",
+                                           "list_end"};
+        fprintf(o, ",\"record\":\"%s\"",
+                recs[c->record <= MS_CPR_LIST_END ? c->record : 0]);
+        if (c->record == MS_CPR_LIST_END) {
+            fprintf(o, ",\"list\":\"%s\",\"count\":%u",
+                    c->list ? "vfio_devices" : "fds", c->count);
+            break;
+        }
+        fputs(",\"name\":", o);
+        tool_json_string(o, c->name, strlen(c->name));
+        if (c->record == MS_CPR_FD)
+            fprintf(o, ",\"id\":%d,\"fd_passed\":%s,\"fd\":%d", c->id,
+                    c->fd_passed ? "true" : "false", c->fd);
+        else
+            fprintf(o, ",\"devid\":%d,\"ioas_id\":%u,\"hwpt_id\":%u",
+                    c->devid, c->ioas_id, c->hwpt_id);
+        break;
+    }
+    case MS_EV_DIRTY_BITMAP: {
+        const ms_dirty_bitmap_info *b = &ev->u.dbm;
+        static const char *const names[] = {"", "eos", "start", "complete",
+                                            "bits", "buffer"};
+        fprintf(o, ",\"record\":\"%s\",\"flags\":%u",
+                names[b->record <= MS_DBM_BUFFER ? b->record : 0], b->flags);
+        if (b->record == MS_DBM_EOS)
+            break;
+        fputs(",\"node\":", o);
+        tool_json_string(o, b->node, strlen(b->node));
+        fputs(",\"bitmap\":", o);
+        tool_json_string(o, b->bitmap, strlen(b->bitmap));
+        if (b->record == MS_DBM_START)
+            fprintf(o, ",\"granularity\":%u,\"bitmap_flags\":%u",
+                    b->granularity, b->bitmap_flags);
+        if (b->record == MS_DBM_BITS)
+            fprintf(o, ",\"first_sector\":%" PRIu64 ",\"nr_sectors\":%u,"
+                       "\"zeroes\":%s,\"buf_size\":%" PRIu64,
+                    b->first_sector, b->nr_sectors,
+                    b->zeroes ? "true" : "false", b->buf_size);
+        if (b->record == MS_DBM_BUFFER)
+            fprintf(o, ",\"buf_offset\":%" PRIu64 ",\"size\":%zu",
+                    b->buf_offset, b->size);
         break;
     }
     default: break;
@@ -1118,6 +1205,25 @@ static void summary(dump_ctx *d)
                     d->summary_only ? "" : "\n", d->nfiles,
                     d->nfiles == 1 ? "" : "s",
                     d->problems ? "INVALID" : "valid");
+        }
+        return;
+    }
+    if (d->have_stream && d->stream.format == MS_FORMAT_QEMU_CPR) {
+        const char *mode = !d->cpr_fds ? "?"
+                           : d->cpr_passed ? "cpr-transfer"
+                                           : "cpr-exec";
+        if (d->json) {
+            json_begin(d, "summary", (size_t)-1, 0);
+            fprintf(o, ",\"format\":\"qemu-cpr\",\"mode\":\"%s\","
+                       "\"fds\":%" PRIu64 ",\"vfio_devices\":%" PRIu64
+                       ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
+                    mode, d->cpr_fds, d->cpr_vfio,
+                    d->problems ? "false" : "true", d->problems);
+        } else {
+            fprintf(o, "%ssummary: QEMU CPR state (%s), %" PRIu64
+                       " fds, %" PRIu64 " vfio devices: %s\n",
+                    d->summary_only ? "" : "\n", mode, d->cpr_fds,
+                    d->cpr_vfio, d->problems ? "INVALID" : "valid");
         }
         return;
     }

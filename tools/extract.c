@@ -109,72 +109,6 @@ static int all_zero(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* ---- XBZRLE ---------------------------------------------------------------
- * QEMU's "XOR based zero run length encoding" of a page against the copy
- * the destination already has (migration/xbzrle.c).  The delta is a list
- * of (zero run, data run) pairs: the zero run counts bytes that did not
- * change, the data run carries the new bytes themselves (they replace the
- * old bytes; nothing is XOR'd on decode: the XOR only decides, when
- * encoding, which bytes changed).  Lengths are ULEB128 limited to 14 bits
- * (one or two bytes).  A trailing unchanged run is not encoded.  QEMU's
- * decoder also insists that only the first zero run may be 0, that no
- * data run is empty, and that at least two bytes remain wherever a length
- * is read; a delta that breaks these is rejected here too. */
-
-/* One ULEB128 length of at most two bytes; `avail` >= 2 is checked by the
- * caller.  Returns the bytes used, or -1 when a third byte would follow. */
-static int uleb128_small(const uint8_t *p, uint32_t *v)
-{
-    if (!(p[0] & 0x80)) {
-        *v = p[0];
-        return 1;
-    }
-    if (p[1] & 0x80)
-        return -1;
-    *v = (uint32_t)(p[0] & 0x7f) | ((uint32_t)p[1] << 7);
-    return 2;
-}
-
-/* Apply `delta` to `page` in place.  Returns 0, or -1 with *why set. */
-static int xbzrle_apply(const uint8_t *delta, size_t dlen, uint8_t *page,
-                        size_t plen, const char **why)
-{
-    size_t i = 0, d = 0;
-    while (i < dlen) {
-        uint32_t zrun, nzrun;
-        int k;
-        if (dlen - i < 2 || (k = uleb128_small(delta + i, &zrun)) < 0) {
-            *why = "XBZRLE delta: bad zero-run length";
-            return -1;
-        }
-        if (i && zrun == 0) {
-            *why = "XBZRLE delta: empty zero run after the first";
-            return -1;
-        }
-        i += (size_t)k;
-        if (zrun > plen - d) {
-            *why = "XBZRLE delta: zero run past the end of the page";
-            return -1;
-        }
-        d += zrun;
-        if (dlen - i < 2 || (k = uleb128_small(delta + i, &nzrun)) < 0 ||
-            nzrun == 0) {
-            *why = "XBZRLE delta: bad data-run length";
-            return -1;
-        }
-        i += (size_t)k;
-        if (nzrun > plen - d || nzrun > dlen - i) {
-            *why = "XBZRLE delta: data run past the end of the page or "
-                   "the delta";
-            return -1;
-        }
-        memcpy(page + d, delta + i, nzrun);
-        d += nzrun;
-        i += nzrun;
-    }
-    return 0;
-}
-
 /* ---- block file names -------------------------------------------------------
  * A RAM block idstr becomes a path under DIR the way analyze-migration.py
  * -x names its files ("./" + idstr: '/' separates directories, so
@@ -802,12 +736,17 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
         }
         break;
     case MS_RAM_XBZRLE: {
-        /* The delta applies to the page as the destination holds it. */
-        const char *why = NULL;
+        /* The delta applies to the page as the destination holds it
+         * (the reader has checked it with the same rules). */
+        size_t bad;
         if (ram_read(x, b, x->page, psize, r->offset) < 0)
             return;
-        if (xbzrle_apply(r->data, r->size, x->page, psize, &why) < 0) {
-            own_problem(x, file, MS_ERR_RAM, ev->offset, why);
+        if (ms_xbzrle_apply(r->data, r->size, x->page, psize, &bad) < 0) {
+            char why[160];
+            snprintf(why, sizeof why, "XBZRLE delta: %s",
+                     ms_xbzrle_check(r->data, r->size, psize, NULL));
+            own_problem(x, file, MS_ERR_RAM,
+                        ev->offset + (ev->length - r->size) + bad, why);
             return;
         }
         ram_write(x, b, x->page, psize, r->offset);
