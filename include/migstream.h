@@ -125,7 +125,10 @@ MS_API const char *ms_version_string(void);
     X(PAYLOAD, 44, "payload",                                                 \
       "a VFIO driver payload breaks its driver's rules")                      \
     X(PAYLOAD_COMPAT, 45, "payload-compat",                                   \
-      "a VFIO driver payload does not fit the expected destination")
+      "a VFIO driver payload does not fit the expected destination")          \
+    X(RETURN_PATH, 46, "return-path",                                         \
+      "a QEMU return-path message is invalid or disagrees with the main "     \
+      "stream")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -160,8 +163,12 @@ typedef enum ms_format {
     MS_FORMAT_QEMU_MULTIFD = 3, /* QEMU multifd channel */
     MS_FORMAT_LIBVIRT_SAVE = 4, /* libvirt save image around a QEVM stream */
     MS_FORMAT_UNKNOWN = 5,
-    MS_FORMAT_PAYLOAD = 6 /* a VFIO driver's own data (ms_options.payload_kind);
-                             never detected from a stream's magic */
+    MS_FORMAT_PAYLOAD = 6, /* a VFIO driver's own data (ms_options.payload_kind);
+                              never detected from a stream's magic */
+    MS_FORMAT_QEMU_RETURN_PATH = 7 /* QEMU return path (destination ->
+                                      source messages); no magic: detected
+                                      by its first message, see
+                                      spec/qemu-return-path.md */
 } ms_format;
 
 MS_API const char *ms_format_name(ms_format f);
@@ -259,7 +266,10 @@ typedef enum ms_event_kind {
     MS_EV_PAYLOAD_RECORD, /* u.precord: one record / packet / struct */
     MS_EV_PAYLOAD_IMAGE,  /* u.image: a device image inside the payload
                              (length = its bytes without SW headers) */
-    MS_EV_PAYLOAD_FIELD   /* u.pfield: one decoded field */
+    MS_EV_PAYLOAD_FIELD,  /* u.pfield: one decoded field */
+    /* QEMU return path; see spec/qemu-return-path.md */
+    MS_EV_RP_MESSAGE      /* u.rp: one message (RECV_BITMAP: its bitmap
+                             follows as MS_EV_DATA views) */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -511,6 +521,37 @@ typedef struct ms_vmdesc_info {
     size_t len;
 } ms_vmdesc_info;
 
+/* ---- QEMU return path ----------------------------------------------------
+ * Messages the destination sends back to the source: be16 type, be16 len,
+ * `len` payload bytes.  A return path ends with SHUT.  The stream starts
+ * with an MS_EV_STREAM_HEADER (format MS_FORMAT_QEMU_RETURN_PATH, offset 0,
+ * length 0) like every stream. */
+typedef enum ms_rp_type {
+    MS_RP_SHUT = 1,           /* value: 0 ok, else the destination failed */
+    MS_RP_PONG = 2,           /* value: the PING's value */
+    MS_RP_REQ_PAGES_ID = 3,   /* start, length, block (named here) */
+    MS_RP_REQ_PAGES = 4,      /* start, length; block of the last _ID */
+    MS_RP_RECV_BITMAP = 5,    /* block; then the received bitmap */
+    MS_RP_RESUME_ACK = 6,     /* value (1) */
+    MS_RP_SWITCHOVER_ACK = 7  /* no payload (QEMU 8.1+) */
+} ms_rp_type;
+
+typedef struct ms_rp_info {
+    uint16_t type, len;   /* as on the wire; len: payload bytes */
+    const char *name;     /* "PONG", "REQ_PAGES_ID", ... */
+    uint32_t value;       /* SHUT, PONG, RESUME_ACK */
+    uint64_t start;       /* REQ_PAGES(_ID): byte offset in the block */
+    uint32_t length;      /* REQ_PAGES(_ID): bytes requested (a host page) */
+    const char *block;    /* REQ_PAGES_ID, RECV_BITMAP: the name it carries;
+                             REQ_PAGES: the last REQ_PAGES_ID's; NUL
+                             terminated, valid until the next call */
+    int block_named;      /* 1: this message carries the block name */
+    uint64_t bitmap_size; /* RECV_BITMAP: bitmap bytes that follow (the
+                             be64 size field, then the bitmap, then the
+                             be64 end mark 0x0123456789abcdef, checked) */
+    uint64_t bitmap_offset; /* RECV_BITMAP: offset of its first byte */
+} ms_rp_info;
+
 /* ---- VFIO driver payloads ------------------------------------------------ */
 typedef struct ms_payload_record {
     uint32_t payload_kind; /* ms_payload_kind */
@@ -559,6 +600,7 @@ typedef struct ms_event {
         ms_multifd_info mfd;
         ms_payload_record precord;
         ms_payload_field pfield;
+        ms_rp_info rp;
     } u;
 } ms_event;
 

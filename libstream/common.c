@@ -159,6 +159,7 @@ const char *ms_format_name(ms_format f)
     case MS_FORMAT_QEMU_MULTIFD: return "qemu-multifd";
     case MS_FORMAT_LIBVIRT_SAVE: return "libvirt-save";
     case MS_FORMAT_PAYLOAD: return "payload";
+    case MS_FORMAT_QEMU_RETURN_PATH: return "qemu-return-path";
     case MS_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -226,6 +227,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_PAYLOAD_RECORD: return "record";
     case MS_EV_PAYLOAD_IMAGE: return "image";
     case MS_EV_PAYLOAD_FIELD: return "payload_field";
+    case MS_EV_RP_MESSAGE: return "rp_message";
     }
     return "unknown";
 }
@@ -253,6 +255,14 @@ ms_format ms_detect(const void *buf, size_t len, size_t *need)
         return MS_FORMAT_LIBVIRT_SAVE;
     if (len < 12 && (len == 0 || memcmp(p, libvirt, len) == 0))
         want = 12;
+    /* The return path has no magic: its first message must look exactly
+     * right (qemu_rp.c; type bytes 00 01..00 07 clash with no magic) */
+    size_t rp_want = 0;
+    int rp = ms_rp_detect(p, len, &rp_want);
+    if (rp > 0)
+        return MS_FORMAT_QEMU_RETURN_PATH;
+    if (rp == 0 && rp_want > want)
+        want = rp_want;
     if (len >= want)
         return MS_FORMAT_UNKNOWN;
     if (need)

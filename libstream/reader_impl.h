@@ -157,5 +157,7 @@ int ms_qemu_main_init(ms_reader *r);
 int ms_libvirt_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_multifd_ops;
 int ms_qemu_multifd_init(ms_reader *r);
+extern const ms_framing_ops ms_qemu_rp_ops;
+int ms_qemu_rp_init(ms_reader *r);
 
 #endif

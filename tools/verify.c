@@ -43,7 +43,8 @@ typedef struct verify_ctx {
     expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
-    uint32_t channel_count, qemu_mains, qemu_channels;
+    uint32_t channel_count, qemu_mains, qemu_channels, return_paths;
+    uint64_t rp_messages;
     uint64_t problems; /* every problem printed, nested ones too */
     ms_format *format; /* per file */
 } verify_ctx;
@@ -158,11 +159,15 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
     v->bytes[file] = ev->offset + ev->length;
     if (ev->kind == MS_EV_IMAGE_END)
         v->images++;
+    if (ev->kind == MS_EV_RP_MESSAGE)
+        v->rp_messages++;
     if (ev->kind == MS_EV_STREAM_HEADER) {
         v->channel_count = ev->u.stream.channel_count;
         v->format[file] = ev->u.stream.format;
         if (ev->u.stream.format == MS_FORMAT_QEMU_MULTIFD)
             v->qemu_channels++;
+        else if (ev->u.stream.format == MS_FORMAT_QEMU_RETURN_PATH)
+            v->return_paths++;
         else if (ev->u.stream.format != MS_FORMAT_MIGSTREAM)
             v->qemu_mains++;
     }
@@ -340,7 +345,15 @@ int main(int argc, char **argv)
                        ? "every check value verified"
                        : "structure checked (QEMU streams carry no check "
                          "values)");
-        if (v.qemu_mains || v.qemu_channels)
+        if (v.return_paths)
+            printf("return path: ok: %" PRIu64 " messages%s\n",
+                   v.rp_messages,
+                   v.qemu_mains ? ", checked against the main stream (PONGs, "
+                                  "page requests, SWITCHOVER_ACK)"
+                                : "; no main stream given: not cross-checked");
+        if (v.return_paths && v.return_paths == v.nfiles)
+            ; /* the return path alone: said above */
+        else if (v.qemu_mains || v.qemu_channels)
             printf("migration: ok: %u main channel, %u multifd channel%s, "
                    "%" PRIu64 " device image%s reassembled from packets\n",
                    v.qemu_mains, v.qemu_channels,
