@@ -228,6 +228,11 @@ static inline void fuzz_touch_event(const ms_event *ev)
         fuzz_touch_str(ev->u.pfield.name);
         fuzz_touch_view(ev->u.pfield.data, ev->u.pfield.size, 0);
         break;
+    case MS_EV_RP_MESSAGE:
+        fuzz_touch_str(ev->u.rp.name);
+        if (ev->u.rp.block)
+            fuzz_touch_str(ev->u.rp.block);
+        break;
     default:
         break;
     }
