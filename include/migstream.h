@@ -175,7 +175,9 @@ MS_API const char *ms_format_name(ms_format f);
 
 /* Identify a format from the first bytes of a stream.  Returns the format,
  * MS_FORMAT_UNKNOWN, or MS_FORMAT_AUTO when `len` is too short to tell
- * (*need is then set to the number of bytes wanted). */
+ * (*need is then set to the number of bytes wanted).  A QEMU return path,
+ * which has no magic, is recognised by its first message (up to 16 bytes
+ * are looked at; spec/qemu-return-path.md section 5). */
 MS_API ms_format ms_detect(const void *buf, size_t len, size_t *need);
 
 /* ---- options and limits ---------------------------------------------- */

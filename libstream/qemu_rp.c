@@ -84,7 +84,7 @@ static const char *length_rule(uint16_t type, uint16_t len)
     if (want != RP_VARIABLE)
         return len == want ? NULL : "wrong length for its type";
     if (type == MS_RP_REQ_PAGES_ID)
-        return len > RP_REQ_FIXED && len <= RP_PAYLOAD_MAX
+        return len >= RP_REQ_FIXED + 1 + 1 && len <= RP_PAYLOAD_MAX
                    ? NULL
                    : "REQ_PAGES_ID holds 12 bytes, a length byte and a "
                      "1..255-byte block name";

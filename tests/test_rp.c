@@ -475,6 +475,12 @@ static void bad_req_id_short(tb_buf *b, uint64_t *at)
     p[10] = 0x10; /* len 0x1000 */
     *at = rp_msg(b, T_REQ_ID, p, 12) + 2;
 }
+static void bad_req_id_empty(tb_buf *b, uint64_t *at)
+{
+    uint8_t p[13] = {0}; /* a name of 0 bytes */
+    p[10] = 0x10;
+    *at = rp_msg(b, T_REQ_ID, p, 13) + 2;
+}
 static void bad_req_id_namelen(tb_buf *b, uint64_t *at)
 {
     uint8_t p[12 + 1 + 6] = {0};
@@ -541,6 +547,7 @@ static const struct bad {
     {"PONG of 5 bytes", bad_pong_len, MS_ERR_RETURN_PATH},
     {"SWITCHOVER_ACK with a byte", bad_ack_len, MS_ERR_RETURN_PATH},
     {"REQ_PAGES_ID without a name", bad_req_id_short, MS_ERR_RETURN_PATH},
+    {"REQ_PAGES_ID with an empty name", bad_req_id_empty, MS_ERR_RETURN_PATH},
     {"REQ_PAGES_ID name length", bad_req_id_namelen, MS_ERR_RETURN_PATH},
     {"REQ_PAGES before REQ_PAGES_ID", bad_req_first, MS_ERR_RETURN_PATH},
     {"request length not a power of 2", bad_req_len, MS_ERR_RETURN_PATH},
