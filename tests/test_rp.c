@@ -728,7 +728,8 @@ static void main_stream(tb_buf *b, const uint64_t *sent, size_t nsent,
     tq_eof(b);
 }
 
-/* Main + return path through readers and a set: 0, or the error. */
+/* Main + return path through readers and a set: 0, or the error.  slice
+ * as tb_run_set's; a nonzero slice also interleaves the two at random. */
 static int pair(const tb_buf *mainb, const tb_buf *rpb, ms_error_info *e,
                 size_t slice)
 {
@@ -740,13 +741,16 @@ static int pair(const tb_buf *mainb, const tb_buf *rpb, ms_error_info *e,
     return rc;
 }
 
-static void check_pair(const char *what, const tb_buf *m, const tb_buf *r,
-                       ms_error code, uint64_t at)
+/* Checked whole and with the slices given (`slice2`: 1 byte by byte). */
+static void check_pair_sliced(const char *what, const tb_buf *m,
+                              const tb_buf *r, ms_error code, uint64_t at,
+                              size_t slice2)
 {
-    for (size_t slice = 0; slice < 2; slice++) {
+    const size_t slices[2] = {0, slice2};
+    for (size_t k = 0; k < 2; k++) {
         ms_error_info e;
         memset(&e, 0, sizeof e);
-        int rc = pair(m, r, &e, slice);
+        int rc = pair(m, r, &e, slices[k]);
         if (code == MS_ERR_OK)
             SOFT(rc == 0, "%s: %s@%llu %s", what, ms_error_name(e.code),
                  (unsigned long long)e.offset, e.detail);
@@ -757,6 +761,12 @@ static void check_pair(const char *what, const tb_buf *m, const tb_buf *r,
                  ms_error_name(e.code), (unsigned long long)e.offset, e.channel,
                  ms_error_name(code), (unsigned long long)at, e.detail);
     }
+}
+
+static void check_pair(const char *what, const tb_buf *m, const tb_buf *r,
+                       ms_error code, uint64_t at)
+{
+    check_pair_sliced(what, m, r, code, at, 1);
 }
 
 static void test_set_built(void **state)
@@ -879,13 +889,15 @@ static void test_set_capture(void **state)
     uint8_t *rp = load_capture("conn0.d2s", &rlen);
     assert_non_null(rp);
     tb_buf m = {mp, mlen, mlen}, r = {rp, rlen, rlen};
-    check_pair("conn0.s2d + conn0.d2s", &m, &r, MS_ERR_OK, 0);
+    /* 18 MB: whole, and in random slices of up to 64 KiB */
+    check_pair_sliced("conn0.s2d + conn0.d2s", &m, &r, MS_ERR_OK, 0, 65536);
     /* PONG 3 (at 24) removed: PING 3 unanswered, reported at the SHUT */
     tb_buf cut;
     tb_buf_init(&cut);
     tb_put(&cut, rp, 24);
     tb_put(&cut, rp + 32, rlen - 32);
-    check_pair("PONG 3 removed", &m, &cut, MS_ERR_RETURN_PATH, 199 - 8);
+    check_pair_sliced("PONG 3 removed", &m, &cut, MS_ERR_RETURN_PATH, 199 - 8,
+                      65536);
     tb_buf_free(&cut);
     free(mp);
     free(rp);
