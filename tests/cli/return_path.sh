@@ -5,7 +5,9 @@
 # offsets and fields (text and JSON); migstream-verify passes it alone and
 # with its main stream, and fails with FILE:OFFSET on damaged copies built
 # here (a wrong length, a cut, bytes after SHUT, a PONG removed, a request
-# for a page the main stream never sent in postcopy).
+# for a page the main stream never sent in postcopy); migstream-synth
+# --return-path answers a main stream, with SWITCHOVER_ACK when its VFIO
+# devices use switchover-ack.
 . "$(dirname "$0")/lib.bash"
 RP=$SRC/tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
 MAIN=$SRC/tests/data/captures/qemu-10.0-pc-postcopy/conn0.s2d
@@ -108,7 +110,32 @@ if [ -f "$MAIN" ]; then
     expect_grep "$WORK/out" '/badpong:0: return-path: PONG 0x9 answers no PING' "PONG 9: offset"
     expect_exit 0 "dump of the pair" -- "$DUMP" --summary "$MAIN" "$RP"
     expect_grep "$WORK/out" '^return path: 15 messages' "pair summary"
+    # synth answers the real main stream as its destination did, apart from
+    # the page requests and the PONG order
+    SYNTH_RP=$WORK/synth.d2s
+    expect_exit 0 "synth --return-path" -- "$SYNTH" --return-path "$MAIN" -o "$SYNTH_RP"
+    expect_exit 0 "verify the synthesized pair" -- "$VERIFY" "$MAIN" "$SYNTH_RP"
 else
     echo "SKIP: $MAIN not available: pair checks not run"
 fi
+
+# ---- switchover-ack: synth writes a main stream with DEV_INIT_DATA_SENT and
+# its return path; without the ack the pair fails at the SHUT
+BASE=$SRC/tests/data/captures/qemu-7.2-pc-precopy/main.mig
+expect_exit 0 "synth --qemu --switchover-ack" -- \
+    "$SYNTH" --qemu "$BASE" --switchover-ack --devices 2 -o "$WORK/sa.mig"
+expect_exit 0 "synth --return-path (switchover-ack)" -- \
+    "$SYNTH" --return-path "$WORK/sa.mig" -o "$WORK/sa.d2s"
+expect_exit 0 "dump the synthesized return path" -- "$DUMP" "$WORK/sa.d2s"
+expect_grep "$WORK/out" '^ +0 +rp_message +SWITCHOVER_ACK' "SWITCHOVER_ACK first"
+expect_grep "$WORK/out" '^ +4 +rp_message +SHUT 0x0' "then SHUT"
+expect_exit 0 "switchover-ack pair" -- "$VERIFY" "$WORK/sa.mig" "$WORK/sa.d2s"
+tail -c 8 "$WORK/sa.d2s" >"$WORK/sa-noack.d2s"
+expect_exit 1 "switchover-ack pair without the ack" -- \
+    "$VERIFY" "$WORK/sa.mig" "$WORK/sa-noack.d2s"
+expect_grep "$WORK/out" '/sa-noack.d2s:0: return-path: the main stream uses switchover-ack' \
+    "missing ack: at the SHUT"
+expect_exit 2 "synth --return-path of a non-main stream" -- \
+    "$SYNTH" --return-path "$RP" -o "$WORK/x.d2s"
+if [ -e "$WORK/x.d2s" ]; then bad "a failed --return-path left its output"; else ok; fi
 finish
