@@ -37,6 +37,7 @@ enum rp_stage {
 #define RP_PAYLOAD_MAX (RP_REQ_FIXED + 1 + RP_NAME_MAX)
 #define RP_BITMAP_END 0x0123456789abcdefull
 #define RP_RESUME_ACK_VALUE 1
+#define RP_DETECT_MAX 16 /* what the reader gathers for detection */
 
 /* One row per message type: its name and payload length (RP_VARIABLE:
  * checked by the type's own rule).  The one home of these facts. */
@@ -121,6 +122,9 @@ static const char *request_rule(uint64_t start, uint32_t length)
  * 16: what the reader gathers for detection) show it. */
 int ms_rp_detect(const uint8_t *p, size_t len, size_t *want)
 {
+    /* Never more than 16 bytes, however much is there: the verdict must
+     * not depend on how the input was sliced. */
+    len = MS_MIN(len, RP_DETECT_MAX);
     if (len < 2 || p[0] != 0) {
         *want = RP_HDR;
         return len >= 1 && p[0] != 0 ? -1 : 0;
@@ -136,11 +140,10 @@ int ms_rp_detect(const uint8_t *p, size_t len, size_t *want)
     if (length_rule(type, plen))
         return -1;
     size_t whole = RP_HDR + (size_t)plen;
-    *want = MS_MIN(whole, 16);
+    *want = MS_MIN(whole, RP_DETECT_MAX);
     if (len < *want)
         return 0;
     const uint8_t *pl = p + RP_HDR;
-    size_t seen = MS_MIN(len, whole) - RP_HDR;
     switch (type) {
     case MS_RP_SHUT:
         return ms_be32(pl) <= 1 ? 1 : -1; /* QEMU: 0 or 1 */
@@ -150,10 +153,7 @@ int ms_rp_detect(const uint8_t *p, size_t len, size_t *want)
     case MS_RP_REQ_PAGES:
         if (request_rule(ms_be64(pl), ms_be32(pl + 8)))
             return -1;
-        if (type == MS_RP_REQ_PAGES_ID && seen == plen &&
-            name_rule(pl + RP_REQ_FIXED, plen - RP_REQ_FIXED))
-            return -1;
-        return 1;
+        return 1; /* REQ_PAGES_ID's name lies past the 16 bytes */
     case MS_RP_RECV_BITMAP:
         return pl[0] + 1 == plen ? 1 : -1;
     default:

@@ -581,6 +581,16 @@ static void test_rejections(void **state)
                  (unsigned long long)at, o.err.detail);
             run_free(&o);
         }
+        /* detected: the verdict does not depend on the slicing */
+        run w, y;
+        read_rp(b.p, b.len, MS_FORMAT_AUTO, 0, &w);
+        read_rp(b.p, b.len, MS_FORMAT_AUTO, 1, &y);
+        SOFT(w.rc == -1 && same_msgs(&w, &y),
+             "%s detected: %s@%llu whole, %s@%llu byte by byte", bads[i].what,
+             ms_error_name(w.err.code), (unsigned long long)w.err.offset,
+             ms_error_name(y.err.code), (unsigned long long)y.err.offset);
+        run_free(&w);
+        run_free(&y);
         tb_buf_free(&b);
     }
     /* the bitmap is bounded by max_record_payload before anything else */
