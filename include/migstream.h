@@ -126,7 +126,8 @@ MS_API const char *ms_version_string(void);
       "a VFIO driver payload breaks its driver's rules")                      \
     X(PAYLOAD_COMPAT, 45, "payload-compat",                                   \
       "a VFIO driver payload does not fit the expected destination")          \
-    X(RETURN_PATH, 46, "return-path",                                         \
+    /* 46 is taken on main (seekable-input, the mapped-ram change) */         \
+    X(RETURN_PATH, 47, "return-path",                                         \
       "a QEMU return-path message is invalid or disagrees with the main "     \
       "stream")
 
