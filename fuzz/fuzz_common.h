@@ -255,6 +255,11 @@ static inline void fuzz_touch_event(const ms_event *ev)
         fuzz_touch_str(ev->u.mapped.block);
         FUZZ_CHECK(ev->u.mapped.pages_set <= ev->u.mapped.pages_total);
         break;
+    case MS_EV_RP_MESSAGE:
+        fuzz_touch_str(ev->u.rp.name);
+        if (ev->u.rp.block)
+            fuzz_touch_str(ev->u.rp.block);
+        break;
     default:
         break;
     }

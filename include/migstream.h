@@ -127,7 +127,10 @@ MS_API const char *ms_version_string(void);
     X(PAYLOAD_COMPAT, 45, "payload-compat",                                   \
       "a VFIO driver payload does not fit the expected destination")         \
     X(SEEKABLE_INPUT, 46, "seekable-input",                                   \
-      "the stream needs random access: give the file, not a pipe")
+      "the stream needs random access: give the file, not a pipe")           \
+    X(RETURN_PATH, 47, "return-path",                                         \
+      "a QEMU return-path message is invalid or disagrees with the main "     \
+      "stream")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -164,7 +167,10 @@ typedef enum ms_format {
     MS_FORMAT_UNKNOWN = 5,
     MS_FORMAT_PAYLOAD = 6, /* a VFIO driver's own data (ms_options.payload_kind);
                              never detected from a stream's magic */
-    /* 7 is MS_FORMAT_QEMU_RETURN_PATH */
+    MS_FORMAT_QEMU_RETURN_PATH = 7, /* QEMU return path (destination ->
+                                       source messages); no magic: detected
+                                       by its first message, see
+                                       spec/qemu-return-path.md */
     MS_FORMAT_QEMU_PREEMPT = 8, /* QEMU postcopy-preempt channel: RAM page
                                   records only, no magic (never detected;
                                   spec/qemu-main.md) */
@@ -175,7 +181,9 @@ MS_API const char *ms_format_name(ms_format f);
 
 /* Identify a format from the first bytes of a stream.  Returns the format,
  * MS_FORMAT_UNKNOWN, or MS_FORMAT_AUTO when `len` is too short to tell
- * (*need is then set to the number of bytes wanted). */
+ * (*need is then set to the number of bytes wanted).  A QEMU return path,
+ * which has no magic, is recognised by its first message (up to 16 bytes
+ * are looked at; spec/qemu-return-path.md section 5). */
 MS_API ms_format ms_detect(const void *buf, size_t len, size_t *need);
 
 /* ---- options and limits ---------------------------------------------- */
@@ -287,8 +295,11 @@ typedef enum ms_event_kind {
     MS_EV_DIRTY_BITMAP,   /* u.dbm: one record of a dirty-bitmap section,
                              or a piece of a BITS record's buffer */
     /* QEMU CPR state; see spec/qemu-cpr.md */
-    MS_EV_CPR             /* u.cpr: one saved fd, one VFIO device, or the
+    MS_EV_CPR,            /* u.cpr: one saved fd, one VFIO device, or the
                              end of a list */
+    /* QEMU return path; see spec/qemu-return-path.md */
+    MS_EV_RP_MESSAGE      /* u.rp: one message (RECV_BITMAP: its bitmap
+                             follows as MS_EV_DATA views) */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -636,6 +647,37 @@ typedef struct ms_vmdesc_info {
     size_t len;
 } ms_vmdesc_info;
 
+/* ---- QEMU return path ----------------------------------------------------
+ * Messages the destination sends back to the source: be16 type, be16 len,
+ * `len` payload bytes.  A return path ends with SHUT.  The stream starts
+ * with an MS_EV_STREAM_HEADER (format MS_FORMAT_QEMU_RETURN_PATH, offset 0,
+ * length 0) like every stream. */
+typedef enum ms_rp_type {
+    MS_RP_SHUT = 1,           /* value: 0 ok, else the destination failed */
+    MS_RP_PONG = 2,           /* value: the PING's value */
+    MS_RP_REQ_PAGES_ID = 3,   /* start, length, block (named here) */
+    MS_RP_REQ_PAGES = 4,      /* start, length; block of the last _ID */
+    MS_RP_RECV_BITMAP = 5,    /* block; then the received bitmap */
+    MS_RP_RESUME_ACK = 6,     /* value (1) */
+    MS_RP_SWITCHOVER_ACK = 7  /* no payload (QEMU 8.1+) */
+} ms_rp_type;
+
+typedef struct ms_rp_info {
+    uint16_t type, len;   /* as on the wire; len: payload bytes */
+    const char *name;     /* "PONG", "REQ_PAGES_ID", ... */
+    uint32_t value;       /* SHUT, PONG, RESUME_ACK */
+    uint64_t start;       /* REQ_PAGES(_ID): byte offset in the block */
+    uint32_t length;      /* REQ_PAGES(_ID): bytes requested (a host page) */
+    const char *block;    /* REQ_PAGES_ID, RECV_BITMAP: the name it carries;
+                             REQ_PAGES: the last REQ_PAGES_ID's; NUL
+                             terminated, valid until the next call */
+    int block_named;      /* 1: this message carries the block name */
+    uint64_t bitmap_size; /* RECV_BITMAP: bitmap bytes that follow (the
+                             be64 size field, then the bitmap, then the
+                             be64 end mark 0x0123456789abcdef, checked) */
+    uint64_t bitmap_offset; /* RECV_BITMAP: offset of its first byte */
+} ms_rp_info;
+
 /* ---- VFIO driver payloads ------------------------------------------------ */
 typedef struct ms_payload_record {
     uint32_t payload_kind; /* ms_payload_kind */
@@ -688,6 +730,7 @@ typedef struct ms_event {
         ms_discard_info discard;
         ms_dirty_bitmap_info dbm;
         ms_cpr_info cpr;
+        ms_rp_info rp;
     } u;
 } ms_event;
 

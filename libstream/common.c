@@ -161,6 +161,7 @@ const char *ms_format_name(ms_format f)
     case MS_FORMAT_PAYLOAD: return "payload";
     case MS_FORMAT_QEMU_PREEMPT: return "qemu-preempt";
     case MS_FORMAT_QEMU_CPR: return "qemu-cpr";
+    case MS_FORMAT_QEMU_RETURN_PATH: return "qemu-return-path";
     case MS_FORMAT_UNKNOWN: break;
     }
     return "unknown";
@@ -232,6 +233,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_RAM_DISCARD: return "ram_discard";
     case MS_EV_DIRTY_BITMAP: return "dirty_bitmap";
     case MS_EV_CPR: return "cpr";
+    case MS_EV_RP_MESSAGE: return "rp_message";
     }
     return "unknown";
 }
@@ -261,6 +263,14 @@ ms_format ms_detect(const void *buf, size_t len, size_t *need)
         return MS_FORMAT_LIBVIRT_SAVE;
     if (len < 12 && (len == 0 || memcmp(p, libvirt, len) == 0))
         want = 12;
+    /* The return path has no magic: its first message must look exactly
+     * right (qemu_rp.c; type bytes 00 01..00 07 clash with no magic) */
+    size_t rp_want = 0;
+    int rp = ms_rp_detect(p, len, &rp_want);
+    if (rp > 0)
+        return MS_FORMAT_QEMU_RETURN_PATH;
+    if (rp == 0 && rp_want > want)
+        want = rp_want;
     if (len >= want)
         return MS_FORMAT_UNKNOWN;
     if (need)

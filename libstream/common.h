@@ -107,6 +107,11 @@ int ms_fail(ms_error_info *e, ms_error code, uint64_t offset, const char *fmt,
  * for an absent struct. Returns 0 or -1. */
 int ms_options_copy(ms_options *dst, const ms_options *src);
 
+/* QEMU return path detection (qemu_rp.c): 1 when the bytes start like a
+ * return path, -1 when they cannot, 0 when more bytes are needed (*want:
+ * how many). */
+int ms_rp_detect(const uint8_t *p, size_t len, size_t *want);
+
 /* ---- hashing ----------------------------------------------------------- */
 uint64_t ms_hash64(const void *data, size_t len, uint64_t seed);
 

@@ -280,6 +280,9 @@ static int select_framing(ms_reader *r)
     case MS_FORMAT_QEMU_CPR:
         r->ops = &ms_qemu_cpr_ops;
         return ms_qemu_cpr_init(r) < 0 ? -1 : 1;
+    case MS_FORMAT_QEMU_RETURN_PATH:
+        r->ops = &ms_qemu_rp_ops;
+        return ms_qemu_rp_init(r) < 0 ? -1 : 1;
     case MS_FORMAT_PAYLOAD:
         return ms_payload_select(r);
     default:

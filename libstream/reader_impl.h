@@ -180,5 +180,7 @@ extern const ms_framing_ops ms_qemu_preempt_ops;
 int ms_qemu_preempt_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_cpr_ops;
 int ms_qemu_cpr_init(ms_reader *r);
+extern const ms_framing_ops ms_qemu_rp_ops;
+int ms_qemu_rp_init(ms_reader *r);
 
 #endif

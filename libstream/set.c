@@ -13,6 +13,7 @@
 #include <xxhash.h>
 
 #include "common.h"
+#include "rp_check.h"
 
 typedef struct set_piece {
     const uint8_t *p;
@@ -144,6 +145,7 @@ struct ms_set {
     size_t nqvfio, qvfiocap;
     uint32_t next_qhandle;
     uint8_t *drained_last_copy; /* bytes of the last DATA event drained */
+    rp_check *rpc; /* QEMU main stream vs its return path (rp_check.c) */
 };
 
 #define ALLOC(s) (&(s)->opt.allocator)
@@ -206,6 +208,7 @@ void ms_set_free(ms_set *s)
 {
     if (!s)
         return;
+    rp_check_free(s->rpc);
     for (size_t i = 0; i < s->ndevs; i++) {
         set_device *d = &s->devs[i];
         for (size_t j = 0; j < d->nimages; j++)
@@ -372,6 +375,30 @@ static int observe_qemu_header(ms_set *s, uint32_t slot, set_channel *c,
     return 0;
 }
 
+static rp_check *rpc_of(ms_set *s, uint32_t slot)
+{
+    if (!s->rpc && !(s->rpc = rp_check_new(&s->opt)))
+        set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "return-path check");
+    return s->rpc;
+}
+
+/* A QEMU return path: checked against the main stream (rp_check.c). */
+static int observe_rp_header(ms_set *s, uint32_t slot, set_channel *c,
+                             const ms_stream_info *h)
+{
+    if (s->is_mig)
+        return set_fail(s, MS_ERR_CHANNEL_SET, slot, 0,
+                        "a QEMU return path among migstream files");
+    rp_check *rpc = rpc_of(s, slot);
+    if (!rpc)
+        return -1;
+    s->is_qemu = 1;
+    c->qblock = -1;
+    c->seen_header = 1;
+    c->hdr = *h;
+    return rp_check_rp_header(rpc, slot, &s->err);
+}
+
 static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
 {
     set_channel *c = channel_of(s, slot);
@@ -381,11 +408,15 @@ static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
     if (c->seen_header)
         return set_fail(s, MS_ERR_USAGE, slot, 0,
                         "a second stream header for one channel slot");
-    if (h->format == MS_FORMAT_PAYLOAD) { /* a raw driver payload: alone */
+    /* a raw driver payload, or a CPR state stream (the fds and devices a
+     * cpr-transfer destination takes over): each stands alone */
+    if (h->format == MS_FORMAT_PAYLOAD || h->format == MS_FORMAT_QEMU_CPR) {
         c->seen_header = 1;
         c->hdr = *h;
         return 0;
     }
+    if (h->format == MS_FORMAT_QEMU_RETURN_PATH)
+        return observe_rp_header(s, slot, c, h);
     if (h->format != MS_FORMAT_MIGSTREAM)
         return observe_qemu_header(s, slot, c, h);
     if (s->is_qemu)
@@ -1011,6 +1042,16 @@ static int observe_preempt_page(ms_set *s, uint32_t slot, const ms_event *ev)
 static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
 {
     set_channel *c = &s->chans[slot];
+    if (c->hdr.format == MS_FORMAT_QEMU_RETURN_PATH)
+        return rp_check_rp_event(s->rpc, slot, ev, &s->err);
+    if ((c->hdr.format == MS_FORMAT_QEMU_MAIN ||
+         c->hdr.format == MS_FORMAT_LIBVIRT_SAVE) &&
+        (ev->kind == MS_EV_COMMAND || ev->kind == MS_EV_RAM_BLOCK ||
+         ev->kind == MS_EV_RAM_PAGE || ev->kind == MS_EV_VFIO_MARKER)) {
+        rp_check *rpc = rpc_of(s, slot);
+        if (!rpc || rp_check_main_event(rpc, slot, ev, &s->err) < 0)
+            return -1;
+    }
     switch (ev->kind) {
     case MS_EV_CONFIGURATION:
         if (ev->u.config.has_uuid) {
@@ -1173,6 +1214,8 @@ static int finish_qemu(ms_set *s)
         return set_fail(s, MS_ERR_CHANNEL_UUID, NO_CHANNEL, 0,
                         "the multifd channels' VM UUID differs from the main "
                         "stream's configuration");
+    if (rp_check_finish(s->rpc, &s->err) < 0)
+        return -1;
     if (s->device_state && s->comp && strcmp(s->comp, "none") != 0)
         return set_fail(s, MS_ERR_MULTIFD, NO_CHANNEL, 0,
                         "device state over multifd needs compression none, "
@@ -1226,7 +1269,9 @@ int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
                         "event before the channel's stream header");
     if (ev->offset + ev->length > c->end)
         c->end = ev->offset + ev->length;
-    if (ev->kind != MS_EV_STREAM_HEADER && c->hdr.format == MS_FORMAT_PAYLOAD)
+    if (ev->kind != MS_EV_STREAM_HEADER &&
+        (c->hdr.format == MS_FORMAT_PAYLOAD ||
+         c->hdr.format == MS_FORMAT_QEMU_CPR))
         return 0;
     if (ev->kind != MS_EV_STREAM_HEADER && c->hdr.format != MS_FORMAT_MIGSTREAM)
         return observe_qemu(s, slot, ev);

@@ -34,6 +34,7 @@ typedef struct block_stats {
 
 typedef struct chan_stats {
     int is_channel;
+    int is_rp; /* a QEMU return path */
     uint32_t channel_id;
     uint64_t packets, syncs, normal, zero, payload, device_packets;
 } chan_stats;
@@ -74,6 +75,9 @@ struct dump_ctx {
     } *pls;
     size_t npls;
     double bandwidth;   /* bits/s one channel sustains, 0: not given */
+    /* QEMU return path: messages by type (index: ms_rp_type, 0: other) */
+    uint64_t rp_msgs[8];
+    int have_rp;
     unsigned channels;
     /* QEMU CPR state */
     uint64_t cpr_fds, cpr_passed, cpr_vfio;
@@ -113,6 +117,9 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
         if (!d->have_stream)
             d->stream = ev->u.stream;
         d->have_stream = 1;
+        if (!from_set)
+            d->chans[file].is_rp =
+                ev->u.stream.format == MS_FORMAT_QEMU_RETURN_PATH;
         break;
     case MS_EV_DEVICE: {
         dev_stats *s = dev_of(d, ev->u.device.handle);
@@ -229,7 +236,7 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
                      sizeof d->devs[0].idstr, "%s", ev->u.data.idstr);
         if (ev->u.data.in_packet || ev->u.data.config)
             break;
-        if (!from_set && d->have_stream &&
+        if (!from_set && d->have_stream && !d->chans[file].is_rp &&
             (d->stream.format == MS_FORMAT_QEMU_MAIN ||
              d->stream.format == MS_FORMAT_LIBVIRT_SAVE)) {
             /* QEMU VFIO device bytes: attribute them by phase. */
@@ -251,6 +258,10 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
             s->phase[ev->u.vfio.phase & 3].units++;
         break;
     }
+    case MS_EV_RP_MESSAGE:
+        d->have_rp = 1;
+        d->rp_msgs[ev->u.rp.type < 8 ? ev->u.rp.type : 0]++;
+        break;
     default: break;
     }
 }
@@ -460,6 +471,26 @@ static void summary_payloads(dump_ctx *d)
         fputs("]}\n", o);
 }
 
+/* A return-path message: its name and decoded fields. */
+static void human_rp(FILE *o, const ms_rp_info *m)
+{
+    fputs(m->name, o);
+    switch (m->type) {
+    case MS_RP_SHUT:
+    case MS_RP_PONG:
+    case MS_RP_RESUME_ACK: fprintf(o, " 0x%x", m->value); break;
+    case MS_RP_REQ_PAGES_ID:
+    case MS_RP_REQ_PAGES:
+        fprintf(o, " %s 0x%" PRIx64 " len 0x%x%s", m->block, m->start,
+                m->length, m->block_named ? "" : " (block of the last _ID)");
+        break;
+    case MS_RP_RECV_BITMAP:
+        fprintf(o, " %s bitmap %" PRIu64 " bytes", m->block, m->bitmap_size);
+        break;
+    default: break;
+    }
+}
+
 static void human_qemu(dump_ctx *d, const ms_event *ev)
 {
     FILE *o = d->out;
@@ -613,6 +644,7 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
                     b->nr_sectors, b->zeroes ? "zeroes" : "bits");
         break;
     }
+    case MS_EV_RP_MESSAGE: human_rp(o, &ev->u.rp); break;
     default: break;
     }
 }
@@ -761,6 +793,31 @@ static void json_image(FILE *o, const ms_image_info *i, int end)
         fprintf(o, ",\"config_length\":%" PRIu64, i->config_length);
 }
 
+static void json_rp(FILE *o, const ms_rp_info *m)
+{
+    fprintf(o, ",\"type\":%u,\"name\":\"%s\",\"len\":%u", m->type, m->name,
+            m->len);
+    switch (m->type) {
+    case MS_RP_SHUT:
+    case MS_RP_PONG:
+    case MS_RP_RESUME_ACK: fprintf(o, ",\"value\":%u", m->value); break;
+    case MS_RP_REQ_PAGES_ID:
+    case MS_RP_REQ_PAGES:
+        fprintf(o, ",\"start\":%" PRIu64 ",\"request_length\":%u,\"block\":",
+                m->start, m->length);
+        tool_json_string(o, m->block, strlen(m->block));
+        fprintf(o, ",\"block_named\":%s", m->block_named ? "true" : "false");
+        break;
+    case MS_RP_RECV_BITMAP:
+        fputs(",\"block\":", o);
+        tool_json_string(o, m->block, strlen(m->block));
+        fprintf(o, ",\"bitmap_size\":%" PRIu64 ",\"bitmap_offset\":%" PRIu64,
+                m->bitmap_size, m->bitmap_offset);
+        break;
+    default: break;
+    }
+}
+
 static void json_qemu(dump_ctx *d, const ms_event *ev)
 {
     FILE *o = d->out;
@@ -862,6 +919,7 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                 ms_phase_name(ev->u.vfio.phase), ev->u.vfio.data_size);
         break;
     case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
+    case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
     case MS_EV_CHANNEL:
         tool_hex(hex, ev->u.channel.uuid, 16);
         fprintf(o, ",\"channel_id\":%u,\"uuid\":\"%s\"",
@@ -1190,10 +1248,42 @@ static void summary_qemu(dump_ctx *d)
     }
 }
 
+/* QEMU return path: messages by type. */
+static void summary_rp(dump_ctx *d)
+{
+    static const char *const names[8] = {
+        "other",       "SHUT",      "PONG",       "REQ_PAGES_ID",
+        "REQ_PAGES",   "RECV_BITMAP", "RESUME_ACK", "SWITCHOVER_ACK"};
+    FILE *o = d->out;
+    uint64_t total = 0;
+    for (int i = 0; i < 8; i++)
+        total += d->rp_msgs[i];
+    if (d->json) {
+        json_begin(d, "rp_summary", (size_t)-1, 0);
+        fprintf(o, ",\"format\":\"qemu-return-path\",\"messages\":%" PRIu64,
+                total);
+        for (int i = 1; i < 8; i++)
+            fprintf(o, ",\"%s\":%" PRIu64, names[i], d->rp_msgs[i]);
+        fprintf(o, ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
+                d->problems ? "false" : "true", d->problems);
+        return;
+    }
+    fprintf(o, "%sreturn path: %" PRIu64 " messages:", d->summary_only ? "" : "\n",
+            total);
+    for (int i = 1; i < 8; i++)
+        if (d->rp_msgs[i])
+            fprintf(o, " %" PRIu64 " %s", d->rp_msgs[i], names[i]);
+    fprintf(o, ": %s\n", d->problems ? "INVALID" : "valid");
+}
+
 static void summary(dump_ctx *d)
 {
     FILE *o = d->out;
     char hex[33] = "";
+    if (d->have_rp)
+        summary_rp(d);
+    if (d->have_stream && d->stream.format == MS_FORMAT_QEMU_RETURN_PATH)
+        return; /* the return path alone */
     if (d->have_stream && d->stream.format == MS_FORMAT_PAYLOAD) {
         if (d->json) {
             json_begin(d, "summary", (size_t)-1, 0);

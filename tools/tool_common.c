@@ -672,14 +672,16 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
         static const ms_format forms[] = {
             MS_FORMAT_AUTO, MS_FORMAT_MIGSTREAM, MS_FORMAT_QEMU_MAIN,
             MS_FORMAT_QEMU_MULTIFD, MS_FORMAT_LIBVIRT_SAVE,
-            MS_FORMAT_QEMU_PREEMPT};
+            MS_FORMAT_QEMU_PREEMPT, MS_FORMAT_QEMU_RETURN_PATH,
+            MS_FORMAT_QEMU_CPR};
         for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
             if (strcmp(value, ms_format_name(forms[i])) == 0) {
                 opt->format = forms[i];
                 return 0;
             }
         fprintf(stderr, "%s: unknown --format %s (auto, migstream, qemu-main, "
-                        "qemu-multifd, libvirt-save, qemu-preempt)\n",
+                        "qemu-multifd, libvirt-save, qemu-preempt, "
+                        "qemu-return-path, qemu-cpr)\n",
                 prog, value);
         return -1;
     }

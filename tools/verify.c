@@ -43,7 +43,9 @@ typedef struct verify_ctx {
     expectations ex;
     uint64_t *records, *bytes; /* per file */
     uint64_t images, assembled;
-    uint32_t channel_count, qemu_mains, qemu_channels, qemu_preempt;
+    uint32_t channel_count, qemu_mains, qemu_channels, qemu_preempt,
+        return_paths;
+    uint64_t rp_messages;
     uint64_t problems; /* every problem printed, nested ones too */
     uint64_t mapped_blocks, mapped_set, mapped_total; /* mapped-ram files */
     ms_format *format; /* per file */
@@ -196,6 +198,8 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
         v->mapped_set += ev->u.mapped.pages_set;
         v->mapped_total += ev->u.mapped.pages_total;
     }
+    if (ev->kind == MS_EV_RP_MESSAGE)
+        v->rp_messages++;
     if (ev->kind == MS_EV_STREAM_HEADER) {
         v->channel_count = ev->u.stream.channel_count;
         v->format[file] = ev->u.stream.format;
@@ -203,6 +207,8 @@ static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
             v->qemu_channels++;
         else if (ev->u.stream.format == MS_FORMAT_QEMU_PREEMPT)
             v->qemu_preempt++;
+        else if (ev->u.stream.format == MS_FORMAT_QEMU_RETURN_PATH)
+            v->return_paths++;
         else if (ev->u.stream.format != MS_FORMAT_MIGSTREAM)
             v->qemu_mains++;
     }
@@ -404,7 +410,15 @@ int main(int argc, char **argv)
                    " of %" PRIu64 " pages in the file (headers, bitmaps and "
                    "page regions checked)\n",
                    v.mapped_blocks, v.mapped_set, v.mapped_total);
-        if (v.qemu_mains || v.qemu_channels || v.qemu_preempt)
+        if (v.return_paths)
+            printf("return path: ok: %" PRIu64 " messages%s\n",
+                   v.rp_messages,
+                   v.qemu_mains ? ", checked against the main stream (PONGs, "
+                                  "page requests, SWITCHOVER_ACK)"
+                                : "; no main stream given: not cross-checked");
+        if (v.return_paths && v.return_paths == v.nfiles)
+            ; /* the return path alone: said above */
+        else if (v.qemu_mains || v.qemu_channels || v.qemu_preempt)
             printf("migration: ok: %u main channel, %u multifd channel%s, "
                    "%s%" PRIu64 " device image%s reassembled from packets\n",
                    v.qemu_mains, v.qemu_channels,
