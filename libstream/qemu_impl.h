@@ -98,6 +98,9 @@ typedef struct q_section {
     char idstr[256];
     uint32_t instance_id, version_id;
     q_kind kind;
+    /* iterable life cycle: QEMU sends one START, PARTs, then one END */
+    int started, ended;
+    uint64_t start_off; /* the START section's first byte */
     /* VFIO */
     int init_sent, load_ready, setup_seen;
     uint64_t device_bytes; /* data bytes so far: the next image_offset */
@@ -231,6 +234,10 @@ enum q_postcopy {
 
 /* Free the decoder state (qemu_main.c; qemu_preempt.c shares it). */
 void ms_q_free_state(ms_reader *r);
+
+/* At the top-level EOF: every STARTed section must have had its END.
+ * Returns 0 or -1 (error recorded). */
+int ms_q_check_sections_ended(ms_reader *r);
 
 /* Walk the current section's payload blind until its footer. */
 void ms_q_start_scan(q_state *st, int vfio);

@@ -319,6 +319,8 @@ static int read_top(ms_reader *r, ms_event *ev)
         ev->length = 1;
         if (st->nest) /* the end of a PACKAGED stream's own sections */
             return MS_NEXT_EVENT;
+        if (ms_q_check_sections_ended(r) < 0)
+            return MS_NEXT_ERROR;
         st->seen_eof = 1;
         st->stage = QS_AFTER_EOF;
         return MS_NEXT_EVENT;

@@ -156,6 +156,52 @@ static int enter_payload(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
+/* QEMU's source sends an iterable section's START once (setup), PARTs
+ * while iterating and one END at completion; its loader does not enforce
+ * the order (PART and END load alike), so a PART/END type flipped by damage
+ * would pass unseen without these rules. */
+static int check_life_cycle(ms_reader *r)
+{
+    q_state *st = QST(r);
+    q_section *s = st->cur;
+    const char *type = ms_qemu_section_type_name(st->cur_type);
+    if (st->cur_type == MS_QSEC_FULL)
+        return 0;
+    if (st->cur_type == MS_QSEC_START) {
+        if (s->started)
+            return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                           "second START for section %u (%s), first at %llu",
+                           s->id, s->idstr, (unsigned long long)s->start_off);
+        s->started = 1;
+        s->start_off = st->rec_off;
+        return 0;
+    }
+    if (!s->started)
+        return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                       "%s section for section %u (%s), which had no START",
+                       type, s->id, s->idstr);
+    if (s->ended)
+        return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                       "%s section for section %u (%s) after its END", type,
+                       s->id, s->idstr);
+    s->ended = st->cur_type == MS_QSEC_END;
+    return 0;
+}
+
+int ms_q_check_sections_ended(ms_reader *r)
+{
+    q_state *st = QST(r);
+    for (size_t i = 0; i < st->nsecs; i++) {
+        const q_section *s = &st->secs[i];
+        if (s->started && !s->ended)
+            return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                           "EOF before the END section of section %u (%s), "
+                           "STARTed at %llu",
+                           s->id, s->idstr, (unsigned long long)s->start_off);
+    }
+    return 0;
+}
+
 int ms_q_read_section_header(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -195,6 +241,8 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
         break;
     }
 announce:
+    if (check_life_cycle(r) < 0)
+        return MS_NEXT_ERROR;
     if (st->cur_type == MS_QSEC_START && st->cur->kind == QK_VFIO)
         st->cur->setup_seen = 0;
     section_event(st, ev, MS_EV_SECTION);
