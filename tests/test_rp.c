@@ -706,6 +706,7 @@ static void main_stream(tb_buf *b, const uint64_t *sent, size_t nsent,
     tq_begin(b);
     tq_command(b, TQ_CMD_OPEN_RETURN_PATH, NULL, 0);
     tq_cmd_ping(b, 1);
+    tq_cmd_postcopy_advise(b, 0x1000, 0x1000); /* LISTEN needs it */
     tq_section_start(b, TQ_START, 1, "ram", 0, 4);
     tq_ram_block_list(b, names, lengths, 1);
     tq_ram_eos(b);
