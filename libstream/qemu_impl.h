@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Internals shared by the QEMU main-stream decoder's files:
- *   qemu_main.c     framing: libvirt wrapper, header, CONFIGURATION, the
+ *   qemu_main.c     framing: header, CONFIGURATION, the
  *                   top-level record switch, EOF, the JSON trailer, ops
  *   qemu_cmd.c      QEMU_VM_COMMAND records (postcopy, PACKAGED, PING...)
  *   qemu_section.c  section headers and footers, VMState walking, the
@@ -17,8 +17,7 @@
 #include "vmstate.h"
 
 enum q_stage {
-    QS_LIBVIRT = 0x5145, /* not 0: a zeroed state is caught as invalid */
-    QS_HEADER,
+    QS_HEADER = 0x5145, /* not 0: a zeroed state is caught as invalid */
     QS_TOP,
     QS_CONFIG,
     QS_COMMAND,
@@ -36,7 +35,6 @@ enum q_stage {
 
 #define QEVM_MAGIC 0x5145564Du
 #define QEVM_VERSION 3
-#define LIBVIRT_HEADER 92 /* 16 magic + 5 u32 + 14 unused u32 */
 
 enum q_type {
     Q_EOF = 0x00,
