@@ -31,15 +31,22 @@
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_createDCtx_advanced: our allocator */
 #include <zstd.h>
 #include <zstd_errors.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH64_state_t inside ms_dec, no malloc */
+#include <xxhash.h>
 
 const char *ms_codec_name(ms_codec c)
 {
     switch (c) {
-    case MS_CODEC_GZIP: return "gzip";
-    case MS_CODEC_BZIP2: return "bzip2";
-    case MS_CODEC_XZ: return "xz";
-    case MS_CODEC_LZOP: return "lzop";
-    case MS_CODEC_ZSTD: return "zstd";
+    case MS_CODEC_GZIP:
+        return "gzip";
+    case MS_CODEC_BZIP2:
+        return "bzip2";
+    case MS_CODEC_XZ:
+        return "xz";
+    case MS_CODEC_LZOP:
+        return "lzop";
+    case MS_CODEC_ZSTD:
+        return "zstd";
     }
     return "?";
 }
@@ -94,7 +101,10 @@ static void *z_alloc(void *o, unsigned n, unsigned size)
 {
     return mem_alloc_n(o, n, size);
 }
-static void hook_free(void *o, void *p) { mem_free(o, p); }
+static void hook_free(void *o, void *p)
+{
+    mem_free(o, p);
+}
 static void *bz_alloc(void *o, int n, int size)
 {
     return n < 0 || size < 0 ? NULL : mem_alloc_n(o, (size_t)n, (size_t)size);
@@ -103,7 +113,10 @@ static void *xz_alloc(void *o, size_t n, size_t size)
 {
     return mem_alloc_n(o, n, size);
 }
-static void *zs_alloc(void *o, size_t size) { return mem_alloc(o, size); }
+static void *zs_alloc(void *o, size_t size)
+{
+    return mem_alloc(o, size);
+}
 
 /* ---- lzop container facts ------------------------------------------------ */
 #define LZOP_MAGIC_LEN 9
@@ -119,11 +132,13 @@ static const uint8_t lzop_magic[LZOP_MAGIC_LEN] = {0x89, 'L',  'Z',  'O', 0x00,
 #define LZOP_F_KNOWN 0x00003FFFu     /* flag bits lzop defines */
 #define LZOP_F_OS_CS 0xfff00000u     /* OS and charset fields */
 #define LZOP_VERSION_FIRST 0x0900u   /* first public lzop */
-#define LZOP_VERSION_FIELDS 0x0940u  /* adds version_needed, level, mtime_high */
+#define LZOP_VERSION_FIELDS 0x0940u  /* adds version_needed, level, mtime_high \
+                                      */
 #define LZOP_VERSION_KNOWN 0x1040u   /* newest version_needed decoded here */
 #define LZOP_MAX_BLOCK (64u << 20)   /* lzop refuses larger blocks */
 #define LZOP_SPLIT_BLOCK 0xffffffffu /* a split file (never implemented) */
-#define LZOP_HEAD_MAX (LZOP_MAGIC_LEN + 2 + 2 + 2 + 1 + 1 + 4 + 4 + 4 + 4 + 4 + 1 + 255 + 4)
+#define LZOP_HEAD_MAX                                                          \
+    (LZOP_MAGIC_LEN + 2 + 2 + 2 + 1 + 1 + 4 + 4 + 4 + 4 + 4 + 1 + 255 + 4)
 
 enum lz_stage {
     LZ_HEAD = 0x4c5a, /* not 0: a zeroed state is caught as invalid */
@@ -139,8 +154,8 @@ typedef struct lzop_state {
     enum lz_stage stage;
     uint8_t head[LZOP_HEAD_MAX]; /* the member header being gathered */
     size_t head_len, head_need;
-    int head_step;               /* which part of the header comes next */
-    uint64_t member_off;         /* compressed offset of the magic */
+    int head_step;       /* which part of the header comes next */
+    uint64_t member_off; /* compressed offset of the magic */
     uint32_t version, flags;
     uint32_t extra_left, extra_sum;
     uint8_t bh[24]; /* block header: sizes and checksums */
@@ -159,15 +174,21 @@ struct ms_dec {
     int verify;
     uint64_t in_total, out_total;
     uint32_t members;
-    int in_member; /* inside a stream (0: before the first, between) */
+    int in_member;        /* inside a stream (0: before the first, between) */
     uint64_t member_off;  /* compressed offset of the stream's first byte */
     uint8_t member_first; /* and that byte (zstd: which magic follows) */
-    int lib_ready; /* the library's stream state exists */
+    int lib_ready;        /* the library's stream state exists */
     z_stream z;
     bz_stream bz;
     lzma_stream xz;
     lzma_allocator xz_alloc;
     ZSTD_DCtx *zs;
+    /* zstd frames' content checksums are checked here, at the end of the
+     * frame after its bytes went out, so the outcome does not depend on
+     * whether the last block and the checksum arrived in one call */
+    XXH64_state_t zs_sum;
+    uint8_t zs_fhd;     /* the frame header descriptor (bit 2: checksum) */
+    uint8_t zs_tail[4]; /* the last 4 compressed bytes consumed */
     lzop_state lz;
 };
 
@@ -177,12 +198,17 @@ static uint64_t cur_off(const ms_dec *d, const ms_dec_io *io)
     return d->in_total + io->in_used;
 }
 
-/* A library failed: where (the last compressed byte it read), and why. */
-static int lib_fail(ms_dec *d, const ms_dec_io *io, ms_error_info *err,
-                    int mem, int unsupported, const char *why)
+/* A library failed: where (the last compressed byte it read, the same at
+ * any split for zlib, libbz2 and liblzma; libzstd does not say how far it
+ * read when it fails, so its errors are placed at the frame's first
+ * byte), and why. */
+static int lib_fail(ms_dec *d, const ms_dec_io *io, ms_error_info *err, int mem,
+                    int unsupported, const char *why)
 {
     uint64_t at = cur_off(d, io);
-    if (at)
+    if (d->codec == MS_CODEC_ZSTD)
+        at = d->member_off;
+    else if (at)
         at--;
     if (mem && d->mem.refused)
         return ms_fail(err, MS_ERR_LIMIT, at,
@@ -193,9 +219,9 @@ static int lib_fail(ms_dec *d, const ms_dec_io *io, ms_error_info *err,
     if (mem)
         return ms_fail(err, MS_ERR_NO_MEMORY, at, "%s: decompressor memory",
                        ms_codec_name(d->codec));
-    return ms_fail(err, unsupported ? MS_ERR_FORMAT_UNSUPPORTED : MS_ERR_DECOMPRESS,
-                   at, "%s: %s (stream %u)", ms_codec_name(d->codec), why,
-                   d->members + 1);
+    return ms_fail(
+        err, unsupported ? MS_ERR_FORMAT_UNSUPPORTED : MS_ERR_DECOMPRESS, at,
+        "%s: %s (stream %u)", ms_codec_name(d->codec), why, d->members + 1);
 }
 
 static void member_end(ms_dec *d)
@@ -204,9 +230,13 @@ static void member_end(ms_dec *d)
     d->members++;
 }
 
-static unsigned clamp_uint(size_t n) { return n > UINT_MAX ? UINT_MAX : (unsigned)n; }
+static unsigned clamp_uint(size_t n)
+{
+    return n > UINT_MAX ? UINT_MAX : (unsigned)n;
+}
 
-/* ---- gzip (zlib) ---------------------------------------------------------- */
+/* ---- gzip (zlib) ----------------------------------------------------------
+ */
 static int gzip_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 {
     z_stream *z = &d->z;
@@ -226,7 +256,8 @@ static int gzip_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     return 0;
 }
 
-/* ---- bzip2 ------------------------------------------------------------------ */
+/* ---- bzip2 ------------------------------------------------------------------
+ */
 static int bzip2_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 {
     bz_stream *b = &d->bz;
@@ -239,19 +270,25 @@ static int bzip2_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     io->in_used = in - b->avail_in;
     io->out_made = cap - b->avail_out;
     switch (br) {
-    case BZ_OK: return 0;
-    case BZ_STREAM_END: member_end(d); return 0;
-    case BZ_MEM_ERROR: return lib_fail(d, io, err, 1, 0, "");
+    case BZ_OK:
+        return 0;
+    case BZ_STREAM_END:
+        member_end(d);
+        return 0;
+    case BZ_MEM_ERROR:
+        return lib_fail(d, io, err, 1, 0, "");
     case BZ_DATA_ERROR_MAGIC:
         return lib_fail(d, io, err, 0, 0, "not a bzip2 stream (bad magic)");
     case BZ_DATA_ERROR:
         return lib_fail(d, io, err, 0, 0,
                         "corrupt data (block CRC or structure)");
-    default: return lib_fail(d, io, err, 0, 0, "libbz2 failed");
+    default:
+        return lib_fail(d, io, err, 0, 0, "libbz2 failed");
     }
 }
 
-/* ---- xz (liblzma) --------------------------------------------------------- */
+/* ---- xz (liblzma) ---------------------------------------------------------
+ */
 static int xz_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 {
     lzma_stream *x = &d->xz;
@@ -264,8 +301,11 @@ static int xz_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     io->out_made = io->out_cap - x->avail_out;
     switch (xr) {
     case LZMA_OK:
-    case LZMA_BUF_ERROR: return 0; /* no progress possible yet */
-    case LZMA_STREAM_END: member_end(d); return 0;
+    case LZMA_BUF_ERROR:
+        return 0; /* no progress possible yet */
+    case LZMA_STREAM_END:
+        member_end(d);
+        return 0;
     case LZMA_MEMLIMIT_ERROR: { /* checked before the dictionary exists */
         uint64_t at = cur_off(d, io);
         return ms_fail(err, MS_ERR_LIMIT, at ? at - 1 : 0,
@@ -275,18 +315,57 @@ static int xz_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
                        (unsigned long long)d->mem.limit,
                        (unsigned long long)lzma_memlimit_get(x));
     }
-    case LZMA_MEM_ERROR: return lib_fail(d, io, err, 1, 0, "");
+    case LZMA_MEM_ERROR:
+        return lib_fail(d, io, err, 1, 0, "");
     case LZMA_FORMAT_ERROR:
         return lib_fail(d, io, err, 0, 0, "not an xz stream (bad magic)");
     case LZMA_OPTIONS_ERROR:
         return lib_fail(d, io, err, 0, 1,
                         "options this liblzma does not support");
-    case LZMA_DATA_ERROR: return lib_fail(d, io, err, 0, 0, "corrupt data");
-    default: return lib_fail(d, io, err, 0, 0, "liblzma failed");
+    case LZMA_DATA_ERROR:
+        return lib_fail(d, io, err, 0, 0, "corrupt data");
+    default:
+        return lib_fail(d, io, err, 0, 0, "liblzma failed");
     }
 }
 
 /* ---- zstd ---------------------------------------------------------------- */
+#define ZSTD_FHD_OFF 4          /* the frame header descriptor's offset */
+#define ZSTD_FHD_CHECKSUM 0x04u /* Content_Checksum_flag */
+
+/* What the checksum check needs from the bytes a call consumed and made. */
+static void zstd_track(ms_dec *d, const ms_dec_io *io)
+{
+    uint64_t pos = d->in_total - d->member_off; /* frame bytes before */
+    if (pos <= ZSTD_FHD_OFF && ZSTD_FHD_OFF < pos + io->in_used)
+        d->zs_fhd = io->in[ZSTD_FHD_OFF - pos];
+    size_t n = io->in_used;
+    if (n >= 4) {
+        memcpy(d->zs_tail, io->in + n - 4, 4);
+    } else if (n) {
+        memmove(d->zs_tail, d->zs_tail + n, 4 - n);
+        memcpy(d->zs_tail + 4 - n, io->in, n);
+    }
+    if (io->out_made)
+        XXH64_update(&d->zs_sum, io->out, io->out_made);
+}
+
+/* A frame ended: its content checksum (low 32 bits of XXH64, the frame's
+ * last 4 bytes) when it has one. */
+static int zstd_frame_end(ms_dec *d, const ms_dec_io *io, ms_error_info *err)
+{
+    int frame = d->member_first == 0x28; /* not a skippable frame */
+    uint32_t got = (uint32_t)XXH64_digest(&d->zs_sum);
+    uint32_t want = ms_le32(d->zs_tail);
+    member_end(d);
+    if (!frame || !(d->zs_fhd & ZSTD_FHD_CHECKSUM) || !d->verify || got == want)
+        return 0;
+    return ms_fail(err, MS_ERR_DECOMPRESS, cur_off(d, io) - 4,
+                   "zstd: frame %u: content checksum %08x, the frame says "
+                   "%08x",
+                   d->members, got, want);
+}
+
 static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 {
     ZSTD_inBuffer in = {io->in, io->in_len, 0};
@@ -295,14 +374,14 @@ static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     io->in_used = in.pos;
     io->out_made = out.pos;
     if (!ZSTD_isError(zr)) {
+        zstd_track(d, io);
         if (zr == 0) /* a frame decoded and flushed completely */
-            member_end(d);
+            return zstd_frame_end(d, io, err);
         return 0;
     }
     ZSTD_ErrorCode code = ZSTD_getErrorCode(zr);
     if (code == ZSTD_error_frameParameter_windowTooLarge) {
-        uint64_t at = cur_off(d, io);
-        return ms_fail(err, MS_ERR_LIMIT, at ? at - 1 : 0,
+        return ms_fail(err, MS_ERR_LIMIT, d->member_off,
                        "zstd: the frame's window does not fit in "
                        "max_decompress_bytes (%llu)",
                        (unsigned long long)d->mem.limit);
@@ -333,8 +412,7 @@ static int lz_gather(ms_dec_io *io, uint8_t *buf, size_t *len, size_t need)
 }
 
 /* lzop's checksum of header bytes: adler32, or crc32 with F_H_CRC32. */
-static uint32_t lz_sum(uint32_t flags, uint32_t sum, const uint8_t *p,
-                       size_t n)
+static uint32_t lz_sum(uint32_t flags, uint32_t sum, const uint8_t *p, size_t n)
 {
     return flags & LZOP_F_H_CRC32 ? (uint32_t)crc32(sum, p, (uInt)n)
                                   : (uint32_t)adler32(sum, p, (uInt)n);
@@ -378,7 +456,8 @@ static int lz_head_fields(ms_dec *d, ms_error_info *err)
     l->flags = ms_be32(h + at);
     uint64_t foff = l->member_off + at;
     if (l->flags & ~(LZOP_F_KNOWN | LZOP_F_OS_CS))
-        return lz_bad(d, err, MS_ERR_DECOMPRESS, foff, "reserved flag bits set");
+        return lz_bad(d, err, MS_ERR_DECOMPRESS, foff,
+                      "reserved flag bits set");
     if (l->flags & LZOP_F_H_FILTER)
         return lz_bad(d, err, MS_ERR_FORMAT_UNSUPPORTED, foff,
                       "a filter (lzop --filter) is not decoded");
@@ -422,14 +501,13 @@ static int lz_head(ms_dec *d, ms_dec_io *io, ms_error_info *err)
         default: { /* name, header checksum */
             size_t n = l->head_len - 4 - LZOP_MAGIC_LEN;
             uint32_t want = ms_be32(l->head + l->head_len - 4);
-            if (d->verify &&
-                lz_sum(l->flags, lz_sum_init(l->flags),
-                       l->head + LZOP_MAGIC_LEN, n) != want)
+            if (d->verify && lz_sum(l->flags, lz_sum_init(l->flags),
+                                    l->head + LZOP_MAGIC_LEN, n) != want)
                 return lz_bad(d, err, MS_ERR_DECOMPRESS,
                               l->member_off + l->head_len - 4,
                               "header checksum mismatch");
-            l->stage = l->flags & LZOP_F_H_EXTRA_FIELD ? LZ_EXTRA_LEN
-                                                       : LZ_BLOCK_HEAD;
+            l->stage =
+                l->flags & LZOP_F_H_EXTRA_FIELD ? LZ_EXTRA_LEN : LZ_BLOCK_HEAD;
             l->bh_len = 0;
             l->bh_need = 4;
             return 1;
@@ -546,8 +624,8 @@ static int lz_check(ms_dec *d, ms_error_info *err, size_t *field, int crc,
 {
     lzop_state *l = &d->lz;
     uint32_t want = ms_be32(l->bh + *field);
-    uint32_t got = crc ? (uint32_t)crc32(0, p, (uInt)n)
-                       : (uint32_t)adler32(1, p, (uInt)n);
+    uint32_t got =
+        crc ? (uint32_t)crc32(0, p, (uInt)n) : (uint32_t)adler32(1, p, (uInt)n);
     uint64_t at = l->block_off + *field;
     *field += 4;
     if (!d->verify || got == want)
@@ -555,8 +633,7 @@ static int lz_check(ms_dec *d, ms_error_info *err, size_t *field, int crc,
     return ms_fail(err, MS_ERR_DECOMPRESS, at,
                    "lzop: block %u: %s of the %s data is %08x, the block "
                    "says %08x",
-                   l->block_no + 1, crc ? "crc32" : "adler32", what, got,
-                   want);
+                   l->block_no + 1, crc ? "crc32" : "adler32", what, got, want);
 }
 
 /* BLOCK_DATA: the compressed bytes; check, decompress, check. */
@@ -569,24 +646,21 @@ static int lz_block_data(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     int packed = l->src_len < l->dst_len;
     size_t dsum = 8, csum = 8 + (f & LZOP_F_ADLER32_D ? 4 : 0) +
                             (f & LZOP_F_CRC32_D ? 4 : 0);
-    if (packed && (((f & LZOP_F_ADLER32_C) &&
-                    lz_check(d, err, &csum, 0, l->cbuf, l->src_len,
-                             "compressed") < 0) ||
-                   ((f & LZOP_F_CRC32_C) &&
-                    lz_check(d, err, &csum, 1, l->cbuf, l->src_len,
-                             "compressed") < 0)))
+    if (packed &&
+        (((f & LZOP_F_ADLER32_C) &&
+          lz_check(d, err, &csum, 0, l->cbuf, l->src_len, "compressed") < 0) ||
+         ((f & LZOP_F_CRC32_C) &&
+          lz_check(d, err, &csum, 1, l->cbuf, l->src_len, "compressed") < 0)))
         return -1;
     l->res = l->cbuf; /* a block lzop could not shrink is stored */
     if (packed) {
         lzo_uint out = l->dst_len;
-        int r = lzo1x_decompress_safe(l->cbuf, l->src_len, l->dbuf, &out,
-                                      NULL);
+        int r = lzo1x_decompress_safe(l->cbuf, l->src_len, l->dbuf, &out, NULL);
         if (r != LZO_E_OK || out != l->dst_len)
             return ms_fail(err, MS_ERR_DECOMPRESS, l->block_off + l->bh_need,
                            "lzop: block %u: corrupt LZO1X data (liblzo2 "
                            "error %d, %lu of %u bytes)",
-                           l->block_no + 1, r, (unsigned long)out,
-                           l->dst_len);
+                           l->block_no + 1, r, (unsigned long)out, l->dst_len);
         l->res = l->dbuf;
     }
     if (((f & LZOP_F_ADLER32_D) &&
@@ -605,19 +679,25 @@ static int lzop_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     for (;;) {
         int rc;
         switch (l->stage) {
-        case LZ_HEAD: rc = lz_head(d, io, err); break;
+        case LZ_HEAD:
+            rc = lz_head(d, io, err);
+            break;
         case LZ_EXTRA_LEN:
         case LZ_EXTRA:
-        case LZ_EXTRA_SUM: rc = lz_extra(d, io, err); break;
+        case LZ_EXTRA_SUM:
+            rc = lz_extra(d, io, err);
+            break;
         case LZ_BLOCK_HEAD:
             rc = lz_block_head(d, io, err);
             if (rc > 0 && !d->in_member)
                 return 0; /* the member ended: the caller looks further */
             break;
-        case LZ_BLOCK_DATA: rc = lz_block_data(d, io, err); break;
+        case LZ_BLOCK_DATA:
+            rc = lz_block_data(d, io, err);
+            break;
         case LZ_BLOCK_OUT: {
-            size_t k = MS_MIN(l->dst_len - l->res_pos,
-                              io->out_cap - io->out_made);
+            size_t k =
+                MS_MIN(l->dst_len - l->res_pos, io->out_cap - io->out_made);
             memcpy(io->out + io->out_made, l->res + l->res_pos, k);
             io->out_made += k;
             l->res_pos += k;
@@ -639,7 +719,8 @@ static int lzop_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     }
 }
 
-/* ---- members ----------------------------------------------------------------- */
+/* ---- members
+ * ----------------------------------------------------------------- */
 /* The magic a stream of each kind starts with, checked byte by byte as it
  * passes (so the offending byte is named at any split) before the library
  * sees it.  zstd: a frame (28 b5 2f fd) or a skippable frame (5X 2a 4d 18). */
@@ -651,10 +732,18 @@ static size_t member_magic(ms_codec c, uint8_t first, const uint8_t **m)
     static const uint8_t zstd[] = {0x28, 0xb5, 0x2f, 0xfd};
     static const uint8_t zskip[] = {0x50, 0x2a, 0x4d, 0x18};
     switch (c) {
-    case MS_CODEC_GZIP: *m = gzip; return sizeof gzip;
-    case MS_CODEC_BZIP2: *m = bzip2; return sizeof bzip2;
-    case MS_CODEC_XZ: *m = xz; return sizeof xz;
-    case MS_CODEC_LZOP: *m = lzop_magic; return sizeof lzop_magic;
+    case MS_CODEC_GZIP:
+        *m = gzip;
+        return sizeof gzip;
+    case MS_CODEC_BZIP2:
+        *m = bzip2;
+        return sizeof bzip2;
+    case MS_CODEC_XZ:
+        *m = xz;
+        return sizeof xz;
+    case MS_CODEC_LZOP:
+        *m = lzop_magic;
+        return sizeof lzop_magic;
     case MS_CODEC_ZSTD:
         *m = (first & 0xf0) == 0x50 ? zskip : zstd;
         return sizeof zstd;
@@ -735,6 +824,8 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
         break;
     }
     case MS_CODEC_ZSTD:
+        XXH64_reset(&d->zs_sum, 0);
+        d->zs_fhd = 0;
         if (d->lib_ready) /* frames follow each other in one context */
             break;
         d->zs = ZSTD_createDCtx_advanced(
@@ -743,6 +834,9 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
             return init_failed(d, err, at);
         ZSTD_DCtx_setParameter(d->zs, ZSTD_d_windowLogMax,
                                zstd_window_log(&d->mem));
+        /* checked by zstd_frame_end instead */
+        ZSTD_DCtx_setParameter(d->zs, ZSTD_d_forceIgnoreChecksum,
+                               ZSTD_d_ignoreChecksum);
         break;
     case MS_CODEC_LZOP:
         d->lz.stage = LZ_HEAD;
@@ -759,10 +853,10 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
     return 0;
 }
 
-/* ---- public ------------------------------------------------------------------ */
-ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec,
-                      uint64_t mem_limit, int verify_checks,
-                      ms_error_info *err)
+/* ---- public
+ * ------------------------------------------------------------------ */
+ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec, uint64_t mem_limit,
+                      int verify_checks, ms_error_info *err)
 {
     if (sizeof(ms_dec) > mem_limit) {
         ms_fail(err, MS_ERR_LIMIT, 0,
@@ -807,12 +901,24 @@ int ms_dec_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     }
     int rc;
     switch (d->codec) {
-    case MS_CODEC_GZIP: rc = gzip_run(d, io, err); break;
-    case MS_CODEC_BZIP2: rc = bzip2_run(d, io, err); break;
-    case MS_CODEC_XZ: rc = xz_run(d, io, err); break;
-    case MS_CODEC_LZOP: rc = lzop_run(d, io, err); break;
-    case MS_CODEC_ZSTD: rc = zstd_run(d, io, err); break;
-    default: rc = ms_fail(err, MS_ERR_USAGE, 0, "internal: codec"); break;
+    case MS_CODEC_GZIP:
+        rc = gzip_run(d, io, err);
+        break;
+    case MS_CODEC_BZIP2:
+        rc = bzip2_run(d, io, err);
+        break;
+    case MS_CODEC_XZ:
+        rc = xz_run(d, io, err);
+        break;
+    case MS_CODEC_LZOP:
+        rc = lzop_run(d, io, err);
+        break;
+    case MS_CODEC_ZSTD:
+        rc = zstd_run(d, io, err);
+        break;
+    default:
+        rc = ms_fail(err, MS_ERR_USAGE, 0, "internal: codec");
+        break;
     }
     d->in_total += io->in_used;
     d->out_total += io->out_made;
@@ -835,9 +941,18 @@ int ms_dec_finish(ms_dec *d, ms_error_info *err)
                    (unsigned long long)d->out_total);
 }
 
-uint64_t ms_dec_in_total(const ms_dec *d) { return d->in_total; }
-uint64_t ms_dec_out_total(const ms_dec *d) { return d->out_total; }
-uint32_t ms_dec_members(const ms_dec *d) { return d->members; }
+uint64_t ms_dec_in_total(const ms_dec *d)
+{
+    return d->in_total;
+}
+uint64_t ms_dec_out_total(const ms_dec *d)
+{
+    return d->out_total;
+}
+uint32_t ms_dec_members(const ms_dec *d)
+{
+    return d->members;
+}
 
 void ms_dec_free(ms_dec *d)
 {
@@ -845,11 +960,20 @@ void ms_dec_free(ms_dec *d)
         return;
     if (d->lib_ready) {
         switch (d->codec) {
-        case MS_CODEC_GZIP: inflateEnd(&d->z); break;
-        case MS_CODEC_BZIP2: BZ2_bzDecompressEnd(&d->bz); break;
-        case MS_CODEC_XZ: lzma_end(&d->xz); break;
-        case MS_CODEC_ZSTD: ZSTD_freeDCtx(d->zs); break;
-        case MS_CODEC_LZOP: break;
+        case MS_CODEC_GZIP:
+            inflateEnd(&d->z);
+            break;
+        case MS_CODEC_BZIP2:
+            BZ2_bzDecompressEnd(&d->bz);
+            break;
+        case MS_CODEC_XZ:
+            lzma_end(&d->xz);
+            break;
+        case MS_CODEC_ZSTD:
+            ZSTD_freeDCtx(d->zs);
+            break;
+        case MS_CODEC_LZOP:
+            break;
         }
     }
     mem_free(&d->mem, d->lz.cbuf);

@@ -37,9 +37,8 @@ typedef struct ms_dec_io {
 
 /* A decompressor holding at most `mem_limit` bytes (its own state
  * included).  NULL when that or memory is short (err says which). */
-ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec,
-                      uint64_t mem_limit, int verify_checks,
-                      ms_error_info *err);
+ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec, uint64_t mem_limit,
+                      int verify_checks, ms_error_info *err);
 
 /* Consume what it can of io->in, produce what it can into io->out.  After
  * a complete stream only another stream of the same kind may follow (a

@@ -21,8 +21,8 @@
  *        decompressed ones flagged MS_EVF_DECOMPRESSED
  *
  * Errors keep file offsets: a decompressor's at the compressed byte where
- * it failed, the QEVM decoder's (compressed images) at the compressed input
- * reached, with the decompressed offset named in the detail. */
+ * it failed; the QEVM decoder's in a compressed image at the compressed
+ * data's first byte, with the decompressed offset named in the detail. */
 #include <stdio.h>
 
 #include "decompress.h"
@@ -42,8 +42,8 @@ static const char lv_magic_partial[] = "LibvirtQemudPart"; /* while written */
 #define LV_OUT_CAP ((size_t)64 << 10) /* decompressed bytes per hand-over */
 
 /* the header's format field: libvirt's virQEMUSaveFormat, by value */
-static const char *const lv_format_names[] = {
-    "raw", "gzip", "bzip2", "xz", "lzop", "zstd", "sparse"};
+static const char *const lv_format_names[] = {"raw",  "gzip", "bzip2", "xz",
+                                              "lzop", "zstd", "sparse"};
 #define LV_FORMAT_COUNT (sizeof lv_format_names / sizeof lv_format_names[0])
 
 typedef enum lv_stage {
@@ -55,19 +55,19 @@ typedef enum lv_stage {
 typedef struct lv_state {
     lv_stage stage;
     ms_libvirt_info info;
-    uint64_t data_pos;  /* DATA bytes passed so far */
-    int xml_end_seen;   /* the XML's NUL was found */
+    uint64_t data_pos; /* DATA bytes passed so far */
+    int xml_end_seen;  /* the XML's NUL was found */
     int cookie_end_seen;
-    ms_reader *inner;   /* the QEVM decoder over the body */
-    int inner_fed;      /* it holds a slice it has not consumed yet */
-    int fed_from_stash; /* raw: that slice is our stash, not the input */
-    uint64_t body_fed;  /* body bytes handed to the inner reader */
-    ms_dec *dec;        /* compressed bodies */
+    ms_reader *inner;      /* the QEVM decoder over the body */
+    int inner_fed;         /* it holds a slice it has not consumed yet */
+    int fed_from_stash;    /* raw: that slice is our stash, not the input */
+    uint64_t body_fed;     /* body bytes handed to the inner reader */
+    ms_dec *dec;           /* compressed bodies */
     ms_error_info dec_err; /* its failure, raised once the bytes it made
                               before failing went through the QEVM
                               decoder (so the first fault wins at any
                               split) */
-    uint8_t *out;       /* decompressed bytes for the inner reader */
+    uint8_t *out;          /* decompressed bytes for the inner reader */
 } lv_state;
 
 #define LST(r) ((lv_state *)(r)->framing)
@@ -90,12 +90,23 @@ static int lv_codec(const ms_libvirt_info *i, ms_codec *c)
     if (i->version < 2) /* libvirt decompresses version 2 images only */
         return 0;
     switch (i->format) {
-    case MS_LIBVIRT_GZIP: *c = MS_CODEC_GZIP; return 1;
-    case MS_LIBVIRT_BZIP2: *c = MS_CODEC_BZIP2; return 1;
-    case MS_LIBVIRT_XZ: *c = MS_CODEC_XZ; return 1;
-    case MS_LIBVIRT_LZOP: *c = MS_CODEC_LZOP; return 1;
-    case MS_LIBVIRT_ZSTD: *c = MS_CODEC_ZSTD; return 1;
-    default: return 0; /* raw, sparse (QEMU mapped-ram, uncompressed) */
+    case MS_LIBVIRT_GZIP:
+        *c = MS_CODEC_GZIP;
+        return 1;
+    case MS_LIBVIRT_BZIP2:
+        *c = MS_CODEC_BZIP2;
+        return 1;
+    case MS_LIBVIRT_XZ:
+        *c = MS_CODEC_XZ;
+        return 1;
+    case MS_LIBVIRT_LZOP:
+        *c = MS_CODEC_LZOP;
+        return 1;
+    case MS_LIBVIRT_ZSTD:
+        *c = MS_CODEC_ZSTD;
+        return 1;
+    default:
+        return 0; /* raw, sparse (QEMU mapped-ram, uncompressed) */
     }
 }
 
@@ -159,8 +170,8 @@ static int read_header(ms_reader *r, ms_event *ev)
 
 /* Length of the text in [from, to) of the data that starts at data
  * position `at` with `n` bytes: found when its NUL passes by. */
-static void lv_text_end(const uint8_t *p, size_t n, uint64_t at,
-                        uint64_t from, uint64_t to, int *seen, uint32_t *len)
+static void lv_text_end(const uint8_t *p, size_t n, uint64_t at, uint64_t from,
+                        uint64_t to, int *seen, uint32_t *len)
 {
     if (*seen || at + n <= from || at >= to)
         return;
@@ -248,16 +259,20 @@ static int start_body(ms_reader *r)
 
 /* ---- BODY ---------------------------------------------------------------- */
 
-/* The inner reader failed: its error, with file offsets. */
+/* The inner reader failed: its error, with a file offset.  Inside
+ * compressed data no file offset holds the faulty decompressed byte, and
+ * how far the decompressor had read depends on how the input was split:
+ * the error is placed at the compressed data's first byte, the detail
+ * names the decompressed offset. */
 static int inner_failed(ms_reader *r)
 {
     lv_state *st = LST(r);
     const ms_error_info *e = ms_reader_error(st->inner);
     if (!st->dec)
         return MS_FAIL(r, e->code, e->offset, "%s", e->detail);
-    return MS_FAIL(r, e->code, ms_rd_pos(r), "%s-decompressed offset %llu: %s",
-                   st->info.format_name, (unsigned long long)e->offset,
-                   e->detail);
+    return MS_FAIL(r, e->code, st->info.body_offset,
+                   "%s-decompressed offset %llu: %s", st->info.format_name,
+                   (unsigned long long)e->offset, e->detail);
 }
 
 /* Raw and sparse bodies: the pending input, as it is, to the inner reader
@@ -356,16 +371,23 @@ static int read_body(ms_reader *r, ms_event *ev)
     }
 }
 
-/* ---- framing ops ----------------------------------------------------------- */
+/* ---- framing ops -----------------------------------------------------------
+ */
 
 static int lv_next(ms_reader *r, ms_event *ev)
 {
     for (;;) {
         int rc;
         switch (LST(r)->stage) {
-        case LV_HEADER: rc = read_header(r, ev); break;
-        case LV_DATA: rc = skip_data(r, ev); break;
-        case LV_BODY: rc = read_body(r, ev); break;
+        case LV_HEADER:
+            rc = read_header(r, ev);
+            break;
+        case LV_DATA:
+            rc = skip_data(r, ev);
+            break;
+        case LV_BODY:
+            rc = read_body(r, ev);
+            break;
         default:
             return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
                            "internal: invalid libvirt stage");
@@ -398,10 +420,9 @@ static int lv_finish(ms_reader *r)
         const ms_error_info *ie = ms_reader_error(st->inner);
         if (!st->dec)
             return MS_FAIL(r, ie->code, ie->offset, "%s", ie->detail);
-        return MS_FAIL(r, ie->code, r->offset,
-                       "%s-decompressed stream ends at %llu: %s",
-                       st->info.format_name, (unsigned long long)ie->offset,
-                       ie->detail);
+        return MS_FAIL(
+            r, ie->code, r->offset, "%s-decompressed stream ends at %llu: %s",
+            st->info.format_name, (unsigned long long)ie->offset, ie->detail);
     }
     return 0;
 }
