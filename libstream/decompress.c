@@ -790,8 +790,11 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
 {
     switch (d->codec) {
     case MS_CODEC_GZIP:
-        if (d->lib_ready)
-            return inflateReset(&d->z) == Z_OK ? 0 : init_failed(d, err, at);
+        if (d->lib_ready) {
+            if (inflateReset(&d->z) != Z_OK)
+                return init_failed(d, err, at);
+            break;
+        }
         d->z.zalloc = z_alloc;
         d->z.zfree = hook_free;
         d->z.opaque = &d->mem;

@@ -741,6 +741,8 @@ static void test_corruption(void **state)
         off = lv_image(&img, &s, &body);
         snprintf(what, sizeof what, "%s: two streams", f_names[f]);
         check_against_bare(what, img.p, img.len, off, f, &q, NULL);
+        run_cfg one = {.slice = 1};
+        check_against_bare(what, img.p, img.len, off, f, &q, &one);
         tb_buf_free(&body);
         tb_buf_free(&img);
         tb_buf_free(&bad);
