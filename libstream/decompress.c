@@ -129,10 +129,11 @@ static const uint8_t lzop_magic[LZOP_MAGIC_LEN] = {0x89, 'L',  'Z',  'O', 0x00,
 #define LZOP_F_CRC32_C 0x00000200u
 #define LZOP_F_H_FILTER 0x00000800u
 #define LZOP_F_H_CRC32 0x00001000u
-#define LZOP_F_KNOWN 0x00003FFFu     /* flag bits lzop defines */
-#define LZOP_F_OS_CS 0xfff00000u     /* OS and charset fields */
-#define LZOP_VERSION_FIRST 0x0900u   /* first public lzop */
-#define LZOP_VERSION_FIELDS 0x0940u  /* adds version_needed, level, mtime_high \
+#define LZOP_F_KNOWN 0x00003FFFu   /* flag bits lzop defines */
+#define LZOP_F_OS_CS 0xfff00000u   /* OS and charset fields */
+#define LZOP_VERSION_FIRST 0x0900u /* first public lzop */
+#define LZOP_VERSION_FIELDS                                                    \
+    0x0940u                          /* adds version_needed, level, mtime_high \
                                       */
 #define LZOP_VERSION_KNOWN 0x1040u   /* newest version_needed decoded here */
 #define LZOP_MAX_BLOCK (64u << 20)   /* lzop refuses larger blocks */
@@ -189,6 +190,9 @@ struct ms_dec {
     XXH64_state_t zs_sum;
     uint8_t zs_fhd;     /* the frame header descriptor (bit 2: checksum) */
     uint8_t zs_tail[4]; /* the last 4 compressed bytes consumed */
+    size_t zs_hint;     /* libzstd's next input size: no more is given, so
+                           one call decodes at most one block and a block
+                           that fails costs no output of the ones before */
     lzop_state lz;
 };
 
@@ -368,9 +372,11 @@ static int zstd_frame_end(ms_dec *d, const ms_dec_io *io, ms_error_info *err)
 
 static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 {
-    ZSTD_inBuffer in = {io->in, io->in_len, 0};
+    ZSTD_inBuffer in = {io->in, MS_MIN(io->in_len, d->zs_hint), 0};
     ZSTD_outBuffer out = {io->out, io->out_cap, 0};
     size_t zr = ZSTD_decompressStream(d->zs, &out, &in);
+    if (!ZSTD_isError(zr) && zr)
+        d->zs_hint = zr;
     io->in_used = in.pos;
     io->out_made = out.pos;
     if (!ZSTD_isError(zr)) {
@@ -829,6 +835,7 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
     case MS_CODEC_ZSTD:
         XXH64_reset(&d->zs_sum, 0);
         d->zs_fhd = 0;
+        d->zs_hint = ZSTD_FRAMEHEADERSIZE_PREFIX(ZSTD_f_zstd1);
         if (d->lib_ready) /* frames follow each other in one context */
             break;
         d->zs = ZSTD_createDCtx_advanced(
