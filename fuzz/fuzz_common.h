@@ -87,6 +87,7 @@ static inline void fuzz_options(ms_options *opt, int verify_checks,
     opt->max_channels = 16;
     opt->max_packets = 4096;
     opt->max_compat_length = 4096;
+    opt->max_decompress_bytes = 8u << 20; /* compressed libvirt images */
     opt->verify_checks = verify_checks;
     opt->record_events = record_events;
     opt->input_stable = 0;

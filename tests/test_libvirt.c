@@ -449,7 +449,10 @@ static void test_formats_splits_cuts(void **state)
              what);
         /* cut at every offset: never clean, always at the cut */
         size_t bad = 0, first_bad = 0;
-        for (size_t cut = 0; cut < img.len; cut++) {
+        /* (uncompressed bodies: the QEVM decoder's own cut tests cover
+         * every offset; here every 13th) */
+        size_t step = f == F_RAW || f == F_SPARSE ? 13 : 1;
+        for (size_t cut = 0; cut < img.len; cut += step) {
             digest d;
             run_whole(img.p, cut, &d);
             int ok = d.rc == -1 && d.err.offset == cut &&
