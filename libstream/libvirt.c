@@ -23,6 +23,7 @@
  * Errors keep file offsets: a decompressor's at the compressed byte where
  * it failed; the QEVM decoder's in a compressed image at the compressed
  * data's first byte, with the decompressed offset named in the detail. */
+#include <stddef.h>
 #include <stdio.h>
 
 #include "decompress.h"
@@ -75,6 +76,10 @@ typedef struct lv_state {
 
 _Static_assert(sizeof(ms_libvirt_info) <= sizeof(ms_multifd_info),
                "the libvirt event must not grow the event union");
+/* ms_event.flags took the padding after `channel`: on LP64 the union
+ * stays where it was, so callers built before it still agree. */
+_Static_assert(sizeof(void *) != 8 || offsetof(ms_event, u) == 32,
+               "ms_event.flags moved the event union");
 
 /* ---- HEADER -------------------------------------------------------------- */
 
