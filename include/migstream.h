@@ -235,6 +235,12 @@ typedef struct ms_options {
     uint64_t input_size; /* bytes of the whole input when known (a file's
                             size; lets offsets be checked against the end
                             early); 0: unknown */
+    uint64_t max_decompress_bytes; /* libvirt save images compressed with
+                                      gzip/bzip2/xz/lzop/zstd: memory the
+                                      decompressor may hold (window,
+                                      tables, buffers); default 256 MiB.
+                                      A stream asking for more is refused
+                                      (limit) before it is allocated. */
 } ms_options;
 
 /* Fill *opt with safe defaults. */
@@ -298,8 +304,13 @@ typedef enum ms_event_kind {
     MS_EV_CPR,            /* u.cpr: one saved fd, one VFIO device, or the
                              end of a list */
     /* QEMU return path; see spec/qemu-return-path.md */
-    MS_EV_RP_MESSAGE      /* u.rp: one message (RECV_BITMAP: its bitmap
+    MS_EV_RP_MESSAGE,     /* u.rp: one message (RECV_BITMAP: its bitmap
                              follows as MS_EV_DATA views) */
+    /* libvirt save images; see spec/libvirt-save.md */
+    MS_EV_LIBVIRT_HEADER  /* u.libvirt: the header, domain XML and cookie
+                             before the QEVM stream (offset 0, length
+                             covers them all); follows the image's
+                             stream event, precedes the QEVM events */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -678,6 +689,36 @@ typedef struct ms_rp_info {
     uint64_t bitmap_offset; /* RECV_BITMAP: offset of its first byte */
 } ms_rp_info;
 
+/* ---- libvirt save images ("virsh save", "virsh managedsave") -------------- */
+/* The header's format field (libvirt's virQEMUSaveFormat; values pinned). */
+typedef enum ms_libvirt_format {
+    MS_LIBVIRT_RAW = 0,
+    MS_LIBVIRT_GZIP = 1,
+    MS_LIBVIRT_BZIP2 = 2,
+    MS_LIBVIRT_XZ = 3,
+    MS_LIBVIRT_LZOP = 4,
+    MS_LIBVIRT_ZSTD = 5,  /* libvirt >= 10.4 */
+    MS_LIBVIRT_SPARSE = 6 /* libvirt >= 11.2: QEMU mapped-ram, uncompressed */
+} ms_libvirt_format;
+
+typedef struct ms_libvirt_info {
+    uint32_t version;        /* header version: 1 or 2 */
+    int big_endian;          /* the header was written by a big-endian host */
+    uint32_t was_running;    /* the guest ran when it was saved */
+    uint32_t format;         /* ms_libvirt_format, as written */
+    const char *format_name; /* "raw", "gzip", ..., "sparse" */
+    int decompressed;        /* 1: the QEVM events that follow come from
+                                decompressed bytes (MS_EVF_DECOMPRESSED) */
+    uint32_t data_len;       /* bytes after the header: XML, cookie, NULs */
+    uint32_t cookie_offset;  /* header field: the cookie's offset in the
+                                data (0: no cookie) */
+    uint32_t xml_len;        /* domain XML text bytes (before its NUL) */
+    uint32_t cookie_len;     /* cookie text bytes (before its NUL) */
+    uint64_t xml_offset;     /* file offset of the XML (92) */
+    uint64_t body_offset;    /* file offset of the QEVM stream, or of the
+                                compressed data (92 + data_len) */
+} ms_libvirt_info;
+
 /* ---- VFIO driver payloads ------------------------------------------------ */
 typedef struct ms_payload_record {
     uint32_t payload_kind; /* ms_payload_kind */
@@ -703,6 +744,8 @@ typedef struct ms_event {
     uint64_t offset; /* absolute offset of the element's first byte */
     uint64_t length; /* bytes of the element on the wire */
     uint32_t channel; /* set events: the caller's channel slot */
+    uint32_t flags;   /* MS_EVF_*; fills what was padding, so the layout of
+                         every other field is unchanged */
     union {
         ms_stream_info stream;
         ms_record_info record;
@@ -731,8 +774,15 @@ typedef struct ms_event {
         ms_dirty_bitmap_info dbm;
         ms_cpr_info cpr;
         ms_rp_info rp;
+        ms_libvirt_info libvirt;
     } u;
 } ms_event;
+
+/* ms_event.flags */
+#define MS_EVF_DECOMPRESSED 0x1u /* offset, length (and data stream_offset)
+                                    count bytes of the decompressed stream
+                                    of a compressed libvirt save image, its
+                                    first QEVM byte at 0; not file offsets */
 
 /* Render a decoded VMState field's value the way QEMU's
  * scripts/analyze-migration.py prints it ("0x0000002a", "00 01 ff", true,

@@ -129,6 +129,8 @@ void ms_options_init(ms_options *opt)
     opt->max_nesting = 4;
     opt->payload_kind = -1;
     opt->payload_final_offset = UINT64_MAX;
+    /* zstd's own default window cap (128 MiB) plus its buffers fits */
+    opt->max_decompress_bytes = (uint64_t)256 << 20;
 }
 
 int ms_options_copy(ms_options *dst, const ms_options *src)
@@ -234,6 +236,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_DIRTY_BITMAP: return "dirty_bitmap";
     case MS_EV_CPR: return "cpr";
     case MS_EV_RP_MESSAGE: return "rp_message";
+    case MS_EV_LIBVIRT_HEADER: return "libvirt_header";
     }
     return "unknown";
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Internals shared by the QEMU main-stream decoder's files:
- *   qemu_main.c     framing: libvirt wrapper, header, CONFIGURATION, the
+ *   qemu_main.c     framing: header, CONFIGURATION, the
  *                   top-level record switch, EOF, the JSON trailer, ops
  *   qemu_cmd.c      QEMU_VM_COMMAND records (postcopy, PACKAGED, PING...)
  *   qemu_section.c  section headers and footers, VMState walking, the
@@ -18,8 +18,7 @@
 #include "vmstate.h"
 
 enum q_stage {
-    QS_LIBVIRT = 0x5145, /* not 0: a zeroed state is caught as invalid */
-    QS_HEADER,
+    QS_HEADER = 0x5145, /* not 0: a zeroed state is caught as invalid */
     QS_TOP,
     QS_CONFIG,
     QS_COMMAND,
@@ -39,8 +38,6 @@ enum q_stage {
 
 #define QEVM_MAGIC 0x5145564Du
 #define QEVM_VERSION 3
-#define LIBVIRT_HEADER 92 /* 16 magic + 5 u32 + 14 unused u32 */
-#define LIBVIRT_FORMAT_SPARSE 6 /* QEMU_SAVE_FORMAT_SPARSE: mapped-ram */
 
 enum q_type {
     Q_EOF = 0x00,
@@ -130,7 +127,6 @@ typedef struct q_state {
     uint32_t page_size;
     int seen_config, seen_eof, records;
     int cap_ignore_shared, cap_mapped_ram;
-    int libvirt_sparse; /* libvirt save image format 6: mapped-ram inside */
     /* POSTCOPY_ADVISE with arguments: the stream was written with the
      * postcopy-ram capability.  advise_page_summary is the OR of every RAM
      * block's page size, advise_target_page the target page size; the

@@ -5,7 +5,7 @@
  *
  * Stages (each resumable at any byte; `step` orders the takes inside one):
  *
- *   LIBVIRT? -> HEADER -> TOP <-----------------------------------------+
+ *               HEADER -> TOP <-----------------------------------------+
  *                          |-- 0x07 CONFIG ----------------------------->|
  *                          |-- 0x08 COMMAND (PACKAGED pushes a nesting) ->|   qemu_cmd.c
  *                          |-- 0x01..0x04 SECTION_HEADER                 |   qemu_section.c
@@ -13,9 +13,10 @@
  *                          |      -> FOOTER ---------------------------->|   qemu_vfio.c
  *                          +-- 0x00 EOF -> AFTER_EOF -> VMDESC -> DONE
  *
- * This file holds the framing (wrapper, header, configuration, the
- * top-level switch, EOF and the trailer); each payload grammar lives in the
- * file named beside it, sharing q_state through qemu_impl.h.
+ * This file holds the framing (header, configuration, the top-level
+ * switch, EOF and the trailer); each payload grammar lives in the file
+ * named beside it, sharing q_state through qemu_impl.h.  A libvirt save
+ * image's wrapper (and decompression) is libvirt.c, feeding this decoder.
  *
  * Section payloads carry no length: RAM and VFIO payloads are parsed by
  * their own grammar; FULL sections by the JSON trailer's description when
@@ -83,48 +84,7 @@ int ms_qemu_find_vmdesc(const void *buf, size_t len, size_t max_scan,
     return 0;
 }
 
-/* ---- header and wrapper --------------------------------------------------- */
-
-static int read_libvirt(ms_reader *r)
-{
-    q_state *st = QST(r);
-    const uint8_t *p;
-    if (st->step == 0) {
-        int t = ms_rd_take_reserved(r, LIBVIRT_HEADER, &p);
-        if (t <= 0)
-            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        /* libvirt writes its header in host order (little endian on the
-         * hosts that run it); fields after the 16-byte magic are u32. */
-        uint32_t xml_len = ms_le32(p + 20), compressed = ms_le32(p + 28);
-        if (memcmp(p + 12, "Save", 4) != 0 && memcmp(p + 12, "Part", 4) != 0)
-            return MS_FAIL(r, MS_ERR_BAD_MAGIC, 0,
-                           "libvirt save image magic is neither "
-                           "LibvirtQemudSave nor LibvirtQemudPart");
-        if (memcmp(p, "LibvirtQemudPart", 16) == 0)
-            return MS_FAIL(r, MS_ERR_TRUNCATED, 0,
-                           "libvirt save image marked incomplete "
-                           "(LibvirtQemudPart)");
-        /* format 6 ("sparse"): an uncompressed mapped-ram stream, whose
-         * offsets are file offsets (spec/qemu-mapped-ram.md) */
-        st->libvirt_sparse = compressed == LIBVIRT_FORMAT_SPARSE;
-        if (compressed != 0 && !st->libvirt_sparse)
-            return MS_FAIL(r, MS_ERR_FORMAT_UNSUPPORTED, 28,
-                           "libvirt save image compressed with method %u; "
-                           "decompress it first",
-                           compressed);
-        st->u64a = xml_len; /* domain XML to skip */
-        st->step = 1;
-    }
-    const uint8_t *x;
-    size_t n = ms_rd_peek(r, st->u64a, &x);
-    ms_rd_skip(r, n);
-    st->u64a -= n;
-    if (st->u64a) /* a peek ends at the stash's end: the slice may hold more */
-        return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
-    st->stage = QS_HEADER;
-    st->step = 0;
-    return MS_GO_ON;
-}
+/* ---- header ---------------------------------------------------------------- */
 
 static int read_header(ms_reader *r, ms_event *ev)
 {
@@ -187,10 +147,6 @@ static int read_config(ms_reader *r, ms_event *ev)
         if (n == 0)
             return MS_NEXT_INPUT;
         if (p[0] != Q_SUBSECTION) {
-            if (st->libvirt_sparse && !st->cap_mapped_ram)
-                return MS_FAIL(r, MS_ERR_CONFIGURATION, st->rec_off,
-                               "libvirt sparse save image (format 6) whose "
-                               "stream does not list mapped-ram");
             st->stage = QS_TOP;
             st->step = 0;
             st->seen_config = 1;
@@ -422,7 +378,6 @@ static int q_next(ms_reader *r, ms_event *ev)
     for (;;) {
         int rc;
         switch (QST(r)->stage) {
-        case QS_LIBVIRT: rc = read_libvirt(r); break;
         case QS_HEADER: rc = read_header(r, ev); break;
         case QS_TOP: rc = read_top(r, ev); break;
         case QS_CONFIG: rc = read_config(r, ev); break;
@@ -469,7 +424,6 @@ static int q_finish(ms_reader *r)
     const char *where = "a record";
     switch (st->stage) {
     case QS_HEADER: where = "the stream header"; break;
-    case QS_LIBVIRT: where = "the libvirt save image header"; break;
     case QS_CONFIG: where = "the CONFIGURATION record"; break;
     case QS_COMMAND: where = "a COMMAND record"; break;
     case QS_VMDESC:
@@ -510,13 +464,13 @@ void ms_q_free_state(ms_reader *r)
     r->framing = NULL;
 }
 
-static int q_init(ms_reader *r, int libvirt)
+int ms_qemu_main_init(ms_reader *r)
 {
     q_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
     if (!st)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
     r->framing = st;
-    st->stage = libvirt ? QS_LIBVIRT : QS_HEADER;
+    st->stage = QS_HEADER;
     st->cur_block = -1;
     uint32_t ps = r->vmdesc ? vms_desc_page_size(r->vmdesc) : 0;
     /* x86 and most targets; the configuration's page bits override it */
@@ -524,21 +478,10 @@ static int q_init(ms_reader *r, int libvirt)
     return 0;
 }
 
-int ms_qemu_main_init(ms_reader *r) { return q_init(r, 0); }
-int ms_libvirt_init(ms_reader *r) { return q_init(r, 1); }
-
 const ms_framing_ops ms_qemu_main_ops = {
     .format = MS_FORMAT_QEMU_MAIN,
     .next = q_next,
     .finish = q_finish,
     .destroy = q_destroy,
 };
-
-const ms_framing_ops ms_libvirt_ops = {
-    .format = MS_FORMAT_LIBVIRT_SAVE,
-    .next = q_next,
-    .finish = q_finish,
-    .destroy = q_destroy,
-};
-
 

@@ -13,11 +13,16 @@ packages=(
     build-essential  # gcc, make, libc headers
     cmake            # build system (>= 3.25)
     pkg-config       # finds the libraries below
-    zlib1g-dev       # zlib: chunk compression, QEMU zlib multifd channels
-    libzstd-dev      # zstd: QEMU zstd multifd channels
+    zlib1g-dev       # zlib: chunk compression, QEMU zlib multifd channels, gzip images
+    libzstd-dev      # zstd: QEMU zstd multifd channels, zstd libvirt save images
+    liblzma-dev      # xz: libvirt save images compressed with xz
+    liblzo2-dev      # LZO1X: libvirt save images compressed with lzop
+    libbz2-dev       # bzip2: libvirt save images compressed with bzip2
     libxxhash-dev    # XXH3 check values
     libcmocka-dev    # unit tests
     python3          # CLI tests: JSON Lines checks, hex dump of the spec example
+    gzip bzip2 xz-utils lzop zstd # CLI tests: compress libvirt save images
+                                  # with the programs libvirt runs
     clang            # libFuzzer harnesses, second compiler
     libclang-rt-14-dev # libFuzzer, ASan and UBSan runtimes for clang 14
 )

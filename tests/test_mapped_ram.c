@@ -659,8 +659,12 @@ static void test_libvirt_sparse(void **state)
     feeder one = {.seekable = 1, .give_size = 1};
     run(b.p, b.len, &one, res);
     expect_layout("libvirt sparse", res, &f);
-    SOFT(res->nev && res->ev[0].kind == MS_EV_STREAM_HEADER &&
-             res->ev[0].offset == TQ_LIBVIRT_HEADER + 100,
+    /* the image's stream event, its libvirt header (covering header and
+     * XML), then the QEVM stream's records from its file offset on */
+    SOFT(res->nev > 2 && res->ev[0].kind == MS_EV_STREAM_HEADER &&
+             res->ev[1].kind == MS_EV_LIBVIRT_HEADER &&
+             res->ev[1].length == TQ_LIBVIRT_HEADER + 100 &&
+             res->ev[2].offset == TQ_LIBVIRT_HEADER + 100 + 8,
          "libvirt sparse: the QEVM stream after header and XML");
     feeder fb = {.slice = 1, .seekable = 1};
     run(b.p, b.len, &fb, bytes);
@@ -670,7 +674,8 @@ static void test_libvirt_sparse(void **state)
 
     /* format 6 around a stream without mapped-ram */
     tb_buf_init(&b);
-    tq_libvirt_header(&b, "LibvirtQemudSave", 2, 0, 0, 6, 0);
+    tq_libvirt_header(&b, "LibvirtQemudSave", 2, 8, 0, 6, 0);
+    tb_put(&b, "<domain>", 8); /* libvirt never writes an image without XML */
     tq_header(&b);
     size_t cfg = tq_config_machine(&b, "pc-i440fx-10.0");
     tq_eof(&b);
@@ -680,12 +685,12 @@ static void test_libvirt_sparse(void **state)
          "sparse image without mapped-ram: %s at %llu: %s",
          ms_error_name(res->err.code), (unsigned long long)res->err.offset,
          res->err.detail);
-    /* other formats stay unsupported */
+    /* a format libvirt does not define */
     tb_set_le32(b.p + 28, 7);
     run(b.p, b.len, &one, res);
-    SOFT(res->rc == -1 && res->err.code == MS_ERR_FORMAT_UNSUPPORTED &&
+    SOFT(res->rc == -1 && res->err.code == MS_ERR_HEADER_FIELD &&
              res->err.offset == 28,
-         "format 7: %s", res->err.detail);
+         "format 7: %s: %s", ms_error_name(res->err.code), res->err.detail);
     free(res);
     free(bytes);
     tb_buf_free(&b);

@@ -645,6 +645,19 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
         break;
     }
     case MS_EV_RP_MESSAGE: human_rp(o, &ev->u.rp); break;
+    case MS_EV_LIBVIRT_HEADER: {
+        const ms_libvirt_info *l = &ev->u.libvirt;
+        fprintf(o,
+                "version %u %s%s, %s, XML %u bytes at %" PRIu64
+                ", cookie %u bytes, QEMU stream at %" PRIu64 "%s",
+                l->version, l->format_name,
+                l->big_endian ? " (big-endian header)" : "",
+                l->was_running ? "was running" : "was paused", l->xml_len,
+                l->xml_offset, l->cookie_len, l->body_offset,
+                l->decompressed ? " (offsets below: decompressed stream)"
+                                : "");
+        break;
+    }
     default: break;
     }
 }
@@ -920,6 +933,17 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
         break;
     case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
     case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
+    case MS_EV_LIBVIRT_HEADER:
+        fprintf(o,
+                ",\"version\":%u,\"format\":\"%s\",\"big_endian\":%s,"
+                "\"was_running\":%u,\"xml_len\":%u,\"cookie_len\":%u,"
+                "\"body_offset\":%" PRIu64 ",\"decompressed\":%s",
+                ev->u.libvirt.version, ev->u.libvirt.format_name,
+                ev->u.libvirt.big_endian ? "true" : "false",
+                ev->u.libvirt.was_running, ev->u.libvirt.xml_len,
+                ev->u.libvirt.cookie_len, ev->u.libvirt.body_offset,
+                ev->u.libvirt.decompressed ? "true" : "false");
+        break;
     case MS_EV_CHANNEL:
         tool_hex(hex, ev->u.channel.uuid, 16);
         fprintf(o, ",\"channel_id\":%u,\"uuid\":\"%s\"",
