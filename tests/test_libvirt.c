@@ -425,7 +425,9 @@ static void test_formats_splits_cuts(void **state)
     tb_buf q;
     tb_buf_init(&q);
     small_stream(&q);
-    for (int f = 0; f < F_COUNT; f++) {
+    /* sparse images hold mapped-ram streams: test_mapped_ram.c reads them
+     * at every split; here the stream has no mapped-ram */
+    for (int f = 0; f < F_SPARSE; f++) {
         tb_buf img;
         tb_buf_init(&img);
         size_t off = small_image(&img, f, &q);
@@ -651,12 +653,13 @@ static void test_header_rules(void **state)
     tb_buf_copy(&bad, &img);
     bad.len = off;
     expect_error("no QEMU stream", &bad, MS_ERR_TRUNCATED, off);
-    /* a raw image whose header says sparse: the body is passed as it is
-     * (mapped-ram decoding is the QEVM decoder's) */
+    /* a raw image whose header says sparse: libvirt writes format 6 only
+     * around a mapped-ram stream, so a stream whose CONFIGURATION does not
+     * list mapped-ram fails there */
     tb_buf_copy(&bad, &img);
     tb_set_le32(bad.p + 28, F_SPARSE);
-    check_against_bare("sparse format field, plain stream", bad.p, bad.len, off,
-                       F_SPARSE, &q, NULL);
+    expect_error("sparse format field, plain stream", &bad,
+                 MS_ERR_CONFIGURATION, off + 8);
     tb_buf_free(&bad);
     tb_buf_free(&img);
     tb_buf_free(&q);
