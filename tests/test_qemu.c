@@ -788,6 +788,7 @@ static void test_config_subsections(void **state)
     tq_ram_compress(&b, 0, "pc.bios", page, sizeof page);
     tq_ram_eos(&b);
     tq_footer(&b, RAM_ID);
+    tq_ram_end(&b, RAM_ID);
     size_t eof = finish_stream(&b);
     qres r;
     CHECK_VALID("configuration subsections", &b, NULL, eof, &r);
@@ -1213,6 +1214,7 @@ static void test_commands_valid(void **state)
     off[n++] = tq_command(&b, TQ_CMD_SWITCHOVER_START, NULL, 0);
     off[n++] = tq_cmd_packaged(&b, NULL, 0); /* an empty package */
     off[n] = b.len;
+    tq_ram_end(&b, RAM_ID); /* RAM STARTed in base_ram ends before EOF */
     size_t eof = finish_stream(&b);
     static const struct {
         uint16_t cmd, len;
@@ -2469,6 +2471,7 @@ static void test_reject_after_eof(void **state)
     tb_buf_init(&b);
     /* bytes after EOF that are not a trailer */
     base_ram(&b);
+    tq_ram_end(&b, RAM_ID);
     size_t eof = tq_eof(&b);
     tb_put(&b, "ABCDEFGH", 8);
     EXPECT_AT("8 bytes after EOF", &b, NULL, MS_ERR_TRAILING_DATA, eof + 1);
