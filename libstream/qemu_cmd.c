@@ -248,7 +248,10 @@ static int check_command(ms_reader *r, const uint8_t *a, ms_command_info *c)
     case QCMD_PACKAGED:
         c->value = ms_be32(a);
         return 0;
-    default: /* ENABLE_COLO, POSTCOPY_RESUME, SWITCHOVER_START: no rule */
+    case QCMD_ENABLE_COLO:
+        st->colo = 1;
+        return 0;
+    default: /* POSTCOPY_RESUME, SWITCHOVER_START: no rule */
         return 0;
     }
 }

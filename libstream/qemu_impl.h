@@ -139,6 +139,9 @@ typedef struct q_state {
      * RECV_BITMAP need it), and a POSTCOPY_RAM_DISCARD's ranges kept while
      * their MS_EV_RAM_DISCARD events go out */
     int postcopy_state, return_path;
+    /* ENABLE_COLO came: at every checkpoint COLO sends the device state
+     * again (START is not repeated, but PART/END follow an END) */
+    int colo;
     uint8_t *discard_args; /* the command's arguments (<= 65535 bytes) */
     size_t discard_cap;
     uint32_t discard_count, discard_next; /* ranges, the next to emit */

@@ -180,7 +180,8 @@ static int check_life_cycle(ms_reader *r)
         return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
                        "%s section for section %u (%s), which had no START",
                        type, s->id, s->idstr);
-    if (s->ended)
+    /* COLO resends the iterable state (PARTs, END) at every checkpoint */
+    if (s->ended && !st->colo)
         return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
                        "%s section for section %u (%s) after its END", type,
                        s->id, s->idstr);

@@ -100,8 +100,15 @@ static size_t head(tb_buf *b, uint32_t version)
     return tq_section_start(b, TQ_START, DBM_ID, "dirty-bitmap", 0, version);
 }
 
+/* Ends the dirty-bitmap START section, then completes as QEMU's source
+ * does: every iterable section STARTed gets its END before EOF (RAM's,
+ * then dirty-bitmap's, which for no bitmap in flight is EOS alone). */
 static void tail(tb_buf *b)
 {
+    tq_footer(b, DBM_ID);
+    tq_ram_end(b, RAM_ID);
+    tq_section_part(b, TQ_END, DBM_ID);
+    tb_put_u8(b, F_EOS);
     tq_footer(b, DBM_ID);
     tq_eof(b);
 }
@@ -251,7 +258,9 @@ static void build_valid(valid *v)
     tq_section_part(b, TQ_PART, DBM_ID);
     rec_eos(b);
     tq_footer(b, DBM_ID);
-    /* completion: chunks, then COMPLETE for each bitmap */
+    /* completion: RAM's END, then dirty-bitmap's: chunks, then COMPLETE
+     * for each bitmap */
+    tq_ram_end(b, RAM_ID);
     tq_section_part(b, TQ_END, DBM_ID);
     /* drive1/bm0 is current: a chunk without names */
     rec_bits(b, 0, NULL, NULL, 0, 8192, NULL, 0);

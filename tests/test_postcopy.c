@@ -412,6 +412,7 @@ static void test_advise_empty_and_recovery(void **state)
     size_t bm = tq_cmd_recv_bitmap(&b, "pc.bios");
     size_t res = tq_command(&b, TQ_CMD_POSTCOPY_RESUME, NULL, 0);
     size_t colo = tq_command(&b, TQ_CMD_ENABLE_COLO, NULL, 0);
+    tq_ram_end(&b, RAM_ID);
     tq_eof(&b);
     pres r;
     check_valid("ADVISE without arguments, recovery", &b, NULL, &r);
@@ -533,6 +534,7 @@ static size_t raw_discard(tb_buf *b, const uint8_t *args, uint16_t len)
     prefix(b);
     tq_cmd_postcopy_advise(b, PS, PS);
     size_t at = tq_command(b, TQ_CMD_POSTCOPY_RAM_DISCARD, args, len);
+    tq_ram_end(b, RAM_ID);
     tq_eof(b);
     return at;
 }
@@ -1004,6 +1006,7 @@ static void test_preempt_in_set(void **state)
     tb_buf_init(&plain);
     tq_begin(&plain);
     ram_start(&plain);
+    tq_ram_end(&plain, RAM_ID);
     tq_eof(&plain);
     SOFT(run_set(&plain, &pre, &e) != 0 && e.code == MS_ERR_CHANNEL_SET,
          "preempt without postcopy: %s", ms_error_name(e.code));

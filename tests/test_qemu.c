@@ -788,6 +788,7 @@ static void test_config_subsections(void **state)
     tq_ram_compress(&b, 0, "pc.bios", page, sizeof page);
     tq_ram_eos(&b);
     tq_footer(&b, RAM_ID);
+    tq_ram_end(&b, RAM_ID);
     size_t eof = finish_stream(&b);
     qres r;
     CHECK_VALID("configuration subsections", &b, NULL, eof, &r);
@@ -1213,6 +1214,7 @@ static void test_commands_valid(void **state)
     off[n++] = tq_command(&b, TQ_CMD_SWITCHOVER_START, NULL, 0);
     off[n++] = tq_cmd_packaged(&b, NULL, 0); /* an empty package */
     off[n] = b.len;
+    tq_ram_end(&b, RAM_ID); /* RAM STARTed in base_ram ends before EOF */
     size_t eof = finish_stream(&b);
     static const struct {
         uint16_t cmd, len;
@@ -2465,6 +2467,132 @@ static void test_reject_vfio(void **state)
     DONE();
 }
 
+/* QEMU's source sends an iterable section's START once, PARTs, then one
+ * END before EOF; damage that flips a section type breaks that order. */
+static void test_reject_life_cycle(void **state)
+{
+    (void)state;
+    BEGIN();
+    tb_buf b;
+    tb_buf_init(&b);
+    /* PART (and END) of a section that never STARTed: the id is known from
+     * a FULL section (a START turned into FULL) */
+    for (uint8_t t = TQ_PART; t <= TQ_END; t++) {
+        tb_buf_reset(&b);
+        tq_begin(&b);
+        tq_section_start(&b, TQ_FULL, 5, "timer", 0, 2);
+        tb_put_zeros(&b, 24);
+        tq_footer(&b, 5);
+        size_t at = tq_section_part(&b, t, 5);
+        tb_put_zeros(&b, 24);
+        tq_footer(&b, 5);
+        tq_eof(&b);
+        EXPECT_AT(t == TQ_PART ? "PART without START" : "END without START", &b,
+                  NULL, MS_ERR_SECTION, at);
+    }
+    /* a second START of RAM */
+    tb_buf_reset(&b);
+    base_ram(&b);
+    size_t at = tq_section_start(&b, TQ_START, RAM_ID, "ram", 0, 4);
+    tq_ram_block_list(&b, g_blocks, g_block_len, 2);
+    tq_ram_eos(&b);
+    tq_footer(&b, RAM_ID);
+    tq_ram_end(&b, RAM_ID);
+    tq_eof(&b);
+    EXPECT_AT("second START", &b, NULL, MS_ERR_SECTION, at);
+    /* a PART after the END */
+    tb_buf_reset(&b);
+    base_ram(&b);
+    tq_ram_end(&b, RAM_ID);
+    at = tq_section_part(&b, TQ_PART, RAM_ID);
+    tq_ram_eos(&b);
+    tq_footer(&b, RAM_ID);
+    tq_eof(&b);
+    EXPECT_AT("PART after END", &b, NULL, MS_ERR_SECTION, at);
+    /* EOF while RAM (then a VFIO device) has STARTed and not ENDed: the
+     * EOF record is the offending one */
+    tb_buf_reset(&b);
+    base_ram(&b);
+    tq_section_part(&b, TQ_PART, RAM_ID);
+    tq_ram_eos(&b);
+    tq_footer(&b, RAM_ID);
+    at = tq_eof(&b);
+    tq_vmdesc(&b, g_json, strlen(g_json));
+    EXPECT_AT("EOF before END", &b, NULL, MS_ERR_SECTION, at);
+    tb_buf_reset(&b);
+    base_vfio(&b);
+    at = tq_eof(&b);
+    EXPECT_AT("EOF before the VFIO END", &b, NULL, MS_ERR_SECTION, at);
+    tb_buf_free(&b);
+    DONE();
+}
+
+/* COLO (after ENABLE_COLO) sends the iterable state again at every
+ * checkpoint: a second END of RAM is valid there and nowhere else. */
+static void test_colo_checkpoints(void **state)
+{
+    (void)state;
+    BEGIN();
+    tb_buf b;
+    tb_buf_init(&b);
+    for (int colo = 0; colo < 2; colo++) {
+        tb_buf_reset(&b);
+        tq_begin(&b);
+        if (colo) /* QEMU's source sends it before the setup */
+            tq_command(&b, TQ_CMD_ENABLE_COLO, NULL, 0);
+        tq_section_start(&b, TQ_START, RAM_ID, "ram", 0, 4);
+        tq_ram_block_list(&b, g_blocks, g_block_len, 2);
+        tq_ram_eos(&b);
+        tq_footer(&b, RAM_ID);
+        tq_ram_end(&b, RAM_ID);
+        /* a checkpoint: a page, then the END again */
+        size_t part = tq_section_part(&b, TQ_PART, RAM_ID);
+        uint8_t page[PAGE];
+        fill_page(page, sizeof page, 3);
+        tq_ram_page(&b, 0x1000, "pc.ram", page, PAGE);
+        tq_ram_eos(&b);
+        tq_footer(&b, RAM_ID);
+        size_t end2 = tq_ram_end(&b, RAM_ID);
+        size_t eof = finish_stream(&b);
+        if (colo) {
+            qres r;
+            CHECK_VALID("COLO: PART and END after the END", &b, NULL, eof, &r);
+            SOFT(qcount(&r, MS_EV_RAM_PAGE) == 1, "%zu pages",
+                 qcount(&r, MS_EV_RAM_PAGE));
+            qres_free(&r);
+        } else {
+            EXPECT_AT("PART after END without ENABLE_COLO", &b, NULL,
+                      MS_ERR_SECTION, part);
+        }
+        /* without the checkpoint's PART: END, END */
+        memmove(b.p + part, b.p + end2, b.len - end2);
+        b.len -= end2 - part;
+        if (colo)
+            CHECK_VALID("COLO: a second END", &b, NULL, eof - (end2 - part),
+                        NULL);
+        else
+            EXPECT_AT("second END without ENABLE_COLO", &b, NULL,
+                      MS_ERR_SECTION, part);
+    }
+    /* COLO does not send START again */
+    tb_buf_reset(&b);
+    tq_begin(&b);
+    tq_command(&b, TQ_CMD_ENABLE_COLO, NULL, 0);
+    tq_section_start(&b, TQ_START, RAM_ID, "ram", 0, 4);
+    tq_ram_block_list(&b, g_blocks, g_block_len, 2);
+    tq_ram_eos(&b);
+    tq_footer(&b, RAM_ID);
+    tq_ram_end(&b, RAM_ID);
+    size_t at = tq_section_start(&b, TQ_START, RAM_ID, "ram", 0, 4);
+    tq_ram_block_list(&b, g_blocks, g_block_len, 2);
+    tq_ram_eos(&b);
+    tq_footer(&b, RAM_ID);
+    tq_eof(&b);
+    EXPECT_AT("COLO: a second START", &b, NULL, MS_ERR_SECTION, at);
+    tb_buf_free(&b);
+    DONE();
+}
+
 static void test_reject_after_eof(void **state)
 {
     (void)state;
@@ -2473,6 +2601,7 @@ static void test_reject_after_eof(void **state)
     tb_buf_init(&b);
     /* bytes after EOF that are not a trailer */
     base_ram(&b);
+    tq_ram_end(&b, RAM_ID);
     size_t eof = tq_eof(&b);
     tb_put(&b, "ABCDEFGH", 8);
     EXPECT_AT("8 bytes after EOF", &b, NULL, MS_ERR_TRAILING_DATA, eof + 1);
@@ -3264,6 +3393,8 @@ int main(void)
         cmocka_unit_test(test_reject_ram),
         cmocka_unit_test(test_reject_vfio),
         cmocka_unit_test(test_reject_after_eof),
+        cmocka_unit_test(test_reject_life_cycle),
+        cmocka_unit_test(test_colo_checkpoints),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_sticky),
         cmocka_unit_test(test_bit_flips),

@@ -694,8 +694,9 @@ static void test_detection(void **state)
  */
 
 /* A postcopy main stream: OPEN_RETURN_PATH, PING 1, RAM block list, PING
- * 2, POSTCOPY_LISTEN, the pages `sent`, PING 3, EOF.  Pages before LISTEN:
- * `pre` (not servable). */
+ * 2, POSTCOPY_LISTEN, the pages `sent`, PING 3, RAM's END, EOF.  Pages
+ * before LISTEN: `pre` (not servable).  `init_data_sent`: a VFIO device
+ * STARTs, sends INIT_DATA_SENT in a PART and ENDs at the switchover. */
 static void main_stream(tb_buf *b, const uint64_t *sent, size_t nsent,
                         uint64_t pre, int init_data_sent)
 {
@@ -725,6 +726,13 @@ static void main_stream(tb_buf *b, const uint64_t *sent, size_t nsent,
         tq_footer(b, 2);
     }
     tq_command(b, TQ_CMD_SWITCHOVER_START, NULL, 0);
+    if (init_data_sent) {
+        /* VFIO cannot run in postcopy: its END (no data left: the
+         * END_OF_STATE marker alone) goes before the switch */
+        tq_section_part(b, TQ_END, 2);
+        tq_vfio_marker(b, TQ_VFIO_END_OF_STATE);
+        tq_footer(b, 2);
+    }
     tq_cmd_ping(b, 2);
     tq_command(b, TQ_CMD_POSTCOPY_LISTEN, NULL, 0);
     tq_section_part(b, TQ_PART, 1);

@@ -1308,6 +1308,14 @@ size_t tq_footer(tb_buf *b, uint32_t section_id)
     return at;
 }
 
+size_t tq_ram_end(tb_buf *b, uint32_t section_id)
+{
+    size_t at = tq_section_part(b, TQ_END, section_id);
+    tq_ram_eos(b);
+    tq_footer(b, section_id);
+    return at;
+}
+
 size_t tq_eof(tb_buf *b)
 {
     size_t at = b->len;

@@ -374,6 +374,9 @@ size_t tq_section_start(tb_buf *b, uint8_t type /* TQ_START/TQ_FULL */,
 size_t tq_section_part(tb_buf *b, uint8_t type /* TQ_PART/TQ_END */,
                        uint32_t section_id);
 size_t tq_footer(tb_buf *b, uint32_t section_id);
+/* RAM's END section as QEMU's source ends it (nothing left to send): END
+ * header, RAM_SAVE_FLAG_EOS, footer (5 + 8 + 5 bytes). */
+size_t tq_ram_end(tb_buf *b, uint32_t section_id);
 size_t tq_eof(tb_buf *b);
 /* JSON trailer: 0x06, be32 len, len bytes. */
 size_t tq_vmdesc(tb_buf *b, const char *json, size_t len);

@@ -112,6 +112,11 @@ b += start(4, 2, dev) + bytes([5, 1, 0, 1, 0, 2, 0, 0x10, 0, 0x11, 7, 8, 9, 0xfe
 b += sub("st/sub", 2) + b"\x00" + sub(dev + "/sub") + b"\x01\x02\x03" + footer(2)
 b += start(1, 3, "spapr/htab") + b"\xff\xff\xff\xff" + footer(3)
 b += start(4, 4, "slirp", 0, 4) + b"\xaa\xbb" + footer(4)
+# the iterable sections STARTed end before EOF, as QEMU's source ends
+# them: RAM with EOS alone, HTAB without an HPT with its -1 header
+end = lambda sid: b"\x03" + struct.pack(">I", sid)
+b += end(1) + struct.pack(">Q", 0x10) + footer(1)
+b += end(3) + b"\xff\xff\xff\xff" + footer(3)
 b += b"\x00"
 u8 = lambda n: {"name": n, "type": "uint8", "size": 1}
 desc = {"page_size": 4096, "devices": [
