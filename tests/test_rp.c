@@ -890,21 +890,14 @@ static void test_set_built(void **state)
     DONE();
 }
 
-/* The real pair, when the main stream is at hand (18 MB: kept out of the
- * repository by this test; another copy may live in tests/data). */
+/* The real pair (tests/data/captures/qemu-10.0-pc-postcopy). */
 static void test_set_capture(void **state)
 {
     (void)state;
     BEGIN();
     size_t mlen, rlen;
     uint8_t *mp = load_capture("conn0.s2d", &mlen);
-    if (!mp)
-        mp = slurp("/work/shared/captures/qemu-10.0-pc-postcopy/conn0.s2d",
-                   &mlen);
-    if (!mp) {
-        print_message("  SKIP: conn0.s2d not available\n");
-        skip();
-    }
+    assert_non_null(mp);
     uint8_t *rp = load_capture("conn0.d2s", &rlen);
     assert_non_null(rp);
     tb_buf m = {mp, mlen, mlen}, r = {rp, rlen, rlen};

@@ -11,7 +11,6 @@
 . "$(dirname "$0")/lib.bash"
 RP=$SRC/tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
 MAIN=$SRC/tests/data/captures/qemu-10.0-pc-postcopy/conn0.s2d
-[ -f "$MAIN" ] || MAIN=/work/shared/captures/qemu-10.0-pc-postcopy/conn0.s2d
 command -v python3 >/dev/null || { bad "python3 is needed"; finish; exit 1; }
 
 # ---- dump: every message, in order ---------------------------------------------
