@@ -47,6 +47,16 @@ demo: build
 	$(BUILD)/migstream-dump --summary tests/data/captures/qemu-7.2-pc-precopy/main.mig
 	$(BUILD)/migstream-dump --summary tests/data/captures/qemu-7.2-pc-multifd2-zlib/*.bin
 	$(BUILD)/migstream-verify --verbose tests/data/captures/qemu-7.2-pc-multifd4/*.bin
+	@echo "== bundled real QEMU 10.0 captures: zstd multifd, a postcopy stream with its return path"
+	$(BUILD)/migstream-verify --verbose tests/data/captures/qemu-10.0-pc-multifd4-zstd/conn*.bin
+	$(BUILD)/migstream-dump tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
+	$(BUILD)/migstream-verify --verbose tests/data/captures/qemu-10.0-pc-postcopy/conn0.s2d \
+	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
+	@echo "== the same, its devices decoded with the JSON trailer of another stream of the same machine"
+	$(BUILD)/migstream-verify --verbose \
+	    --vmdesc tests/data/captures/qemu-10.0-pc-multifd4-zstd/conn0.bin \
+	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.s2d \
+	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
 
 check: check-main check-fuzz
 
