@@ -37,18 +37,6 @@
 /* ---- soft checks: report every failed expectation of a test ------------- */
 static int g_fail;
 
-#define SOFT(cond, ...)                                                        \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            g_fail++;                                                          \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
-            print_message(__VA_ARGS__);                                        \
-            print_message("\n");                                               \
-        }                                                                      \
-    } while (0)
-
-#define BEGIN() (g_fail = 0)
-#define DONE() assert_int_equal(g_fail, 0)
 
 /* ---- the test's own encoders ------------------------------------------------
  */

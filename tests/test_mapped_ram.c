@@ -37,18 +37,6 @@
 
 static int g_fail;
 
-#define SOFT(cond, ...)                                                        \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            g_fail++;                                                          \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
-            print_message(__VA_ARGS__);                                        \
-            print_message("\n");                                               \
-        }                                                                      \
-    } while (0)
-
-#define BEGIN() (g_fail = 0)
-#define DONE() assert_int_equal(g_fail, 0)
 
 /* ---- the encoder (spec/qemu-main.md, "Mapped-ram files") ------------------
  */

@@ -41,15 +41,6 @@
 #define END_OF_STATE 0xffffffffef100001ull
 
 static int g_fail;
-#define SOFT(cond, ...)                                                        \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            g_fail++;                                                          \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
-            print_message(__VA_ARGS__);                                        \
-            print_message("\n");                                               \
-        }                                                                      \
-    } while (0)
 
 static void *xmalloc(size_t n)
 {

@@ -31,17 +31,6 @@
 
 static int g_fail;
 
-#define SOFT(cond, ...)                                                        \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
-            print_message(__VA_ARGS__);                                        \
-            print_message("\n");                                               \
-            g_fail++;                                                          \
-        }                                                                      \
-    } while (0)
-#define BEGIN() (g_fail = 0)
-#define DONE() assert_int_equal(g_fail, 0)
 
 #define PS 4096u
 

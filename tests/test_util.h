@@ -18,6 +18,22 @@
 
 #include "migstream.h"
 
+/* ---- soft checks ---------------------------------------------------------
+ * A test counts what fails and asserts nothing failed at its end, so one
+ * run names every failing case.  The test file defines `static int g_fail`
+ * and includes <cmocka.h> (print_message, assert_int_equal). */
+#define SOFT(cond, ...)                                                        \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            g_fail++;                                                          \
+            print_message("  FAIL %s:%d: ", __FILE__, __LINE__);               \
+            print_message(__VA_ARGS__);                                        \
+            print_message("\n");                                               \
+        }                                                                      \
+    } while (0)
+#define BEGIN() (g_fail = 0)
+#define DONE() assert_int_equal(g_fail, 0)
+
 /* ---- growable byte buffer ---------------------------------------------- */
 typedef struct tb_buf {
     uint8_t *p;
