@@ -36,6 +36,12 @@ enum q_stage {
     QS_VFIO_CONFIG
 };
 
+/* Steps inside a stage (st->step) are named by an enum in the file that
+ * reads the stage (e.g. RS_* in qemu_ram.c); each stage starts at step 0,
+ * which code handing over to a stage whose step names it cannot see
+ * sets by this name. */
+enum { Q_STEP_FIRST = 0 };
+
 #define QEVM_MAGIC 0x5145564Du
 #define QEVM_VERSION 3
 

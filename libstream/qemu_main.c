@@ -3,15 +3,33 @@
  * Facts: spec/qemu-main.md (restating QEMU's migration/savevm.c, ram.c,
  * vmstate.c and hw/vfio/migration.c behaviour).
  *
- * Stages (each resumable at any byte; `step` orders the takes inside one):
+ * Stages (QS_*, st->stage; each resumable at any byte).  Inside a stage
+ * st->step orders the takes; the steps are named by an enum [in brackets]
+ * in the file that reads the stage (in parentheses; none: this file), and
+ * every stage starts at step 0 (Q_STEP_FIRST):
  *
- *               HEADER -> TOP <-----------------------------------------+
- *                          |-- 0x07 CONFIG ----------------------------->|
- *                          |-- 0x08 COMMAND (PACKAGED pushes a nesting) ->|   qemu_cmd.c
- *                          |-- 0x01..0x04 SECTION_HEADER                 |   qemu_section.c
- *                          |      -> RAM | VFIO | VMSTATE | SCAN         |   qemu_ram.c,
- *                          |      -> FOOTER ---------------------------->|   qemu_vfio.c
- *                          +-- 0x00 EOF -> AFTER_EOF -> VMDESC -> DONE
+ *   HEADER -> TOP <---------------------------------------------------+
+ *              |-- 0x07 CONFIG [CFG_*] ------------------------------>|
+ *              |-- 0x08 COMMAND [CMD_*] (cmd) ----------------------->|
+ *              |       (PACKAGED pushes a nesting)                    |
+ *              |-- 0x01..0x04 SECTION_HEADER [SH_*] (section)         |
+ *              |      |  picks the payload's reader:                  |
+ *              |      |-- RAM [RS_*] (ram) ------------------+        |
+ *              |      |-- VFIO [VF_*] (vfio) ----------------+        |
+ *              |      |     <-> VFIO_DATA (vfio)             |        |
+ *              |      |     <-> VFIO_CONFIG [VC_*] (vfio)    |        |
+ *              |      |-- DIRTY_BITMAP (dirty_bitmap) -------+        |
+ *              |      |-- VMSTATE [VST_*] (section) ---------+        |
+ *              |      |                                      v        |
+ *              |      |                        FOOTER (section) ----->|
+ *              |      +-- SCAN (section): walks to the footer ------->|
+ *              |          (also entered from VFIO_CONFIG, VMSTATE and
+ *              |          FOOTER when the bytes cannot be decoded)
+ *              +-- 0x00 EOF (inside a PACKAGED stream: back to TOP)
+ *                     -> AFTER_EOF [AE_*] -> VMDESC -> DONE
+ *
+ * (cmd) is qemu_cmd.c, (section) qemu_section.c, (ram) qemu_ram.c, (vfio)
+ * qemu_vfio.c, (dirty_bitmap) qemu_dirty_bitmap.c.
  *
  * This file holds the framing (header, configuration, the top-level
  * switch, EOF and the trailer); each payload grammar lives in the file
@@ -115,6 +133,21 @@ static int read_header(ms_reader *r, ms_event *ev)
 
 /* ---- configuration -------------------------------------------------------- */
 
+/* Steps of QS_CONFIG (st->step). */
+enum config_step {
+    CFG_MACHINE_LEN = 0,    /* be32 length of the machine type */
+    CFG_MACHINE = 1,        /* the machine type's bytes */
+    CFG_SUBSECTION = 2,     /* 0x05 (a subsection) or the end of the record */
+    CFG_SUB_NAME = 3,       /* counted subsection name: CFG_SUB_NAME and +1 */
+    CFG_SUB_NAME_BYTES = 4, /* its bytes */
+    CFG_SUB_VERSION = 5,    /* be32 version_id; the name picks what follows */
+    CFG_PAGE_BITS = 6,      /* target-page-bits: be32 page bits */
+    CFG_CAP_COUNT = 7,      /* capabilities: be32 count */
+    CFG_CAP_NAME = 8,       /* counted capability name: CFG_CAP_NAME and +1 */
+    CFG_CAP_NAME_BYTES = 9, /* its bytes */
+    CFG_UUID = 10           /* uuid: 16 bytes */
+};
+
 static int read_config(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -122,16 +155,16 @@ static int read_config(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     int t;
     switch (st->step) {
-    case 0: /* be32 length of the machine type */
+    case CFG_MACHINE_LEN:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be32(p);
         if (st->u32a == 0 || st->u32a > 255)
             return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
                            "machine type of %u bytes", st->u32a);
-        st->step = 1;
+        st->step = CFG_MACHINE;
         /* fallthrough */
-    case 1:
+    case CFG_MACHINE:
         if ((t = ms_rd_take_reserved(r, st->u32a, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         memcpy(st->machine, p, st->u32a);
@@ -139,16 +172,16 @@ static int read_config(ms_reader *r, ms_event *ev)
         memset(&st->pending, 0, sizeof st->pending);
         st->pending.kind = MS_EV_CONFIGURATION;
         st->pending.offset = st->rec_off;
-        st->step = 2;
+        st->step = CFG_SUBSECTION;
         /* fallthrough */
-    case 2: /* a subsection (0x05) or the end of the record */
+    case CFG_SUBSECTION:
     next_sub : {
         size_t n = ms_rd_peek(r, 1, &p);
         if (n == 0)
             return MS_NEXT_INPUT;
         if (p[0] != Q_SUBSECTION) {
             st->stage = QS_TOP;
-            st->step = 0;
+            st->step = Q_STEP_FIRST;
             st->seen_config = 1;
             *ev = st->pending;
             ev->length = ms_rd_pos(r) - st->rec_off;
@@ -157,30 +190,31 @@ static int read_config(ms_reader *r, ms_event *ev)
             return MS_NEXT_EVENT;
         }
         ms_rd_skip(r, 1);
-        st->step = 3;
+        st->step = CFG_SUB_NAME;
     }
         /* fallthrough */
-    case 3:
-    case 4:
-        if ((t = ms_q_take_counted(r, 3, "configuration subsection name")) <= 0)
+    case CFG_SUB_NAME:
+    case CFG_SUB_NAME_BYTES:
+        if ((t = ms_q_take_counted(r, CFG_SUB_NAME,
+                                   "configuration subsection name")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->step = 5;
+        st->step = CFG_SUB_VERSION;
         /* fallthrough */
-    case 5: /* be32 version_id, then the named subsection's fields */
+    case CFG_SUB_VERSION:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         if (strcmp(st->name, "configuration/target-page-bits") == 0)
-            st->step = 6;
+            st->step = CFG_PAGE_BITS;
         else if (strcmp(st->name, "configuration/capabilities") == 0)
-            st->step = 7;
+            st->step = CFG_CAP_COUNT;
         else if (strcmp(st->name, "configuration/uuid") == 0)
-            st->step = 10;
+            st->step = CFG_UUID;
         else
             return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
                            "unknown configuration subsection \"%s\"",
                            st->name);
         return MS_GO_ON;
-    case 6:
+    case CFG_PAGE_BITS:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         c->has_page_bits = 1;
@@ -189,9 +223,9 @@ static int read_config(ms_reader *r, ms_event *ev)
             return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
                            "target page bits %u", c->page_bits);
         st->page_size = 1u << c->page_bits;
-        st->step = 2;
+        st->step = CFG_SUBSECTION;
         goto next_sub;
-    case 7:
+    case CFG_CAP_COUNT:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be32(p);
@@ -199,12 +233,13 @@ static int read_config(ms_reader *r, ms_event *ev)
             return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
                            "%u capabilities listed", st->u32a);
         c->capability_count = st->u32a;
-        st->step = 8;
+        st->step = CFG_CAP_NAME;
         /* fallthrough */
-    case 8:
-    case 9:
+    case CFG_CAP_NAME:
+    case CFG_CAP_NAME_BYTES:
         while (st->u32a) {
-            if ((t = ms_q_take_counted(r, 8, "capability name")) <= 0)
+            if ((t = ms_q_take_counted(r, CFG_CAP_NAME, "capability name")) <=
+                0)
                 return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
             if (strcmp(st->name, "x-ignore-shared") == 0)
                 c->cap_x_ignore_shared = st->cap_ignore_shared = 1;
@@ -213,16 +248,16 @@ static int read_config(ms_reader *r, ms_event *ev)
             else if (strcmp(st->name, "postcopy-preempt") == 0)
                 c->cap_postcopy_preempt = 1;
             st->u32a--;
-            st->step = 8;
+            st->step = CFG_CAP_NAME;
         }
-        st->step = 2;
+        st->step = CFG_SUBSECTION;
         goto next_sub;
-    case 10:
+    case CFG_UUID:
         if ((t = ms_rd_take_reserved(r, 16, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         c->has_uuid = 1;
         memcpy(c->uuid, p, 16);
-        st->step = 2;
+        st->step = CFG_SUBSECTION;
         goto next_sub;
     }
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: config step");
@@ -249,7 +284,7 @@ static int read_top(ms_reader *r, ms_event *ev)
     if (t <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     st->type = p[0];
-    st->step = 0;
+    st->step = Q_STEP_FIRST; /* of whichever stage the type picks */
     st->sec_off = st->rec_off;
     if (!st->seen_config && st->type != Q_CONFIGURATION && !st->records)
         return MS_FAIL(r, MS_ERR_CONFIGURATION, st->rec_off,
@@ -292,11 +327,17 @@ static int read_top(ms_reader *r, ms_event *ev)
     }
 }
 
+/* Steps of QS_AFTER_EOF (st->step). */
+enum after_eof_step {
+    AE_TYPE = 0,  /* the byte after EOF: none (the stream may end) or 0x06 */
+    AE_LENGTH = 1 /* be32 length of the JSON trailer */
+};
+
 static int read_after_eof(ms_reader *r)
 {
     q_state *st = QST(r);
     const uint8_t *p;
-    if (st->step == 0) {
+    if (st->step == AE_TYPE) {
         if (ms_rd_pending(r) == 0)
             return MS_NEXT_INPUT; /* a stream may end at EOF */
         st->rec_off = ms_rd_unit_offset(r);
@@ -308,9 +349,9 @@ static int read_after_eof(ms_reader *r)
                            "byte 0x%02x after EOF; only a JSON trailer "
                            "(0x06) may follow",
                            p[0]);
-        st->step = 1;
+        st->step = AE_LENGTH;
     }
-    if (st->step == 1) {
+    if (st->step == AE_LENGTH) {
         int t = ms_rd_take_reserved(r, 4, &p);
         if (t <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
@@ -414,7 +455,7 @@ static int q_finish(ms_reader *r)
                        (unsigned long long)st->pkg_cmd[st->nest - 1],
                        (unsigned long long)st->pkg_end[st->nest - 1]);
     if (st->stage == QS_DONE ||
-        (st->stage == QS_AFTER_EOF && st->step == 0 && r->stash_len == 0))
+        (st->stage == QS_AFTER_EOF && st->step == AE_TYPE && r->stash_len == 0))
         return 0;
     if (st->stage == QS_TOP && r->stash_len == 0 && !st->seen_eof)
         return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,

@@ -2,7 +2,30 @@
 /* QEMU main stream: section headers (START/FULL register a section id,
  * PART/END name one), footers, VMState fields of FULL sections described
  * by the JSON trailer, and the footer scan for payloads nothing decodes.
- * Facts: spec/qemu-main.md. */
+ * Facts: spec/qemu-main.md.
+ *
+ * Stages read here, with their steps (the whole stream: qemu_main.c):
+ *
+ *   SECTION_HEADER  SH_ID (be32 id) --PART/END: a known id----------+
+ *                     | START/FULL                                  |
+ *                     v                                             v
+ *                   SH_IDSTR -> SH_INSTANCE (registers the id) -> MS_EV_SECTION
+ *                   -> SH_PAYLOAD: enter_payload picks the payload's stage:
+ *                      RAM (qemu_ram.c), VFIO (qemu_vfio.c), DIRTY_BITMAP
+ *                      (qemu_dirty_bitmap.c), VMSTATE, or SCAN (with
+ *                      MS_EV_UNDECODED saying why)
+ *   VMSTATE         VST_NEXT asks the trailer's walk what comes next:
+ *                     a field    -> VST_FIELD | VST_FIELD_SKIP -> VST_NEXT
+ *                     a level's end -> VST_SUB_LOOK -> VST_SUB_NAME
+ *                        -> VST_SUB_VERSION: MS_EV_SUBSECTION -> VST_NEXT
+ *                        (no subsection of this level: VST_NEXT)
+ *                     the end    -> FOOTER
+ *                   a subsection the borrowed trailer lacks -> SCAN
+ *   FOOTER          0x7E, be32 section id -> TOP
+ *                   (fields from a borrowed trailer ended early -> SCAN)
+ *   SCAN            byte by byte to 0x7E, be32 id and a record type
+ *                   (for VFIO config state: after END_OF_STATE) -> TOP
+ */
 #include <stdio.h>
 
 #include "qemu_impl.h"
@@ -92,7 +115,7 @@ void ms_q_start_scan(q_state *st, int vfio)
     st->scanned = 0;
     st->scan_vfio = vfio;
     st->stage = QS_SCAN;
-    st->step = 0;
+    st->step = Q_STEP_FIRST;
 }
 
 /* Choose how to read the payload of the section just announced; may
@@ -101,7 +124,7 @@ static int enter_payload(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
     q_section *s = st->cur;
-    st->step = 0;
+    st->step = Q_STEP_FIRST; /* of whichever payload stage follows */
     const char *why = NULL;
     if (s->kind == QK_RAM) {
         if (s->version_id != 4)
@@ -203,6 +226,15 @@ int ms_q_check_sections_ended(ms_reader *r)
     return 0;
 }
 
+/* Steps of QS_SECTION_HEADER (st->step). */
+enum section_header_step {
+    SH_ID = 0,          /* be32 section id (PART/END: all they carry) */
+    SH_IDSTR = 1,       /* START/FULL: counted idstr: SH_IDSTR and +1 */
+    SH_IDSTR_BYTES = 2, /* its bytes */
+    SH_INSTANCE = 3,    /* be32 instance_id, be32 version_id */
+    SH_PAYLOAD = 4      /* announced: choose the payload reader */
+};
+
 int ms_q_read_section_header(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -210,9 +242,9 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
     int t;
     int is_new = st->type == Q_START || st->type == Q_FULL;
     switch (st->step) {
-    case 4: /* announced: choose the payload reader */
+    case SH_PAYLOAD:
         return enter_payload(r, ev);
-    case 0:
+    case SH_ID:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->u32a = ms_be32(p);
@@ -225,15 +257,15 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
                                st->u32a);
             goto announce;
         }
-        st->step = 1;
+        st->step = SH_IDSTR;
         /* fallthrough */
-    case 1:
-    case 2:
-        if ((t = ms_q_take_counted(r, 1, "section idstr")) <= 0)
+    case SH_IDSTR:
+    case SH_IDSTR_BYTES:
+        if ((t = ms_q_take_counted(r, SH_IDSTR, "section idstr")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->step = 3;
+        st->step = SH_INSTANCE;
         /* fallthrough */
-    case 3:
+    case SH_INSTANCE:
         if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         if (!(st->cur = register_section(r, st->u32a, ms_be32(p),
@@ -248,7 +280,7 @@ announce:
         st->cur->setup_seen = 0;
     section_event(st, ev, MS_EV_SECTION);
     ev->length = ms_rd_pos(r) - st->rec_off;
-    st->step = 4;
+    st->step = SH_PAYLOAD;
     return MS_NEXT_EVENT;
 }
 
@@ -286,7 +318,7 @@ int ms_q_read_footer(ms_reader *r, ms_event *ev)
     ev->offset = off;
     ev->length = ms_rd_pos(r) - st->sec_off;
     st->stage = QS_TOP;
-    st->step = 0;
+    st->step = Q_STEP_FIRST;
     return MS_NEXT_EVENT;
 }
 
@@ -329,7 +361,7 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
                 ev->offset = ms_rd_pos(r) - 5;
                 ev->length = ms_rd_pos(r) - st->sec_off;
                 st->stage = QS_TOP;
-                st->step = 0;
+                st->step = Q_STEP_FIRST;
                 return MS_NEXT_EVENT;
             }
         }
@@ -343,6 +375,16 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
 
 #define FIELD_TAKE_MAX (64 * 1024) /* larger fields are skipped, not kept */
 
+/* Steps of QS_VMSTATE (st->step; 4 is not used). */
+enum vmstate_step {
+    VST_NEXT = 0,        /* ask the walk what comes next (reads no bytes) */
+    VST_FIELD = 1,       /* a field of up to FIELD_TAKE_MAX bytes, kept */
+    VST_SUB_LOOK = 2,    /* 0x05 and the name length, looked at only */
+    VST_SUB_NAME = 3,    /* 0x05, u8 length, name: one of this level's? */
+    VST_SUB_VERSION = 5, /* be32 version_id of the subsection */
+    VST_FIELD_SKIP = 6   /* a larger field, skipped */
+};
+
 int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -350,18 +392,18 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
     int t;
     vms_step step;
     switch (st->step) {
-    case 0:
+    case VST_NEXT:
         if (vms_walk_next(&st->walk, &step) < 0)
             return MS_FAIL(r, MS_ERR_VMSTATE, ms_rd_pos(r), "%s: %s",
                            st->cur->idstr, st->walk.detail);
         if (step.kind == VMS_END) {
             st->stage = QS_FOOTER;
-            st->step = 0;
+            st->step = Q_STEP_FIRST;
             return MS_GO_ON;
         }
         if (step.kind == VMS_SUBSECTION_OR_END) {
             st->vms_level = step.type; /* the level's VMSD name */
-            st->step = 2;
+            st->step = VST_SUB_LOOK;
             return MS_GO_ON;
         }
         st->u64a = step.size;
@@ -372,13 +414,13 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         st->pending.u.field.section_id = st->cur->id;
         st->pending.u.field.path = step.path;
         st->pending.u.field.type = step.type;
-        st->step = step.size <= FIELD_TAKE_MAX ? 1 : 6;
+        st->step = step.size <= FIELD_TAKE_MAX ? VST_FIELD : VST_FIELD_SKIP;
         st->field_left = (size_t)step.size;
         return MS_GO_ON;
-    case 1: /* a field kept whole */
+    case VST_FIELD:
         if ((t = ms_rd_take_reserved(r, (size_t)st->u64a, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->step = 0;
+        st->step = VST_NEXT;
         if (!r->opt.field_events)
             return MS_GO_ON;
         *ev = st->pending;
@@ -386,13 +428,13 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         ev->u.field.data = p;
         ev->u.field.size = (size_t)st->u64a;
         return MS_NEXT_EVENT;
-    case 6: { /* a large field: skipped, reported without its bytes */
+    case VST_FIELD_SKIP: { /* reported without its bytes */
         size_t n = ms_rd_peek(r, st->field_left, &p);
         ms_rd_skip(r, n);
         st->field_left -= n;
         if (st->field_left) /* a peek ends at the stash's end */
             return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
-        st->step = 0;
+        st->step = VST_NEXT;
         if (!r->opt.field_events)
             return MS_GO_ON;
         *ev = st->pending;
@@ -400,7 +442,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         ev->u.field.size = (size_t)st->u64a;
         return MS_NEXT_EVENT;
     }
-    case 2: { /* a subsection of this level, or the level's end */
+    case VST_SUB_LOOK: { /* a subsection of this level, or the level's end */
         /* QEMU reads a subsection only when 0x05 is followed by a name
          * that starts with this level's VMSD name and is longer; otherwise
          * the bytes belong to what comes after the level.  So look at them
@@ -413,10 +455,10 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         ms_rd_untake(r);
         if (!maybe)
             goto not_here;
-        st->step = 3;
+        st->step = VST_SUB_NAME;
     }
         /* fallthrough */
-    case 3: {
+    case VST_SUB_NAME: {
         size_t lvl = strlen(st->vms_level);
         if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->u32b, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
@@ -426,10 +468,10 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         }
         memcpy(st->name, p + 2, st->u32b);
         st->name[st->u32b] = 0;
-        st->step = 5;
+        st->step = VST_SUB_VERSION;
     }
         /* fallthrough */
-    case 5: {
+    case VST_SUB_VERSION: {
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint32_t version = ms_be32(p);
@@ -447,7 +489,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
             st->scan_why = st->why_buf;
             return MS_GO_ON;
         }
-        st->step = 0;
+        st->step = VST_NEXT;
         ev->kind = MS_EV_SUBSECTION;
         ev->offset = st->rec_off;
         ev->length = ms_rd_pos(r) - st->rec_off;
@@ -460,7 +502,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
     }
 not_here:
     vms_walk_no_subsection(&st->walk);
-    st->step = 0;
+    st->step = VST_NEXT;
     return MS_GO_ON;
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: vmstate step");
 }

@@ -1,6 +1,21 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* QEMU main stream: VFIO device sections (markers, device data and the
- * phase each byte belongs to).  Facts: spec/qemu-main.md. */
+ * phase each byte belongs to).  Facts: spec/qemu-main.md.
+ *
+ * Stages read here, with their steps (the whole stream: qemu_main.c):
+ *
+ *   VFIO         VF_MARKER: be64 marker, checked against the section type
+ *                  |-- DEV_DATA_STATE -> VF_DATA_SIZE (be64) -> VFIO_DATA
+ *                  |-- DEV_CONFIG_STATE: MS_EV_VFIO_MARKER -> VFIO_CONFIG
+ *                  |-- any other: MS_EV_VFIO_MARKER -> VF_MARKER
+ *                  +-- after END_OF_STATE or DEV_INIT_DATA_SENT (after
+ *                      DEV_CONFIG_LOAD_READY: if 0x7E follows)
+ *                      -> FOOTER (qemu_section.c)
+ *   VFIO_DATA    the device data, as views (MS_EV_DATA) -> VFIO, VF_MARKER
+ *   VFIO_CONFIG  the PCI config state, steps VC_* (described below)
+ *                  -> VFIO, VF_MARKER (END_OF_STATE follows), or SCAN
+ *                  (qemu_section.c) when it cannot be decoded
+ */
 #include "qemu_impl.h"
 
 static const char *vfio_marker_name(uint64_t m)
@@ -25,6 +40,12 @@ static ms_phase vfio_phase(q_state *st)
     return st->cur->init_sent ? MS_PHASE_MIDDLE : MS_PHASE_INITIAL;
 }
 
+/* Steps of QS_VFIO (st->step). */
+enum vfio_step {
+    VF_MARKER = 0,   /* be64 marker, or the footer after an ending one */
+    VF_DATA_SIZE = 1 /* DEV_DATA_STATE's be64 size (then QS_VFIO_DATA) */
+};
+
 int ms_q_read_vfio(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -32,7 +53,7 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     int t;
     uint64_t last = st->last_marker - VFIO_MARKER_BASE;
-    if (st->step == 0) {
+    if (st->step == VF_MARKER) {
         /* A footer may follow a marker that ends the payload. */
         size_t n = ms_rd_peek(r, 1, &p);
         if (n == 0)
@@ -44,7 +65,7 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
             (last == VFIO_END_OF_STATE || last == VFIO_INIT_DATA_SENT ||
              (last == VFIO_CONFIG_LOAD_READY && p[0] == Q_FOOTER))) {
             st->stage = QS_FOOTER;
-            st->step = 0;
+            st->step = Q_STEP_FIRST;
             return MS_GO_ON;
         }
         st->rec_off = ms_rd_unit_offset(r);
@@ -110,13 +131,13 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
             s->setup_seen = 1;
         if (k == VFIO_DATA_STATE) {
             st->vfio_part_data = 1;
-            st->step = 1; /* its size follows; the event waits for it */
+            st->step = VF_DATA_SIZE; /* the event waits for the size */
             st->pending = *ev;
             return MS_GO_ON;
         }
         if (k == VFIO_CONFIG_STATE) { /* the PCI config VMState follows */
             st->stage = QS_VFIO_CONFIG;
-            st->step = 0;
+            st->step = Q_STEP_FIRST; /* VC_PROBE */
         }
         if (k == VFIO_END_OF_STATE && ty == MS_QSEC_START && !s->setup_seen)
             return MS_FAIL(r, MS_ERR_VFIO, st->rec_off,
@@ -124,7 +145,7 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
                            s->idstr);
         return MS_NEXT_EVENT;
     }
-    /* step 1: DATA_STATE's be64 size */
+    /* VF_DATA_SIZE */
     if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     uint64_t n = ms_be64(p);
@@ -139,7 +160,7 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
     ev->u.vfio.data_size = n;
     st->vfio_left = n;
     st->stage = QS_VFIO_DATA;
-    st->step = 0;
+    st->step = VF_MARKER; /* where QS_VFIO resumes after the data */
     return MS_NEXT_EVENT;
 }
 
@@ -188,13 +209,15 @@ int ms_q_read_vfio_data(ms_reader *r, ms_event *ev)
  * behind a PCI bridge hides its PCIe capability yet keeps 4096 bytes), so
  * the decoder looks where END_OF_STATE falls:
  *
- *   step 0  probe (looked at and given back): version_id and the config
- *           header, then the 256 config bytes: plausible?  MSI-X vectors
- *   step 1  END_OF_STATE right after the 256-byte layout?  (looked at)
- *   step 2  END_OF_STATE right after the 4096-byte layout? (looked at)
- *   step 3..6  the fields, consumed one by one (MS_EV_FIELD each with
- *           field_events, unless the JSON trailer describes the section),
- *           then back to the markers: END_OF_STATE
+ *   VC_PROBE      (looked at and given back) version_id and the config
+ *                 header, then the 256 config bytes: plausible?  MSI-X
+ *                 vectors
+ *   VC_FITS_PCI   END_OF_STATE right after the 256-byte layout?  (looked at)
+ *   VC_FITS_PCIE  END_OF_STATE right after the 4096-byte layout? (looked at)
+ *   VC_VERSION -> VC_CONFIG -> VC_IRQ -> VC_MSIX   the fields, consumed one
+ *                 by one (MS_EV_FIELD each with field_events, unless the
+ *                 JSON trailer describes the section)
+ *   VC_FIELDS_END back to the markers (QS_VFIO): END_OF_STATE
  *
  * A payload that is implausible, fits neither layout or carries the
  * subsection is walked to its footer (MS_EV_UNDECODED says why). */
@@ -208,7 +231,20 @@ int ms_q_read_vfio_data(ms_reader *r, ms_event *ev)
 
 #define PCI_CONFIG_HEADER 16u /* through the header type byte */
 
-/* Step 0's first look, at version_id and the config header's first 16
+/* Steps of QS_VFIO_CONFIG (st->step); the fields' steps are consecutive,
+ * in the order of the fields[] table of ms_q_read_vfio_config. */
+enum vfio_config_step {
+    VC_PROBE = 0,     /* version_id, header, 256 config bytes: looked at */
+    VC_FITS_PCI = 1,  /* END_OF_STATE after the 256-byte layout? (looked at) */
+    VC_FITS_PCIE = 2, /* END_OF_STATE after the 4096-byte layout? (looked at) */
+    VC_VERSION = 3,   /* be32 PCIDevice version_id */
+    VC_CONFIG = 4,    /* the config space, 256 or 4096 bytes */
+    VC_IRQ = 5,       /* irq_state: 4 x be32 */
+    VC_MSIX = 6,      /* MSI-X vector table and PBA, when there are vectors */
+    VC_FIELDS_END = 7 /* all read: END_OF_STATE follows (QS_VFIO) */
+};
+
+/* VC_PROBE's first look, at version_id and the config header's first 16
  * bytes: NULL when they can start a PCI endpoint's config state. */
 static const char *probe_header(const uint8_t *p)
 {
@@ -223,7 +259,7 @@ static const char *probe_header(const uint8_t *p)
     return NULL;
 }
 
-/* Step 0's second look, at the 256 config bytes: NULL when their
+/* VC_PROBE's second look, at the 256 config bytes: NULL when their
  * capability list is sound (st->msix_bytes set from MSI-X), else why not. */
 static const char *probe_config(q_state *st, const uint8_t *p)
 {
@@ -245,9 +281,9 @@ static const char *probe_config(q_state *st, const uint8_t *p)
     return NULL;
 }
 
-/* Steps 1-2: does the layout with `space` config bytes end where `p` (the
- * layout and 8 more bytes) has END_OF_STATE?  1 yes, 0 no, 2 a subsection
- * starts there, -1 error (an irq state QEMU rejects). */
+/* VC_FITS_PCI, VC_FITS_PCIE: does the layout with `space` config bytes end
+ * where `p` (the layout and 8 more bytes) has END_OF_STATE?  1 yes, 0 no, 2 a
+ * subsection starts there, -1 error (an irq state QEMU rejects). */
 static int layout_fits(ms_reader *r, const uint8_t *p, uint32_t space)
 {
     q_state *st = QST(r);
@@ -278,12 +314,12 @@ static int config_walk_blind(q_state *st, const char *why)
     return MS_GO_ON;
 }
 
-/* Steps 0-2: choose the layout, consuming nothing. */
+/* VC_PROBE .. VC_FITS_PCIE: choose the layout, consuming nothing. */
 static int choose_layout(ms_reader *r)
 {
     q_state *st = QST(r);
     const uint8_t *p;
-    if (st->step == 0) {
+    if (st->step == VC_PROBE) {
         /* QEMU's JSON trailer describes this FULL section as one opaque
          * "data" buffer (VFIO saves it without a VMSD); field events of
          * another shape would contradict the description a consumer
@@ -306,9 +342,10 @@ static int choose_layout(ms_reader *r)
         ms_rd_untake(r);
         if (why)
             return config_walk_blind(st, why);
-        st->step = 1;
+        st->step = VC_FITS_PCI;
     }
-    uint32_t space = st->step == 1 ? PCI_CONFIG_SPACE : PCIE_CONFIG_SPACE;
+    uint32_t space =
+        st->step == VC_FITS_PCI ? PCI_CONFIG_SPACE : PCIE_CONFIG_SPACE;
     size_t len = 4 + space + PCI_IRQ_STATE + st->msix_bytes + 8;
     MS_TAKE_OR_RETURN(r, len, &p);
     int fits = layout_fits(r, p, space);
@@ -321,11 +358,11 @@ static int choose_layout(ms_reader *r)
                                      "display), which is not decoded");
     if (fits == 1) {
         st->cfg_space = space;
-        st->step = 3;
+        st->step = VC_VERSION;
         return MS_GO_ON;
     }
-    if (st->step == 1) {
-        st->step = 2;
+    if (st->step == VC_FITS_PCI) {
+        st->step = VC_FITS_PCIE;
         return MS_GO_ON;
     }
     return config_walk_blind(st, "VFIO PCI config state: END_OF_STATE "
@@ -343,19 +380,19 @@ int ms_q_read_vfio_config(ms_reader *r, ms_event *ev)
                   {"pdev.msix", "msix state"}};
     q_state *st = QST(r);
     const uint8_t *p;
-    if (st->step < 3)
+    if (st->step < VC_VERSION)
         return choose_layout(r);
-    /* steps 3..6: version_id, config, irq_state, MSI-X */
-    uint32_t i = (uint32_t)st->step - 3;
+    /* VC_VERSION .. VC_MSIX: version_id, config, irq_state, MSI-X */
+    uint32_t i = (uint32_t)st->step - VC_VERSION;
     uint32_t sizes[] = {4, st->cfg_space, PCI_IRQ_STATE, st->msix_bytes};
-    if (i >= 4 || sizes[i] == 0) {
+    if (i >= VC_FIELDS_END - VC_VERSION || sizes[i] == 0) {
         st->stage = QS_VFIO; /* END_OF_STATE is next */
-        st->step = 0;
+        st->step = VF_MARKER;
         return MS_GO_ON;
     }
     uint64_t off = ms_rd_unit_offset(r);
     MS_TAKE_OR_RETURN(r, sizes[i], &p);
-    st->step++;
+    st->step++; /* the next field, or VC_FIELDS_END */
     if (!st->cfg_fields)
         return MS_GO_ON;
     ev->kind = MS_EV_FIELD;
