@@ -24,6 +24,8 @@ typedef struct tool_file {
     uint64_t size; /* its size when seekable */
     ms_reader *reader;
     int failed, done, vmdesc_bad;
+    size_t turn;   /* threaded reading: its place in the header order */
+    int took_turn; /* its first event went to the set, or it ended */
     ms_options opt; /* the reader's options (the format may be this file's) */
 } tool_file;
 
@@ -177,6 +179,11 @@ static int load_vmdesc(const char *prog, const char *path)
 typedef struct run_ctx {
     pthread_mutex_t lock;
     int threaded;
+    /* Threaded reading: files hand their first event (the stream header)
+     * to the set in the order given, so "the first channel" that the
+     * others are compared with does not depend on thread timing. */
+    pthread_cond_t turn_cv;
+    size_t header_turn;
     ms_set *set;
     uint32_t page_bits; /* from a QEMU main stream's configuration */
     /* a QEMU main stream advised postcopy-ram (or listed postcopy-preempt):
@@ -222,6 +229,25 @@ static void set_problem(run_ctx *rc)
 /* Pull the reader's events for the current slice; hand each to the set
  * and to the tool.  Returns 0 when the slice is consumed, 1 when the
  * reader wants input at another offset (MS_NEXT_SEEK), -1 on error. */
+/* Under the lock: wait until the files before this one (in the order
+ * given) have handed their first event to the set. */
+static void wait_turn(run_ctx *rc, tool_file *f)
+{
+    while (rc->threaded && !f->took_turn && rc->header_turn != f->turn)
+        pthread_cond_wait(&rc->turn_cv, &rc->lock);
+}
+
+/* Under the lock: this file's first event went in (or it ended without
+ * one): the next file may go. */
+static void end_turn(run_ctx *rc, tool_file *f)
+{
+    if (!rc->threaded || f->took_turn)
+        return;
+    f->took_turn = 1;
+    rc->header_turn++;
+    pthread_cond_broadcast(&rc->turn_cv);
+}
+
 static int pump(run_ctx *rc, tool_file *f, size_t idx)
 {
     ms_event ev, sev;
@@ -236,6 +262,7 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
             return -1;
         }
         lock(rc);
+        wait_turn(rc, f);
         rc->on_event(rc->ctx, idx, &ev, 0);
         if (ev.kind == MS_EV_CONFIGURATION && ev.u.config.has_page_bits)
             rc->page_bits = ev.u.config.page_bits;
@@ -254,6 +281,7 @@ static int pump(run_ctx *rc, tool_file *f, size_t idx)
                     set_problem(rc);
             }
         }
+        end_turn(rc, f);
         unlock(rc);
     }
 }
@@ -416,6 +444,10 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     w->status = read_file(w->prog, w->rc, w->f, w->idx, NULL, w->opt);
+    lock(w->rc); /* a file that failed before its first event */
+    wait_turn(w->rc, w->f);
+    end_turn(w->rc, w->f);
+    unlock(w->rc);
     return NULL;
 }
 
@@ -427,6 +459,15 @@ static int read_parallel(const char *prog, run_ctx *rc, tool_file *fs,
     if (!ws)
         return -1;
     rc->threaded = pthread_mutex_init(&rc->lock, NULL) == 0;
+    if (rc->threaded && pthread_cond_init(&rc->turn_cv, NULL) != 0) {
+        pthread_mutex_destroy(&rc->lock);
+        rc->threaded = 0;
+    }
+    rc->header_turn = 0;
+    for (size_t i = 0; i < n; i++) {
+        fs[idx[i]].turn = i;
+        fs[idx[i]].took_turn = 0;
+    }
     size_t started = 0;
     for (; rc->threaded && started < n; started++) {
         worker *w = &ws[started];
@@ -440,11 +481,18 @@ static int read_parallel(const char *prog, run_ctx *rc, tool_file *fs,
         pthread_join(ws[i].thread, NULL);
         status |= ws[i].status;
     }
-    /* what could not get a thread is read here, still under the lock rule */
-    for (size_t i = started; i < n; i++)
+    /* what could not get a thread is read here, still under the lock rule
+     * (its turn comes: every started file has taken its own) */
+    for (size_t i = started; i < n; i++) {
         status |= read_file(prog, rc, &fs[idx[i]], idx[i], NULL, opt);
-    if (rc->threaded)
+        lock(rc);
+        end_turn(rc, &fs[idx[i]]);
+        unlock(rc);
+    }
+    if (rc->threaded) {
+        pthread_cond_destroy(&rc->turn_cv);
         pthread_mutex_destroy(&rc->lock);
+    }
     rc->threaded = 0;
     free(ws);
     return status < 0 ? -1 : 0;
