@@ -1380,46 +1380,6 @@ static void test_limits(void **state)
 
 /* ---- the real captures -------------------------------------------------------- */
 
-static char *source_path(const char *rel)
-{
-    const char *dir = getenv("MIGSTREAM_SRC_DIR");
-    char base[4096];
-    if (dir && *dir) {
-        snprintf(base, sizeof base, "%s", dir);
-    } else {
-        snprintf(base, sizeof base, "%s", __FILE__);
-        char *s = strstr(base, "/tests/test_multifd.c");
-        if (s)
-            *s = 0;
-        else
-            snprintf(base, sizeof base, ".");
-    }
-    size_t n = strlen(base) + strlen(rel) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", base, rel);
-    return p;
-}
-
-static uint8_t *load(const char *rel, size_t *len)
-{
-    char *path = source_path(rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        print_message("cannot open %s\n", path);
-        free(path);
-        return NULL;
-    }
-    tb_buf b;
-    tb_buf_init(&b);
-    uint8_t chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tb_put(&b, chunk, n);
-    fclose(f);
-    free(path);
-    *len = b.len;
-    return b.p;
-}
 
 #define MFD4 "tests/data/captures/qemu-7.2-pc-multifd4/"
 #define ZLIB2 "tests/data/captures/qemu-7.2-pc-multifd2-zlib/"
@@ -1441,7 +1401,7 @@ static void test_capture_multifd4(void **state)
     size_t total = 0;
     for (int i = 0; i < 4; i++) {
         size_t len;
-        uint8_t *p = load(capture_channels[i], &len);
+        uint8_t *p = tb_load_source(capture_channels[i], &len);
         assert_non_null(p);
         mres r;
         mrun run = {.no_copy = 1};
@@ -1532,7 +1492,7 @@ static void test_capture_zlib(void **state)
     (void)state;
     BEGIN();
     size_t tlen;
-    uint8_t *want = load(MFD4 "conn1.bin", &tlen);
+    uint8_t *want = tb_load_source(MFD4 "conn1.bin", &tlen);
     assert_non_null(want);
     truth t = {.lo = 0x1000000};
     t.hi = t.lo + tlen;
@@ -1545,7 +1505,7 @@ static void test_capture_zlib(void **state)
     uint8_t ids = 0;
     for (int i = 4; i < 6; i++) {
         size_t len;
-        uint8_t *p = load(capture_channels[i], &len);
+        uint8_t *p = tb_load_source(capture_channels[i], &len);
         assert_non_null(p);
         mres r;
         mrun run = {.fn = truth_event, .ctx = &t};
@@ -1571,7 +1531,7 @@ static void test_capture_zlib(void **state)
     SOFT(ids == 3, "channel ids 0 and 1");
     /* the main channel's ZERO records */
     size_t mlen;
-    uint8_t *mp = load(ZLIB2 "conn0.bin", &mlen);
+    uint8_t *mp = tb_load_source(ZLIB2 "conn0.bin", &mlen);
     assert_non_null(mp);
     ms_reader *rd = ms_reader_create(NULL);
     assert_non_null(rd);
@@ -1624,7 +1584,7 @@ static void test_capture_slicing(void **state)
     BEGIN();
     for (int i = 0; i < N_CAPTURE_CHANNELS; i++) {
         size_t len;
-        uint8_t *p = load(capture_channels[i], &len);
+        uint8_t *p = tb_load_source(capture_channels[i], &len);
         assert_non_null(p);
         mres a;
         mread_all(p, len, NULL, &a);
@@ -1656,7 +1616,7 @@ static void test_capture_truncation(void **state)
     size_t cuts = 0;
     for (int i = 0; i < N_CAPTURE_CHANNELS; i++) {
         size_t len;
-        uint8_t *p = load(capture_channels[i], &len);
+        uint8_t *p = tb_load_source(capture_channels[i], &len);
         assert_non_null(p);
         mres a;
         mrun run = {.no_copy = 1, .light = 1};
@@ -1739,7 +1699,7 @@ static void test_slicing_positions(void **state)
     static const char *const files[2] = {MFD4 "conn3.bin", ZLIB2 "conn2.bin"};
     for (int i = 0; i < 2; i++) {
         size_t len;
-        uint8_t *p = load(files[i], &len);
+        uint8_t *p = tb_load_source(files[i], &len);
         assert_non_null(p);
         mres a, b;
         mread_all(p, len, NULL, &a);

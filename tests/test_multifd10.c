@@ -255,46 +255,6 @@ static int same(const res *a, const res *b)
 /* ---- the capture ------------------------------------------------------------
  */
 
-static char *source_path(const char *rel)
-{
-    const char *dir = getenv("MIGSTREAM_SRC_DIR");
-    char base[4096];
-    if (dir && *dir) {
-        snprintf(base, sizeof base, "%s", dir);
-    } else {
-        snprintf(base, sizeof base, "%s", __FILE__);
-        char *s = strstr(base, "/tests/test_multifd10.c");
-        if (s)
-            *s = 0;
-        else
-            snprintf(base, sizeof base, ".");
-    }
-    size_t n = strlen(base) + strlen(rel) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", base, rel);
-    return p;
-}
-
-static uint8_t *load(const char *rel, size_t *len)
-{
-    char *path = source_path(rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        print_message("cannot open %s\n", path);
-        free(path);
-        return NULL;
-    }
-    tb_buf b;
-    tb_buf_init(&b);
-    uint8_t chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tb_put(&b, chunk, n);
-    fclose(f);
-    free(path);
-    *len = b.len;
-    return b.p;
-}
 
 #define CAP "tests/data/captures/qemu-10.0-pc-multifd4-zstd/"
 
@@ -321,7 +281,7 @@ static void test_capture_counts(void **state)
     (void)state;
     g_fail = 0;
     size_t blob_len;
-    uint8_t *blob = load(CAP "blob.bin", &blob_len);
+    uint8_t *blob = tb_load_source(CAP "blob.bin", &blob_len);
     assert_non_null(blob);
     assert_int_equal(blob_len, 1u << 20);
     uint64_t all[300];
@@ -331,7 +291,7 @@ static void test_capture_counts(void **state)
     uint64_t blob_pages = 0;
     for (size_t c = 0; c < 4; c++) {
         size_t len;
-        uint8_t *p = load(table[c].file, &len);
+        uint8_t *p = tb_load_source(table[c].file, &len);
         assert_non_null(p);
         SOFT(p[24] == table[c].id, "%s: channel id %u", table[c].file, p[24]);
         res r = {.ram = ram, .ram_len = 0x1100000};
@@ -387,7 +347,7 @@ static void test_capture_blob_packets(void **state)
                  {CAP "conn3.bin", 37, 0x1080000}};
     for (size_t c = 0; c < 2; c++) {
         size_t len;
-        uint8_t *p = load(want[c].file, &len);
+        uint8_t *p = tb_load_source(want[c].file, &len);
         assert_non_null(p);
         ms_reader *rd = ms_reader_create(NULL);
         assert_non_null(rd);
@@ -434,7 +394,7 @@ static void test_capture_slicing(void **state)
     g_fail = 0;
     for (size_t c = 0; c < 4; c++) {
         size_t len;
-        uint8_t *p = load(table[c].file, &len);
+        uint8_t *p = tb_load_source(table[c].file, &len);
         assert_non_null(p);
         res a = {0}, b = {0}, d = {0};
         decode(p, len, 0, 0, &a);

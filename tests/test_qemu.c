@@ -2780,48 +2780,6 @@ static void test_bit_flips(void **state)
 
 /* ---- the real capture ------------------------------------------------------------- */
 
-static char *source_path(const char *rel)
-{
-    const char *dir = getenv("MIGSTREAM_SRC_DIR");
-    char base[4096];
-    if (dir && *dir) {
-        snprintf(base, sizeof base, "%s", dir);
-    } else {
-        /* this file is <src>/tests/test_qemu.c */
-        snprintf(base, sizeof base, "%s", __FILE__);
-        char *s = strstr(base, "/tests/test_qemu.c");
-        if (s)
-            *s = 0;
-        else
-            snprintf(base, sizeof base, ".");
-    }
-    size_t n = strlen(base) + strlen(rel) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", base, rel);
-    return p;
-}
-
-static uint8_t *load(const char *rel, size_t *len)
-{
-    char *path = source_path(rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        print_message("cannot open %s\n", path);
-        free(path);
-        return NULL;
-    }
-    tb_buf b;
-    tb_buf_init(&b);
-    uint8_t chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        tb_put(&b, chunk, n);
-    fclose(f);
-    free(path);
-    *len = b.len;
-    tb_put_u8(&b, 0); /* NUL for text use; not counted */
-    return b.p;
-}
 
 #define CAPTURE "tests/data/captures/qemu-7.2-pc-precopy/main.mig"
 #define REFSTATE "tests/data/captures/qemu-7.2-pc-precopy/reference-state.json"
@@ -2978,8 +2936,8 @@ static void test_capture_decode(void **state)
     (void)state;
     BEGIN();
     size_t len = 0, jlen = 0;
-    uint8_t *p = load(CAPTURE, &len);
-    char *ref = (char *)load(REFSTATE, &jlen);
+    uint8_t *p = tb_load_source(CAPTURE, &len);
+    char *ref = (char *)tb_load_source(REFSTATE, &jlen);
     assert_non_null(p);
     assert_non_null(ref);
     SOFT(len == CAPTURE_LEN, "capture is %zu bytes", len);
@@ -3132,7 +3090,7 @@ static void test_capture_slicing(void **state)
     (void)state;
     BEGIN();
     size_t len = 0;
-    uint8_t *p = load(CAPTURE, &len);
+    uint8_t *p = tb_load_source(CAPTURE, &len);
     assert_non_null(p);
     qres a, b;
     qrun whole = {0};
@@ -3166,7 +3124,7 @@ static void test_capture_truncation(void **state)
     (void)state;
     BEGIN();
     size_t len = 0;
-    uint8_t *p = load(CAPTURE, &len);
+    uint8_t *p = tb_load_source(CAPTURE, &len);
     assert_non_null(p);
     size_t bad = 0, n = 0;
     for (size_t i = 0; i < 2000 + 600; i++) {
@@ -3210,8 +3168,8 @@ static void test_capture_vmdesc(void **state)
     (void)state;
     BEGIN();
     size_t len = 0, jlen = 0;
-    uint8_t *p = load(CAPTURE, &len);
-    char *ref = (char *)load(REFSTATE, &jlen);
+    uint8_t *p = tb_load_source(CAPTURE, &len);
+    char *ref = (char *)tb_load_source(REFSTATE, &jlen);
     assert_non_null(p);
     assert_non_null(ref);
     size_t joff = 0, jl = 0;

@@ -19,6 +19,38 @@ static void *xrealloc(void *p, size_t n)
     return q;
 }
 
+uint8_t *tb_load_source(const char *rel, size_t *len)
+{
+    const char *dir = getenv("MIGSTREAM_SRC_DIR");
+    char path[4096];
+    if (dir && *dir) {
+        snprintf(path, sizeof path, "%s/%s", dir, rel);
+    } else {
+        char base[2048];
+        snprintf(base, sizeof base, "%s", __FILE__);
+        char *s = strstr(base, "/tests/test_util.c");
+        if (s)
+            *s = 0;
+        else
+            snprintf(base, sizeof base, ".");
+        snprintf(path, sizeof path, "%s/%s", base, rel);
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return NULL;
+    }
+    tb_buf b;
+    tb_buf_init(&b);
+    uint8_t chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        tb_put(&b, chunk, n);
+    fclose(f);
+    *len = b.len;
+    return b.p;
+}
+
 void tb_buf_init(tb_buf *b) { memset(b, 0, sizeof *b); }
 
 void tb_buf_free(tb_buf *b)

@@ -34,6 +34,12 @@
 #define BEGIN() (g_fail = 0)
 #define DONE() assert_int_equal(g_fail, 0)
 
+/* A file of the source tree (e.g. a capture under tests/data), read whole:
+ * `rel` is relative to $MIGSTREAM_SRC_DIR (set by CTest), else to the tree
+ * this file was compiled from.  NULL (after a message) when it cannot be
+ * read; free() the result. */
+uint8_t *tb_load_source(const char *rel, size_t *len);
+
 /* ---- growable byte buffer ---------------------------------------------- */
 typedef struct tb_buf {
     uint8_t *p;
