@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "reader_impl.h"
+#include "vfio_wire.h"
 #include "vmstate.h"
 
 enum q_stage {
@@ -66,16 +67,7 @@ enum q_type {
 #define RAM_PAGE_KINDS                                                        \
     (MS_RAM_ZERO | MS_RAM_PAGE | MS_RAM_XBZRLE | MS_RAM_COMPRESS_PAGE)
 
-/* VFIO markers (be64). */
-#define VFIO_MARKER_BASE 0xffffffffef100000ull
-enum vfio_marker {
-    VFIO_END_OF_STATE = 1,
-    VFIO_CONFIG_STATE = 2,
-    VFIO_SETUP_STATE = 3,
-    VFIO_DATA_STATE = 4,
-    VFIO_INIT_DATA_SENT = 5,
-    VFIO_CONFIG_LOAD_READY = 6
-};
+/* VFIO markers (be64): vfio_wire.h */
 
 typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO, QK_DIRTY_BITMAP } q_kind;
 

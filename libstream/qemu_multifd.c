@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "reader_impl.h"
+#include "vfio_wire.h"
 
 enum m_stage {
     MS_INIT = 0x4D46, /* not 0: a zeroed state is caught as invalid */
@@ -53,9 +54,6 @@ enum m_stage {
 /* The config buffer holds the device config as the main stream carries it:
  * DEV_CONFIG_STATE, the config VMState, END_OF_STATE (VFIO migration
  * markers; the main-stream decoder names the same values) */
-#define VFIO_DEV_CONFIG_STATE 0xffffffffef100002ull
-#define VFIO_END_OF_STATE 0xffffffffef100001ull
-#define VFIO_MARKER_SIZE 8
 
 #define FLAG_SYNC 0x01u
 #define FLAG_COMPRESSION 0x3eu
@@ -656,7 +654,7 @@ static int read_device_header(ms_reader *r, ms_event *ev)
         MS_TAKE_OR_RETURN(r, VFIO_MARKER_SIZE, &p);
         uint64_t marker = ms_be64(p);
         ms_rd_untake(r);
-        if (marker != VFIO_DEV_CONFIG_STATE)
+        if (marker != VFIO_MARKER_BASE + VFIO_CONFIG_STATE)
             return MS_FAIL(r, MS_ERR_MULTIFD, at,
                            "VFIO config buffer starts with 0x%016llx, not "
                            "DEV_CONFIG_STATE (0xffffffffef100002)",
@@ -699,7 +697,7 @@ static int read_device_data(ms_reader *r, ms_event *ev)
     if (st->payload_left == 0) {
         /* the config VMState ends with END_OF_STATE, which the receiver
          * checks after loading it */
-        if (config && ms_be64(st->cfg_tail) != VFIO_END_OF_STATE)
+        if (config && ms_be64(st->cfg_tail) != VFIO_MARKER_BASE + VFIO_END_OF_STATE)
             return MS_FAIL(r, MS_ERR_MULTIFD,
                            ms_rd_pos(r) - VFIO_MARKER_SIZE,
                            "VFIO config buffer ends with 0x%016llx, not "
