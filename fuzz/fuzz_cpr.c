@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* Fuzz the QEMU CPR state decoder (libstream/qemu_cpr.c, spec/qemu-cpr.md).
+/* Fuzz the QEMU CPR state decoder (libstream/qemu/qemu_cpr.c, spec/qemu-cpr.md).
  *
  * Each input is read twice, in slices whose sizes come from a PRNG seeded
  * by the input (fuzz_common.h):

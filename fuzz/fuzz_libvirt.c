@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Fuzz libvirt save images: the header, the domain XML and every
- * decompressor (libstream/libvirt.c, decompress.c) in front of the QEVM
+ * decompressor (libstream/qemu/libvirt.c, decompress.c) in front of the QEVM
  * decoder.
  *
  * Input: a whole image (it starts with "LibvirtQemud"), or a control byte

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Fuzz the QEMU postcopy-preempt channel decoder (MS_FORMAT_QEMU_PREEMPT:
- * RAM page records and an EOS, no magic; libstream/qemu_preempt.c over the
+ * RAM page records and an EOS, no magic; libstream/qemu/qemu_preempt.c over the
  * RAM record reader of qemu_ram.c).
  *
  * Input: byte 0 picks the page size the main stream would hand over (512,

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* QEMU CPR state streams (libstream/qemu_cpr.c), checked against streams
+/* QEMU CPR state streams (libstream/qemu/qemu_cpr.c), checked against streams
  * this test encodes itself from spec/qemu-cpr.md (QEMU's migration/cpr.c
  * and hw/vfio/cpr-iommufd.c as of 10.0 .. 10.2):
  *

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* QEMU "dirty-bitmap" sections (libstream/qemu_dirty_bitmap.c), checked
+/* QEMU "dirty-bitmap" sections (libstream/qemu/qemu_dirty_bitmap.c), checked
  * against streams this test encodes itself from the format facts of
  * QEMU's migration/block-dirty-bitmap.c as spec/qemu-main.md restates
  * them (flags byte, counted names, START be32 granularity + u8 flags,

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* libvirt save images (libstream/libvirt.c, decompress.c) against
+/* libvirt save images (libstream/qemu/libvirt.c, decompress.c) against
  * spec/libvirt-save.md:
  *   1. the test's own image encoder (header in either byte order, versions
  *      1 and 2, XML, cookie, NUL padding) around a QEVM stream stored raw

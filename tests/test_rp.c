@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* The QEMU return-path decoder (libstream/qemu_rp.c) and the set's
- * main-stream/return-path cross-check (libstream/rp_check.c), checked
+/* The QEMU return-path decoder (libstream/qemu/qemu_rp.c) and the set's
+ * main-stream/return-path cross-check (libstream/qemu/rp_check.c), checked
  * against the facts of spec/qemu-return-path.md, not the decoder's code:
  *
  *   - the real QEMU 10.0 postcopy capture (conn0.d2s): all 15 messages

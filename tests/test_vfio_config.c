@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The PCI config state of a VFIO FULL section (after DEV_CONFIG_STATE),
- * decoded by libstream/qemu_vfio.c, checked against bytes QEMU itself
+ * decoded by libstream/qemu/qemu_vfio.c, checked against bytes QEMU itself
  * wrote: vfio_pci_save_config writes the same two VMState structs
  * ("PCIDevice" v2 and "msix") as every emulated PCI device, so the
  * config state of a real device is taken from the real captures:

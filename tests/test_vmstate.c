@@ -746,7 +746,7 @@ static void parity_all_sections(void **state)
     capture_free(&c);
 }
 
-/* ---- parity through the reader (libstream/qemu_main.c) ------------------ */
+/* ---- parity through the reader (libstream/qemu/qemu_main.c) ------------------ */
 
 static void parity_reader(void **state)
 {

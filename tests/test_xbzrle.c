@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* XBZRLE deltas (libstream/xbzrle.c), checked against deltas this test
+/* XBZRLE deltas (libstream/qemu/xbzrle.c), checked against deltas this test
  * encodes itself from the rules in spec/qemu-main.md ("XBZRLE deltas"):
  *
  *   - pages changed in many patterns (single bytes, long runs that need

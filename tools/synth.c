@@ -1216,7 +1216,7 @@ enum {
 #define MLX5_TAG_FW_DATA 0u
 #define MLX5_TAG_STOP_COPY_SIZE 1u
 
-/* Stream stores.  The library has its own in libstream/common.h, but the
+/* Stream stores.  The library has its own in libstream/core/common.h, but the
  * tools only see the public header, so the few needed live here once. */
 static void put_be32(uint8_t *p, uint32_t v)
 {
