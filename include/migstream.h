@@ -430,9 +430,25 @@ typedef struct ms_precopy_info {
     uint64_t initial_bytes, dirty_bytes, timestamp_ns;
 } ms_precopy_info;
 
+/* A VFIO device's migration state (Linux's enum vfio_device_mig_state,
+ * include/uapi/linux/vfio.h): ms_state_info.from/to and the states
+ * ms_writer_state_change takes. */
+typedef enum ms_vfio_state {
+    MS_VFIO_STATE_ERROR = 0,
+    MS_VFIO_STATE_STOP = 1,
+    MS_VFIO_STATE_RUNNING = 2,
+    MS_VFIO_STATE_STOP_COPY = 3,
+    MS_VFIO_STATE_RESUMING = 4,
+    MS_VFIO_STATE_RUNNING_P2P = 5,
+    MS_VFIO_STATE_PRE_COPY = 6,
+    MS_VFIO_STATE_PRE_COPY_P2P = 7
+} ms_vfio_state;
+/* "ERROR", "STOP", ... "PRE_COPY_P2P"; "?" for another number. */
+MS_API const char *ms_vfio_state_name(uint32_t state);
+
 typedef struct ms_state_info {
     uint32_t device;
-    uint32_t from, to; /* enum vfio_device_mig_state values */
+    uint32_t from, to; /* ms_vfio_state values */
     uint64_t timestamp_ns;
 } ms_state_info;
 
@@ -480,8 +496,27 @@ typedef struct ms_section_info {
     const char *detail;      /* undecoded: why */
 } ms_section_info;
 
+/* QEMU_VM_COMMAND numbers (ms_command_info.cmd; MIG_CMD_* in QEMU's
+ * migration/savevm.c).  Appended to as QEMU adds commands. */
+typedef enum ms_qemu_command {
+    MS_QCMD_INVALID = 0,
+    MS_QCMD_OPEN_RETURN_PATH = 1,
+    MS_QCMD_PING = 2,
+    MS_QCMD_POSTCOPY_ADVISE = 3,
+    MS_QCMD_POSTCOPY_LISTEN = 4,
+    MS_QCMD_POSTCOPY_RUN = 5,
+    MS_QCMD_POSTCOPY_RAM_DISCARD = 6,
+    MS_QCMD_PACKAGED = 7,
+    MS_QCMD_ENABLE_COLO = 8,
+    MS_QCMD_POSTCOPY_RESUME = 9,
+    MS_QCMD_RECV_BITMAP = 10,
+    MS_QCMD_SWITCHOVER_START = 11
+} ms_qemu_command;
+/* "OPEN_RETURN_PATH", ...; "?" for a number QEMU does not define. */
+MS_API const char *ms_qemu_command_name(uint32_t cmd);
+
 typedef struct ms_command_info {
-    uint16_t cmd, len;
+    uint16_t cmd, len;    /* cmd: ms_qemu_command */
     const char *name;     /* "OPEN_RETURN_PATH", ... */
     const uint8_t *args;  /* `len` bytes; valid until the next call */
     uint64_t value;       /* PING value, PACKAGED length */
@@ -572,8 +607,23 @@ typedef struct ms_multifd_info {
     int config;                                 /* CONFIG_STATE buffer */
 } ms_multifd_info;
 
+/* QEMU's VFIO migration markers (hw/vfio/migration.c): the be64 value
+ * MS_VFIO_MARKER_BASE + one of these (ms_vfio_info.marker). */
+#define MS_VFIO_MARKER_BASE 0xffffffffef100000ull
+typedef enum ms_vfio_marker {
+    MS_VFIO_END_OF_STATE = 1,
+    MS_VFIO_DEV_CONFIG_STATE = 2,
+    MS_VFIO_DEV_SETUP_STATE = 3,
+    MS_VFIO_DEV_DATA_STATE = 4,
+    MS_VFIO_DEV_INIT_DATA_SENT = 5,
+    MS_VFIO_DEV_CONFIG_LOAD_READY = 6
+} ms_vfio_marker;
+/* "END_OF_STATE", "DEV_DATA_STATE", ... for the whole be64 marker; NULL
+ * for a value that is not one of them. */
+MS_API const char *ms_vfio_marker_name(uint64_t marker);
+
 typedef struct ms_vfio_info {
-    uint64_t marker; /* 0xffffffffef10000N */
+    uint64_t marker; /* MS_VFIO_MARKER_BASE + ms_vfio_marker */
     const char *name; /* "END_OF_STATE", "DATA_STATE", ... */
     uint32_t section_id;
     const char *idstr;

@@ -758,8 +758,8 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
         break;
     case MS_EV_STATE_CHANGE:
         fprintf(o, "device %u %s -> %s at %" PRIu64 " ns", ev->u.state.device,
-                tool_vfio_state_name(ev->u.state.from),
-                tool_vfio_state_name(ev->u.state.to),
+                ms_vfio_state_name(ev->u.state.from),
+                ms_vfio_state_name(ev->u.state.to),
                 ev->u.state.timestamp_ns);
         break;
     case MS_EV_STOP_COPY_SIZE:
@@ -1088,8 +1088,8 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
     case MS_EV_STATE_CHANGE:
         fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
                    "\"timestamp_ns\":%" PRIu64,
-                ev->u.state.device, tool_vfio_state_name(ev->u.state.from),
-                tool_vfio_state_name(ev->u.state.to),
+                ev->u.state.device, ms_vfio_state_name(ev->u.state.from),
+                ms_vfio_state_name(ev->u.state.to),
                 ev->u.state.timestamp_ns);
         break;
     case MS_EV_STOP_COPY_SIZE:

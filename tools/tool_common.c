@@ -765,14 +765,6 @@ void tool_reader_help(FILE *out)
                 limit_opts[i].help);
 }
 
-const char *tool_vfio_state_name(uint32_t state)
-{
-    static const char *const names[] = {
-        "ERROR",   "STOP",        "RUNNING",  "STOP_COPY",
-        "RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"};
-    return state < sizeof names / sizeof names[0] ? names[state] : "?";
-}
-
 /* ---- driver payloads inside carriers -------------------------------------- */
 
 typedef struct pl_dev {

@@ -82,8 +82,6 @@ void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
 void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
                           tool_problem_fn on_problem, void *ctx);
 
-const char *tool_vfio_state_name(uint32_t state);
-
 /* Big-endian stores for tools that write QEMU framing (synth, bench); the
  * library's own endian helpers are internal to it. */
 static inline void tool_put_be16(uint8_t *p, uint16_t v)

@@ -65,6 +65,6 @@ enum mig_tag {
 #define MIG_PACKET_FLAG_CONFIG MS_PACKET_CONFIG
 #define MIG_PRECOPY_FLAG_REINIT MS_PRECOPY_REINIT
 #define MIG_DEVICE_HANDLE_INVALID 0xFFFFFFFFu
-#define MIG_VFIO_STATE_MAX 7 /* enum vfio_device_mig_state: 0..7 */
+#define MIG_VFIO_STATE_MAX MS_VFIO_STATE_PRE_COPY_P2P /* ms_vfio_state: 0..7 */
 
 #endif

@@ -14,6 +14,7 @@
 
 #include <zlib.h>
 
+#include "qemu_wire.h"
 #include "reader_impl.h"
 #include "vfio_wire.h"
 #include "vmstate.h"
@@ -43,31 +44,8 @@ enum q_stage {
  * sets by this name. */
 enum { Q_STEP_FIRST = 0 };
 
-#define QEVM_MAGIC 0x5145564Du
-#define QEVM_VERSION 3
-
-enum q_type {
-    Q_EOF = 0x00,
-    Q_START = 0x01,
-    Q_PART = 0x02,
-    Q_END = 0x03,
-    Q_FULL = 0x04,
-    Q_SUBSECTION = 0x05,
-    Q_VMDESC = 0x06,
-    Q_CONFIGURATION = 0x07,
-    Q_COMMAND = 0x08,
-    Q_FOOTER = 0x7E
-};
-
-/* RAM flag bits (in the low bits of each record's be64). */
-#define RAM_CONTINUE 0x20u
-#define RAM_KNOWN                                                             \
-    (MS_RAM_ZERO | MS_RAM_MEM_SIZE | MS_RAM_PAGE | MS_RAM_EOS | RAM_CONTINUE |  \
-     MS_RAM_XBZRLE | MS_RAM_HOOK | MS_RAM_COMPRESS_PAGE | MS_RAM_MULTIFD_FLUSH)
-#define RAM_PAGE_KINDS                                                        \
-    (MS_RAM_ZERO | MS_RAM_PAGE | MS_RAM_XBZRLE | MS_RAM_COMPRESS_PAGE)
-
-/* VFIO markers (be64): vfio_wire.h */
+/* Wire constants (QEVM_MAGIC, enum q_type, enum q_cmd, RAM flags):
+ * qemu_wire.h; VFIO markers: vfio_wire.h. */
 
 typedef enum q_kind { QK_OTHER, QK_RAM, QK_VFIO, QK_DIRTY_BITMAP } q_kind;
 

@@ -26,6 +26,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "qemu_wire.h"
 #include "reader_impl.h"
 #include "vfio_wire.h"
 
@@ -41,27 +42,13 @@ enum m_stage {
     MS_WALK
 };
 
-#define MULTIFD_MAGIC 0x11223344u
-#define MULTIFD_VERSION 1
-#define MULTIFD_INIT_SIZE 64
-#define MULTIFD_HDR_SIZE 12
-#define MULTIFD_RAM_FIXED 320 /* header through the block name */
-#define MULTIFD_DEV_HDR 276
-#define MULTIFD_PACKET_DATA (512 * 1024) /* page data one packet carries */
-#define VFIO_BUFFER_HDR 12
-#define VFIO_IDX_INVALID 0xffffffffu
-#define VFIO_BUFFER_CONFIG 0x1u /* VFIO buffer flags: CONFIG_STATE */
 /* The config buffer holds the device config as the main stream carries it:
  * DEV_CONFIG_STATE, the config VMState, END_OF_STATE (VFIO migration
- * markers; the main-stream decoder names the same values) */
+ * markers; the main-stream decoder names the same values).  Packet
+ * layout constants: qemu_wire.h. */
 
-#define FLAG_SYNC 0x01u
-#define FLAG_COMPRESSION 0x3eu
-#define FLAG_DEVICE_STATE 0x40u
-#define FLAGS_KNOWN (FLAG_SYNC | FLAG_COMPRESSION | FLAG_DEVICE_STATE)
-
-enum comp { C_NONE = 0, C_ZLIB = 0x02, C_ZSTD = 0x04, C_QPL = 0x08,
-            C_UADK = 0x10, C_QATZIP = 0x20 };
+enum comp { C_NONE = 0, C_ZLIB = MULTIFD_COMP_ZLIB, C_ZSTD = MULTIFD_COMP_ZSTD,
+            C_QPL = 0x08, C_UADK = 0x10, C_QATZIP = 0x20 };
 
 typedef struct m_state {
     int stage, step;
@@ -179,10 +166,10 @@ static int read_header(ms_reader *r, ms_event *ev)
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 4,
                        "packet version %u, expected 1", ms_be32(p + 4));
     st->flags = ms_be32(p + 8);
-    uint32_t comp = st->flags & FLAG_COMPRESSION;
-    if (st->flags & ~FLAGS_KNOWN)
+    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
+    if (st->flags & ~MULTIFD_FLAGS_KNOWN)
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
-                       "unknown packet flags 0x%x", st->flags & ~FLAGS_KNOWN);
+                       "unknown packet flags 0x%x", st->flags & ~MULTIFD_FLAGS_KNOWN);
     if (comp & (comp - 1))
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
                        "packet flags name two compression methods (0x%x)",
@@ -190,8 +177,8 @@ static int read_header(ms_reader *r, ms_event *ev)
     memset(&st->pending, 0, sizeof st->pending);
     ms_multifd_info *m = &st->pending.u.mfd;
     m->flags = st->flags;
-    m->sync = (st->flags & FLAG_SYNC) != 0;
-    m->device_state = (st->flags & FLAG_DEVICE_STATE) != 0;
+    m->sync = (st->flags & MULTIFD_FLAG_SYNC) != 0;
+    m->device_state = (st->flags & MULTIFD_FLAG_DEVICE_STATE) != 0;
     m->compression = comp_name(comp);
     if (m->device_state) {
         if (m->sync || comp)
@@ -217,7 +204,7 @@ static int check_header_only_sync(ms_reader *r, const uint8_t *rest)
 {
     m_state *st = MST(r);
     uint64_t base = st->pkt_off;
-    if (st->flags != FLAG_SYNC)
+    if (st->flags != MULTIFD_FLAG_SYNC)
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 8,
                        "pages_alloc 0 with flags 0x%x: only a SYNC packet "
                        "(flags 0x1) is sent without page slots",
@@ -281,7 +268,7 @@ static int read_ram_header(ms_reader *r)
      * packets without any page, zero pages included */
     /* without compression the payload is the pages, and every QEMU writes
      * its size (the receiver reads normal_pages pages whatever it says) */
-    if (st->normal && !(st->flags & FLAG_COMPRESSION) &&
+    if (st->normal && !(st->flags & MULTIFD_FLAG_COMPRESSION) &&
         st->nps != st->normal * st->page_size)
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
                        "next_packet_size %u, but %u uncompressed pages are "
@@ -296,7 +283,7 @@ static int read_ram_header(ms_reader *r)
         if (rc != MS_GO_ON)
             return rc;
     }
-    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
     /* packets with pages tell the method (QEMU >= 9.0 also flags packets
      * of zero pages only, and the receiver checks it) */
     if (st->normal || st->zero) {
@@ -337,7 +324,7 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
     }
     /* The receiver reads a payload only when there are pages: 7.2 leaves a
      * stale next_packet_size in page-less packets (see file comment). */
-    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
     uint64_t payload = 0;
     if (st->normal)
         payload = comp == C_NONE ? (uint64_t)st->normal * st->page_size
@@ -395,7 +382,7 @@ static void page_event(m_state *st, ms_event *ev, uint32_t i,
      * its bytes; a decompressed page points at its packet's payload; a
      * zero page (no bytes) at where the payload ended. */
     ev->offset = at;
-    ev->length = rec == MS_RAM_PAGE && !(st->flags & FLAG_COMPRESSION)
+    ev->length = rec == MS_RAM_PAGE && !(st->flags & MULTIFD_FLAG_COMPRESSION)
                      ? st->page_size
                      : 0;
     ms_ram_info *ri = &ev->u.ram;
@@ -417,7 +404,7 @@ static int read_pages(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
     if (st->deferred_bad)
         return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
                        "channel %u packet %llu (%s): %s", st->channel_id,
@@ -517,7 +504,7 @@ static int read_walk(ms_reader *r)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
     if ((comp == C_QPL || comp == C_UADK) && st->step == 0) {
         size_t n = (size_t)st->normal * 4;
         if (st->payload_left < n)
@@ -564,7 +551,7 @@ static int read_zero_pages(ms_reader *r, ms_event *ev)
         return MS_NEXT_EVENT;
     }
     /* pages of a SYNC packet still belong to the epoch it closes */
-    if (st->flags & FLAG_SYNC)
+    if (st->flags & MULTIFD_FLAG_SYNC)
         st->syncs++;
     st->stage = MS_HEADER;
     return MS_GO_ON;

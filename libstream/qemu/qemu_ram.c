@@ -49,8 +49,6 @@ enum ram_step {
 /* mapped-ram wire facts (QEMU >= 9.0, migration/ram.c) */
 /* MappedRamHeader: be32 version, be64 page size, be64 bitmap_offset, be64
  * pages_offset (packed) */
-#define MAPPED_RAM_HDR_BYTES 28
-#define MAPPED_RAM_HDR_VERSION 1
 #define MAPPED_RAM_WHY "mapped-ram file: pages live at fixed offsets"
 
 static q_block *block_named(q_state *st, const char *name, int *index)

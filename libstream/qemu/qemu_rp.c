@@ -17,6 +17,7 @@
  * whole; the bitmap, which can be large, goes out as MS_EV_DATA views and
  * is never held.
  */
+#include "qemu_wire.h"
 #include "reader_impl.h"
 
 enum rp_stage {
@@ -29,14 +30,8 @@ enum rp_stage {
     RP_DONE
 };
 
-#define RP_HDR 4
-#define RP_TYPE_MAX 7 /* SWITCHOVER_ACK */
 #define RP_VARIABLE (-1)
-#define RP_REQ_FIXED 12 /* be64 start, be32 len */
-#define RP_NAME_MAX 255 /* a length byte, then the name */
 #define RP_PAYLOAD_MAX (RP_REQ_FIXED + 1 + RP_NAME_MAX)
-#define RP_BITMAP_END 0x0123456789abcdefull
-#define RP_RESUME_ACK_VALUE 1
 #define RP_DETECT_MAX 16 /* what the reader gathers for detection */
 
 /* One row per message type: its name and payload length (RP_VARIABLE:

@@ -18,7 +18,8 @@
  */
 #include "qemu_impl.h"
 
-static const char *vfio_marker_name(uint64_t m)
+/* Public (migstream.h): the markers' names live here, with their reader. */
+const char *ms_vfio_marker_name(uint64_t m)
 {
     switch (m - VFIO_MARKER_BASE) {
     case VFIO_END_OF_STATE: return "END_OF_STATE";
@@ -72,7 +73,7 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
         if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         uint64_t m = ms_be64(p);
-        const char *name = vfio_marker_name(m);
+        const char *name = ms_vfio_marker_name(m);
         if (!name)
             return MS_FAIL(r, MS_ERR_VFIO, st->rec_off,
                            "%s: unknown VFIO marker 0x%016llx", s->idstr,
