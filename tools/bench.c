@@ -1,6 +1,7 @@
 /* migstream-bench: speed and memory of the library, as ratios against
  * baselines measured in the same run (memcpy, raw XXH3, bare zlib inflate).
  * Timing is best-of-N wall clock; nothing here asserts a speed. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <xxhash.h>
 #include <zlib.h>
 
+#include "encode.h"
 #include "tool_common.h"
 
 static const char *prog = "migstream-bench";
@@ -195,6 +197,25 @@ static int64_t read_set(sink *ch, uint32_t n, size_t slice, int verify,
 
 /* ---- QEMU main stream: one RAM block sent as pages ---------------------- */
 
+#define PAGE 4096u
+#define RAM_ID 1u   /* the ram section's id */
+#define SLOTS 128u  /* pages a multifd packet holds */
+
+static int enc_sink_write(void *opaque, uint64_t at, const void *p, size_t n)
+{
+    (void)at; /* a memory sink appends */
+    return sink_write(opaque, p, n) < 0 ? ENOMEM : 0;
+}
+
+/* Nothing but memory can fail a sink. */
+static void check_out(const enc_out *o)
+{
+    if (o->err) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(TOOL_USAGE);
+    }
+}
+
 static void put(sink *s, const void *p, size_t n)
 {
     if (sink_write(s, p, n) < 0) {
@@ -203,72 +224,30 @@ static void put(sink *s, const void *p, size_t n)
     }
 }
 
-static void put_be64(sink *s, uint64_t v)
-{
-    uint8_t b[8];
-    tool_put_be64(b, v);
-    put(s, b, 8);
-}
-
-/* section header (START carries idstr/instance/version) or footer */
-static void put_section(sink *s, uint8_t type, int with_name)
-{
-    uint8_t b[32];
-    b[0] = type;
-    tool_put_be32(b + 1, 1);
-    size_t n = 5;
-    if (with_name) {
-        b[5] = 3;
-        memcpy(b + 6, "ram", 3);
-        tool_put_be32(b + 9, 0);
-        tool_put_be32(b + 13, 4);
-        n = 17;
-    }
-    put(s, b, n);
-}
-
-static void put_footer(sink *s)
-{
-    uint8_t b[5] = {0x7e};
-    tool_put_be32(b + 1, 1);
-    put(s, b, 5);
-}
-
 /* Every 8th page is a ZERO record, the rest PAGE records of `data`. */
 static void write_qemu(sink *s, const uint8_t *data, size_t n)
 {
-    static const char machine[] = "pc-i440fx-7.2";
-    uint8_t b[16];
-    size_t pages = n / 4096;
-    memcpy(b, "QEVM", 4);
-    tool_put_be32(b + 4, 3);
-    b[8] = 0x07;
-    tool_put_be32(b + 9, sizeof machine - 1);
-    put(s, b, 13);
-    put(s, machine, sizeof machine - 1);
-    put_section(s, 0x01, 1);
-    put_be64(s, (uint64_t)pages * 4096 | 0x04); /* MEM_SIZE */
-    put(s, "\x06pc.ram", 7);
-    put_be64(s, (uint64_t)pages * 4096);
-    put_be64(s, 0x10); /* EOS */
-    put_footer(s);
-    put_section(s, 0x02, 0);
+    enc_out o = {.write = enc_sink_write, .opaque = s};
+    size_t pages = n / PAGE;
+    enc_q_header(&o);
+    enc_q_config(&o, "pc-i440fx-7.2");
+    enc_q_section(&o, Q_START, RAM_ID, "ram", 0, RAM_SECTION_VERSION);
+    enc_ram_mem_size(&o, (uint64_t)pages * PAGE);
+    enc_ram_block(&o, "pc.ram", (uint64_t)pages * PAGE);
+    enc_ram_end(&o, RAM_ID);
+    enc_q_section(&o, Q_PART, RAM_ID, NULL, 0, 0);
     for (size_t i = 0; i < pages; i++) {
-        uint64_t flags = (i % 8 == 7 ? 0x02 : 0x08) | (i ? 0x20 : 0);
-        put_be64(s, (uint64_t)i * 4096 | flags);
-        if (!i)
-            put(s, "\x06pc.ram", 7);
+        const char *block = i ? NULL /* CONTINUE */ : "pc.ram";
         if (i % 8 == 7)
-            put(s, "", 1);
+            enc_ram_zero(&o, (uint64_t)i * PAGE, block);
         else
-            put(s, data + i * 4096, 4096);
+            enc_ram_page(&o, (uint64_t)i * PAGE, block, data + i * PAGE, PAGE);
     }
-    put_be64(s, 0x10);
-    put_footer(s);
-    put_section(s, 0x03, 0);
-    put_be64(s, 0x10);
-    put_footer(s);
-    put(s, "", 1); /* EOF */
+    enc_ram_end(&o, RAM_ID);
+    enc_q_section(&o, Q_END, RAM_ID, NULL, 0, 0);
+    enc_ram_end(&o, RAM_ID);
+    enc_q_eof(&o);
+    check_out(&o);
 }
 
 /* Read the QEMU stream; with `ram` set, copy every page into it at its
@@ -304,35 +283,33 @@ static int64_t read_qemu(const sink *s, uint8_t *ram)
 static void write_multifd_zlib(sink *s, sink *zonly, const uint8_t *data,
                                size_t n)
 {
-    uint8_t hdr[320 + 8 * 128];
+    uint8_t hdr[MULTIFD_RAM_FIXED + 8 * SLOTS];
+    uint64_t offsets[SLOTS];
     z_stream zs = {0};
     deflateInit(&zs, 1);
-    memset(hdr, 0, 64);
-    tool_put_be32(hdr, 0x11223344);
-    tool_put_be32(hdr + 4, 1);
-    put(s, hdr, 64);
-    uint8_t *out = malloc(compressBound(128 * 4096) + 64);
-    size_t pages = n / 4096;
-    for (size_t first = 0, num = 0; first < pages; first += 128, num++) {
-        size_t cnt = pages - first < 128 ? pages - first : 128;
-        zs.next_in = (Bytef *)(data + first * 4096);
-        zs.avail_in = (uInt)(cnt * 4096);
+    enc_mfd_init(hdr, NULL, 0);
+    put(s, hdr, MULTIFD_INIT_SIZE);
+    uLong cap = compressBound(SLOTS * PAGE) + 64;
+    uint8_t *out = malloc(cap);
+    size_t pages = n / PAGE;
+    for (size_t first = 0, num = 0; first < pages; first += SLOTS, num++) {
+        size_t cnt = pages - first < SLOTS ? pages - first : SLOTS;
+        zs.next_in = (Bytef *)(data + first * PAGE);
+        zs.avail_in = (uInt)(cnt * PAGE);
         zs.next_out = out;
-        zs.avail_out = (uInt)(compressBound(128 * 4096) + 64);
+        zs.avail_out = (uInt)cap;
         deflate(&zs, Z_SYNC_FLUSH);
         size_t clen = (size_t)(zs.next_out - out);
-        memset(hdr, 0, sizeof hdr);
-        tool_put_be32(hdr, 0x11223344);
-        tool_put_be32(hdr + 4, 1);
-        tool_put_be32(hdr + 8, 0x02); /* zlib */
-        tool_put_be32(hdr + 12, 128);
-        tool_put_be32(hdr + 16, (uint32_t)cnt);
-        tool_put_be32(hdr + 20, (uint32_t)clen);
-        tool_put_be64(hdr + 24, num);
-        memcpy(hdr + 64, "pc.ram", 6);
         for (size_t i = 0; i < cnt; i++)
-            tool_put_be64(hdr + 320 + 8 * i, (uint64_t)(first + i) * 4096);
-        put(s, hdr, sizeof hdr);
+            offsets[i] = (uint64_t)(first + i) * PAGE;
+        enc_mfd_ram r = {.flags = MULTIFD_COMP_ZLIB,
+                         .pages_alloc = SLOTS,
+                         .normal = (uint32_t)cnt,
+                         .payload_len = (uint32_t)clen,
+                         .packet_num = num,
+                         .block = "pc.ram",
+                         .normal_off = offsets};
+        put(s, hdr, enc_mfd_ram_header(hdr, SLOTS, &r));
         put(s, out, clen);
         put(zonly, out, clen);
     }
@@ -416,52 +393,22 @@ static void usage(FILE *o)
             prog);
 }
 
-int main(int argc, char **argv)
+/* What every case measures against. */
+typedef struct bench {
+    const uint8_t *data;
+    uint8_t *copy; /* n bytes to copy into */
+    size_t n;
+    int reps;
+    result memcpy_r, xxh_r;
+} bench;
+
+/* Uncompressed chunk stream: read and verify; the writer. */
+static int bench_chunks(const bench *b)
 {
-    uint64_t size = (uint64_t)256 << 20;
-    int reps = 3;
-    static const struct option longs[] = {{"size", required_argument, 0, 's'},
-                                          {"reps", required_argument, 0, 'r'},
-                                          {"help", no_argument, 0, 'h'},
-                                          {"version", no_argument, 0, 'V'},
-                                          {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "hV", longs, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            if (tool_parse_size(optarg, &size) < 0 || size < 4096) {
-                fprintf(stderr, "%s: bad --size\n", prog);
-                return TOOL_USAGE;
-            }
-            break;
-        case 'r': reps = atoi(optarg) > 0 ? atoi(optarg) : 1; break;
-        case 'h': usage(stdout); return TOOL_OK;
-        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
-        default: usage(stderr); return TOOL_USAGE;
-        }
-    }
-    size_t n = (size_t)size;
-    uint8_t *data = malloc(n), *copy = malloc(n);
-    if (!data || !copy) {
-        fprintf(stderr, "%s: out of memory for %zu bytes\n", prog, n);
-        return TOOL_USAGE;
-    }
-    fill(data, n, 1);
-    memset(copy, 1, n);
-    printf("migstream-bench %s: %zu MiB per case, best of %d\n",
-           ms_version_string(), n >> 20, reps);
-
-    /* Baselines. */
-    result memcpy_r = {0}, xxh_r = {0};
-    volatile uint64_t sink_hash = 0;
-    BEST_OF(reps, memcpy_r, memcpy(copy, data, n));
-    BEST_OF(reps, xxh_r, sink_hash ^= XXH3_64bits(data, n));
-    report("baseline memcpy", n, memcpy_r, "memcpy", memcpy_r);
-    report("baseline XXH3-64", n, xxh_r, "memcpy", memcpy_r);
-
-    /* Uncompressed chunk stream: read and verify. */
+    size_t n = b->n;
+    int reps = b->reps;
     sink one = {0};
-    if (write_chunks(data, n, 1 << 20, 0, sink_write, &one) < 0) {
+    if (write_chunks(b->data, n, 1 << 20, 0, sink_write, &one) < 0) {
         fprintf(stderr, "%s: writing the chunk stream failed\n", prog);
         return TOOL_INVALID;
     }
@@ -473,39 +420,58 @@ int main(int argc, char **argv)
     if (got != (int64_t)n) {
         fprintf(stderr, "%s: read back %" PRId64 " bytes, wrote %zu\n", prog,
                 got, n);
+        free(one.p);
         return TOOL_INVALID;
     }
-    report("read+verify chunks, one slice", n, r, "vs XXH3", xxh_r);
+    report("read+verify chunks, one slice", n, r, "vs XXH3", b->xxh_r);
     ca = (count_alloc){0};
     BEST_OF(reps, r, got = read_set(&one, 1, 64 << 10, 1, 0, &ca));
     r.peak = ca.peak;
-    report("read+verify chunks, 64K slices", n, r, "vs XXH3", xxh_r);
+    report("read+verify chunks, 64K slices", n, r, "vs XXH3", b->xxh_r);
     ca = (count_alloc){0};
     BEST_OF(reps, r, got = read_set(&one, 1, one.len, 0, 1, &ca));
     r.peak = ca.peak;
-    report("parse only, checks off (0-copy)", n, r, "vs memcpy", memcpy_r);
-
-    /* Writer. */
-    BEST_OF(reps, r, write_chunks(data, n, 1 << 20, 0, null_write, NULL));
+    report("parse only, checks off (0-copy)", n, r, "vs memcpy", b->memcpy_r);
+    BEST_OF(reps, r, write_chunks(b->data, n, 1 << 20, 0, null_write, NULL));
     r.peak = 0;
-    report("write chunks (null sink)", n, r, "vs XXH3", xxh_r);
+    report("write chunks (null sink)", n, r, "vs XXH3", b->xxh_r);
+    free(one.p);
+    return TOOL_OK;
+}
 
-    /* Packets over 4 channels, reassembled. */
+/* Packets over 4 channels, reassembled. */
+static int bench_packets(const bench *b)
+{
     sink ch[4] = {{0}};
-    if (write_packets(data, n, 1 << 20, 4, ch) < 0) {
+    int status = TOOL_OK;
+    if (write_packets(b->data, b->n, 1 << 20, 4, ch) < 0) {
         fprintf(stderr, "%s: writing the packet channels failed\n", prog);
-        return TOOL_INVALID;
+        status = TOOL_INVALID;
+    } else {
+        result r = {0};
+        count_alloc ca = {0};
+        BEST_OF(b->reps, r, read_set(ch, 4, 1 << 20, 1, 1, &ca));
+        r.peak = ca.peak;
+        report("reassemble 4 ch, stable input", b->n, r, "vs XXH3", b->xxh_r);
+        ca = (count_alloc){0};
+        BEST_OF(b->reps, r, read_set(ch, 4, 1 << 20, 1, 0, &ca));
+        r.peak = ca.peak;
+        report("reassemble 4 ch, copying", b->n, r, "vs XXH3", b->xxh_r);
     }
-    ca = (count_alloc){0};
-    BEST_OF(reps, r, got = read_set(ch, 4, 1 << 20, 1, 1, &ca));
-    r.peak = ca.peak;
-    report("reassemble 4 ch, stable input", n, r, "vs XXH3", xxh_r);
-    ca = (count_alloc){0};
-    BEST_OF(reps, r, got = read_set(ch, 4, 1 << 20, 1, 0, &ca));
-    r.peak = ca.peak;
-    report("reassemble 4 ch, copying", n, r, "vs XXH3", xxh_r);
+    for (int i = 0; i < 4; i++)
+        free(ch[i].p);
+    return status;
+}
 
-    /* Compressed chunks against bare inflate of the same zlib streams. */
+/* Compressed chunks against bare inflate of the same zlib streams. */
+static int bench_zlib_chunks(const bench *b)
+{
+    const uint8_t *data = b->data;
+    size_t n = b->n;
+    int reps = b->reps;
+    result r = {0};
+    count_alloc ca = {0};
+    int64_t got = 0;
     sink z = {0};
     write_chunks(data, n, 1 << 20, 1, sink_write, &z);
     result inf_r = {0};
@@ -549,47 +515,119 @@ int main(int argc, char **argv)
     if (got != (int64_t)n) {
         fprintf(stderr, "%s: compressed read back %" PRId64 " bytes\n", prog,
                 got);
+        free(z.p);
         return TOOL_INVALID;
     }
     report("read+verify zlib chunks", n, r, "vs inflate", inf_r);
+    free(z.p);
+    return TOOL_OK;
+}
 
-    /* QEMU main stream: list (pages skipped) and extract (copied once). */
+
+/* QEMU main stream: list (pages skipped) and extract (copied once). */
+static int bench_qemu(const bench *b)
+{
+    size_t n = b->n;
+    int reps = b->reps;
+    result r = {0};
     sink q = {0};
-    write_qemu(&q, data, n);
+    write_qemu(&q, b->data, n);
     int64_t qpages = 0;
     BEST_OF(reps, r, qpages = read_qemu(&q, NULL));
     r.peak = 0;
     if (qpages != (int64_t)(n / 4096)) {
         fprintf(stderr, "%s: QEMU stream read back %" PRId64 " pages\n", prog,
                 qpages);
+        free(q.p);
         return TOOL_INVALID;
     }
-    report("qemu list RAM pages (0-copy)", q.len, r, "vs memcpy", memcpy_r);
-    BEST_OF(reps, r, qpages = read_qemu(&q, copy));
-    report("qemu extract RAM (copy once)", q.len, r, "vs memcpy", memcpy_r);
+    report("qemu list RAM pages (0-copy)", q.len, r, "vs memcpy", b->memcpy_r);
+    BEST_OF(reps, r, qpages = read_qemu(&q, b->copy));
+    report("qemu extract RAM (copy once)", q.len, r, "vs memcpy", b->memcpy_r);
     free(q.p);
+    return TOOL_OK;
+}
 
-    /* QEMU multifd zlib channel against bare inflate of the same stream. */
+/* QEMU multifd zlib channel against bare inflate of the same stream. */
+static int bench_multifd(const bench *b)
+{
+    size_t n = b->n;
+    int reps = b->reps;
+    result r = {0};
+    int64_t qpages = 0;
     sink mf = {0}, mz = {0};
-    write_multifd_zlib(&mf, &mz, data, n);
+    write_multifd_zlib(&mf, &mz, b->data, n);
     result binf = {0};
-    BEST_OF(reps, binf, bare_inflate(&mz, copy, n));
-    BEST_OF(reps, r, qpages = read_multifd(&mf, copy));
+    BEST_OF(reps, binf, bare_inflate(&mz, b->copy, n));
+    BEST_OF(reps, r, qpages = read_multifd(&mf, b->copy));
     if (qpages != (int64_t)(n / 4096)) {
         fprintf(stderr, "%s: multifd channel read back %" PRId64 " pages\n",
                 prog, qpages);
+        free(mf.p);
+        free(mz.p);
         return TOOL_INVALID;
     }
     report("baseline bare inflate (multifd)", n, binf, "", binf);
     report("multifd zlib channel -> RAM", n, r, "vs inflate", binf);
     free(mf.p);
     free(mz.p);
+    return TOOL_OK;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t size = (uint64_t)256 << 20;
+    int reps = 3;
+    static const struct option longs[] = {{"size", required_argument, 0, 's'},
+                                          {"reps", required_argument, 0, 'r'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {"version", no_argument, 0, 'V'},
+                                          {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "hV", longs, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (tool_parse_size(optarg, &size) < 0 || size < 4096) {
+                fprintf(stderr, "%s: bad --size\n", prog);
+                return TOOL_USAGE;
+            }
+            break;
+        case 'r': reps = atoi(optarg) > 0 ? atoi(optarg) : 1; break;
+        case 'h': usage(stdout); return TOOL_OK;
+        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
+        default: usage(stderr); return TOOL_USAGE;
+        }
+    }
+    size_t n = (size_t)size;
+    uint8_t *data = malloc(n), *copy = malloc(n);
+    if (!data || !copy) {
+        fprintf(stderr, "%s: out of memory for %zu bytes\n", prog, n);
+        return TOOL_USAGE;
+    }
+    fill(data, n, 1);
+    memset(copy, 1, n);
+    printf("migstream-bench %s: %zu MiB per case, best of %d\n",
+           ms_version_string(), n >> 20, reps);
+
+    /* Baselines. */
+    result memcpy_r = {0}, xxh_r = {0};
+    volatile uint64_t sink_hash = 0;
+    BEST_OF(reps, memcpy_r, memcpy(copy, data, n));
+    BEST_OF(reps, xxh_r, sink_hash ^= XXH3_64bits(data, n));
+    report("baseline memcpy", n, memcpy_r, "memcpy", memcpy_r);
+    report("baseline XXH3-64", n, xxh_r, "memcpy", memcpy_r);
+
+    bench b = {.data = data, .copy = copy, .n = n, .reps = reps,
+               .memcpy_r = memcpy_r, .xxh_r = xxh_r};
+    int (*const cases[])(const bench *) = {bench_chunks, bench_packets,
+                                           bench_zlib_chunks, bench_qemu,
+                                           bench_multifd};
+    int status = TOOL_OK;
+    for (size_t i = 0; status == TOOL_OK && i < sizeof cases / sizeof *cases;
+         i++)
+        status = cases[i](&b);
     (void)sink_hash;
-    free(one.p);
-    free(z.p);
-    for (int i = 0; i < 4; i++)
-        free(ch[i].p);
     free(data);
     free(copy);
-    return TOOL_OK;
+    return status;
 }

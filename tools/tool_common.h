@@ -82,22 +82,4 @@ void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
 void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
                           tool_problem_fn on_problem, void *ctx);
 
-/* Big-endian stores for tools that write QEMU framing (synth, bench); the
- * library's own endian helpers are internal to it. */
-static inline void tool_put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-static inline void tool_put_be32(uint8_t *p, uint32_t v)
-{
-    tool_put_be16(p, (uint16_t)(v >> 16));
-    tool_put_be16(p + 2, (uint16_t)v);
-}
-static inline void tool_put_be64(uint8_t *p, uint64_t v)
-{
-    tool_put_be32(p, (uint32_t)(v >> 32));
-    tool_put_be32(p + 4, (uint32_t)v);
-}
-
 #endif

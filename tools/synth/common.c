@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,6 +79,21 @@ uint32_t shuffled_next(uint64_t *rng, uint32_t *order, uint32_t *left,
         *left = n;
     }
     return order[n - (*left)--];
+}
+
+int grow_array(void **p, size_t *cap, size_t need, size_t unit)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 16;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * unit);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
 }
 
 uint64_t chunks_for(uint64_t bytes, uint64_t max)

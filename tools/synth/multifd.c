@@ -201,15 +201,10 @@ static void mfd_device_buffer(mfd_synth *m)
 
 int mfd_add_block(mfd_synth *m, const char *name, uint64_t len)
 {
-    if (m->nblocks == m->blockcap) {
-        size_t cap = m->blockcap ? 2 * m->blockcap : 8;
-        mfd_block *b = realloc(m->blocks, cap * sizeof *b);
-        if (!b) {
-            fprintf(stderr, PROG ": out of memory\n");
-            return -1;
-        }
-        m->blocks = b;
-        m->blockcap = cap;
+    if (grow_array((void **)&m->blocks, &m->blockcap, m->nblocks + 1,
+                   sizeof *m->blocks) < 0) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return -1;
     }
     mfd_block *b = &m->blocks[m->nblocks++];
     snprintf(b->name, sizeof b->name, "%s", name);

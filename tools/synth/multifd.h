@@ -40,8 +40,9 @@
 
 #include "synth.h"
 
-#define MFD_SLOTS (MULTIFD_PACKET_DATA / SYNTH_PAGE) /* pages a packet holds   \
-                                                      */
+#define MFD_SLOTS                                                              \
+    (MULTIFD_PACKET_DATA / SYNTH_PAGE) /* pages a packet holds                 \
+                                        */
 #define MFD_HDR (MULTIFD_RAM_FIXED + 8u * MFD_SLOTS)
 
 typedef struct mfd_chan {

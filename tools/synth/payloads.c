@@ -92,25 +92,10 @@ static int add_u64(uint64_t *a, uint64_t b)
 
 /* ---- the other kinds' payloads (spec/payloads.md) ---- */
 
-static int gen_grow(void **p, size_t *cap, size_t need, size_t unit)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap * 2 : 16;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * unit);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 /* Append fixed bytes (then fill bytes) to a generator's template. */
 static int gen_bytes(dev_gen *g, const void *p, size_t n)
 {
-    if (gen_grow((void **)&g->own, &g->owncap, g->ownlen + n, 1) < 0)
+    if (grow_array((void **)&g->own, &g->owncap, g->ownlen + n, 1) < 0)
         return -1;
     if (n) /* a zero-length append only opens a segment (gen_fill) */
         memcpy(g->own + g->ownlen, p, n);
@@ -118,8 +103,8 @@ static int gen_bytes(dev_gen *g, const void *p, size_t n)
         g->segs[g->nsegs - 1].off + g->segs[g->nsegs - 1].len == g->ownlen) {
         g->segs[g->nsegs - 1].len += n;
     } else {
-        if (gen_grow((void **)&g->segs, &g->segcap, g->nsegs + 1,
-                     sizeof *g->segs) < 0)
+        if (grow_array((void **)&g->segs, &g->segcap, g->nsegs + 1,
+                       sizeof *g->segs) < 0)
             return -1;
         g->segs[g->nsegs++] = (gen_seg){.off = g->ownlen, .len = n};
     }

@@ -150,14 +150,9 @@ static pc_page *pc_page_of(pc_synth *p, uint32_t block, uint64_t index)
     for (size_t i = 0; i < p->npages; i++)
         if (p->pages[i].block == block && p->pages[i].index == index)
             return &p->pages[i];
-    if (p->npages == p->pagecap) {
-        size_t cap = p->pagecap ? p->pagecap * 2 : 256;
-        pc_page *n = realloc(p->pages, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        p->pages = n;
-        p->pagecap = cap;
-    }
+    if (grow_array((void **)&p->pages, &p->pagecap, p->npages + 1,
+                   sizeof *p->pages) < 0)
+        return NULL;
     pc_page *g = &p->pages[p->npages++];
     memset(g, 0, sizeof *g);
     g->block = block;

@@ -96,15 +96,10 @@ static int base_event(qemu_synth *q, const ms_event *ev)
             b->have_start = 1;
         } else if (ev->u.section.type == MS_QSEC_PART && b->have_start &&
                    !b->have_end) {
-            if (b->nparts == b->partcap) {
-                size_t cap = b->partcap ? b->partcap * 2 : 16;
-                uint64_t *p = realloc(b->part_ends, cap * sizeof *p);
-                if (!p) {
-                    fprintf(stderr, PROG ": out of memory\n");
-                    return TOOL_USAGE;
-                }
-                b->part_ends = p;
-                b->partcap = cap;
+            if (grow_array((void **)&b->part_ends, &b->partcap, b->nparts + 1,
+                           sizeof *b->part_ends) < 0) {
+                fprintf(stderr, PROG ": out of memory\n");
+                return TOOL_USAGE;
             }
             b->part_ends[b->nparts++] = end;
         } else if (ev->u.section.type == MS_QSEC_END && b->have_start &&

@@ -88,6 +88,9 @@ void fill_state(uint64_t *rng, uint8_t *buf, size_t len);
 uint32_t shuffled_next(uint64_t *rng, uint32_t *order, uint32_t *left,
                        uint32_t n);
 uint64_t chunks_for(uint64_t bytes, uint64_t max);
+/* *p (an array of *cap elements of `unit` bytes) holds at least `need`:
+ * 0, or -1 when memory is short (*p is kept). */
+int grow_array(void **p, size_t *cap, size_t need, size_t unit);
 /* "PROG: message" and a pointer to --help on stderr; returns -1. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "PROG: PATH: strerror" on stderr; returns TOOL_USAGE. */
