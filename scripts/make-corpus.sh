@@ -24,7 +24,7 @@ shift 2
 
 synth="$bin_dir/migstream-synth"
 if [[ ! -x "$synth" ]]; then
-    echo "make-corpus: $synth not found; build tools/synth.c first" >&2
+    echo "make-corpus: $synth not found; build tools/synth/ first" >&2
     exit 1
 fi
 
