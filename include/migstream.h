@@ -218,7 +218,8 @@ typedef struct ms_options {
     uint32_t qemu_page_size;     /* multifd channels: the target page size
                                     (from the main stream); 0: 4096 */
     int payload_kind;            /* MS_FORMAT_PAYLOAD: ms_payload_kind, or
-                                    -1 to detect it from the first bytes */
+                                    MS_PAYLOAD_DETECT (-1) to detect it
+                                    from the first bytes */
     uint64_t payload_final_offset; /* raw data-fd captures: bytes from this
                                       offset on were read in STOP_COPY;
                                       UINT64_MAX: not known */
@@ -336,8 +337,15 @@ typedef enum ms_payload_kind {
     MS_PAYLOAD_QAT = 4,
     MS_PAYLOAD_XE = 5,
     MS_PAYLOAD_PDS = 6,
-    MS_PAYLOAD_KIND_COUNT_
+    MS_PAYLOAD_KIND_COUNT_,
+    /* ms_options.payload_kind only: detect the kind from the first bytes */
+    MS_PAYLOAD_DETECT = -1
 } ms_payload_kind;
+/* A payload kind travels as an ms_payload_kind value: in uint32_t fields
+ * and parameters where it is a kind (ms_device_info, ms_payload_record,
+ * ms_writer_add_device, ms_payload_kind_name), in int where
+ * MS_PAYLOAD_DETECT (or -1 from ms_payload_kind_from_name) may stand
+ * instead (ms_options.payload_kind). */
 MS_API const char *ms_payload_kind_name(uint32_t kind); /* "mlx5", ... */
 /* Returns the kind for a name, or -1. */
 MS_API int ms_payload_kind_from_name(const char *name);

@@ -693,7 +693,7 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
                        const char *value)
 {
     if (strcmp(name, "payload") == 0) { /* the file is one driver's data */
-        int kind = strcmp(value, "auto") == 0 ? -1
+        int kind = strcmp(value, "auto") == 0 ? MS_PAYLOAD_DETECT
                                               : ms_payload_kind_from_name(value);
         if (kind < 0 && strcmp(value, "auto") != 0) {
             fprintf(stderr, "%s: unknown --payload %s (auto, raw, mlx5, "
@@ -772,7 +772,7 @@ typedef struct pl_dev {
     char label[256];    /* idstr */
     char key[300];      /* what identifies the device across events */
     ms_reader *r;
-    int kind;           /* forced or declared kind, -1: detect */
+    int kind;           /* forced or declared kind, MS_PAYLOAD_DETECT */
     int off;            /* not recognised, or failed: no more decoding */
     ms_phase phase;
     uint64_t fed;       /* payload bytes handed in */

@@ -127,7 +127,7 @@ void ms_options_init(ms_options *opt)
     opt->max_sections = 65536;
     opt->max_ram_blocks = 4096;
     opt->max_nesting = 4;
-    opt->payload_kind = -1;
+    opt->payload_kind = MS_PAYLOAD_DETECT;
     opt->payload_final_offset = UINT64_MAX;
     /* zstd's own default window cap (128 MiB) plus its buffers fits */
     opt->max_decompress_bytes = (uint64_t)256 << 20;

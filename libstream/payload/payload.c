@@ -249,7 +249,7 @@ static int detect_in_reader(ms_reader *r)
 int ms_payload_select(ms_reader *r)
 {
     int kind = r->opt.payload_kind;
-    if (kind == -1) {
+    if (kind == MS_PAYLOAD_DETECT) {
         kind = detect_in_reader(r);
         if (kind == -2)
             return 0;

@@ -25,8 +25,11 @@
 
 /* MIG_CMD_* values (enum q_cmd) and argument sizes: qemu_wire.h. */
 #define ARGS_VARIABLE (-1)
+#define ADVISE_ARGS QCMD_ADVISE_ARGS
 /* version, name length, a name of at least one byte, NUL, one range */
-#define DISCARD_MIN_ARGS (1 + 1 + 1 + 1 + QCMD_DISCARD_RANGE)
+#define DISCARD_MIN_ARGS (1 + 1 + 1 + 1 + 16)
+#define DISCARD_VERSION QCMD_DISCARD_VERSION
+#define DISCARD_RANGE QCMD_DISCARD_RANGE
 
 static const struct {
     const char *name;
@@ -132,7 +135,7 @@ static int check_discard(ms_reader *r, const uint8_t *a, uint16_t len,
                        "POSTCOPY_RAM_DISCARD with %u argument bytes, needs "
                        "at least %d (a named block and one range)",
                        len, DISCARD_MIN_ARGS);
-    if (a[0] != QCMD_DISCARD_VERSION)
+    if (a[0] != DISCARD_VERSION)
         return MS_FAIL(r, MS_ERR_COMMAND, at,
                        "POSTCOPY_RAM_DISCARD version %u, must be 0", a[0]);
     uint8_t n = a[1];
@@ -146,7 +149,7 @@ static int check_discard(ms_reader *r, const uint8_t *a, uint16_t len,
                        "POSTCOPY_RAM_DISCARD: byte 0x%02x after the block "
                        "name, must be 0",
                        a[2 + n]);
-    if ((len - 3u - n) % QCMD_DISCARD_RANGE)
+    if ((len - 3u - n) % DISCARD_RANGE)
         return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,
                        "POSTCOPY_RAM_DISCARD: %u bytes after the block name "
                        "are not whole 16-byte ranges",
@@ -166,7 +169,7 @@ static int check_discard(ms_reader *r, const uint8_t *a, uint16_t len,
                        "the block list does not have",
                        name);
     st->postcopy_state = QP_DISCARDING;
-    st->discard_count = (len - 3u - n) / QCMD_DISCARD_RANGE;
+    st->discard_count = (len - 3u - n) / DISCARD_RANGE;
     st->discard_next = 0;
     st->discard_off = at + 3 + n;
     c->block = name;
@@ -278,10 +281,10 @@ static int discard_range_event(ms_reader *r, ms_event *ev)
     }
     uint32_t i = st->discard_next++;
     const uint8_t *a = st->discard_args;
-    const uint8_t *range = a + 3 + a[1] + (size_t)i * QCMD_DISCARD_RANGE;
+    const uint8_t *range = a + 3 + a[1] + (size_t)i * DISCARD_RANGE;
     const q_block *b = &st->blocks[st->discard_block];
     uint64_t start = ms_be64(range), length = ms_be64(range + 8);
-    uint64_t off = st->discard_off + (uint64_t)i * QCMD_DISCARD_RANGE;
+    uint64_t off = st->discard_off + (uint64_t)i * DISCARD_RANGE;
     if (start % st->page_size || length % st->page_size)
         return MS_FAIL(r, MS_ERR_COMMAND, off,
                        "discard range 0x%llx+0x%llx of \"%s\" is not aligned "
@@ -296,7 +299,7 @@ static int discard_range_event(ms_reader *r, ms_event *ev)
                        b->name, (unsigned long long)b->used_length);
     ev->kind = MS_EV_RAM_DISCARD;
     ev->offset = off;
-    ev->length = QCMD_DISCARD_RANGE;
+    ev->length = DISCARD_RANGE;
     ms_discard_info *d = &ev->u.discard;
     d->block = b->name;
     d->block_index = (uint32_t)st->discard_block;
@@ -324,7 +327,7 @@ int ms_q_read_command(ms_reader *r, ms_event *ev)
                            st->u32a);
         int want = commands[st->u32a].args;
         if (st->u32a == QCMD_POSTCOPY_ADVISE && st->u32b != 0)
-            want = QCMD_ADVISE_ARGS; /* 0 (no RAM postcopy) or 16 */
+            want = ADVISE_ARGS; /* 0 (no RAM postcopy) or 16 */
         if (want != ARGS_VARIABLE && (int)st->u32b != want)
             return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,
                            "%s with %u argument bytes, must be %d",

@@ -47,6 +47,11 @@ enum m_stage {
  * markers; the main-stream decoder names the same values).  Packet
  * layout constants: qemu_wire.h. */
 
+#define FLAG_SYNC MULTIFD_FLAG_SYNC
+#define FLAG_COMPRESSION MULTIFD_FLAG_COMPRESSION
+#define FLAG_DEVICE_STATE MULTIFD_FLAG_DEVICE_STATE
+#define FLAGS_KNOWN MULTIFD_FLAGS_KNOWN
+
 enum comp { C_NONE = 0, C_ZLIB = MULTIFD_COMP_ZLIB, C_ZSTD = MULTIFD_COMP_ZSTD,
             C_QPL = 0x08, C_UADK = 0x10, C_QATZIP = 0x20 };
 
@@ -166,10 +171,10 @@ static int read_header(ms_reader *r, ms_event *ev)
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 4,
                        "packet version %u, expected 1", ms_be32(p + 4));
     st->flags = ms_be32(p + 8);
-    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
-    if (st->flags & ~MULTIFD_FLAGS_KNOWN)
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
+    if (st->flags & ~FLAGS_KNOWN)
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
-                       "unknown packet flags 0x%x", st->flags & ~MULTIFD_FLAGS_KNOWN);
+                       "unknown packet flags 0x%x", st->flags & ~FLAGS_KNOWN);
     if (comp & (comp - 1))
         return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 8,
                        "packet flags name two compression methods (0x%x)",
@@ -177,8 +182,8 @@ static int read_header(ms_reader *r, ms_event *ev)
     memset(&st->pending, 0, sizeof st->pending);
     ms_multifd_info *m = &st->pending.u.mfd;
     m->flags = st->flags;
-    m->sync = (st->flags & MULTIFD_FLAG_SYNC) != 0;
-    m->device_state = (st->flags & MULTIFD_FLAG_DEVICE_STATE) != 0;
+    m->sync = (st->flags & FLAG_SYNC) != 0;
+    m->device_state = (st->flags & FLAG_DEVICE_STATE) != 0;
     m->compression = comp_name(comp);
     if (m->device_state) {
         if (m->sync || comp)
@@ -204,7 +209,7 @@ static int check_header_only_sync(ms_reader *r, const uint8_t *rest)
 {
     m_state *st = MST(r);
     uint64_t base = st->pkt_off;
-    if (st->flags != MULTIFD_FLAG_SYNC)
+    if (st->flags != FLAG_SYNC)
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 8,
                        "pages_alloc 0 with flags 0x%x: only a SYNC packet "
                        "(flags 0x1) is sent without page slots",
@@ -268,7 +273,7 @@ static int read_ram_header(ms_reader *r)
      * packets without any page, zero pages included */
     /* without compression the payload is the pages, and every QEMU writes
      * its size (the receiver reads normal_pages pages whatever it says) */
-    if (st->normal && !(st->flags & MULTIFD_FLAG_COMPRESSION) &&
+    if (st->normal && !(st->flags & FLAG_COMPRESSION) &&
         st->nps != st->normal * st->page_size)
         return MS_FAIL(r, MS_ERR_MULTIFD, base + 20,
                        "next_packet_size %u, but %u uncompressed pages are "
@@ -283,7 +288,7 @@ static int read_ram_header(ms_reader *r)
         if (rc != MS_GO_ON)
             return rc;
     }
-    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
     /* packets with pages tell the method (QEMU >= 9.0 also flags packets
      * of zero pages only, and the receiver checks it) */
     if (st->normal || st->zero) {
@@ -324,7 +329,7 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
     }
     /* The receiver reads a payload only when there are pages: 7.2 leaves a
      * stale next_packet_size in page-less packets (see file comment). */
-    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
     uint64_t payload = 0;
     if (st->normal)
         payload = comp == C_NONE ? (uint64_t)st->normal * st->page_size
@@ -382,7 +387,7 @@ static void page_event(m_state *st, ms_event *ev, uint32_t i,
      * its bytes; a decompressed page points at its packet's payload; a
      * zero page (no bytes) at where the payload ended. */
     ev->offset = at;
-    ev->length = rec == MS_RAM_PAGE && !(st->flags & MULTIFD_FLAG_COMPRESSION)
+    ev->length = rec == MS_RAM_PAGE && !(st->flags & FLAG_COMPRESSION)
                      ? st->page_size
                      : 0;
     ms_ram_info *ri = &ev->u.ram;
@@ -404,7 +409,7 @@ static int read_pages(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
     if (st->deferred_bad)
         return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
                        "channel %u packet %llu (%s): %s", st->channel_id,
@@ -504,7 +509,7 @@ static int read_walk(ms_reader *r)
 {
     m_state *st = MST(r);
     const uint8_t *p;
-    uint32_t comp = st->flags & MULTIFD_FLAG_COMPRESSION;
+    uint32_t comp = st->flags & FLAG_COMPRESSION;
     if ((comp == C_QPL || comp == C_UADK) && st->step == 0) {
         size_t n = (size_t)st->normal * 4;
         if (st->payload_left < n)
@@ -551,7 +556,7 @@ static int read_zero_pages(ms_reader *r, ms_event *ev)
         return MS_NEXT_EVENT;
     }
     /* pages of a SYNC packet still belong to the epoch it closes */
-    if (st->flags & MULTIFD_FLAG_SYNC)
+    if (st->flags & FLAG_SYNC)
         st->syncs++;
     st->stage = MS_HEADER;
     return MS_GO_ON;

@@ -40,9 +40,8 @@
 
 #include "synth.h"
 
-#define MFD_SLOTS                                                              \
-    (MULTIFD_PACKET_DATA / SYNTH_PAGE) /* pages a packet holds                 \
-                                        */
+/* pages a RAM packet holds, and its header with their offsets */
+#define MFD_SLOTS (MULTIFD_PACKET_DATA / SYNTH_PAGE)
 #define MFD_HDR (MULTIFD_RAM_FIXED + 8u * MFD_SLOTS)
 
 typedef struct mfd_chan {

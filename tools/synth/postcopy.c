@@ -345,7 +345,9 @@ static int pc_expect(pc_synth *p)
         status = expect_ram_image(dir, k, p->blocks[k].len, &fd);
         if (status != TOOL_OK)
             break;
-        if ((pc_expect_block(p, k, fd) < 0) | (close(fd) != 0)) {
+        int failed = pc_expect_block(p, k, fd) < 0;
+        failed |= close(fd) != 0; /* closed in any case */
+        if (failed) {
             char path[4096];
             snprintf(path, sizeof path, "%s/ram-%u.bin", dir, k);
             status = io_error(path, errno ? errno : EIO);
