@@ -582,6 +582,8 @@ int ms_migration_channel_open(ms_migration *m, uint32_t slot,
         c->order = m->opened++;
         if (in)
             c->in = *in;
+        if (is_main_magic(c->in.format)) /* a main channel, said so */
+            c->magic = c->in.format;
         if (c->in.whole) /* the format is known from the whole input */
             keep_head(c, c->in.whole,
                       c->in.whole_len < HEAD_CAP ? c->in.whole_len : HEAD_CAP);
