@@ -1004,7 +1004,10 @@ MS_API const ms_error_info *ms_set_error(const ms_set *s);
  *   later channels with the first one).  Single-threaded (default), a
  *   channel whose turn has not come is held (as above) and decoded as soon
  *   as the channels opened before it have handed their first event or
- *   ended; feeding slot 1 before slot 0 is fine.  With
+ *   ended; feeding slot 1 before slot 0 is fine.  A channel whose bytes
+ *   have not told its format yet counts as not having had its turn: open
+ *   a main channel with format MS_FORMAT_QEMU_MAIN (or LIBVIRT_SAVE) so
+ *   the others need not wait for its first bytes.  With
  *   MS_MIGRATION_CONCURRENT the call waits instead (see Threads).
  * - Every event is shown to on_event: a reader's event before the set sees
  *   it, then the events the set derived from it (origin->derived), and a

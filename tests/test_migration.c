@@ -191,6 +191,24 @@ static int same_line(const char *a, const char *b)
     return ca - a == cb - b && strncmp(a, b, (size_t)(ca - a)) == 0;
 }
 
+/* Forward, reverse and bytewise round-robin with nested payloads, each a
+ * valid migration. */
+static void run_three_ways(const chan *ch, size_t n, seen *fwd, seen *rev,
+                           seen *byte)
+{
+    ms_options opt;
+    ms_options_init(&opt);
+    static const enum feed_way ways[3] = {FORWARD, REVERSE,
+                                          BYTEWISE_ROUND_ROBIN};
+    seen *out[3] = {fwd, rev, byte};
+    for (int w = 0; w < 3; w++) {
+        SOFT(run(ch, n, &opt, MS_MIGRATION_NESTED_PAYLOADS, ways[w], out[w]) ==
+                 0,
+             "way %d: valid", w);
+        print_problems(out[w]);
+    }
+}
+
 static int same_recs(const rec *a, size_t na, const rec *b, size_t nb,
                      const char *what)
 {
@@ -277,19 +295,8 @@ static void test_capture_orders(void **state)
         assert_non_null(bufs[i]);
         ch[i].p = bufs[i];
     }
-    ms_options opt;
-    ms_options_init(&opt);
     seen fwd = {0}, rev = {0}, byte = {0};
-    SOFT(run(ch, 5, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &fwd) == 0,
-         "forward: valid");
-    print_problems(&fwd);
-    SOFT(run(ch, 5, &opt, MS_MIGRATION_NESTED_PAYLOADS, REVERSE, &rev) == 0,
-         "reverse: valid");
-    print_problems(&rev);
-    SOFT(run(ch, 5, &opt, MS_MIGRATION_NESTED_PAYLOADS, BYTEWISE_ROUND_ROBIN,
-             &byte) == 0,
-         "bytewise: valid");
-    print_problems(&byte);
+    run_three_ways(ch, 5, &fwd, &rev, &byte);
     expect_same(&fwd, &rev, "reverse");
     g_no_carrier = 1;
     expect_same(&fwd, &byte, "bytewise");
@@ -303,6 +310,8 @@ static void test_capture_orders(void **state)
     /* a wrong page size would break every page count: the main channel's
      * configuration reached the held channels */
     seen wrong = {0};
+    ms_options opt;
+    ms_options_init(&opt);
     opt.qemu_page_size = 512;
     run(ch, 5, &opt, 0, REVERSE, &wrong);
     SOFT(wrong.nprob > 0, "multifd channels decoded with a 512-byte page "
@@ -413,6 +422,15 @@ static void qemu_pair_build(qemu_pair *q)
     tb_buf_free(&pb);
 }
 
+/* The pair as channels (main in slot 0), default options. */
+static void qemu_pair_setup(qemu_pair *q, chan ch[2], ms_options *opt)
+{
+    qemu_pair_build(q);
+    ch[0] = (chan){q->main.p, q->main.len};
+    ch[1] = (chan){q->mfd.p, q->mfd.len};
+    ms_options_init(opt);
+}
+
 static void qemu_pair_free(qemu_pair *q)
 {
     tb_buf_free(&q->main);
@@ -424,16 +442,11 @@ static void test_nested_qemu(void **state)
     (void)state;
     BEGIN();
     qemu_pair q;
-    qemu_pair_build(&q);
-    chan ch[2] = {{q.main.p, q.main.len}, {q.mfd.p, q.mfd.len}};
+    chan ch[2];
     ms_options opt;
-    ms_options_init(&opt);
+    qemu_pair_setup(&q, ch, &opt);
     seen fwd = {0}, rev = {0}, byte = {0};
-    SOFT(run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &fwd) == 0,
-         "forward: valid");
-    print_problems(&fwd);
-    run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, REVERSE, &rev);
-    run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, BYTEWISE_ROUND_ROBIN, &byte);
+    run_three_ways(ch, 2, &fwd, &rev, &byte);
     expect_same(&fwd, &rev, "reverse");
     /* bytewise, round-robin: the two devices' events interleave otherwise,
      * each device's are the same */
@@ -512,17 +525,8 @@ static void test_nested_migstream(void **state)
     ms_error_info err;
     assert_int_equal(tb_write_workload(&w, out, &err), 0);
     chan ch[2] = {{out[0].p, out[0].len}, {out[1].p, out[1].len}};
-    ms_options opt;
-    ms_options_init(&opt);
     seen fwd = {0}, rev = {0}, byte = {0};
-    SOFT(run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &fwd) == 0,
-         "forward: valid");
-    print_problems(&fwd);
-    SOFT(run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, REVERSE, &rev) == 0,
-         "reverse: valid");
-    SOFT(run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, BYTEWISE_ROUND_ROBIN,
-             &byte) == 0,
-         "bytewise: valid");
+    run_three_ways(ch, 2, &fwd, &rev, &byte);
     SOFT(count_nested(&fwd, DEV_A "#0 slot=0 record STOP_COPY_SIZE") == 1,
          "STOP_COPY_SIZE");
     SOFT(count_nested(&fwd, "record FW_DATA @24+716 phase=initial") == 1,
@@ -585,10 +589,9 @@ static void test_hold_limit(void **state)
     (void)state;
     BEGIN();
     qemu_pair q;
-    qemu_pair_build(&q);
-    chan ch[2] = {{q.main.p, q.main.len}, {q.mfd.p, q.mfd.len}};
+    chan ch[2];
     ms_options opt;
-    ms_options_init(&opt);
+    qemu_pair_setup(&q, ch, &opt);
     opt.max_buffered_bytes = 256; /* the multifd channel is over 900 */
     seen s = {0};
     SOFT(run(ch, 2, &opt, 0, REVERSE, &s) < 0, "held over the limit");

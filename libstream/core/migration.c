@@ -52,6 +52,7 @@ typedef struct mg_chan {
     size_t nheld, heldcap;
     int seek_pending;
     uint64_t seek_target;
+    uint64_t next_off; /* channel offset of the next byte given */
 } mg_chan;
 
 struct ms_migration {
@@ -446,6 +447,18 @@ static void keep_head(mg_chan *c, const void *buf, size_t len)
     c->headlen += n < len ? n : len;
 }
 
+/* What a held channel waits for (for the limit problem). */
+static const char *hold_reason(ms_migration *m, mg_chan *c)
+{
+    if (!head_known(c))
+        return "more bytes to tell its format";
+    if (!turn_came(m, c))
+        return "the channels opened before it";
+    if (c->magic == MS_FORMAT_QEMU_MULTIFD)
+        return "the main channel's page size";
+    return "the main channel's end (postcopy-preempt detection)";
+}
+
 static int hold(ms_migration *m, mg_chan *c, uint32_t slot, int has_off,
                 uint64_t off, const void *buf, size_t len)
 {
@@ -456,10 +469,8 @@ static int hold(ms_migration *m, mg_chan *c, uint32_t slot, int has_off,
             snprintf(e.detail, sizeof e.detail,
                      "the channel's bytes wait for %s: holding %zu more "
                      "exceeds max_buffered_bytes (%llu)",
-                     c->magic == MS_FORMAT_QEMU_MULTIFD
-                         ? "the main channel's page size"
-                         : "the channels before it",
-                     len, (unsigned long long)m->opt.max_buffered_bytes);
+                     hold_reason(m, c), len,
+                     (unsigned long long)m->opt.max_buffered_bytes);
             channel_failed(m, c, slot, &e);
             return -1;
         }
@@ -643,6 +654,9 @@ static int input(ms_migration *m, uint32_t slot, int has_off, uint64_t off,
                                     c->seek_target - off < len)) {
         rc = MS_NEXT_SEEK; /* bytes from elsewhere: not used */
     } else {
+        if (!has_off) /* where these bytes start */
+            off = c->next_off;
+        c->next_off = off + len;
         if (!c->r)
             keep_head(c, buf, len);
         if (c->r && !c->nheld)
