@@ -983,8 +983,9 @@ MS_API const ms_error_info *ms_set_error(const ms_set *s);
  * What it does for the caller:
  * - QEMU: a multifd channel needs the target page size from the main
  *   channel's CONFIGURATION.  A channel whose first bytes are a multifd
- *   magic is held until that record was decoded (or until
- *   ms_migration_no_main / ms_migration_finish: then 4096 is assumed);
+ *   magic is held until that record was decoded (or until the main
+ *   channels ended, ms_migration_no_main or ms_migration_finish: then the
+ *   page size known, else 4096, is used);
  *   ms_options.qemu_page_size != 0 skips the hold.  A held channel keeps
  *   views of its input when ms_options.input_stable, else copies, at most
  *   max_buffered_bytes of them for the whole migration (over it: a limit
@@ -1019,7 +1020,8 @@ MS_API const ms_error_info *ms_set_error(const ms_set *s);
  *
  * Threads: decoding runs unlocked; the set, the nested payload readers,
  * the hold and the callbacks are serialised by a mutex inside the
- * migration (pthread), so callbacks never run concurrently.  Calls for one
+ * migration (pthread), so callbacks never run concurrently; a callback
+ * must not call ms_migration_* functions (the mutex is held).  Calls for one
  * slot must not overlap; calls for different slots may run on different
  * threads only with MS_MIGRATION_CONCURRENT: a channel then waits (blocks)
  * where it would be held, so every opened channel must be fed to its end

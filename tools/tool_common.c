@@ -387,10 +387,17 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
         opt, &cb,
         (run_payloads ? MS_MIGRATION_NESTED_PAYLOADS : 0) |
             (parallel ? MS_MIGRATION_CONCURRENT : 0));
-    if (!rc.m ||
-        (given_vmdesc &&
-         ms_migration_give_vmdesc(rc.m, given_vmdesc, given_vmdesc_len) < 0)) {
+    if (!rc.m) {
         fprintf(stderr, "%s: cannot create readers (out of memory)\n", prog);
+        goto out;
+    }
+    if (given_vmdesc &&
+        ms_migration_give_vmdesc(rc.m, given_vmdesc, given_vmdesc_len) < 0) {
+        fprintf(stderr,
+                "%s: --vmdesc: %zu bytes of JSON exceed max_vmdesc_bytes "
+                "(%llu), or out of memory\n",
+                prog, given_vmdesc_len,
+                (unsigned long long)opt->max_vmdesc_bytes);
         goto out;
     }
     if (open_channels(&rc, fs, nfiles) < 0 ||

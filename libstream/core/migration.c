@@ -67,6 +67,8 @@ struct ms_migration {
     mg_chan *chans;
     size_t nchans; /* slots allocated */
     size_t opened;
+    uint32_t *by_order; /* slots in the order they were opened */
+    size_t order_cap;
     uint32_t page_size; /* from a main channel's CONFIGURATION; 0: none */
     int config_seen;    /* a CONFIGURATION was decoded */
     int postcopy;       /* a main channel advised postcopy */
@@ -177,6 +179,7 @@ void ms_migration_free(ms_migration *m)
         ms_reader_free(m->chans[i].r);
     }
     ms_free(ALLOC(m), m->chans);
+    ms_free(ALLOC(m), m->by_order);
     ms_free(ALLOC(m), m->vmdesc);
     ms_set_free(m->set);
     ms_nested_free(m->nested);
@@ -259,10 +262,9 @@ static int mains_pending(const ms_migration *m)
  * their first event to the set (or ended). */
 static int turn_came(const ms_migration *m, const mg_chan *c)
 {
-    for (size_t i = 0; i < m->nchans; i++) {
-        const mg_chan *o = &m->chans[i];
-        if (o->opened && o->order < c->order && !o->took_turn &&
-            !is_main_magic(o->magic))
+    for (size_t k = 0; k < c->order; k++) {
+        const mg_chan *o = &m->chans[m->by_order[k]];
+        if (!o->took_turn && !is_main_magic(o->magic))
             return 0;
     }
     return 1;
@@ -542,18 +544,16 @@ static void release(ms_migration *m)
     m->releasing = 1;
     for (int again = 1; again;) {
         again = 0;
-        for (size_t order = 0; order < m->opened; order++)
-            for (size_t i = 0; i < m->nchans; i++) {
-                mg_chan *c = &m->chans[i];
-                if (!c->opened || c->order != order || c->failed || c->busy ||
-                    c->finished)
-                    continue;
-                if ((c->nheld || (c->ended && !c->finished) || !c->r) &&
-                    (c->nheld || c->ended) && may_decode(m, c)) {
-                    start(m, c, (uint32_t)i);
-                    again = 1;
-                }
+        for (size_t k = 0; k < m->opened; k++) {
+            uint32_t slot = m->by_order[k];
+            mg_chan *c = &m->chans[slot];
+            if (c->failed || c->busy || c->finished)
+                continue;
+            if ((c->nheld || c->ended) && may_decode(m, c)) {
+                start(m, c, slot);
+                again = 1;
             }
+        }
     }
     m->releasing = 0;
 }
@@ -582,7 +582,9 @@ int ms_migration_channel_open(ms_migration *m, uint32_t slot,
     } else if (slot < m->nchans && m->chans[slot].opened) {
         usage_problem(m, slot, "opened twice");
     } else if (ms_grow(ALLOC(m), (void **)&m->chans, sizeof *m->chans,
-                       &m->nchans, (size_t)slot + 1) < 0) {
+                       &m->nchans, (size_t)slot + 1) < 0 ||
+               ms_grow(ALLOC(m), (void **)&m->by_order, sizeof *m->by_order,
+                       &m->order_cap, m->opened + 1) < 0) {
         ms_error_info e = {
             .code = MS_ERR_NO_MEMORY, .channel = slot, .has_channel = 1};
         snprintf(e.detail, sizeof e.detail, "no memory for slot %u", slot);
@@ -590,7 +592,8 @@ int ms_migration_channel_open(ms_migration *m, uint32_t slot,
     } else {
         mg_chan *c = &m->chans[slot];
         c->opened = 1;
-        c->order = m->opened++;
+        c->order = m->opened;
+        m->by_order[m->opened++] = slot;
         if (in)
             c->in = *in;
         if (is_main_magic(c->in.format)) /* a main channel, said so */
