@@ -80,7 +80,7 @@ clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)
 
 format:
-	find include libstream encode tools tests fuzz -name '*.[ch]' -print0 | \
+	find include libstream encode tools tests fuzz examples -name '*.[ch]' -print0 | \
 	    xargs -0 -r clang-format -i
 
 bench: build

@@ -1012,6 +1012,172 @@ MS_API int ms_set_next(ms_set *s, ms_event *ev);
 MS_API int ms_set_finish(ms_set *s);
 MS_API const ms_error_info *ms_set_error(const ms_set *s);
 
+/* Devices a set invents for QEMU multifd device state (an (idstr,
+ * instance id) pair seen in device-state packets) get handles
+ * MS_DEVICE_HANDLE_QEMU + n, n = 0, 1, ... in the order their first packet
+ * reached the set; they appear in the set's MS_EV_DATA and
+ * MS_EV_IMAGE_ASSEMBLED events (u.data.device, u.image.device).  Test
+ * `handle & MS_DEVICE_HANDLE_QEMU` to tell them from a migstream stream's
+ * own handles (a migration is either migstream or QEMU channels). */
+#define MS_DEVICE_HANDLE_QEMU 0x80000000u
+
+/* ---- one migration: channels -> readers -> set -> nested payloads --------
+ * An ms_migration decodes every channel of one migration the way the tools
+ * do: one reader per channel (slot), one set for what spans channels, and
+ * (MS_MIGRATION_NESTED_PAYLOADS) each VFIO device's bytes -- QEMU main
+ * stream VFIO sections, multifd device-state images reassembled by the set,
+ * migstream device images in seq order -- decoded by a driver payload
+ * reader of their own.  Push each channel's bytes in; events and problems
+ * come out through callbacks.
+ *
+ *   bytes -> [slot 0 reader] -+
+ *   bytes -> [slot 1 reader] -+-> ms_set -> derived events
+ *   ...                       |      |
+ *                             v      v
+ *                     nested payload readers (one per device)
+ *                             |
+ *                       on_event(ev, origin) / on_problem(e)
+ *
+ * What it does for the caller:
+ * - QEMU: a multifd channel needs the target page size from the main
+ *   channel's CONFIGURATION.  A channel whose first bytes are a multifd
+ *   magic is held until that record was decoded (or until the main
+ *   channels ended, ms_migration_no_main or ms_migration_finish: then the
+ *   page size known, else 4096, is used);
+ *   ms_options.qemu_page_size != 0 skips the hold.  A held channel keeps
+ *   views of its input when ms_options.input_stable, else copies, at most
+ *   max_buffered_bytes of them for the whole migration (over it: a limit
+ *   problem for that channel).
+ * - QEMU: a main channel whose whole input the caller gives
+ *   (ms_channel_input.whole) gets its JSON trailer before decoding, so FULL
+ *   sections decode as they come; a main channel without one gets the
+ *   trailer from ms_migration_give_vmdesc if any.
+ * - A channel with no magic whose first be64 looks like a RAM page record,
+ *   opened with format AUTO, after a main channel that advised postcopy,
+ *   is decoded as MS_FORMAT_QEMU_PREEMPT.  Such a channel is held until
+ *   the main channels have ended (or no_main / finish).  A forced
+ *   MS_FORMAT_QEMU_PREEMPT does not apply to a channel that starts with a
+ *   QEMU main or libvirt magic (so one format can be given for all).
+ * - Deterministic order: channels other than QEMU main channels hand their
+ *   first event to the set in the order they were opened (the set compares
+ *   later channels with the first one).  Single-threaded (default), a
+ *   channel whose turn has not come is held (as above) and decoded as soon
+ *   as the channels opened before it have handed their first event or
+ *   ended; feeding slot 1 before slot 0 is fine.  A channel whose bytes
+ *   have not told its format yet counts as not having had its turn: open
+ *   a main channel with format MS_FORMAT_QEMU_MAIN (or LIBVIRT_SAVE) so
+ *   the others need not wait for its first bytes.  With
+ *   MS_MIGRATION_CONCURRENT the call waits instead (see Threads).
+ * - Every event is shown to on_event: a reader's event before the set sees
+ *   it, then the events the set derived from it (origin->derived), and a
+ *   device's payload events (origin->device != NULL) before the carrier
+ *   event whose bytes produced them.  A problem in one channel stops that
+ *   channel, a problem in one device's payload stops that device; the rest
+ *   goes on, so every channel gets checked.  A set problem stops the set
+ *   (channels are still decoded).
+ *
+ * Threads: decoding runs unlocked; the set, the nested payload readers,
+ * the hold and the callbacks are serialised by a mutex inside the
+ * migration (pthread), so callbacks never run concurrently; a callback
+ * must not call ms_migration_* functions (the mutex is held).  Calls for one
+ * slot must not overlap; calls for different slots may run on different
+ * threads only with MS_MIGRATION_CONCURRENT: a channel then waits (blocks)
+ * where it would be held, so every opened channel must be fed to its end
+ * (or ended) by some thread; ms_migration_finish and _free run alone. */
+typedef struct ms_migration ms_migration;
+
+typedef struct ms_event_origin {
+    uint32_t channel;   /* the slot the event (or its carrier bytes) came
+                           from; derived events: the set's channel */
+    int derived;        /* 1: the set derived it (ms_set_next) */
+    /* nested driver payload events (MS_EV_PAYLOAD_*): */
+    const char *device; /* the device's idstr; NULL for every other event */
+    uint32_t instance_id; /* QEMU: the section's / packet's instance id */
+    ms_phase phase;     /* phase of the device bytes it came out of */
+    uint64_t carrier_offset; /* channel offset of those device bytes */
+} ms_event_origin;
+
+typedef struct ms_migration_callbacks {
+    /* every event; `ev` and its pointers are valid during the call */
+    void (*on_event)(void *ctx, const ms_event *ev,
+                     const ms_event_origin *origin);
+    /* every problem; e->has_channel says which slot (0: the migration as a
+     * whole, e.g. a set check at finish) */
+    void (*on_problem)(void *ctx, const ms_error_info *e);
+    void *ctx;
+} ms_migration_callbacks;
+
+/* ms_migration_create flags */
+#define MS_MIGRATION_NESTED_PAYLOADS 0x1u /* decode VFIO device bytes with
+                                             driver payload readers */
+#define MS_MIGRATION_CONCURRENT 0x2u      /* slots fed on several threads */
+
+/* One channel as the caller sees it. */
+typedef struct ms_channel_input {
+    ms_format format;  /* MS_FORMAT_AUTO: ms_options.format */
+    int seekable;      /* the caller can hand input at any offset */
+    uint64_t size;     /* bytes of the whole input when known, else 0 */
+    /* The whole input when the caller has it in memory (e.g. mmap), valid
+     * until ms_migration_free; NULL otherwise.  Used only to find a QEMU
+     * stream's JSON trailer and to tell a postcopy-preempt channel: the
+     * bytes are still handed in with ms_migration_input. */
+    const void *whole;
+    size_t whole_len;
+} ms_channel_input;
+
+/* NULL options: defaults; callbacks are required.  NULL when memory is
+ * short, the options are invalid, or a callback is missing. */
+MS_API ms_migration *ms_migration_create(const ms_options *opt,
+                                         const ms_migration_callbacks *cb,
+                                         unsigned flags);
+MS_API void ms_migration_free(ms_migration *m); /* accepts NULL */
+
+/* The JSON trailer of another stream of the same machine, given to QEMU
+ * main channels that carry none (see ms_reader_borrow_vmdesc); copied.
+ * Before the channels it concerns are opened.  0, or -1 (memory, or over
+ * max_vmdesc_bytes). */
+MS_API int ms_migration_give_vmdesc(ms_migration *m, const char *json,
+                                    size_t len);
+
+/* No QEMU main channel will come (or no more of them): channels held for
+ * the page size or for postcopy-preempt detection go on with what is
+ * known. */
+MS_API void ms_migration_no_main(ms_migration *m);
+
+/* Open slot `slot` (< max_channels; each slot once).  `in` may be NULL
+ * (format AUTO, not seekable, size unknown).  0 or -1 (a problem was
+ * reported). */
+MS_API int ms_migration_channel_open(ms_migration *m, uint32_t slot,
+                                     const ms_channel_input *in);
+
+/* The channel's next bytes, in order.  Returns 0 (consumed, or held),
+ * MS_NEXT_SEEK (seekable channels only: give the bytes starting at
+ * ms_migration_seek_target next, with ms_migration_input_at; bytes given
+ * while a seek is pending are not used), or -1: the channel failed (its
+ * problem was reported; later calls for it return -1 and do nothing).
+ * The bytes need to stay valid only during the call, unless
+ * ms_options.input_stable. */
+MS_API int ms_migration_input(ms_migration *m, uint32_t slot, const void *buf,
+                              size_t len);
+/* Bytes starting at channel offset `offset` (seekable channels). */
+MS_API int ms_migration_input_at(ms_migration *m, uint32_t slot,
+                                 uint64_t offset, const void *buf, size_t len);
+MS_API uint64_t ms_migration_seek_target(const ms_migration *m, uint32_t slot);
+
+/* The channel's input is over: its reader finishes (a stream cut inside a
+ * record is a problem) and the set is told.  A held channel is finished
+ * once it is decoded.  0, or -1 when the channel failed. */
+MS_API int ms_migration_channel_end(ms_migration *m, uint32_t slot);
+
+/* All input is over: held channels are decoded and ended (opened channels
+ * not ended yet are ended), the set's whole-migration checks run when
+ * every channel ended cleanly, and nested payloads cut inside a record are
+ * reported.  Returns 0 when no problem was reported at all, else -1. */
+MS_API int ms_migration_finish(ms_migration *m);
+
+/* Problems reported so far. */
+MS_API uint64_t ms_migration_problems(const ms_migration *m);
+
 /* ---- writer (migstream v1) -------------------------------------------- */
 typedef struct ms_writer ms_writer;
 

@@ -62,7 +62,6 @@ struct dump_ctx {
     chan_stats *chans; /* per file */
     size_t cur_file;
     /* driver payloads (raw files, or nested in carriers) */
-    tool_payloads *tp;
     struct pl_stats {
         char device[256], kind[16];
         uint64_t images[4], bytes[4], records[4]; /* by phase */
@@ -138,7 +137,7 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
     case MS_EV_IMAGE_ASSEMBLED: {
         dev_stats *s = dev_of(d, ev->u.image.device);
         s->assembled++;
-        if (s->handle & 0x80000000u) { /* QEMU multifd device state */
+        if (s->handle & MS_DEVICE_HANDLE_QEMU) { /* QEMU multifd device state */
             s->phase[MS_PHASE_FINAL].images++;
             s->phase[MS_PHASE_FINAL].bytes += ev->u.image.length;
             s->phase[MS_PHASE_FINAL].units += ev->u.image.unit_count;
@@ -390,13 +389,6 @@ static void payload_event(dump_ctx *d, size_t file, const char *device,
         return;
     if (!d->summary_only && !d->state)
         payload_line(d, file, device, ev);
-}
-
-static void on_nested(void *ctx, size_t file, uint64_t at,
-                      const char *device, const ms_event *ev)
-{
-    (void)at;
-    payload_event(ctx, file, device, ev);
 }
 
 static void summary_payloads(dump_ctx *d)
@@ -730,7 +722,7 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ev->u.packet.config ? " config" : "", ev->u.packet.size);
         break;
     case MS_EV_IMAGE_ASSEMBLED:
-        if (ev->u.image.device & 0x80000000u) {
+        if (ev->u.image.device & MS_DEVICE_HANDLE_QEMU) {
             fprintf(o, "%s final image %" PRIu64 " bytes from %" PRIu64
                        " buffers + config %" PRIu64 " bytes",
                     dev_of(d, ev->u.image.device)->idstr, ev->u.image.length,
@@ -1115,17 +1107,21 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
 
-static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
+static void on_event(void *ctx, const ms_event *ev,
+                     const ms_event_origin *origin)
 {
     dump_ctx *d = ctx;
+    size_t file = origin->channel;
+    int from_set = origin->derived;
+    if (origin->device) { /* a driver payload nested in a carrier */
+        payload_event(d, file, origin->device, ev);
+        return;
+    }
     if (ev->kind == MS_EV_PAYLOAD_RECORD || ev->kind == MS_EV_PAYLOAD_IMAGE ||
         ev->kind == MS_EV_PAYLOAD_FIELD) { /* a raw driver payload file */
         payload_event(d, file, d->files[file], ev);
         return;
     }
-    if (d->tp)
-        tool_payloads_feed(d->tp, file, ev, from_set, on_nested, on_problem,
-                           d);
     if (d->state) {
         dump_state_event(d->state, file, ev);
         return;
@@ -1256,7 +1252,7 @@ static void summary_qemu(dump_ctx *d)
     }
     for (size_t i = 0; i < d->ndevs; i++) {
         dev_stats *s = &d->devs[i];
-        if (s->handle & 0x80000000u) { /* multifd device state */
+        if (s->handle & MS_DEVICE_HANDLE_QEMU) { /* multifd device state */
             fprintf(o, "  %s: final image %" PRIu64 " B reassembled from %"
                        PRIu64 " buffers + %" PRIu64 " B config\n",
                     s->idstr, s->phase[MS_PHASE_FINAL].bytes,
@@ -1526,16 +1522,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
-    if (nested && opt.format != MS_FORMAT_PAYLOAD &&
-        !(d.tp = tool_payloads_new(&opt, -1))) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return TOOL_USAGE;
-    }
+    tool_run_payloads(nested && opt.format != MS_FORMAT_PAYLOAD);
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
-    if (d.tp) {
-        tool_payloads_finish(d.tp, on_nested, on_problem, &d);
-        tool_payloads_free(d.tp);
-    }
     if (d.state && dump_state_problems(d.state))
         d.problems++;
     if (rc == TOOL_OK && d.problems) /* nested payload problems too */

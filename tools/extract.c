@@ -1003,9 +1003,12 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
 /* ---- driving
  * ------------------------------------------------------------------- */
 
-static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
+static void on_event(void *ctx, const ms_event *ev,
+                     const ms_event_origin *origin)
 {
     extract_ctx *x = ctx;
+    size_t file = origin->channel;
+    int from_set = origin->derived;
     if (x->failed_io)
         return; /* nothing more can be written correctly */
     if (ev->kind == MS_EV_STREAM_HEADER && !from_set)

@@ -22,11 +22,6 @@ typedef struct tool_file {
     int seekable;  /* a regular file (mapped or read with pread): the
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
-    ms_reader *reader;
-    int failed, done, vmdesc_bad;
-    size_t turn;   /* threaded reading: its place in the header order */
-    int took_turn; /* its first event went to the set, or it ended */
-    ms_options opt; /* the reader's options (the format may be this file's) */
 } tool_file;
 
 /* ---- problems ------------------------------------------------------------- */
@@ -90,14 +85,17 @@ static void close_file(tool_file *f)
         munmap(f->map, f->map_len);
     if (f->fd > STDIN_FILENO)
         close(f->fd);
-    ms_reader_free(f->reader);
 }
 
 /* Channel files may be decoded on several threads (tool_run_parallel):
- * decoding runs unlocked; the set and the tool's callbacks, which keep
- * shared state, run under `lock`. */
+ * the migration decodes unlocked and serialises the set and the tool's
+ * callbacks, which keep shared state. */
 static int run_parallel;
 void tool_run_parallel(int on) { run_parallel = on; }
+
+/* Driver payloads inside carriers decoded (tool_run_payloads). */
+static int run_payloads;
+void tool_run_payloads(int on) { run_payloads = on; }
 
 /* --vmdesc FILE: the JSON trailer for QEMU streams that carry none */
 static char *given_vmdesc;
@@ -176,114 +174,24 @@ static int load_vmdesc(const char *prog, const char *path)
     return 0;
 }
 
+/* Every event and problem of the migration goes to the tool. */
 typedef struct run_ctx {
-    pthread_mutex_t lock;
-    int threaded;
-    /* Threaded reading: files hand their first event (the stream header)
-     * to the set in the order given, so "the first channel" that the
-     * others are compared with does not depend on thread timing. */
-    pthread_cond_t turn_cv;
-    size_t header_turn;
-    ms_set *set;
-    uint32_t page_bits; /* from a QEMU main stream's configuration */
-    /* a QEMU main stream advised postcopy-ram (or listed postcopy-preempt):
-     * a channel file without a magic is its postcopy-preempt channel */
-    int postcopy;
-    int set_failed;
+    ms_migration *m;
     tool_event_fn on_event;
     tool_problem_fn on_problem;
     void *ctx;
-    int problems;
 } run_ctx;
 
-static void lock(run_ctx *rc)
+static void run_event(void *ctx, const ms_event *ev, const ms_event_origin *o)
 {
-    if (rc->threaded)
-        pthread_mutex_lock(&rc->lock);
+    run_ctx *rc = ctx;
+    rc->on_event(rc->ctx, ev, o);
 }
 
-static void unlock(run_ctx *rc)
+static void run_problem(void *ctx, const ms_error_info *e)
 {
-    if (rc->threaded)
-        pthread_mutex_unlock(&rc->lock);
-}
-
-/* A reader's problem (called unlocked). */
-static void file_problem(run_ctx *rc, tool_file *f, size_t idx)
-{
-    lock(rc);
-    f->failed = 1;
-    rc->problems++;
-    rc->on_problem(rc->ctx, idx, ms_reader_error(f->reader));
-    unlock(rc);
-}
-
-static void set_problem(run_ctx *rc)
-{
-    const ms_error_info *e = ms_set_error(rc->set);
-    rc->set_failed = 1;
-    rc->problems++;
+    run_ctx *rc = ctx;
     rc->on_problem(rc->ctx, e->has_channel ? e->channel : (size_t)-1, e);
-}
-
-/* Pull the reader's events for the current slice; hand each to the set
- * and to the tool.  Returns 0 when the slice is consumed, 1 when the
- * reader wants input at another offset (MS_NEXT_SEEK), -1 on error. */
-/* Under the lock: wait until the files before this one (in the order
- * given) have handed their first event to the set. */
-static void wait_turn(run_ctx *rc, tool_file *f)
-{
-    while (rc->threaded && !f->took_turn && rc->header_turn != f->turn)
-        pthread_cond_wait(&rc->turn_cv, &rc->lock);
-}
-
-/* Under the lock: this file's first event went in (or it ended without
- * one): the next file may go. */
-static void end_turn(run_ctx *rc, tool_file *f)
-{
-    if (!rc->threaded || f->took_turn)
-        return;
-    f->took_turn = 1;
-    rc->header_turn++;
-    pthread_cond_broadcast(&rc->turn_cv);
-}
-
-static int pump(run_ctx *rc, tool_file *f, size_t idx)
-{
-    ms_event ev, sev;
-    for (;;) {
-        int r = ms_reader_next(f->reader, &ev); /* the decoding: unlocked */
-        if (r == MS_NEXT_INPUT)
-            return 0;
-        if (r == MS_NEXT_SEEK)
-            return 1;
-        if (r == MS_NEXT_ERROR) {
-            file_problem(rc, f, idx);
-            return -1;
-        }
-        lock(rc);
-        wait_turn(rc, f);
-        rc->on_event(rc->ctx, idx, &ev, 0);
-        if (ev.kind == MS_EV_CONFIGURATION && ev.u.config.has_page_bits)
-            rc->page_bits = ev.u.config.page_bits;
-        if ((ev.kind == MS_EV_COMMAND && ev.u.command.cmd == 3 &&
-             ev.u.command.len) ||
-            (ev.kind == MS_EV_CONFIGURATION && ev.u.config.cap_postcopy_preempt))
-            rc->postcopy = 1;
-        if (!rc->set_failed) {
-            if (ms_set_observe(rc->set, (uint32_t)idx, &ev) < 0) {
-                set_problem(rc);
-            } else {
-                int s;
-                while ((s = ms_set_next(rc->set, &sev)) == MS_NEXT_EVENT)
-                    rc->on_event(rc->ctx, sev.channel, &sev, 1);
-                if (s == MS_NEXT_ERROR)
-                    set_problem(rc);
-            }
-        }
-        end_turn(rc, f);
-        unlock(rc);
-    }
 }
 
 static int is_qemu_main(const tool_file *f)
@@ -294,65 +202,25 @@ static int is_qemu_main(const tool_file *f)
     return fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE;
 }
 
-/* A mapped QEMU stream: give the reader its JSON trailer first, so FULL
- * sections decode as they come (a pipe gets no such help). */
-static void give_vmdesc(tool_file *f)
-{
-    size_t off, len, need;
-    ms_format fmt = f->map ? ms_detect(f->map, f->map_len, &need)
-                           : MS_FORMAT_UNKNOWN;
-    if ((fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE) &&
-        ms_qemu_find_vmdesc(f->map, f->map_len, (size_t)64 << 20, &off,
-                            &len)) {
-        /* A malformed trailer is reported when the reader reaches it. */
-        if (ms_reader_set_vmdesc(f->reader, (const char *)f->map + off, len) <
-            0)
-            f->vmdesc_bad = 1;
-    } else if (given_vmdesc &&
-               (!f->map || fmt == MS_FORMAT_QEMU_MAIN ||
-                fmt == MS_FORMAT_LIBVIRT_SAVE)) {
-        /* no trailer of its own (a postcopy stream, a pipe): --vmdesc */
-        if (ms_reader_borrow_vmdesc(f->reader, given_vmdesc,
-                                    given_vmdesc_len) < 0)
-            f->vmdesc_bad = 1;
-    }
-}
-
-/* Could this mapped file be a postcopy-preempt channel?  It has no magic,
- * but its first be64 is a page record without CONTINUE (ZERO 0x02 or PAGE
- * 0x08 in the low bits, below the smallest page of 512 bytes), or the EOS
- * of an empty channel.  A return path (be16 type, be16 length) is not. */
-static int looks_like_preempt(const tool_file *f)
-{
-    if (!f->map || f->map_len < 8)
-        return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | f->map[i];
-    uint64_t flags = v & 0x1ff;
-    return flags == 0x02 || flags == 0x08 || v == 0x10;
-}
-
 /* A mapped file: one slice; the reader jumps inside it by itself, so a
- * seek it asks for lies past the end (finish then says so). */
-static void read_mapped(run_ctx *rc, tool_file *f, size_t idx)
+ * seek it asks for lies past the end (the channel's end then says so). */
+static void read_mapped(run_ctx *rc, tool_file *f, uint32_t slot)
 {
-    if (ms_reader_input(f->reader, f->map, f->map_len) < 0)
-        return;
-    while (pump(rc, f, idx) == 1) {
-        uint64_t at = ms_reader_seek_target(f->reader);
-        if (at >= f->map_len ||
-            ms_reader_input_at(f->reader, at, f->map + at,
-                               f->map_len - (size_t)at) < 0)
+    int r = ms_migration_input(rc->m, slot, f->map, f->map_len);
+    while (r == MS_NEXT_SEEK) {
+        uint64_t at = ms_migration_seek_target(rc->m, slot);
+        if (at >= f->map_len)
             return;
+        r = ms_migration_input_at(rc->m, slot, at, f->map + at,
+                                  f->map_len - (size_t)at);
     }
 }
 
 /* Read loop: read() for a pipe, pread() at the reader's offset for a
  * regular file (seeks go where the reader asks).  -1 on an I/O error
  * (printed). */
-static int read_loop(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
-                     uint8_t *buf)
+static int read_loop(const char *prog, run_ctx *rc, tool_file *f,
+                     uint32_t slot, uint8_t *buf)
 {
     uint64_t pos = 0;
     for (;;) {
@@ -366,67 +234,27 @@ static int read_loop(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
         }
         if (n == 0)
             return 0;
-        int in = f->seekable
-                     ? ms_reader_input_at(f->reader, pos, buf, (size_t)n)
-                     : ms_reader_input(f->reader, buf, (size_t)n);
+        int s = f->seekable
+                    ? ms_migration_input_at(rc->m, slot, pos, buf, (size_t)n)
+                    : ms_migration_input(rc->m, slot, buf, (size_t)n);
         pos += (uint64_t)n;
-        if (in < 0)
-            return 0;
-        int s = pump(rc, f, idx);
         if (s < 0)
             return 0;
-        if (s == 1)
-            pos = ms_reader_seek_target(f->reader);
+        if (s == MS_NEXT_SEEK)
+            pos = ms_migration_seek_target(rc->m, slot);
     }
 }
 
-static int read_file(const char *prog, run_ctx *rc, tool_file *f, size_t idx,
-                     uint8_t *buf, const ms_options *all)
+/* One file, one channel: its bytes, then its end. */
+static int read_file(const char *prog, run_ctx *rc, tool_file *f,
+                     size_t idx, uint8_t *buf)
 {
-    /* This file's format: --format qemu-preempt names the channel files,
-     * not the main stream; without --format, a channel file with no magic
-     * that starts like one, read after a postcopy main stream, is its
-     * preempt channel. */
-    size_t need;
-    ms_format magic = f->map ? ms_detect(f->map, f->map_len, &need)
-                             : MS_FORMAT_AUTO;
-    f->opt = *all;
-    ms_options *opt = &f->opt;
-    if (opt->format == MS_FORMAT_QEMU_PREEMPT &&
-        (magic == MS_FORMAT_QEMU_MAIN || magic == MS_FORMAT_LIBVIRT_SAVE))
-        opt->format = MS_FORMAT_AUTO;
-    else if (opt->format == MS_FORMAT_AUTO && rc->postcopy &&
-             magic == MS_FORMAT_UNKNOWN && looks_like_preempt(f))
-        opt->format = MS_FORMAT_QEMU_PREEMPT;
-    /* Created now, not up front: a multifd channel reader needs the page
-     * size the main channel (read first) declared. */
-    ms_options o = *opt;
-    o.input_seekable = f->seekable;
-    o.input_size = f->seekable ? f->size : 0;
-    if (!(f->reader = ms_reader_create(&o))) {
-        fprintf(stderr, "%s: cannot create a reader (out of memory)\n", prog);
-        return -1;
-    }
-    give_vmdesc(f);
-    if (f->vmdesc_bad) {
-        file_problem(rc, f, idx);
-        return 0;
-    }
+    uint32_t slot = (uint32_t)idx;
     if (f->map)
-        read_mapped(rc, f, idx);
-    else if (read_loop(prog, rc, f, idx, buf) < 0)
+        read_mapped(rc, f, slot);
+    else if (read_loop(prog, rc, f, slot, buf) < 0)
         return -1;
-    if (f->failed)
-        return 0;
-    if (ms_reader_finish(f->reader) < 0) {
-        file_problem(rc, f, idx);
-        return 0;
-    }
-    f->done = 1;
-    lock(rc);
-    if (!rc->set_failed && ms_set_channel_done(rc->set, (uint32_t)idx) < 0)
-        set_problem(rc);
-    unlock(rc);
+    ms_migration_channel_end(rc->m, slot);
     return 0;
 }
 
@@ -436,149 +264,150 @@ typedef struct worker {
     run_ctx *rc;
     tool_file *f;
     size_t idx;
-    ms_options *opt;
-    int status;
 } worker;
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
-    w->status = read_file(w->prog, w->rc, w->f, w->idx, NULL, w->opt);
-    lock(w->rc); /* a file that failed before its first event */
-    wait_turn(w->rc, w->f);
-    end_turn(w->rc, w->f);
-    unlock(w->rc);
+    read_file(w->prog, w->rc, w->f, w->idx, NULL); /* mapped: no I/O error */
     return NULL;
 }
 
-/* Decode mapped channel files on one thread each; -1 on an I/O error. */
+/* Decode mapped channel files on one thread each (the migration was made
+ * MS_MIGRATION_CONCURRENT); -1 when out of memory. */
 static int read_parallel(const char *prog, run_ctx *rc, tool_file *fs,
-                         const size_t *idx, size_t n, ms_options *opt)
+                         const size_t *idx, size_t n)
 {
     worker *ws = calloc(n, sizeof *ws);
     if (!ws)
         return -1;
-    rc->threaded = pthread_mutex_init(&rc->lock, NULL) == 0;
-    if (rc->threaded && pthread_cond_init(&rc->turn_cv, NULL) != 0) {
-        pthread_mutex_destroy(&rc->lock);
-        rc->threaded = 0;
-    }
-    rc->header_turn = 0;
-    for (size_t i = 0; i < n; i++) {
-        fs[idx[i]].turn = i;
-        fs[idx[i]].took_turn = 0;
-    }
     size_t started = 0;
-    for (; rc->threaded && started < n; started++) {
+    for (; started < n; started++) {
         worker *w = &ws[started];
         *w = (worker){.prog = prog, .rc = rc, .f = &fs[idx[started]],
-                      .idx = idx[started], .opt = opt};
+                      .idx = idx[started]};
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
             break;
     }
-    int status = 0;
-    for (size_t i = 0; i < started; i++) {
+    /* what could not get a thread is read here: the files before it have
+     * their threads, so its turn comes */
+    for (size_t i = started; i < n; i++)
+        read_file(prog, rc, &fs[idx[i]], idx[i], NULL);
+    for (size_t i = 0; i < started; i++)
         pthread_join(ws[i].thread, NULL);
-        status |= ws[i].status;
-    }
-    /* what could not get a thread is read here, still under the lock rule
-     * (its turn comes: every started file has taken its own) */
-    for (size_t i = started; i < n; i++) {
-        status |= read_file(prog, rc, &fs[idx[i]], idx[i], NULL, opt);
-        lock(rc);
-        end_turn(rc, &fs[idx[i]]);
-        unlock(rc);
-    }
-    if (rc->threaded) {
-        pthread_cond_destroy(&rc->turn_cv);
-        pthread_mutex_destroy(&rc->lock);
-    }
-    rc->threaded = 0;
     free(ws);
-    return status < 0 ? -1 : 0;
+    return 0;
+}
+
+/* Open the files and the migration's channels (slot = place in the list). */
+static int open_all(const char *prog, tool_file *fs, char *const *files,
+                    size_t nfiles, ms_options *opt)
+{
+    int stdin_used = 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        fs[i].name = files[i];
+        if (strcmp(files[i], "-") == 0 && stdin_used++) {
+            fprintf(stderr, "%s: standard input given twice\n", prog);
+            return -1;
+        }
+        if (open_file(prog, &fs[i]) < 0)
+            return -1;
+        /* Mapped files stay valid until the end: the set keeps views of
+         * early packets instead of copying them. */
+        if (!fs[i].map)
+            opt->input_stable = 0;
+    }
+    return 0;
+}
+
+static int open_channels(run_ctx *rc, tool_file *fs, size_t nfiles)
+{
+    for (size_t i = 0; i < nfiles; i++) {
+        ms_channel_input in = {.seekable = fs[i].seekable,
+                               .size = fs[i].seekable ? fs[i].size : 0,
+                               .whole = fs[i].map,
+                               .whole_len = fs[i].map_len};
+        if (ms_migration_channel_open(rc->m, (uint32_t)i, &in) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A QEMU main channel is read before the multifd channels (it holds the
+ * page size and the RAM block list they are checked against); otherwise
+ * files are read in the order given, on threads when asked for. */
+static int read_all(const char *prog, run_ctx *rc, tool_file *fs,
+                    size_t nfiles, uint8_t *buf, int parallel)
+{
+    size_t *later = calloc(nfiles ? nfiles : 1, sizeof *later), nlater = 0;
+    if (!later)
+        return -1;
+    int io_error = 0;
+    for (size_t i = 0; i < nfiles && !io_error; i++) {
+        if (!is_qemu_main(&fs[i]))
+            later[nlater++] = i;
+        else
+            io_error = read_file(prog, rc, &fs[i], i, buf) < 0;
+    }
+    /* main channels read: the others go on with what they said */
+    ms_migration_no_main(rc->m);
+    if (!io_error && parallel)
+        io_error = read_parallel(prog, rc, fs, later, nlater) < 0;
+    else
+        for (size_t k = 0; k < nlater && !io_error; k++)
+            io_error = read_file(prog, rc, &fs[later[k]], later[k], buf) < 0;
+    free(later);
+    return io_error ? -1 : 0;
 }
 
 int tool_run(const char *prog, char *const *files, size_t nfiles,
              ms_options *opt, tool_event_fn on_event,
              tool_problem_fn on_problem, void *ctx)
 {
-    tool_file *fs = calloc(nfiles, sizeof *fs);
+    tool_file *fs = calloc(nfiles ? nfiles : 1, sizeof *fs);
     uint8_t *buf = malloc(READ_SLICE);
     run_ctx rc = {.on_event = on_event, .on_problem = on_problem, .ctx = ctx};
-    int status = TOOL_OK, stdin_used = 0;
+    int status = TOOL_USAGE;
     if (!fs || !buf) {
         fprintf(stderr, "%s: out of memory\n", prog);
-        status = TOOL_USAGE;
         goto out;
     }
-    for (size_t i = 0; i < nfiles; i++) {
-        fs[i].name = files[i];
-        if (strcmp(files[i], "-") == 0 && stdin_used++) {
-            fprintf(stderr, "%s: standard input given twice\n", prog);
-            status = TOOL_USAGE;
-            goto out;
-        }
-        if (open_file(prog, &fs[i]) < 0) {
-            status = TOOL_USAGE;
-            goto out;
-        }
-        /* Mapped files stay valid until the end: the set keeps views of
-         * early packets instead of copying them. */
-        if (!fs[i].map)
-            opt->input_stable = 0;
-    }
-    rc.set = ms_set_create(opt);
-    if (!rc.set) {
-        fprintf(stderr, "%s: cannot create readers (out of memory)\n", prog);
-        status = TOOL_USAGE;
+    if (open_all(prog, fs, files, nfiles, opt) < 0)
         goto out;
-    }
-    /* A QEMU main channel is read before the multifd channels (it holds
-     * the page size and the RAM block list they are checked against);
-     * otherwise files are read in the order given. */
-    size_t *later = calloc(nfiles, sizeof *later), nlater = 0;
     int all_mapped = 1;
-    if (!later) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        status = TOOL_USAGE;
-        goto out;
-    }
-    for (size_t i = 0; i < nfiles; i++) {
-        if (!is_qemu_main(&fs[i])) {
-            later[nlater++] = i;
-            all_mapped &= fs[i].map != NULL;
-        } else if (read_file(prog, &rc, &fs[i], i, buf, opt) < 0) {
-            free(later);
-            status = TOOL_USAGE;
-            goto out;
-        }
-    }
-    if (rc.page_bits)
-        opt->qemu_page_size = 1u << rc.page_bits;
-    int io_error = 0;
-    if (run_parallel && all_mapped && nlater > 1)
-        io_error = read_parallel(prog, &rc, fs, later, nlater, opt) < 0;
-    else
-        for (size_t k = 0; k < nlater && !io_error; k++)
-            io_error = read_file(prog, &rc, &fs[later[k]], later[k], buf,
-                                 opt) < 0;
-    free(later);
-    if (io_error) {
-        status = TOOL_USAGE;
-        goto out;
-    }
-    int all_done = 1;
+    size_t channels = 0;
     for (size_t i = 0; i < nfiles; i++)
-        all_done &= fs[i].done;
-    /* Whole-migration checks are only meaningful when every file was read
-     * to its end; otherwise the per-file problem already says why not. */
-    if (all_done && !rc.set_failed && ms_set_finish(rc.set) < 0)
-        set_problem(&rc);
-    status = rc.problems ? TOOL_INVALID : TOOL_OK;
+        if (!is_qemu_main(&fs[i])) {
+            all_mapped &= fs[i].map != NULL;
+            channels++;
+        }
+    int parallel = run_parallel && all_mapped && channels > 1;
+    ms_migration_callbacks cb = {run_event, run_problem, &rc};
+    rc.m = ms_migration_create(
+        opt, &cb,
+        (run_payloads ? MS_MIGRATION_NESTED_PAYLOADS : 0) |
+            (parallel ? MS_MIGRATION_CONCURRENT : 0));
+    if (!rc.m) {
+        fprintf(stderr, "%s: cannot create readers (out of memory)\n", prog);
+        goto out;
+    }
+    if (given_vmdesc &&
+        ms_migration_give_vmdesc(rc.m, given_vmdesc, given_vmdesc_len) < 0) {
+        fprintf(stderr,
+                "%s: --vmdesc: %zu bytes of JSON exceed max_vmdesc_bytes "
+                "(%llu), or out of memory\n",
+                prog, given_vmdesc_len,
+                (unsigned long long)opt->max_vmdesc_bytes);
+        goto out;
+    }
+    if (open_channels(&rc, fs, nfiles) < 0 ||
+        read_all(prog, &rc, fs, nfiles, buf, parallel) < 0)
+        goto out;
+    status = ms_migration_finish(rc.m) < 0 ? TOOL_INVALID : TOOL_OK;
 out:
     for (size_t i = 0; fs && i < nfiles; i++)
         close_file(&fs[i]);
-    ms_set_free(rc.set);
+    ms_migration_free(rc.m);
     free(fs);
     free(buf);
     return status;
@@ -763,425 +592,4 @@ void tool_reader_help(FILE *out)
         fprintf(out, "  --%s=N%*slimit: %s\n", limit_opts[i].name,
                 (int)(26 - strlen(limit_opts[i].name)), "",
                 limit_opts[i].help);
-}
-
-/* ---- driver payloads inside carriers -------------------------------------- */
-
-typedef struct pl_dev {
-    size_t file;        /* where its bytes come from (for problems) */
-    char label[256];    /* idstr */
-    char key[300];      /* what identifies the device across events */
-    ms_reader *r;
-    int kind;           /* forced or declared kind, MS_PAYLOAD_DETECT */
-    int off;            /* not recognised, or failed: no more decoding */
-    ms_phase phase;
-    uint64_t fed;       /* payload bytes handed in */
-    uint64_t last_off;  /* file offset of the chunk being fed */
-    int recognised;     /* a payload event came out */
-    /* migstream: images are fed in seq order; bytes of a later image that
-     * arrive first (its packets through the set, before the home channel
-     * is read) wait here */
-    uint32_t next_seq;  /* the image being fed */
-    struct pl_held {
-        uint32_t seq;
-        ms_phase phase;
-        uint64_t off;
-        const uint8_t *data;
-        size_t size;
-        int owned;      /* a copy (input not mapped), freed when fed */
-    } *held;
-    size_t nheld, heldcap;
-    uint64_t *done;     /* bitmap of completed images (seq) */
-    size_t donecap;
-    uint8_t *phases;    /* phase of each image seq, from IMAGE_BEGIN */
-    size_t phasecap;
-} pl_dev;
-
-struct tool_payloads {
-    ms_options opt;
-    int kind;
-    pl_dev *devs;
-    size_t n, cap;
-    /* per file: format, and QEMU section id -> idstr via VFIO markers */
-    struct pl_file {
-        ms_format format;
-        struct pl_sec {
-            uint32_t id;
-            char idstr[256];
-        } *secs;
-        size_t nsecs;
-        /* migstream: device handle -> idstr and declared kind */
-        struct pl_mdev {
-            uint32_t handle, kind;
-            char idstr[256];
-        } *mdevs;
-        size_t nmdevs;
-    } *files;
-    size_t nfiles;
-};
-
-tool_payloads *tool_payloads_new(const ms_options *opt, int kind)
-{
-    tool_payloads *tp = calloc(1, sizeof *tp);
-    if (!tp)
-        return NULL;
-    tp->opt = *opt;
-    tp->opt.format = MS_FORMAT_PAYLOAD;
-    tp->opt.payload_final_offset = UINT64_MAX; /* the carrier says */
-    tp->opt.input_stable = 0;
-    tp->kind = kind;
-    return tp;
-}
-
-void tool_payloads_free(tool_payloads *tp)
-{
-    if (!tp)
-        return;
-    for (size_t i = 0; i < tp->n; i++) {
-        pl_dev *d = &tp->devs[i];
-        ms_reader_free(d->r);
-        for (size_t k = 0; k < d->nheld; k++)
-            if (d->held[k].owned)
-                free((void *)d->held[k].data);
-        free(d->held);
-        free(d->done);
-        free(d->phases);
-    }
-    for (size_t i = 0; i < tp->nfiles; i++) {
-        free(tp->files[i].secs);
-        free(tp->files[i].mdevs);
-    }
-    free(tp->files);
-    free(tp->devs);
-    free(tp);
-}
-
-static struct pl_file *pl_file(tool_payloads *tp, size_t file)
-{
-    if (file >= tp->nfiles) {
-        struct pl_file *n = realloc(tp->files, (file + 1) * sizeof *n);
-        if (!n)
-            return NULL;
-        memset(n + tp->nfiles, 0, (file + 1 - tp->nfiles) * sizeof *n);
-        tp->files = n;
-        tp->nfiles = file + 1;
-    }
-    return &tp->files[file];
-}
-
-static pl_dev *pl_device(tool_payloads *tp, size_t file, const char *key,
-                         const char *label, int kind)
-{
-    for (size_t i = 0; i < tp->n; i++)
-        if (strcmp(tp->devs[i].key, key) == 0)
-            return &tp->devs[i];
-    if (tp->n == tp->cap) {
-        size_t cap = tp->cap ? tp->cap * 2 : 8;
-        pl_dev *n = realloc(tp->devs, cap * sizeof *n);
-        if (!n)
-            return NULL;
-        tp->devs = n;
-        tp->cap = cap;
-    }
-    pl_dev *d = &tp->devs[tp->n++];
-    memset(d, 0, sizeof *d);
-    d->file = file;
-    snprintf(d->key, sizeof d->key, "%s", key);
-    snprintf(d->label, sizeof d->label, "%s", label);
-    d->kind = tp->kind >= 0 ? tp->kind : kind;
-    return d;
-}
-
-/* A nested reader failed: "not recognised" ends decoding quietly; any other
- * error is the device's payload breaking its driver's rules. */
-static void pl_failed(pl_dev *d, tool_problem_fn on_problem, void *ctx)
-{
-    const ms_error_info *e = ms_reader_error(d->r);
-    d->off = 1;
-    /* detecting, nothing recognised yet: not a driver stream we know */
-    if (d->kind < 0 && !d->recognised &&
-        (e->code == MS_ERR_FORMAT_UNKNOWN || e->code == MS_ERR_TRUNCATED))
-        return;
-    ms_error_info p = *e;
-    p.offset = d->last_off;
-    p.has_channel = 0;
-    snprintf(p.detail, sizeof p.detail,
-             "device %.60s payload byte %llu: %.100s", d->label,
-             (unsigned long long)e->offset, e->detail);
-    on_problem(ctx, d->file, &p);
-}
-
-static void pl_pull(pl_dev *d, tool_nested_fn on_nested,
-                    tool_problem_fn on_problem, void *ctx)
-{
-    ms_event nev;
-    int rc;
-    while ((rc = ms_reader_next(d->r, &nev)) == MS_NEXT_EVENT) {
-        if (nev.kind == MS_EV_STREAM_HEADER)
-            continue;
-        d->recognised = 1;
-        on_nested(ctx, d->file, d->last_off, d->label, &nev);
-    }
-    if (rc == MS_NEXT_ERROR)
-        pl_failed(d, on_problem, ctx);
-}
-
-/* Hand device bytes to its payload reader (created on first use). */
-static void pl_give(tool_payloads *tp, pl_dev *d, ms_phase phase, uint64_t at,
-                    const uint8_t *data, size_t size, tool_nested_fn on_nested,
-                    tool_problem_fn on_problem, void *ctx)
-{
-    if (d->off)
-        return;
-    if (!d->r) {
-        ms_options o = tp->opt;
-        o.payload_kind = d->kind;
-        if (!(d->r = ms_reader_create(&o))) {
-            d->off = 1;
-            return;
-        }
-    }
-    if (phase != MS_PHASE_NONE && phase != d->phase) {
-        ms_reader_set_phase(d->r, phase);
-        d->phase = phase;
-    }
-    d->last_off = at;
-    d->fed += size;
-    if (ms_reader_input(d->r, data, size) < 0) {
-        pl_failed(d, on_problem, ctx);
-        return;
-    }
-    pl_pull(d, on_nested, on_problem, ctx);
-}
-
-/* Bytes of a later image: keep them (a view of mapped input, else a
- * copy) until the images before it are complete. */
-static void pl_hold(tool_payloads *tp, pl_dev *d, const ms_data_info *dd)
-{
-    if (d->nheld == d->heldcap) {
-        size_t cap = d->heldcap ? d->heldcap * 2 : 16;
-        struct pl_held *n = realloc(d->held, cap * sizeof *n);
-        if (!n) {
-            d->off = 1;
-            return;
-        }
-        d->held = n;
-        d->heldcap = cap;
-    }
-    struct pl_held *h = &d->held[d->nheld];
-    *h = (struct pl_held){dd->seq, dd->phase, dd->stream_offset, dd->data,
-                          dd->size, 0};
-    if (!(tp->opt.input_stable && dd->zero_copy)) {
-        uint8_t *copy = malloc(dd->size);
-        if (!copy) {
-            d->off = 1;
-            return;
-        }
-        memcpy(copy, dd->data, dd->size);
-        h->data = copy;
-        h->owned = 1;
-    }
-    d->nheld++;
-}
-
-/* The phase of image `seq` (the set may hand over a packet image before
- * its IMAGE_BEGIN was read, without a phase). */
-static ms_phase pl_phase(const pl_dev *d, uint32_t seq, ms_phase given)
-{
-    if (given != MS_PHASE_NONE || seq >= d->phasecap)
-        return given;
-    return (ms_phase)d->phases[seq];
-}
-
-static int pl_is_done(const pl_dev *d, uint32_t seq)
-{
-    return (size_t)seq / 64 < d->donecap && (d->done[seq / 64] >> (seq % 64)) & 1;
-}
-
-/* Feed what was held for the image due next, once its phase is known (its
- * IMAGE_BEGIN was read); when that image is complete, go on to the next. */
-static void pl_flush(tool_payloads *tp, pl_dev *d, tool_nested_fn on_nested,
-                     tool_problem_fn on_problem, void *ctx)
-{
-    for (;;) {
-        uint32_t seq = d->next_seq;
-        ms_phase phase = pl_phase(d, seq, MS_PHASE_NONE);
-        if (phase == MS_PHASE_NONE && !pl_is_done(d, seq))
-            return; /* its IMAGE_BEGIN has not been read yet */
-        size_t keep = 0;
-        for (size_t k = 0; k < d->nheld; k++) {
-            struct pl_held *h = &d->held[k];
-            if (h->seq == seq) {
-                pl_give(tp, d, pl_phase(d, seq, h->phase), h->off, h->data,
-                        h->size, on_nested, on_problem, ctx);
-                if (h->owned)
-                    free((void *)h->data);
-            } else {
-                d->held[keep++] = *h;
-            }
-        }
-        d->nheld = keep;
-        if (!pl_is_done(d, seq))
-            return;
-        d->next_seq++;
-    }
-}
-
-/* Image `seq` of a migstream device is complete: move on, feeding what was
- * held for the next images in order. */
-static void pl_image_done(tool_payloads *tp, pl_dev *d, uint32_t seq,
-                          tool_nested_fn on_nested, tool_problem_fn on_problem,
-                          void *ctx)
-{
-    size_t word = seq / 64;
-    if (word >= d->donecap) {
-        size_t cap = word + 8;
-        uint64_t *n = realloc(d->done, cap * sizeof *n);
-        if (!n) {
-            d->off = 1;
-            return;
-        }
-        memset(n + d->donecap, 0, (cap - d->donecap) * sizeof *n);
-        d->done = n;
-        d->donecap = cap;
-    }
-    d->done[word] |= 1ull << (seq % 64);
-    pl_flush(tp, d, on_nested, on_problem, ctx);
-}
-
-void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
-                        int from_set, tool_nested_fn on_nested,
-                        tool_problem_fn on_problem, void *ctx)
-{
-    struct pl_file *f = pl_file(tp, file);
-    if (!f)
-        return;
-    if (ev->kind == MS_EV_STREAM_HEADER && !from_set) {
-        f->format = ev->u.stream.format;
-        return;
-    }
-    if (ev->kind == MS_EV_VFIO_MARKER) { /* QEMU: section id -> idstr */
-        for (size_t i = 0; i < f->nsecs; i++)
-            if (f->secs[i].id == ev->u.vfio.section_id)
-                return;
-        struct pl_sec *n = realloc(f->secs, (f->nsecs + 1) * sizeof *n);
-        if (!n)
-            return;
-        f->secs = n;
-        n[f->nsecs].id = ev->u.vfio.section_id;
-        snprintf(n[f->nsecs++].idstr, 256, "%s", ev->u.vfio.idstr);
-        return;
-    }
-    if (ev->kind == MS_EV_DEVICE && !from_set) { /* migstream */
-        struct pl_mdev *n = realloc(f->mdevs, (f->nmdevs + 1) * sizeof *n);
-        if (!n)
-            return;
-        f->mdevs = n;
-        n[f->nmdevs].handle = ev->u.device.handle;
-        n[f->nmdevs].kind = ev->u.device.payload_kind;
-        snprintf(n[f->nmdevs++].idstr, 256, "%s", ev->u.device.idstr);
-        return;
-    }
-    if (ev->kind == MS_EV_IMAGE_BEGIN && !from_set &&
-        f->format == MS_FORMAT_MIGSTREAM) { /* remember the image's phase */
-        for (size_t i = 0; i < f->nmdevs; i++) {
-            if (f->mdevs[i].handle != ev->u.image.device)
-                continue;
-            char key[300];
-            snprintf(key, sizeof key, "%s#%u", f->mdevs[i].idstr, 0u);
-            pl_dev *d = pl_device(tp, file, key, f->mdevs[i].idstr,
-                                  (int)f->mdevs[i].kind);
-            uint32_t seq = ev->u.image.seq;
-            if (d && seq >= d->phasecap) {
-                size_t cap = (size_t)seq + 16;
-                uint8_t *n = realloc(d->phases, cap);
-                if (!n)
-                    return;
-                memset(n + d->phasecap, 0, cap - d->phasecap);
-                d->phases = n;
-                d->phasecap = cap;
-            }
-            if (d) {
-                d->phases[seq] = (uint8_t)ev->u.image.phase;
-                pl_flush(tp, d, on_nested, on_problem, ctx);
-            }
-        }
-        return;
-    }
-    if ((ev->kind == MS_EV_IMAGE_END && !from_set &&
-         ev->u.image.transport == MS_TRANSPORT_CHUNKS &&
-         f->format == MS_FORMAT_MIGSTREAM) ||
-        (ev->kind == MS_EV_IMAGE_ASSEMBLED && from_set &&
-         !(ev->u.image.device & 0x80000000u))) {
-        /* a migstream image is complete (chunks: its end record; packets:
-         * reassembled); images of a device are fed in seq order */
-        const char *label = NULL;
-        int kind = -1;
-        for (size_t k = 0; k < tp->nfiles && !label; k++)
-            for (size_t i = 0; i < tp->files[k].nmdevs; i++)
-                if (tp->files[k].mdevs[i].handle == ev->u.image.device) {
-                    label = tp->files[k].mdevs[i].idstr;
-                    kind = (int)tp->files[k].mdevs[i].kind;
-                    break;
-                }
-        if (!label || (kind == MS_PAYLOAD_RAW && tp->kind < 0))
-            return;
-        char key[300];
-        snprintf(key, sizeof key, "%s#%u", label, 0u);
-        pl_dev *d = pl_device(tp, file, key, label, kind);
-        if (d)
-            pl_image_done(tp, d, ev->u.image.seq, on_nested, on_problem, ctx);
-        return;
-    }
-    if (ev->kind != MS_EV_DATA || ev->u.data.config || !ev->u.data.size)
-        return;
-    const ms_data_info *dd = &ev->u.data;
-    char key[300];
-    const char *label = NULL;
-    int kind = -1;
-    if (dd->in_packet && !from_set)
-        return; /* packets count once they are reassembled, in order */
-    if (f->format == MS_FORMAT_QEMU_MAIN || f->format == MS_FORMAT_LIBVIRT_SAVE)
-        for (size_t i = 0; i < f->nsecs && !label; i++)
-            if (f->secs[i].id == dd->device)
-                label = f->secs[i].idstr;
-    if (from_set && dd->idstr)
-        label = dd->idstr;
-    if (f->format == MS_FORMAT_MIGSTREAM)
-        for (size_t i = 0; i < f->nmdevs; i++)
-            if (f->mdevs[i].handle == dd->device) {
-                label = f->mdevs[i].idstr;
-                kind = (int)f->mdevs[i].kind;
-            }
-    /* raw: the device declared it has no driver framing to decode */
-    if (!label || (kind == MS_PAYLOAD_RAW && tp->kind < 0))
-        return;
-    snprintf(key, sizeof key, "%s#%u", label,
-             f->format == MS_FORMAT_MIGSTREAM ? 0u : dd->instance_id);
-    pl_dev *d = pl_device(tp, file, key, label, kind);
-    if (!d || d->off)
-        return;
-    if (f->format == MS_FORMAT_MIGSTREAM &&
-        (dd->seq != d->next_seq ||
-         pl_phase(d, dd->seq, dd->phase) == MS_PHASE_NONE)) {
-        pl_hold(tp, d, dd);
-        return;
-    }
-    pl_give(tp, d, pl_phase(d, dd->seq, dd->phase), dd->stream_offset,
-            dd->data, dd->size, on_nested, on_problem, ctx);
-}
-
-void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
-                          tool_problem_fn on_problem, void *ctx)
-{
-    for (size_t i = 0; i < tp->n; i++) {
-        pl_dev *d = &tp->devs[i];
-        if (d->off || !d->r)
-            continue;
-        /* events all came out as input ran out; finish only checks the
-         * payload did not stop inside a record */
-        if (ms_reader_finish(d->r) < 0)
-            pl_failed(d, on_problem, ctx);
-    }
-    (void)on_nested;
 }

@@ -11,18 +11,20 @@
 /* Exit codes shared by every tool. */
 enum { TOOL_OK = 0, TOOL_INVALID = 1, TOOL_USAGE = 2 };
 
-/* Called for every event: `file` indexes the file list; from_set is 1 for
- * events the set derived (reassembled packet data, assembled images). */
-typedef void (*tool_event_fn)(void *ctx, size_t file, const ms_event *ev,
-                              int from_set);
+/* Called for every event: origin->channel indexes the file list;
+ * origin->derived is 1 for events the set derived (reassembled packet
+ * data, assembled images); origin->device names the device of a nested
+ * driver payload event (tool_run_payloads). */
+typedef void (*tool_event_fn)(void *ctx, const ms_event *ev,
+                              const ms_event_origin *origin);
 /* Called for every problem found; file is (size_t)-1 for the migration
  * as a whole. */
 typedef void (*tool_problem_fn)(void *ctx, size_t file,
                                 const ms_error_info *e);
 
-/* Read every file (one channel each; "-" is standard input) through one
- * reader per file and one set.  Reading goes on after a problem in one
- * file, so every file gets checked.  Returns TOOL_OK, TOOL_INVALID when
+/* Read every file (one channel each; "-" is standard input) as a channel
+ * of one ms_migration.  Reading goes on after a problem in
+ * one file, so every file gets checked.  Returns TOOL_OK, TOOL_INVALID when
  * a problem was reported, or TOOL_USAGE after an I/O error (printed). */
 int tool_run(const char *prog, char *const *files, size_t nfiles,
              ms_options *opt, tool_event_fn on_event,
@@ -32,6 +34,12 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
  * thread each when they are mapped; callbacks are then serialised by a
  * lock but may see channels' events interleaved.  Off by default. */
 void tool_run_parallel(int on);
+
+/* Let tool_run decode VFIO device data inside the carriers (QEMU VFIO
+ * sections, multifd device state, migstream device images) with driver
+ * payload readers (MS_MIGRATION_NESTED_PAYLOADS): their events come with
+ * origin->device set.  Off by default. */
+void tool_run_payloads(int on);
 
 /* "FILE:OFFSET: error-name: detail" (+ a hint naming the option that
  * raises a limit) on `out`. */
@@ -59,27 +67,5 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
 /* The reader options, one line each, for --help. */
 void tool_reader_help(FILE *out);
 
-/* ---- driver payloads inside carriers --------------------------------------
- * Device data in a QEMU main stream (VFIO chunks), in multifd device-state
- * images (reassembled by the set) and in migstream device images is the
- * driver's own stream: each device's bytes go to a payload reader of their
- * own, in order, with the carrier's phase.  A device whose bytes no driver
- * rule recognises is left alone (a migstream device whose DEVICE record
- * names its kind is always decoded). */
-typedef struct tool_payloads tool_payloads;
-/* A nested event: `device` names the device ("0000:00:02.0/vfio"); `at` is
- * the carrier file offset of the device bytes it came out of. */
-typedef void (*tool_nested_fn)(void *ctx, size_t file, uint64_t at,
-                               const char *device, const ms_event *ev);
-/* `kind`: force a payload kind for every device (-1: by device / detect). */
-tool_payloads *tool_payloads_new(const ms_options *opt, int kind);
-void tool_payloads_free(tool_payloads *tp);
-/* Offer every event tool_run delivers. */
-void tool_payloads_feed(tool_payloads *tp, size_t file, const ms_event *ev,
-                        int from_set, tool_nested_fn on_nested,
-                        tool_problem_fn on_problem, void *ctx);
-/* Input is over: a payload cut inside a record is a problem. */
-void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
-                          tool_problem_fn on_problem, void *ctx);
 
 #endif

@@ -34,7 +34,6 @@ typedef struct field_expect {
 typedef struct verify_ctx {
     field_expect fx[16];
     int nfx;
-    tool_payloads *tp;
     char *const *files;
     size_t nfiles;
     int quiet;
@@ -137,13 +136,6 @@ static void check_field(verify_ctx *v, size_t file, uint64_t at,
     }
 }
 
-static void on_nested(void *ctx, size_t file, uint64_t at,
-                      const char *device, const ms_event *ev)
-{
-    if (ev->kind == MS_EV_PAYLOAD_FIELD)
-        check_field(ctx, file, at, device, ev);
-}
-
 /* A section the reader walked blind: verify may not call it checked. */
 static void note_undecoded(verify_ctx *v, size_t file, const char *why)
 {
@@ -168,14 +160,19 @@ static void print_undecoded(const verify_ctx *v, size_t i, const char *lead)
                       : "");
 }
 
-static void on_event(void *ctx, size_t file, const ms_event *ev, int from_set)
+static void on_event(void *ctx, const ms_event *ev,
+                     const ms_event_origin *origin)
 {
     verify_ctx *v = ctx;
+    size_t file = origin->channel;
+    int from_set = origin->derived;
+    if (origin->device) { /* a driver payload nested in a carrier */
+        if (ev->kind == MS_EV_PAYLOAD_FIELD)
+            check_field(v, file, origin->carrier_offset, origin->device, ev);
+        return;
+    }
     if (ev->kind == MS_EV_PAYLOAD_FIELD) /* a raw driver payload file */
         check_field(v, file, ev->offset, v->files[file], ev);
-    if (v->tp)
-        tool_payloads_feed(v->tp, file, ev, from_set, on_nested, on_problem,
-                           v);
     if (ev->kind == MS_EV_CONFIGURATION && !from_set)
         check_config(v, file, ev);
     if (from_set) {
@@ -360,17 +357,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
-    if (!v.no_payloads && opt.format != MS_FORMAT_PAYLOAD &&
-        !(v.tp = tool_payloads_new(&opt, -1))) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return TOOL_USAGE;
-    }
+    tool_run_payloads(!v.no_payloads && opt.format != MS_FORMAT_PAYLOAD);
     tool_run_parallel(1); /* verify keeps no order-dependent output */
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
-    if (v.tp) {
-        tool_payloads_finish(v.tp, on_nested, on_problem, &v);
-        tool_payloads_free(v.tp);
-    }
     for (int i = 0; i < v.nfx; i++)
         if (!v.fx[i].seen && rc != TOOL_USAGE) {
             ms_error_info e = {.code = MS_ERR_PAYLOAD_COMPAT};

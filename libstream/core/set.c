@@ -924,7 +924,7 @@ static set_image *qemu_device_image(ms_set *s, uint32_t slot,
             d = &s->devs[i];
     if (!d) {
         ms_event dev = {.kind = MS_EV_DEVICE, .offset = ev->offset};
-        dev.u.device.handle = 0x80000000u + s->next_qhandle++;
+        dev.u.device.handle = MS_DEVICE_HANDLE_QEMU + s->next_qhandle++;
         dev.u.device.idstr = m->idstr;
         dev.u.device.idstr_len = (uint32_t)strlen(m->idstr);
         dev.u.device.instance_id = m->instance_id;
