@@ -101,9 +101,9 @@ static int read_block_length(ms_reader *r)
         return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                        "RAM block \"%s\" listed twice", st->name);
     if (st->nblocks >= r->opt.max_ram_blocks)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "more than max_ram_blocks (%u) RAM blocks",
-                       r->opt.max_ram_blocks);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RAM_BLOCKS, st->rec_off,
+                             "more than max_ram_blocks (%u) RAM blocks",
+                             r->opt.max_ram_blocks);
     if (used > st->mem_total - st->mem_sum)
         return MS_FAIL(r, MS_ERR_RAM, field,
                        "RAM block \"%s\" of %llu bytes exceeds the "
@@ -265,11 +265,11 @@ static int check_mapped_regions(ms_reader *r, const q_block *b)
                        b->name, (unsigned long long)m->bitmap_offset,
                        (unsigned long long)hdr_end);
     if (m->bitmap_size > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, f_bitmap,
-                       "RAM block \"%s\": bitmap of %llu bytes exceeds "
-                       "max_record_payload (%llu)",
-                       b->name, (unsigned long long)m->bitmap_size,
-                       (unsigned long long)r->opt.max_record_payload);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, f_bitmap,
+                             "RAM block \"%s\": bitmap of %llu bytes exceeds "
+                             "max_record_payload (%llu)",
+                             b->name, (unsigned long long)m->bitmap_size,
+                             (unsigned long long)r->opt.max_record_payload);
     if (m->pages_offset < m->bitmap_offset ||
         m->pages_offset - m->bitmap_offset < m->bitmap_size)
         return MS_FAIL(r, MS_ERR_RAM, f_pages,
