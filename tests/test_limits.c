@@ -77,21 +77,27 @@ static ms_error_info fire_record_payload(ms_options *o)
     tb_fill_random(data, sizeof data, 1);
     tb_stream s;
     mig_begin(&s, 0, 1);
-    tb_chunk_image(&s, DEV, 0, MS_PHASE_FINAL, data, sizeof data,
-                   sizeof data, 0);
+    tb_chunk_image(&s, DEV, 0, MS_PHASE_FINAL, data, sizeof data, sizeof data,
+                   0);
     tb_end_auto(&s, 1);
     o->max_record_payload = 100; /* the CHUNK's 200 bytes */
     return read_mig(&s, o);
 }
 
-static ms_error_info fire_devices(ms_options *o)
+/* A channel declaring a second device, `idstr`, read with `o`. */
+static ms_error_info read_two_devices(const char *idstr, const ms_options *o)
 {
     tb_stream s;
     mig_begin(&s, 0, 1);
-    tb_device(&s, DEV + 1, "dev2", MS_PAYLOAD_MLX5);
+    tb_device(&s, DEV + 1, idstr, MS_PAYLOAD_MLX5);
     tb_end_auto(&s, 1);
-    o->max_devices = 1;
     return read_mig(&s, o);
+}
+
+static ms_error_info fire_devices(ms_options *o)
+{
+    o->max_devices = 1;
+    return read_two_devices("dev2", o);
 }
 
 static ms_error_info fire_images(ms_options *o)
@@ -108,12 +114,8 @@ static ms_error_info fire_images(ms_options *o)
 
 static ms_error_info fire_name_length(ms_options *o)
 {
-    tb_stream s;
-    mig_begin(&s, 0, 1);
-    tb_device(&s, DEV + 1, "0000:00:02.0/vfio", MS_PAYLOAD_MLX5);
-    tb_end_auto(&s, 1);
     o->max_name_length = 8;
-    return read_mig(&s, o);
+    return read_two_devices("0000:00:02.0/vfio", o);
 }
 
 static ms_error_info fire_compat_length(ms_options *o)
@@ -227,18 +229,16 @@ static ms_error_info fire_ram_blocks(ms_options *o)
 
 static ms_error_info fire_nesting(ms_options *o)
 {
-    /* PACKAGED holding a PACKAGED holding a PING */
+    /* one PACKAGED (holding a PING) where none may be */
     tb_buf b;
     tb_buf_init(&b);
     tq_begin(&b);
     tq_command(&b, TQ_CMD_OPEN_RETURN_PATH, NULL, 0);
-    size_t lvl1 = tq_cmd_packaged(&b, NULL, 0);
-    size_t lvl2 = tq_cmd_packaged(&b, NULL, 0);
+    size_t pkg = tq_cmd_packaged(&b, NULL, 0);
     tq_cmd_ping(&b, 1);
-    tb_set_be32(b.p + lvl2 + 5, 9);
-    tb_set_be32(b.p + lvl1 + 5, 9 + 9);
+    tb_set_be32(b.p + pkg + 5, 9);
     tq_eof(&b);
-    o->max_nesting = 1;
+    o->max_nesting = 0;
     return read_qemu(&b, o);
 }
 
@@ -249,8 +249,8 @@ static ms_error_info fire_decompress_bytes(ms_options *o)
     static const char xml[] = "<domain/>";
     tb_buf b;
     tb_buf_init(&b);
-    tq_libvirt_header(&b, "LibvirtQemudSave", 2, sizeof xml, 1,
-                      MS_LIBVIRT_GZIP, 0);
+    tq_libvirt_header(&b, "LibvirtQemudSave", 2, sizeof xml, 1, MS_LIBVIRT_GZIP,
+                      0);
     tb_put(&b, xml, sizeof xml);
     tb_put_zeros(&b, 32);
     o->max_decompress_bytes = 1024;
@@ -467,11 +467,7 @@ static void test_create_with_old_struct(void **state)
     old_struct(&c, MS_OPTIONS_SIZE_V1);
     c.o.max_devices = 1;
     /* a reader with the older struct applies its limits */
-    tb_stream s;
-    mig_begin(&s, 0, 1);
-    tb_device(&s, DEV + 1, "dev2", MS_PAYLOAD_MLX5);
-    tb_end_auto(&s, 1);
-    ms_error_info e = read_mig(&s, &c.o);
+    ms_error_info e = read_two_devices("dev2", &c.o);
     assert_int_equal(e.limit, MS_LIMIT_MAX_DEVICES);
     ms_set *set = ms_set_create(&c.o);
     assert_non_null(set);
@@ -493,8 +489,8 @@ static void test_error_info_layout(void **state)
 {
     (void)state;
     assert_int_equal(offsetof(ms_error_info, code), 0);
-    assert_true(offsetof(ms_error_info, limit) < offsetof(ms_error_info,
-                                                          offset));
+    assert_true(offsetof(ms_error_info, limit) <
+                offsetof(ms_error_info, offset));
     if (_Alignof(uint64_t) == 8) {
         assert_int_equal(offsetof(ms_error_info, offset), 8);
         assert_int_equal(offsetof(ms_error_info, detail), 24);

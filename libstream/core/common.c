@@ -132,6 +132,22 @@ int ms_fail_as(ms_error_info *e, ms_error code, ms_limit limit,
     return -1;
 }
 
+int ms_fail_channel(ms_error_info *e, ms_error code, ms_limit limit,
+                    uint32_t channel, uint64_t offset, const char *fmt, ...)
+{
+    if (e->code != MS_ERR_OK)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(e, code, limit, offset, fmt, ap);
+    va_end(ap);
+    if (channel != UINT32_MAX) {
+        e->channel = channel;
+        e->has_channel = 1;
+    }
+    return -1;
+}
+
 /* ---- limits ------------------------------------------------------------ */
 static const char *const limit_names[] = {
 #define MS_X_NAME(id, val, field, type, def, opt, help) [val] = #field,

@@ -109,6 +109,11 @@ int ms_fail(ms_error_info *e, ms_error code, uint64_t offset, const char *fmt,
 int ms_fail_as(ms_error_info *e, ms_error code, ms_limit limit,
                uint64_t offset, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* ms_fail_as for an error of one channel slot (UINT32_MAX: none), which
+ * error_info.channel then names. */
+int ms_fail_channel(ms_error_info *e, ms_error code, ms_limit limit,
+                    uint32_t channel, uint64_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 /* MS_ERR_LIMIT for one of ms_options' limits (MS_LIMIT_...). */
 #define MS_FAIL_LIMIT_E(e, limit, off, ...)                                   \
     ms_fail_as((e), MS_ERR_LIMIT, (limit), (off), __VA_ARGS__)

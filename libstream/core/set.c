@@ -150,33 +150,14 @@ struct ms_set {
 
 #define ALLOC(s) (&(s)->opt.allocator)
 
-static int set_fail_as(ms_set *s, ms_error code, ms_limit limit,
-                       uint32_t channel, uint64_t offset, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
 /* set_fail: an error of one channel (or NO_CHANNEL); set_fail_limit: an
  * MS_ERR_LIMIT naming the ms_options limit exceeded. */
 #define set_fail(s, code, channel, offset, ...)                               \
-    set_fail_as(s, code, MS_LIMIT_NONE, channel, offset, __VA_ARGS__)
+    ms_fail_channel(&(s)->err, code, MS_LIMIT_NONE, channel, offset,         \
+                    __VA_ARGS__)
 #define set_fail_limit(s, limit, channel, offset, ...)                        \
-    set_fail_as(s, MS_ERR_LIMIT, limit, channel, offset, __VA_ARGS__)
-
-static int set_fail_as(ms_set *s, ms_error code, ms_limit limit,
-                       uint32_t channel, uint64_t offset, const char *fmt, ...)
-{
-    if (s->err.code)
-        return -1;
-    char detail[sizeof s->err.detail];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    ms_fail_as(&s->err, code, limit, offset, "%s", detail);
-    if (channel != UINT32_MAX) {
-        s->err.channel = channel;
-        s->err.has_channel = 1;
-    }
-    return -1;
-}
+    ms_fail_channel(&(s)->err, MS_ERR_LIMIT, limit, channel, offset,         \
+                    __VA_ARGS__)
 #define NO_CHANNEL UINT32_MAX
 
 ms_set *ms_set_create(const ms_options *opt)

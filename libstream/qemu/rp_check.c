@@ -74,31 +74,12 @@ struct rp_check {
 
 #define ALLOC(c) (&(c)->opt.allocator)
 
-static int fail_as(ms_error_info *err, ms_error code, ms_limit limit,
-                   uint32_t slot, uint64_t offset, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
 /* fail: an error of one channel slot (or NO_SLOT); fail_limit: an
  * MS_ERR_LIMIT naming the ms_options limit exceeded. */
 #define fail(err, code, slot, offset, ...)                                    \
-    fail_as(err, code, MS_LIMIT_NONE, slot, offset, __VA_ARGS__)
+    ms_fail_channel(err, code, MS_LIMIT_NONE, slot, offset, __VA_ARGS__)
 #define fail_limit(err, limit, slot, offset, ...)                             \
-    fail_as(err, MS_ERR_LIMIT, limit, slot, offset, __VA_ARGS__)
-
-static int fail_as(ms_error_info *err, ms_error code, ms_limit limit,
-                   uint32_t slot, uint64_t offset, const char *fmt, ...)
-{
-    char detail[sizeof err->detail];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    ms_fail_as(err, code, limit, offset, "%s", detail);
-    if (slot != NO_SLOT) {
-        err->channel = slot;
-        err->has_channel = 1;
-    }
-    return -1;
-}
+    ms_fail_channel(err, MS_ERR_LIMIT, limit, slot, offset, __VA_ARGS__)
 
 rp_check *rp_check_new(const ms_options *opt)
 {
