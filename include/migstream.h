@@ -1032,6 +1032,8 @@ typedef struct ms_writer ms_writer;
 /* Output of one channel: write all `len` bytes, return 0, or -1 on failure. */
 typedef int (*ms_write_fn)(void *opaque, const void *buf, size_t len);
 
+/* struct_size: as for ms_options, any size from MS_WRITER_OPTIONS_SIZE_V1
+ * to sizeof(ms_writer_options) is accepted; new fields are appended. */
 typedef struct ms_writer_options {
     uint32_t struct_size;   /* sizeof(ms_writer_options) */
     uint8_t uuid[16];       /* stream UUID shared by all channels */
@@ -1042,6 +1044,10 @@ typedef struct ms_writer_options {
                                it does not shrink) */
     ms_allocator allocator;
 } ms_writer_options;
+
+/* The smallest struct_size accepted (the first layout: up to allocator). */
+#define MS_WRITER_OPTIONS_SIZE_V1                                             \
+    (offsetof(ms_writer_options, allocator) + sizeof(ms_allocator))
 
 MS_API void ms_writer_options_init(ms_writer_options *opt);
 

@@ -484,6 +484,27 @@ static void test_create_with_old_struct(void **state)
     assert_int_equal(e.code, MS_ERR_USAGE);
 }
 
+/* ms_writer_options: the first layout and the current one are taken; a
+ * size outside them is refused. */
+static void test_writer_options_size(void **state)
+{
+    (void)state;
+    ms_writer_options o;
+    ms_writer_options_init(&o);
+    o.struct_size = (uint32_t)MS_WRITER_OPTIONS_SIZE_V1;
+    ms_writer *w = ms_writer_create(&o);
+    assert_non_null(w);
+    ms_writer_free(w);
+    o.struct_size = sizeof o;
+    w = ms_writer_create(&o);
+    assert_non_null(w);
+    ms_writer_free(w);
+    o.struct_size = (uint32_t)MS_WRITER_OPTIONS_SIZE_V1 - 1;
+    assert_null(ms_writer_create(&o));
+    o.struct_size = sizeof o + 8;
+    assert_null(ms_writer_create(&o));
+}
+
 /* ms_error_info.limit sits in what was padding: older callers' offsets. */
 static void test_error_info_layout(void **state)
 {
@@ -508,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_names_and_defaults),
         cmocka_unit_test(test_import_truncated),
         cmocka_unit_test(test_create_with_old_struct),
+        cmocka_unit_test(test_writer_options_size),
         cmocka_unit_test(test_error_info_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
