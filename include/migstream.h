@@ -914,7 +914,9 @@ MS_API const ms_error_info *ms_nest_error(const ms_nest *n);
 
 /* NULL when `delta` (n bytes) is a valid delta for a page of `page_size`
  * bytes, else a short reason, with *bad_offset (may be NULL) the offset in
- * the delta of the offending run's length field. */
+ * the delta of the offending run's length field (0 for an empty delta or
+ * one longer than the page, which the reader reports at the record's
+ * length).  The reader refuses exactly the deltas this refuses. */
 MS_API const char *ms_xbzrle_check(const void *delta, size_t n,
                                    size_t page_size, size_t *bad_offset);
 
