@@ -142,6 +142,57 @@ typedef enum ms_error {
 MS_API const char *ms_error_name(ms_error code);        /* "record-check" */
 MS_API const char *ms_error_description(ms_error code); /* one sentence */
 
+/* ---- limits -----------------------------------------------------------
+ * One list of every limit in ms_options; it generates the ms_limit ids, the
+ * defaults ms_options_init fills in, ms_limit_name / ms_limit_option, and
+ * the tools' --max-... options and their --help lines.
+ * X(ID, value, field, type, default, "option", "what it bounds").
+ * Values are pinned and the list is append-only. */
+#define MS_LIMIT_LIST(X)                                                      \
+    X(MAX_RECORD_PAYLOAD, 1, max_record_payload, uint64_t,                    \
+      (uint64_t)1 << 30, "max-record-payload", "largest record payload")      \
+    X(MAX_DEVICES, 2, max_devices, uint32_t, 4096, "max-devices",             \
+      "devices (and QEMU dirty bitmaps)")                                     \
+    X(MAX_IMAGES, 3, max_images, uint32_t, 1u << 20, "max-images",            \
+      "images per device")                                                    \
+    X(MAX_NAME_LENGTH, 4, max_name_length, uint32_t, 255, "max-name-length",  \
+      "device idstr bytes")                                                   \
+    X(MAX_COMPAT_LENGTH, 5, max_compat_length, uint32_t, 65536,               \
+      "max-compat-length", "device compat bytes")                             \
+    X(MAX_CHANNELS, 6, max_channels, uint32_t, 1024, "max-channels",          \
+      "channels")                                                             \
+    X(MAX_PACKETS, 7, max_packets, uint32_t, 1u << 24, "max-packets",         \
+      "packets per image")                                                    \
+    X(MAX_BUFFERED_BYTES, 8, max_buffered_bytes, uint64_t,                    \
+      (uint64_t)256 << 20, "max-buffered-bytes",                              \
+      "out-of-order packet bytes held")                                       \
+    X(MAX_VMDESC_BYTES, 9, max_vmdesc_bytes, uint64_t, (uint64_t)64 << 20,    \
+      "max-vmdesc-bytes", "QEMU JSON trailer bytes")                          \
+    X(MAX_SECTIONS, 10, max_sections, uint32_t, 65536, "max-sections",        \
+      "QEMU section ids tracked")                                             \
+    X(MAX_RAM_BLOCKS, 11, max_ram_blocks, uint32_t, 4096, "max-ram-blocks",   \
+      "QEMU RAM blocks")                                                      \
+    X(MAX_NESTING, 12, max_nesting, uint32_t, 4, "max-nesting",               \
+      "QEMU PACKAGED nesting depth (at most 8)")                              \
+    X(MAX_DECOMPRESS_BYTES, 13, max_decompress_bytes, uint64_t,               \
+      (uint64_t)256 << 20, "max-decompress-bytes",                            \
+      "decompressor memory (libvirt save images)")
+
+typedef enum ms_limit {
+    MS_LIMIT_NONE = 0, /* no limit, or a fixed one no option raises */
+#define MS_X_LIMIT_ENUM(id, val, field, type, def, opt, help)                 \
+    MS_LIMIT_##id = val,
+    MS_LIMIT_LIST(MS_X_LIMIT_ENUM)
+#undef MS_X_LIMIT_ENUM
+        MS_LIMIT_COUNT_
+} ms_limit;
+
+/* The ms_options field ("max_buffered_bytes") and the tools' option
+ * ("max-buffered-bytes") of a limit; NULL for MS_LIMIT_NONE or an
+ * unknown id. */
+MS_API const char *ms_limit_name(ms_limit id);
+MS_API const char *ms_limit_option(ms_limit id);
+
 /* Where and why decoding stopped.  Offsets: stream-header problems give the
  * offending field's offset; record-check, record-flags, unknown-mandatory
  * and record-size give the record's first byte; payload-check gives the
@@ -151,6 +202,12 @@ MS_API const char *ms_error_description(ms_error code); /* one sentence */
  * writer has failed, every later call returns the same error. */
 typedef struct ms_error_info {
     ms_error code;
+    ms_limit limit;    /* MS_ERR_LIMIT: the option that was exceeded, or
+                          MS_LIMIT_NONE for a fixed limit no option raises
+                          (a format's own bound); otherwise MS_LIMIT_NONE.
+                          Sits in what was padding: every other field
+                          keeps its offset, and the size is unchanged on
+                          LP64 targets. */
     uint64_t offset;   /* absolute byte offset in the stream it concerns */
     uint32_t channel;  /* set: caller's channel slot the error concerns */
     int has_channel;   /* 1 when `channel` is meaningful */
@@ -193,6 +250,12 @@ typedef struct ms_allocator {
     void *opaque;
 } ms_allocator;
 
+/* Binary compatibility: a caller built against an older header passes its
+ * own sizeof(ms_options) in struct_size; every function that takes options
+ * accepts any size from MS_OPTIONS_SIZE_V1 (the fields up to `allocator`)
+ * to sizeof(ms_options) and gives the fields the caller's struct lacks
+ * their defaults.  New fields are therefore only ever appended.  Defaults
+ * of the limits: MS_LIMIT_LIST. */
 typedef struct ms_options {
     uint32_t struct_size;        /* sizeof(ms_options); set by ms_options_init */
     ms_format format;            /* MS_FORMAT_AUTO, or force one */
@@ -244,8 +307,17 @@ typedef struct ms_options {
                                       (limit) before it is allocated. */
 } ms_options;
 
-/* Fill *opt with safe defaults. */
-MS_API void ms_options_init(ms_options *opt);
+/* The smallest struct_size accepted (the first layout kept compatible). */
+#define MS_OPTIONS_SIZE_V1 offsetof(ms_options, input_seekable)
+
+/* Fill *opt with safe defaults: the first `struct_size` bytes (the
+ * caller's sizeof(ms_options), which struct_size then holds).  A size
+ * outside MS_OPTIONS_SIZE_V1 .. sizeof(ms_options) of this library zeroes
+ * what it can, and functions taking the options then refuse them. */
+MS_API void ms_options_init_size(ms_options *opt, size_t struct_size);
+/* Fill *opt with safe defaults (its size as the caller's header has it). */
+MS_API void(ms_options_init)(ms_options *opt);
+#define ms_options_init(opt) ms_options_init_size((opt), sizeof *(opt))
 
 /* ---- events ----------------------------------------------------------- */
 typedef enum ms_event_kind {
@@ -900,7 +972,9 @@ MS_API const ms_error_info *ms_nest_error(const ms_nest *n);
 
 /* NULL when `delta` (n bytes) is a valid delta for a page of `page_size`
  * bytes, else a short reason, with *bad_offset (may be NULL) the offset in
- * the delta of the offending run's length field. */
+ * the delta of the offending run's length field (0 for an empty delta or
+ * one longer than the page, which the reader reports at the record's
+ * length).  The reader refuses exactly the deltas this refuses. */
 MS_API const char *ms_xbzrle_check(const void *delta, size_t n,
                                    size_t page_size, size_t *bad_offset);
 
@@ -1184,6 +1258,8 @@ typedef struct ms_writer ms_writer;
 /* Output of one channel: write all `len` bytes, return 0, or -1 on failure. */
 typedef int (*ms_write_fn)(void *opaque, const void *buf, size_t len);
 
+/* struct_size: as for ms_options, any size from MS_WRITER_OPTIONS_SIZE_V1
+ * to sizeof(ms_writer_options) is accepted; new fields are appended. */
 typedef struct ms_writer_options {
     uint32_t struct_size;   /* sizeof(ms_writer_options) */
     uint8_t uuid[16];       /* stream UUID shared by all channels */
@@ -1194,6 +1270,10 @@ typedef struct ms_writer_options {
                                it does not shrink) */
     ms_allocator allocator;
 } ms_writer_options;
+
+/* The smallest struct_size accepted (the first layout: up to allocator). */
+#define MS_WRITER_OPTIONS_SIZE_V1                                             \
+    (offsetof(ms_writer_options, allocator) + sizeof(ms_allocator))
 
 MS_API void ms_writer_options_init(ms_writer_options *opt);
 

@@ -112,6 +112,17 @@ static void test_roundtrip(void **state)
         size_t n = encode(old, cur, PAGE, delta);
         assert_true(n > 0);
         size_t bad = 99;
+        if (n > PAGE) {
+            /* QEMU's encoder sends such a page whole; its loader refuses
+             * a delta longer than the page, and so do check and apply */
+            memcpy(page, old, PAGE);
+            const char *why = ms_xbzrle_check(delta, n, PAGE, &bad);
+            assert_non_null(why);
+            assert_non_null(strstr(why, "longer than the page"));
+            assert_int_equal(ms_xbzrle_apply(delta, n, page, PAGE, &bad), -1);
+            assert_memory_equal(page, old, PAGE);
+            continue;
+        }
         const char *why = ms_xbzrle_check(delta, n, PAGE, &bad);
         if (why)
             print_message("pattern %d: %s at %zu\n", pattern, why, bad);
@@ -121,11 +132,12 @@ static void test_roundtrip(void **state)
         assert_int_equal(ms_xbzrle_apply(delta, n, page, PAGE, &bad), 0);
         assert_memory_equal(page, cur, PAGE);
     }
-    /* an unchanged page has an empty delta: nothing to do */
+    /* an unchanged page has an empty delta, which QEMU never sends: the
+     * reader refuses it, so apply does too */
     memcpy(page, old, PAGE);
     assert_int_equal(encode(old, old, PAGE, delta), 0);
-    assert_null(ms_xbzrle_check(delta, 0, PAGE, NULL));
-    assert_int_equal(ms_xbzrle_apply(delta, 0, page, PAGE, NULL), 0);
+    assert_non_null(ms_xbzrle_check(delta, 0, PAGE, NULL));
+    assert_int_equal(ms_xbzrle_apply(delta, 0, page, PAGE, NULL), -1);
     assert_memory_equal(page, old, PAGE);
 }
 
@@ -204,6 +216,14 @@ static const bad_case g_bad[] = {
      1,
      "past the end of the delta"},
     {"valid pair, then a lone byte", {0, 1, 9, 4}, 4, 16, 3, "zero-run"},
+    /* the length rule (the reader checks it at the record's length) */
+    {"empty delta", {0}, 0, 16, 0, "empty delta"},
+    {"delta longer than the page",
+     {0, 15, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+     17,
+     16,
+     0,
+     "longer than the page"},
 };
 
 static void test_malformed(void **state)
@@ -320,8 +340,10 @@ static void test_reader(void **state)
     /* a malformed second delta: the error is at its bad run */
     for (size_t k = 0; k < sizeof g_bad / sizeof g_bad[0]; k++) {
         const bad_case *c = &g_bad[k];
-        /* page overruns need a 16-byte page: checked below instead */
-        if (strstr(c->why_has, "past") && !strstr(c->why_has, "delta"))
+        /* page overruns need a 16-byte page, and the length rule is
+         * checked at the record's length: both below instead */
+        if ((strstr(c->why_has, "past") && !strstr(c->why_has, "delta")) ||
+            c->n == 0 || c->n > c->page_size)
             continue;
         uint8_t d[24];
         size_t n = c->n;
@@ -351,6 +373,22 @@ static void test_reader(void **state)
     assert_int_equal(e.code, MS_ERR_RAM);
     assert_int_equal(e.offset, at + 2);
     assert_non_null(strstr(e.detail, "past the end of the page"));
+    /* the length rule, at the record's be16 length (2 bytes before the
+     * delta): an empty delta, and one longer than the page (QEMU refuses
+     * both; ms_xbzrle_apply too, so extract never sees one) */
+    static uint8_t long_delta[PAGE + 1];
+    const uint16_t lens[] = {0, PAGE + 1};
+    for (size_t k = 0; k < 2; k++) {
+        const uint8_t *ld[] = {f.d0, long_delta};
+        const uint16_t ll[] = {f.l0, lens[k]};
+        tb_buf_reset(&b);
+        xbz_stream(&b, f.pages, ld, ll, 2, &at);
+        assert_int_equal(tb_verify(b.p, b.len, NULL, &e), -1);
+        assert_int_equal(e.code, MS_ERR_RAM);
+        assert_int_equal(e.offset, at - 2);
+        assert_non_null(strstr(e.detail, k ? "longer than the page"
+                                            : "empty delta"));
+    }
     tb_buf_free(&b);
 }
 
@@ -425,6 +463,11 @@ static void test_extract(void **state)
         snprintf(cmd, sizeof cmd, "cat '%s/out'", dir);
         (void)run(cmd);
     }
+    assert_int_equal(run(want), 0);
+    /* migstream-verify: the same problem at the same offset */
+    snprintf(cmd, sizeof cmd, "'%s/migstream-verify' '%s' >'%s/out' 2>&1",
+             bin, path, dir);
+    assert_int_equal(run(cmd), 1);
     assert_int_equal(run(want), 0);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(run(cmd), 0);

@@ -30,15 +30,11 @@ void tool_print_problem(FILE *out, const char *file, const ms_error_info *e)
 {
     fprintf(out, "%s:%llu: %s: %s", file, (unsigned long long)e->offset,
             ms_error_name(e->code), e->detail);
-    /* Name the option that raises the limit, e.g. max_buffered_bytes ->
-     * --max-buffered-bytes. */
-    const char *lim = e->code == MS_ERR_LIMIT ? strstr(e->detail, "max_") : NULL;
-    if (lim) {
-        fputs(" (raise it with --", out);
-        for (; *lim == '_' || (*lim >= 'a' && *lim <= 'z'); lim++)
-            fputc(*lim == '_' ? '-' : *lim, out);
-        fputc(')', out);
-    }
+    /* Name the option that raises the limit (none for a fixed one). */
+    const char *lim =
+        e->code == MS_ERR_LIMIT ? ms_limit_option(e->limit) : NULL;
+    if (lim)
+        fprintf(out, " (raise it with --%s)", lim);
     fputc('\n', out);
 }
 
@@ -461,21 +457,14 @@ int tool_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* The limits' options (--max-record-payload=N, ...), one per entry of
+ * MS_LIMIT_LIST, in its order. */
 static const struct {
-    const char *name, *help;
-    size_t off;
-    int is64;
+    ms_limit id;
+    const char *help;
 } limit_opts[] = {
-#define LIM(n, h, f, w) {n, h, offsetof(ms_options, f), w}
-    LIM("max-record-payload", "largest record payload", max_record_payload, 1),
-    LIM("max-buffered-bytes", "out-of-order packet bytes held",
-        max_buffered_bytes, 1),
-    LIM("max-devices", "devices", max_devices, 0),
-    LIM("max-images", "images per device", max_images, 0),
-    LIM("max-name-length", "device idstr bytes", max_name_length, 0),
-    LIM("max-compat-length", "device compat bytes", max_compat_length, 0),
-    LIM("max-channels", "channels", max_channels, 0),
-    LIM("max-packets", "packets per image", max_packets, 0),
+#define LIM(id, val, field, type, def, option, help) {MS_LIMIT_##id, help},
+    MS_LIMIT_LIST(LIM)
 #undef LIM
 };
 
@@ -497,25 +486,30 @@ void tool_long_options(const struct option *own, struct option *all)
     all[n++] = (struct option){"vmdesc", required_argument, 0,
                                TOOL_OPT_READER};
     for (size_t i = 0; i < n_limits; i++)
-        all[n++] = (struct option){limit_opts[i].name, required_argument, 0,
-                                   TOOL_OPT_READER};
+        all[n++] = (struct option){ms_limit_option(limit_opts[i].id),
+                                   required_argument, 0, TOOL_OPT_READER};
     all[n] = (struct option){0, 0, 0, 0};
 }
 
-static int set_limit(ms_options *opt, size_t i, const char *value)
+/* Store `value` (K/M/G suffixes) in the limit's field: 0, or -1 when it
+ * does not parse or does not fit the field. */
+static int set_limit(ms_options *opt, ms_limit id, const char *value)
 {
     uint64_t v;
-    if (!value || tool_parse_size(value, &v) < 0 ||
-        (!limit_opts[i].is64 && v > UINT32_MAX))
+    if (!value || tool_parse_size(value, &v) < 0)
         return -1;
-    char *field = (char *)opt + limit_opts[i].off;
-    if (limit_opts[i].is64) {
-        memcpy(field, &v, sizeof v);
-    } else {
-        uint32_t v32 = (uint32_t)v;
-        memcpy(field, &v32, sizeof v32);
+    switch (id) {
+#define LIM(id_, val, field, type, def, option, help)                         \
+    case MS_LIMIT_##id_:                                                      \
+        if (v >> (sizeof(type) * 8 - 1) >> 1) /* bits above the field's */   \
+            return -1;                                                        \
+        opt->field = (type)v;                                                 \
+        return 0;
+        MS_LIMIT_LIST(LIM)
+#undef LIM
+    default:
+        return -1;
     }
-    return 0;
 }
 
 int tool_reader_option(const char *prog, ms_options *opt, const char *name,
@@ -563,8 +557,8 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
         return -1;
     }
     for (size_t i = 0; i < n_limits; i++)
-        if (strcmp(name, limit_opts[i].name) == 0) {
-            if (set_limit(opt, i, value) == 0)
+        if (strcmp(name, ms_limit_option(limit_opts[i].id)) == 0) {
+            if (set_limit(opt, limit_opts[i].id, value) == 0)
                 return 0;
             break;
         }
@@ -588,8 +582,9 @@ void tool_reader_help(FILE *out)
                  "one (postcopy):\n%*sa JSON file, or a QEMU stream of the "
                  "same machine\n",
             17, "", 32, "");
-    for (size_t i = 0; i < n_limits; i++)
-        fprintf(out, "  --%s=N%*slimit: %s\n", limit_opts[i].name,
-                (int)(26 - strlen(limit_opts[i].name)), "",
-                limit_opts[i].help);
+    for (size_t i = 0; i < n_limits; i++) {
+        const char *name = ms_limit_option(limit_opts[i].id);
+        fprintf(out, "  --%s=N%*slimit: %s\n", name,
+                (int)(26 - strlen(name)), "", limit_opts[i].help);
+    }
 }

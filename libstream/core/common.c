@@ -94,54 +94,145 @@ const char *ms_error_description(ms_error code)
     return error_descs[code];
 }
 
-int ms_fail(ms_error_info *e, ms_error code, uint64_t offset, const char *fmt,
-            ...)
+/* ms_error_info.limit took the padding after `code`: the fields a caller
+ * built before it existed reads stay where they were. */
+_Static_assert(_Alignof(uint64_t) < 8 ||
+                   offsetof(ms_error_info, offset) == 8,
+               "ms_error_info.offset moved");
+
+static int fail_v(ms_error_info *e, ms_error code, ms_limit limit,
+                  uint64_t offset, const char *fmt, va_list ap)
 {
     if (e->code != MS_ERR_OK)
         return -1;
     e->code = code;
+    e->limit = code == MS_ERR_LIMIT ? limit : MS_LIMIT_NONE;
     e->offset = offset;
+    vsnprintf(e->detail, sizeof e->detail, fmt, ap);
+    return -1;
+}
+
+int ms_fail(ms_error_info *e, ms_error code, uint64_t offset, const char *fmt,
+            ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->detail, sizeof e->detail, fmt, ap);
+    fail_v(e, code, MS_LIMIT_NONE, offset, fmt, ap);
     va_end(ap);
     return -1;
 }
 
+int ms_fail_as(ms_error_info *e, ms_error code, ms_limit limit,
+               uint64_t offset, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(e, code, limit, offset, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int ms_fail_channel(ms_error_info *e, ms_error code, ms_limit limit,
+                    uint32_t channel, uint64_t offset, const char *fmt, ...)
+{
+    if (e->code != MS_ERR_OK)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(e, code, limit, offset, fmt, ap);
+    va_end(ap);
+    if (channel != UINT32_MAX) {
+        e->channel = channel;
+        e->has_channel = 1;
+    }
+    return -1;
+}
+
+/* ---- limits ------------------------------------------------------------ */
+static const char *const limit_names[] = {
+#define MS_X_NAME(id, val, field, type, def, opt, help) [val] = #field,
+    MS_LIMIT_LIST(MS_X_NAME)
+#undef MS_X_NAME
+};
+static const char *const limit_options[] = {
+#define MS_X_OPT(id, val, field, type, def, opt, help) [val] = opt,
+    MS_LIMIT_LIST(MS_X_OPT)
+#undef MS_X_OPT
+};
+
+const char *ms_limit_name(ms_limit id)
+{
+    return (unsigned)id < MS_LIMIT_COUNT_ ? limit_names[id] : NULL;
+}
+
+const char *ms_limit_option(ms_limit id)
+{
+    return (unsigned)id < MS_LIMIT_COUNT_ ? limit_options[id] : NULL;
+}
+
 /* ---- options ----------------------------------------------------------- */
-void ms_options_init(ms_options *opt)
+static void options_defaults(ms_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     opt->struct_size = sizeof *opt;
     opt->format = MS_FORMAT_AUTO;
-    opt->max_record_payload = (uint64_t)1 << 30;
-    opt->max_devices = 4096;
-    opt->max_images = 1u << 20;
-    opt->max_name_length = 255;
-    opt->max_compat_length = 65536;
-    opt->max_channels = 1024;
-    opt->max_packets = 1u << 24;
-    opt->max_buffered_bytes = (uint64_t)256 << 20;
+    /* the limits' defaults (max_decompress_bytes: zstd's own default
+     * window cap, 128 MiB, plus its buffers fits) */
+#define MS_X_DEFAULT(id, val, field, type, def, opt_name, help)               \
+    opt->field = (type)(def);
+    MS_LIMIT_LIST(MS_X_DEFAULT)
+#undef MS_X_DEFAULT
     opt->verify_checks = 1;
-    opt->max_vmdesc_bytes = (uint64_t)64 << 20;
-    opt->max_sections = 65536;
-    opt->max_ram_blocks = 4096;
-    opt->max_nesting = 4;
     opt->payload_kind = MS_PAYLOAD_DETECT;
     opt->payload_final_offset = UINT64_MAX;
-    /* zstd's own default window cap (128 MiB) plus its buffers fits */
-    opt->max_decompress_bytes = (uint64_t)256 << 20;
 }
 
-int ms_options_copy(ms_options *dst, const ms_options *src)
+void ms_options_init_size(ms_options *opt, size_t struct_size)
 {
-    if (!src) {
-        ms_options_init(dst);
-        return 0;
+    if (struct_size < MS_OPTIONS_SIZE_V1 || struct_size > sizeof *opt) {
+        memset(opt, 0, MS_MIN(struct_size, sizeof *opt));
+        return;
     }
-    if (src->struct_size != sizeof *src)
+    ms_options full;
+    options_defaults(&full);
+    memcpy(opt, &full, struct_size);
+    opt->struct_size = (uint32_t)struct_size;
+}
+
+/* Binaries built before ms_options_init became a macro call this with a
+ * struct ending at max_decompress_bytes: when a field is appended, fill
+ * exactly that many bytes here. */
+void(ms_options_init)(ms_options *opt)
+{
+    ms_options_init_size(opt, offsetof(ms_options, max_decompress_bytes) +
+                                  sizeof opt->max_decompress_bytes);
+}
+
+/* Fields appended after MS_OPTIONS_SIZE_V1, in order.  A caller's struct
+ * ending before one of them gets its default; add every new field here. */
+#define MS_OPTIONS_APPENDED(X)                                                \
+    X(input_seekable)                                                         \
+    X(input_size)                                                             \
+    X(max_decompress_bytes)
+
+int ms_options_import(ms_options *dst, const ms_options *src)
+{
+    ms_options_init_size(dst, sizeof *dst);
+    if (!src)
+        return 0;
+    size_t size = src->struct_size;
+    if (size < MS_OPTIONS_SIZE_V1 || size > sizeof *dst)
         return -1;
-    *dst = *src;
+    /* The caller's bytes, then the default back into every field its
+     * struct does not hold whole. */
+    ms_options def = *dst;
+    memcpy(dst, src, size);
+#define MS_X_KEEP(field)                                                      \
+    if (offsetof(ms_options, field) + sizeof dst->field > size)               \
+        dst->field = def.field;
+    MS_OPTIONS_APPENDED(MS_X_KEEP)
+#undef MS_X_KEEP
+    dst->struct_size = sizeof *dst;
     return 0;
 }
 

@@ -102,10 +102,27 @@ int ms_grow(const ms_allocator *a, void **arr, size_t elem, size_t *cap,
  * Always returns -1 so callers can `return ms_fail(...)`. */
 int ms_fail(ms_error_info *e, ms_error code, uint64_t offset, const char *fmt,
             ...) __attribute__((format(printf, 4, 5)));
+/* The same, naming the limit that was exceeded (MS_LIMIT_NONE: a fixed
+ * one no option raises).  The limit is kept only with MS_ERR_LIMIT, so a
+ * refused allocation may pass either code.  ms_fail records
+ * MS_LIMIT_NONE. */
+int ms_fail_as(ms_error_info *e, ms_error code, ms_limit limit,
+               uint64_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* ms_fail_as for an error of one channel slot (UINT32_MAX: none), which
+ * error_info.channel then names. */
+int ms_fail_channel(ms_error_info *e, ms_error code, ms_limit limit,
+                    uint32_t channel, uint64_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* MS_ERR_LIMIT for one of ms_options' limits (MS_LIMIT_...). */
+#define MS_FAIL_LIMIT_E(e, limit, off, ...)                                   \
+    ms_fail_as((e), MS_ERR_LIMIT, (limit), (off), __VA_ARGS__)
 
-/* Validate a caller's options (struct_size) and copy them with defaults
- * for an absent struct. Returns 0 or -1. */
-int ms_options_copy(ms_options *dst, const ms_options *src);
+/* Copy a caller's options in: NULL gives the defaults; a struct_size from
+ * MS_OPTIONS_SIZE_V1 to sizeof(ms_options) (an older caller's struct) is
+ * taken, the fields it lacks getting their defaults.  Returns 0, or -1
+ * for any other struct_size. */
+int ms_options_import(ms_options *dst, const ms_options *src);
 
 /* QEMU return path detection (qemu_rp.c): 1 when the bytes start like a
  * return path, -1 when they cannot, 0 when more bytes are needed (*want:

@@ -215,11 +215,11 @@ static int lib_fail(ms_dec *d, const ms_dec_io *io, ms_error_info *err, int mem,
     else if (at)
         at--;
     if (mem && d->mem.refused)
-        return ms_fail(err, MS_ERR_LIMIT, at,
-                       "%s: the stream needs more decompressor memory than "
-                       "max_decompress_bytes (%llu)",
-                       ms_codec_name(d->codec),
-                       (unsigned long long)d->mem.limit);
+        return MS_FAIL_LIMIT_E(
+            err, MS_LIMIT_MAX_DECOMPRESS_BYTES, at,
+            "%s: the stream needs more decompressor memory than "
+            "max_decompress_bytes (%llu)",
+            ms_codec_name(d->codec), (unsigned long long)d->mem.limit);
     if (mem)
         return ms_fail(err, MS_ERR_NO_MEMORY, at, "%s: decompressor memory",
                        ms_codec_name(d->codec));
@@ -312,12 +312,13 @@ static int xz_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
         return 0;
     case LZMA_MEMLIMIT_ERROR: { /* checked before the dictionary exists */
         uint64_t at = cur_off(d, io);
-        return ms_fail(err, MS_ERR_LIMIT, at ? at - 1 : 0,
-                       "xz: the stream needs %llu bytes of decompressor "
-                       "memory; max_decompress_bytes (%llu) leaves %llu",
-                       (unsigned long long)lzma_memusage(x),
-                       (unsigned long long)d->mem.limit,
-                       (unsigned long long)lzma_memlimit_get(x));
+        return MS_FAIL_LIMIT_E(
+            err, MS_LIMIT_MAX_DECOMPRESS_BYTES, at ? at - 1 : 0,
+            "xz: the stream needs %llu bytes of decompressor "
+            "memory; max_decompress_bytes (%llu) leaves %llu",
+            (unsigned long long)lzma_memusage(x),
+            (unsigned long long)d->mem.limit,
+            (unsigned long long)lzma_memlimit_get(x));
     }
     case LZMA_MEM_ERROR:
         return lib_fail(d, io, err, 1, 0, "");
@@ -387,10 +388,11 @@ static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     }
     ZSTD_ErrorCode code = ZSTD_getErrorCode(zr);
     if (code == ZSTD_error_frameParameter_windowTooLarge) {
-        return ms_fail(err, MS_ERR_LIMIT, d->member_off,
-                       "zstd: the frame's window does not fit in "
-                       "max_decompress_bytes (%llu)",
-                       (unsigned long long)d->mem.limit);
+        return MS_FAIL_LIMIT_E(err, MS_LIMIT_MAX_DECOMPRESS_BYTES,
+                               d->member_off,
+                               "zstd: the frame's window does not fit in "
+                               "max_decompress_bytes (%llu)",
+                               (unsigned long long)d->mem.limit);
     }
     return lib_fail(d, io, err, code == ZSTD_error_memory_allocation, 0,
                     ZSTD_getErrorName(zr));
@@ -564,12 +566,12 @@ static int lz_reserve(ms_dec *d, uint8_t **buf, size_t *cap, size_t n,
     mem_free(&d->mem, *buf);
     *cap = 0;
     if (!(*buf = mem_alloc(&d->mem, n)))
-        return ms_fail(err, d->mem.refused ? MS_ERR_LIMIT : MS_ERR_NO_MEMORY,
-                       d->lz.block_off,
-                       "lzop: block %u of %u bytes (%u compressed) does not "
-                       "fit in max_decompress_bytes (%llu)",
-                       d->lz.block_no + 1, d->lz.dst_len, d->lz.src_len,
-                       (unsigned long long)d->mem.limit);
+        return ms_fail_as(err, d->mem.refused ? MS_ERR_LIMIT : MS_ERR_NO_MEMORY,
+                          MS_LIMIT_MAX_DECOMPRESS_BYTES, d->lz.block_off,
+                          "lzop: block %u of %u bytes (%u compressed) does not "
+                          "fit in max_decompress_bytes (%llu)",
+                          d->lz.block_no + 1, d->lz.dst_len, d->lz.src_len,
+                          (unsigned long long)d->mem.limit);
     *cap = n;
     return 0;
 }
@@ -786,9 +788,11 @@ static int check_magic(ms_dec *d, const ms_dec_io *io, ms_error_info *err)
 
 static int init_failed(ms_dec *d, ms_error_info *err, uint64_t at)
 {
-    return ms_fail(err, d->mem.refused ? MS_ERR_LIMIT : MS_ERR_NO_MEMORY, at,
-                   "%s: decompressor state (max_decompress_bytes %llu)",
-                   ms_codec_name(d->codec), (unsigned long long)d->mem.limit);
+    return ms_fail_as(err, d->mem.refused ? MS_ERR_LIMIT : MS_ERR_NO_MEMORY,
+                      MS_LIMIT_MAX_DECOMPRESS_BYTES, at,
+                      "%s: decompressor state (max_decompress_bytes %llu)",
+                      ms_codec_name(d->codec),
+                      (unsigned long long)d->mem.limit);
 }
 
 /* Fresh library state for the stream starting at compressed offset `at`. */
@@ -869,10 +873,11 @@ ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec, uint64_t mem_limit,
                       int verify_checks, ms_error_info *err)
 {
     if (sizeof(ms_dec) > mem_limit) {
-        ms_fail(err, MS_ERR_LIMIT, 0,
-                "%s: max_decompress_bytes (%llu) is below the decompressor's "
-                "own state",
-                ms_codec_name(codec), (unsigned long long)mem_limit);
+        MS_FAIL_LIMIT_E(
+            err, MS_LIMIT_MAX_DECOMPRESS_BYTES, 0,
+            "%s: max_decompress_bytes (%llu) is below the decompressor's "
+            "own state",
+            ms_codec_name(codec), (unsigned long long)mem_limit);
         return NULL;
     }
     ms_dec *d = ms_calloc(a, 1, sizeof *d);

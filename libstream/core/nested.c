@@ -141,10 +141,11 @@ void ms_nested_free(ms_nested *n)
  */
 
 /* A device's problem: it stops that device only. */
-static void dev_problem(ms_nested *n, nd_dev *d, ms_error code, const char *fmt,
-                        ...)
+static void dev_problem(ms_nested *n, nd_dev *d, ms_error code,
+                        ms_limit limit, const char *fmt, ...)
 {
     ms_error_info e = {.code = code,
+                       .limit = limit,
                        .offset = d->last_off,
                        .channel = d->slot,
                        .has_channel = 1};
@@ -248,7 +249,7 @@ static void give(ms_nested *n, nd_dev *d, ms_phase phase, uint64_t at,
         ms_options o = n->opt;
         o.payload_kind = d->kind;
         if (!(d->r = ms_reader_create(&o))) {
-            dev_problem(n, d, MS_ERR_NO_MEMORY, "no memory for its reader");
+            dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory for its reader");
             return;
         }
     }
@@ -272,7 +273,7 @@ static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
 {
     if (ms_grow(ALLOC(n), (void **)&d->held, sizeof *d->held, &d->heldcap,
                 d->nheld + 1) < 0) {
-        dev_problem(n, d, MS_ERR_NO_MEMORY, "no memory to hold image %u",
+        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory to hold image %u",
                     dd->seq);
         return;
     }
@@ -280,7 +281,7 @@ static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
     if (!(n->input_stable && dd->zero_copy)) {
         if (dd->size > n->opt.max_buffered_bytes - n->held_bytes) {
             d->last_off = dd->stream_offset;
-            dev_problem(n, d, MS_ERR_LIMIT,
+            dev_problem(n, d, MS_ERR_LIMIT, MS_LIMIT_MAX_BUFFERED_BYTES,
                         "bytes of image %u arrive before image %u ends: "
                         "holding them exceeds max_buffered_bytes (%llu)",
                         dd->seq, d->next_seq,
@@ -289,7 +290,7 @@ static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
         }
         uint8_t *copy = ms_alloc(ALLOC(n), dd->size ? dd->size : 1);
         if (!copy) {
-            dev_problem(n, d, MS_ERR_NO_MEMORY, "no memory to hold image %u",
+            dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory to hold image %u",
                         dd->seq);
             return;
         }
@@ -348,13 +349,14 @@ static void flush(ms_nested *n, nd_dev *d)
 static void image_done(ms_nested *n, nd_dev *d, uint32_t seq)
 {
     if (seq >= n->opt.max_images) {
-        dev_problem(n, d, MS_ERR_LIMIT, "image %u exceeds max_images (%u)", seq,
+        dev_problem(n, d, MS_ERR_LIMIT, MS_LIMIT_MAX_IMAGES,
+                    "image %u exceeds max_images (%u)", seq,
                     n->opt.max_images);
         return;
     }
     if (ms_grow(ALLOC(n), (void **)&d->done, sizeof *d->done, &d->donecap,
                 (size_t)seq / 64 + 1) < 0) {
-        dev_problem(n, d, MS_ERR_NO_MEMORY, "no memory for image %u", seq);
+        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory for image %u", seq);
         return;
     }
     d->done[seq / 64] |= 1ull << (seq % 64);
@@ -412,13 +414,14 @@ static void note_image_phase(ms_nested *n, uint32_t slot, const nd_chan *c,
         return;
     uint32_t seq = im->seq;
     if (seq >= n->opt.max_images) {
-        dev_problem(n, d, MS_ERR_LIMIT, "image %u exceeds max_images (%u)", seq,
+        dev_problem(n, d, MS_ERR_LIMIT, MS_LIMIT_MAX_IMAGES,
+                    "image %u exceeds max_images (%u)", seq,
                     n->opt.max_images);
         return;
     }
     if (ms_grow(ALLOC(n), (void **)&d->phases, 1, &d->phasecap,
                 (size_t)seq + 1) < 0) {
-        dev_problem(n, d, MS_ERR_NO_MEMORY, "no memory for image %u", seq);
+        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory for image %u", seq);
         return;
     }
     d->phases[seq] = (uint8_t)im->phase;

@@ -8,7 +8,7 @@
 ms_reader *ms_reader_create(const ms_options *opt)
 {
     ms_options o;
-    if (ms_options_copy(&o, opt) < 0)
+    if (ms_options_import(&o, opt) < 0)
         return NULL;
     ms_reader *r = ms_calloc(&o.allocator, 1, sizeof *r);
     if (!r)
@@ -44,10 +44,11 @@ int ms_reader_set_vmdesc(ms_reader *r, const char *json, size_t len)
         return MS_FAIL(r, MS_ERR_USAGE, r->offset,
                        "the JSON trailer must be given before any input");
     if (len > r->opt.max_vmdesc_bytes)
-        return MS_FAIL(r, MS_ERR_LIMIT, 0,
-                       "JSON trailer of %zu bytes exceeds max_vmdesc_bytes "
-                       "(%llu)",
-                       len, (unsigned long long)r->opt.max_vmdesc_bytes);
+        return MS_FAIL_LIMIT(
+            r, MS_LIMIT_MAX_VMDESC_BYTES, 0,
+            "JSON trailer of %zu bytes exceeds max_vmdesc_bytes "
+            "(%llu)",
+            len, (unsigned long long)r->opt.max_vmdesc_bytes);
     struct vms_desc *d = NULL;
     ms_error_info e = {0};
     if (vms_desc_parse(&r->opt.allocator, &r->opt, json, len, &d, &e) < 0)

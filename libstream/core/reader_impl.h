@@ -148,6 +148,10 @@ static inline uint64_t ms_rd_unit_offset(const ms_reader *r)
 }
 
 #define MS_FAIL(r, code, off, ...) ms_fail(&(r)->err, (code), (off), __VA_ARGS__)
+/* MS_ERR_LIMIT naming the limit (MS_LIMIT_..., or MS_LIMIT_NONE for a
+ * fixed one no option raises), so tools can name its option. */
+#define MS_FAIL_LIMIT(r, limit, off, ...)                                     \
+    MS_FAIL_LIMIT_E(&(r)->err, (limit), (off), __VA_ARGS__)
 
 /* Go on reading at absolute stream offset `target` (random access, e.g. a
  * mapped-ram file's bitmap and pages).  Call only between units: bytes

@@ -150,33 +150,20 @@ struct ms_set {
 
 #define ALLOC(s) (&(s)->opt.allocator)
 
-static int set_fail(ms_set *s, ms_error code, uint32_t channel,
-                    uint64_t offset, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static int set_fail(ms_set *s, ms_error code, uint32_t channel,
-                    uint64_t offset, const char *fmt, ...)
-{
-    if (s->err.code)
-        return -1;
-    char detail[sizeof s->err.detail];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    ms_fail(&s->err, code, offset, "%s", detail);
-    if (channel != UINT32_MAX) {
-        s->err.channel = channel;
-        s->err.has_channel = 1;
-    }
-    return -1;
-}
+/* set_fail: an error of one channel (or NO_CHANNEL); set_fail_limit: an
+ * MS_ERR_LIMIT naming the ms_options limit exceeded. */
+#define set_fail(s, code, channel, offset, ...)                               \
+    ms_fail_channel(&(s)->err, code, MS_LIMIT_NONE, channel, offset,         \
+                    __VA_ARGS__)
+#define set_fail_limit(s, limit, channel, offset, ...)                        \
+    ms_fail_channel(&(s)->err, MS_ERR_LIMIT, limit, channel, offset,         \
+                    __VA_ARGS__)
 #define NO_CHANNEL UINT32_MAX
 
 ms_set *ms_set_create(const ms_options *opt)
 {
     ms_options o;
-    if (ms_options_copy(&o, opt) < 0)
+    if (ms_options_import(&o, opt) < 0)
         return NULL;
     ms_set *s = ms_calloc(&o.allocator, 1, sizeof *s);
     if (s)
@@ -248,9 +235,9 @@ static int push_event(ms_set *s, const ms_event *ev)
 static set_channel *channel_of(ms_set *s, uint32_t slot)
 {
     if (slot >= s->opt.max_channels) {
-        set_fail(s, MS_ERR_LIMIT, slot, 0,
-                 "channel slot %u exceeds max_channels (%u)", slot,
-                 s->opt.max_channels);
+        set_fail_limit(s, MS_LIMIT_MAX_CHANNELS, slot, 0,
+                       "channel slot %u exceeds max_channels (%u)", slot,
+                       s->opt.max_channels);
         return NULL;
     }
     if (slot >= s->nchans &&
@@ -283,9 +270,9 @@ static set_image *image_of(ms_set *s, uint32_t channel, uint64_t off,
     if (ms_u32map_get(&d->by_seq, seq, &i))
         return d->images[i];
     if (seq >= s->opt.max_images) {
-        set_fail(s, MS_ERR_LIMIT, channel, off,
-                 "device %s: image %u exceeds max_images (%u)", d->idstr, seq,
-                 s->opt.max_images);
+        set_fail_limit(s, MS_LIMIT_MAX_IMAGES, channel, off,
+                       "device %s: image %u exceeds max_images (%u)", d->idstr,
+                       seq, s->opt.max_images);
         return NULL;
     }
     set_image *im = ms_calloc(ALLOC(s), 1, sizeof *im);
@@ -348,9 +335,10 @@ static int observe_qemu_header(ms_set *s, uint32_t slot, set_channel *c,
     } else {
         uint32_t id = h->channel_index;
         if (id >= s->opt.max_channels)
-            return set_fail(s, MS_ERR_LIMIT, slot, 24,
-                            "multifd channel id %u exceeds max_channels (%u)",
-                            id, s->opt.max_channels);
+            return set_fail_limit(
+                s, MS_LIMIT_MAX_CHANNELS, slot, 24,
+                "multifd channel id %u exceeds max_channels (%u)", id,
+                s->opt.max_channels);
         int was = bit_test_set(s, &s->mfd_ids, &s->mfd_ids_cap, id);
         if (was < 0)
             return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "channel ids");
@@ -425,9 +413,9 @@ static int observe_header(ms_set *s, uint32_t slot, const ms_event *ev)
     s->is_mig = 1;
     if (!s->have_first) {
         if (h->channel_count > s->opt.max_channels)
-            return set_fail(s, MS_ERR_LIMIT, slot, 36,
-                            "channel_count %u exceeds max_channels (%u)",
-                            h->channel_count, s->opt.max_channels);
+            return set_fail_limit(s, MS_LIMIT_MAX_CHANNELS, slot, 36,
+                                  "channel_count %u exceeds max_channels (%u)",
+                                  h->channel_count, s->opt.max_channels);
         s->slot_of_index =
             ms_calloc(ALLOC(s), h->channel_count, sizeof *s->slot_of_index);
         if (!s->slot_of_index)
@@ -479,9 +467,9 @@ static int observe_device(ms_set *s, uint32_t slot, const ms_event *ev)
         return 0;
     }
     if (s->ndevs >= s->opt.max_devices)
-        return set_fail(s, MS_ERR_LIMIT, slot, ev->offset,
-                        "more than max_devices (%u) devices",
-                        s->opt.max_devices);
+        return set_fail_limit(s, MS_LIMIT_MAX_DEVICES, slot, ev->offset,
+                              "more than max_devices (%u) devices",
+                              s->opt.max_devices);
     if (ms_grow(ALLOC(s), (void **)&s->devs, sizeof *s->devs, &s->devcap,
                 s->ndevs + 1) < 0)
         return set_fail(s, MS_ERR_NO_MEMORY, slot, ev->offset, "devices");
@@ -712,9 +700,9 @@ static int mark_seen(ms_set *s, set_image *im, uint32_t slot, uint64_t off,
                      uint32_t idx)
 {
     if (idx >= s->opt.max_packets)
-        return set_fail(s, MS_ERR_LIMIT, slot, off,
-                        "packet idx %u exceeds max_packets (%u)", idx,
-                        s->opt.max_packets);
+        return set_fail_limit(s, MS_LIMIT_MAX_PACKETS, slot, off,
+                              "packet idx %u exceeds max_packets (%u)", idx,
+                              s->opt.max_packets);
     size_t byte = idx / 8;
     if (byte >= im->seen_cap &&
         ms_grow(ALLOC(s), (void **)&im->seen, 1, &im->seen_cap, byte + 1) < 0)
@@ -781,12 +769,13 @@ static set_packet *hold_packet(ms_set *s, set_image *im, uint32_t slot,
     const ms_packet_info *p = &ev->u.packet;
     int copy = !s->opt.input_stable;
     if (copy && s->held_bytes + p->size > s->opt.max_buffered_bytes) {
-        set_fail(s, MS_ERR_LIMIT, slot, ev->offset,
-                 "max_buffered_bytes (%llu) reached: device %s image %u is "
-                 "waiting for packet idx %u while %llu bytes are held",
-                 (unsigned long long)s->opt.max_buffered_bytes,
-                 idstr_of(s, im->device), im->seq, im->next_idx,
-                 (unsigned long long)s->held_bytes);
+        set_fail_limit(
+            s, MS_LIMIT_MAX_BUFFERED_BYTES, slot, ev->offset,
+            "max_buffered_bytes (%llu) reached: device %s image %u is "
+            "waiting for packet idx %u while %llu bytes are held",
+            (unsigned long long)s->opt.max_buffered_bytes,
+            idstr_of(s, im->device), im->seq, im->next_idx,
+            (unsigned long long)s->held_bytes);
         return NULL;
     }
     set_packet *pk = ms_calloc(ALLOC(s), 1, sizeof *pk);
@@ -977,10 +966,10 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
      * header in QEMU 7.2 (same packet number): only the others count. */
     if (m->normal_pages || m->zero_pages || m->sync) {
         if (m->packet_num >= s->opt.max_packets)
-            return set_fail(s, MS_ERR_LIMIT, slot, ev->offset + 24,
-                            "packet number %llu exceeds max_packets (%u)",
-                            (unsigned long long)m->packet_num,
-                            s->opt.max_packets);
+            return set_fail_limit(
+                s, MS_LIMIT_MAX_PACKETS, slot, ev->offset + 24,
+                "packet number %llu exceeds max_packets (%u)",
+                (unsigned long long)m->packet_num, s->opt.max_packets);
         int was = bit_test_set(s, &s->pkt_nums, &s->pkt_nums_cap,
                                m->packet_num);
         if (was < 0)
@@ -1061,9 +1050,9 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
         return 0;
     case MS_EV_RAM_BLOCK:
         if (s->nqblocks >= s->opt.max_ram_blocks)
-            return set_fail(s, MS_ERR_LIMIT, slot, ev->offset,
-                            "more than max_ram_blocks (%u)",
-                            s->opt.max_ram_blocks);
+            return set_fail_limit(s, MS_LIMIT_MAX_RAM_BLOCKS, slot, ev->offset,
+                                  "more than max_ram_blocks (%u)",
+                                  s->opt.max_ram_blocks);
         if (ms_grow(ALLOC(s), (void **)&s->qblocks, sizeof *s->qblocks,
                     &s->qblockcap, s->nqblocks + 1) < 0)
             return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "block list");

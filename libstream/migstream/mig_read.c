@@ -260,11 +260,11 @@ static int check_record_size(ms_reader *r)
         uint64_t max = MIG_DEVICE_FIXED + (uint64_t)r->opt.max_name_length +
                        r->opt.max_compat_length;
         if (size > max)
-            return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                           "DEVICE record of %llu bytes exceeds "
-                           "max_name_length + max_compat_length (%llu)",
-                           (unsigned long long)size,
-                           (unsigned long long)max);
+            return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_COMPAT_LENGTH, st->rec_off,
+                                 "DEVICE record of %llu bytes exceeds "
+                                 "max_name_length + max_compat_length (%llu)",
+                                 (unsigned long long)size,
+                                 (unsigned long long)max);
         min = MIG_DEVICE_FIXED; /* an empty idstr is a bad field */
         break;
     }
@@ -321,11 +321,11 @@ static int read_record_header(ms_reader *r, ms_event *ev)
                        "record tag 0x%x is unknown and mandatory",
                        st->rec_tag);
     if (st->rec_size > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "record payload of %llu bytes exceeds "
-                       "max_record_payload (%llu)",
-                       (unsigned long long)st->rec_size,
-                       (unsigned long long)r->opt.max_record_payload);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, st->rec_off,
+                             "record payload of %llu bytes exceeds "
+                             "max_record_payload (%llu)",
+                             (unsigned long long)st->rec_size,
+                             (unsigned long long)r->opt.max_record_payload);
     if (name && check_record_size(r) < 0)
         return MS_NEXT_ERROR;
     if (r->opt.verify_checks)
@@ -387,14 +387,15 @@ static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
     if (idlen == 0)
         return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 16, "empty idstr");
     if (idlen > r->opt.max_name_length)
-        return MS_FAIL(r, MS_ERR_LIMIT, base + 16,
-                       "idstr of %u bytes exceeds max_name_length (%u)",
-                       idlen, r->opt.max_name_length);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_NAME_LENGTH, base + 16,
+                             "idstr of %u bytes exceeds max_name_length (%u)",
+                             idlen, r->opt.max_name_length);
     if (clen > r->opt.max_compat_length)
-        return MS_FAIL(r, MS_ERR_LIMIT, base + 20,
-                       "compat data of %u bytes exceeds max_compat_length "
-                       "(%u)",
-                       clen, r->opt.max_compat_length);
+        return MS_FAIL_LIMIT(
+            r, MS_LIMIT_MAX_COMPAT_LENGTH, base + 20,
+            "compat data of %u bytes exceeds max_compat_length "
+            "(%u)",
+            clen, r->opt.max_compat_length);
     if (idlen > MIG_IDSTR_MAX) /* reachable only with a raised limit */
         return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 16,
                        "idstr of %u bytes; the format allows %u", idlen,
@@ -408,9 +409,9 @@ static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
         return MS_FAIL(r, MS_ERR_DEVICE_DUPLICATE, st->rec_off,
                        "device %u is declared twice", handle);
     if (st->ndevs >= r->opt.max_devices)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "more than max_devices (%u) devices",
-                       r->opt.max_devices);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_DEVICES, st->rec_off,
+                             "more than max_devices (%u) devices",
+                             r->opt.max_devices);
     if (ms_grow(ALLOC(r), (void **)&st->devs, sizeof *st->devs, &st->devcap,
                 st->ndevs + 1) < 0)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "device table");
@@ -487,9 +488,9 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
                        "device %s: initial image after another image",
                        d->idstr);
     if (seq >= r->opt.max_images)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "device %s: more than max_images (%u) images",
-                       d->idstr, r->opt.max_images);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_IMAGES, st->rec_off,
+                             "device %s: more than max_images (%u) images",
+                             d->idstr, r->opt.max_images);
     if (r->opt.verify_checks) {
         if (!d->img_hash && !(d->img_hash = ms_hash_state_new(ALLOC(r))))
             return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "image hash");

@@ -269,22 +269,38 @@ void ms_writer_options_init(ms_writer_options *opt)
     opt->chunk_size = DEFAULT_CHUNK_SIZE;
 }
 
+/* The caller's options over the defaults: NULL gives the defaults; a
+ * struct_size from MS_WRITER_OPTIONS_SIZE_V1 to sizeof (an older caller's
+ * struct) is taken.  Fields appended later must get their defaults back
+ * when the caller's struct does not hold them whole (as
+ * ms_options_import does).  0, or -1 for any other struct_size. */
+static int options_import(ms_writer_options *dst,
+                          const ms_writer_options *src)
+{
+    ms_writer_options_init(dst);
+    if (!src)
+        return 0;
+    size_t size = src->struct_size;
+    if (size < MS_WRITER_OPTIONS_SIZE_V1 || size > sizeof *dst)
+        return -1;
+    memcpy(dst, src, size);
+    dst->struct_size = sizeof *dst;
+    return 0;
+}
+
 static int options_valid(const ms_writer_options *opt)
 {
     /* chunk_size bound: CHUNK's raw_len is a le32 */
-    return opt->struct_size == sizeof *opt && opt->channel_count >= 1 &&
-           opt->chunk_size >= 1 && opt->chunk_size <= UINT32_MAX &&
-           opt->compression_level >= 0 && opt->compression_level <= 9;
+    return opt->channel_count >= 1 && opt->chunk_size >= 1 &&
+           opt->chunk_size <= UINT32_MAX && opt->compression_level >= 0 &&
+           opt->compression_level <= 9;
 }
 
-ms_writer *ms_writer_create(const ms_writer_options *opt)
+ms_writer *ms_writer_create(const ms_writer_options *caller)
 {
-    ms_writer_options defaults;
-    if (!opt) {
-        ms_writer_options_init(&defaults);
-        opt = &defaults;
-    }
-    if (!options_valid(opt))
+    ms_writer_options own;
+    const ms_writer_options *opt = &own;
+    if (options_import(&own, caller) < 0 || !options_valid(opt))
         return NULL;
     ms_writer *w = ms_calloc(&opt->allocator, 1, sizeof *w);
     if (!w)

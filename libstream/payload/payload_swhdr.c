@@ -176,8 +176,9 @@ static int begin_image(ms_reader *r, const char *name)
                st->final_open;
     if (!cont) {
         if (st->n_images == UINT32_MAX)
-            return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                           "more than %u images in one stream", UINT32_MAX);
+            return MS_FAIL_LIMIT(r, MS_LIMIT_NONE, st->rec_off,
+                                 "more than %u images in one stream",
+                                 UINT32_MAX);
         st->seq = st->n_images++;
         st->phase = ph;
         st->img_len = 0;
@@ -446,10 +447,11 @@ static int check_known_part(ms_reader *r, const uint8_t *h)
                            "per offset)",
                            st->psel);
         if (st->cfg_seen.count >= CFG_PARTS_MAX)
-            return MS_FAIL(r, MS_ERR_LIMIT, at,
-                           "more than %u PCI_COMMON_CFG parts in one record "
-                           "(migstream tracks at most %u offsets)",
-                           CFG_PARTS_MAX, CFG_PARTS_MAX);
+            return MS_FAIL_LIMIT(
+                r, MS_LIMIT_NONE, at,
+                "more than %u PCI_COMMON_CFG parts in one record "
+                "(migstream tracks at most %u offsets)",
+                CFG_PARTS_MAX, CFG_PARTS_MAX);
         if (ms_u32map_put(ALLOC(r), &st->cfg_seen, st->psel, 1) < 0)
             return MS_FAIL(r, MS_ERR_NO_MEMORY, at, "PCI_COMMON_CFG offsets");
         break;
@@ -479,10 +481,11 @@ static int check_known_part(ms_reader *r, const uint8_t *h)
     }
     }
     if (len > PART_MAX) /* features, PCI_COMMON_CFG: no fixed size */
-        return MS_FAIL(r, MS_ERR_LIMIT, at + 12,
-                       "%s part of %u bytes exceeds the %u bytes migstream "
-                       "gathers for a decoded part",
-                       name, len, PART_MAX);
+        return MS_FAIL_LIMIT(
+            r, MS_LIMIT_NONE, at + 12,
+            "%s part of %u bytes exceeds the %u bytes migstream "
+            "gathers for a decoded part",
+            name, len, PART_MAX);
     return 0;
 }
 

@@ -249,10 +249,11 @@ static int start_body(ms_reader *r)
     }
     uint64_t limit = r->opt.max_decompress_bytes;
     if (limit < LV_OUT_CAP)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->info.body_offset,
-                       "max_decompress_bytes (%llu) is below the %zu-byte "
-                       "output buffer",
-                       (unsigned long long)limit, LV_OUT_CAP);
+        return MS_FAIL_LIMIT(
+            r, MS_LIMIT_MAX_DECOMPRESS_BYTES, st->info.body_offset,
+            "max_decompress_bytes (%llu) is below the %zu-byte "
+            "output buffer",
+            (unsigned long long)limit, LV_OUT_CAP);
     ms_error_info e = {0};
     st->dec = ms_dec_create(LALLOC(r), codec, limit - LV_OUT_CAP,
                             r->opt.verify_checks, &e);

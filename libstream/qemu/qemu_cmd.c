@@ -250,10 +250,15 @@ static int check_command(ms_reader *r, const uint8_t *a, ms_command_info *c)
 static int enter_package(ms_reader *r, const ms_command_info *c)
 {
     q_state *st = QST(r);
-    if ((uint32_t)st->nest >= MS_MIN(r->opt.max_nesting, 8u))
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "PACKAGED nested deeper than max_nesting (%u)",
-                       r->opt.max_nesting);
+    if ((uint32_t)st->nest >= r->opt.max_nesting)
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_NESTING, st->rec_off,
+                             "PACKAGED nested deeper than max_nesting (%u)",
+                             r->opt.max_nesting);
+    if ((size_t)st->nest >= sizeof st->pkg_end / sizeof st->pkg_end[0])
+        return MS_FAIL_LIMIT(r, MS_LIMIT_NONE, st->rec_off,
+                             "PACKAGED nested deeper than the %zu levels "
+                             "migstream tracks",
+                             sizeof st->pkg_end / sizeof st->pkg_end[0]);
     uint64_t end = ms_rd_pos(r) + c->value;
     if (st->nest && end > st->pkg_end[st->nest - 1])
         return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,

@@ -150,12 +150,16 @@ static int read_name(ms_reader *r)
         if (cs->namelen == 0)
             return MS_FAIL(r, MS_ERR_BAD_FIELD, ms_rd_pos(r) - 4,
                            "CPR name of 0 bytes (QEMU writes the NUL too)");
-        if (cs->namelen > r->opt.max_name_length + 1 ||
-            cs->namelen > sizeof cs->name)
-            return MS_FAIL(r, MS_ERR_LIMIT, ms_rd_pos(r) - 4,
-                           "CPR name of %u bytes exceeds max_name_length "
-                           "(%u)",
-                           cs->namelen, r->opt.max_name_length);
+        if (cs->namelen > r->opt.max_name_length + 1)
+            return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_NAME_LENGTH, ms_rd_pos(r) - 4,
+                                 "CPR name of %u bytes exceeds max_name_length "
+                                 "(%u)",
+                                 cs->namelen, r->opt.max_name_length);
+        if (cs->namelen > sizeof cs->name) /* a fixed bound: no option */
+            return MS_FAIL_LIMIT(r, MS_LIMIT_NONE, ms_rd_pos(r) - 4,
+                                 "CPR name of %u bytes is longer than the %zu "
+                                 "bytes migstream keeps",
+                                 cs->namelen, sizeof cs->name);
         cs->stage = CS_NAME;
     }
     TAKE(r, cs->namelen, &p);

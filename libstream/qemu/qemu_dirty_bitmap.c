@@ -231,9 +231,9 @@ static int read_start(ms_reader *r, ms_event *ev)
                        "dirty bitmap \"%s\": reserved bitmap flags 0x%02x",
                        d->bitmap, p[4]);
     if (d->nbitmaps >= r->opt.max_devices)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "more than max_devices (%u) dirty bitmaps",
-                       r->opt.max_devices);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_DEVICES, st->rec_off,
+                             "more than max_devices (%u) dirty bitmaps",
+                             r->opt.max_devices);
     if (ms_grow(ALLOC(r), (void **)&d->bitmaps, sizeof *d->bitmaps, &d->cap,
                 d->nbitmaps + 1) < 0)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "dirty bitmap table");

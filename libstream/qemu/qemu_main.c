@@ -357,11 +357,11 @@ static int read_after_eof(ms_reader *r)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->vmdesc_len = ms_be32(p);
         if (st->vmdesc_len > r->opt.max_vmdesc_bytes)
-            return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off + 1,
-                           "JSON trailer of %llu bytes exceeds "
-                           "max_vmdesc_bytes (%llu)",
-                           (unsigned long long)st->vmdesc_len,
-                           (unsigned long long)r->opt.max_vmdesc_bytes);
+            return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_VMDESC_BYTES, st->rec_off + 1,
+                                 "JSON trailer of %llu bytes exceeds "
+                                 "max_vmdesc_bytes (%llu)",
+                                 (unsigned long long)st->vmdesc_len,
+                                 (unsigned long long)r->opt.max_vmdesc_bytes);
         st->vmdesc_off = ms_rd_pos(r);
         st->vmdesc_got = 0;
         st->stage = QS_VMDESC;

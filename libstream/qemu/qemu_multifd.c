@@ -335,10 +335,10 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
         payload = comp == C_NONE ? (uint64_t)st->normal * st->page_size
                                  : st->nps;
     if (payload > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->pkt_off + 20,
-                       "packet payload of %llu bytes exceeds "
-                       "max_record_payload",
-                       (unsigned long long)payload);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, st->pkt_off + 20,
+                             "packet payload of %llu bytes exceeds "
+                             "max_record_payload",
+                             (unsigned long long)payload);
     st->payload_left = payload;
     st->payload_off = ms_rd_pos(r);
     st->page_i = 0;
@@ -587,10 +587,10 @@ static int read_device_packet_header(ms_reader *r)
                        "than the 12-byte VFIO buffer header",
                        (unsigned long long)st->payload_left);
     if (st->payload_left > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, base + 272,
-                       "device-state payload of %llu bytes exceeds "
-                       "max_record_payload",
-                       (unsigned long long)st->payload_left);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, base + 272,
+                             "device-state payload of %llu bytes exceeds "
+                             "max_record_payload",
+                             (unsigned long long)st->payload_left);
     st->step = 1;
     return MS_GO_ON;
 }

@@ -25,9 +25,9 @@ int ms_q_preempt_block(ms_reader *r)
 {
     q_state *st = QST(r);
     if (st->nblocks >= r->opt.max_ram_blocks) {
-        MS_FAIL(r, MS_ERR_LIMIT, st->rec_off + 8,
-                "more than max_ram_blocks (%u) RAM blocks",
-                r->opt.max_ram_blocks);
+        MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RAM_BLOCKS, st->rec_off + 8,
+                      "more than max_ram_blocks (%u) RAM blocks",
+                      r->opt.max_ram_blocks);
         return -1;
     }
     if (ms_grow(ALLOC(r), (void **)&st->blocks, sizeof *st->blocks,

@@ -24,6 +24,7 @@
  *        EOS: the section's footer follows (QS_FOOTER).
  */
 #include "qemu_impl.h"
+#include "xbzrle.h"
 
 enum ram_step {
     /* page records; 0 is where every RAM section payload starts */
@@ -99,9 +100,9 @@ static int read_block_length(ms_reader *r)
         return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                        "RAM block \"%s\" listed twice", st->name);
     if (st->nblocks >= r->opt.max_ram_blocks)
-        return MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                       "more than max_ram_blocks (%u) RAM blocks",
-                       r->opt.max_ram_blocks);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RAM_BLOCKS, st->rec_off,
+                             "more than max_ram_blocks (%u) RAM blocks",
+                             r->opt.max_ram_blocks);
     if (used > st->mem_total - st->mem_sum)
         return MS_FAIL(r, MS_ERR_RAM, field,
                        "RAM block \"%s\" of %llu bytes exceeds the "
@@ -263,11 +264,11 @@ static int check_mapped_regions(ms_reader *r, const q_block *b)
                        b->name, (unsigned long long)m->bitmap_offset,
                        (unsigned long long)hdr_end);
     if (m->bitmap_size > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, f_bitmap,
-                       "RAM block \"%s\": bitmap of %llu bytes exceeds "
-                       "max_record_payload (%llu)",
-                       b->name, (unsigned long long)m->bitmap_size,
-                       (unsigned long long)r->opt.max_record_payload);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, f_bitmap,
+                             "RAM block \"%s\": bitmap of %llu bytes exceeds "
+                             "max_record_payload (%llu)",
+                             b->name, (unsigned long long)m->bitmap_size,
+                             (unsigned long long)r->opt.max_record_payload);
     if (m->pages_offset < m->bitmap_offset ||
         m->pages_offset - m->bitmap_offset < m->bitmap_size)
         return MS_FAIL(r, MS_ERR_RAM, f_pages,
@@ -588,13 +589,19 @@ static int read_page_body(ms_reader *r, ms_event *ev)
         if (kind == MS_RAM_XBZRLE && p[0] != 1)
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 3,
                            "XBZRLE encoding byte 0x%02x, must be 0x01", p[0]);
-        size_t max = kind == MS_RAM_XBZRLE ? st->page_size
-                                           : compressBound(st->page_size);
-        if (st->u32b > max || st->u32b == 0)
+        /* the delta's length by xbzrle.c's rule: never more than a page */
+        const char *why = kind == MS_RAM_XBZRLE
+                              ? ms_xbzrle_length_rule(st->u32b, st->page_size)
+                              : NULL;
+        if (why)
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 2,
-                           "%s length %u (page size %u)",
-                           kind == MS_RAM_XBZRLE ? "XBZRLE" : "COMPRESS_PAGE",
-                           st->u32b, st->page_size);
+                           "XBZRLE delta of %u bytes: %s (page size %u)",
+                           st->u32b, why, st->page_size);
+        if (kind != MS_RAM_XBZRLE &&
+            (st->u32b > compressBound(st->page_size) || st->u32b == 0))
+            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 2,
+                           "COMPRESS_PAGE length %u (page size %u)", st->u32b,
+                           st->page_size);
         st->step = RS_PAGE_DATA;
         return MS_GO_ON;
     }

@@ -293,11 +293,11 @@ static int read_bitmap_size(ms_reader *r, ms_event *ev)
                        "RECV_BITMAP bitmap size %llu is not a multiple of 8",
                        (unsigned long long)size);
     if (size > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, at,
-                       "RECV_BITMAP bitmap of %llu bytes exceeds "
-                       "max_record_payload (%llu)",
-                       (unsigned long long)size,
-                       (unsigned long long)r->opt.max_record_payload);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, at,
+                             "RECV_BITMAP bitmap of %llu bytes exceeds "
+                             "max_record_payload (%llu)",
+                             (unsigned long long)size,
+                             (unsigned long long)r->opt.max_record_payload);
     message_event(st, ev);
     ev->length += 8 + size + 8;
     ev->u.rp.block = st->bm_block;

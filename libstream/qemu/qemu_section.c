@@ -87,8 +87,9 @@ static q_section *register_section(ms_reader *r, uint32_t id,
         return s;
     }
     if (st->nsecs >= r->opt.max_sections) {
-        MS_FAIL(r, MS_ERR_LIMIT, st->rec_off,
-                "more than max_sections (%u) sections", r->opt.max_sections);
+        MS_FAIL_LIMIT(r, MS_LIMIT_MAX_SECTIONS, st->rec_off,
+                      "more than max_sections (%u) sections",
+                      r->opt.max_sections);
         return NULL;
     }
     if (ms_grow(ALLOC(r), (void **)&st->secs, sizeof *st->secs, &st->seccap,

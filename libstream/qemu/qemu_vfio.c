@@ -151,11 +151,11 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
         return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     uint64_t n = ms_be64(p);
     if (n > r->opt.max_record_payload)
-        return MS_FAIL(r, MS_ERR_LIMIT, ms_rd_pos(r) - 8,
-                       "%s: DEV_DATA_STATE of %llu bytes exceeds "
-                       "max_record_payload (%llu)",
-                       s->idstr, (unsigned long long)n,
-                       (unsigned long long)r->opt.max_record_payload);
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, ms_rd_pos(r) - 8,
+                             "%s: DEV_DATA_STATE of %llu bytes exceeds "
+                             "max_record_payload (%llu)",
+                             s->idstr, (unsigned long long)n,
+                             (unsigned long long)r->opt.max_record_payload);
     *ev = st->pending;
     ev->length = 16;
     ev->u.vfio.data_size = n;

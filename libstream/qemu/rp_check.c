@@ -74,25 +74,12 @@ struct rp_check {
 
 #define ALLOC(c) (&(c)->opt.allocator)
 
-static int fail(ms_error_info *err, ms_error code, uint32_t slot,
-                uint64_t offset, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static int fail(ms_error_info *err, ms_error code, uint32_t slot,
-                uint64_t offset, const char *fmt, ...)
-{
-    char detail[sizeof err->detail];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    ms_fail(err, code, offset, "%s", detail);
-    if (slot != NO_SLOT) {
-        err->channel = slot;
-        err->has_channel = 1;
-    }
-    return -1;
-}
+/* fail: an error of one channel slot (or NO_SLOT); fail_limit: an
+ * MS_ERR_LIMIT naming the ms_options limit exceeded. */
+#define fail(err, code, slot, offset, ...)                                    \
+    ms_fail_channel(err, code, MS_LIMIT_NONE, slot, offset, __VA_ARGS__)
+#define fail_limit(err, limit, slot, offset, ...)                             \
+    ms_fail_channel(err, MS_ERR_LIMIT, limit, slot, offset, __VA_ARGS__)
 
 rp_check *rp_check_new(const ms_options *opt)
 {
@@ -124,8 +111,9 @@ static int grow(rp_check *c, void **arr, size_t elem, size_t *cap, size_t n,
                 ms_error_info *err)
 {
     if (n >= c->opt.max_packets)
-        return fail(err, MS_ERR_LIMIT, slot, offset,
-                    "more than max_packets (%u) %s", c->opt.max_packets, what);
+        return fail_limit(err, MS_LIMIT_MAX_PACKETS, slot, offset,
+                          "more than max_packets (%u) %s", c->opt.max_packets,
+                          what);
     if (ms_grow(ALLOC(c), arr, elem, cap, n + 1) < 0)
         return fail(err, MS_ERR_NO_MEMORY, slot, offset, "%s", what);
     return 0;
@@ -166,11 +154,12 @@ static int page_sent(rp_check *c, uint32_t slot, const ms_event *ev,
     if (!b->sent) {
         uint64_t bytes = (pages + 7) / 8;
         if (bytes > c->opt.max_buffered_bytes - c->bitmap_bytes)
-            return fail(err, MS_ERR_LIMIT, slot, ev->offset,
-                        "the record of pages sent in postcopy needs %llu "
-                        "more bytes for block \"%s\": over "
-                        "max_buffered_bytes",
-                        (unsigned long long)bytes, b->name);
+            return fail_limit(err, MS_LIMIT_MAX_BUFFERED_BYTES, slot,
+                              ev->offset,
+                              "the record of pages sent in postcopy needs %llu "
+                              "more bytes for block \"%s\": over "
+                              "max_buffered_bytes",
+                              (unsigned long long)bytes, b->name);
         if (!(b->sent = ms_calloc(ALLOC(c), (size_t)bytes, 1)))
             return fail(err, MS_ERR_NO_MEMORY, slot, ev->offset, "page bitmap");
         c->bitmap_bytes += bytes;

@@ -370,12 +370,14 @@ int vms_desc_parse(const ms_allocator *a, const ms_options *opt,
 {
     ms_options o;
     *out = NULL;
-    if (ms_options_copy(&o, opt) < 0)
+    if (ms_options_import(&o, opt) < 0)
         return ms_fail(err, MS_ERR_USAGE, 0, "options: wrong struct_size");
     if (len > o.max_vmdesc_bytes)
-        return ms_fail(err, MS_ERR_LIMIT, 0,
-                       "JSON trailer of %zu bytes is over max_vmdesc_bytes "
-                       "(%" PRIu64 ")", len, o.max_vmdesc_bytes);
+        return MS_FAIL_LIMIT_E(
+            err, MS_LIMIT_MAX_VMDESC_BYTES, 0,
+            "JSON trailer of %zu bytes is over max_vmdesc_bytes "
+            "(%" PRIu64 ")",
+            len, o.max_vmdesc_bytes);
     /* Real trailers spend about 15 bytes per JSON value; 4 leaves room
      * and bounds the tree at a few times the text. */
     json_limits lim = {.max_depth = VMS_JSON_DEPTH,

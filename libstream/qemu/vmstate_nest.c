@@ -77,7 +77,7 @@ ms_nest *ms_nest_create(const ms_options *opt, const char *json, size_t len,
     if (!err)
         err = &local;
     memset(err, 0, sizeof *err);
-    if (ms_options_copy(&o, opt) < 0) {
+    if (ms_options_import(&o, opt) < 0) {
         ms_fail(err, MS_ERR_USAGE, 0, "options: wrong struct_size");
         return NULL;
     }

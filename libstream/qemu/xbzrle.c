@@ -2,7 +2,10 @@
 /* XBZRLE deltas (QEMU's "XOR based zero run length encoding" of a RAM page
  * against the copy the destination already holds): the one place that
  * knows their rules, used by the RAM decoder (qemu_ram.c checks every
- * XBZRLE record) and by the tools (ms_xbzrle_apply rebuilds the page).
+ * XBZRLE record: the length when the record's header comes, with
+ * ms_xbzrle_length_rule, the delta with ms_xbzrle_check) and by the tools
+ * (ms_xbzrle_apply rebuilds the page after the same checks), so a delta
+ * the reader accepts is one apply takes, and the other way round.
  * Facts: spec/qemu-main.md, "XBZRLE deltas".
  *
  *   delta := pair*
@@ -13,7 +16,9 @@
  *   for each pair:  d += zrun          (unchanged bytes, skipped)
  *                   page[d .. d+nzrun) = the nzrun bytes;  d += nzrun
  *
- * What QEMU's loader (xbzrle_decode_buffer) rejects, each checked here:
+ * What QEMU's loader (load_xbzrle, xbzrle_decode_buffer) rejects, each
+ * checked here:
+ *   - a delta longer than the page;
  *   - fewer than 2 bytes left where a run length is read (even a one-byte
  *     length: QEMU tests the room before decoding it);
  *   - a length whose second byte has bit 7 set (a third byte would follow);
@@ -21,8 +26,9 @@
  *   - a zero run or data run reaching past the page;
  *   - a data run reaching past the delta.
  * Overlong two-byte lengths (e.g. 0x85 0x00 for 5) are accepted, as QEMU
- * accepts them. */
-#include "common.h"
+ * accepts them.  An empty delta, which QEMU would load as "no change" but
+ * never sends (an unchanged page is not sent), is refused. */
+#include "xbzrle.h"
 
 /* One run length at delta[*at]; QEMU needs two bytes of room for it.
  * Returns NULL and advances *at, or why it is malformed. */
@@ -84,11 +90,22 @@ static const char *walk(const uint8_t *delta, size_t n, uint8_t *page,
     return NULL;
 }
 
+const char *ms_xbzrle_length_rule(size_t n, size_t page_size)
+{
+    if (n == 0)
+        return "empty delta (QEMU never sends one)";
+    if (n > page_size)
+        return "delta longer than the page";
+    return NULL;
+}
+
 const char *ms_xbzrle_check(const void *delta, size_t n, size_t page_size,
                             size_t *bad_offset)
 {
     size_t off = 0;
-    const char *why = walk(delta, n, NULL, page_size, &off);
+    const char *why = ms_xbzrle_length_rule(n, page_size);
+    if (!why)
+        why = walk(delta, n, NULL, page_size, &off);
     if (bad_offset)
         *bad_offset = why ? off : 0;
     return why;
