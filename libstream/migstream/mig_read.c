@@ -23,7 +23,7 @@
 #include <xxhash.h>
 
 #include "mig_format.h"
-#include "reader_impl.h"
+#include "kit.h"
 
 enum mig_stage {
     ST_HEADER = 0x4D16, /* not 0: a zeroed state is caught as invalid */
@@ -982,28 +982,30 @@ static int read_trailer(ms_reader *r)
 
 /* ---- framing ops ---------------------------------------------------------- */
 
+/* After the END record: any further byte is trailing data. */
+static int read_done(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "the END record");
+}
+
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage mig_stages[] = {
+    [ST_HEADER - ST_HEADER] = {"HEADER", read_header, NULL},
+    [ST_RECORD_HEADER - ST_HEADER] = {"RECORD_HEADER", read_record_header,
+                                      NULL},
+    [ST_SMALL_BODY - ST_HEADER] = {"SMALL_BODY", read_small_body, NULL},
+    [ST_PREFIX - ST_HEADER] = {"PREFIX", read_prefix, NULL},
+    [ST_DATA - ST_HEADER] = {"DATA", read_data, NULL},
+    [ST_INFLATE - ST_HEADER] = {"INFLATE", read_inflate, NULL},
+    [ST_SKIP - ST_HEADER] = {"SKIP", NULL, read_skip},
+    [ST_TRAILER - ST_HEADER] = {"TRAILER", NULL, read_trailer},
+    [ST_DONE - ST_HEADER] = {"DONE", NULL, read_done},
+};
+static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
+
 static int mig_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (ST(r)->stage) {
-        case ST_HEADER: rc = read_header(r, ev); break;
-        case ST_RECORD_HEADER: rc = read_record_header(r, ev); break;
-        case ST_SMALL_BODY: rc = read_small_body(r, ev); break;
-        case ST_PREFIX: rc = read_prefix(r, ev); break;
-        case ST_DATA: rc = read_data(r, ev); break;
-        case ST_INFLATE: rc = read_inflate(r, ev); break;
-        case ST_SKIP: rc = read_skip(r); break;
-        case ST_TRAILER: rc = read_trailer(r); break;
-        case ST_DONE:
-            return ms_rd_expect_end(r, "the END record");
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &mig_table, &ST(r)->stage);
 }
 
 static int mig_finish(ms_reader *r)

@@ -271,26 +271,26 @@ static int h_regs_ev(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
+/* After the struct: any further byte is trailing data. */
+static int h_end(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "the 176-byte acc_vf_data");
+}
+
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage h_stages[] = {
+    [H_MAGIC - H_MAGIC] = {"MAGIC", NULL, h_magic},
+    [H_MATCH - H_MAGIC] = {"MATCH", NULL, h_match},
+    [H_MATCH_EV - H_MAGIC] = {"MATCH_EV", h_match_ev, NULL},
+    [H_REGS - H_MAGIC] = {"REGS", NULL, h_regs},
+    [H_REGS_EV - H_MAGIC] = {"REGS_EV", h_regs_ev, NULL},
+    [H_END - H_MAGIC] = {"END", NULL, h_end},
+};
+static const ms_stage_table h_stages_table = MS_STAGE_TABLE(H_MAGIC, h_stages);
+
 static int h_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (HST(r)->stage) {
-        case H_MAGIC: rc = h_magic(r); break;
-        case H_MATCH: rc = h_match(r); break;
-        case H_MATCH_EV: rc = h_match_ev(r, ev); break;
-        case H_REGS: rc = h_regs(r); break;
-        case H_REGS_EV: rc = h_regs_ev(r, ev); break;
-        case H_END:
-            rc = ms_rd_expect_end(r, "the 176-byte acc_vf_data");
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &h_stages_table, &HST(r)->stage);
 }
 
 static int h_finish(ms_reader *r)

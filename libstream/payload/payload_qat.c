@@ -510,29 +510,29 @@ static int q_tail_data(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------------- */
 
+/* After the buffer: any further byte is trailing data. */
+static int q_end(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "the 4096-byte QAT state buffer");
+}
+
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage q_stages[] = {
+    [Q_PRE - Q_PRE] = {"PRE", NULL, q_pre},
+    [Q_PRE_EV - Q_PRE] = {"PRE_EV", q_pre_ev, NULL},
+    [Q_BODY - Q_PRE] = {"BODY", q_body, NULL},
+    [Q_WALK - Q_PRE] = {"WALK", q_walk, NULL},
+    [Q_BLOCK_EV - Q_PRE] = {"BLOCK_EV", q_block_ev, NULL},
+    [Q_TAIL_EV - Q_PRE] = {"TAIL_EV", q_tail_ev, NULL},
+    [Q_TAIL - Q_PRE] = {"TAIL", NULL, q_tail},
+    [Q_TAIL_DATA - Q_PRE] = {"TAIL_DATA", q_tail_data, NULL},
+    [Q_END - Q_PRE] = {"END", NULL, q_end},
+};
+static const ms_stage_table q_stages_table = MS_STAGE_TABLE(Q_PRE, q_stages);
+
 static int q_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (QST(r)->stage) {
-        case Q_PRE: rc = q_pre(r); break;
-        case Q_PRE_EV: rc = q_pre_ev(r, ev); break;
-        case Q_BODY: rc = q_body(r, ev); break;
-        case Q_WALK: rc = q_walk(r, ev); break;
-        case Q_BLOCK_EV: rc = q_block_ev(r, ev); break;
-        case Q_TAIL_EV: rc = q_tail_ev(r, ev); break;
-        case Q_TAIL: rc = q_tail(r); break;
-        case Q_TAIL_DATA: rc = q_tail_data(r, ev); break;
-        case Q_END:
-            rc = ms_rd_expect_end(r, "the 4096-byte QAT state buffer");
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &q_stages_table, &QST(r)->stage);
 }
 
 static int q_finish(ms_reader *r)

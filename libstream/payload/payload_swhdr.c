@@ -734,28 +734,24 @@ static int read_record_end(ms_reader *r)
 
 /* ---- framing ops ------------------------------------------------------------------- */
 
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage sw_stages[] = {
+    [SW_HEADER - SW_HEADER] = {"HEADER", read_header, NULL},
+    [SW_VALUE - SW_HEADER] = {"VALUE", read_value, NULL},
+    [SW_SKIP - SW_HEADER] = {"SKIP", NULL, read_skip},
+    [SW_DATA - SW_HEADER] = {"DATA", read_data, NULL},
+    [SW_IMAGE - SW_HEADER] = {"IMAGE", emit_image, NULL},
+    [SW_PART_HEADER - SW_HEADER] = {"PART_HEADER", read_part_header, NULL},
+    [SW_PART_VALUE - SW_HEADER] = {"PART_VALUE", read_part_value, NULL},
+    [SW_PART_FIELDS - SW_HEADER] = {"PART_FIELDS", read_part_fields, NULL},
+    [SW_PART_WALK - SW_HEADER] = {"PART_WALK", read_part_walk, NULL},
+    [SW_RECORD_END - SW_HEADER] = {"RECORD_END", NULL, read_record_end},
+};
+static const ms_stage_table sw_stages_table = MS_STAGE_TABLE(SW_HEADER, sw_stages);
+
 static int sw_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (ST(r)->stage) {
-        case SW_HEADER: rc = read_header(r, ev); break;
-        case SW_VALUE: rc = read_value(r, ev); break;
-        case SW_SKIP: rc = read_skip(r); break;
-        case SW_DATA: rc = read_data(r, ev); break;
-        case SW_IMAGE: rc = emit_image(r, ev); break;
-        case SW_PART_HEADER: rc = read_part_header(r, ev); break;
-        case SW_PART_VALUE: rc = read_part_value(r, ev); break;
-        case SW_PART_FIELDS: rc = read_part_fields(r, ev); break;
-        case SW_PART_WALK: rc = read_part_walk(r, ev); break;
-        case SW_RECORD_END: rc = read_record_end(r); break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &sw_stages_table, &ST(r)->stage);
 }
 
 static int sw_finish(ms_reader *r)

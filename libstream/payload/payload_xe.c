@@ -377,26 +377,28 @@ static int x_image(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------------- */
 
+/* After the TRAILER packet: any further byte is trailing data. */
+static int x_end(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "the TRAILER packet");
+}
+
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage x_stages[] = {
+    [X_HDR - X_HDR] = {"HDR", NULL, x_hdr},
+    [X_HDR_EV - X_HDR] = {"HDR_EV", x_hdr_ev, NULL},
+    [X_KLV - X_HDR] = {"KLV", x_klv, NULL},
+    [X_KLV_VALUE - X_HDR] = {"KLV_VALUE", x_klv_value, NULL},
+    [X_KLV_WALK - X_HDR] = {"KLV_WALK", NULL, x_klv_walk},
+    [X_DATA - X_HDR] = {"DATA", x_data, NULL},
+    [X_IMAGE - X_HDR] = {"IMAGE", x_image, NULL},
+    [X_END - X_HDR] = {"END", NULL, x_end},
+};
+static const ms_stage_table x_stages_table = MS_STAGE_TABLE(X_HDR, x_stages);
+
 static int x_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (XST(r)->stage) {
-        case X_HDR: rc = x_hdr(r); break;
-        case X_HDR_EV: rc = x_hdr_ev(r, ev); break;
-        case X_KLV: rc = x_klv(r, ev); break;
-        case X_KLV_VALUE: rc = x_klv_value(r, ev); break;
-        case X_KLV_WALK: rc = x_klv_walk(r); break;
-        case X_DATA: rc = x_data(r, ev); break;
-        case X_IMAGE: rc = x_image(r, ev); break;
-        case X_END: rc = ms_rd_expect_end(r, "the TRAILER packet"); break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &x_stages_table, &XST(r)->stage);
 }
 
 static int x_finish(ms_reader *r)

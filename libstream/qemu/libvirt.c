@@ -27,7 +27,7 @@
 #include <stdio.h>
 
 #include "decompress.h"
-#include "reader_impl.h"
+#include "kit.h"
 
 #define LV_HEADER_LEN 92 /* 16 magic + 5 u32 + 14 unused u32 */
 #define LV_MAGIC_LEN 16
@@ -54,7 +54,7 @@ typedef enum lv_stage {
 } lv_stage;
 
 typedef struct lv_state {
-    lv_stage stage;
+    int stage; /* enum lv_stage */
     ms_libvirt_info info;
     uint64_t data_pos; /* DATA bytes passed so far */
     int xml_end_seen;  /* the XML's NUL was found */
@@ -395,27 +395,17 @@ static int read_body(ms_reader *r, ms_event *ev)
 /* ---- framing ops -----------------------------------------------------------
  */
 
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage lv_stages[] = {
+    [LV_HEADER - LV_HEADER] = {"HEADER", read_header, NULL},
+    [LV_DATA - LV_HEADER] = {"DATA", skip_data, NULL},
+    [LV_BODY - LV_HEADER] = {"BODY", read_body, NULL},
+};
+static const ms_stage_table lv_stages_table = MS_STAGE_TABLE(LV_HEADER, lv_stages);
+
 static int lv_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (LST(r)->stage) {
-        case LV_HEADER:
-            rc = read_header(r, ev);
-            break;
-        case LV_DATA:
-            rc = skip_data(r, ev);
-            break;
-        case LV_BODY:
-            rc = read_body(r, ev);
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid libvirt stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &lv_stages_table, &LST(r)->stage);
 }
 
 static int lv_finish(ms_reader *r)

@@ -26,7 +26,7 @@
  * The stream does not say its mode: the first fd's first byte does (' '
  * for a passed fd; a be32 fd number starts with 0x00, or 0xff if negative,
  * since fd numbers stay far below 2^29). */
-#include "reader_impl.h"
+#include "kit.h"
 
 #define CPR_MAGIC 0x51435052u /* "QCPR" */
 #define CPR_VERSION 1u
@@ -291,41 +291,25 @@ static int read_subsection(ms_reader *r, ms_event *ev)
     }
 }
 
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage cpr_stages[] = {
+    [CS_HEADER - CS_HEADER] = {"HEADER", read_header, NULL},
+    [CS_MARKER - CS_HEADER] = {"MARKER", read_marker, NULL},
+    [CS_NAMELEN - CS_HEADER] = {"NAMELEN", NULL, read_name},
+    [CS_NAME - CS_HEADER] = {"NAME", NULL, read_name},
+    [CS_FD_ID - CS_HEADER] = {"FD_ID", read_fd, NULL},
+    [CS_FD - CS_HEADER] = {"FD", read_fd, NULL},
+    [CS_VFIO_FIELDS - CS_HEADER] = {"VFIO_FIELDS", read_vfio, NULL},
+    [CS_SUBSECTION - CS_HEADER] = {"SUBSECTION", read_subsection, NULL},
+    [CS_SUB_LEN - CS_HEADER] = {"SUB_LEN", read_subsection, NULL},
+    [CS_SUB_NAME - CS_HEADER] = {"SUB_NAME", read_subsection, NULL},
+    [CS_SUB_VERSION - CS_HEADER] = {"SUB_VERSION", read_subsection, NULL},
+};
+static const ms_stage_table cpr_stages_table = MS_STAGE_TABLE(CS_HEADER, cpr_stages);
+
 static int cpr_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (CST(r)->stage) {
-        case CS_HEADER:
-            rc = read_header(r, ev);
-            break;
-        case CS_MARKER:
-            rc = read_marker(r, ev);
-            break;
-        case CS_NAMELEN:
-        case CS_NAME:
-            rc = read_name(r);
-            break;
-        case CS_FD_ID:
-        case CS_FD:
-            rc = read_fd(r, ev);
-            break;
-        case CS_VFIO_FIELDS:
-            rc = read_vfio(r, ev);
-            break;
-        case CS_SUBSECTION:
-        case CS_SUB_LEN:
-        case CS_SUB_NAME:
-        case CS_SUB_VERSION:
-            rc = read_subsection(r, ev);
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid CPR decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &cpr_stages_table, &CST(r)->stage);
 }
 
 static int cpr_finish(ms_reader *r)

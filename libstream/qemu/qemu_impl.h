@@ -14,7 +14,7 @@
 
 #include <zlib.h>
 
-#include "reader_impl.h"
+#include "kit.h"
 #include "vfio_wire.h"
 #include "vmstate.h"
 

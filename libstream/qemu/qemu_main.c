@@ -414,35 +414,36 @@ static int read_vmdesc(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops -------------------------------------------------------------- */
 
+/* After the JSON trailer: any further byte is trailing data. */
+static int read_done(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "the JSON trailer");
+}
+
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage q_stages[] = {
+    [QS_HEADER - QS_HEADER] = {"HEADER", read_header, NULL},
+    [QS_TOP - QS_HEADER] = {"TOP", read_top, NULL},
+    [QS_CONFIG - QS_HEADER] = {"CONFIG", read_config, NULL},
+    [QS_COMMAND - QS_HEADER] = {"COMMAND", ms_q_read_command, NULL},
+    [QS_SECTION_HEADER - QS_HEADER] = {"SECTION_HEADER", ms_q_read_section_header, NULL},
+    [QS_RAM - QS_HEADER] = {"RAM", ms_q_read_ram, NULL},
+    [QS_VFIO - QS_HEADER] = {"VFIO", ms_q_read_vfio, NULL},
+    [QS_VFIO_DATA - QS_HEADER] = {"VFIO_DATA", ms_q_read_vfio_data, NULL},
+    [QS_VMSTATE - QS_HEADER] = {"VMSTATE", ms_q_read_vmstate, NULL},
+    [QS_SCAN - QS_HEADER] = {"SCAN", ms_q_read_scan, NULL},
+    [QS_FOOTER - QS_HEADER] = {"FOOTER", ms_q_read_footer, NULL},
+    [QS_AFTER_EOF - QS_HEADER] = {"AFTER_EOF", NULL, read_after_eof},
+    [QS_VMDESC - QS_HEADER] = {"VMDESC", read_vmdesc, NULL},
+    [QS_DONE - QS_HEADER] = {"DONE", NULL, read_done},
+    [QS_DIRTY_BITMAP - QS_HEADER] = {"DIRTY_BITMAP", ms_q_read_dirty_bitmap, NULL},
+    [QS_VFIO_CONFIG - QS_HEADER] = {"VFIO_CONFIG", ms_q_read_vfio_config, NULL},
+};
+static const ms_stage_table q_stages_table = MS_STAGE_TABLE(QS_HEADER, q_stages);
+
 static int q_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (QST(r)->stage) {
-        case QS_HEADER: rc = read_header(r, ev); break;
-        case QS_TOP: rc = read_top(r, ev); break;
-        case QS_CONFIG: rc = read_config(r, ev); break;
-        case QS_COMMAND: rc = ms_q_read_command(r, ev); break;
-        case QS_SECTION_HEADER: rc = ms_q_read_section_header(r, ev); break;
-        case QS_RAM: rc = ms_q_read_ram(r, ev); break;
-        case QS_VFIO: rc = ms_q_read_vfio(r, ev); break;
-        case QS_VFIO_DATA: rc = ms_q_read_vfio_data(r, ev); break;
-        case QS_VFIO_CONFIG: rc = ms_q_read_vfio_config(r, ev); break;
-        case QS_DIRTY_BITMAP: rc = ms_q_read_dirty_bitmap(r, ev); break;
-        case QS_VMSTATE: rc = ms_q_read_vmstate(r, ev); break;
-        case QS_SCAN: rc = ms_q_read_scan(r, ev); break;
-        case QS_FOOTER: rc = ms_q_read_footer(r, ev); break;
-        case QS_AFTER_EOF: rc = read_after_eof(r); break;
-        case QS_VMDESC: rc = read_vmdesc(r, ev); break;
-        case QS_DONE:
-            return ms_rd_expect_end(r, "the JSON trailer");
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &q_stages_table, &QST(r)->stage);
 }
 
 static int q_finish(ms_reader *r)

@@ -26,7 +26,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "reader_impl.h"
+#include "kit.h"
 #include "vfio_wire.h"
 
 enum m_stage {
@@ -735,27 +735,23 @@ static int read_device_data(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------- */
 
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage m_stages[] = {
+    [MS_INIT - MS_INIT] = {"INIT", read_init, NULL},
+    [MS_HEADER - MS_INIT] = {"HEADER", read_header, NULL},
+    [MS_RAM_HEADER - MS_INIT] = {"RAM_HEADER", NULL, read_ram_header},
+    [MS_RAM_OFFSETS - MS_INIT] = {"RAM_OFFSETS", read_ram_offsets, NULL},
+    [MS_PAGES - MS_INIT] = {"PAGES", read_pages, NULL},
+    [MS_ZERO_PAGES - MS_INIT] = {"ZERO_PAGES", read_zero_pages, NULL},
+    [MS_DEVICE_HEADER - MS_INIT] = {"DEVICE_HEADER", read_device_header, NULL},
+    [MS_DEVICE_DATA - MS_INIT] = {"DEVICE_DATA", read_device_data, NULL},
+    [MS_WALK - MS_INIT] = {"WALK", NULL, read_walk},
+};
+static const ms_stage_table m_stages_table = MS_STAGE_TABLE(MS_INIT, m_stages);
+
 static int m_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (MST(r)->stage) {
-        case MS_INIT: rc = read_init(r, ev); break;
-        case MS_HEADER: rc = read_header(r, ev); break;
-        case MS_RAM_HEADER: rc = read_ram_header(r); break;
-        case MS_RAM_OFFSETS: rc = read_ram_offsets(r, ev); break;
-        case MS_PAGES: rc = read_pages(r, ev); break;
-        case MS_WALK: rc = read_walk(r); break;
-        case MS_ZERO_PAGES: rc = read_zero_pages(r, ev); break;
-        case MS_DEVICE_HEADER: rc = read_device_header(r, ev); break;
-        case MS_DEVICE_DATA: rc = read_device_data(r, ev); break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &m_stages_table, &MST(r)->stage);
 }
 
 static int m_finish(ms_reader *r)

@@ -41,36 +41,42 @@ int ms_q_preempt_block(ms_reader *r)
     return (int)st->nblocks++;
 }
 
+/* HEADER: the channel has none; say what it is. */
+static int p_header(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    ev->kind = MS_EV_STREAM_HEADER;
+    ev->u.stream.format = MS_FORMAT_QEMU_PREEMPT;
+    ev->u.stream.channel_count = 1;
+    st->stage = QS_RAM;
+    st->step = Q_STEP_FIRST;
+    return MS_NEXT_EVENT;
+}
+
+/* DONE: after the EOS nothing may follow. */
+static int p_done(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "the EOS that ends the preempt channel");
+}
+
+/* The diagram at the top of this file, stage by stage (the main stream's
+ * other stages are never entered here: the runner rejects them). */
+static const ms_stage p_stages[] = {
+    [QS_HEADER - QS_HEADER] = {"HEADER", p_header, NULL},
+    [QS_RAM - QS_HEADER] = {"RAM", ms_q_read_ram, NULL},
+    [QS_DONE - QS_HEADER] = {"DONE", NULL, p_done},
+};
+static const ms_stage_table p_table = MS_STAGE_TABLE(QS_HEADER, p_stages);
+
 static int p_next(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
-    for (;;) {
-        int rc;
-        switch (st->stage) {
-        case QS_HEADER: /* the channel has none: say what it is */
-            ev->kind = MS_EV_STREAM_HEADER;
-            ev->u.stream.format = MS_FORMAT_QEMU_PREEMPT;
-            ev->u.stream.channel_count = 1;
-            st->stage = QS_RAM;
-            st->step = 0;
-            return MS_NEXT_EVENT;
-        case QS_RAM:
-            rc = ms_q_read_ram(r, ev);
-            break;
-        case QS_DONE:
-            return ms_rd_expect_end(r, "the EOS that ends the preempt "
-                                       "channel");
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid preempt stage");
-        }
-        if (rc == MS_NEXT_EVENT && ev->kind == MS_EV_RAM_PAGE) {
-            ev->u.ram.used_length = 0; /* not known on this channel */
-            st->records++;
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
+    int rc = ms_run_stages(r, ev, &p_table, &st->stage);
+    if (rc == MS_NEXT_EVENT && ev->kind == MS_EV_RAM_PAGE) {
+        ev->u.ram.used_length = 0; /* not known on this channel */
+        st->records++;
     }
+    return rc;
 }
 
 static int p_finish(ms_reader *r)

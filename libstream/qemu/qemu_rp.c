@@ -17,7 +17,7 @@
  * whole; the bitmap, which can be large, goes out as MS_EV_DATA views and
  * is never held.
  */
-#include "reader_impl.h"
+#include "kit.h"
 
 enum rp_stage {
     RP_START = 0x5250, /* not 0: a zeroed state is caught as invalid */
@@ -362,39 +362,27 @@ static int read_end_mark(ms_reader *r)
 /* ---- framing ops
  * ------------------------------------------------------------- */
 
+/* After SHUT: any further byte is trailing data. */
+static int read_done(ms_reader *r)
+{
+    return ms_rd_expect_end(r, "SHUT");
+}
+
+/* The diagram at the top of this file, stage by stage. */
+static const ms_stage rp_stages[] = {
+    [RP_START - RP_START] = {"START", read_start, NULL},
+    [RP_HEADER - RP_START] = {"HEADER", NULL, read_header},
+    [RP_PAYLOAD - RP_START] = {"PAYLOAD", read_payload, NULL},
+    [RP_BITMAP_SIZE - RP_START] = {"BITMAP_SIZE", read_bitmap_size, NULL},
+    [RP_BITMAP - RP_START] = {"BITMAP", read_bitmap, NULL},
+    [RP_END_MARK - RP_START] = {"END_MARK", NULL, read_end_mark},
+    [RP_DONE - RP_START] = {"DONE", NULL, read_done},
+};
+static const ms_stage_table rp_stages_table = MS_STAGE_TABLE(RP_START, rp_stages);
+
 static int rp_next(ms_reader *r, ms_event *ev)
 {
-    for (;;) {
-        int rc;
-        switch (RST(r)->stage) {
-        case RP_START:
-            rc = read_start(r, ev);
-            break;
-        case RP_HEADER:
-            rc = read_header(r);
-            break;
-        case RP_PAYLOAD:
-            rc = read_payload(r, ev);
-            break;
-        case RP_BITMAP_SIZE:
-            rc = read_bitmap_size(r, ev);
-            break;
-        case RP_BITMAP:
-            rc = read_bitmap(r, ev);
-            break;
-        case RP_END_MARK:
-            rc = read_end_mark(r);
-            break;
-        case RP_DONE:
-            rc = ms_rd_expect_end(r, "SHUT");
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
+    return ms_run_stages(r, ev, &rp_stages_table, &RST(r)->stage);
 }
 
 /* QEMU's destination always ends a return path with SHUT (also when it
