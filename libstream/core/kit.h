@@ -47,26 +47,8 @@ typedef struct ms_stage_table {
 int ms_run_stages(ms_reader *r, ms_event *ev, const ms_stage_table *t,
                   const int *stage);
 
-/* Fill *ev as an MS_EV_DATA event for the `n` bytes at `p`, which sit at
- * stream offset `at`: kind, offset, length, data, size, stream_offset and
- * zero_copy.  Returns the data part for the caller to place the bytes
- * (device, seq, phase, image_offset, packet fields). */
-static inline ms_data_info *ms_ev_data(ms_event *ev, const uint8_t *p,
-                                       size_t n, uint64_t at, int zero_copy)
-{
-    ev->kind = MS_EV_DATA;
-    ev->offset = at;
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
-    d->stream_offset = at;
-    d->zero_copy = zero_copy;
-    return d;
-}
-
 /* The next bytes of the input, at most `max`, as a data view in *ev (see
- * ms_ev_data; zero_copy when they are the caller's input, not the stash),
+ * ms_ev_data in common.h; zero_copy when they are the caller's input, not the stash),
  * consumed.  Returns the number of bytes (0: more input needed) and sets
  * *d to the event's data part. */
 static inline size_t ms_rd_view(ms_reader *r, ms_event *ev, uint64_t max,

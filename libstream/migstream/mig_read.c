@@ -823,16 +823,10 @@ static int read_prefix(ms_reader *r, ms_event *ev)
 static void data_event(mig_state *st, ms_event *ev, const uint8_t *p,
                        size_t n, uint64_t stream_off, int zero_copy)
 {
-    ev->kind = MS_EV_DATA;
-    ev->offset = stream_off;
-    ev->length = zero_copy ? n : 0;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    ms_data_info *d = ms_ev_data(ev, p, n, stream_off, zero_copy);
+    ev->length = zero_copy ? n : 0; /* inflated bytes are not stream bytes */
     d->device = st->cur->handle;
     d->seq = st->cur_seq;
-    d->stream_offset = stream_off;
-    d->zero_copy = zero_copy;
     d->compressed = !zero_copy;
     d->image_offset = st->cur_image_off + st->cur_produced;
     if (st->cur_packet) {

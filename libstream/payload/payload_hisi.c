@@ -129,16 +129,10 @@ static void data_event(const h_state *st, ms_event *ev, uint32_t off,
                        uint32_t size, uint32_t img, uint32_t seq,
                        ms_phase phase)
 {
-    ev->kind = MS_EV_DATA;
-    ev->offset = st->base + off;
-    ev->length = size;
-    ms_data_info *d = &ev->u.data;
-    d->data = st->d + off;
-    d->size = size;
+    ms_data_info *d = ms_ev_data(ev, st->d + off, size, st->base + off, 0);
     d->seq = seq;
     d->phase = phase;
     d->image_offset = off - img;
-    d->stream_offset = st->base + off;
 }
 
 /* The image [off, off+length) after its last byte (event length 0); it is

@@ -144,16 +144,10 @@ static uint32_t image_start(const q_state *st, uint32_t off)
 static void data_event(const q_state *st, ms_event *ev, uint32_t off,
                        uint32_t len)
 {
-    ev->kind = MS_EV_DATA;
-    ev->offset = st->base + off;
-    ev->length = len;
-    ms_data_info *d = &ev->u.data;
-    d->data = st->buf + off;
-    d->size = len;
+    ms_data_info *d = ms_ev_data(ev, st->buf + off, len, st->base + off, 0);
     d->seq = st->pre_copy && off >= st->state_at ? 1 : 0;
     d->phase = off < st->state_at ? image_phase(st, 0) : MS_PHASE_FINAL;
     d->image_offset = off - image_start(st, off);
-    d->stream_offset = st->base + off;
 }
 
 /* The image [off, end) after its last byte (event length 0); it is

@@ -200,17 +200,10 @@ static void data_event(ms_reader *r, ms_event *ev, const uint8_t *p,
                        size_t n, uint64_t at)
 {
     sw_state *st = ST(r);
-    ev->kind = MS_EV_DATA;
-    ev->offset = at;
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    ms_data_info *d = ms_ev_data(ev, p, n, at, ms_rd_in_input(r, p));
     d->seq = st->seq;
     d->phase = st->phase;
     d->image_offset = st->img_len;
-    d->stream_offset = at;
-    d->zero_copy = ms_rd_in_input(r, p);
     if (r->opt.verify_checks)
         XXH3_64bits_update(st->hash, p, n);
     st->img_len += n;

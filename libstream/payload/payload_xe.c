@@ -328,32 +328,23 @@ static int x_klv_walk(ms_reader *r)
 static int x_data(ms_reader *r, ms_event *ev)
 {
     x_state *st = XST(r);
-    const uint8_t *p;
     if (st->left == 0) {
         st->packets++;
         st->stage = X_HDR;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, (size_t)MS_MIN(st->left, SIZE_MAX), &p);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
-    uint64_t at = ms_rd_pos(r);
-    hash_bytes(r, p, n);
-    ev->kind = MS_EV_DATA;
-    ev->offset = at;
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    hash_bytes(r, d->data, n);
     d->seq = 0;
     d->phase = MS_PHASE_FINAL;
-    d->image_offset = at - st->base; /* the image is the whole stream */
-    d->stream_offset = at;
-    d->zero_copy = ms_rd_in_input(r, p);
+    /* the image is the whole stream */
+    d->image_offset = d->stream_offset - st->base;
     d->in_packet = 1;
     d->packet_idx = (uint32_t)MS_MIN(st->packets, UINT32_MAX);
     st->left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 

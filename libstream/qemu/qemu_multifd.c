@@ -692,7 +692,6 @@ static void keep_config_tail(m_state *st, const uint8_t *p, size_t n)
 static int read_device_data(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
-    const uint8_t *p;
     int config = (st->dev_flags & VFIO_BUFFER_CONFIG) != 0;
     if (st->payload_left == 0) {
         /* the config VMState ends with END_OF_STATE, which the receiver
@@ -706,21 +705,14 @@ static int read_device_data(ms_reader *r, ms_event *ev)
         st->stage = MS_HEADER;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, st->payload_left, &p);
+    memset(ev, 0, sizeof *ev);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->payload_left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
     if (config)
-        keep_config_tail(st, p, n);
-    memset(ev, 0, sizeof *ev);
-    ev->kind = MS_EV_DATA;
-    ev->offset = ms_rd_pos(r);
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+        keep_config_tail(st, d->data, n);
     d->phase = MS_PHASE_FINAL; /* device state over multifd is stop-copy */
-    d->stream_offset = ev->offset;
-    d->zero_copy = ms_rd_in_input(r, p);
     d->in_packet = 1;
     d->idstr = st->idstr;
     d->instance_id = st->instance;
@@ -729,7 +721,6 @@ static int read_device_data(ms_reader *r, ms_event *ev)
     d->image_offset = st->dev_off; /* within the buffer; the set places it */
     st->dev_off += n;
     st->payload_left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 

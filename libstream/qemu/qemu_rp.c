@@ -319,26 +319,18 @@ static int read_bitmap_size(ms_reader *r, ms_event *ev)
 static int read_bitmap(ms_reader *r, ms_event *ev)
 {
     rp_state *st = RST(r);
-    const uint8_t *p;
     if (st->bitmap_left == 0) {
         st->stage = RP_END_MARK;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, st->bitmap_left, &p);
+    memset(ev, 0, sizeof *ev);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->bitmap_left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
-    memset(ev, 0, sizeof *ev);
-    ev->kind = MS_EV_DATA;
-    ev->offset = ms_rd_pos(r);
-    ev->length = n;
-    ev->u.data.data = p;
-    ev->u.data.size = n;
-    ev->u.data.stream_offset = ev->offset;
-    ev->u.data.image_offset = st->bitmap_done; /* within the bitmap */
-    ev->u.data.zero_copy = ms_rd_in_input(r, p);
+    d->image_offset = st->bitmap_done; /* within the bitmap */
     st->bitmap_done += n;
     st->bitmap_left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 

@@ -167,28 +167,19 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
 int ms_q_read_vfio_data(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
-    const uint8_t *p;
     if (st->vfio_left == 0) {
         st->stage = QS_VFIO;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, st->vfio_left, &p);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->vfio_left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
-    ev->kind = MS_EV_DATA;
-    ev->offset = ms_rd_pos(r);
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
     d->device = st->cur->id;
     d->phase = vfio_phase(st);
     d->image_offset = st->cur->device_bytes;
-    d->stream_offset = ms_rd_pos(r);
-    d->zero_copy = 1;
     st->cur->device_bytes += n;
     st->vfio_left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 
