@@ -1,12 +1,18 @@
 /* QEMU multifd channel decoder (spec/qemu-multifd.md).
  *
  * A channel is an init packet, then packets until a clean end of input at
- * a packet boundary.  Stages (each resumable at any byte):
+ * a packet boundary.  Stages (MS_*, st->stage; each resumable at any
+ * byte), steps inside a stage [in brackets] (st->step):
  *
- *   INIT -> HEADER -+-> RAM_HEADER -> RAM_NAME -> PAGES (raw | zlib | zstd
- *            ^      |                             | walked) -> ZERO_PAGES -+
- *            |      +-> DEVICE_HEADER -> DEVICE_DATA -----------------------+
- *            +--------------------------------------------------------------+
+ *   INIT -> HEADER -+-> RAM_HEADER -> RAM_OFFSETS -+-> PAGES (raw | zlib |
+ *            ^      |   (block name, offsets:      |   zstd) ------------+
+ *            |      |    the packet event)         +-> WALK (qpl | uadk ||
+ *            |      |                              |   qatzip) [WALK_*] -+
+ *            |      |                              +---------------------+
+ *            |      |                                 (no normal pages)  v
+ *            |      |                                          ZERO_PAGES -+
+ *            |      +-> DEVICE_HEADER [DEV_*] -> DEVICE_DATA -------------+
+ *            +------------------------------------------------------------+
  *
  * RAM page bytes go out as MS_EV_RAM_PAGE views of the input when stored
  * raw; compressed channels keep one inflate/zstd stream per channel across
@@ -40,6 +46,22 @@ enum m_stage {
     MS_DEVICE_DATA,
     MS_WALK
 };
+
+/* Steps of MS_WALK (st->step). */
+enum walk_step {
+    WALK_LENGTHS = 0, /* qpl / uadk: be32 compressed length per page */
+    WALK_BLOBS = 1    /* the compressed bytes, skipped */
+};
+
+/* Steps of MS_DEVICE_HEADER (st->step). */
+enum device_step {
+    DEV_PACKET_HEADER = 0, /* idstr, instance, payload size */
+    DEV_BUFFER_HEADER = 1, /* the VFIO buffer header */
+    DEV_CONFIG_MARKER = 2  /* a config buffer's leading marker, looked at */
+};
+
+/* Every stage starts at step 0. */
+enum { M_STEP_FIRST = 0 };
 
 #define MULTIFD_MAGIC 0x11223344u
 #define MULTIFD_VERSION 1
@@ -168,7 +190,7 @@ static int read_header(ms_reader *r, ms_event *ev)
     }
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* a clean end is at a packet boundary */
-    st->step = 0;
+    st->step = M_STEP_FIRST;
     st->pkt_off = ms_rd_pos(r);
     MS_TAKE_OR_RETURN(r, MULTIFD_HDR_SIZE, &p);
     if (ms_be32(p) != MULTIFD_MAGIC)
@@ -199,7 +221,7 @@ static int read_header(ms_reader *r, ms_event *ev)
                            "device-state packet with %s flag",
                            m->sync ? "the SYNC" : "a compression");
         st->stage = MS_DEVICE_HEADER;
-        st->step = 0;
+        st->step = DEV_PACKET_HEADER;
         return MS_GO_ON;
     }
     st->stage = MS_RAM_HEADER;
@@ -518,7 +540,7 @@ static int read_walk(ms_reader *r)
     m_state *st = MST(r);
     const uint8_t *p;
     uint32_t comp = st->flags & FLAG_COMPRESSION;
-    if ((comp == C_QPL || comp == C_UADK) && st->step == 0) {
+    if ((comp == C_QPL || comp == C_UADK) && st->step == WALK_LENGTHS) {
         size_t n = (size_t)st->normal * 4;
         if (st->payload_left < n)
             return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 20,
@@ -543,14 +565,14 @@ static int read_walk(ms_reader *r)
                            comp_name(comp), (unsigned long long)sum,
                            (unsigned long long)(st->payload_left - n));
         st->payload_left -= n;
-        st->step = 1;
+        st->step = WALK_BLOBS;
     }
     size_t n = ms_rd_peek(r, st->payload_left, &p);
     ms_rd_skip(r, n);
     st->payload_left -= n;
     if (st->payload_left)
         return MS_NEXT_INPUT;
-    st->step = 0;
+    st->step = M_STEP_FIRST;
     st->page_i = st->normal; /* pages not delivered: not decompressed */
     st->stage = MS_ZERO_PAGES;
     return MS_GO_ON;
@@ -599,7 +621,7 @@ static int read_device_packet_header(ms_reader *r)
                        "device-state payload of %llu bytes exceeds "
                        "max_record_payload",
                        (unsigned long long)st->payload_left);
-    st->step = 1;
+    st->step = DEV_BUFFER_HEADER;
     return MS_GO_ON;
 }
 
@@ -632,7 +654,7 @@ static int read_vfio_buffer_header(ms_reader *r)
                        "VFIO config buffer of %llu bytes cannot hold "
                        "DEV_CONFIG_STATE and END_OF_STATE",
                        (unsigned long long)st->payload_left);
-    st->step = 2;
+    st->step = DEV_CONFIG_MARKER;
     return MS_GO_ON;
 }
 
@@ -644,9 +666,11 @@ static int read_device_header(ms_reader *r, ms_event *ev)
     m_state *st = MST(r);
     const uint8_t *p;
     int rc;
-    if (st->step == 0 && (rc = read_device_packet_header(r)) != MS_GO_ON)
+    if (st->step == DEV_PACKET_HEADER &&
+        (rc = read_device_packet_header(r)) != MS_GO_ON)
         return rc;
-    if (st->step == 1 && (rc = read_vfio_buffer_header(r)) != MS_GO_ON)
+    if (st->step == DEV_BUFFER_HEADER &&
+        (rc = read_vfio_buffer_header(r)) != MS_GO_ON)
         return rc;
     int config = (st->dev_flags & VFIO_BUFFER_CONFIG) != 0;
     if (config) {

@@ -247,14 +247,14 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
     case SH_ID:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->u32a = ms_be32(p);
+        st->sec_rec.id = ms_be32(p);
         st->cur_type = (ms_qemu_section_type)st->type;
         if (!is_new) {
-            if (!(st->cur = section_by_id(r, st->u32a)))
+            if (!(st->cur = section_by_id(r, st->sec_rec.id)))
                 return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
                                "%s section names unknown section id %u",
                                st->type == Q_PART ? "PART" : "END",
-                               st->u32a);
+                               st->sec_rec.id);
             goto announce;
         }
         st->step = SH_IDSTR;
@@ -268,7 +268,7 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
     case SH_INSTANCE:
         if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        if (!(st->cur = register_section(r, st->u32a, ms_be32(p),
+        if (!(st->cur = register_section(r, st->sec_rec.id, ms_be32(p),
                                          ms_be32(p + 4))))
             return MS_NEXT_ERROR;
         break;
@@ -406,7 +406,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
             st->step = VST_SUB_LOOK;
             return MS_GO_ON;
         }
-        st->u64a = step.size;
+        st->vms_rec.field_size = step.size;
         st->rec_off = ms_rd_pos(r);
         memset(&st->pending, 0, sizeof st->pending);
         st->pending.kind = MS_EV_FIELD;
@@ -418,15 +418,15 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         st->field_left = (size_t)step.size;
         return MS_GO_ON;
     case VST_FIELD:
-        if ((t = ms_rd_take_reserved(r, (size_t)st->u64a, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, (size_t)st->vms_rec.field_size, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->step = VST_NEXT;
         if (!r->opt.field_events)
             return MS_GO_ON;
         *ev = st->pending;
-        ev->length = st->u64a;
+        ev->length = st->vms_rec.field_size;
         ev->u.field.data = p;
-        ev->u.field.size = (size_t)st->u64a;
+        ev->u.field.size = (size_t)st->vms_rec.field_size;
         return MS_NEXT_EVENT;
     case VST_FIELD_SKIP: { /* reported without its bytes */
         size_t n = ms_rd_peek(r, st->field_left, &p);
@@ -438,8 +438,8 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         if (!r->opt.field_events)
             return MS_GO_ON;
         *ev = st->pending;
-        ev->length = st->u64a;
-        ev->u.field.size = (size_t)st->u64a;
+        ev->length = st->vms_rec.field_size;
+        ev->u.field.size = (size_t)st->vms_rec.field_size;
         return MS_NEXT_EVENT;
     }
     case VST_SUB_LOOK: { /* a subsection of this level, or the level's end */
@@ -451,7 +451,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         if ((t = ms_rd_take_reserved(r, 2, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         int maybe = p[0] == Q_SUBSECTION;
-        st->u32b = p[1];
+        st->vms_rec.sub_name_len = p[1];
         ms_rd_untake(r);
         if (!maybe)
             goto not_here;
@@ -460,14 +460,14 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         /* fallthrough */
     case VST_SUB_NAME: {
         size_t lvl = strlen(st->vms_level);
-        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->u32b, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->vms_rec.sub_name_len, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        if (st->u32b < lvl + 1 || memcmp(p + 2, st->vms_level, lvl) != 0) {
+        if (st->vms_rec.sub_name_len < lvl + 1 || memcmp(p + 2, st->vms_level, lvl) != 0) {
             ms_rd_untake(r);
             goto not_here;
         }
-        memcpy(st->name, p + 2, st->u32b);
-        st->name[st->u32b] = 0;
+        memcpy(st->name, p + 2, st->vms_rec.sub_name_len);
+        st->name[st->vms_rec.sub_name_len] = 0;
         st->step = VST_SUB_VERSION;
     }
         /* fallthrough */
