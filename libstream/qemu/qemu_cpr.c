@@ -19,9 +19,19 @@
  *                    (a QEMU built without iommufd: no list at all)
  *   end of input
  *
- * Stages (each resumable at any byte):
- *   HEADER -> MARKER <-> ENTRY (NAMELEN, NAME, fields) -> MARKER ...
- *          -> SUBSECTION? -> MARKER <-> ENTRY ... -> SUBSECTION? ... end
+ * Stages (CS_*, cs->stage; each resumable at any byte):
+ *
+ *   HEADER -> MARKER --1--> NAMELEN -> NAME -+-> FD_ID -> FD ---------+
+ *               ^  |                         |  (fd list)             |
+ *               |  |                         +-> VFIO_FIELDS ---------+
+ *               |  |                            (vfio device list)    |
+ *               +--|------------------------------------------------- +
+ *               |  +--0--> SUBSECTION -- 0x05 --> SUB_LEN -> SUB_NAME
+ *               |             |                     -> SUB_VERSION --+
+ *               |             +-- end of input: the stream ends      |
+ *               +----------------------------------------------------+
+ *   (the vfio subsection's header may also end the stream: a QEMU built
+ *   without iommufd writes no list after it)
  *
  * The stream does not say its mode: the first fd's first byte does (' '
  * for a passed fd; a be32 fd number starts with 0x00, or 0xff if negative,

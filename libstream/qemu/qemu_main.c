@@ -18,7 +18,7 @@
  *              |      |-- VFIO [VF_*] (vfio) ----------------+        |
  *              |      |     <-> VFIO_DATA (vfio)             |        |
  *              |      |     <-> VFIO_CONFIG [VC_*] (vfio)    |        |
- *              |      |-- DIRTY_BITMAP (dirty_bitmap) -------+        |
+ *              |      |-- DIRTY_BITMAP [DB_*] (dirty_bitmap) +        |
  *              |      |-- VMSTATE [VST_*] (section) ---------+        |
  *              |      |                                      v        |
  *              |      |                        FOOTER (section) ----->|

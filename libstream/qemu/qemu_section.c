@@ -375,73 +375,57 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
 
 #define FIELD_TAKE_MAX (64 * 1024) /* larger fields are skipped, not kept */
 
-/* Steps of QS_VMSTATE (st->step; 4 is not used). */
+/* Steps of QS_VMSTATE (st->step). */
 enum vmstate_step {
     VST_NEXT = 0,        /* ask the walk what comes next (reads no bytes) */
     VST_FIELD = 1,       /* a field of up to FIELD_TAKE_MAX bytes, kept */
     VST_SUB_LOOK = 2,    /* 0x05 and the name length, looked at only */
     VST_SUB_NAME = 3,    /* 0x05, u8 length, name: one of this level's? */
-    VST_SUB_VERSION = 5, /* be32 version_id of the subsection */
-    VST_FIELD_SKIP = 6   /* a larger field, skipped */
+    VST_SUB_VERSION = 4, /* be32 version_id of the subsection */
+    VST_FIELD_SKIP = 5   /* a larger field, skipped */
 };
 
-int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
+/* VST_NEXT: what the trailer's walk says comes next: a field (its event
+ * prepared in st->pending), a level's end (subsection or not), or the end
+ * of the section. */
+static int vmstate_next(ms_reader *r)
+{
+    q_state *st = QST(r);
+    vms_step step;
+    if (vms_walk_next(&st->walk, &step) < 0)
+        return MS_FAIL(r, MS_ERR_VMSTATE, ms_rd_pos(r), "%s: %s",
+                       st->cur->idstr, st->walk.detail);
+    if (step.kind == VMS_END) {
+        st->stage = QS_FOOTER;
+        st->step = Q_STEP_FIRST;
+        return MS_GO_ON;
+    }
+    if (step.kind == VMS_SUBSECTION_OR_END) {
+        st->vms_level = step.type; /* the level's VMSD name */
+        st->step = VST_SUB_LOOK;
+        return MS_GO_ON;
+    }
+    st->vms_rec.field_size = step.size;
+    st->rec_off = ms_rd_pos(r);
+    memset(&st->pending, 0, sizeof st->pending);
+    st->pending.kind = MS_EV_FIELD;
+    st->pending.offset = ms_rd_pos(r);
+    st->pending.u.field.section_id = st->cur->id;
+    st->pending.u.field.path = step.path;
+    st->pending.u.field.type = step.type;
+    st->step = step.size <= FIELD_TAKE_MAX ? VST_FIELD : VST_FIELD_SKIP;
+    st->field_left = (size_t)step.size;
+    return MS_GO_ON;
+}
+
+/* VST_SUB_LOOK .. VST_SUB_VERSION: a subsection of the level just ended,
+ * or none (the bytes belong to what follows the level). */
+static int read_vmstate_subsection(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
     const uint8_t *p;
     int t;
-    vms_step step;
     switch (st->step) {
-    case VST_NEXT:
-        if (vms_walk_next(&st->walk, &step) < 0)
-            return MS_FAIL(r, MS_ERR_VMSTATE, ms_rd_pos(r), "%s: %s",
-                           st->cur->idstr, st->walk.detail);
-        if (step.kind == VMS_END) {
-            st->stage = QS_FOOTER;
-            st->step = Q_STEP_FIRST;
-            return MS_GO_ON;
-        }
-        if (step.kind == VMS_SUBSECTION_OR_END) {
-            st->vms_level = step.type; /* the level's VMSD name */
-            st->step = VST_SUB_LOOK;
-            return MS_GO_ON;
-        }
-        st->vms_rec.field_size = step.size;
-        st->rec_off = ms_rd_pos(r);
-        memset(&st->pending, 0, sizeof st->pending);
-        st->pending.kind = MS_EV_FIELD;
-        st->pending.offset = ms_rd_pos(r);
-        st->pending.u.field.section_id = st->cur->id;
-        st->pending.u.field.path = step.path;
-        st->pending.u.field.type = step.type;
-        st->step = step.size <= FIELD_TAKE_MAX ? VST_FIELD : VST_FIELD_SKIP;
-        st->field_left = (size_t)step.size;
-        return MS_GO_ON;
-    case VST_FIELD:
-        if ((t = ms_rd_take_reserved(r, (size_t)st->vms_rec.field_size, &p)) <= 0)
-            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->step = VST_NEXT;
-        if (!r->opt.field_events)
-            return MS_GO_ON;
-        *ev = st->pending;
-        ev->length = st->vms_rec.field_size;
-        ev->u.field.data = p;
-        ev->u.field.size = (size_t)st->vms_rec.field_size;
-        return MS_NEXT_EVENT;
-    case VST_FIELD_SKIP: { /* reported without its bytes */
-        size_t n = ms_rd_peek(r, st->field_left, &p);
-        ms_rd_skip(r, n);
-        st->field_left -= n;
-        if (st->field_left) /* a peek ends at the stash's end */
-            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
-        st->step = VST_NEXT;
-        if (!r->opt.field_events)
-            return MS_GO_ON;
-        *ev = st->pending;
-        ev->length = st->vms_rec.field_size;
-        ev->u.field.size = (size_t)st->vms_rec.field_size;
-        return MS_NEXT_EVENT;
-    }
     case VST_SUB_LOOK: { /* a subsection of this level, or the level's end */
         /* QEMU reads a subsection only when 0x05 is followed by a name
          * that starts with this level's VMSD name and is longer; otherwise
@@ -460,9 +444,11 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         /* fallthrough */
     case VST_SUB_NAME: {
         size_t lvl = strlen(st->vms_level);
-        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->vms_rec.sub_name_len, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->vms_rec.sub_name_len,
+                                     &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        if (st->vms_rec.sub_name_len < lvl + 1 || memcmp(p + 2, st->vms_level, lvl) != 0) {
+        if (st->vms_rec.sub_name_len < lvl + 1 ||
+            memcmp(p + 2, st->vms_level, lvl) != 0) {
             ms_rd_untake(r);
             goto not_here;
         }
@@ -504,5 +490,46 @@ not_here:
     vms_walk_no_subsection(&st->walk);
     st->step = VST_NEXT;
     return MS_GO_ON;
+}
+
+/* QS_VMSTATE: the fields of a FULL section as the JSON trailer describes
+ * them, step by step (enum vmstate_step). */
+int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    int t;
+    switch (st->step) {
+    case VST_NEXT: return vmstate_next(r);
+    case VST_FIELD:
+        if ((t = ms_rd_take_reserved(r, (size_t)st->vms_rec.field_size,
+                                     &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        st->step = VST_NEXT;
+        if (!r->opt.field_events)
+            return MS_GO_ON;
+        *ev = st->pending;
+        ev->length = st->vms_rec.field_size;
+        ev->u.field.data = p;
+        ev->u.field.size = (size_t)st->vms_rec.field_size;
+        return MS_NEXT_EVENT;
+    case VST_FIELD_SKIP: { /* reported without its bytes */
+        size_t n = ms_rd_peek(r, st->field_left, &p);
+        ms_rd_skip(r, n);
+        st->field_left -= n;
+        if (st->field_left) /* a peek ends at the stash's end */
+            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
+        st->step = VST_NEXT;
+        if (!r->opt.field_events)
+            return MS_GO_ON;
+        *ev = st->pending;
+        ev->length = st->vms_rec.field_size;
+        ev->u.field.size = (size_t)st->vms_rec.field_size;
+        return MS_NEXT_EVENT;
+    }
+    case VST_SUB_LOOK:
+    case VST_SUB_NAME:
+    case VST_SUB_VERSION: return read_vmstate_subsection(r, ev);
+    }
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: vmstate step");
 }
