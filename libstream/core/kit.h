@@ -19,13 +19,17 @@
  * one) or made progress without an event; the runner calls again. */
 #define MS_GO_ON (-2)
 
-/* One stage: its name (as in the decoder's diagram) and its function.
- * `emit` may produce an event; `walk` never does (it only consumes bytes
- * and moves the stage on).  Exactly one of them is set. */
+/* One stage: its name (as in the decoder's diagram) and what runs it,
+ * exactly one of:
+ *   emit        a function that may produce an event;
+ *   walk        one that never does (it consumes bytes, moves the stage);
+ *   ends_after  none: the stream may end here, and any further byte is
+ *               trailing data after what this names ("the END record"). */
 typedef struct ms_stage {
     const char *name;
     int (*emit)(ms_reader *r, ms_event *ev);
     int (*walk)(ms_reader *r);
+    const char *ends_after;
 } ms_stage;
 
 /* A decoder's stages: stages[i] runs stage value `first + i` (stage enums
@@ -46,6 +50,17 @@ typedef struct ms_stage_table {
  * returned otherwise). */
 int ms_run_stages(ms_reader *r, ms_event *ev, const ms_stage_table *t,
                   const int *stage);
+
+/* Allocate a framing's state of `size` bytes, zeroed, as r->framing (the
+ * ops already chosen), its stage set to the first of the ops' table.
+ * NULL with the error recorded. */
+void *ms_framing_new(ms_reader *r, size_t size);
+
+/* The current stage of a framing whose ops name their stage table. */
+static inline const int *ms_framing_stage(const ms_reader *r)
+{
+    return (const int *)((const char *)r->framing + r->ops->stage_at);
+}
 
 /* The next bytes of the input, at most `max`, as a data view in *ev (see
  * ms_ev_data in common.h; zero_copy when they are the caller's input, not the stash),

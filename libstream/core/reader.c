@@ -2,7 +2,7 @@
  * detection, dispatch to the framing.  How decoders read the slices is
  * input.c. */
 #include "payload_impl.h"
-#include "input.h"
+#include "kit.h"
 #include "vmstate.h"
 
 ms_reader *ms_reader_create(const ms_options *opt)
@@ -108,6 +108,12 @@ uint64_t ms_reader_seek_target(const ms_reader *r)
     return r->seek_pending ? r->seek_target : r->offset;
 }
 
+static const ms_framing_ops *const framings[] = {
+    &ms_mig_ops,          &ms_qemu_main_ops, &ms_libvirt_ops,
+    &ms_qemu_multifd_ops, &ms_qemu_preempt_ops, &ms_qemu_cpr_ops,
+    &ms_qemu_rp_ops,
+};
+
 /* Pick the framing from the first bytes (or the forced format). */
 static int select_framing(ms_reader *r)
 {
@@ -133,34 +139,15 @@ static int select_framing(ms_reader *r)
             return 0;
         }
     }
-    switch (f) {
-    case MS_FORMAT_MIGSTREAM:
-        r->ops = &ms_mig_ops;
-        return ms_mig_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_MAIN:
-        r->ops = &ms_qemu_main_ops;
-        return ms_qemu_main_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_LIBVIRT_SAVE:
-        r->ops = &ms_libvirt_ops;
-        return ms_libvirt_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_MULTIFD:
-        r->ops = &ms_qemu_multifd_ops;
-        return ms_qemu_multifd_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_PREEMPT:
-        r->ops = &ms_qemu_preempt_ops;
-        return ms_qemu_preempt_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_CPR:
-        r->ops = &ms_qemu_cpr_ops;
-        return ms_qemu_cpr_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_RETURN_PATH:
-        r->ops = &ms_qemu_rp_ops;
-        return ms_qemu_rp_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_PAYLOAD:
+    if (f == MS_FORMAT_PAYLOAD)
         return ms_payload_select(r);
-    default:
-        return MS_FAIL(r, MS_ERR_FORMAT_UNKNOWN, 0,
-                       "no known magic in the first bytes");
-    }
+    for (size_t i = 0; i < sizeof framings / sizeof framings[0]; i++)
+        if (framings[i]->format == f) {
+            r->ops = framings[i];
+            return r->ops->init(r) < 0 ? -1 : 1;
+        }
+    return MS_FAIL(r, MS_ERR_FORMAT_UNKNOWN, 0,
+                   "no known magic in the first bytes");
 }
 
 int ms_reader_next(ms_reader *r, ms_event *ev)
@@ -186,7 +173,9 @@ int ms_reader_next(ms_reader *r, ms_event *ev)
         ev->u.stream.channel_count = 1;
         return MS_NEXT_EVENT;
     }
-    int rc = r->ops->next(r, ev);
+    int rc = r->ops->next ? r->ops->next(r, ev)
+                          : ms_run_stages(r, ev, r->ops->stages,
+                                          ms_framing_stage(r));
     if (rc == MS_NEXT_ERROR && !r->err.code)
         MS_FAIL(r, MS_ERR_USAGE, r->offset, "internal: error without code");
     if (rc == MS_NEXT_INPUT && r->seek_pending)

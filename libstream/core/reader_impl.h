@@ -7,10 +7,19 @@
 
 #include "common.h"
 
+struct ms_stage_table;
+
 typedef struct ms_framing_ops {
     ms_format format;
-    /* Produce the next event: MS_NEXT_EVENT / MS_NEXT_INPUT / MS_NEXT_ERROR */
+    /* Set up r->framing (formats the reader picks itself; payload drivers
+     * are set up by payload.c). 0 or -1 (error recorded). */
+    int (*init)(ms_reader *r);
+    /* Produce the next event: MS_NEXT_EVENT / MS_NEXT_INPUT / MS_NEXT_ERROR.
+     * NULL: the stage runner (kit.h) runs `stages`, the current stage
+     * being the int at byte `stage_at` of r->framing. */
     int (*next)(ms_reader *r, ms_event *ev);
+    const struct ms_stage_table *stages;
+    size_t stage_at;
     /* Input is over: 0 when the stream ended where it may end, else -1. */
     int (*finish)(ms_reader *r);
     void (*destroy)(ms_reader *r);
@@ -55,18 +64,12 @@ struct ms_reader {
 
 #define MS_FAIL(r, code, off, ...) ms_fail(&(r)->err, (code), (off), __VA_ARGS__)
 
+/* The framings the reader picks by format (reader.c). */
 extern const ms_framing_ops ms_mig_ops;
-int ms_mig_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_main_ops, ms_libvirt_ops;
-int ms_qemu_main_init(ms_reader *r);
-int ms_libvirt_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_multifd_ops;
-int ms_qemu_multifd_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_preempt_ops;
-int ms_qemu_preempt_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_cpr_ops;
-int ms_qemu_cpr_init(ms_reader *r);
 extern const ms_framing_ops ms_qemu_rp_ops;
-int ms_qemu_rp_init(ms_reader *r);
 
 #endif

@@ -976,31 +976,21 @@ static int read_trailer(ms_reader *r)
 
 /* ---- framing ops ---------------------------------------------------------- */
 
-/* After the END record: any further byte is trailing data. */
-static int read_done(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "the END record");
-}
-
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - ST_HEADER] /* the table starts at ST_HEADER */
 static const ms_stage mig_stages[] = {
-    [ST_HEADER - ST_HEADER] = {"HEADER", read_header, NULL},
-    [ST_RECORD_HEADER - ST_HEADER] = {"RECORD_HEADER", read_record_header,
-                                      NULL},
-    [ST_SMALL_BODY - ST_HEADER] = {"SMALL_BODY", read_small_body, NULL},
-    [ST_PREFIX - ST_HEADER] = {"PREFIX", read_prefix, NULL},
-    [ST_DATA - ST_HEADER] = {"DATA", read_data, NULL},
-    [ST_INFLATE - ST_HEADER] = {"INFLATE", read_inflate, NULL},
-    [ST_SKIP - ST_HEADER] = {"SKIP", NULL, read_skip},
-    [ST_TRAILER - ST_HEADER] = {"TRAILER", NULL, read_trailer},
-    [ST_DONE - ST_HEADER] = {"DONE", NULL, read_done},
+    AT(ST_HEADER) = {"HEADER", .emit = read_header},
+    AT(ST_RECORD_HEADER) = {"RECORD_HEADER", .emit = read_record_header},
+    AT(ST_SMALL_BODY) = {"SMALL_BODY", .emit = read_small_body},
+    AT(ST_PREFIX) = {"PREFIX", .emit = read_prefix},
+    AT(ST_DATA) = {"DATA", .emit = read_data},
+    AT(ST_INFLATE) = {"INFLATE", .emit = read_inflate},
+    AT(ST_SKIP) = {"SKIP", .walk = read_skip},
+    AT(ST_TRAILER) = {"TRAILER", .walk = read_trailer},
+    AT(ST_DONE) = {"DONE", .ends_after = "the END record"},
 };
+#undef AT
 static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
-
-static int mig_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &mig_table, &ST(r)->stage);
-}
 
 static int mig_finish(ms_reader *r)
 {
@@ -1052,13 +1042,11 @@ static void mig_destroy(ms_reader *r)
     r->framing = NULL;
 }
 
-int ms_mig_init(ms_reader *r)
+static int ms_mig_init(ms_reader *r)
 {
-    mig_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    mig_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = ST_HEADER;
+        return -1;
     if (!(st->payload_hash = ms_hash_state_new(ALLOC(r))))
         return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "payload hash state");
     return ms_rd_reserve(r, MIG_HDR_SIZE);
@@ -1066,7 +1054,9 @@ int ms_mig_init(ms_reader *r)
 
 const ms_framing_ops ms_mig_ops = {
     .format = MS_FORMAT_MIGSTREAM,
-    .next = mig_next,
+    .init = ms_mig_init,
+    .stages = &mig_table,
+    .stage_at = offsetof(mig_state, stage),
     .finish = mig_finish,
     .destroy = mig_destroy,
 };

@@ -265,27 +265,18 @@ static int h_regs_ev(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
-/* After the struct: any further byte is trailing data. */
-static int h_end(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "the 176-byte acc_vf_data");
-}
-
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - H_MAGIC] /* the table starts at H_MAGIC */
 static const ms_stage h_stages[] = {
-    [H_MAGIC - H_MAGIC] = {"MAGIC", NULL, h_magic},
-    [H_MATCH - H_MAGIC] = {"MATCH", NULL, h_match},
-    [H_MATCH_EV - H_MAGIC] = {"MATCH_EV", h_match_ev, NULL},
-    [H_REGS - H_MAGIC] = {"REGS", NULL, h_regs},
-    [H_REGS_EV - H_MAGIC] = {"REGS_EV", h_regs_ev, NULL},
-    [H_END - H_MAGIC] = {"END", NULL, h_end},
+    AT(H_MAGIC) = {"MAGIC", .walk = h_magic},
+    AT(H_MATCH) = {"MATCH", .walk = h_match},
+    AT(H_MATCH_EV) = {"MATCH_EV", .emit = h_match_ev},
+    AT(H_REGS) = {"REGS", .walk = h_regs},
+    AT(H_REGS_EV) = {"REGS_EV", .emit = h_regs_ev},
+    AT(H_END) = {"END", .ends_after = "the 176-byte acc_vf_data"},
 };
-static const ms_stage_table h_stages_table = MS_STAGE_TABLE(H_MAGIC, h_stages);
-
-static int h_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &h_stages_table, &HST(r)->stage);
-}
+#undef AT
+static const ms_stage_table h_table = MS_STAGE_TABLE(H_MAGIC, h_stages);
 
 static int h_finish(ms_reader *r)
 {
@@ -311,19 +302,18 @@ static void h_destroy(ms_reader *r)
 
 int ms_hisi_init(ms_reader *r)
 {
-    h_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
+    h_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    st->stage = H_MAGIC;
+        return -1;
     st->base = ms_rd_pos(r);
     st->pre_copy = 1;
-    r->framing = st;
     return 0;
 }
 
 const ms_framing_ops ms_hisi_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = h_next,
+    .stages = &h_table,
+    .stage_at = offsetof(h_state, stage),
     .finish = h_finish,
     .destroy = h_destroy,
 };

@@ -504,30 +504,21 @@ static int q_tail_data(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------------- */
 
-/* After the buffer: any further byte is trailing data. */
-static int q_end(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "the 4096-byte QAT state buffer");
-}
-
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - Q_PRE] /* the table starts at Q_PRE */
 static const ms_stage q_stages[] = {
-    [Q_PRE - Q_PRE] = {"PRE", NULL, q_pre},
-    [Q_PRE_EV - Q_PRE] = {"PRE_EV", q_pre_ev, NULL},
-    [Q_BODY - Q_PRE] = {"BODY", q_body, NULL},
-    [Q_WALK - Q_PRE] = {"WALK", q_walk, NULL},
-    [Q_BLOCK_EV - Q_PRE] = {"BLOCK_EV", q_block_ev, NULL},
-    [Q_TAIL_EV - Q_PRE] = {"TAIL_EV", q_tail_ev, NULL},
-    [Q_TAIL - Q_PRE] = {"TAIL", NULL, q_tail},
-    [Q_TAIL_DATA - Q_PRE] = {"TAIL_DATA", q_tail_data, NULL},
-    [Q_END - Q_PRE] = {"END", NULL, q_end},
+    AT(Q_PRE) = {"PRE", .walk = q_pre},
+    AT(Q_PRE_EV) = {"PRE_EV", .emit = q_pre_ev},
+    AT(Q_BODY) = {"BODY", .emit = q_body},
+    AT(Q_WALK) = {"WALK", .emit = q_walk},
+    AT(Q_BLOCK_EV) = {"BLOCK_EV", .emit = q_block_ev},
+    AT(Q_TAIL_EV) = {"TAIL_EV", .emit = q_tail_ev},
+    AT(Q_TAIL) = {"TAIL", .walk = q_tail},
+    AT(Q_TAIL_DATA) = {"TAIL_DATA", .emit = q_tail_data},
+    AT(Q_END) = {"END", .ends_after = "the 4096-byte QAT state buffer"},
 };
-static const ms_stage_table q_stages_table = MS_STAGE_TABLE(Q_PRE, q_stages);
-
-static int q_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &q_stages_table, &QST(r)->stage);
-}
+#undef AT
+static const ms_stage_table q_table = MS_STAGE_TABLE(Q_PRE, q_stages);
 
 static int q_finish(ms_reader *r)
 {
@@ -563,20 +554,19 @@ static void q_destroy(ms_reader *r)
 
 int ms_qat_init(ms_reader *r)
 {
-    q_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
+    q_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    st->stage = Q_PRE;
+        return -1;
     st->base = ms_rd_pos(r);
     st->pre_copy = 1;
     st->state_at = QAT_BUF; /* not known yet */
-    r->framing = st;
     return 0;
 }
 
 const ms_framing_ops ms_qat_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = q_next,
+    .stages = &q_table,
+    .stage_at = offsetof(q_state, stage),
     .finish = q_finish,
     .destroy = q_destroy,
 };

@@ -728,24 +728,21 @@ static int read_record_end(ms_reader *r)
 /* ---- framing ops ------------------------------------------------------------------- */
 
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - SW_HEADER] /* the table starts at SW_HEADER */
 static const ms_stage sw_stages[] = {
-    [SW_HEADER - SW_HEADER] = {"HEADER", read_header, NULL},
-    [SW_VALUE - SW_HEADER] = {"VALUE", read_value, NULL},
-    [SW_SKIP - SW_HEADER] = {"SKIP", NULL, read_skip},
-    [SW_DATA - SW_HEADER] = {"DATA", read_data, NULL},
-    [SW_IMAGE - SW_HEADER] = {"IMAGE", emit_image, NULL},
-    [SW_PART_HEADER - SW_HEADER] = {"PART_HEADER", read_part_header, NULL},
-    [SW_PART_VALUE - SW_HEADER] = {"PART_VALUE", read_part_value, NULL},
-    [SW_PART_FIELDS - SW_HEADER] = {"PART_FIELDS", read_part_fields, NULL},
-    [SW_PART_WALK - SW_HEADER] = {"PART_WALK", read_part_walk, NULL},
-    [SW_RECORD_END - SW_HEADER] = {"RECORD_END", NULL, read_record_end},
+    AT(SW_HEADER) = {"HEADER", .emit = read_header},
+    AT(SW_VALUE) = {"VALUE", .emit = read_value},
+    AT(SW_SKIP) = {"SKIP", .walk = read_skip},
+    AT(SW_DATA) = {"DATA", .emit = read_data},
+    AT(SW_IMAGE) = {"IMAGE", .emit = emit_image},
+    AT(SW_PART_HEADER) = {"PART_HEADER", .emit = read_part_header},
+    AT(SW_PART_VALUE) = {"PART_VALUE", .emit = read_part_value},
+    AT(SW_PART_FIELDS) = {"PART_FIELDS", .emit = read_part_fields},
+    AT(SW_PART_WALK) = {"PART_WALK", .emit = read_part_walk},
+    AT(SW_RECORD_END) = {"RECORD_END", .walk = read_record_end},
 };
-static const ms_stage_table sw_stages_table = MS_STAGE_TABLE(SW_HEADER, sw_stages);
-
-static int sw_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &sw_stages_table, &ST(r)->stage);
-}
+#undef AT
+static const ms_stage_table sw_table = MS_STAGE_TABLE(SW_HEADER, sw_stages);
 
 static int sw_finish(ms_reader *r)
 {
@@ -794,11 +791,9 @@ static void sw_destroy(ms_reader *r)
 
 int ms_swhdr_init(ms_reader *r, int kind)
 {
-    sw_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    sw_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = SW_HEADER;
+        return -1;
     st->kind = kind;
     if (kind != MS_PAYLOAD_MLX5 && kind != MS_PAYLOAD_VIRTIO)
         return MS_FAIL(r, MS_ERR_USAGE, 0, "internal: swhdr kind %d", kind);
@@ -812,7 +807,8 @@ int ms_swhdr_init(ms_reader *r, int kind)
 
 const ms_framing_ops ms_swhdr_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = sw_next,
+    .stages = &sw_table,
+    .stage_at = offsetof(sw_state, stage),
     .finish = sw_finish,
     .destroy = sw_destroy,
 };

@@ -368,29 +368,20 @@ static int x_image(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------------- */
 
-/* After the TRAILER packet: any further byte is trailing data. */
-static int x_end(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "the TRAILER packet");
-}
-
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - X_HDR] /* the table starts at X_HDR */
 static const ms_stage x_stages[] = {
-    [X_HDR - X_HDR] = {"HDR", NULL, x_hdr},
-    [X_HDR_EV - X_HDR] = {"HDR_EV", x_hdr_ev, NULL},
-    [X_KLV - X_HDR] = {"KLV", x_klv, NULL},
-    [X_KLV_VALUE - X_HDR] = {"KLV_VALUE", x_klv_value, NULL},
-    [X_KLV_WALK - X_HDR] = {"KLV_WALK", NULL, x_klv_walk},
-    [X_DATA - X_HDR] = {"DATA", x_data, NULL},
-    [X_IMAGE - X_HDR] = {"IMAGE", x_image, NULL},
-    [X_END - X_HDR] = {"END", NULL, x_end},
+    AT(X_HDR) = {"HDR", .walk = x_hdr},
+    AT(X_HDR_EV) = {"HDR_EV", .emit = x_hdr_ev},
+    AT(X_KLV) = {"KLV", .emit = x_klv},
+    AT(X_KLV_VALUE) = {"KLV_VALUE", .emit = x_klv_value},
+    AT(X_KLV_WALK) = {"KLV_WALK", .walk = x_klv_walk},
+    AT(X_DATA) = {"DATA", .emit = x_data},
+    AT(X_IMAGE) = {"IMAGE", .emit = x_image},
+    AT(X_END) = {"END", .ends_after = "the TRAILER packet"},
 };
-static const ms_stage_table x_stages_table = MS_STAGE_TABLE(X_HDR, x_stages);
-
-static int x_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &x_stages_table, &XST(r)->stage);
-}
+#undef AT
+static const ms_stage_table x_table = MS_STAGE_TABLE(X_HDR, x_stages);
 
 static int x_finish(ms_reader *r)
 {
@@ -434,11 +425,9 @@ static void x_destroy(ms_reader *r)
 
 int ms_xe_init(ms_reader *r)
 {
-    x_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
+    x_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = X_HDR;
+        return -1;
     st->base = ms_rd_pos(r);
     if (r->opt.verify_checks) {
         if (!(st->hash = ms_hash_state_new(&r->opt.allocator)))
@@ -450,7 +439,8 @@ int ms_xe_init(ms_reader *r)
 
 const ms_framing_ops ms_xe_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = x_next,
+    .stages = &x_table,
+    .stage_at = offsetof(x_state, stage),
     .finish = x_finish,
     .destroy = x_destroy,
 };

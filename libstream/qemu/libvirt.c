@@ -396,17 +396,14 @@ static int read_body(ms_reader *r, ms_event *ev)
  */
 
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - LV_HEADER] /* the table starts at LV_HEADER */
 static const ms_stage lv_stages[] = {
-    [LV_HEADER - LV_HEADER] = {"HEADER", read_header, NULL},
-    [LV_DATA - LV_HEADER] = {"DATA", skip_data, NULL},
-    [LV_BODY - LV_HEADER] = {"BODY", read_body, NULL},
+    AT(LV_HEADER) = {"HEADER", .emit = read_header},
+    AT(LV_DATA) = {"DATA", .emit = skip_data},
+    AT(LV_BODY) = {"BODY", .emit = read_body},
 };
-static const ms_stage_table lv_stages_table = MS_STAGE_TABLE(LV_HEADER, lv_stages);
-
-static int lv_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &lv_stages_table, &LST(r)->stage);
-}
+#undef AT
+static const ms_stage_table lv_table = MS_STAGE_TABLE(LV_HEADER, lv_stages);
 
 static int lv_finish(ms_reader *r)
 {
@@ -450,19 +447,16 @@ static void lv_destroy(ms_reader *r)
     r->framing = NULL;
 }
 
-int ms_libvirt_init(ms_reader *r)
+static int ms_libvirt_init(ms_reader *r)
 {
-    lv_state *st = ms_calloc(LALLOC(r), 1, sizeof *st);
-    if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "libvirt reader state");
-    st->stage = LV_HEADER;
-    r->framing = st;
-    return 0;
+    return ms_framing_new(r, sizeof(lv_state)) ? 0 : -1;
 }
 
 const ms_framing_ops ms_libvirt_ops = {
     .format = MS_FORMAT_LIBVIRT_SAVE,
-    .next = lv_next,
+    .init = ms_libvirt_init,
+    .stages = &lv_table,
+    .stage_at = offsetof(lv_state, stage),
     .finish = lv_finish,
     .destroy = lv_destroy,
 };

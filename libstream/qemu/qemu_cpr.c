@@ -302,25 +302,22 @@ static int read_subsection(ms_reader *r, ms_event *ev)
 }
 
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - CS_HEADER] /* the table starts at CS_HEADER */
 static const ms_stage cpr_stages[] = {
-    [CS_HEADER - CS_HEADER] = {"HEADER", read_header, NULL},
-    [CS_MARKER - CS_HEADER] = {"MARKER", read_marker, NULL},
-    [CS_NAMELEN - CS_HEADER] = {"NAMELEN", NULL, read_name},
-    [CS_NAME - CS_HEADER] = {"NAME", NULL, read_name},
-    [CS_FD_ID - CS_HEADER] = {"FD_ID", read_fd, NULL},
-    [CS_FD - CS_HEADER] = {"FD", read_fd, NULL},
-    [CS_VFIO_FIELDS - CS_HEADER] = {"VFIO_FIELDS", read_vfio, NULL},
-    [CS_SUBSECTION - CS_HEADER] = {"SUBSECTION", read_subsection, NULL},
-    [CS_SUB_LEN - CS_HEADER] = {"SUB_LEN", read_subsection, NULL},
-    [CS_SUB_NAME - CS_HEADER] = {"SUB_NAME", read_subsection, NULL},
-    [CS_SUB_VERSION - CS_HEADER] = {"SUB_VERSION", read_subsection, NULL},
+    AT(CS_HEADER) = {"HEADER", .emit = read_header},
+    AT(CS_MARKER) = {"MARKER", .emit = read_marker},
+    AT(CS_NAMELEN) = {"NAMELEN", .walk = read_name},
+    AT(CS_NAME) = {"NAME", .walk = read_name},
+    AT(CS_FD_ID) = {"FD_ID", .emit = read_fd},
+    AT(CS_FD) = {"FD", .emit = read_fd},
+    AT(CS_VFIO_FIELDS) = {"VFIO_FIELDS", .emit = read_vfio},
+    AT(CS_SUBSECTION) = {"SUBSECTION", .emit = read_subsection},
+    AT(CS_SUB_LEN) = {"SUB_LEN", .emit = read_subsection},
+    AT(CS_SUB_NAME) = {"SUB_NAME", .emit = read_subsection},
+    AT(CS_SUB_VERSION) = {"SUB_VERSION", .emit = read_subsection},
 };
-static const ms_stage_table cpr_stages_table = MS_STAGE_TABLE(CS_HEADER, cpr_stages);
-
-static int cpr_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &cpr_stages_table, &CST(r)->stage);
-}
+#undef AT
+static const ms_stage_table cpr_table = MS_STAGE_TABLE(CS_HEADER, cpr_stages);
 
 static int cpr_finish(ms_reader *r)
 {
@@ -345,19 +342,16 @@ static void cpr_destroy(ms_reader *r)
     r->framing = NULL;
 }
 
-int ms_qemu_cpr_init(ms_reader *r)
+static int ms_qemu_cpr_init(ms_reader *r)
 {
-    cpr_state *cs = ms_calloc(&r->opt.allocator, 1, sizeof *cs);
-    if (!cs)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    cs->stage = CS_HEADER;
-    r->framing = cs;
-    return 0;
+    return ms_framing_new(r, sizeof(cpr_state)) ? 0 : -1;
 }
 
 const ms_framing_ops ms_qemu_cpr_ops = {
     .format = MS_FORMAT_QEMU_CPR,
-    .next = cpr_next,
+    .init = ms_qemu_cpr_init,
+    .stages = &cpr_table,
+    .stage_at = offsetof(cpr_state, stage),
     .finish = cpr_finish,
     .destroy = cpr_destroy,
 };

@@ -446,37 +446,29 @@ static int read_vmdesc(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops -------------------------------------------------------------- */
 
-/* After the JSON trailer: any further byte is trailing data. */
-static int read_done(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "the JSON trailer");
-}
-
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - QS_HEADER] /* the table starts at QS_HEADER */
 static const ms_stage q_stages[] = {
-    [QS_HEADER - QS_HEADER] = {"HEADER", read_header, NULL},
-    [QS_TOP - QS_HEADER] = {"TOP", read_top, NULL},
-    [QS_CONFIG - QS_HEADER] = {"CONFIG", read_config, NULL},
-    [QS_COMMAND - QS_HEADER] = {"COMMAND", ms_q_read_command, NULL},
-    [QS_SECTION_HEADER - QS_HEADER] = {"SECTION_HEADER", ms_q_read_section_header, NULL},
-    [QS_RAM - QS_HEADER] = {"RAM", ms_q_read_ram, NULL},
-    [QS_VFIO - QS_HEADER] = {"VFIO", ms_q_read_vfio, NULL},
-    [QS_VFIO_DATA - QS_HEADER] = {"VFIO_DATA", ms_q_read_vfio_data, NULL},
-    [QS_VMSTATE - QS_HEADER] = {"VMSTATE", ms_q_read_vmstate, NULL},
-    [QS_SCAN - QS_HEADER] = {"SCAN", ms_q_read_scan, NULL},
-    [QS_FOOTER - QS_HEADER] = {"FOOTER", ms_q_read_footer, NULL},
-    [QS_AFTER_EOF - QS_HEADER] = {"AFTER_EOF", NULL, read_after_eof},
-    [QS_VMDESC - QS_HEADER] = {"VMDESC", read_vmdesc, NULL},
-    [QS_DONE - QS_HEADER] = {"DONE", NULL, read_done},
-    [QS_DIRTY_BITMAP - QS_HEADER] = {"DIRTY_BITMAP", ms_q_read_dirty_bitmap, NULL},
-    [QS_VFIO_CONFIG - QS_HEADER] = {"VFIO_CONFIG", ms_q_read_vfio_config, NULL},
+    AT(QS_HEADER) = {"HEADER", .emit = read_header},
+    AT(QS_TOP) = {"TOP", .emit = read_top},
+    AT(QS_CONFIG) = {"CONFIG", .emit = read_config},
+    AT(QS_COMMAND) = {"COMMAND", .emit = ms_q_read_command},
+    AT(QS_SECTION_HEADER) = {"SECTION_HEADER",
+                             .emit = ms_q_read_section_header},
+    AT(QS_RAM) = {"RAM", .emit = ms_q_read_ram},
+    AT(QS_VFIO) = {"VFIO", .emit = ms_q_read_vfio},
+    AT(QS_VFIO_DATA) = {"VFIO_DATA", .emit = ms_q_read_vfio_data},
+    AT(QS_VMSTATE) = {"VMSTATE", .emit = ms_q_read_vmstate},
+    AT(QS_SCAN) = {"SCAN", .emit = ms_q_read_scan},
+    AT(QS_FOOTER) = {"FOOTER", .emit = ms_q_read_footer},
+    AT(QS_AFTER_EOF) = {"AFTER_EOF", .walk = read_after_eof},
+    AT(QS_VMDESC) = {"VMDESC", .emit = read_vmdesc},
+    AT(QS_DONE) = {"DONE", .ends_after = "the JSON trailer"},
+    AT(QS_DIRTY_BITMAP) = {"DIRTY_BITMAP", .emit = ms_q_read_dirty_bitmap},
+    AT(QS_VFIO_CONFIG) = {"VFIO_CONFIG", .emit = ms_q_read_vfio_config},
 };
-static const ms_stage_table q_stages_table = MS_STAGE_TABLE(QS_HEADER, q_stages);
-
-static int q_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &q_stages_table, &QST(r)->stage);
-}
+#undef AT
+static const ms_stage_table q_table = MS_STAGE_TABLE(QS_HEADER, q_stages);
 
 static int q_finish(ms_reader *r)
 {
@@ -538,13 +530,11 @@ void ms_q_free_state(ms_reader *r)
     r->framing = NULL;
 }
 
-int ms_qemu_main_init(ms_reader *r)
+static int ms_qemu_main_init(ms_reader *r)
 {
-    q_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    q_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = QS_HEADER;
+        return -1;
     st->cur_block = -1;
     uint32_t ps = r->vmdesc ? vms_desc_page_size(r->vmdesc) : 0;
     /* x86 and most targets; the configuration's page bits override it */
@@ -554,7 +544,9 @@ int ms_qemu_main_init(ms_reader *r)
 
 const ms_framing_ops ms_qemu_main_ops = {
     .format = MS_FORMAT_QEMU_MAIN,
-    .next = q_next,
+    .init = ms_qemu_main_init,
+    .stages = &q_table,
+    .stage_at = offsetof(q_state, stage),
     .finish = q_finish,
     .destroy = q_destroy,
 };

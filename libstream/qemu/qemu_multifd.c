@@ -751,23 +751,20 @@ static int read_device_data(ms_reader *r, ms_event *ev)
 /* ---- framing ops ---------------------------------------------------------------- */
 
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - MS_INIT] /* the table starts at MS_INIT */
 static const ms_stage m_stages[] = {
-    [MS_INIT - MS_INIT] = {"INIT", read_init, NULL},
-    [MS_HEADER - MS_INIT] = {"HEADER", read_header, NULL},
-    [MS_RAM_HEADER - MS_INIT] = {"RAM_HEADER", NULL, read_ram_header},
-    [MS_RAM_OFFSETS - MS_INIT] = {"RAM_OFFSETS", read_ram_offsets, NULL},
-    [MS_PAGES - MS_INIT] = {"PAGES", read_pages, NULL},
-    [MS_ZERO_PAGES - MS_INIT] = {"ZERO_PAGES", read_zero_pages, NULL},
-    [MS_DEVICE_HEADER - MS_INIT] = {"DEVICE_HEADER", read_device_header, NULL},
-    [MS_DEVICE_DATA - MS_INIT] = {"DEVICE_DATA", read_device_data, NULL},
-    [MS_WALK - MS_INIT] = {"WALK", NULL, read_walk},
+    AT(MS_INIT) = {"INIT", .emit = read_init},
+    AT(MS_HEADER) = {"HEADER", .emit = read_header},
+    AT(MS_RAM_HEADER) = {"RAM_HEADER", .walk = read_ram_header},
+    AT(MS_RAM_OFFSETS) = {"RAM_OFFSETS", .emit = read_ram_offsets},
+    AT(MS_PAGES) = {"PAGES", .emit = read_pages},
+    AT(MS_ZERO_PAGES) = {"ZERO_PAGES", .emit = read_zero_pages},
+    AT(MS_DEVICE_HEADER) = {"DEVICE_HEADER", .emit = read_device_header},
+    AT(MS_DEVICE_DATA) = {"DEVICE_DATA", .emit = read_device_data},
+    AT(MS_WALK) = {"WALK", .walk = read_walk},
 };
-static const ms_stage_table m_stages_table = MS_STAGE_TABLE(MS_INIT, m_stages);
-
-static int m_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &m_stages_table, &MST(r)->stage);
-}
+#undef AT
+static const ms_stage_table m_table = MS_STAGE_TABLE(MS_INIT, m_stages);
 
 static int m_finish(ms_reader *r)
 {
@@ -796,13 +793,11 @@ static void m_destroy(ms_reader *r)
     r->framing = NULL;
 }
 
-int ms_qemu_multifd_init(ms_reader *r)
+static int ms_qemu_multifd_init(ms_reader *r)
 {
-    m_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    m_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = MS_INIT;
+        return -1;
     uint32_t ps = r->opt.qemu_page_size ? r->opt.qemu_page_size : 4096;
     if (ps < 512 || ps > MULTIFD_PACKET_DATA || (ps & (ps - 1)))
         return MS_FAIL(r, MS_ERR_USAGE, 0, "qemu_page_size %u", ps);
@@ -817,7 +812,9 @@ int ms_qemu_multifd_init(ms_reader *r)
 
 const ms_framing_ops ms_qemu_multifd_ops = {
     .format = MS_FORMAT_QEMU_MULTIFD,
-    .next = m_next,
+    .init = ms_qemu_multifd_init,
+    .stages = &m_table,
+    .stage_at = offsetof(m_state, stage),
     .finish = m_finish,
     .destroy = m_destroy,
 };

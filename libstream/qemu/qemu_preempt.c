@@ -41,6 +41,8 @@ int ms_q_preempt_block(ms_reader *r)
     return (int)st->nblocks++;
 }
 
+/* ---- stages ------------------------------------------------------------ */
+
 /* HEADER: the channel has none; say what it is. */
 static int p_header(ms_reader *r, ms_event *ev)
 {
@@ -53,21 +55,19 @@ static int p_header(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
-/* DONE: after the EOS nothing may follow. */
-static int p_done(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "the EOS that ends the preempt channel");
-}
-
 /* The diagram at the top of this file, stage by stage (the main stream's
  * other stages are never entered here: the runner rejects them). */
+#define AT(stage) [(stage) - QS_HEADER] /* the table starts at QS_HEADER */
 static const ms_stage p_stages[] = {
-    [QS_HEADER - QS_HEADER] = {"HEADER", p_header, NULL},
-    [QS_RAM - QS_HEADER] = {"RAM", ms_q_read_ram, NULL},
-    [QS_DONE - QS_HEADER] = {"DONE", NULL, p_done},
+    AT(QS_HEADER) = {"HEADER", .emit = p_header},
+    AT(QS_RAM) = {"RAM", .emit = ms_q_read_ram},
+    AT(QS_DONE) = {"DONE", .ends_after = "the EOS that ends the "
+                                         "preempt channel"},
 };
+#undef AT
 static const ms_stage_table p_table = MS_STAGE_TABLE(QS_HEADER, p_stages);
 
+/* The runner, and what a page event lacks on this channel. */
 static int p_next(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -94,13 +94,12 @@ static int p_finish(ms_reader *r)
                    (unsigned long long)st->rec_off);
 }
 
-int ms_qemu_preempt_init(ms_reader *r)
+static int ms_qemu_preempt_init(ms_reader *r)
 {
-    q_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    q_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = QS_HEADER;
+        return -1;
+    st->stage = QS_HEADER; /* its own runner: the ops name no table */
     st->preempt = 1;
     st->cur_block = -1;
     st->cur_type = MS_QSEC_PART; /* page records, never a block list */
@@ -113,6 +112,7 @@ int ms_qemu_preempt_init(ms_reader *r)
 
 const ms_framing_ops ms_qemu_preempt_ops = {
     .format = MS_FORMAT_QEMU_PREEMPT,
+    .init = ms_qemu_preempt_init,
     .next = p_next,
     .finish = p_finish,
     .destroy = ms_q_free_state,

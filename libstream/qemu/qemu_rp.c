@@ -354,28 +354,19 @@ static int read_end_mark(ms_reader *r)
 /* ---- framing ops
  * ------------------------------------------------------------- */
 
-/* After SHUT: any further byte is trailing data. */
-static int read_done(ms_reader *r)
-{
-    return ms_rd_expect_end(r, "SHUT");
-}
-
 /* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - RP_START] /* the table starts at RP_START */
 static const ms_stage rp_stages[] = {
-    [RP_START - RP_START] = {"START", read_start, NULL},
-    [RP_HEADER - RP_START] = {"HEADER", NULL, read_header},
-    [RP_PAYLOAD - RP_START] = {"PAYLOAD", read_payload, NULL},
-    [RP_BITMAP_SIZE - RP_START] = {"BITMAP_SIZE", read_bitmap_size, NULL},
-    [RP_BITMAP - RP_START] = {"BITMAP", read_bitmap, NULL},
-    [RP_END_MARK - RP_START] = {"END_MARK", NULL, read_end_mark},
-    [RP_DONE - RP_START] = {"DONE", NULL, read_done},
+    AT(RP_START) = {"START", .emit = read_start},
+    AT(RP_HEADER) = {"HEADER", .walk = read_header},
+    AT(RP_PAYLOAD) = {"PAYLOAD", .emit = read_payload},
+    AT(RP_BITMAP_SIZE) = {"BITMAP_SIZE", .emit = read_bitmap_size},
+    AT(RP_BITMAP) = {"BITMAP", .emit = read_bitmap},
+    AT(RP_END_MARK) = {"END_MARK", .walk = read_end_mark},
+    AT(RP_DONE) = {"DONE", .ends_after = "SHUT"},
 };
-static const ms_stage_table rp_stages_table = MS_STAGE_TABLE(RP_START, rp_stages);
-
-static int rp_next(ms_reader *r, ms_event *ev)
-{
-    return ms_run_stages(r, ev, &rp_stages_table, &RST(r)->stage);
-}
+#undef AT
+static const ms_stage_table rp_table = MS_STAGE_TABLE(RP_START, rp_stages);
 
 /* QEMU's destination always ends a return path with SHUT (also when it
  * failed: SHUT 1); the source waits for it on a normal completion.  Input
@@ -407,19 +398,18 @@ static void rp_destroy(ms_reader *r)
     r->framing = NULL;
 }
 
-int ms_qemu_rp_init(ms_reader *r)
+static int ms_qemu_rp_init(ms_reader *r)
 {
-    rp_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
-    if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = RP_START;
+    if (!ms_framing_new(r, sizeof(rp_state)))
+        return -1;
     return ms_rd_reserve(r, RP_PAYLOAD_MAX);
 }
 
 const ms_framing_ops ms_qemu_rp_ops = {
     .format = MS_FORMAT_QEMU_RETURN_PATH,
-    .next = rp_next,
+    .init = ms_qemu_rp_init,
+    .stages = &rp_table,
+    .stage_at = offsetof(rp_state, stage),
     .finish = rp_finish,
     .destroy = rp_destroy,
 };
