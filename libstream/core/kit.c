@@ -41,3 +41,9 @@ void *ms_framing_new(ms_reader *r, size_t size)
         *(int *)(st + r->ops->stage_at) = r->ops->stages->first;
     return st;
 }
+
+void ms_framing_free(ms_reader *r)
+{
+    ms_free(&r->opt.allocator, r->framing);
+    r->framing = NULL;
+}

@@ -56,6 +56,10 @@ int ms_run_stages(ms_reader *r, ms_event *ev, const ms_stage_table *t,
  * NULL with the error recorded. */
 void *ms_framing_new(ms_reader *r, size_t size);
 
+/* Free r->framing (what ms_framing_new allocated): a framing's `destroy`
+ * when its state owns nothing else, else the end of its `destroy`. */
+void ms_framing_free(ms_reader *r);
+
 /* The current stage of a framing whose ops name their stage table. */
 static inline const int *ms_framing_stage(const ms_reader *r)
 {

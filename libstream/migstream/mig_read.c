@@ -1038,8 +1038,7 @@ static void mig_destroy(ms_reader *r)
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ms_free(ALLOC(r), st->zout);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 static int ms_mig_init(ms_reader *r)

@@ -364,8 +364,7 @@ static void pds_destroy(ms_reader *r)
     if (!st)
         return;
     ms_hash_state_free(&r->opt.allocator, st->hash);
-    ms_free(&r->opt.allocator, st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 int ms_pds_init(ms_reader *r, int kind)

@@ -294,12 +294,6 @@ static int h_finish(ms_reader *r)
                    st->have);
 }
 
-static void h_destroy(ms_reader *r)
-{
-    ms_free(&r->opt.allocator, r->framing);
-    r->framing = NULL;
-}
-
 int ms_hisi_init(ms_reader *r)
 {
     h_state *st = ms_framing_new(r, sizeof *st);
@@ -315,5 +309,5 @@ const ms_framing_ops ms_hisi_ops = {
     .stages = &h_table,
     .stage_at = offsetof(h_state, stage),
     .finish = h_finish,
-    .destroy = h_destroy,
+    .destroy = ms_framing_free,
 };

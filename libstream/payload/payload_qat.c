@@ -546,12 +546,6 @@ static int q_finish(ms_reader *r)
                    QAT_BUF);
 }
 
-static void q_destroy(ms_reader *r)
-{
-    ms_free(&r->opt.allocator, r->framing);
-    r->framing = NULL;
-}
-
 int ms_qat_init(ms_reader *r)
 {
     q_state *st = ms_framing_new(r, sizeof *st);
@@ -568,5 +562,5 @@ const ms_framing_ops ms_qat_ops = {
     .stages = &q_table,
     .stage_at = offsetof(q_state, stage),
     .finish = q_finish,
-    .destroy = q_destroy,
+    .destroy = ms_framing_free,
 };

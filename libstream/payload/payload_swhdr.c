@@ -785,8 +785,7 @@ static void sw_destroy(ms_reader *r)
     ms_hash_state_free(ALLOC(r), st->hash);
     ms_free(ALLOC(r), st->vq_seen);
     ms_u32map_free(ALLOC(r), &st->cfg_seen);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 int ms_swhdr_init(ms_reader *r, int kind)

@@ -443,8 +443,7 @@ static void lv_destroy(ms_reader *r)
     ms_reader_free(st->inner);
     ms_dec_free(st->dec);
     ms_free(LALLOC(r), st->out);
-    ms_free(LALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 static int ms_libvirt_init(ms_reader *r)

@@ -336,12 +336,6 @@ static int cpr_finish(ms_reader *r)
                    where);
 }
 
-static void cpr_destroy(ms_reader *r)
-{
-    ms_free(&r->opt.allocator, r->framing);
-    r->framing = NULL;
-}
-
 static int ms_qemu_cpr_init(ms_reader *r)
 {
     return ms_framing_new(r, sizeof(cpr_state)) ? 0 : -1;
@@ -353,5 +347,5 @@ const ms_framing_ops ms_qemu_cpr_ops = {
     .stages = &cpr_table,
     .stage_at = offsetof(cpr_state, stage),
     .finish = cpr_finish,
-    .destroy = cpr_destroy,
+    .destroy = ms_framing_free,
 };

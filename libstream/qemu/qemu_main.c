@@ -526,8 +526,7 @@ void ms_q_free_state(ms_reader *r)
     ms_q_dirty_bitmap_free(r);
     if (st->zs_ready)
         inflateEnd(&st->zs);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 static int ms_qemu_main_init(ms_reader *r)

@@ -789,8 +789,7 @@ static void m_destroy(ms_reader *r)
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ZSTD_freeDStream(st->zd);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 static int ms_qemu_multifd_init(ms_reader *r)

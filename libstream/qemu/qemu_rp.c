@@ -392,12 +392,6 @@ static int rp_finish(ms_reader *r)
                    type_name(st->type), (unsigned long long)st->msg_off);
 }
 
-static void rp_destroy(ms_reader *r)
-{
-    ms_free(ALLOC(r), r->framing);
-    r->framing = NULL;
-}
-
 static int ms_qemu_rp_init(ms_reader *r)
 {
     if (!ms_framing_new(r, sizeof(rp_state)))
@@ -411,5 +405,5 @@ const ms_framing_ops ms_qemu_rp_ops = {
     .stages = &rp_table,
     .stage_at = offsetof(rp_state, stage),
     .finish = rp_finish,
-    .destroy = rp_destroy,
+    .destroy = ms_framing_free,
 };
