@@ -41,8 +41,8 @@ int ms_rd_reserve(ms_reader *r, size_t n)
     size_t cap = MS_MAX(n, STASH_MIN);
     uint8_t *s = ms_alloc(&r->opt.allocator, cap);
     if (!s)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, r->offset,
-                       "stash of %zu bytes", cap);
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, r->offset, "stash of %zu bytes",
+                       cap);
     if (r->stash_len) /* keeps stash_pos meaningful */
         memcpy(s, r->stash, r->stash_len);
     ms_free(&r->opt.allocator, r->stash);

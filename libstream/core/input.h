@@ -48,11 +48,11 @@ int ms_rd_take_reserved(ms_reader *r, size_t n, const uint8_t **out);
 
 /* In a stage function: take `n` bytes into `p` or return what the stage
  * must (MS_NEXT_INPUT, or MS_NEXT_ERROR). */
-#define MS_TAKE_OR_RETURN(r, n, p)                                           \
-    do {                                                                     \
-        int t_ = ms_rd_take_reserved((r), (n), (p));                         \
-        if (t_ <= 0)                                                         \
-            return t_ < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;                   \
+#define MS_TAKE_OR_RETURN(r, n, p)                                             \
+    do {                                                                       \
+        int t_ = ms_rd_take_reserved((r), (n), (p));                           \
+        if (t_ <= 0)                                                           \
+            return t_ < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;                     \
     } while (0)
 
 /* Give back the bytes of the last ms_rd_take that returned 1 (a peek that

@@ -23,8 +23,7 @@ int ms_run_stages(ms_reader *r, ms_event *ev, const ms_stage_table *t,
             continue;
         if (rc == MS_NEXT_ERROR && !r->err.code)
             MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                    "internal: stage %s failed without an error code",
-                    s->name);
+                    "internal: stage %s failed without an error code", s->name);
         return r->err.code ? MS_NEXT_ERROR : rc;
     }
 }

@@ -41,8 +41,10 @@ typedef struct ms_stage_table {
     const ms_stage *stages;
 } ms_stage_table;
 
-#define MS_STAGE_TABLE(first_stage, array)                                   \
-    {(first_stage), sizeof(array) / sizeof((array)[0]), (array)}
+#define MS_STAGE_TABLE(first_stage, array)                                     \
+    {                                                                          \
+        (first_stage), sizeof(array) / sizeof((array)[0]), (array)             \
+    }
 
 /* Run the stage *stage names until one returns something other than
  * MS_GO_ON; the stage functions move *stage on.  Returns MS_NEXT_EVENT,
@@ -67,9 +69,9 @@ static inline const int *ms_framing_stage(const ms_reader *r)
 }
 
 /* The next bytes of the input, at most `max`, as a data view in *ev (see
- * ms_ev_data in common.h; zero_copy when they are the caller's input, not the stash),
- * consumed.  Returns the number of bytes (0: more input needed) and sets
- * *d to the event's data part. */
+ * ms_ev_data in common.h; zero_copy when they are the caller's input, not the
+ * stash), consumed.  Returns the number of bytes (0: more input needed) and
+ * sets *d to the event's data part. */
 static inline size_t ms_rd_view(ms_reader *r, ms_event *ev, uint64_t max,
                                 ms_data_info **d)
 {
