@@ -60,7 +60,7 @@ static const h_field reg_fields[] = {
 
 typedef struct h_state {
     int stage;
-    unsigned step;
+    unsigned next_ev; /* the *_EV stage: index of the event it emits next */
     uint64_t base;    /* absolute offset of the payload's first byte */
     size_t have;      /* bytes of d[] filled */
     uint8_t d[HISI_STRUCT_SIZE];
@@ -194,7 +194,7 @@ static int h_match(ms_reader *r)
                        "major version %u",
                        ms_le16(st->d + 28), HISI_MAJOR);
     st->stage = H_MATCH_EV;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
@@ -202,7 +202,7 @@ static int h_match_ev(ms_reader *r, ms_event *ev)
 {
     h_state *st = HST(r);
     unsigned nf = st->version == 2 ? MATCH_FIELDS_V2 : MATCH_FIELDS_V1;
-    unsigned k = st->step++;
+    unsigned k = st->next_ev++;
     /* a record takes its image's phase */
     ms_phase img_phase = st->pre_copy ? MS_PHASE_INITIAL : MS_PHASE_FINAL;
     if (k == 0)
@@ -238,14 +238,14 @@ static int h_regs(ms_reader *r)
     if (!gather(r, st, HISI_STRUCT_SIZE))
         return MS_NEXT_INPUT;
     st->stage = H_REGS_EV;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
 static int h_regs_ev(ms_reader *r, ms_event *ev)
 {
     h_state *st = HST(r);
-    unsigned k = st->step++;
+    unsigned k = st->next_ev++;
     uint32_t img = st->pre_copy ? HISI_MATCH_SIZE : 0;
     uint32_t seq = st->pre_copy ? 1 : 0;
     if (k == 0)

@@ -90,7 +90,7 @@ typedef struct q_frame {
 
 typedef struct q_state {
     int stage;
-    unsigned step;
+    unsigned next_ev; /* the *_EV stage: index of the event it emits next */
     uint64_t base;       /* absolute offset of the payload's first byte */
     uint32_t have;       /* bytes of buf filled */
     int block;           /* 0 setup, 1 state */
@@ -351,7 +351,7 @@ static int q_walk(ms_reader *r, ms_event *ev)
     q_state *st = QST(r);
     if (st->depth == 0) {
         st->stage = Q_BLOCK_EV;
-        st->step = 0;
+        st->next_ev = 0;
         return MS_GO_ON;
     }
     q_frame *f = &st->stack[st->depth - 1];
@@ -482,14 +482,14 @@ static int q_tail(ms_reader *r)
     if (!gather(r, st, QAT_BUF))
         return MS_NEXT_INPUT;
     st->stage = Q_TAIL_DATA;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
 static int q_tail_data(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
-    if (st->step++ == 0 && st->tail_at < QAT_BUF) {
+    if (st->next_ev++ == 0 && st->tail_at < QAT_BUF) {
         data_event(st, ev, st->tail_at, QAT_BUF - st->tail_at);
         return MS_NEXT_EVENT;
     }

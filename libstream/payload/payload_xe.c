@@ -58,7 +58,7 @@ static const char *const type_names[] = {
 
 typedef struct x_state {
     int stage;
-    unsigned step;
+    unsigned next_ev; /* the *_EV stage: index of the event it emits next */
     uint64_t base;       /* absolute offset of the payload's first byte */
     uint64_t packets;    /* packets completed */
     /* the packet being read */
@@ -167,7 +167,7 @@ static int x_hdr(ms_reader *r)
     st->left = st->size;
     st->ph_asked = 0;
     st->stage = X_HDR_EV;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
@@ -191,7 +191,7 @@ static void field_event(x_state *st, ms_event *ev, const char *name,
 static int x_hdr_ev(ms_reader *r, ms_event *ev)
 {
     x_state *st = XST(r);
-    switch (st->step++) {
+    switch (st->next_ev++) {
     case 0: {
         ev->kind = MS_EV_PAYLOAD_RECORD;
         ev->offset = st->pkt_off;

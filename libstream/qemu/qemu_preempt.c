@@ -84,7 +84,7 @@ static int p_finish(ms_reader *r)
     q_state *st = QST(r);
     if (st->stage == QS_DONE)
         return 0;
-    if (st->stage == QS_RAM && st->step == 0 && r->stash_len == 0)
+    if (st->stage == QS_RAM && st->step == Q_STEP_FIRST && r->stash_len == 0)
         return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,
                        "input ends after %d page records without the EOS "
                        "(be64 0x10) that ends a preempt channel",
