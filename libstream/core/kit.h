@@ -4,8 +4,8 @@
  *   - input slicing and the stash (input.h): take / peek / skip / untake /
  *     seek, resumable at any byte split;
  *   - the stage runner (kit.c): the decoder names its stages in an enum,
- *     gives one function per stage in a table, and its `next` op is
- *     ms_run_stages over that table;
+ *     gives one function per stage in a table, and its ops name the
+ *     table: the reader runs it with ms_run_stages;
  *   - data views: MS_EV_DATA events that point into the caller's input
  *     (or the stash) instead of copying. */
 #ifndef MS_KIT_H
@@ -33,8 +33,10 @@ typedef struct ms_stage {
 } ms_stage;
 
 /* A decoder's stages: stages[i] runs stage value `first + i` (stage enums
- * start at a non-zero value so that a zeroed state is caught as invalid;
- * entries are written [ST_X - ST_FIRST] = {"X", fn}). */
+ * start at a non-zero value so that a zeroed state is caught as invalid).
+ * Decoders write the entries with a local
+ *   #define AT(stage) [(stage) - ST_FIRST]
+ * as AT(ST_X) = {"X", .emit = read_x}. */
 typedef struct ms_stage_table {
     int first;
     size_t count;
