@@ -153,4 +153,23 @@ int ms_u32map_put(const ms_allocator *a, ms_u32map *m, uint32_t key,
 int ms_u32map_del(ms_u32map *m, uint32_t key);
 void ms_u32map_free(const ms_allocator *a, ms_u32map *m);
 
+/* ---- data views ---------------------------------------------------------
+ * Fill *ev as an MS_EV_DATA event for the `n` bytes at `p`, which sit at
+ * stream offset `at`: kind, offset, length, data, size, stream_offset and
+ * zero_copy.  Returns the data part for the caller to place the bytes
+ * (device, seq, phase, image_offset, packet fields). */
+static inline ms_data_info *ms_ev_data(ms_event *ev, const uint8_t *p,
+                                       size_t n, uint64_t at, int zero_copy)
+{
+    ev->kind = MS_EV_DATA;
+    ev->offset = at;
+    ev->length = n;
+    ms_data_info *d = &ev->u.data;
+    d->data = p;
+    d->size = n;
+    d->stream_offset = at;
+    d->zero_copy = zero_copy;
+    return d;
+}
+
 #endif

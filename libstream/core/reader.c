@@ -1,9 +1,9 @@
-/* Public reader entry points: input slices, format detection, dispatch. */
+/* Public reader entry points: creation, input slices handed in, format
+ * detection, dispatch to the framing.  How decoders read the slices is
+ * input.c. */
 #include "payload_impl.h"
-#include "reader_impl.h"
+#include "kit.h"
 #include "vmstate.h"
-
-#define STASH_MIN 256
 
 ms_reader *ms_reader_create(const ms_options *opt)
 {
@@ -109,129 +109,11 @@ uint64_t ms_reader_seek_target(const ms_reader *r)
     return r->seek_pending ? r->seek_target : r->offset;
 }
 
-int ms_rd_seek(ms_reader *r, uint64_t target, const char *why)
-{
-    if (r->err.code)
-        return -1;
-    if (target == ms_rd_pos(r))
-        return 1;
-    /* Stashed bytes belong to the old position. */
-    r->stash_len = r->stash_pos = 0;
-    uint64_t base = r->offset - r->in_pos; /* stream offset of in[0] */
-    if (r->in && target >= base && target - base <= r->in_len) {
-        r->in_pos = (size_t)(target - base);
-        r->offset = target;
-        return 1;
-    }
-    if (!r->opt.input_seekable)
-        return MS_FAIL(r, MS_ERR_SEEKABLE_INPUT, ms_rd_pos(r),
-                       "%s: the stream goes on at offset %llu; give the "
-                       "file itself, not a pipe (seekable input)",
-                       why, (unsigned long long)target);
-    /* The caller hands input at `target` next (MS_NEXT_SEEK). */
-    r->in = NULL;
-    r->in_len = r->in_pos = 0;
-    r->offset = target;
-    r->seek_pending = 1;
-    r->seek_target = target;
-    return 1;
-}
-
-int ms_rd_reserve(ms_reader *r, size_t n)
-{
-    if (n <= r->stash_cap)
-        return 0;
-    size_t cap = MS_MAX(n, STASH_MIN);
-    uint8_t *s = ms_alloc(&r->opt.allocator, cap);
-    if (!s)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, r->offset,
-                       "stash of %zu bytes", cap);
-    if (r->stash_len) /* keeps stash_pos meaningful */
-        memcpy(s, r->stash, r->stash_len);
-    ms_free(&r->opt.allocator, r->stash);
-    r->stash = s;
-    r->stash_cap = cap;
-    return 0;
-}
-
-/* Move input bytes into the stash (they are consumed from the slice). */
-static void stash_input(ms_reader *r, size_t k)
-{
-    if (k == 0)
-        return; /* also: no slice may have been given yet */
-    memcpy(r->stash + r->stash_len, r->in + r->in_pos, k);
-    r->stash_len += k;
-    r->in_pos += k;
-    r->offset += k;
-}
-
-int ms_rd_take(ms_reader *r, size_t n, const uint8_t **out)
-{
-    size_t have = ms_rd_stashed(r);
-    r->untake_n = n;
-    if (n == 0) { /* nothing to take; may come before any input slice */
-        *out = (const uint8_t *)"";
-        r->untake_in_place = 1;
-        return 1;
-    }
-    if (have == 0 && ms_rd_avail(r) >= n) {
-        *out = r->in + r->in_pos;
-        r->in_pos += n;
-        r->offset += n;
-        r->untake_in_place = 1;
-        return 1;
-    }
-    r->untake_in_place = 0;
-    if (have >= n) { /* given-back bytes cover it */
-        *out = r->stash + r->stash_pos;
-        r->untake_len = r->stash_len;
-        r->untake_pos = r->stash_pos;
-        r->stash_pos += n;
-        if (r->stash_pos == r->stash_len)
-            r->stash_len = r->stash_pos = 0;
-        return 1;
-    }
-    if (r->stash_pos) {
-        memmove(r->stash, r->stash + r->stash_pos, have);
-        r->stash_len = have;
-        r->stash_pos = 0;
-    }
-    stash_input(r, MS_MIN(n - have, ms_rd_avail(r)));
-    if (r->stash_len < n)
-        return 0;
-    *out = r->stash;
-    r->untake_len = n;
-    r->untake_pos = 0;
-    r->stash_len = r->stash_pos = 0;
-    return 1;
-}
-
-int ms_rd_expect_end(ms_reader *r, const char *what)
-{
-    if (ms_rd_pending(r))
-        return MS_FAIL(r, MS_ERR_TRAILING_DATA, ms_rd_pos(r),
-                       "%zu bytes after %s", ms_rd_pending(r), what);
-    return MS_NEXT_INPUT;
-}
-
-int ms_rd_take_reserved(ms_reader *r, size_t n, const uint8_t **out)
-{
-    if (ms_rd_reserve(r, n) < 0)
-        return -1;
-    return ms_rd_take(r, n, out);
-}
-
-void ms_rd_untake(ms_reader *r)
-{
-    if (r->untake_in_place) {
-        r->in_pos -= r->untake_n;
-        r->offset -= r->untake_n;
-    } else {
-        /* The bytes are still in the stash memory: restore the window. */
-        r->stash_len = r->untake_len;
-        r->stash_pos = r->untake_pos;
-    }
-}
+static const ms_framing_ops *const framings[] = {
+    &ms_mig_ops,          &ms_qemu_main_ops, &ms_libvirt_ops,
+    &ms_qemu_multifd_ops, &ms_qemu_preempt_ops, &ms_qemu_cpr_ops,
+    &ms_qemu_rp_ops,
+};
 
 /* Pick the framing from the first bytes (or the forced format). */
 static int select_framing(ms_reader *r)
@@ -243,53 +125,30 @@ static int select_framing(ms_reader *r)
             return 0; /* no input yet */
         const uint8_t *p = r->in ? r->in + r->in_pos : r->stash;
         size_t len = ms_rd_avail(r);
-        /* Detection looks at a few bytes; gather them if split. */
+        /* Detection looks at a few bytes; gather them if split: the bytes
+         * looked at are the stash's followed by up to 16 of the slice. */
         if (ms_rd_reserve(r, 16) < 0)
             return -1;
         if (r->stash_len) {
-            size_t k = MS_MIN(16 - r->stash_len, len);
-            memcpy(r->stash + r->stash_len, p, k);
-            f = ms_detect(r->stash, r->stash_len + k, &need);
-            if (f == MS_FORMAT_AUTO) {
-                stash_input(r, k);
-                return 0;
-            }
-        } else {
-            f = ms_detect(p, len, &need);
-            if (f == MS_FORMAT_AUTO) {
-                stash_input(r, len);
-                return 0;
-            }
+            len = MS_MIN(16 - r->stash_len, len);
+            memcpy(r->stash + r->stash_len, p, len);
+            p = r->stash;
+        }
+        f = ms_detect(p, r->stash_len + len, &need);
+        if (f == MS_FORMAT_AUTO) {
+            ms_rd_stash_input(r, len);
+            return 0;
         }
     }
-    switch (f) {
-    case MS_FORMAT_MIGSTREAM:
-        r->ops = &ms_mig_ops;
-        return ms_mig_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_MAIN:
-        r->ops = &ms_qemu_main_ops;
-        return ms_qemu_main_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_LIBVIRT_SAVE:
-        r->ops = &ms_libvirt_ops;
-        return ms_libvirt_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_MULTIFD:
-        r->ops = &ms_qemu_multifd_ops;
-        return ms_qemu_multifd_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_PREEMPT:
-        r->ops = &ms_qemu_preempt_ops;
-        return ms_qemu_preempt_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_CPR:
-        r->ops = &ms_qemu_cpr_ops;
-        return ms_qemu_cpr_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_QEMU_RETURN_PATH:
-        r->ops = &ms_qemu_rp_ops;
-        return ms_qemu_rp_init(r) < 0 ? -1 : 1;
-    case MS_FORMAT_PAYLOAD:
+    if (f == MS_FORMAT_PAYLOAD)
         return ms_payload_select(r);
-    default:
-        return MS_FAIL(r, MS_ERR_FORMAT_UNKNOWN, 0,
-                       "no known magic in the first bytes");
-    }
+    for (size_t i = 0; i < sizeof framings / sizeof framings[0]; i++)
+        if (framings[i]->format == f) {
+            r->ops = framings[i];
+            return r->ops->init(r) < 0 ? -1 : 1;
+        }
+    return MS_FAIL(r, MS_ERR_FORMAT_UNKNOWN, 0,
+                   "no known magic in the first bytes");
 }
 
 int ms_reader_next(ms_reader *r, ms_event *ev)
@@ -315,7 +174,9 @@ int ms_reader_next(ms_reader *r, ms_event *ev)
         ev->u.stream.channel_count = 1;
         return MS_NEXT_EVENT;
     }
-    int rc = r->ops->next(r, ev);
+    int rc = r->ops->next ? r->ops->next(r, ev)
+                          : ms_run_stages(r, ev, r->ops->stages,
+                                          ms_framing_stage(r));
     if (rc == MS_NEXT_ERROR && !r->err.code)
         MS_FAIL(r, MS_ERR_USAGE, r->offset, "internal: error without code");
     if (rc == MS_NEXT_INPUT && r->seek_pending)

@@ -641,18 +641,11 @@ static void deliver_bytes(ms_set *s, set_image *im, ms_event *out,
     if (s->opt.verify_checks)
         XXH3_64bits_update(im->hash, p, n);
     memset(out, 0, sizeof *out);
-    out->kind = MS_EV_DATA;
-    out->offset = offset;
-    out->length = n;
+    ms_data_info *d = ms_ev_data(out, p, n, offset, zero_copy);
     out->channel = channel;
-    ms_data_info *d = &out->u.data;
-    d->data = p;
-    d->size = n;
     d->device = im->device;
     d->seq = im->seq;
     d->phase = im->begun ? im->phase : MS_PHASE_NONE;
-    d->stream_offset = offset;
-    d->zero_copy = zero_copy;
     d->in_packet = 1;
     d->packet_idx = idx;
     d->config = config;

@@ -23,7 +23,7 @@
 #include <xxhash.h>
 
 #include "mig_format.h"
-#include "reader_impl.h"
+#include "kit.h"
 
 enum mig_stage {
     ST_HEADER = 0x4D16, /* not 0: a zeroed state is caught as invalid */
@@ -824,16 +824,10 @@ static int read_prefix(ms_reader *r, ms_event *ev)
 static void data_event(mig_state *st, ms_event *ev, const uint8_t *p,
                        size_t n, uint64_t stream_off, int zero_copy)
 {
-    ev->kind = MS_EV_DATA;
-    ev->offset = stream_off;
-    ev->length = zero_copy ? n : 0;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    ms_data_info *d = ms_ev_data(ev, p, n, stream_off, zero_copy);
+    ev->length = zero_copy ? n : 0; /* inflated bytes are not stream bytes */
     d->device = st->cur->handle;
     d->seq = st->cur_seq;
-    d->stream_offset = stream_off;
-    d->zero_copy = zero_copy;
     d->compressed = !zero_copy;
     d->image_offset = st->cur_image_off + st->cur_produced;
     if (st->cur_packet) {
@@ -983,29 +977,21 @@ static int read_trailer(ms_reader *r)
 
 /* ---- framing ops ---------------------------------------------------------- */
 
-static int mig_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (ST(r)->stage) {
-        case ST_HEADER: rc = read_header(r, ev); break;
-        case ST_RECORD_HEADER: rc = read_record_header(r, ev); break;
-        case ST_SMALL_BODY: rc = read_small_body(r, ev); break;
-        case ST_PREFIX: rc = read_prefix(r, ev); break;
-        case ST_DATA: rc = read_data(r, ev); break;
-        case ST_INFLATE: rc = read_inflate(r, ev); break;
-        case ST_SKIP: rc = read_skip(r); break;
-        case ST_TRAILER: rc = read_trailer(r); break;
-        case ST_DONE:
-            return ms_rd_expect_end(r, "the END record");
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - ST_HEADER] /* the table starts at ST_HEADER */
+static const ms_stage mig_stages[] = {
+    AT(ST_HEADER) = {"HEADER", .emit = read_header},
+    AT(ST_RECORD_HEADER) = {"RECORD_HEADER", .emit = read_record_header},
+    AT(ST_SMALL_BODY) = {"SMALL_BODY", .emit = read_small_body},
+    AT(ST_PREFIX) = {"PREFIX", .emit = read_prefix},
+    AT(ST_DATA) = {"DATA", .emit = read_data},
+    AT(ST_INFLATE) = {"INFLATE", .emit = read_inflate},
+    AT(ST_SKIP) = {"SKIP", .walk = read_skip},
+    AT(ST_TRAILER) = {"TRAILER", .walk = read_trailer},
+    AT(ST_DONE) = {"DONE", .ends_after = "the END record"},
+};
+#undef AT
+static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
 
 static int mig_finish(ms_reader *r)
 {
@@ -1053,17 +1039,14 @@ static void mig_destroy(ms_reader *r)
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ms_free(ALLOC(r), st->zout);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
-int ms_mig_init(ms_reader *r)
+static int ms_mig_init(ms_reader *r)
 {
-    mig_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    mig_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = ST_HEADER;
+        return -1;
     if (!(st->payload_hash = ms_hash_state_new(ALLOC(r))))
         return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "payload hash state");
     return ms_rd_reserve(r, MIG_HDR_SIZE);
@@ -1071,7 +1054,9 @@ int ms_mig_init(ms_reader *r)
 
 const ms_framing_ops ms_mig_ops = {
     .format = MS_FORMAT_MIGSTREAM,
-    .next = mig_next,
+    .init = ms_mig_init,
+    .stages = &mig_table,
+    .stage_at = offsetof(mig_state, stage),
     .finish = mig_finish,
     .destroy = mig_destroy,
 };

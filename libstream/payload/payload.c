@@ -344,16 +344,9 @@ static int pds_next(ms_reader *r, ms_event *ev)
         st->phase = ms_payload_phase_at(r, at);
     if (r->opt.verify_checks)
         XXH3_64bits_update(st->hash, p, n);
-    ev->kind = MS_EV_DATA;
-    ev->offset = at;
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    ms_data_info *d = ms_ev_data(ev, p, n, at, ms_rd_in_input(r, p));
     d->phase = ms_payload_phase_at(r, at); /* each view: its bytes' phase */
     d->image_offset = st->total;
-    d->stream_offset = at;
-    d->zero_copy = ms_rd_in_input(r, p);
     st->total += n;
     ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
@@ -371,8 +364,7 @@ static void pds_destroy(ms_reader *r)
     if (!st)
         return;
     ms_hash_state_free(&r->opt.allocator, st->hash);
-    ms_free(&r->opt.allocator, st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 int ms_pds_init(ms_reader *r, int kind)

@@ -60,7 +60,7 @@ static const h_field reg_fields[] = {
 
 typedef struct h_state {
     int stage;
-    unsigned step;
+    unsigned next_ev; /* the *_EV stage: index of the event it emits next */
     uint64_t base;    /* absolute offset of the payload's first byte */
     size_t have;      /* bytes of d[] filled */
     uint8_t d[HISI_STRUCT_SIZE];
@@ -129,16 +129,10 @@ static void data_event(const h_state *st, ms_event *ev, uint32_t off,
                        uint32_t size, uint32_t img, uint32_t seq,
                        ms_phase phase)
 {
-    ev->kind = MS_EV_DATA;
-    ev->offset = st->base + off;
-    ev->length = size;
-    ms_data_info *d = &ev->u.data;
-    d->data = st->d + off;
-    d->size = size;
+    ms_data_info *d = ms_ev_data(ev, st->d + off, size, st->base + off, 0);
     d->seq = seq;
     d->phase = phase;
     d->image_offset = off - img;
-    d->stream_offset = st->base + off;
 }
 
 /* The image [off, off+length) after its last byte (event length 0); it is
@@ -200,7 +194,7 @@ static int h_match(ms_reader *r)
                        "major version %u",
                        ms_le16(st->d + 28), HISI_MAJOR);
     st->stage = H_MATCH_EV;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
@@ -208,7 +202,7 @@ static int h_match_ev(ms_reader *r, ms_event *ev)
 {
     h_state *st = HST(r);
     unsigned nf = st->version == 2 ? MATCH_FIELDS_V2 : MATCH_FIELDS_V1;
-    unsigned k = st->step++;
+    unsigned k = st->next_ev++;
     /* a record takes its image's phase */
     ms_phase img_phase = st->pre_copy ? MS_PHASE_INITIAL : MS_PHASE_FINAL;
     if (k == 0)
@@ -244,14 +238,14 @@ static int h_regs(ms_reader *r)
     if (!gather(r, st, HISI_STRUCT_SIZE))
         return MS_NEXT_INPUT;
     st->stage = H_REGS_EV;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
 static int h_regs_ev(ms_reader *r, ms_event *ev)
 {
     h_state *st = HST(r);
-    unsigned k = st->step++;
+    unsigned k = st->next_ev++;
     uint32_t img = st->pre_copy ? HISI_MATCH_SIZE : 0;
     uint32_t seq = st->pre_copy ? 1 : 0;
     if (k == 0)
@@ -271,27 +265,18 @@ static int h_regs_ev(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
-static int h_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (HST(r)->stage) {
-        case H_MAGIC: rc = h_magic(r); break;
-        case H_MATCH: rc = h_match(r); break;
-        case H_MATCH_EV: rc = h_match_ev(r, ev); break;
-        case H_REGS: rc = h_regs(r); break;
-        case H_REGS_EV: rc = h_regs_ev(r, ev); break;
-        case H_END:
-            rc = ms_rd_expect_end(r, "the 176-byte acc_vf_data");
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - H_MAGIC] /* the table starts at H_MAGIC */
+static const ms_stage h_stages[] = {
+    AT(H_MAGIC) = {"MAGIC", .walk = h_magic},
+    AT(H_MATCH) = {"MATCH", .walk = h_match},
+    AT(H_MATCH_EV) = {"MATCH_EV", .emit = h_match_ev},
+    AT(H_REGS) = {"REGS", .walk = h_regs},
+    AT(H_REGS_EV) = {"REGS_EV", .emit = h_regs_ev},
+    AT(H_END) = {"END", .ends_after = "the 176-byte acc_vf_data"},
+};
+#undef AT
+static const ms_stage_table h_table = MS_STAGE_TABLE(H_MAGIC, h_stages);
 
 static int h_finish(ms_reader *r)
 {
@@ -309,27 +294,20 @@ static int h_finish(ms_reader *r)
                    st->have);
 }
 
-static void h_destroy(ms_reader *r)
-{
-    ms_free(&r->opt.allocator, r->framing);
-    r->framing = NULL;
-}
-
 int ms_hisi_init(ms_reader *r)
 {
-    h_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
+    h_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    st->stage = H_MAGIC;
+        return -1;
     st->base = ms_rd_pos(r);
     st->pre_copy = 1;
-    r->framing = st;
     return 0;
 }
 
 const ms_framing_ops ms_hisi_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = h_next,
+    .stages = &h_table,
+    .stage_at = offsetof(h_state, stage),
     .finish = h_finish,
-    .destroy = h_destroy,
+    .destroy = ms_framing_free,
 };

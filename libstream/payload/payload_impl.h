@@ -5,7 +5,7 @@
 #ifndef MS_PAYLOAD_IMPL_H
 #define MS_PAYLOAD_IMPL_H
 
-#include "reader_impl.h"
+#include "kit.h"
 
 /* payload.c: choose and initialise the driver framing (called by
  * reader.c's format selection).  Returns 1 when chosen, 0 when more bytes

@@ -90,7 +90,7 @@ typedef struct q_frame {
 
 typedef struct q_state {
     int stage;
-    unsigned step;
+    unsigned next_ev; /* the *_EV stage: index of the event it emits next */
     uint64_t base;       /* absolute offset of the payload's first byte */
     uint32_t have;       /* bytes of buf filled */
     int block;           /* 0 setup, 1 state */
@@ -144,16 +144,10 @@ static uint32_t image_start(const q_state *st, uint32_t off)
 static void data_event(const q_state *st, ms_event *ev, uint32_t off,
                        uint32_t len)
 {
-    ev->kind = MS_EV_DATA;
-    ev->offset = st->base + off;
-    ev->length = len;
-    ms_data_info *d = &ev->u.data;
-    d->data = st->buf + off;
-    d->size = len;
+    ms_data_info *d = ms_ev_data(ev, st->buf + off, len, st->base + off, 0);
     d->seq = st->pre_copy && off >= st->state_at ? 1 : 0;
     d->phase = off < st->state_at ? image_phase(st, 0) : MS_PHASE_FINAL;
     d->image_offset = off - image_start(st, off);
-    d->stream_offset = st->base + off;
 }
 
 /* The image [off, end) after its last byte (event length 0); it is
@@ -357,7 +351,7 @@ static int q_walk(ms_reader *r, ms_event *ev)
     q_state *st = QST(r);
     if (st->depth == 0) {
         st->stage = Q_BLOCK_EV;
-        st->step = 0;
+        st->next_ev = 0;
         return MS_GO_ON;
     }
     q_frame *f = &st->stack[st->depth - 1];
@@ -488,14 +482,14 @@ static int q_tail(ms_reader *r)
     if (!gather(r, st, QAT_BUF))
         return MS_NEXT_INPUT;
     st->stage = Q_TAIL_DATA;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
 static int q_tail_data(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
-    if (st->step++ == 0 && st->tail_at < QAT_BUF) {
+    if (st->next_ev++ == 0 && st->tail_at < QAT_BUF) {
         data_event(st, ev, st->tail_at, QAT_BUF - st->tail_at);
         return MS_NEXT_EVENT;
     }
@@ -510,30 +504,21 @@ static int q_tail_data(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------------- */
 
-static int q_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (QST(r)->stage) {
-        case Q_PRE: rc = q_pre(r); break;
-        case Q_PRE_EV: rc = q_pre_ev(r, ev); break;
-        case Q_BODY: rc = q_body(r, ev); break;
-        case Q_WALK: rc = q_walk(r, ev); break;
-        case Q_BLOCK_EV: rc = q_block_ev(r, ev); break;
-        case Q_TAIL_EV: rc = q_tail_ev(r, ev); break;
-        case Q_TAIL: rc = q_tail(r); break;
-        case Q_TAIL_DATA: rc = q_tail_data(r, ev); break;
-        case Q_END:
-            rc = ms_rd_expect_end(r, "the 4096-byte QAT state buffer");
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - Q_PRE] /* the table starts at Q_PRE */
+static const ms_stage q_stages[] = {
+    AT(Q_PRE) = {"PRE", .walk = q_pre},
+    AT(Q_PRE_EV) = {"PRE_EV", .emit = q_pre_ev},
+    AT(Q_BODY) = {"BODY", .emit = q_body},
+    AT(Q_WALK) = {"WALK", .emit = q_walk},
+    AT(Q_BLOCK_EV) = {"BLOCK_EV", .emit = q_block_ev},
+    AT(Q_TAIL_EV) = {"TAIL_EV", .emit = q_tail_ev},
+    AT(Q_TAIL) = {"TAIL", .walk = q_tail},
+    AT(Q_TAIL_DATA) = {"TAIL_DATA", .emit = q_tail_data},
+    AT(Q_END) = {"END", .ends_after = "the 4096-byte QAT state buffer"},
+};
+#undef AT
+static const ms_stage_table q_table = MS_STAGE_TABLE(Q_PRE, q_stages);
 
 static int q_finish(ms_reader *r)
 {
@@ -561,28 +546,21 @@ static int q_finish(ms_reader *r)
                    QAT_BUF);
 }
 
-static void q_destroy(ms_reader *r)
-{
-    ms_free(&r->opt.allocator, r->framing);
-    r->framing = NULL;
-}
-
 int ms_qat_init(ms_reader *r)
 {
-    q_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
+    q_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    st->stage = Q_PRE;
+        return -1;
     st->base = ms_rd_pos(r);
     st->pre_copy = 1;
     st->state_at = QAT_BUF; /* not known yet */
-    r->framing = st;
     return 0;
 }
 
 const ms_framing_ops ms_qat_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = q_next,
+    .stages = &q_table,
+    .stage_at = offsetof(q_state, stage),
     .finish = q_finish,
-    .destroy = q_destroy,
+    .destroy = ms_framing_free,
 };

@@ -201,17 +201,10 @@ static void data_event(ms_reader *r, ms_event *ev, const uint8_t *p,
                        size_t n, uint64_t at)
 {
     sw_state *st = ST(r);
-    ev->kind = MS_EV_DATA;
-    ev->offset = at;
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    ms_data_info *d = ms_ev_data(ev, p, n, at, ms_rd_in_input(r, p));
     d->seq = st->seq;
     d->phase = st->phase;
     d->image_offset = st->img_len;
-    d->stream_offset = at;
-    d->zero_copy = ms_rd_in_input(r, p);
     if (r->opt.verify_checks)
         XXH3_64bits_update(st->hash, p, n);
     st->img_len += n;
@@ -737,29 +730,22 @@ static int read_record_end(ms_reader *r)
 
 /* ---- framing ops ------------------------------------------------------------------- */
 
-static int sw_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (ST(r)->stage) {
-        case SW_HEADER: rc = read_header(r, ev); break;
-        case SW_VALUE: rc = read_value(r, ev); break;
-        case SW_SKIP: rc = read_skip(r); break;
-        case SW_DATA: rc = read_data(r, ev); break;
-        case SW_IMAGE: rc = emit_image(r, ev); break;
-        case SW_PART_HEADER: rc = read_part_header(r, ev); break;
-        case SW_PART_VALUE: rc = read_part_value(r, ev); break;
-        case SW_PART_FIELDS: rc = read_part_fields(r, ev); break;
-        case SW_PART_WALK: rc = read_part_walk(r, ev); break;
-        case SW_RECORD_END: rc = read_record_end(r); break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - SW_HEADER] /* the table starts at SW_HEADER */
+static const ms_stage sw_stages[] = {
+    AT(SW_HEADER) = {"HEADER", .emit = read_header},
+    AT(SW_VALUE) = {"VALUE", .emit = read_value},
+    AT(SW_SKIP) = {"SKIP", .walk = read_skip},
+    AT(SW_DATA) = {"DATA", .emit = read_data},
+    AT(SW_IMAGE) = {"IMAGE", .emit = emit_image},
+    AT(SW_PART_HEADER) = {"PART_HEADER", .emit = read_part_header},
+    AT(SW_PART_VALUE) = {"PART_VALUE", .emit = read_part_value},
+    AT(SW_PART_FIELDS) = {"PART_FIELDS", .emit = read_part_fields},
+    AT(SW_PART_WALK) = {"PART_WALK", .emit = read_part_walk},
+    AT(SW_RECORD_END) = {"RECORD_END", .walk = read_record_end},
+};
+#undef AT
+static const ms_stage_table sw_table = MS_STAGE_TABLE(SW_HEADER, sw_stages);
 
 static int sw_finish(ms_reader *r)
 {
@@ -802,17 +788,14 @@ static void sw_destroy(ms_reader *r)
     ms_hash_state_free(ALLOC(r), st->hash);
     ms_free(ALLOC(r), st->vq_seen);
     ms_u32map_free(ALLOC(r), &st->cfg_seen);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 int ms_swhdr_init(ms_reader *r, int kind)
 {
-    sw_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    sw_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = SW_HEADER;
+        return -1;
     st->kind = kind;
     if (kind != MS_PAYLOAD_MLX5 && kind != MS_PAYLOAD_VIRTIO)
         return MS_FAIL(r, MS_ERR_USAGE, 0, "internal: swhdr kind %d", kind);
@@ -826,7 +809,8 @@ int ms_swhdr_init(ms_reader *r, int kind)
 
 const ms_framing_ops ms_swhdr_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = sw_next,
+    .stages = &sw_table,
+    .stage_at = offsetof(sw_state, stage),
     .finish = sw_finish,
     .destroy = sw_destroy,
 };

@@ -58,7 +58,7 @@ static const char *const type_names[] = {
 
 typedef struct x_state {
     int stage;
-    unsigned step;
+    unsigned next_ev; /* the *_EV stage: index of the event it emits next */
     uint64_t base;       /* absolute offset of the payload's first byte */
     uint64_t packets;    /* packets completed */
     /* the packet being read */
@@ -167,7 +167,7 @@ static int x_hdr(ms_reader *r)
     st->left = st->size;
     st->ph_asked = 0;
     st->stage = X_HDR_EV;
-    st->step = 0;
+    st->next_ev = 0;
     return MS_GO_ON;
 }
 
@@ -191,7 +191,7 @@ static void field_event(x_state *st, ms_event *ev, const char *name,
 static int x_hdr_ev(ms_reader *r, ms_event *ev)
 {
     x_state *st = XST(r);
-    switch (st->step++) {
+    switch (st->next_ev++) {
     case 0: {
         ev->kind = MS_EV_PAYLOAD_RECORD;
         ev->offset = st->pkt_off;
@@ -328,32 +328,23 @@ static int x_klv_walk(ms_reader *r)
 static int x_data(ms_reader *r, ms_event *ev)
 {
     x_state *st = XST(r);
-    const uint8_t *p;
     if (st->left == 0) {
         st->packets++;
         st->stage = X_HDR;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, (size_t)MS_MIN(st->left, SIZE_MAX), &p);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
-    uint64_t at = ms_rd_pos(r);
-    hash_bytes(r, p, n);
-    ev->kind = MS_EV_DATA;
-    ev->offset = at;
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+    hash_bytes(r, d->data, n);
     d->seq = 0;
     d->phase = MS_PHASE_FINAL;
-    d->image_offset = at - st->base; /* the image is the whole stream */
-    d->stream_offset = at;
-    d->zero_copy = ms_rd_in_input(r, p);
+    /* the image is the whole stream */
+    d->image_offset = d->stream_offset - st->base;
     d->in_packet = 1;
     d->packet_idx = (uint32_t)MS_MIN(st->packets, UINT32_MAX);
     st->left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 
@@ -377,27 +368,20 @@ static int x_image(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops ---------------------------------------------------------------------- */
 
-static int x_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (XST(r)->stage) {
-        case X_HDR: rc = x_hdr(r); break;
-        case X_HDR_EV: rc = x_hdr_ev(r, ev); break;
-        case X_KLV: rc = x_klv(r, ev); break;
-        case X_KLV_VALUE: rc = x_klv_value(r, ev); break;
-        case X_KLV_WALK: rc = x_klv_walk(r); break;
-        case X_DATA: rc = x_data(r, ev); break;
-        case X_IMAGE: rc = x_image(r, ev); break;
-        case X_END: rc = ms_rd_expect_end(r, "the TRAILER packet"); break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - X_HDR] /* the table starts at X_HDR */
+static const ms_stage x_stages[] = {
+    AT(X_HDR) = {"HDR", .walk = x_hdr},
+    AT(X_HDR_EV) = {"HDR_EV", .emit = x_hdr_ev},
+    AT(X_KLV) = {"KLV", .emit = x_klv},
+    AT(X_KLV_VALUE) = {"KLV_VALUE", .emit = x_klv_value},
+    AT(X_KLV_WALK) = {"KLV_WALK", .walk = x_klv_walk},
+    AT(X_DATA) = {"DATA", .emit = x_data},
+    AT(X_IMAGE) = {"IMAGE", .emit = x_image},
+    AT(X_END) = {"END", .ends_after = "the TRAILER packet"},
+};
+#undef AT
+static const ms_stage_table x_table = MS_STAGE_TABLE(X_HDR, x_stages);
 
 static int x_finish(ms_reader *r)
 {
@@ -435,17 +419,14 @@ static void x_destroy(ms_reader *r)
     if (!st)
         return;
     ms_hash_state_free(&r->opt.allocator, st->hash);
-    ms_free(&r->opt.allocator, st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
 int ms_xe_init(ms_reader *r)
 {
-    x_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
+    x_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = X_HDR;
+        return -1;
     st->base = ms_rd_pos(r);
     if (r->opt.verify_checks) {
         if (!(st->hash = ms_hash_state_new(&r->opt.allocator)))
@@ -457,7 +438,8 @@ int ms_xe_init(ms_reader *r)
 
 const ms_framing_ops ms_xe_ops = {
     .format = MS_FORMAT_PAYLOAD,
-    .next = x_next,
+    .stages = &x_table,
+    .stage_at = offsetof(x_state, stage),
     .finish = x_finish,
     .destroy = x_destroy,
 };

@@ -27,7 +27,7 @@
 #include <stdio.h>
 
 #include "decompress.h"
-#include "reader_impl.h"
+#include "kit.h"
 
 #define LV_HEADER_LEN 92 /* 16 magic + 5 u32 + 14 unused u32 */
 #define LV_MAGIC_LEN 16
@@ -54,7 +54,7 @@ typedef enum lv_stage {
 } lv_stage;
 
 typedef struct lv_state {
-    lv_stage stage;
+    int stage; /* enum lv_stage */
     ms_libvirt_info info;
     uint64_t data_pos; /* DATA bytes passed so far */
     int xml_end_seen;  /* the XML's NUL was found */
@@ -396,28 +396,15 @@ static int read_body(ms_reader *r, ms_event *ev)
 /* ---- framing ops -----------------------------------------------------------
  */
 
-static int lv_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (LST(r)->stage) {
-        case LV_HEADER:
-            rc = read_header(r, ev);
-            break;
-        case LV_DATA:
-            rc = skip_data(r, ev);
-            break;
-        case LV_BODY:
-            rc = read_body(r, ev);
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid libvirt stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - LV_HEADER] /* the table starts at LV_HEADER */
+static const ms_stage lv_stages[] = {
+    AT(LV_HEADER) = {"HEADER", .emit = read_header},
+    AT(LV_DATA) = {"DATA", .emit = skip_data},
+    AT(LV_BODY) = {"BODY", .emit = read_body},
+};
+#undef AT
+static const ms_stage_table lv_table = MS_STAGE_TABLE(LV_HEADER, lv_stages);
 
 static int lv_finish(ms_reader *r)
 {
@@ -457,23 +444,19 @@ static void lv_destroy(ms_reader *r)
     ms_reader_free(st->inner);
     ms_dec_free(st->dec);
     ms_free(LALLOC(r), st->out);
-    ms_free(LALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
-int ms_libvirt_init(ms_reader *r)
+static int ms_libvirt_init(ms_reader *r)
 {
-    lv_state *st = ms_calloc(LALLOC(r), 1, sizeof *st);
-    if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "libvirt reader state");
-    st->stage = LV_HEADER;
-    r->framing = st;
-    return 0;
+    return ms_framing_new(r, sizeof(lv_state)) ? 0 : -1;
 }
 
 const ms_framing_ops ms_libvirt_ops = {
     .format = MS_FORMAT_LIBVIRT_SAVE,
-    .next = lv_next,
+    .init = ms_libvirt_init,
+    .stages = &lv_table,
+    .stage_at = offsetof(lv_state, stage),
     .finish = lv_finish,
     .destroy = lv_destroy,
 };

@@ -325,29 +325,29 @@ int ms_q_read_command(ms_reader *r, ms_event *ev)
     switch (st->step) {
     case CMD_HEADER: { /* the command and its argument length */
         MS_TAKE_OR_RETURN(r, 4, &p);
-        st->u32a = ms_be16(p);     /* cmd */
-        st->u32b = ms_be16(p + 2); /* len */
-        if (st->u32a == QCMD_INVALID || st->u32a >= QCMD_COUNT)
+        st->cmd_rec.cmd = ms_be16(p);     /* cmd */
+        st->cmd_rec.len = ms_be16(p + 2); /* len */
+        if (st->cmd_rec.cmd == QCMD_INVALID || st->cmd_rec.cmd >= QCMD_COUNT)
             return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off, "unknown command %u",
-                           st->u32a);
-        int want = commands[st->u32a].args;
-        if (st->u32a == QCMD_POSTCOPY_ADVISE && st->u32b != 0)
+                           st->cmd_rec.cmd);
+        int want = commands[st->cmd_rec.cmd].args;
+        if (st->cmd_rec.cmd == QCMD_POSTCOPY_ADVISE && st->cmd_rec.len != 0)
             want = ADVISE_ARGS; /* 0 (no RAM postcopy) or 16 */
-        if (want != ARGS_VARIABLE && (int)st->u32b != want)
+        if (want != ARGS_VARIABLE && (int)st->cmd_rec.len != want)
             return MS_FAIL(r, MS_ERR_COMMAND, st->rec_off,
                            "%s with %u argument bytes, must be %d",
-                           commands[st->u32a].name, st->u32b, want);
+                           commands[st->cmd_rec.cmd].name, st->cmd_rec.len, want);
         st->step = CMD_ARGS;
     }
         /* fallthrough */
     case CMD_ARGS: { /* the arguments, checked; the command event */
-        MS_TAKE_OR_RETURN(r, st->u32b, &p);
+        MS_TAKE_OR_RETURN(r, st->cmd_rec.len, &p);
         ev->kind = MS_EV_COMMAND;
         ev->offset = st->rec_off;
-        ev->length = 5 + (uint64_t)st->u32b;
+        ev->length = 5 + (uint64_t)st->cmd_rec.len;
         ms_command_info *c = &ev->u.command;
-        c->cmd = (uint16_t)st->u32a;
-        c->len = (uint16_t)st->u32b;
+        c->cmd = (uint16_t)st->cmd_rec.cmd;
+        c->len = (uint16_t)st->cmd_rec.len;
         c->name = commands[c->cmd].name;
         c->args = p;
         c->nesting = st->nest;

@@ -19,14 +19,24 @@
  *                    (a QEMU built without iommufd: no list at all)
  *   end of input
  *
- * Stages (each resumable at any byte):
- *   HEADER -> MARKER <-> ENTRY (NAMELEN, NAME, fields) -> MARKER ...
- *          -> SUBSECTION? -> MARKER <-> ENTRY ... -> SUBSECTION? ... end
+ * Stages (CS_*, cs->stage; each resumable at any byte):
+ *
+ *   HEADER -> MARKER --1--> NAMELEN -> NAME -+-> FD_ID -> FD ---------+
+ *               ^  |                         |  (fd list)             |
+ *               |  |                         +-> VFIO_FIELDS ---------+
+ *               |  |                            (vfio device list)    |
+ *               +--|------------------------------------------------- +
+ *               |  +--0--> SUBSECTION -- 0x05 --> SUB_LEN -> SUB_NAME
+ *               |             |                     -> SUB_VERSION --+
+ *               |             +-- end of input: the stream ends      |
+ *               +----------------------------------------------------+
+ *   (the vfio subsection's header may also end the stream: a QEMU built
+ *   without iommufd writes no list after it)
  *
  * The stream does not say its mode: the first fd's first byte does (' '
  * for a passed fd; a be32 fd number starts with 0x00, or 0xff if negative,
  * since fd numbers stay far below 2^29). */
-#include "reader_impl.h"
+#include "kit.h"
 
 #define CPR_MAGIC 0x51435052u /* "QCPR" */
 #define CPR_VERSION 1u
@@ -295,42 +305,23 @@ static int read_subsection(ms_reader *r, ms_event *ev)
     }
 }
 
-static int cpr_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (CST(r)->stage) {
-        case CS_HEADER:
-            rc = read_header(r, ev);
-            break;
-        case CS_MARKER:
-            rc = read_marker(r, ev);
-            break;
-        case CS_NAMELEN:
-        case CS_NAME:
-            rc = read_name(r);
-            break;
-        case CS_FD_ID:
-        case CS_FD:
-            rc = read_fd(r, ev);
-            break;
-        case CS_VFIO_FIELDS:
-            rc = read_vfio(r, ev);
-            break;
-        case CS_SUBSECTION:
-        case CS_SUB_LEN:
-        case CS_SUB_NAME:
-        case CS_SUB_VERSION:
-            rc = read_subsection(r, ev);
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid CPR decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - CS_HEADER] /* the table starts at CS_HEADER */
+static const ms_stage cpr_stages[] = {
+    AT(CS_HEADER) = {"HEADER", .emit = read_header},
+    AT(CS_MARKER) = {"MARKER", .emit = read_marker},
+    AT(CS_NAMELEN) = {"NAMELEN", .walk = read_name},
+    AT(CS_NAME) = {"NAME", .walk = read_name},
+    AT(CS_FD_ID) = {"FD_ID", .emit = read_fd},
+    AT(CS_FD) = {"FD", .emit = read_fd},
+    AT(CS_VFIO_FIELDS) = {"VFIO_FIELDS", .emit = read_vfio},
+    AT(CS_SUBSECTION) = {"SUBSECTION", .emit = read_subsection},
+    AT(CS_SUB_LEN) = {"SUB_LEN", .emit = read_subsection},
+    AT(CS_SUB_NAME) = {"SUB_NAME", .emit = read_subsection},
+    AT(CS_SUB_VERSION) = {"SUB_VERSION", .emit = read_subsection},
+};
+#undef AT
+static const ms_stage_table cpr_table = MS_STAGE_TABLE(CS_HEADER, cpr_stages);
 
 static int cpr_finish(ms_reader *r)
 {
@@ -349,25 +340,16 @@ static int cpr_finish(ms_reader *r)
                    where);
 }
 
-static void cpr_destroy(ms_reader *r)
+static int ms_qemu_cpr_init(ms_reader *r)
 {
-    ms_free(&r->opt.allocator, r->framing);
-    r->framing = NULL;
-}
-
-int ms_qemu_cpr_init(ms_reader *r)
-{
-    cpr_state *cs = ms_calloc(&r->opt.allocator, 1, sizeof *cs);
-    if (!cs)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    cs->stage = CS_HEADER;
-    r->framing = cs;
-    return 0;
+    return ms_framing_new(r, sizeof(cpr_state)) ? 0 : -1;
 }
 
 const ms_framing_ops ms_qemu_cpr_ops = {
     .format = MS_FORMAT_QEMU_CPR,
-    .next = cpr_next,
+    .init = ms_qemu_cpr_init,
+    .stages = &cpr_table,
+    .stage_at = offsetof(cpr_state, stage),
     .finish = cpr_finish,
-    .destroy = cpr_destroy,
+    .destroy = ms_framing_free,
 };

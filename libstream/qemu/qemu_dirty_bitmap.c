@@ -16,13 +16,17 @@
  *           | BITS:     be64 first sector, be32 sector count,
  *                       [be64 n, n bytes of bits]   unless ZEROES
  *
- *   step 0..2  flags (1, 2 or 4 bytes)      -> check the combination
- *   step 4..5  node alias    (DEVICE_NAME)
- *   step 6..7  bitmap alias  (BITMAP_NAME)
- *   step 8     resolve the bitmap, dispatch on the record kind
- *   step 9     START body  -> event
- *   step 10    BITS body   -> event (BITS), then
- *   step 11    the buffer, streamed as views (BUFFER events)
+ * Steps of QS_DIRTY_BITMAP (st->step, enum dbm_step):
+ *
+ *   FLAGS [-> FLAGS_2 [-> FLAGS_4]] -> FLAGS_CHECK (the combination)
+ *     -> [NODE, NODE_BYTES] (DEVICE_NAME) -> [BITMAP, BITMAP_BYTES]
+ *        (BITMAP_NAME) -> DISPATCH (resolve the bitmap, by record kind):
+ *          EOS      -> event, the section's FOOTER stage
+ *          COMPLETE -> event -> FLAGS
+ *          START    -> START (its body) -> event -> FLAGS
+ *          BITS     -> BITS (its body) -> event -> FLAGS (ZEROES or an
+ *                      empty buffer) or BUFFER (views, BUFFER events)
+ *                      -> FLAGS
  *
  * QEMU's loader keeps its flags in one byte, so of a 2- or 4-byte flags
  * field only the last byte counts; QEMU itself only writes one byte. */
@@ -45,6 +49,22 @@
 #define DBM_SECTOR_BITS 9
 #define DBM_MAX_BUFFER (10u * 1024) /* QEMU's loader refuses larger buffers */
 #define DBM_MIN_GRANULARITY 512u
+
+/* Steps of QS_DIRTY_BITMAP (st->step); see the diagram above. */
+enum dbm_step {
+    DB_FLAGS = Q_STEP_FIRST, /* the first flags byte (a record starts) */
+    DB_FLAGS_2,              /* the second one, after bit 0x80 */
+    DB_FLAGS_4,              /* two more, after a second 0x80 */
+    DB_FLAGS_CHECK,          /* the combination (reads no bytes) */
+    DB_NODE,                 /* counted node alias: DB_NODE and +1 */
+    DB_NODE_BYTES,           /* its bytes */
+    DB_BITMAP,               /* counted bitmap alias: DB_BITMAP and +1 */
+    DB_BITMAP_BYTES,         /* its bytes */
+    DB_DISPATCH,             /* resolve the bitmap (reads no bytes) */
+    DB_START,                /* START: be32 granularity, u8 flags */
+    DB_BITS,                 /* BITS: be64 first, be32 count[, be64 n] */
+    DB_BUFFER                /* BITS: the n buffer bytes, as views */
+};
 
 void ms_q_dirty_bitmap_free(ms_reader *r)
 {
@@ -101,49 +121,49 @@ static q_dbm_bitmap *find_bitmap(q_dbm *d)
     return NULL;
 }
 
-/* Steps 0..3: the flags field; returns MS_GO_ON once checked. */
+/* DB_FLAGS .. DB_FLAGS_CHECK: the flags field; MS_GO_ON once checked. */
 static int read_flags(ms_reader *r)
 {
     q_state *st = QST(r);
     q_dbm *d = &st->dbm;
     const uint8_t *p;
     switch (st->step) {
-    case 0:
+    case DB_FLAGS:
         st->rec_off = ms_rd_unit_offset(r);
         MS_TAKE_OR_RETURN(r, 1, &p);
         d->flags = p[0];
         d->flags_size = 1;
-        st->step = p[0] & DBM_EXTRA_FLAGS ? 1 : 3;
+        st->step = p[0] & DBM_EXTRA_FLAGS ? DB_FLAGS_2 : DB_FLAGS_CHECK;
         return MS_GO_ON;
-    case 1:
+    case DB_FLAGS_2:
         MS_TAKE_OR_RETURN(r, 1, &p);
         d->flags = p[0];
         d->flags_size = 2;
-        st->step = p[0] & DBM_EXTRA_FLAGS ? 2 : 3;
+        st->step = p[0] & DBM_EXTRA_FLAGS ? DB_FLAGS_4 : DB_FLAGS_CHECK;
         return MS_GO_ON;
-    case 2:
+    case DB_FLAGS_4:
         MS_TAKE_OR_RETURN(r, 2, &p);
         d->flags = p[1]; /* QEMU's 8-bit variable keeps the last byte */
         d->flags_size = 4;
-        st->step = 3;
+        st->step = DB_FLAGS_CHECK;
         return MS_GO_ON;
     }
     const char *why = bad_combination(d->flags);
     if (why)
         return MS_FAIL(r, MS_ERR_BAD_FIELD, st->rec_off,
                        "dirty-bitmap record flags 0x%02x: %s", d->flags, why);
-    st->step = d->flags & DBM_DEVICE_NAME ? 4 : 6;
+    st->step = d->flags & DBM_DEVICE_NAME ? DB_NODE : DB_BITMAP;
     return MS_GO_ON;
 }
 
-/* Steps 4..7: the names the record carries. */
+/* DB_NODE .. DB_BITMAP_BYTES: the names the record carries. */
 static int read_names(ms_reader *r)
 {
     q_state *st = QST(r);
     q_dbm *d = &st->dbm;
     int t;
-    if (st->step == 4 || st->step == 5) {
-        if ((t = ms_q_take_counted(r, 4, "dirty-bitmap node alias")) <= 0)
+    if (st->step == DB_NODE || st->step == DB_NODE_BYTES) {
+        if ((t = ms_q_take_counted(r, DB_NODE, "dirty-bitmap node alias")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         memcpy(d->node, st->name, sizeof d->node);
         d->cur = 0;
@@ -154,19 +174,19 @@ static int read_names(ms_reader *r)
                            "dirty-bitmap record names node \"%s\" but no "
                            "bitmap",
                            d->node);
-        st->step = 6;
+        st->step = DB_BITMAP;
     }
     if (d->flags & DBM_BITMAP_NAME) {
-        if ((t = ms_q_take_counted(r, 6, "dirty-bitmap bitmap alias")) <= 0)
+        if ((t = ms_q_take_counted(r, DB_BITMAP, "dirty-bitmap bitmap alias")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         memcpy(d->bitmap, st->name, sizeof d->bitmap);
         d->cur = 0;
     }
-    st->step = 8;
+    st->step = DB_DISPATCH;
     return MS_GO_ON;
 }
 
-/* Step 8: which bitmap the record is for, and what its kind requires. */
+/* DB_DISPATCH: which bitmap the record is for, and what its kind requires. */
 static int dispatch(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -175,7 +195,7 @@ static int dispatch(ms_reader *r, ms_event *ev)
     if (d->flags == DBM_EOS) {
         dbm_event(st, ev, MS_DBM_EOS, ms_rd_pos(r));
         st->stage = QS_FOOTER;
-        st->step = 0;
+        st->step = Q_STEP_FIRST;
         return MS_NEXT_EVENT;
     }
     if (!d->node[0] || !d->bitmap[0])
@@ -188,7 +208,7 @@ static int dispatch(ms_reader *r, ms_event *ev)
             return MS_FAIL(r, MS_ERR_BAD_FIELD, st->rec_off,
                            "dirty bitmap \"%s\" of node \"%s\" started twice",
                            d->bitmap, d->node);
-        st->step = 9;
+        st->step = DB_START;
         return MS_GO_ON;
     }
     if (!b)
@@ -203,14 +223,14 @@ static int dispatch(ms_reader *r, ms_event *ev)
     if (kind == DBM_COMPLETE) {
         b->completed = 1;
         dbm_event(st, ev, MS_DBM_COMPLETE, ms_rd_pos(r));
-        st->step = 0;
+        st->step = DB_FLAGS;
         return MS_NEXT_EVENT;
     }
-    st->step = 10;
+    st->step = DB_BITS;
     return MS_GO_ON;
 }
 
-/* Step 9: START's granularity and bitmap flags; the bitmap is recorded. */
+/* DB_START: START's granularity and bitmap flags; the bitmap is recorded. */
 static int read_start(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -246,11 +266,11 @@ static int read_start(ms_reader *r, ms_event *ev)
     dbm_event(st, ev, MS_DBM_START, ms_rd_pos(r));
     ev->u.dbm.granularity = gran;
     ev->u.dbm.bitmap_flags = p[4];
-    st->step = 0;
+    st->step = DB_FLAGS;
     return MS_NEXT_EVENT;
 }
 
-/* Step 10: BITS's range, and its buffer size unless ZEROES. */
+/* DB_BITS: BITS's range, and its buffer size unless ZEROES. */
 static int read_bits(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -274,7 +294,7 @@ static int read_bits(ms_reader *r, ms_event *ev)
     ev->u.dbm.first_sector = first;
     ev->u.dbm.nr_sectors = count;
     ev->u.dbm.zeroes = zeroes;
-    st->step = 0;
+    st->step = DB_FLAGS;
     if (zeroes)
         return MS_NEXT_EVENT;
     uint64_t n = ms_be64(p + 12);
@@ -297,11 +317,11 @@ static int read_bits(ms_reader *r, ms_event *ev)
     ev->u.dbm.buf_size = n;
     d->buf_size = n;
     d->buf_done = 0;
-    st->step = n ? 11 : 0;
+    st->step = n ? DB_BUFFER : DB_FLAGS;
     return MS_NEXT_EVENT;
 }
 
-/* Step 11: the buffer, handed out as views of the input. */
+/* DB_BUFFER: the buffer, handed out as views of the input. */
 static int read_buffer(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -320,32 +340,27 @@ static int read_buffer(ms_reader *r, ms_event *ev)
     ms_rd_skip(r, n);
     d->buf_done += n;
     if (d->buf_done == d->buf_size)
-        st->step = 0;
+        st->step = DB_FLAGS;
     return MS_NEXT_EVENT;
 }
 
+/* QS_DIRTY_BITMAP: one record after the other, step by step. */
 int ms_q_read_dirty_bitmap(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
     switch (st->step) {
-    case 0:
-    case 1:
-    case 2:
-    case 3:
-        return read_flags(r);
-    case 4:
-    case 5:
-    case 6:
-    case 7:
-        return read_names(r);
-    case 8:
-        return dispatch(r, ev);
-    case 9:
-        return read_start(r, ev);
-    case 10:
-        return read_bits(r, ev);
-    case 11:
-        return read_buffer(r, ev);
+    case DB_FLAGS:
+    case DB_FLAGS_2:
+    case DB_FLAGS_4:
+    case DB_FLAGS_CHECK: return read_flags(r);
+    case DB_NODE:
+    case DB_NODE_BYTES:
+    case DB_BITMAP:
+    case DB_BITMAP_BYTES: return read_names(r);
+    case DB_DISPATCH: return dispatch(r, ev);
+    case DB_START: return read_start(r, ev);
+    case DB_BITS: return read_bits(r, ev);
+    case DB_BUFFER: return read_buffer(r, ev);
     }
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
                    "internal: dirty-bitmap step");

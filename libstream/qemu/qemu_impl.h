@@ -14,8 +14,8 @@
 
 #include <zlib.h>
 
+#include "kit.h"
 #include "qemu_wire.h"
-#include "reader_impl.h"
 #include "vfio_wire.h"
 #include "vmstate.h"
 
@@ -134,8 +134,31 @@ typedef struct q_state {
     /* the record being read */
     uint64_t rec_off;
     uint8_t type;
-    uint32_t u32a, u32b; /* scratch: lengths, ids, counts */
-    uint64_t u64a;
+    /* What the stage being read keeps between its steps, named by the
+     * stage; only the current stage's member is meaningful. */
+    union {
+        struct { /* QS_CONFIG */
+            uint32_t machine_len; /* CFG_MACHINE_LEN: bytes to come */
+            uint32_t caps_left;   /* CFG_CAP_*: capability names to come */
+        } cfg_rec;
+        struct { /* QS_COMMAND: the command header */
+            uint32_t cmd, len; /* command number, argument bytes */
+        } cmd_rec;
+        struct { /* QS_SECTION_HEADER */
+            uint32_t id; /* the section id being read */
+        } sec_rec;
+        struct { /* QS_RAM: the record being read (qemu_ram.c) */
+            uint32_t flags;    /* its flag bits (with CONTINUE) */
+            uint64_t addr;     /* page offset in its block; MEM_SIZE: the
+                                  total of the block list */
+            uint32_t data_len; /* XBZRLE / COMPRESS_PAGE bytes to come */
+        } ram_rec;
+        struct { /* QS_VMSTATE */
+            uint64_t field_size;   /* the field being read or skipped */
+            uint32_t sub_name_len; /* VST_SUB_*: the subsection's name */
+        } vms_rec;
+    };
+    uint32_t counted_len; /* ms_q_take_counted: the string's length */
     char name[256]; /* a counted string being read */
     char machine[256];
     ms_event pending; /* an event built over several steps */

@@ -18,7 +18,7 @@
  *              |      |-- VFIO [VF_*] (vfio) ----------------+        |
  *              |      |     <-> VFIO_DATA (vfio)             |        |
  *              |      |     <-> VFIO_CONFIG [VC_*] (vfio)    |        |
- *              |      |-- DIRTY_BITMAP (dirty_bitmap) -------+        |
+ *              |      |-- DIRTY_BITMAP [DB_*] (dirty_bitmap) +        |
  *              |      |-- VMSTATE [VST_*] (section) ---------+        |
  *              |      |                                      v        |
  *              |      |                        FOOTER (section) ----->|
@@ -58,20 +58,20 @@ int ms_q_take_counted(ms_reader *r, int at, const char *what)
         int t = ms_rd_take_reserved(r, 1, &p);
         if (t <= 0)
             return t;
-        st->u32b = p[0];
+        st->counted_len = p[0];
         st->step = at + 1;
     }
-    int t = ms_rd_take_reserved(r, st->u32b, &p);
+    int t = ms_rd_take_reserved(r, st->counted_len, &p);
     if (t <= 0)
         return t;
-    if (st->u32b == 0) {
+    if (st->counted_len == 0) {
         MS_FAIL(r, MS_ERR_BAD_FIELD, ms_rd_pos(r) - 1, "empty %s", what);
         return -1;
     }
-    memcpy(st->name, p, st->u32b);
-    st->name[st->u32b] = 0;
-    if (memchr(st->name, 0, st->u32b)) {
-        MS_FAIL(r, MS_ERR_BAD_FIELD, ms_rd_pos(r) - st->u32b,
+    memcpy(st->name, p, st->counted_len);
+    st->name[st->counted_len] = 0;
+    if (memchr(st->name, 0, st->counted_len)) {
+        MS_FAIL(r, MS_ERR_BAD_FIELD, ms_rd_pos(r) - st->counted_len,
                 "%s contains a NUL byte", what);
         return -1;
     }
@@ -148,34 +148,43 @@ enum config_step {
     CFG_UUID = 10           /* uuid: 16 bytes */
 };
 
-static int read_config(ms_reader *r, ms_event *ev)
+/* CFG_MACHINE_LEN, CFG_MACHINE: the machine type (be32 length + bytes).
+ * Returns MS_GO_ON when read (the step is CFG_SUBSECTION). */
+static int read_config_machine(ms_reader *r)
 {
     q_state *st = QST(r);
-    ms_config_info *c = &st->pending.u.config;
     const uint8_t *p;
     int t;
-    switch (st->step) {
-    case CFG_MACHINE_LEN:
+    if (st->step == CFG_MACHINE_LEN) {
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->u32a = ms_be32(p);
-        if (st->u32a == 0 || st->u32a > 255)
+        st->cfg_rec.machine_len = ms_be32(p);
+        if (st->cfg_rec.machine_len == 0 || st->cfg_rec.machine_len > 255)
             return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
-                           "machine type of %u bytes", st->u32a);
+                           "machine type of %u bytes",
+                           st->cfg_rec.machine_len);
         st->step = CFG_MACHINE;
-        /* fallthrough */
-    case CFG_MACHINE:
-        if ((t = ms_rd_take_reserved(r, st->u32a, &p)) <= 0)
-            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        memcpy(st->machine, p, st->u32a);
-        st->machine[st->u32a] = 0;
-        memset(&st->pending, 0, sizeof st->pending);
-        st->pending.kind = MS_EV_CONFIGURATION;
-        st->pending.offset = st->rec_off;
-        st->step = CFG_SUBSECTION;
-        /* fallthrough */
-    case CFG_SUBSECTION:
-    next_sub : {
+    }
+    if ((t = ms_rd_take_reserved(r, st->cfg_rec.machine_len, &p)) <= 0)
+        return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+    memcpy(st->machine, p, st->cfg_rec.machine_len);
+    st->machine[st->cfg_rec.machine_len] = 0;
+    memset(&st->pending, 0, sizeof st->pending);
+    st->pending.kind = MS_EV_CONFIGURATION;
+    st->pending.offset = st->rec_off;
+    st->step = CFG_SUBSECTION;
+    return MS_GO_ON;
+}
+
+/* CFG_SUBSECTION .. CFG_SUB_VERSION: 0x05, the counted name and the
+ * version of the next subsection; the name picks the step that reads its
+ * body.  Without 0x05 the record ends: the MS_EV_CONFIGURATION event. */
+static int read_config_subsection(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    int t;
+    if (st->step == CFG_SUBSECTION) {
         size_t n = ms_rd_peek(r, 1, &p);
         if (n == 0)
             return MS_NEXT_INPUT;
@@ -192,28 +201,75 @@ static int read_config(ms_reader *r, ms_event *ev)
         ms_rd_skip(r, 1);
         st->step = CFG_SUB_NAME;
     }
-        /* fallthrough */
-    case CFG_SUB_NAME:
-    case CFG_SUB_NAME_BYTES:
+    if (st->step == CFG_SUB_NAME || st->step == CFG_SUB_NAME_BYTES) {
         if ((t = ms_q_take_counted(r, CFG_SUB_NAME,
                                    "configuration subsection name")) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         st->step = CFG_SUB_VERSION;
-        /* fallthrough */
-    case CFG_SUB_VERSION:
+    }
+    if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
+        return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+    if (strcmp(st->name, "configuration/target-page-bits") == 0)
+        st->step = CFG_PAGE_BITS;
+    else if (strcmp(st->name, "configuration/capabilities") == 0)
+        st->step = CFG_CAP_COUNT;
+    else if (strcmp(st->name, "configuration/uuid") == 0)
+        st->step = CFG_UUID;
+    else
+        return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
+                       "unknown configuration subsection \"%s\"",
+                       st->name);
+    return MS_GO_ON;
+}
+
+/* CFG_CAP_COUNT .. CFG_CAP_NAME_BYTES: the capability list (be32 count,
+ * counted names); the ones this decoder acts on are noted. */
+static int read_config_caps(ms_reader *r, ms_config_info *c)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    int t;
+    if (st->step == CFG_CAP_COUNT) {
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        if (strcmp(st->name, "configuration/target-page-bits") == 0)
-            st->step = CFG_PAGE_BITS;
-        else if (strcmp(st->name, "configuration/capabilities") == 0)
-            st->step = CFG_CAP_COUNT;
-        else if (strcmp(st->name, "configuration/uuid") == 0)
-            st->step = CFG_UUID;
-        else
+        st->cfg_rec.caps_left = ms_be32(p);
+        if (st->cfg_rec.caps_left > 64)
             return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
-                           "unknown configuration subsection \"%s\"",
-                           st->name);
-        return MS_GO_ON;
+                           "%u capabilities listed", st->cfg_rec.caps_left);
+        c->capability_count = st->cfg_rec.caps_left;
+        st->step = CFG_CAP_NAME;
+    }
+    while (st->cfg_rec.caps_left) {
+        if ((t = ms_q_take_counted(r, CFG_CAP_NAME, "capability name")) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        if (strcmp(st->name, "x-ignore-shared") == 0)
+            c->cap_x_ignore_shared = st->cap_ignore_shared = 1;
+        else if (strcmp(st->name, "mapped-ram") == 0)
+            c->cap_mapped_ram = st->cap_mapped_ram = 1;
+        else if (strcmp(st->name, "postcopy-preempt") == 0)
+            c->cap_postcopy_preempt = 1;
+        st->cfg_rec.caps_left--;
+        st->step = CFG_CAP_NAME;
+    }
+    st->step = CFG_SUBSECTION;
+    return MS_GO_ON;
+}
+
+/* QS_CONFIG: the CONFIGURATION record, step by step (enum config_step);
+ * each subsection body goes back to CFG_SUBSECTION. */
+static int read_config(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    ms_config_info *c = &st->pending.u.config;
+    const uint8_t *p;
+    int t;
+    switch (st->step) {
+    case CFG_MACHINE_LEN:
+    case CFG_MACHINE: return read_config_machine(r);
+    case CFG_SUBSECTION:
+    case CFG_SUB_NAME:
+    case CFG_SUB_NAME_BYTES:
+    case CFG_SUB_VERSION: return read_config_subsection(r, ev);
     case CFG_PAGE_BITS:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
@@ -224,41 +280,17 @@ static int read_config(ms_reader *r, ms_event *ev)
                            "target page bits %u", c->page_bits);
         st->page_size = 1u << c->page_bits;
         st->step = CFG_SUBSECTION;
-        goto next_sub;
+        return MS_GO_ON;
     case CFG_CAP_COUNT:
-        if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
-            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->u32a = ms_be32(p);
-        if (st->u32a > 64)
-            return MS_FAIL(r, MS_ERR_CONFIGURATION, ms_rd_pos(r) - 4,
-                           "%u capabilities listed", st->u32a);
-        c->capability_count = st->u32a;
-        st->step = CFG_CAP_NAME;
-        /* fallthrough */
     case CFG_CAP_NAME:
-    case CFG_CAP_NAME_BYTES:
-        while (st->u32a) {
-            if ((t = ms_q_take_counted(r, CFG_CAP_NAME, "capability name")) <=
-                0)
-                return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-            if (strcmp(st->name, "x-ignore-shared") == 0)
-                c->cap_x_ignore_shared = st->cap_ignore_shared = 1;
-            else if (strcmp(st->name, "mapped-ram") == 0)
-                c->cap_mapped_ram = st->cap_mapped_ram = 1;
-            else if (strcmp(st->name, "postcopy-preempt") == 0)
-                c->cap_postcopy_preempt = 1;
-            st->u32a--;
-            st->step = CFG_CAP_NAME;
-        }
-        st->step = CFG_SUBSECTION;
-        goto next_sub;
+    case CFG_CAP_NAME_BYTES: return read_config_caps(r, c);
     case CFG_UUID:
         if ((t = ms_rd_take_reserved(r, 16, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         c->has_uuid = 1;
         memcpy(c->uuid, p, 16);
         st->step = CFG_SUBSECTION;
-        goto next_sub;
+        return MS_GO_ON;
     }
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: config step");
 }
@@ -414,36 +446,29 @@ static int read_vmdesc(ms_reader *r, ms_event *ev)
 
 /* ---- framing ops -------------------------------------------------------------- */
 
-static int q_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (QST(r)->stage) {
-        case QS_HEADER: rc = read_header(r, ev); break;
-        case QS_TOP: rc = read_top(r, ev); break;
-        case QS_CONFIG: rc = read_config(r, ev); break;
-        case QS_COMMAND: rc = ms_q_read_command(r, ev); break;
-        case QS_SECTION_HEADER: rc = ms_q_read_section_header(r, ev); break;
-        case QS_RAM: rc = ms_q_read_ram(r, ev); break;
-        case QS_VFIO: rc = ms_q_read_vfio(r, ev); break;
-        case QS_VFIO_DATA: rc = ms_q_read_vfio_data(r, ev); break;
-        case QS_VFIO_CONFIG: rc = ms_q_read_vfio_config(r, ev); break;
-        case QS_DIRTY_BITMAP: rc = ms_q_read_dirty_bitmap(r, ev); break;
-        case QS_VMSTATE: rc = ms_q_read_vmstate(r, ev); break;
-        case QS_SCAN: rc = ms_q_read_scan(r, ev); break;
-        case QS_FOOTER: rc = ms_q_read_footer(r, ev); break;
-        case QS_AFTER_EOF: rc = read_after_eof(r); break;
-        case QS_VMDESC: rc = read_vmdesc(r, ev); break;
-        case QS_DONE:
-            return ms_rd_expect_end(r, "the JSON trailer");
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - QS_HEADER] /* the table starts at QS_HEADER */
+static const ms_stage q_stages[] = {
+    AT(QS_HEADER) = {"HEADER", .emit = read_header},
+    AT(QS_TOP) = {"TOP", .emit = read_top},
+    AT(QS_CONFIG) = {"CONFIG", .emit = read_config},
+    AT(QS_COMMAND) = {"COMMAND", .emit = ms_q_read_command},
+    AT(QS_SECTION_HEADER) = {"SECTION_HEADER",
+                             .emit = ms_q_read_section_header},
+    AT(QS_RAM) = {"RAM", .emit = ms_q_read_ram},
+    AT(QS_VFIO) = {"VFIO", .emit = ms_q_read_vfio},
+    AT(QS_VFIO_DATA) = {"VFIO_DATA", .emit = ms_q_read_vfio_data},
+    AT(QS_VMSTATE) = {"VMSTATE", .emit = ms_q_read_vmstate},
+    AT(QS_SCAN) = {"SCAN", .emit = ms_q_read_scan},
+    AT(QS_FOOTER) = {"FOOTER", .emit = ms_q_read_footer},
+    AT(QS_AFTER_EOF) = {"AFTER_EOF", .walk = read_after_eof},
+    AT(QS_VMDESC) = {"VMDESC", .emit = read_vmdesc},
+    AT(QS_DONE) = {"DONE", .ends_after = "the JSON trailer"},
+    AT(QS_DIRTY_BITMAP) = {"DIRTY_BITMAP", .emit = ms_q_read_dirty_bitmap},
+    AT(QS_VFIO_CONFIG) = {"VFIO_CONFIG", .emit = ms_q_read_vfio_config},
+};
+#undef AT
+static const ms_stage_table q_table = MS_STAGE_TABLE(QS_HEADER, q_stages);
 
 static int q_finish(ms_reader *r)
 {
@@ -501,17 +526,14 @@ void ms_q_free_state(ms_reader *r)
     ms_q_dirty_bitmap_free(r);
     if (st->zs_ready)
         inflateEnd(&st->zs);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
-int ms_qemu_main_init(ms_reader *r)
+static int ms_qemu_main_init(ms_reader *r)
 {
-    q_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    q_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = QS_HEADER;
+        return -1;
     st->cur_block = -1;
     uint32_t ps = r->vmdesc ? vms_desc_page_size(r->vmdesc) : 0;
     /* x86 and most targets; the configuration's page bits override it */
@@ -521,7 +543,9 @@ int ms_qemu_main_init(ms_reader *r)
 
 const ms_framing_ops ms_qemu_main_ops = {
     .format = MS_FORMAT_QEMU_MAIN,
-    .next = q_next,
+    .init = ms_qemu_main_init,
+    .stages = &q_table,
+    .stage_at = offsetof(q_state, stage),
     .finish = q_finish,
     .destroy = q_destroy,
 };

@@ -1,12 +1,18 @@
 /* QEMU multifd channel decoder (spec/qemu-multifd.md).
  *
  * A channel is an init packet, then packets until a clean end of input at
- * a packet boundary.  Stages (each resumable at any byte):
+ * a packet boundary.  Stages (MS_*, st->stage; each resumable at any
+ * byte), steps inside a stage [in brackets] (st->step):
  *
- *   INIT -> HEADER -+-> RAM_HEADER -> RAM_NAME -> PAGES (raw | zlib | zstd
- *            ^      |                             | walked) -> ZERO_PAGES -+
- *            |      +-> DEVICE_HEADER -> DEVICE_DATA -----------------------+
- *            +--------------------------------------------------------------+
+ *   INIT -> HEADER -+-> RAM_HEADER -> RAM_OFFSETS -+-> PAGES (raw | zlib |
+ *            ^      |   (block name, offsets:      |   zstd) ------------+
+ *            |      |    the packet event)         +-> WALK (qpl | uadk ||
+ *            |      |                              |   qatzip) [WALK_*] -+
+ *            |      |                              +---------------------+
+ *            |      |                                 (no normal pages)  v
+ *            |      |                                          ZERO_PAGES -+
+ *            |      +-> DEVICE_HEADER [DEV_*] -> DEVICE_DATA -------------+
+ *            +------------------------------------------------------------+
  *
  * RAM page bytes go out as MS_EV_RAM_PAGE views of the input when stored
  * raw; compressed channels keep one inflate/zstd stream per channel across
@@ -26,8 +32,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "kit.h"
 #include "qemu_wire.h"
-#include "reader_impl.h"
 #include "vfio_wire.h"
 
 enum m_stage {
@@ -41,6 +47,22 @@ enum m_stage {
     MS_DEVICE_DATA,
     MS_WALK
 };
+
+/* Steps of MS_WALK (st->step). */
+enum walk_step {
+    WALK_LENGTHS = 0, /* qpl / uadk: be32 compressed length per page */
+    WALK_BLOBS = 1    /* the compressed bytes, skipped */
+};
+
+/* Steps of MS_DEVICE_HEADER (st->step). */
+enum device_step {
+    DEV_PACKET_HEADER = 0, /* idstr, instance, payload size */
+    DEV_BUFFER_HEADER = 1, /* the VFIO buffer header */
+    DEV_CONFIG_MARKER = 2  /* a config buffer's leading marker, looked at */
+};
+
+/* Every stage starts at step 0. */
+enum { M_STEP_FIRST = 0 };
 
 /* The config buffer holds the device config as the main stream carries it:
  * DEV_CONFIG_STATE, the config VMState, END_OF_STATE (VFIO migration
@@ -160,7 +182,7 @@ static int read_header(ms_reader *r, ms_event *ev)
     }
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* a clean end is at a packet boundary */
-    st->step = 0;
+    st->step = M_STEP_FIRST;
     st->pkt_off = ms_rd_pos(r);
     MS_TAKE_OR_RETURN(r, MULTIFD_HDR_SIZE, &p);
     if (ms_be32(p) != MULTIFD_MAGIC)
@@ -191,7 +213,7 @@ static int read_header(ms_reader *r, ms_event *ev)
                            "device-state packet with %s flag",
                            m->sync ? "the SYNC" : "a compression");
         st->stage = MS_DEVICE_HEADER;
-        st->step = 0;
+        st->step = DEV_PACKET_HEADER;
         return MS_GO_ON;
     }
     st->stage = MS_RAM_HEADER;
@@ -510,7 +532,7 @@ static int read_walk(ms_reader *r)
     m_state *st = MST(r);
     const uint8_t *p;
     uint32_t comp = st->flags & FLAG_COMPRESSION;
-    if ((comp == C_QPL || comp == C_UADK) && st->step == 0) {
+    if ((comp == C_QPL || comp == C_UADK) && st->step == WALK_LENGTHS) {
         size_t n = (size_t)st->normal * 4;
         if (st->payload_left < n)
             return MS_FAIL(r, MS_ERR_MULTIFD, st->pkt_off + 20,
@@ -535,14 +557,14 @@ static int read_walk(ms_reader *r)
                            comp_name(comp), (unsigned long long)sum,
                            (unsigned long long)(st->payload_left - n));
         st->payload_left -= n;
-        st->step = 1;
+        st->step = WALK_BLOBS;
     }
     size_t n = ms_rd_peek(r, st->payload_left, &p);
     ms_rd_skip(r, n);
     st->payload_left -= n;
     if (st->payload_left)
         return MS_NEXT_INPUT;
-    st->step = 0;
+    st->step = M_STEP_FIRST;
     st->page_i = st->normal; /* pages not delivered: not decompressed */
     st->stage = MS_ZERO_PAGES;
     return MS_GO_ON;
@@ -591,7 +613,7 @@ static int read_device_packet_header(ms_reader *r)
                              "device-state payload of %llu bytes exceeds "
                              "max_record_payload",
                              (unsigned long long)st->payload_left);
-    st->step = 1;
+    st->step = DEV_BUFFER_HEADER;
     return MS_GO_ON;
 }
 
@@ -624,7 +646,7 @@ static int read_vfio_buffer_header(ms_reader *r)
                        "VFIO config buffer of %llu bytes cannot hold "
                        "DEV_CONFIG_STATE and END_OF_STATE",
                        (unsigned long long)st->payload_left);
-    st->step = 2;
+    st->step = DEV_CONFIG_MARKER;
     return MS_GO_ON;
 }
 
@@ -636,9 +658,11 @@ static int read_device_header(ms_reader *r, ms_event *ev)
     m_state *st = MST(r);
     const uint8_t *p;
     int rc;
-    if (st->step == 0 && (rc = read_device_packet_header(r)) != MS_GO_ON)
+    if (st->step == DEV_PACKET_HEADER &&
+        (rc = read_device_packet_header(r)) != MS_GO_ON)
         return rc;
-    if (st->step == 1 && (rc = read_vfio_buffer_header(r)) != MS_GO_ON)
+    if (st->step == DEV_BUFFER_HEADER &&
+        (rc = read_vfio_buffer_header(r)) != MS_GO_ON)
         return rc;
     int config = (st->dev_flags & VFIO_BUFFER_CONFIG) != 0;
     if (config) {
@@ -684,7 +708,6 @@ static void keep_config_tail(m_state *st, const uint8_t *p, size_t n)
 static int read_device_data(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
-    const uint8_t *p;
     int config = (st->dev_flags & VFIO_BUFFER_CONFIG) != 0;
     if (st->payload_left == 0) {
         /* the config VMState ends with END_OF_STATE, which the receiver
@@ -698,21 +721,14 @@ static int read_device_data(ms_reader *r, ms_event *ev)
         st->stage = MS_HEADER;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, st->payload_left, &p);
+    memset(ev, 0, sizeof *ev);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->payload_left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
     if (config)
-        keep_config_tail(st, p, n);
-    memset(ev, 0, sizeof *ev);
-    ev->kind = MS_EV_DATA;
-    ev->offset = ms_rd_pos(r);
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
+        keep_config_tail(st, d->data, n);
     d->phase = MS_PHASE_FINAL; /* device state over multifd is stop-copy */
-    d->stream_offset = ev->offset;
-    d->zero_copy = ms_rd_in_input(r, p);
     d->in_packet = 1;
     d->idstr = st->idstr;
     d->instance_id = st->instance;
@@ -721,34 +737,26 @@ static int read_device_data(ms_reader *r, ms_event *ev)
     d->image_offset = st->dev_off; /* within the buffer; the set places it */
     st->dev_off += n;
     st->payload_left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 
 /* ---- framing ops ---------------------------------------------------------------- */
 
-static int m_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (MST(r)->stage) {
-        case MS_INIT: rc = read_init(r, ev); break;
-        case MS_HEADER: rc = read_header(r, ev); break;
-        case MS_RAM_HEADER: rc = read_ram_header(r); break;
-        case MS_RAM_OFFSETS: rc = read_ram_offsets(r, ev); break;
-        case MS_PAGES: rc = read_pages(r, ev); break;
-        case MS_WALK: rc = read_walk(r); break;
-        case MS_ZERO_PAGES: rc = read_zero_pages(r, ev); break;
-        case MS_DEVICE_HEADER: rc = read_device_header(r, ev); break;
-        case MS_DEVICE_DATA: rc = read_device_data(r, ev); break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - MS_INIT] /* the table starts at MS_INIT */
+static const ms_stage m_stages[] = {
+    AT(MS_INIT) = {"INIT", .emit = read_init},
+    AT(MS_HEADER) = {"HEADER", .emit = read_header},
+    AT(MS_RAM_HEADER) = {"RAM_HEADER", .walk = read_ram_header},
+    AT(MS_RAM_OFFSETS) = {"RAM_OFFSETS", .emit = read_ram_offsets},
+    AT(MS_PAGES) = {"PAGES", .emit = read_pages},
+    AT(MS_ZERO_PAGES) = {"ZERO_PAGES", .emit = read_zero_pages},
+    AT(MS_DEVICE_HEADER) = {"DEVICE_HEADER", .emit = read_device_header},
+    AT(MS_DEVICE_DATA) = {"DEVICE_DATA", .emit = read_device_data},
+    AT(MS_WALK) = {"WALK", .walk = read_walk},
+};
+#undef AT
+static const ms_stage_table m_table = MS_STAGE_TABLE(MS_INIT, m_stages);
 
 static int m_finish(ms_reader *r)
 {
@@ -773,17 +781,14 @@ static void m_destroy(ms_reader *r)
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ZSTD_freeDStream(st->zd);
-    ms_free(ALLOC(r), st);
-    r->framing = NULL;
+    ms_framing_free(r);
 }
 
-int ms_qemu_multifd_init(ms_reader *r)
+static int ms_qemu_multifd_init(ms_reader *r)
 {
-    m_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    m_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = MS_INIT;
+        return -1;
     uint32_t ps = r->opt.qemu_page_size ? r->opt.qemu_page_size : 4096;
     if (ps < 512 || ps > MULTIFD_PACKET_DATA || (ps & (ps - 1)))
         return MS_FAIL(r, MS_ERR_USAGE, 0, "qemu_page_size %u", ps);
@@ -798,7 +803,9 @@ int ms_qemu_multifd_init(ms_reader *r)
 
 const ms_framing_ops ms_qemu_multifd_ops = {
     .format = MS_FORMAT_QEMU_MULTIFD,
-    .next = m_next,
+    .init = ms_qemu_multifd_init,
+    .stages = &m_table,
+    .stage_at = offsetof(m_state, stage),
     .finish = m_finish,
     .destroy = m_destroy,
 };

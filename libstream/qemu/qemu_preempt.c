@@ -41,36 +41,42 @@ int ms_q_preempt_block(ms_reader *r)
     return (int)st->nblocks++;
 }
 
+/* ---- stages ------------------------------------------------------------ */
+
+/* HEADER: the channel has none; say what it is. */
+static int p_header(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    ev->kind = MS_EV_STREAM_HEADER;
+    ev->u.stream.format = MS_FORMAT_QEMU_PREEMPT;
+    ev->u.stream.channel_count = 1;
+    st->stage = QS_RAM;
+    st->step = Q_STEP_FIRST;
+    return MS_NEXT_EVENT;
+}
+
+/* The diagram at the top of this file, stage by stage (the main stream's
+ * other stages are never entered here: the runner rejects them). */
+#define AT(stage) [(stage) - QS_HEADER] /* the table starts at QS_HEADER */
+static const ms_stage p_stages[] = {
+    AT(QS_HEADER) = {"HEADER", .emit = p_header},
+    AT(QS_RAM) = {"RAM", .emit = ms_q_read_ram},
+    AT(QS_DONE) = {"DONE", .ends_after = "the EOS that ends the "
+                                         "preempt channel"},
+};
+#undef AT
+static const ms_stage_table p_table = MS_STAGE_TABLE(QS_HEADER, p_stages);
+
+/* The runner, and what a page event lacks on this channel. */
 static int p_next(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
-    for (;;) {
-        int rc;
-        switch (st->stage) {
-        case QS_HEADER: /* the channel has none: say what it is */
-            ev->kind = MS_EV_STREAM_HEADER;
-            ev->u.stream.format = MS_FORMAT_QEMU_PREEMPT;
-            ev->u.stream.channel_count = 1;
-            st->stage = QS_RAM;
-            st->step = 0;
-            return MS_NEXT_EVENT;
-        case QS_RAM:
-            rc = ms_q_read_ram(r, ev);
-            break;
-        case QS_DONE:
-            return ms_rd_expect_end(r, "the EOS that ends the preempt "
-                                       "channel");
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid preempt stage");
-        }
-        if (rc == MS_NEXT_EVENT && ev->kind == MS_EV_RAM_PAGE) {
-            ev->u.ram.used_length = 0; /* not known on this channel */
-            st->records++;
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
+    int rc = ms_run_stages(r, ev, &p_table, &st->stage);
+    if (rc == MS_NEXT_EVENT && ev->kind == MS_EV_RAM_PAGE) {
+        ev->u.ram.used_length = 0; /* not known on this channel */
+        st->records++;
     }
+    return rc;
 }
 
 static int p_finish(ms_reader *r)
@@ -78,7 +84,7 @@ static int p_finish(ms_reader *r)
     q_state *st = QST(r);
     if (st->stage == QS_DONE)
         return 0;
-    if (st->stage == QS_RAM && st->step == 0 && r->stash_len == 0)
+    if (st->stage == QS_RAM && st->step == Q_STEP_FIRST && r->stash_len == 0)
         return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,
                        "input ends after %d page records without the EOS "
                        "(be64 0x10) that ends a preempt channel",
@@ -88,13 +94,12 @@ static int p_finish(ms_reader *r)
                    (unsigned long long)st->rec_off);
 }
 
-int ms_qemu_preempt_init(ms_reader *r)
+static int ms_qemu_preempt_init(ms_reader *r)
 {
-    q_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
+    q_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = QS_HEADER;
+        return -1;
+    st->stage = QS_HEADER; /* its own runner: the ops name no table */
     st->preempt = 1;
     st->cur_block = -1;
     st->cur_type = MS_QSEC_PART; /* page records, never a block list */
@@ -107,6 +112,7 @@ int ms_qemu_preempt_init(ms_reader *r)
 
 const ms_framing_ops ms_qemu_preempt_ops = {
     .format = MS_FORMAT_QEMU_PREEMPT,
+    .init = ms_qemu_preempt_init,
     .next = p_next,
     .finish = p_finish,
     .destroy = ms_q_free_state,

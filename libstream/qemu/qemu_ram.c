@@ -489,12 +489,12 @@ static int read_record_kind(ms_reader *r, ms_event *ev, uint32_t kinds)
                        "RAM record flags 0x%x in a mapped-ram stream, whose "
                        "pages are in the file: only the block list and EOS "
                        "may be in the stream",
-                       st->u32a);
+                       st->ram_rec.flags);
     if (kinds == MS_RAM_MEM_SIZE) {
         if (st->cur_type != MS_QSEC_START)
             return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                            "block list (MEM_SIZE) outside a START section");
-        st->mem_total = st->u64a;
+        st->mem_total = st->ram_rec.addr;
         st->mem_sum = 0;
         st->nblocks = 0;
         st->step = st->mem_total ? RS_BLOCK : RS_RECORD;
@@ -509,12 +509,12 @@ static int read_record_kind(ms_reader *r, ms_event *ev, uint32_t kinds)
             st->epoch++;
         /* QEMU writes markers as the bare flag: address bits set are
          * damage its loader would not notice */
-        if (st->u64a)
+        if (st->ram_rec.addr)
             return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                            "%s marker with address bits 0x%llx (QEMU writes "
                            "0)",
                            kinds == MS_RAM_EOS ? "EOS" : "MULTIFD_FLUSH",
-                           (unsigned long long)st->u64a);
+                           (unsigned long long)st->ram_rec.addr);
         if (kinds == MS_RAM_EOS)
             st->stage = st->preempt ? QS_DONE : QS_FOOTER;
         return MS_NEXT_EVENT;
@@ -539,8 +539,8 @@ static int read_record(ms_reader *r, ms_event *ev)
     MS_TAKE_OR_RETURN(r, 8, &p);
     uint64_t v = ms_be64(p), mask = st->page_size - 1;
     uint32_t flags = (uint32_t)(v & mask);
-    st->u64a = v & ~mask;
-    st->u32a = flags;
+    st->ram_rec.addr = v & ~mask;
+    st->ram_rec.flags = flags;
     uint32_t kinds = flags & ~RAM_CONTINUE;
     if ((flags & ~RAM_KNOWN) || (kinds & (kinds - 1)) || !kinds ||
         ((flags & RAM_CONTINUE) && !(kinds & RAM_PAGE_KINDS)))
@@ -566,14 +566,14 @@ static int read_page_body(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
     const uint8_t *p;
-    uint32_t kind = st->u32a & ~RAM_CONTINUE;
+    uint32_t kind = st->ram_rec.flags & ~RAM_CONTINUE;
     size_t want = kind == MS_RAM_ZERO     ? 1
                   : kind == MS_RAM_PAGE   ? st->page_size
                   : kind == MS_RAM_XBZRLE ? 3
                                           : 4; /* COMPRESS_PAGE len */
     MS_TAKE_OR_RETURN(r, want, &p);
     ram_event(st, ev, MS_EV_RAM_PAGE, kind);
-    ev->u.ram.offset = st->u64a;
+    ev->u.ram.offset = st->ram_rec.addr;
     if (kind == MS_RAM_ZERO) {
         if (p[0] != 0)
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 1,
@@ -585,22 +585,22 @@ static int read_page_body(ms_reader *r, ms_event *ev)
         ev->u.ram.zero_copy = ms_rd_in_input(r, p);
     } else {
         /* XBZRLE: u8 encoding 1 + be16 length; COMPRESS: be32 length */
-        st->u32b = kind == MS_RAM_XBZRLE ? ms_be16(p + 1) : ms_be32(p);
+        st->ram_rec.data_len = kind == MS_RAM_XBZRLE ? ms_be16(p + 1) : ms_be32(p);
         if (kind == MS_RAM_XBZRLE && p[0] != 1)
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 3,
                            "XBZRLE encoding byte 0x%02x, must be 0x01", p[0]);
         /* the delta's length by xbzrle.c's rule: never more than a page */
         const char *why = kind == MS_RAM_XBZRLE
-                              ? ms_xbzrle_length_rule(st->u32b, st->page_size)
+                              ? ms_xbzrle_length_rule(st->ram_rec.data_len, st->page_size)
                               : NULL;
         if (why)
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 2,
                            "XBZRLE delta of %u bytes: %s (page size %u)",
-                           st->u32b, why, st->page_size);
+                           st->ram_rec.data_len, why, st->page_size);
         if (kind != MS_RAM_XBZRLE &&
-            (st->u32b > compressBound(st->page_size) || st->u32b == 0))
+            (st->ram_rec.data_len > compressBound(st->page_size) || st->ram_rec.data_len == 0))
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 2,
-                           "COMPRESS_PAGE length %u (page size %u)", st->u32b,
+                           "COMPRESS_PAGE length %u (page size %u)", st->ram_rec.data_len,
                            st->page_size);
         st->step = RS_PAGE_DATA;
         return MS_GO_ON;
@@ -615,12 +615,12 @@ static int read_page_data(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
     const uint8_t *p;
-    uint32_t kind = st->u32a & ~RAM_CONTINUE;
-    MS_TAKE_OR_RETURN(r, st->u32b, &p);
+    uint32_t kind = st->ram_rec.flags & ~RAM_CONTINUE;
+    MS_TAKE_OR_RETURN(r, st->ram_rec.data_len, &p);
     ram_event(st, ev, MS_EV_RAM_PAGE, kind);
-    ev->u.ram.offset = st->u64a;
+    ev->u.ram.offset = st->ram_rec.addr;
     if (kind == MS_RAM_COMPRESS_PAGE) {
-        if (inflate_page(r, p, st->u32b) < 0)
+        if (inflate_page(r, p, st->ram_rec.data_len) < 0)
             return MS_NEXT_ERROR;
         ev->u.ram.data = st->page_buf;
         ev->u.ram.size = st->page_size;
@@ -628,13 +628,13 @@ static int read_page_data(ms_reader *r, ms_event *ev)
         /* QEMU's loader decodes the delta into the page; a delta it would
          * reject is an error here (xbzrle.c holds the rules). */
         size_t bad;
-        const char *why = ms_xbzrle_check(p, st->u32b, st->page_size, &bad);
+        const char *why = ms_xbzrle_check(p, st->ram_rec.data_len, st->page_size, &bad);
         if (why)
-            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - st->u32b + bad,
+            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - st->ram_rec.data_len + bad,
                            "XBZRLE delta: %s (page size %u)", why,
                            st->page_size);
         ev->u.ram.data = p;
-        ev->u.ram.size = st->u32b;
+        ev->u.ram.size = st->ram_rec.data_len;
         ev->u.ram.zero_copy = ms_rd_in_input(r, p);
     }
     ev->length = ms_rd_pos(r) - st->rec_off;
@@ -667,12 +667,12 @@ int ms_q_read_ram(ms_reader *r, ms_event *ev)
         /* fallthrough */
     case RS_PAGE_CHECK: {
         q_block *b = &st->blocks[st->cur_block];
-        if (st->u64a > b->used_length ||
-            b->used_length - st->u64a < st->page_size)
+        if (st->ram_rec.addr > b->used_length ||
+            b->used_length - st->ram_rec.addr < st->page_size)
             return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
                            "page at 0x%llx outside RAM block \"%s\" (0x%llx "
                            "bytes)",
-                           (unsigned long long)st->u64a, b->name,
+                           (unsigned long long)st->ram_rec.addr, b->name,
                            (unsigned long long)b->used_length);
         st->step = RS_PAGE_BODY;
     }

@@ -17,8 +17,8 @@
  * whole; the bitmap, which can be large, goes out as MS_EV_DATA views and
  * is never held.
  */
+#include "kit.h"
 #include "qemu_wire.h"
-#include "reader_impl.h"
 
 enum rp_stage {
     RP_START = 0x5250, /* not 0: a zeroed state is caught as invalid */
@@ -314,26 +314,18 @@ static int read_bitmap_size(ms_reader *r, ms_event *ev)
 static int read_bitmap(ms_reader *r, ms_event *ev)
 {
     rp_state *st = RST(r);
-    const uint8_t *p;
     if (st->bitmap_left == 0) {
         st->stage = RP_END_MARK;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, st->bitmap_left, &p);
+    memset(ev, 0, sizeof *ev);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->bitmap_left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
-    memset(ev, 0, sizeof *ev);
-    ev->kind = MS_EV_DATA;
-    ev->offset = ms_rd_pos(r);
-    ev->length = n;
-    ev->u.data.data = p;
-    ev->u.data.size = n;
-    ev->u.data.stream_offset = ev->offset;
-    ev->u.data.image_offset = st->bitmap_done; /* within the bitmap */
-    ev->u.data.zero_copy = ms_rd_in_input(r, p);
+    d->image_offset = st->bitmap_done; /* within the bitmap */
     st->bitmap_done += n;
     st->bitmap_left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 
@@ -357,40 +349,19 @@ static int read_end_mark(ms_reader *r)
 /* ---- framing ops
  * ------------------------------------------------------------- */
 
-static int rp_next(ms_reader *r, ms_event *ev)
-{
-    for (;;) {
-        int rc;
-        switch (RST(r)->stage) {
-        case RP_START:
-            rc = read_start(r, ev);
-            break;
-        case RP_HEADER:
-            rc = read_header(r);
-            break;
-        case RP_PAYLOAD:
-            rc = read_payload(r, ev);
-            break;
-        case RP_BITMAP_SIZE:
-            rc = read_bitmap_size(r, ev);
-            break;
-        case RP_BITMAP:
-            rc = read_bitmap(r, ev);
-            break;
-        case RP_END_MARK:
-            rc = read_end_mark(r);
-            break;
-        case RP_DONE:
-            rc = ms_rd_expect_end(r, "SHUT");
-            break;
-        default:
-            return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r),
-                           "internal: invalid decoder stage");
-        }
-        if (rc != MS_GO_ON)
-            return r->err.code ? MS_NEXT_ERROR : rc;
-    }
-}
+/* The diagram at the top of this file, stage by stage. */
+#define AT(stage) [(stage) - RP_START] /* the table starts at RP_START */
+static const ms_stage rp_stages[] = {
+    AT(RP_START) = {"START", .emit = read_start},
+    AT(RP_HEADER) = {"HEADER", .walk = read_header},
+    AT(RP_PAYLOAD) = {"PAYLOAD", .emit = read_payload},
+    AT(RP_BITMAP_SIZE) = {"BITMAP_SIZE", .emit = read_bitmap_size},
+    AT(RP_BITMAP) = {"BITMAP", .emit = read_bitmap},
+    AT(RP_END_MARK) = {"END_MARK", .walk = read_end_mark},
+    AT(RP_DONE) = {"DONE", .ends_after = "SHUT"},
+};
+#undef AT
+static const ms_stage_table rp_table = MS_STAGE_TABLE(RP_START, rp_stages);
 
 /* QEMU's destination always ends a return path with SHUT (also when it
  * failed: SHUT 1); the source waits for it on a normal completion.  Input
@@ -416,25 +387,18 @@ static int rp_finish(ms_reader *r)
                    type_name(st->type), (unsigned long long)st->msg_off);
 }
 
-static void rp_destroy(ms_reader *r)
+static int ms_qemu_rp_init(ms_reader *r)
 {
-    ms_free(ALLOC(r), r->framing);
-    r->framing = NULL;
-}
-
-int ms_qemu_rp_init(ms_reader *r)
-{
-    rp_state *st = ms_calloc(ALLOC(r), 1, sizeof *st);
-    if (!st)
-        return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "decoder state");
-    r->framing = st;
-    st->stage = RP_START;
+    if (!ms_framing_new(r, sizeof(rp_state)))
+        return -1;
     return ms_rd_reserve(r, RP_PAYLOAD_MAX);
 }
 
 const ms_framing_ops ms_qemu_rp_ops = {
     .format = MS_FORMAT_QEMU_RETURN_PATH,
-    .next = rp_next,
+    .init = ms_qemu_rp_init,
+    .stages = &rp_table,
+    .stage_at = offsetof(rp_state, stage),
     .finish = rp_finish,
-    .destroy = rp_destroy,
+    .destroy = ms_framing_free,
 };

@@ -248,14 +248,14 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
     case SH_ID:
         if ((t = ms_rd_take_reserved(r, 4, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->u32a = ms_be32(p);
+        st->sec_rec.id = ms_be32(p);
         st->cur_type = (ms_qemu_section_type)st->type;
         if (!is_new) {
-            if (!(st->cur = section_by_id(r, st->u32a)))
+            if (!(st->cur = section_by_id(r, st->sec_rec.id)))
                 return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
                                "%s section names unknown section id %u",
                                st->type == Q_PART ? "PART" : "END",
-                               st->u32a);
+                               st->sec_rec.id);
             goto announce;
         }
         st->step = SH_IDSTR;
@@ -269,7 +269,7 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
     case SH_INSTANCE:
         if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        if (!(st->cur = register_section(r, st->u32a, ms_be32(p),
+        if (!(st->cur = register_section(r, st->sec_rec.id, ms_be32(p),
                                          ms_be32(p + 4))))
             return MS_NEXT_ERROR;
         break;
@@ -376,73 +376,57 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
 
 #define FIELD_TAKE_MAX (64 * 1024) /* larger fields are skipped, not kept */
 
-/* Steps of QS_VMSTATE (st->step; 4 is not used). */
+/* Steps of QS_VMSTATE (st->step). */
 enum vmstate_step {
     VST_NEXT = 0,        /* ask the walk what comes next (reads no bytes) */
     VST_FIELD = 1,       /* a field of up to FIELD_TAKE_MAX bytes, kept */
     VST_SUB_LOOK = 2,    /* 0x05 and the name length, looked at only */
     VST_SUB_NAME = 3,    /* 0x05, u8 length, name: one of this level's? */
-    VST_SUB_VERSION = 5, /* be32 version_id of the subsection */
-    VST_FIELD_SKIP = 6   /* a larger field, skipped */
+    VST_SUB_VERSION = 4, /* be32 version_id of the subsection */
+    VST_FIELD_SKIP = 5   /* a larger field, skipped */
 };
 
-int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
+/* VST_NEXT: what the trailer's walk says comes next: a field (its event
+ * prepared in st->pending), a level's end (subsection or not), or the end
+ * of the section. */
+static int vmstate_next(ms_reader *r)
+{
+    q_state *st = QST(r);
+    vms_step step;
+    if (vms_walk_next(&st->walk, &step) < 0)
+        return MS_FAIL(r, MS_ERR_VMSTATE, ms_rd_pos(r), "%s: %s",
+                       st->cur->idstr, st->walk.detail);
+    if (step.kind == VMS_END) {
+        st->stage = QS_FOOTER;
+        st->step = Q_STEP_FIRST;
+        return MS_GO_ON;
+    }
+    if (step.kind == VMS_SUBSECTION_OR_END) {
+        st->vms_level = step.type; /* the level's VMSD name */
+        st->step = VST_SUB_LOOK;
+        return MS_GO_ON;
+    }
+    st->vms_rec.field_size = step.size;
+    st->rec_off = ms_rd_pos(r);
+    memset(&st->pending, 0, sizeof st->pending);
+    st->pending.kind = MS_EV_FIELD;
+    st->pending.offset = ms_rd_pos(r);
+    st->pending.u.field.section_id = st->cur->id;
+    st->pending.u.field.path = step.path;
+    st->pending.u.field.type = step.type;
+    st->step = step.size <= FIELD_TAKE_MAX ? VST_FIELD : VST_FIELD_SKIP;
+    st->field_left = (size_t)step.size;
+    return MS_GO_ON;
+}
+
+/* VST_SUB_LOOK .. VST_SUB_VERSION: a subsection of the level just ended,
+ * or none (the bytes belong to what follows the level). */
+static int read_vmstate_subsection(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
     const uint8_t *p;
     int t;
-    vms_step step;
     switch (st->step) {
-    case VST_NEXT:
-        if (vms_walk_next(&st->walk, &step) < 0)
-            return MS_FAIL(r, MS_ERR_VMSTATE, ms_rd_pos(r), "%s: %s",
-                           st->cur->idstr, st->walk.detail);
-        if (step.kind == VMS_END) {
-            st->stage = QS_FOOTER;
-            st->step = Q_STEP_FIRST;
-            return MS_GO_ON;
-        }
-        if (step.kind == VMS_SUBSECTION_OR_END) {
-            st->vms_level = step.type; /* the level's VMSD name */
-            st->step = VST_SUB_LOOK;
-            return MS_GO_ON;
-        }
-        st->u64a = step.size;
-        st->rec_off = ms_rd_pos(r);
-        memset(&st->pending, 0, sizeof st->pending);
-        st->pending.kind = MS_EV_FIELD;
-        st->pending.offset = ms_rd_pos(r);
-        st->pending.u.field.section_id = st->cur->id;
-        st->pending.u.field.path = step.path;
-        st->pending.u.field.type = step.type;
-        st->step = step.size <= FIELD_TAKE_MAX ? VST_FIELD : VST_FIELD_SKIP;
-        st->field_left = (size_t)step.size;
-        return MS_GO_ON;
-    case VST_FIELD:
-        if ((t = ms_rd_take_reserved(r, (size_t)st->u64a, &p)) <= 0)
-            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        st->step = VST_NEXT;
-        if (!r->opt.field_events)
-            return MS_GO_ON;
-        *ev = st->pending;
-        ev->length = st->u64a;
-        ev->u.field.data = p;
-        ev->u.field.size = (size_t)st->u64a;
-        return MS_NEXT_EVENT;
-    case VST_FIELD_SKIP: { /* reported without its bytes */
-        size_t n = ms_rd_peek(r, st->field_left, &p);
-        ms_rd_skip(r, n);
-        st->field_left -= n;
-        if (st->field_left) /* a peek ends at the stash's end */
-            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
-        st->step = VST_NEXT;
-        if (!r->opt.field_events)
-            return MS_GO_ON;
-        *ev = st->pending;
-        ev->length = st->u64a;
-        ev->u.field.size = (size_t)st->u64a;
-        return MS_NEXT_EVENT;
-    }
     case VST_SUB_LOOK: { /* a subsection of this level, or the level's end */
         /* QEMU reads a subsection only when 0x05 is followed by a name
          * that starts with this level's VMSD name and is longer; otherwise
@@ -452,7 +436,7 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         if ((t = ms_rd_take_reserved(r, 2, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
         int maybe = p[0] == Q_SUBSECTION;
-        st->u32b = p[1];
+        st->vms_rec.sub_name_len = p[1];
         ms_rd_untake(r);
         if (!maybe)
             goto not_here;
@@ -461,14 +445,16 @@ int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
         /* fallthrough */
     case VST_SUB_NAME: {
         size_t lvl = strlen(st->vms_level);
-        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->u32b, &p)) <= 0)
+        if ((t = ms_rd_take_reserved(r, 2 + (size_t)st->vms_rec.sub_name_len,
+                                     &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
-        if (st->u32b < lvl + 1 || memcmp(p + 2, st->vms_level, lvl) != 0) {
+        if (st->vms_rec.sub_name_len < lvl + 1 ||
+            memcmp(p + 2, st->vms_level, lvl) != 0) {
             ms_rd_untake(r);
             goto not_here;
         }
-        memcpy(st->name, p + 2, st->u32b);
-        st->name[st->u32b] = 0;
+        memcpy(st->name, p + 2, st->vms_rec.sub_name_len);
+        st->name[st->vms_rec.sub_name_len] = 0;
         st->step = VST_SUB_VERSION;
     }
         /* fallthrough */
@@ -505,5 +491,46 @@ not_here:
     vms_walk_no_subsection(&st->walk);
     st->step = VST_NEXT;
     return MS_GO_ON;
+}
+
+/* QS_VMSTATE: the fields of a FULL section as the JSON trailer describes
+ * them, step by step (enum vmstate_step). */
+int ms_q_read_vmstate(ms_reader *r, ms_event *ev)
+{
+    q_state *st = QST(r);
+    const uint8_t *p;
+    int t;
+    switch (st->step) {
+    case VST_NEXT: return vmstate_next(r);
+    case VST_FIELD:
+        if ((t = ms_rd_take_reserved(r, (size_t)st->vms_rec.field_size,
+                                     &p)) <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        st->step = VST_NEXT;
+        if (!r->opt.field_events)
+            return MS_GO_ON;
+        *ev = st->pending;
+        ev->length = st->vms_rec.field_size;
+        ev->u.field.data = p;
+        ev->u.field.size = (size_t)st->vms_rec.field_size;
+        return MS_NEXT_EVENT;
+    case VST_FIELD_SKIP: { /* reported without its bytes */
+        size_t n = ms_rd_peek(r, st->field_left, &p);
+        ms_rd_skip(r, n);
+        st->field_left -= n;
+        if (st->field_left) /* a peek ends at the stash's end */
+            return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
+        st->step = VST_NEXT;
+        if (!r->opt.field_events)
+            return MS_GO_ON;
+        *ev = st->pending;
+        ev->length = st->vms_rec.field_size;
+        ev->u.field.size = (size_t)st->vms_rec.field_size;
+        return MS_NEXT_EVENT;
+    }
+    case VST_SUB_LOOK:
+    case VST_SUB_NAME:
+    case VST_SUB_VERSION: return read_vmstate_subsection(r, ev);
+    }
     return MS_FAIL(r, MS_ERR_USAGE, ms_rd_pos(r), "internal: vmstate step");
 }

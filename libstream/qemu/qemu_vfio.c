@@ -41,12 +41,52 @@ static ms_phase vfio_phase(q_state *st)
     return st->cur->init_sent ? MS_PHASE_MIDDLE : MS_PHASE_INITIAL;
 }
 
+/* Marker `k` (without VFIO_MARKER_BASE) where it stands: NULL when QEMU
+ * could have sent it there, else why not. */
+static const char *marker_order_error(const q_state *st, uint64_t k)
+{
+    const q_section *s = st->cur;
+    uint64_t last = st->last_marker - VFIO_MARKER_BASE;
+    ms_qemu_section_type ty = st->cur_type;
+    const char *bad = NULL;
+    if (st->last_marker == VFIO_MARKER_BASE + VFIO_SETUP_STATE &&
+        k != VFIO_END_OF_STATE)
+        bad = "DEV_SETUP_STATE must be followed by END_OF_STATE";
+    else if (k == VFIO_SETUP_STATE && ty != MS_QSEC_START)
+        bad = "DEV_SETUP_STATE outside a START section";
+    else if (ty == MS_QSEC_START && k != VFIO_SETUP_STATE &&
+             k != VFIO_END_OF_STATE)
+        bad = "a START section holds only DEV_SETUP_STATE";
+    else if (k == VFIO_DATA_STATE && ty != MS_QSEC_PART &&
+             ty != MS_QSEC_END)
+        bad = "device data outside PART and END sections";
+    else if (k == VFIO_DATA_STATE && ty == MS_QSEC_PART &&
+             st->vfio_part_data)
+        bad = "a second DEV_DATA_STATE in one PART section (QEMU sends "
+              "at most one per iteration)";
+    else if (k == VFIO_INIT_DATA_SENT && ty != MS_QSEC_PART)
+        bad = "DEV_INIT_DATA_SENT outside a PART section";
+    else if (k == VFIO_INIT_DATA_SENT && s->init_sent)
+        bad = "DEV_INIT_DATA_SENT sent twice";
+    else if (k == VFIO_CONFIG_STATE && ty != MS_QSEC_FULL)
+        bad = "DEV_CONFIG_STATE outside a FULL section";
+    else if (k == VFIO_CONFIG_LOAD_READY && ty != MS_QSEC_FULL)
+        bad = "DEV_CONFIG_LOAD_READY outside a FULL section";
+    else if (k == VFIO_CONFIG_LOAD_READY && s->load_ready)
+        bad = "DEV_CONFIG_LOAD_READY sent twice";
+    else if (last == VFIO_CONFIG_STATE && k != VFIO_END_OF_STATE)
+        bad = "the PCI config state must be followed by END_OF_STATE";
+    return bad;
+}
+
 /* Steps of QS_VFIO (st->step). */
 enum vfio_step {
     VF_MARKER = 0,   /* be64 marker, or the footer after an ending one */
     VF_DATA_SIZE = 1 /* DEV_DATA_STATE's be64 size (then QS_VFIO_DATA) */
 };
 
+/* QS_VFIO: the markers of a VFIO section (VF_MARKER), and the size of
+ * device data (VF_DATA_SIZE) before its bytes (QS_VFIO_DATA). */
 int ms_q_read_vfio(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
@@ -83,34 +123,7 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
                            "%s: %s after the payload ended", s->idstr, name);
         uint64_t k = m - VFIO_MARKER_BASE;
         ms_qemu_section_type ty = st->cur_type;
-        const char *bad = NULL;
-        if (st->last_marker == VFIO_MARKER_BASE + VFIO_SETUP_STATE &&
-            k != VFIO_END_OF_STATE)
-            bad = "DEV_SETUP_STATE must be followed by END_OF_STATE";
-        else if (k == VFIO_SETUP_STATE && ty != MS_QSEC_START)
-            bad = "DEV_SETUP_STATE outside a START section";
-        else if (ty == MS_QSEC_START && k != VFIO_SETUP_STATE &&
-                 k != VFIO_END_OF_STATE)
-            bad = "a START section holds only DEV_SETUP_STATE";
-        else if (k == VFIO_DATA_STATE && ty != MS_QSEC_PART &&
-                 ty != MS_QSEC_END)
-            bad = "device data outside PART and END sections";
-        else if (k == VFIO_DATA_STATE && ty == MS_QSEC_PART &&
-                 st->vfio_part_data)
-            bad = "a second DEV_DATA_STATE in one PART section (QEMU sends "
-                  "at most one per iteration)";
-        else if (k == VFIO_INIT_DATA_SENT && ty != MS_QSEC_PART)
-            bad = "DEV_INIT_DATA_SENT outside a PART section";
-        else if (k == VFIO_INIT_DATA_SENT && s->init_sent)
-            bad = "DEV_INIT_DATA_SENT sent twice";
-        else if (k == VFIO_CONFIG_STATE && ty != MS_QSEC_FULL)
-            bad = "DEV_CONFIG_STATE outside a FULL section";
-        else if (k == VFIO_CONFIG_LOAD_READY && ty != MS_QSEC_FULL)
-            bad = "DEV_CONFIG_LOAD_READY outside a FULL section";
-        else if (k == VFIO_CONFIG_LOAD_READY && s->load_ready)
-            bad = "DEV_CONFIG_LOAD_READY sent twice";
-        else if (last == VFIO_CONFIG_STATE && k != VFIO_END_OF_STATE)
-            bad = "the PCI config state must be followed by END_OF_STATE";
+        const char *bad = marker_order_error(st, k);
         if (bad)
             return MS_FAIL(r, MS_ERR_VFIO, st->rec_off, "%s: %s", s->idstr,
                            bad);
@@ -168,28 +181,19 @@ int ms_q_read_vfio(ms_reader *r, ms_event *ev)
 int ms_q_read_vfio_data(ms_reader *r, ms_event *ev)
 {
     q_state *st = QST(r);
-    const uint8_t *p;
     if (st->vfio_left == 0) {
         st->stage = QS_VFIO;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, st->vfio_left, &p);
+    ms_data_info *d;
+    size_t n = ms_rd_view(r, ev, st->vfio_left, &d);
     if (n == 0)
         return MS_NEXT_INPUT;
-    ev->kind = MS_EV_DATA;
-    ev->offset = ms_rd_pos(r);
-    ev->length = n;
-    ms_data_info *d = &ev->u.data;
-    d->data = p;
-    d->size = n;
     d->device = st->cur->id;
     d->phase = vfio_phase(st);
     d->image_offset = st->cur->device_bytes;
-    d->stream_offset = ms_rd_pos(r);
-    d->zero_copy = 1;
     st->cur->device_bytes += n;
     st->vfio_left -= n;
-    ms_rd_skip(r, n);
     return MS_NEXT_EVENT;
 }
 
