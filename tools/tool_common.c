@@ -1193,3 +1193,31 @@ void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
     }
     (void)on_nested;
 }
+
+/* ---- the command line every reading tool shares -------------------------- */
+
+int tool_parse_options(const char *prog, int argc, char **argv,
+                       const char *shorts, const struct option *own,
+                       ms_options *opt, tool_option_fn own_option,
+                       void (*usage)(FILE *), void *ctx)
+{
+    struct option longs[TOOL_LONG_OPTIONS_MAX];
+    tool_long_options(own, longs);
+    int c, li, rc;
+    while ((c = getopt_long(argc, argv, shorts, longs, &li)) != -1) {
+        switch (c) {
+        case TOOL_OPT_READER:
+            if (tool_reader_option(prog, opt, longs[li].name, optarg) < 0)
+                return TOOL_USAGE;
+            break;
+        case 'h': usage(stdout); return TOOL_OK;
+        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
+        case '?': usage(stderr); return TOOL_USAGE;
+        default:
+            if ((rc = own_option(ctx, c)) != TOOL_GO_ON)
+                return rc;
+            break;
+        }
+    }
+    return TOOL_GO_ON;
+}

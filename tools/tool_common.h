@@ -102,4 +102,24 @@ static inline void tool_put_be64(uint8_t *p, uint64_t v)
     tool_put_be32(p + 4, (uint32_t)v);
 }
 
+/* ---- the command line every reading tool shares ---------------------------
+ * dump, verify and extract ran the same getopt_long loop around their own
+ * cases; the cases they share (reader options, -h/--help, -V/--version, an
+ * unknown option) live here once. */
+
+/* tool_parse_options and a tool's own-option callback: carry on. */
+#define TOOL_GO_ON (-1)
+/* One of the tool's own options: `c` is what getopt_long returned (optarg
+ * holds its value).  Returns TOOL_GO_ON, or TOOL_USAGE after printing what
+ * is wrong with the value. */
+typedef int (*tool_option_fn)(void *ctx, int c);
+/* Parse argv: `own` (the tool's long options) and `shorts` (getopt's short
+ * options) go to own_option, the reader options into `opt`; --help prints
+ * usage(stdout), --version the version, an unknown option usage(stderr).
+ * Returns TOOL_GO_ON with optind at the first file, or the exit status. */
+int tool_parse_options(const char *prog, int argc, char **argv,
+                       const char *shorts, const struct option *own,
+                       ms_options *opt, tool_option_fn own_option,
+                       void (*usage)(FILE *), void *ctx);
+
 #endif
