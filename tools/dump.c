@@ -1706,8 +1706,6 @@ int main(int argc, char **argv)
         {"bandwidth", required_argument, 0, OPT_BANDWIDTH},
         {"channels", required_argument, 0, OPT_CHANNELS},
         {"no-payloads", no_argument, 0, OPT_NO_PAYLOADS},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     int parsed = tool_parse_options(prog, argc, argv, "hV", own, &opt,
                                     dump_option, usage, &args);

@@ -1201,8 +1201,16 @@ int tool_parse_options(const char *prog, int argc, char **argv,
                        ms_options *opt, tool_option_fn own_option,
                        void (*usage)(FILE *), void *ctx)
 {
-    struct option longs[TOOL_LONG_OPTIONS_MAX];
-    tool_long_options(own, longs);
+    /* --help and --version after the tool's own options, as each tool's
+     * table had them (getopt lists ambiguous abbreviations in this order) */
+    struct option mine[TOOL_LONG_OPTIONS_MAX], longs[TOOL_LONG_OPTIONS_MAX];
+    size_t n = 0;
+    while (own[n].name && n < TOOL_LONG_OPTIONS_MAX - 3)
+        mine[n] = own[n], n++;
+    mine[n++] = (struct option){"help", no_argument, 0, 'h'};
+    mine[n++] = (struct option){"version", no_argument, 0, 'V'};
+    mine[n] = (struct option){0, 0, 0, 0};
+    tool_long_options(mine, longs);
     int c, li, rc;
     while ((c = getopt_long(argc, argv, shorts, longs, &li)) != -1) {
         switch (c) {

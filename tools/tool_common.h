@@ -113,9 +113,10 @@ static inline void tool_put_be64(uint8_t *p, uint64_t v)
  * holds its value).  Returns TOOL_GO_ON, or TOOL_USAGE after printing what
  * is wrong with the value. */
 typedef int (*tool_option_fn)(void *ctx, int c);
-/* Parse argv: `own` (the tool's long options) and `shorts` (getopt's short
- * options) go to own_option, the reader options into `opt`; --help prints
- * usage(stdout), --version the version, an unknown option usage(stderr).
+/* Parse argv: `own` (the tool's long options; --help and --version are
+ * added) and `shorts` (getopt's short options, "hV" among them) go to
+ * own_option, the reader options into `opt`; -h prints usage(stdout), -V
+ * the version, an unknown option usage(stderr).
  * Returns TOOL_GO_ON with optind at the first file, or the exit status. */
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
