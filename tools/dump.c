@@ -250,7 +250,9 @@ static void account_device_data(dump_ctx *d, size_t file, const ms_event *ev,
 }
 
 /* Counts for the summary: what concerns the stream as a whole is counted
- * here, devices, RAM and device bytes by the functions above. */
+ * here, the rest by family (account_device, account_ram,
+ * account_device_data); each counts only its own kinds, so all of them
+ * are called. */
 static void account(dump_ctx *d, size_t file, const ms_event *ev,
                     int from_set)
 {
@@ -785,7 +787,10 @@ static void human_device(dump_ctx *d, const ms_event *ev)
     }
 }
 
-/* One line per event (migstream records here, the rest by family). */
+/* One line per event: its offset and kind, then what it says.  Migstream
+ * stream records are printed here, every other kind by its family's
+ * function (human_device, human_qemu, human_ram, human_side); each prints
+ * only its own kinds, so all of them are called. */
 static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
                         int from_set)
 {
@@ -1119,6 +1124,57 @@ static void json_side(dump_ctx *d, const ms_event *ev)
     }
 }
 
+/* Migstream device images and their pieces, QEMU multifd device state
+ * reassembled, and a device's precopy, state and stop-copy reports. */
+static void json_device(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    switch (ev->kind) {
+    case MS_EV_IMAGE_BEGIN: json_image(o, &ev->u.image, 0); break;
+    case MS_EV_IMAGE_END:
+    case MS_EV_IMAGE_ASSEMBLED: json_image(o, &ev->u.image, 1); break;
+    case MS_EV_CHUNK:
+        fprintf(o, ",\"device\":%u,\"seq\":%u,\"compression\":\"%s\","
+                   "\"raw_len\":%u,\"stored_len\":%" PRIu64
+                   ",\"image_offset\":%" PRIu64,
+                ev->u.chunk.device, ev->u.chunk.seq,
+                ev->u.chunk.compression ? "zlib" : "none", ev->u.chunk.raw_len,
+                ev->u.chunk.stored_len, ev->u.chunk.image_offset);
+        break;
+    case MS_EV_PACKET:
+        fprintf(o, ",\"device\":%u,\"seq\":%u,\"idx\":%u,\"config\":%s,"
+                   "\"size\":%" PRIu64,
+                ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
+                ev->u.packet.config ? "true" : "false", ev->u.packet.size);
+        break;
+    case MS_EV_PRECOPY_INFO:
+        fprintf(o, ",\"device\":%u,\"flags\":%u,\"initial_bytes\":%" PRIu64
+                   ",\"dirty_bytes\":%" PRIu64 ",\"timestamp_ns\":%" PRIu64,
+                ev->u.precopy.device, ev->u.precopy.flags,
+                ev->u.precopy.initial_bytes, ev->u.precopy.dirty_bytes,
+                ev->u.precopy.timestamp_ns);
+        break;
+    case MS_EV_STATE_CHANGE:
+        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
+                   "\"timestamp_ns\":%" PRIu64,
+                ev->u.state.device, tool_vfio_state_name(ev->u.state.from),
+                tool_vfio_state_name(ev->u.state.to),
+                ev->u.state.timestamp_ns);
+        break;
+    case MS_EV_STOP_COPY_SIZE:
+        fprintf(o, ",\"device\":%u,\"bytes\":%" PRIu64
+                   ",\"timestamp_ns\":%" PRIu64,
+                ev->u.stop_copy.device, ev->u.stop_copy.bytes,
+                ev->u.stop_copy.timestamp_ns);
+        break;
+    default: break;
+    }
+}
+
+/* One JSON object per event: kind, offset and length, then its fields.
+ * Migstream stream records are written here, every other kind by its
+ * family's function (json_device, json_qemu, json_ram, json_side); each
+ * writes only its own kinds, so all of them are called. */
 static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                        int from_set)
 {
@@ -1157,43 +1213,6 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ms_payload_kind_name(ev->u.device.payload_kind),
                 ev->u.device.compat_len);
         break;
-    case MS_EV_IMAGE_BEGIN: json_image(o, &ev->u.image, 0); break;
-    case MS_EV_IMAGE_END:
-    case MS_EV_IMAGE_ASSEMBLED: json_image(o, &ev->u.image, 1); break;
-    case MS_EV_CHUNK:
-        fprintf(o, ",\"device\":%u,\"seq\":%u,\"compression\":\"%s\","
-                   "\"raw_len\":%u,\"stored_len\":%" PRIu64
-                   ",\"image_offset\":%" PRIu64,
-                ev->u.chunk.device, ev->u.chunk.seq,
-                ev->u.chunk.compression ? "zlib" : "none", ev->u.chunk.raw_len,
-                ev->u.chunk.stored_len, ev->u.chunk.image_offset);
-        break;
-    case MS_EV_PACKET:
-        fprintf(o, ",\"device\":%u,\"seq\":%u,\"idx\":%u,\"config\":%s,"
-                   "\"size\":%" PRIu64,
-                ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
-                ev->u.packet.config ? "true" : "false", ev->u.packet.size);
-        break;
-    case MS_EV_PRECOPY_INFO:
-        fprintf(o, ",\"device\":%u,\"flags\":%u,\"initial_bytes\":%" PRIu64
-                   ",\"dirty_bytes\":%" PRIu64 ",\"timestamp_ns\":%" PRIu64,
-                ev->u.precopy.device, ev->u.precopy.flags,
-                ev->u.precopy.initial_bytes, ev->u.precopy.dirty_bytes,
-                ev->u.precopy.timestamp_ns);
-        break;
-    case MS_EV_STATE_CHANGE:
-        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
-                   "\"timestamp_ns\":%" PRIu64,
-                ev->u.state.device, tool_vfio_state_name(ev->u.state.from),
-                tool_vfio_state_name(ev->u.state.to),
-                ev->u.state.timestamp_ns);
-        break;
-    case MS_EV_STOP_COPY_SIZE:
-        fprintf(o, ",\"device\":%u,\"bytes\":%" PRIu64
-                   ",\"timestamp_ns\":%" PRIu64,
-                ev->u.stop_copy.device, ev->u.stop_copy.bytes,
-                ev->u.stop_copy.timestamp_ns);
-        break;
     case MS_EV_END:
         fprintf(o, ",\"records\":%" PRIu64 ",\"stream_bytes\":%" PRIu64
                    ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
@@ -1205,6 +1224,7 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ev->u.end.final_check);
         break;
     default:
+        json_device(d, ev);
         json_qemu(d, ev);
         json_ram(d, ev);
         json_side(d, ev);

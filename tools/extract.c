@@ -1282,6 +1282,7 @@ static int nothing_found(extract_ctx *x)
     return 0;
 }
 
+/* Everything the context allocated (outputs are closed already). */
 static void free_ctx(extract_ctx *x)
 {
     for (size_t i = 0; i < x->nblocks; i++) {

@@ -1201,12 +1201,15 @@ int tool_parse_options(const char *prog, int argc, char **argv,
                        ms_options *opt, tool_option_fn own_option,
                        void (*usage)(FILE *), void *ctx)
 {
-    /* --help and --version after the tool's own options, as each tool's
-     * table had them (getopt lists ambiguous abbreviations in this order) */
+    /* --help and --version follow the tool's own options (getopt names
+     * the candidates of an ambiguous abbreviation in table order). */
     struct option mine[TOOL_LONG_OPTIONS_MAX], longs[TOOL_LONG_OPTIONS_MAX];
     size_t n = 0;
-    while (own[n].name && n < TOOL_LONG_OPTIONS_MAX - 3)
-        mine[n] = own[n], n++;
+    while (own[n].name)
+        n++;
+    if (n + 3 > TOOL_LONG_OPTIONS_MAX)
+        abort(); /* a tool declares too many options: raise the max */
+    memcpy(mine, own, n * sizeof *mine);
     mine[n++] = (struct option){"help", no_argument, 0, 'h'};
     mine[n++] = (struct option){"version", no_argument, 0, 'V'};
     mine[n] = (struct option){0, 0, 0, 0};

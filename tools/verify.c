@@ -337,6 +337,7 @@ static int alloc_per_file(verify_ctx *v)
     return 0;
 }
 
+/* What alloc_per_file allocated. */
 static void free_per_file(verify_ctx *v)
 {
     free(v->records);
