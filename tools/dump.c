@@ -1728,15 +1728,10 @@ int main(int argc, char **argv)
         {"no-payloads", no_argument, 0, OPT_NO_PAYLOADS},
         {0, 0, 0, 0}};
     int parsed = tool_parse_options(prog, argc, argv, "hV", own, &opt,
-                                    dump_option, usage, &args);
+                                    dump_option, usage, &args, &d.files,
+                                    &d.nfiles);
     if (parsed != TOOL_GO_ON)
         return parsed;
-    if (optind >= argc) {
-        usage(stderr);
-        return TOOL_USAGE;
-    }
-    d.files = argv + optind;
-    d.nfiles = (size_t)(argc - optind);
     if (dump_setup(&d, &opt, &args) < 0)
         return TOOL_USAGE;
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);

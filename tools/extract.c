@@ -1302,11 +1302,6 @@ static void free_ctx(extract_ctx *x)
 
 int main(int argc, char **argv)
 {
-    extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
-    ms_options opt;
-    ms_options_init(&opt);
-    opt.input_stable = 1;
-    opt.verify_checks = 1; /* extract only what verifies */
     static const struct option own[] = {{"ram", required_argument, 0, 'r'},
                                         {"device", required_argument, 0, 'd'},
                                         {"out", required_argument, 0, 'o'},
@@ -1314,8 +1309,13 @@ int main(int argc, char **argv)
                                         {"phase", required_argument, 0, 'p'},
                                         {"verbose", no_argument, 0, 'v'},
                                         {0, 0, 0, 0}};
+    extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    opt.verify_checks = 1; /* extract only what verifies */
     int parsed = tool_parse_options(prog, argc, argv, "o:vhV", own, &opt,
-                                    extract_option, usage, &x);
+                                    extract_option, usage, &x, NULL, NULL);
     if (parsed != TOOL_GO_ON)
         return parsed;
     const char *bad = misused(&x, argc - optind);

@@ -1199,7 +1199,8 @@ void tool_payloads_finish(tool_payloads *tp, tool_nested_fn on_nested,
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
                        ms_options *opt, tool_option_fn own_option,
-                       void (*usage)(FILE *), void *ctx)
+                       void (*usage)(FILE *), void *ctx, char *const **files,
+                       size_t *nfiles)
 {
     /* --help and --version follow the tool's own options (getopt names
      * the candidates of an ambiguous abbreviation in table order). */
@@ -1229,6 +1230,14 @@ int tool_parse_options(const char *prog, int argc, char **argv,
                 return rc;
             break;
         }
+    }
+    if (files && optind >= argc) {
+        usage(stderr);
+        return TOOL_USAGE;
+    }
+    if (files) {
+        *files = argv + optind;
+        *nfiles = (size_t)(argc - optind);
     }
     return TOOL_GO_ON;
 }

@@ -116,11 +116,13 @@ typedef int (*tool_option_fn)(void *ctx, int c);
 /* Parse argv: `own` (the tool's long options; --help and --version are
  * added) and `shorts` (getopt's short options, "hV" among them) go to
  * own_option, the reader options into `opt`; -h prints usage(stdout), -V
- * the version, an unknown option usage(stderr).
+ * the version, an unknown option usage(stderr).  With `files`, at least
+ * one FILE must follow (else usage(stderr)): *files and *nfiles get them.
  * Returns TOOL_GO_ON with optind at the first file, or the exit status. */
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
                        ms_options *opt, tool_option_fn own_option,
-                       void (*usage)(FILE *), void *ctx);
+                       void (*usage)(FILE *), void *ctx, char *const **files,
+                       size_t *nfiles);
 
 #endif

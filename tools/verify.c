@@ -426,15 +426,10 @@ int main(int argc, char **argv)
         {"no-payloads", no_argument, 0, 'P'},
         {0, 0, 0, 0}};
     int parsed = tool_parse_options(prog, argc, argv, "vqhV", own, &opt,
-                                    verify_option, usage, &v);
+                                    verify_option, usage, &v, &v.files,
+                                    &v.nfiles);
     if (parsed != TOOL_GO_ON)
         return parsed;
-    if (optind >= argc) {
-        usage(stderr);
-        return TOOL_USAGE;
-    }
-    v.files = argv + optind;
-    v.nfiles = (size_t)(argc - optind);
     if (alloc_per_file(&v) < 0) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
