@@ -102,24 +102,11 @@ static dev_stats *dev_of(dump_ctx *d, uint32_t handle)
 
 /* ---- statistics ----------------------------------------------------------- */
 
-static void account(dump_ctx *d, size_t file, const ms_event *ev,
-                    int from_set)
+/* Migstream devices and their images (and QEMU multifd device state the
+ * set reassembles): what each device sent per phase. */
+static void account_device(dump_ctx *d, const ms_event *ev)
 {
-    /* Records on the wire: not the stream header, not bytes, not a second
-     * look at a record already counted (record_events mode). */
-    if (!from_set && ev->kind != MS_EV_STREAM_HEADER &&
-        ev->kind != MS_EV_DATA &&
-        !(ev->kind == MS_EV_RECORD && ev->u.record.known))
-        d->records++;
     switch (ev->kind) {
-    case MS_EV_STREAM_HEADER:
-        if (!d->have_stream)
-            d->stream = ev->u.stream;
-        d->have_stream = 1;
-        if (!from_set)
-            d->chans[file].is_rp =
-                ev->u.stream.format == MS_FORMAT_QEMU_RETURN_PATH;
-        break;
     case MS_EV_DEVICE: {
         dev_stats *s = dev_of(d, ev->u.device.handle);
         s->kind = ev->u.device.payload_kind;
@@ -164,18 +151,15 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
             s->t_stopped = ev->u.state.timestamp_ns;
         break;
     }
-    case MS_EV_END: d->ends++; break;
-    case MS_EV_QEMU_EOF: d->ends++; break;
-    case MS_EV_CONFIGURATION:
-        d->have_config = 1;
-        snprintf(d->machine, sizeof d->machine, "%s", ev->u.config.machine);
-        break;
-    case MS_EV_SECTION:
-        d->sections++;
-        d->sec_pages = d->sec_zero = 0;
-        break;
-    case MS_EV_UNDECODED: d->undecoded++; break;
-    case MS_EV_FIELD: d->fields++; break;
+    default: break;
+    }
+}
+
+/* QEMU RAM: pages per block (main channel, multifd channels by block
+ * name, mapped-ram bitmaps) and each multifd channel's packets. */
+static void account_ram(dump_ctx *d, size_t file, const ms_event *ev)
+{
+    switch (ev->kind) {
     case MS_EV_RAM_BLOCK: {
         block_stats *n = realloc(d->blocks, (d->nblocks + 1) * sizeof *n);
         if (!n) {
@@ -229,6 +213,16 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
         d->sec_pages++;
         break;
     }
+    default: break;
+    }
+}
+
+/* Device bytes: names of set-made devices, and QEMU VFIO section bytes and
+ * chunks by phase. */
+static void account_device_data(dump_ctx *d, size_t file, const ms_event *ev,
+                                int from_set)
+{
+    switch (ev->kind) {
     case MS_EV_DATA:
         if (from_set && ev->u.data.idstr) /* names set-made devices */
             snprintf(dev_of(d, ev->u.data.device)->idstr,
@@ -243,13 +237,6 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
             s->phase[ev->u.data.phase & 3].bytes += ev->u.data.size;
         }
         break;
-    case MS_EV_CPR:
-        if (ev->u.cpr.record == MS_CPR_FD) {
-            d->cpr_fds++;
-            d->cpr_passed += ev->u.cpr.fd_passed != 0;
-        }
-        d->cpr_vfio += ev->u.cpr.record == MS_CPR_VFIO_DEVICE;
-        break;
     case MS_EV_VFIO_MARKER: {
         dev_stats *s = dev_of(d, ev->u.vfio.section_id);
         snprintf(s->idstr, sizeof s->idstr, "%s", ev->u.vfio.idstr);
@@ -257,11 +244,60 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
             s->phase[ev->u.vfio.phase & 3].units++;
         break;
     }
+    default: break;
+    }
+}
+
+/* Counts for the summary: what concerns the stream as a whole is counted
+ * here, the rest by family (account_device, account_ram,
+ * account_device_data); each counts only its own kinds, so all of them
+ * are called. */
+static void account(dump_ctx *d, size_t file, const ms_event *ev,
+                    int from_set)
+{
+    /* Records on the wire: not the stream header, not bytes, not a second
+     * look at a record already counted (record_events mode). */
+    if (!from_set && ev->kind != MS_EV_STREAM_HEADER &&
+        ev->kind != MS_EV_DATA &&
+        !(ev->kind == MS_EV_RECORD && ev->u.record.known))
+        d->records++;
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER:
+        if (!d->have_stream)
+            d->stream = ev->u.stream;
+        d->have_stream = 1;
+        if (!from_set)
+            d->chans[file].is_rp =
+                ev->u.stream.format == MS_FORMAT_QEMU_RETURN_PATH;
+        break;
+    case MS_EV_END: d->ends++; break;
+    case MS_EV_QEMU_EOF: d->ends++; break;
+    case MS_EV_CONFIGURATION:
+        d->have_config = 1;
+        snprintf(d->machine, sizeof d->machine, "%s", ev->u.config.machine);
+        break;
+    case MS_EV_SECTION:
+        d->sections++;
+        d->sec_pages = d->sec_zero = 0;
+        break;
+    case MS_EV_UNDECODED: d->undecoded++; break;
+    case MS_EV_FIELD: d->fields++; break;
+    case MS_EV_CPR:
+        if (ev->u.cpr.record == MS_CPR_FD) {
+            d->cpr_fds++;
+            d->cpr_passed += ev->u.cpr.fd_passed != 0;
+        }
+        d->cpr_vfio += ev->u.cpr.record == MS_CPR_VFIO_DEVICE;
+        break;
     case MS_EV_RP_MESSAGE:
         d->have_rp = 1;
         d->rp_msgs[ev->u.rp.type < 8 ? ev->u.rp.type : 0]++;
         break;
-    default: break;
+    default:
+        account_device(d, ev);
+        account_ram(d, file, ev);
+        account_device_data(d, file, ev, from_set);
+        break;
     }
 }
 
@@ -483,6 +519,8 @@ static void human_rp(FILE *o, const ms_rp_info *m)
     }
 }
 
+/* The QEMU main stream's own records: configuration, sections, commands,
+ * VFIO markers, the end of device state and the JSON trailer. */
 static void human_qemu(dump_ctx *d, const ms_event *ev)
 {
     FILE *o = d->out;
@@ -538,6 +576,27 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
             fprintf(o, ": %u range%s", ev->u.command.discard_ranges,
                     ev->u.command.discard_ranges == 1 ? "" : "s");
         break;
+    case MS_EV_VFIO_MARKER:
+        fprintf(o, "%s %s", ev->u.vfio.idstr, ev->u.vfio.name);
+        if (ev->u.vfio.marker == 0xffffffffef100004ull)
+            fprintf(o, " %" PRIu64 " bytes (%s)", ev->u.vfio.data_size,
+                    ms_phase_name(ev->u.vfio.phase));
+        break;
+    case MS_EV_QEMU_EOF: fputs("end of device state", o); break;
+    case MS_EV_VMDESC:
+        fprintf(o, "JSON trailer %zu bytes", ev->u.vmdesc.len);
+        break;
+    default: break;
+    }
+}
+
+/* QEMU RAM: block lists, discards, mapped-ram headers, page records
+ * (--pages) and multifd channels' packets. */
+static void human_ram(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    char hex[33];
+    switch (ev->kind) {
     case MS_EV_RAM_DISCARD:
         fprintf(o, "%s 0x%" PRIx64 " +0x%" PRIx64, ev->u.discard.block,
                 ev->u.discard.start, ev->u.discard.length);
@@ -573,13 +632,6 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
                                                        : "HOOK",
               o);
         break;
-    case MS_EV_VFIO_MARKER:
-        fprintf(o, "%s %s", ev->u.vfio.idstr, ev->u.vfio.name);
-        if (ev->u.vfio.marker == 0xffffffffef100004ull)
-            fprintf(o, " %" PRIu64 " bytes (%s)", ev->u.vfio.data_size,
-                    ms_phase_name(ev->u.vfio.phase));
-        break;
-    case MS_EV_QEMU_EOF: fputs("end of device state", o); break;
     case MS_EV_CHANNEL:
         tool_hex(hex, ev->u.channel.uuid, 16);
         fprintf(o, "multifd channel %u uuid %s", ev->u.channel.channel_id,
@@ -604,9 +656,16 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
                     m->next_packet_size);
         break;
     }
-    case MS_EV_VMDESC:
-        fprintf(o, "JSON trailer %zu bytes", ev->u.vmdesc.len);
-        break;
+    default: break;
+    }
+}
+
+/* Streams beside the main one: CPR state, dirty bitmaps, the return path
+ * and a libvirt save image's header. */
+static void human_side(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    switch (ev->kind) {
     case MS_EV_CPR: {
         const ms_cpr_info *c = &ev->u.cpr;
         if (c->record == MS_CPR_FD && c->fd_passed)
@@ -654,54 +713,12 @@ static void human_qemu(dump_ctx *d, const ms_event *ev)
     }
 }
 
-static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
-                        int from_set)
+/* Migstream device images and their pieces, QEMU multifd device state
+ * reassembled, and a device's precopy, state and stop-copy reports. */
+static void human_device(dump_ctx *d, const ms_event *ev)
 {
     FILE *o = d->out;
-    char hex[33];
-    if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
-        ev->kind == MS_EV_FIELD ||
-        (ev->kind == MS_EV_RAM_PAGE && !d->show_pages) ||
-        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS) ||
-        (ev->kind == MS_EV_DIRTY_BITMAP &&
-         (ev->u.dbm.record == MS_DBM_BUFFER ||
-          ev->u.dbm.record == MS_DBM_EOS)))
-        return; /* bytes, fields (--state) and pages (--pages) */
-    if (d->several && !from_set && file != d->last_file_header) {
-        fprintf(o, "%s%s:\n", d->last_file_header == (size_t)-1 ? "" : "\n",
-                d->files[file]);
-        d->last_file_header = file;
-    }
-    if (from_set)
-        fprintf(o, "%10s  %-15s ", "set", ms_event_kind_name(ev->kind));
-    else
-        fprintf(o, "%10" PRIu64 "  %-15s ", ev->offset,
-                ms_event_kind_name(ev->kind));
     switch (ev->kind) {
-    case MS_EV_STREAM_HEADER:
-        tool_hex(hex, ev->u.stream.uuid, 16);
-        if (ev->u.stream.format != MS_FORMAT_MIGSTREAM) {
-            fprintf(o, "%s version %u", ms_format_name(ev->u.stream.format),
-                    ev->u.stream.version_major);
-            break;
-        }
-        fprintf(o, "%s %u.%u channel %u of %u uuid %s",
-                ms_format_name(ev->u.stream.format),
-                ev->u.stream.version_major, ev->u.stream.version_minor,
-                ev->u.stream.channel_index, ev->u.stream.channel_count, hex);
-        break;
-    case MS_EV_RECORD:
-        fprintf(o, "tag 0x%x flags 0x%x size %" PRIu64 "%s", ev->u.record.tag,
-                ev->u.record.flags, ev->u.record.size,
-                ev->u.record.known ? "" : " (unknown optional, skipped)");
-        break;
-    case MS_EV_DEVICE:
-        fprintf(o, "device %u %s instance %u payload %s compat %u bytes",
-                ev->u.device.handle, ev->u.device.idstr,
-                ev->u.device.instance_id,
-                ms_payload_kind_name(ev->u.device.payload_kind),
-                ev->u.device.compat_len);
-        break;
     case MS_EV_IMAGE_BEGIN:
         fprintf(o, "device %u image %u %s via %s%s", ev->u.image.device,
                 ev->u.image.seq, ms_phase_name(ev->u.image.phase),
@@ -758,13 +775,74 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
         fprintf(o, "device %u estimate %" PRIu64 " bytes",
                 ev->u.stop_copy.device, ev->u.stop_copy.bytes);
         break;
+    default: break;
+    }
+}
+
+/* One line per event: its offset and kind, then what it says.  Migstream
+ * stream records are printed here, every other kind by its family's
+ * function (human_device, human_qemu, human_ram, human_side); each prints
+ * only its own kinds, so all of them are called. */
+static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
+                        int from_set)
+{
+    FILE *o = d->out;
+    char hex[33];
+    if (ev->kind == MS_EV_DATA || ev->kind == MS_EV_SUBSECTION ||
+        ev->kind == MS_EV_FIELD ||
+        (ev->kind == MS_EV_RAM_PAGE && !d->show_pages) ||
+        (ev->kind == MS_EV_RAM_MARKER && ev->u.ram.record == MS_RAM_EOS) ||
+        (ev->kind == MS_EV_DIRTY_BITMAP &&
+         (ev->u.dbm.record == MS_DBM_BUFFER ||
+          ev->u.dbm.record == MS_DBM_EOS)))
+        return; /* bytes, fields (--state) and pages (--pages) */
+    if (d->several && !from_set && file != d->last_file_header) {
+        fprintf(o, "%s%s:\n", d->last_file_header == (size_t)-1 ? "" : "\n",
+                d->files[file]);
+        d->last_file_header = file;
+    }
+    if (from_set)
+        fprintf(o, "%10s  %-15s ", "set", ms_event_kind_name(ev->kind));
+    else
+        fprintf(o, "%10" PRIu64 "  %-15s ", ev->offset,
+                ms_event_kind_name(ev->kind));
+    switch (ev->kind) {
+    case MS_EV_STREAM_HEADER:
+        tool_hex(hex, ev->u.stream.uuid, 16);
+        if (ev->u.stream.format != MS_FORMAT_MIGSTREAM) {
+            fprintf(o, "%s version %u", ms_format_name(ev->u.stream.format),
+                    ev->u.stream.version_major);
+            break;
+        }
+        fprintf(o, "%s %u.%u channel %u of %u uuid %s",
+                ms_format_name(ev->u.stream.format),
+                ev->u.stream.version_major, ev->u.stream.version_minor,
+                ev->u.stream.channel_index, ev->u.stream.channel_count, hex);
+        break;
+    case MS_EV_RECORD:
+        fprintf(o, "tag 0x%x flags 0x%x size %" PRIu64 "%s", ev->u.record.tag,
+                ev->u.record.flags, ev->u.record.size,
+                ev->u.record.known ? "" : " (unknown optional, skipped)");
+        break;
+    case MS_EV_DEVICE:
+        fprintf(o, "device %u %s instance %u payload %s compat %u bytes",
+                ev->u.device.handle, ev->u.device.idstr,
+                ev->u.device.instance_id,
+                ms_payload_kind_name(ev->u.device.payload_kind),
+                ev->u.device.compat_len);
+        break;
     case MS_EV_END:
         fprintf(o, "%" PRIu64 " records %" PRIu64 " image bytes %" PRIu64
                    " packets check %016" PRIx64,
                 ev->u.end.record_count, ev->u.end.image_bytes,
                 ev->u.end.packet_count, ev->u.end.final_check);
         break;
-    default: human_qemu(d, ev); break;
+    default:
+        human_device(d, ev);
+        human_qemu(d, ev);
+        human_ram(d, ev);
+        human_side(d, ev);
+        break;
     }
     fputc('\n', o);
 }
@@ -823,6 +901,8 @@ static void json_rp(FILE *o, const ms_rp_info *m)
     }
 }
 
+/* The QEMU main stream's own records: configuration, sections, commands,
+ * VFIO markers and the JSON trailer. */
 static void json_qemu(dump_ctx *d, const ms_event *ev)
 {
     FILE *o = d->out;
@@ -882,6 +962,25 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
             fprintf(o, ",\"postcopy_state\":\"%s\"",
                     ev->u.command.postcopy_state);
         break;
+    case MS_EV_VFIO_MARKER:
+        fprintf(o, ",\"marker\":\"%s\",\"section_id\":%u,\"name\":",
+                ev->u.vfio.name, ev->u.vfio.section_id);
+        tool_json_string(o, ev->u.vfio.idstr, strlen(ev->u.vfio.idstr));
+        fprintf(o, ",\"phase\":\"%s\",\"data_size\":%" PRIu64,
+                ms_phase_name(ev->u.vfio.phase), ev->u.vfio.data_size);
+        break;
+    case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
+    default: break;
+    }
+}
+
+/* QEMU RAM: block lists, discards, mapped-ram headers, page records
+ * (--pages) and multifd channels' packets. */
+static void json_ram(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    char hex[33];
+    switch (ev->kind) {
     case MS_EV_RAM_DISCARD:
         fputs(",\"block\":", o);
         tool_json_string(o, ev->u.discard.block, strlen(ev->u.discard.block));
@@ -916,26 +1015,6 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
             fprintf(o, ",\"page_offset\":%" PRIu64, ev->u.ram.offset);
         }
         break;
-    case MS_EV_VFIO_MARKER:
-        fprintf(o, ",\"marker\":\"%s\",\"section_id\":%u,\"name\":",
-                ev->u.vfio.name, ev->u.vfio.section_id);
-        tool_json_string(o, ev->u.vfio.idstr, strlen(ev->u.vfio.idstr));
-        fprintf(o, ",\"phase\":\"%s\",\"data_size\":%" PRIu64,
-                ms_phase_name(ev->u.vfio.phase), ev->u.vfio.data_size);
-        break;
-    case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
-    case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
-    case MS_EV_LIBVIRT_HEADER:
-        fprintf(o,
-                ",\"version\":%u,\"format\":\"%s\",\"big_endian\":%s,"
-                "\"was_running\":%u,\"xml_len\":%u,\"cookie_len\":%u,"
-                "\"body_offset\":%" PRIu64 ",\"decompressed\":%s",
-                ev->u.libvirt.version, ev->u.libvirt.format_name,
-                ev->u.libvirt.big_endian ? "true" : "false",
-                ev->u.libvirt.was_running, ev->u.libvirt.xml_len,
-                ev->u.libvirt.cookie_len, ev->u.libvirt.body_offset,
-                ev->u.libvirt.decompressed ? "true" : "false");
-        break;
     case MS_EV_CHANNEL:
         tool_hex(hex, ev->u.channel.uuid, 16);
         fprintf(o, ",\"channel_id\":%u,\"uuid\":\"%s\"",
@@ -965,6 +1044,28 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
         fprintf(o, ",\"payload_size\":%" PRIu64, m->payload_size);
         break;
     }
+    default: break;
+    }
+}
+
+/* Streams beside the main one: the return path, a libvirt save image's
+ * header, CPR state and dirty bitmaps. */
+static void json_side(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    switch (ev->kind) {
+    case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
+    case MS_EV_LIBVIRT_HEADER:
+        fprintf(o,
+                ",\"version\":%u,\"format\":\"%s\",\"big_endian\":%s,"
+                "\"was_running\":%u,\"xml_len\":%u,\"cookie_len\":%u,"
+                "\"body_offset\":%" PRIu64 ",\"decompressed\":%s",
+                ev->u.libvirt.version, ev->u.libvirt.format_name,
+                ev->u.libvirt.big_endian ? "true" : "false",
+                ev->u.libvirt.was_running, ev->u.libvirt.xml_len,
+                ev->u.libvirt.cookie_len, ev->u.libvirt.body_offset,
+                ev->u.libvirt.decompressed ? "true" : "false");
+        break;
     case MS_EV_CPR: {
         const ms_cpr_info *c = &ev->u.cpr;
         static const char *const recs[] = {"", "fd", "vfio_device",
@@ -1015,6 +1116,57 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
     }
 }
 
+/* Migstream device images and their pieces, QEMU multifd device state
+ * reassembled, and a device's precopy, state and stop-copy reports. */
+static void json_device(dump_ctx *d, const ms_event *ev)
+{
+    FILE *o = d->out;
+    switch (ev->kind) {
+    case MS_EV_IMAGE_BEGIN: json_image(o, &ev->u.image, 0); break;
+    case MS_EV_IMAGE_END:
+    case MS_EV_IMAGE_ASSEMBLED: json_image(o, &ev->u.image, 1); break;
+    case MS_EV_CHUNK:
+        fprintf(o, ",\"device\":%u,\"seq\":%u,\"compression\":\"%s\","
+                   "\"raw_len\":%u,\"stored_len\":%" PRIu64
+                   ",\"image_offset\":%" PRIu64,
+                ev->u.chunk.device, ev->u.chunk.seq,
+                ev->u.chunk.compression ? "zlib" : "none", ev->u.chunk.raw_len,
+                ev->u.chunk.stored_len, ev->u.chunk.image_offset);
+        break;
+    case MS_EV_PACKET:
+        fprintf(o, ",\"device\":%u,\"seq\":%u,\"idx\":%u,\"config\":%s,"
+                   "\"size\":%" PRIu64,
+                ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
+                ev->u.packet.config ? "true" : "false", ev->u.packet.size);
+        break;
+    case MS_EV_PRECOPY_INFO:
+        fprintf(o, ",\"device\":%u,\"flags\":%u,\"initial_bytes\":%" PRIu64
+                   ",\"dirty_bytes\":%" PRIu64 ",\"timestamp_ns\":%" PRIu64,
+                ev->u.precopy.device, ev->u.precopy.flags,
+                ev->u.precopy.initial_bytes, ev->u.precopy.dirty_bytes,
+                ev->u.precopy.timestamp_ns);
+        break;
+    case MS_EV_STATE_CHANGE:
+        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
+                   "\"timestamp_ns\":%" PRIu64,
+                ev->u.state.device, ms_vfio_state_name(ev->u.state.from),
+                ms_vfio_state_name(ev->u.state.to),
+                ev->u.state.timestamp_ns);
+        break;
+    case MS_EV_STOP_COPY_SIZE:
+        fprintf(o, ",\"device\":%u,\"bytes\":%" PRIu64
+                   ",\"timestamp_ns\":%" PRIu64,
+                ev->u.stop_copy.device, ev->u.stop_copy.bytes,
+                ev->u.stop_copy.timestamp_ns);
+        break;
+    default: break;
+    }
+}
+
+/* One JSON object per event: kind, offset and length, then its fields.
+ * Migstream stream records are written here, every other kind by its
+ * family's function (json_device, json_qemu, json_ram, json_side); each
+ * writes only its own kinds, so all of them are called. */
 static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                        int from_set)
 {
@@ -1053,43 +1205,6 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ms_payload_kind_name(ev->u.device.payload_kind),
                 ev->u.device.compat_len);
         break;
-    case MS_EV_IMAGE_BEGIN: json_image(o, &ev->u.image, 0); break;
-    case MS_EV_IMAGE_END:
-    case MS_EV_IMAGE_ASSEMBLED: json_image(o, &ev->u.image, 1); break;
-    case MS_EV_CHUNK:
-        fprintf(o, ",\"device\":%u,\"seq\":%u,\"compression\":\"%s\","
-                   "\"raw_len\":%u,\"stored_len\":%" PRIu64
-                   ",\"image_offset\":%" PRIu64,
-                ev->u.chunk.device, ev->u.chunk.seq,
-                ev->u.chunk.compression ? "zlib" : "none", ev->u.chunk.raw_len,
-                ev->u.chunk.stored_len, ev->u.chunk.image_offset);
-        break;
-    case MS_EV_PACKET:
-        fprintf(o, ",\"device\":%u,\"seq\":%u,\"idx\":%u,\"config\":%s,"
-                   "\"size\":%" PRIu64,
-                ev->u.packet.device, ev->u.packet.seq, ev->u.packet.idx,
-                ev->u.packet.config ? "true" : "false", ev->u.packet.size);
-        break;
-    case MS_EV_PRECOPY_INFO:
-        fprintf(o, ",\"device\":%u,\"flags\":%u,\"initial_bytes\":%" PRIu64
-                   ",\"dirty_bytes\":%" PRIu64 ",\"timestamp_ns\":%" PRIu64,
-                ev->u.precopy.device, ev->u.precopy.flags,
-                ev->u.precopy.initial_bytes, ev->u.precopy.dirty_bytes,
-                ev->u.precopy.timestamp_ns);
-        break;
-    case MS_EV_STATE_CHANGE:
-        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
-                   "\"timestamp_ns\":%" PRIu64,
-                ev->u.state.device, ms_vfio_state_name(ev->u.state.from),
-                ms_vfio_state_name(ev->u.state.to),
-                ev->u.state.timestamp_ns);
-        break;
-    case MS_EV_STOP_COPY_SIZE:
-        fprintf(o, ",\"device\":%u,\"bytes\":%" PRIu64
-                   ",\"timestamp_ns\":%" PRIu64,
-                ev->u.stop_copy.device, ev->u.stop_copy.bytes,
-                ev->u.stop_copy.timestamp_ns);
-        break;
     case MS_EV_END:
         fprintf(o, ",\"records\":%" PRIu64 ",\"stream_bytes\":%" PRIu64
                    ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
@@ -1100,7 +1215,12 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
                 ev->u.end.device_count, ev->u.end.image_count,
                 ev->u.end.final_check);
         break;
-    default: json_qemu(d, ev); break;
+    default:
+        json_device(d, ev);
+        json_qemu(d, ev);
+        json_ram(d, ev);
+        json_side(d, ev);
+        break;
     }
     fputs("}\n", o);
 }
@@ -1153,73 +1273,72 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 
 /* ---- summary ---------------------------------------------------------------- */
 
-/* QEMU main stream: sections, RAM per block, VFIO device bytes per phase. */
-static void summary_qemu(dump_ctx *d)
+/* summary_qemu as one JSON object: totals, then blocks, channels and
+ * VFIO devices as arrays. */
+static void summary_qemu_json(dump_ctx *d, uint64_t pages, uint64_t zero)
 {
     FILE *o = d->out;
-    uint64_t pages = 0, zero = 0;
+    json_begin(d, "summary", (size_t)-1, 0);
+    fputs(",\"format\":\"qemu-main\",\"machine\":", o);
+    tool_json_string(o, d->machine, strlen(d->machine));
+    fprintf(o, ",\"sections\":%" PRIu64 ",\"undecoded\":%" PRIu64
+               ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
+               ",\"valid\":%s,\"problems\":%" PRIu64 ",\"blocks\":[",
+            d->sections, d->undecoded, pages, zero,
+            d->problems ? "false" : "true", d->problems);
     for (size_t i = 0; i < d->nblocks; i++) {
-        pages += d->blocks[i].pages + d->blocks[i].xbzrle +
-                 d->blocks[i].compressed;
-        zero += d->blocks[i].zero;
+        block_stats *b = &d->blocks[i];
+        fprintf(o, "%s{\"block\":", i ? "," : "");
+        tool_json_string(o, b->name, strlen(b->name));
+        fprintf(o, ",\"used_length\":%" PRIu64 ",\"pages\":%" PRIu64
+                   ",\"zero\":%" PRIu64 ",\"xbzrle\":%" PRIu64
+                   ",\"compressed\":%" PRIu64,
+                b->used_length, b->pages, b->zero, b->xbzrle,
+                b->compressed);
+        if (b->mapped)
+            fprintf(o, ",\"mapped_pages_set\":%" PRIu64
+                       ",\"mapped_pages_total\":%" PRIu64,
+                    b->mapped_set, b->mapped_total);
+        fputc('}', o);
     }
-    if (d->json) {
-        json_begin(d, "summary", (size_t)-1, 0);
-        fputs(",\"format\":\"qemu-main\",\"machine\":", o);
-        tool_json_string(o, d->machine, strlen(d->machine));
-        fprintf(o, ",\"sections\":%" PRIu64 ",\"undecoded\":%" PRIu64
+    fputs("],\"channels\":[", o);
+    int first = 1;
+    for (size_t i = 0; i < d->nfiles; i++) {
+        chan_stats *c = &d->chans[i];
+        if (!c->is_channel)
+            continue;
+        fprintf(o, "%s{\"channel_id\":%u,\"file\":", first ? "" : ",",
+                c->channel_id);
+        first = 0;
+        tool_json_string(o, d->files[i], strlen(d->files[i]));
+        fprintf(o, ",\"packets\":%" PRIu64 ",\"sync_packets\":%" PRIu64
                    ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
-                   ",\"valid\":%s,\"problems\":%" PRIu64 ",\"blocks\":[",
-                d->sections, d->undecoded, pages, zero,
-                d->problems ? "false" : "true", d->problems);
-        for (size_t i = 0; i < d->nblocks; i++) {
-            block_stats *b = &d->blocks[i];
-            fprintf(o, "%s{\"block\":", i ? "," : "");
-            tool_json_string(o, b->name, strlen(b->name));
-            fprintf(o, ",\"used_length\":%" PRIu64 ",\"pages\":%" PRIu64
-                       ",\"zero\":%" PRIu64 ",\"xbzrle\":%" PRIu64
-                       ",\"compressed\":%" PRIu64,
-                    b->used_length, b->pages, b->zero, b->xbzrle,
-                    b->compressed);
-            if (b->mapped)
-                fprintf(o, ",\"mapped_pages_set\":%" PRIu64
-                           ",\"mapped_pages_total\":%" PRIu64,
-                        b->mapped_set, b->mapped_total);
-            fputc('}', o);
-        }
-        fputs("],\"channels\":[", o);
-        int first = 1;
-        for (size_t i = 0; i < d->nfiles; i++) {
-            chan_stats *c = &d->chans[i];
-            if (!c->is_channel)
-                continue;
-            fprintf(o, "%s{\"channel_id\":%u,\"file\":", first ? "" : ",",
-                    c->channel_id);
-            first = 0;
-            tool_json_string(o, d->files[i], strlen(d->files[i]));
-            fprintf(o, ",\"packets\":%" PRIu64 ",\"sync_packets\":%" PRIu64
-                       ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
-                       ",\"payload_bytes\":%" PRIu64
-                       ",\"device_state_packets\":%" PRIu64 "}",
-                    c->packets, c->syncs, c->normal, c->zero, c->payload,
-                    c->device_packets);
-        }
-        fputs("],\"vfio\":[", o);
-        for (size_t i = 0; i < d->ndevs; i++) {
-            dev_stats *s = &d->devs[i];
-            fprintf(o, "%s{\"section_id\":%u,\"idstr\":", i ? "," : "",
-                    s->handle);
-            tool_json_string(o, s->idstr, strlen(s->idstr));
-            for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
-                fprintf(o, ",\"%s\":{\"chunks\":%" PRIu64
-                           ",\"bytes\":%" PRIu64 "}",
-                        ms_phase_name((ms_phase)p), s->phase[p].units,
-                        s->phase[p].bytes);
-            fputc('}', o);
-        }
-        fputs("]}\n", o);
-        return;
+                   ",\"payload_bytes\":%" PRIu64
+                   ",\"device_state_packets\":%" PRIu64 "}",
+                c->packets, c->syncs, c->normal, c->zero, c->payload,
+                c->device_packets);
     }
+    fputs("],\"vfio\":[", o);
+    for (size_t i = 0; i < d->ndevs; i++) {
+        dev_stats *s = &d->devs[i];
+        fprintf(o, "%s{\"section_id\":%u,\"idstr\":", i ? "," : "",
+                s->handle);
+        tool_json_string(o, s->idstr, strlen(s->idstr));
+        for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+            fprintf(o, ",\"%s\":{\"chunks\":%" PRIu64
+                       ",\"bytes\":%" PRIu64 "}",
+                    ms_phase_name((ms_phase)p), s->phase[p].units,
+                    s->phase[p].bytes);
+        fputc('}', o);
+    }
+    fputs("]}\n", o);
+}
+
+/* summary_qemu as text: a total line, then a line per block, multifd
+ * channel and VFIO device. */
+static void summary_qemu_human(dump_ctx *d, uint64_t pages, uint64_t zero)
+{
+    FILE *o = d->out;
     fprintf(o, "%ssummary: QEMU stream, machine %s, %" PRIu64
                " section records (%" PRIu64 " not decoded), %" PRIu64
                " pages sent + %" PRIu64 " zero pages: %s\n",
@@ -1268,6 +1387,21 @@ static void summary_qemu(dump_ctx *d)
     }
 }
 
+/* QEMU main stream: sections, RAM per block, VFIO device bytes per phase. */
+static void summary_qemu(dump_ctx *d)
+{
+    uint64_t pages = 0, zero = 0;
+    for (size_t i = 0; i < d->nblocks; i++) {
+        pages += d->blocks[i].pages + d->blocks[i].xbzrle +
+                 d->blocks[i].compressed;
+        zero += d->blocks[i].zero;
+    }
+    if (d->json)
+        summary_qemu_json(d, pages, zero);
+    else
+        summary_qemu_human(d, pages, zero);
+}
+
 /* QEMU return path: messages by type. */
 static void summary_rp(dump_ctx *d)
 {
@@ -1296,84 +1430,85 @@ static void summary_rp(dump_ctx *d)
     fprintf(o, ": %s\n", d->problems ? "INVALID" : "valid");
 }
 
-static void summary(dump_ctx *d)
+/* Raw driver payload files: their count and the verdict (the payload
+ * summary follows). */
+static void summary_payload_files(dump_ctx *d)
 {
     FILE *o = d->out;
-    char hex[33] = "";
-    if (d->have_rp)
-        summary_rp(d);
-    if (d->have_stream && d->stream.format == MS_FORMAT_QEMU_RETURN_PATH)
-        return; /* the return path alone */
-    if (d->have_stream && d->stream.format == MS_FORMAT_PAYLOAD) {
-        if (d->json) {
-            json_begin(d, "summary", (size_t)-1, 0);
-            fprintf(o, ",\"format\":\"payload\",\"files\":%zu,"
-                       "\"valid\":%s,\"problems\":%" PRIu64 "}\n",
-                    d->nfiles, d->problems ? "false" : "true", d->problems);
-        } else {
-            fprintf(o, "%ssummary: %zu driver payload file%s: %s\n",
-                    d->summary_only ? "" : "\n", d->nfiles,
-                    d->nfiles == 1 ? "" : "s",
-                    d->problems ? "INVALID" : "valid");
-        }
-        return;
-    }
-    if (d->have_stream && d->stream.format == MS_FORMAT_QEMU_CPR) {
-        const char *mode = !d->cpr_fds ? "?"
-                           : d->cpr_passed ? "cpr-transfer"
-                                           : "cpr-exec";
-        if (d->json) {
-            json_begin(d, "summary", (size_t)-1, 0);
-            fprintf(o, ",\"format\":\"qemu-cpr\",\"mode\":\"%s\","
-                       "\"fds\":%" PRIu64 ",\"vfio_devices\":%" PRIu64
-                       ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
-                    mode, d->cpr_fds, d->cpr_vfio,
-                    d->problems ? "false" : "true", d->problems);
-        } else {
-            fprintf(o, "%ssummary: QEMU CPR state (%s), %" PRIu64
-                       " fds, %" PRIu64 " vfio devices: %s\n",
-                    d->summary_only ? "" : "\n", mode, d->cpr_fds,
-                    d->cpr_vfio, d->problems ? "INVALID" : "valid");
-        }
-        return;
-    }
-    if (d->have_stream && d->stream.format != MS_FORMAT_MIGSTREAM) {
-        summary_qemu(d);
-        return;
-    }
-    if (d->have_stream)
-        tool_hex(hex, d->stream.uuid, 16);
-    uint32_t count = d->have_stream ? d->stream.channel_count : 0;
     if (d->json) {
         json_begin(d, "summary", (size_t)-1, 0);
-        fprintf(o, ",\"files\":%zu,\"uuid\":\"%s\",\"channel_count\":%u,"
-                   "\"channels_read\":%" PRIu64 ",\"records\":%" PRIu64
-                   ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
-                   ",\"valid\":%s,\"problems\":%" PRIu64 ",\"devices\":[",
-                d->nfiles, hex, count, d->ends, d->records, d->image_bytes,
-                d->packets, d->problems ? "false" : "true", d->problems);
-        for (size_t i = 0; i < d->ndevs; i++) {
-            dev_stats *s = &d->devs[i];
-            fprintf(o, "%s{\"device\":%u,\"idstr\":", i ? "," : "", s->handle);
-            tool_json_string(o, s->idstr, strlen(s->idstr));
-            fprintf(o, ",\"payload\":\"%s\"", ms_payload_kind_name(s->kind));
-            for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
-                fprintf(o, ",\"%s\":{\"images\":%" PRIu64 ",\"bytes\":%" PRIu64
-                           "}",
-                        ms_phase_name((ms_phase)p), s->phase[p].images,
-                        s->phase[p].bytes);
-            if (s->has_estimate)
-                fprintf(o, ",\"stop_copy_estimate\":%" PRIu64,
-                        s->stop_copy_estimate);
-            if (s->t_stopped)
-                fprintf(o, ",\"stop_copy_ns\":%" PRIu64,
-                        s->t_stopped - s->t_stop_copy);
-            fprintf(o, ",\"packets\":%" PRIu64 ",\"assembled\":%" PRIu64 "}",
-                    s->packets, s->assembled);
-        }
-        fputs("]}\n", o);
-        return;
+        fprintf(o, ",\"format\":\"payload\",\"files\":%zu,"
+                   "\"valid\":%s,\"problems\":%" PRIu64 "}\n",
+                d->nfiles, d->problems ? "false" : "true", d->problems);
+    } else {
+        fprintf(o, "%ssummary: %zu driver payload file%s: %s\n",
+                d->summary_only ? "" : "\n", d->nfiles,
+                d->nfiles == 1 ? "" : "s",
+                d->problems ? "INVALID" : "valid");
     }
+}
+
+/* QEMU CPR state: the mode its fds tell, fds and VFIO devices. */
+static void summary_cpr(dump_ctx *d)
+{
+    FILE *o = d->out;
+    const char *mode = !d->cpr_fds ? "?"
+                       : d->cpr_passed ? "cpr-transfer"
+                                       : "cpr-exec";
+    if (d->json) {
+        json_begin(d, "summary", (size_t)-1, 0);
+        fprintf(o, ",\"format\":\"qemu-cpr\",\"mode\":\"%s\","
+                   "\"fds\":%" PRIu64 ",\"vfio_devices\":%" PRIu64
+                   ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
+                mode, d->cpr_fds, d->cpr_vfio,
+                d->problems ? "false" : "true", d->problems);
+    } else {
+        fprintf(o, "%ssummary: QEMU CPR state (%s), %" PRIu64
+                   " fds, %" PRIu64 " vfio devices: %s\n",
+                d->summary_only ? "" : "\n", mode, d->cpr_fds,
+                d->cpr_vfio, d->problems ? "INVALID" : "valid");
+    }
+}
+
+/* A migstream migration as one JSON object: totals, then its devices. */
+static void summary_migstream_json(dump_ctx *d, const char *hex,
+                                   uint32_t count)
+{
+    FILE *o = d->out;
+    json_begin(d, "summary", (size_t)-1, 0);
+    fprintf(o, ",\"files\":%zu,\"uuid\":\"%s\",\"channel_count\":%u,"
+               "\"channels_read\":%" PRIu64 ",\"records\":%" PRIu64
+               ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
+               ",\"valid\":%s,\"problems\":%" PRIu64 ",\"devices\":[",
+            d->nfiles, hex, count, d->ends, d->records, d->image_bytes,
+            d->packets, d->problems ? "false" : "true", d->problems);
+    for (size_t i = 0; i < d->ndevs; i++) {
+        dev_stats *s = &d->devs[i];
+        fprintf(o, "%s{\"device\":%u,\"idstr\":", i ? "," : "", s->handle);
+        tool_json_string(o, s->idstr, strlen(s->idstr));
+        fprintf(o, ",\"payload\":\"%s\"", ms_payload_kind_name(s->kind));
+        for (int p = MS_PHASE_INITIAL; p <= MS_PHASE_FINAL; p++)
+            fprintf(o, ",\"%s\":{\"images\":%" PRIu64 ",\"bytes\":%" PRIu64
+                       "}",
+                    ms_phase_name((ms_phase)p), s->phase[p].images,
+                    s->phase[p].bytes);
+        if (s->has_estimate)
+            fprintf(o, ",\"stop_copy_estimate\":%" PRIu64,
+                    s->stop_copy_estimate);
+        if (s->t_stopped)
+            fprintf(o, ",\"stop_copy_ns\":%" PRIu64,
+                    s->t_stopped - s->t_stop_copy);
+        fprintf(o, ",\"packets\":%" PRIu64 ",\"assembled\":%" PRIu64 "}",
+                s->packets, s->assembled);
+    }
+    fputs("]}\n", o);
+}
+
+/* A migstream migration as text: a total line, then a line per device. */
+static void summary_migstream_human(dump_ctx *d, const char *hex,
+                                    uint32_t count)
+{
+    FILE *o = d->out;
     fprintf(o, "%ssummary: %zu file%s, migration %s, %" PRIu64
                " of %u channels ended, %" PRIu64 " records, %" PRIu64
                " chunk bytes, %" PRIu64 " packets: %s\n",
@@ -1407,6 +1542,36 @@ static void summary(dump_ctx *d)
     }
 }
 
+/* The summary that fits the migration's format (a return path's comes
+ * first when there is one). */
+static void summary(dump_ctx *d)
+{
+    char hex[33] = "";
+    if (d->have_rp)
+        summary_rp(d);
+    if (d->have_stream && d->stream.format == MS_FORMAT_QEMU_RETURN_PATH)
+        return; /* the return path alone */
+    if (d->have_stream && d->stream.format == MS_FORMAT_PAYLOAD) {
+        summary_payload_files(d);
+        return;
+    }
+    if (d->have_stream && d->stream.format == MS_FORMAT_QEMU_CPR) {
+        summary_cpr(d);
+        return;
+    }
+    if (d->have_stream && d->stream.format != MS_FORMAT_MIGSTREAM) {
+        summary_qemu(d);
+        return;
+    }
+    if (d->have_stream)
+        tool_hex(hex, d->stream.uuid, 16);
+    uint32_t count = d->have_stream ? d->stream.channel_count : 0;
+    if (d->json)
+        summary_migstream_json(d, hex, count);
+    else
+        summary_migstream_human(d, hex, count);
+}
+
 static void usage(FILE *o)
 {
     fprintf(o,
@@ -1438,15 +1603,112 @@ static void usage(FILE *o)
     fprintf(o, "exit: 0 valid, 1 invalid input, 2 usage or I/O error\n");
 }
 
+/* What dump's own options set: the context, the reader options, and two
+ * choices main acts on once the files are known. */
+typedef struct dump_args {
+    dump_ctx *d;
+    ms_options *opt;
+    int nested, show_state;
+} dump_args;
+
+enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_PAGES, OPT_STATE,
+       OPT_BANDWIDTH, OPT_CHANNELS, OPT_NO_PAYLOADS };
+
+/* --bandwidth RATE: bits/s with an optional K, M or G (powers of 1000). */
+static int parse_bandwidth(const char *arg, double *out)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    double mult = *end == 'K' || *end == 'k'   ? 1e3
+                  : *end == 'M' || *end == 'm' ? 1e6
+                  : *end == 'G' || *end == 'g' ? 1e9
+                                               : 1;
+    if (end == arg || v <= 0 || (mult > 1 && end[1]) ||
+        (mult == 1 && *end)) {
+        fprintf(stderr, "%s: bad --bandwidth %s (bits/s, e.g. 25G)\n",
+                prog, arg);
+        return -1;
+    }
+    *out = v * mult;
+    return 0;
+}
+
+/* One of dump's own options (tool_option_fn). */
+static int dump_option(void *ctx, int c)
+{
+    dump_args *a = ctx;
+    dump_ctx *d = a->d;
+    switch (c) {
+    case OPT_JSON: d->json = 1; break;
+    case OPT_SUMMARY: d->summary_only = 1; break;
+    case OPT_RECORDS: a->opt->record_events = 1; break;
+    case OPT_PAGES: d->show_pages = 1; break;
+    case OPT_STATE:
+        a->show_state = 1;
+        a->opt->field_events = 1;
+        break;
+    case OPT_BANDWIDTH:
+        if (parse_bandwidth(optarg, &d->bandwidth) < 0)
+            return TOOL_USAGE;
+        break;
+    case OPT_CHANNELS:
+        d->channels = (unsigned)strtoul(optarg, NULL, 10);
+        if (d->channels == 0 || d->channels > 1024) {
+            fprintf(stderr, "%s: bad --channels %s\n", prog, optarg);
+            return TOOL_USAGE;
+        }
+        break;
+    case OPT_NO_PAYLOADS: a->nested = 0; break;
+    }
+    return TOOL_GO_ON;
+}
+
+/* Per-file channel counters, the --state document and the nested payload
+ * readers: 0, or -1 when memory ran out (printed). */
+static int dump_setup(dump_ctx *d, const ms_options *opt,
+                      const dump_args *a)
+{
+    d->chans = calloc(d->nfiles, sizeof *d->chans);
+    if (!d->chans) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return -1;
+    }
+    d->several = d->nfiles > 1;
+    if (a->show_state &&
+        !(d->state = dump_state_new(prog, d->files, d->nfiles, opt))) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return -1;
+    }
+    tool_run_payloads(a->nested && opt->format != MS_FORMAT_PAYLOAD);
+    return 0;
+}
+
+/* After reading: the --state document, or the summaries (payload images
+ * still held are printed first). */
+static void dump_report(dump_ctx *d, int rc)
+{
+    if (d->state)
+        dump_state_print(d->state, stdout, d->json);
+    else if (rc != TOOL_USAGE) {
+        if (!d->json && !d->summary_only)
+            for (size_t i = 0; i < d->npls; i++)
+                payload_image_flush(d, &d->pls[i]);
+        /* JSON: the summary object stays the last line */
+        if (d->json)
+            summary_payloads(d);
+        summary(d);
+        if (!d->json)
+            summary_payloads(d);
+    }
+}
+
 int main(int argc, char **argv)
 {
     dump_ctx d = {.out = stdout, .last_file_header = (size_t)-1};
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
-    enum { OPT_JSON = 256, OPT_SUMMARY, OPT_RECORDS, OPT_PAGES, OPT_STATE,
-           OPT_BANDWIDTH, OPT_CHANNELS, OPT_NO_PAYLOADS };
-    int nested = 1, show_state = 0;
+    dump_args args = {.d = &d, .opt = &opt, .nested = 1};
     static const struct option own[] = {
         {"json", no_argument, 0, OPT_JSON},
         {"summary", no_argument, 0, OPT_SUMMARY},
@@ -1456,91 +1718,20 @@ int main(int argc, char **argv)
         {"bandwidth", required_argument, 0, OPT_BANDWIDTH},
         {"channels", required_argument, 0, OPT_CHANNELS},
         {"no-payloads", no_argument, 0, OPT_NO_PAYLOADS},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
-    struct option longs[TOOL_LONG_OPTIONS_MAX];
-    tool_long_options(own, longs);
-    int c, li;
-    while ((c = getopt_long(argc, argv, "hV", longs, &li)) != -1) {
-        switch (c) {
-        case OPT_JSON: d.json = 1; break;
-        case OPT_SUMMARY: d.summary_only = 1; break;
-        case OPT_RECORDS: opt.record_events = 1; break;
-        case OPT_PAGES: d.show_pages = 1; break;
-        case OPT_STATE:
-            show_state = 1;
-            opt.field_events = 1;
-            break;
-        case OPT_BANDWIDTH: {
-            char *end;
-            double v = strtod(optarg, &end);
-            double mult = *end == 'K' || *end == 'k'   ? 1e3
-                          : *end == 'M' || *end == 'm' ? 1e6
-                          : *end == 'G' || *end == 'g' ? 1e9
-                                                       : 1;
-            if (end == optarg || v <= 0 || (mult > 1 && end[1]) ||
-                (mult == 1 && *end)) {
-                fprintf(stderr, "%s: bad --bandwidth %s (bits/s, e.g. 25G)\n",
-                        prog, optarg);
-                return TOOL_USAGE;
-            }
-            d.bandwidth = v * mult;
-            break;
-        }
-        case OPT_CHANNELS:
-            d.channels = (unsigned)strtoul(optarg, NULL, 10);
-            if (d.channels == 0 || d.channels > 1024) {
-                fprintf(stderr, "%s: bad --channels %s\n", prog, optarg);
-                return TOOL_USAGE;
-            }
-            break;
-        case OPT_NO_PAYLOADS: nested = 0; break;
-        case TOOL_OPT_READER:
-            if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
-                return TOOL_USAGE;
-            break;
-        case 'h': usage(stdout); return TOOL_OK;
-        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
-        default: usage(stderr); return TOOL_USAGE;
-        }
-    }
-    if (optind >= argc) {
-        usage(stderr);
+    int parsed = tool_parse_options(prog, argc, argv, "hV", own, &opt,
+                                    dump_option, usage, &args, &d.files,
+                                    &d.nfiles);
+    if (parsed != TOOL_GO_ON)
+        return parsed;
+    if (dump_setup(&d, &opt, &args) < 0)
         return TOOL_USAGE;
-    }
-    d.files = argv + optind;
-    d.nfiles = (size_t)(argc - optind);
-    d.chans = calloc(d.nfiles, sizeof *d.chans);
-    if (!d.chans) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return TOOL_USAGE;
-    }
-    d.several = d.nfiles > 1;
-    if (show_state &&
-        !(d.state = dump_state_new(prog, d.files, d.nfiles, &opt))) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        return TOOL_USAGE;
-    }
-    tool_run_payloads(nested && opt.format != MS_FORMAT_PAYLOAD);
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
     if (d.state && dump_state_problems(d.state))
         d.problems++;
     if (rc == TOOL_OK && d.problems) /* nested payload problems too */
         rc = TOOL_INVALID;
-    if (d.state)
-        dump_state_print(d.state, stdout, d.json);
-    else if (rc != TOOL_USAGE) {
-        if (!d.json && !d.summary_only)
-            for (size_t i = 0; i < d.npls; i++)
-                payload_image_flush(&d, &d.pls[i]);
-        /* JSON: the summary object stays the last line */
-        if (d.json)
-            summary_payloads(&d);
-        summary(&d);
-        if (!d.json)
-            summary_payloads(&d);
-    }
+    dump_report(&d, rc);
     dump_state_free(d.state);
     free(d.pls);
     free(d.devs);

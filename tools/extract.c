@@ -275,6 +275,7 @@ typedef struct extract_ctx {
     /* --device */
     const char *dev_idstr, *out_path;
     ms_phase phase; /* MS_PHASE_NONE: all */
+    int phase_given;
     int out_fd;
     int dev_found;
     uint32_t *qemu_sec; /* per file: the device's section id */
@@ -649,28 +650,21 @@ static void ram_discard(extract_ctx *x, size_t file, const ms_event *ev)
         clear_pages(x, b, run, run_len);
 }
 
-static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
+/* Where a page record lands: its block, whose page tables now hold pages
+ * of the record's page size (*psize), with the whole page inside it.
+ * NULL: reported. */
+static ram_block *page_block(extract_ctx *x, size_t file, const ms_event *ev,
+                             uint32_t *psize_out)
 {
     const ms_ram_info *r = &ev->u.ram;
-    if (ev->kind == MS_EV_RAM_BLOCK) {
-        add_block(x, r->block, r->used_length);
-        return;
-    }
-    if (ev->kind == MS_EV_RAM_DISCARD) {
-        ram_discard(x, file, ev);
-        return;
-    }
-    if (ev->kind != MS_EV_RAM_PAGE || !r->block)
-        return;
     ram_block *b = find_block(x, r->block);
     if (!b) {
         unknown_block(x, file, ev);
-        return;
+        return NULL;
     }
-    int multifd = x->format[file] == MS_FORMAT_QEMU_MULTIFD;
     uint32_t psize = r->page_size ? r->page_size : DEFAULT_PAGE_SIZE;
     if (block_pages(x, file, b, psize, ev->offset) < 0)
-        return;
+        return NULL;
     /* The decoder checked the offset against the block, but a block
      * listed again (another file) may be shorter now. */
     uint64_t span =
@@ -680,14 +674,16 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
         b->used_length - r->offset < span) {
         own_problem(x, file, MS_ERR_RAM, ev->offset,
                     "page outside its RAM block's file");
-        return;
+        return NULL;
     }
-    uint64_t i = r->offset / psize;
-    page_rank rank = x->format[file] == MS_FORMAT_QEMU_PREEMPT
-                         ? PREEMPT_RANK
-                         : make_rank(r->epoch, multifd, r->packet_num);
-    page_rank held = b->rank[i];
-    switch (r->record) {
+    *psize_out = psize;
+    return b;
+}
+
+/* The block's count of the record's kind; -1: not a page record. */
+static int count_page(ram_block *b, ms_ram_record record)
+{
+    switch (record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE: /* arrives inflated */
         b->pages++;
@@ -699,8 +695,57 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
         b->xbzrle_pages++;
         break;
     default:
+        return -1;
+    }
+    return 0;
+}
+
+/* An XBZRLE page (page i of the block, psize bytes) applied to the page
+ * the output holds; it then holds `rank`. */
+static void ram_xbzrle(extract_ctx *x, size_t file, const ms_event *ev,
+                       ram_block *b, uint64_t i, uint32_t psize,
+                       page_rank rank)
+{
+    const ms_ram_info *r = &ev->u.ram;
+    /* The delta applies to the page as the destination holds it
+     * (the reader has checked it with the same rules). */
+    size_t bad;
+    if (ram_read(x, b, x->page, psize, r->offset) < 0)
+        return;
+    if (ms_xbzrle_apply(r->data, r->size, x->page, psize, &bad) < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "XBZRLE delta: %s",
+                 ms_xbzrle_check(r->data, r->size, psize, NULL));
+        own_problem(x, file, MS_ERR_RAM,
+                    ev->offset + (ev->length - r->size) + bad, why);
         return;
     }
+    ram_write(x, b, x->page, psize, r->offset);
+    if (!b->xbz && !(b->xbz = calloc((size_t)((b->npages + 7) / 8), 1))) {
+        io_fail(x, "page table", ENOMEM);
+        return;
+    }
+    b->xbz[i / 8] |= (uint8_t)(1u << (i % 8));
+    b->rank[i] = rank;
+}
+
+/* One page record: counted, then written unless the output already holds
+ * a newer version of the page (by rank). */
+static void ram_page(extract_ctx *x, size_t file, const ms_event *ev)
+{
+    const ms_ram_info *r = &ev->u.ram;
+    uint32_t psize;
+    ram_block *b = page_block(x, file, ev, &psize);
+    if (!b)
+        return;
+    int multifd = x->format[file] == MS_FORMAT_QEMU_MULTIFD;
+    uint64_t i = r->offset / psize;
+    page_rank rank = x->format[file] == MS_FORMAT_QEMU_PREEMPT
+                         ? PREEMPT_RANK
+                         : make_rank(r->epoch, multifd, r->packet_num);
+    page_rank held = b->rank[i];
+    if (count_page(b, r->record) < 0)
+        return;
     if (rank < held) {
         /* An older version than the one the file holds: the receiver
          * would have written it first. */
@@ -735,35 +780,32 @@ static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
             ram_write(x, b, x->page, psize, r->offset);
         }
         break;
-    case MS_RAM_XBZRLE: {
-        /* The delta applies to the page as the destination holds it
-         * (the reader has checked it with the same rules). */
-        size_t bad;
-        if (ram_read(x, b, x->page, psize, r->offset) < 0)
-            return;
-        if (ms_xbzrle_apply(r->data, r->size, x->page, psize, &bad) < 0) {
-            char why[160];
-            snprintf(why, sizeof why, "XBZRLE delta: %s",
-                     ms_xbzrle_check(r->data, r->size, psize, NULL));
-            own_problem(x, file, MS_ERR_RAM,
-                        ev->offset + (ev->length - r->size) + bad, why);
-            return;
-        }
-        ram_write(x, b, x->page, psize, r->offset);
-        if (!b->xbz && !(b->xbz = calloc((size_t)((b->npages + 7) / 8), 1))) {
-            io_fail(x, "page table", ENOMEM);
-            return;
-        }
-        b->xbz[i / 8] |= (uint8_t)(1u << (i % 8));
-        b->rank[i] = rank;
+    case MS_RAM_XBZRLE:
+        ram_xbzrle(x, file, ev, b, i, psize, rank);
         return;
-    }
     default:
         return;
     }
     if (b->xbz)
         b->xbz[i / 8] &= (uint8_t)~(1u << (i % 8));
     b->rank[i] = rank;
+}
+
+/* --ram: the RAM events of one file (block lists, discards, pages). */
+static void ram_event(extract_ctx *x, size_t file, const ms_event *ev)
+{
+    const ms_ram_info *r = &ev->u.ram;
+    if (ev->kind == MS_EV_RAM_BLOCK) {
+        add_block(x, r->block, r->used_length);
+        return;
+    }
+    if (ev->kind == MS_EV_RAM_DISCARD) {
+        ram_discard(x, file, ev);
+        return;
+    }
+    if (ev->kind != MS_EV_RAM_PAGE || !r->block)
+        return;
+    ram_page(x, file, ev);
 }
 
 /* ---- --device
@@ -1174,77 +1216,112 @@ static int close_outputs(extract_ctx *x)
     return x->failed_io ? -1 : 0;
 }
 
+/* One of extract's own options (tool_option_fn). */
+static int extract_option(void *ctx, int c)
+{
+    extract_ctx *x = ctx;
+    switch (c) {
+    case 'r':
+        x->ram_dir = optarg;
+        break;
+    case 'd':
+        x->dev_idstr = optarg;
+        break;
+    case 'o':
+        x->out_path = optarg;
+        break;
+    case 'c':
+        x->config_path = optarg;
+        break;
+    case 'p':
+        x->phase_given = 1;
+        if (parse_phase(optarg, &x->phase) < 0) {
+            fprintf(stderr,
+                    "%s: unknown --phase %s (initial, middle, "
+                    "final)\n",
+                    prog, optarg);
+            return TOOL_USAGE;
+        }
+        break;
+    case 'v':
+        x->verbose = 1;
+        break;
+    }
+    return TOOL_GO_ON;
+}
+
+/* What is wrong with the options given together, or NULL. */
+static const char *misused(const extract_ctx *x, int nfiles)
+{
+    const char *bad = NULL;
+    if (!x->ram_dir && !x->dev_idstr)
+        bad = "give --ram DIR and/or --device IDSTR";
+    else if (x->dev_idstr && !x->out_path)
+        bad = "--device needs --out FILE";
+    else if (!x->dev_idstr &&
+             (x->out_path || x->config_path || x->phase_given))
+        bad = "--out, --config and --phase go with --device";
+    else if (nfiles <= 0)
+        bad = "no input files";
+    return bad;
+}
+
+/* Nothing to extract in a valid migration: the option named something
+ * that is not there (the --device outputs are removed again). */
+static int nothing_found(extract_ctx *x)
+{
+    if (x->ram_dir && x->nblocks == 0) {
+        fprintf(stderr, "%s: no QEMU RAM blocks in the input\n", prog);
+        return 1;
+    }
+    if (x->dev_idstr && !x->dev_found) {
+        fprintf(stderr, "%s: no device \"%s\" in the input\n", prog,
+                x->dev_idstr);
+        unlink(x->out_path);
+        if (x->config_path)
+            unlink(x->config_path);
+        return 1;
+    }
+    return 0;
+}
+
+/* Everything the context allocated (outputs are closed already). */
+static void free_ctx(extract_ctx *x)
+{
+    for (size_t i = 0; i < x->nblocks; i++) {
+        free(x->blocks[i].rank);
+        free(x->blocks[i].xbz);
+        free(x->blocks[i].disc);
+    }
+    free(x->blocks);
+    free(x->images);
+    free(x->ext);
+    free(x->page);
+    free(x->format);
+    free(x->qemu_sec);
+    free(x->qemu_has_sec);
+    free(x->said);
+}
+
 int main(int argc, char **argv)
 {
-    extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
-    ms_options opt;
-    ms_options_init(&opt);
-    opt.input_stable = 1;
-    opt.verify_checks = 1; /* extract only what verifies */
     static const struct option own[] = {{"ram", required_argument, 0, 'r'},
                                         {"device", required_argument, 0, 'd'},
                                         {"out", required_argument, 0, 'o'},
                                         {"config", required_argument, 0, 'c'},
                                         {"phase", required_argument, 0, 'p'},
                                         {"verbose", no_argument, 0, 'v'},
-                                        {"help", no_argument, 0, 'h'},
-                                        {"version", no_argument, 0, 'V'},
                                         {0, 0, 0, 0}};
-    struct option longs[TOOL_LONG_OPTIONS_MAX];
-    tool_long_options(own, longs);
-    int c, li, phase_given = 0;
-    while ((c = getopt_long(argc, argv, "o:vhV", longs, &li)) != -1) {
-        switch (c) {
-        case 'r':
-            x.ram_dir = optarg;
-            break;
-        case 'd':
-            x.dev_idstr = optarg;
-            break;
-        case 'o':
-            x.out_path = optarg;
-            break;
-        case 'c':
-            x.config_path = optarg;
-            break;
-        case 'p':
-            phase_given = 1;
-            if (parse_phase(optarg, &x.phase) < 0) {
-                fprintf(stderr,
-                        "%s: unknown --phase %s (initial, middle, "
-                        "final)\n",
-                        prog, optarg);
-                return TOOL_USAGE;
-            }
-            break;
-        case 'v':
-            x.verbose = 1;
-            break;
-        case TOOL_OPT_READER:
-            if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0) {
-                return TOOL_USAGE;
-            }
-            break;
-        case 'h':
-            usage(stdout);
-            return TOOL_OK;
-        case 'V':
-            printf("%s %s\n", prog, ms_version_string());
-            return TOOL_OK;
-        default:
-            usage(stderr);
-            return TOOL_USAGE;
-        }
-    }
-    const char *bad = NULL;
-    if (!x.ram_dir && !x.dev_idstr)
-        bad = "give --ram DIR and/or --device IDSTR";
-    else if (x.dev_idstr && !x.out_path)
-        bad = "--device needs --out FILE";
-    else if (!x.dev_idstr && (x.out_path || x.config_path || phase_given))
-        bad = "--out, --config and --phase go with --device";
-    else if (optind >= argc)
-        bad = "no input files";
+    extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
+    ms_options opt;
+    ms_options_init(&opt);
+    opt.input_stable = 1;
+    opt.verify_checks = 1; /* extract only what verifies */
+    int parsed = tool_parse_options(prog, argc, argv, "o:vhV", own, &opt,
+                                    extract_option, usage, &x, NULL, NULL);
+    if (parsed != TOOL_GO_ON)
+        return parsed;
+    const char *bad = misused(&x, argc - optind);
     if (bad) {
         fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, bad, prog);
         return TOOL_USAGE;
@@ -1271,38 +1348,14 @@ int main(int argc, char **argv)
         rc = TOOL_USAGE;
     if (rc == TOOL_OK && x.problems)
         rc = TOOL_INVALID;
-    /* Nothing to extract in a valid migration: the option named something
-     * that is not there. */
-    if (rc == TOOL_OK && x.ram_dir && x.nblocks == 0) {
-        fprintf(stderr, "%s: no QEMU RAM blocks in the input\n", prog);
+    if (rc == TOOL_OK && nothing_found(&x))
         rc = TOOL_USAGE;
-    }
-    if (rc == TOOL_OK && x.dev_idstr && !x.dev_found) {
-        fprintf(stderr, "%s: no device \"%s\" in the input\n", prog,
-                x.dev_idstr);
-        unlink(x.out_path);
-        if (x.config_path)
-            unlink(x.config_path);
-        rc = TOOL_USAGE;
-    }
     if (rc != TOOL_USAGE && x.verbose)
         report(&x);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         rc = TOOL_USAGE;
     }
-    for (size_t i = 0; i < x.nblocks; i++) {
-        free(x.blocks[i].rank);
-        free(x.blocks[i].xbz);
-        free(x.blocks[i].disc);
-    }
-    free(x.blocks);
-    free(x.images);
-    free(x.ext);
-    free(x.page);
-    free(x.format);
-    free(x.qemu_sec);
-    free(x.qemu_has_sec);
-    free(x.said);
+    free_ctx(&x);
     return rc;
 }

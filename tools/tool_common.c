@@ -588,3 +588,51 @@ void tool_reader_help(FILE *out)
                 (int)(26 - strlen(name)), "", limit_opts[i].help);
     }
 }
+
+/* ---- the command line every reading tool shares -------------------------- */
+
+int tool_parse_options(const char *prog, int argc, char **argv,
+                       const char *shorts, const struct option *own,
+                       ms_options *opt, tool_option_fn own_option,
+                       void (*usage)(FILE *), void *ctx, char *const **files,
+                       size_t *nfiles)
+{
+    /* --help and --version follow the tool's own options (getopt names
+     * the candidates of an ambiguous abbreviation in table order). */
+    struct option mine[TOOL_LONG_OPTIONS_MAX], longs[TOOL_LONG_OPTIONS_MAX];
+    size_t n = 0;
+    while (own[n].name)
+        n++;
+    if (n + 3 > TOOL_LONG_OPTIONS_MAX)
+        abort(); /* a tool declares too many options: raise the max */
+    memcpy(mine, own, n * sizeof *mine);
+    mine[n++] = (struct option){"help", no_argument, 0, 'h'};
+    mine[n++] = (struct option){"version", no_argument, 0, 'V'};
+    mine[n] = (struct option){0, 0, 0, 0};
+    tool_long_options(mine, longs);
+    int c, li, rc;
+    while ((c = getopt_long(argc, argv, shorts, longs, &li)) != -1) {
+        switch (c) {
+        case TOOL_OPT_READER:
+            if (tool_reader_option(prog, opt, longs[li].name, optarg) < 0)
+                return TOOL_USAGE;
+            break;
+        case 'h': usage(stdout); return TOOL_OK;
+        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
+        case '?': usage(stderr); return TOOL_USAGE;
+        default:
+            if ((rc = own_option(ctx, c)) != TOOL_GO_ON)
+                return rc;
+            break;
+        }
+    }
+    if (files && optind >= argc) {
+        usage(stderr);
+        return TOOL_USAGE;
+    }
+    if (files) {
+        *files = argv + optind;
+        *nfiles = (size_t)(argc - optind);
+    }
+    return TOOL_GO_ON;
+}

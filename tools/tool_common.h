@@ -68,4 +68,27 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
 void tool_reader_help(FILE *out);
 
 
+/* ---- the command line every reading tool shares ---------------------------
+ * dump, verify and extract ran the same getopt_long loop around their own
+ * cases; the cases they share (reader options, -h/--help, -V/--version, an
+ * unknown option) live here once. */
+
+/* tool_parse_options and a tool's own-option callback: carry on. */
+#define TOOL_GO_ON (-1)
+/* One of the tool's own options: `c` is what getopt_long returned (optarg
+ * holds its value).  Returns TOOL_GO_ON, or TOOL_USAGE after printing what
+ * is wrong with the value. */
+typedef int (*tool_option_fn)(void *ctx, int c);
+/* Parse argv: `own` (the tool's long options; --help and --version are
+ * added) and `shorts` (getopt's short options, "hV" among them) go to
+ * own_option, the reader options into `opt`; -h prints usage(stdout), -V
+ * the version, an unknown option usage(stderr).  With `files`, at least
+ * one FILE must follow (else usage(stderr)): *files and *nfiles get them.
+ * Returns TOOL_GO_ON with optind at the first file, or the exit status. */
+int tool_parse_options(const char *prog, int argc, char **argv,
+                       const char *shorts, const struct option *own,
+                       ms_options *opt, tool_option_fn own_option,
+                       void (*usage)(FILE *), void *ctx, char *const **files,
+                       size_t *nfiles);
+
 #endif

@@ -37,6 +37,7 @@ typedef struct verify_ctx {
     char *const *files;
     size_t nfiles;
     int quiet;
+    int verbose; /* say what was checked when all is well */
     int expect_failures;
     int no_payloads;
     expectations ex;
@@ -251,10 +252,161 @@ static void usage(FILE *o)
     fprintf(o, "exit: 0 valid, 1 invalid input, 2 usage or I/O error\n");
 }
 
+/* --expect-field NAME=VALUE or NAME<=MASK: one more field to check. */
+static int add_field_expect(verify_ctx *v, char *arg)
+{
+    char *eq = strchr(arg, '=');
+    uint64_t val;
+    char *end;
+    int within = eq && eq > arg && eq[-1] == '<';
+    if (!eq || eq - within == arg || v->nfx == 16) {
+        fprintf(stderr, "%s: --expect-field wants NAME=VALUE or "
+                        "NAME<=MASK\n",
+                prog);
+        return TOOL_USAGE;
+    }
+    errno = 0;
+    val = strtoull(eq + 1, &end, 0);
+    if (errno || *end || end == eq + 1) {
+        fprintf(stderr, "%s: bad value in --expect-field %s\n", prog,
+                arg);
+        return TOOL_USAGE;
+    }
+    eq[-within] = 0;
+    v->fx[v->nfx++] = (field_expect){arg, val, within, 0};
+    return TOOL_GO_ON;
+}
+
+/* One of verify's own options (tool_option_fn). */
+static int verify_option(void *ctx, int c)
+{
+    verify_ctx *v = ctx;
+    switch (c) {
+    case 'v': v->verbose = 1; break;
+    case 'q': v->quiet = 1; break;
+    case 'M': v->ex.machine = optarg; break;
+    case 'B': {
+        char *end;
+        long b = strtol(optarg, &end, 10);
+        if (*end || b < 9 || b > 21) {
+            fprintf(stderr, "%s: bad --expect-page-bits %s\n", prog,
+                    optarg);
+            return TOOL_USAGE;
+        }
+        v->ex.page_bits = (int)b;
+        break;
+    }
+    case 'U':
+        if (strlen(optarg) != 32 ||
+            strspn(optarg, "0123456789abcdefABCDEF") != 32) {
+            fprintf(stderr, "%s: --expect-uuid wants 32 hex digits\n",
+                    prog);
+            return TOOL_USAGE;
+        }
+        v->ex.uuid = optarg;
+        break;
+    case 'P': v->no_payloads = 1; break;
+    case 'F': return add_field_expect(v, optarg);
+    case 'C':
+        if (v->ex.ncaps == 8) {
+            fprintf(stderr, "%s: too many --expect-capability\n", prog);
+            return TOOL_USAGE;
+        }
+        v->ex.caps[v->ex.ncaps++] = optarg;
+        break;
+    }
+    return TOOL_GO_ON;
+}
+
+/* The per-file counters: 0, or -1 when memory ran out. */
+static int alloc_per_file(verify_ctx *v)
+{
+    v->records = calloc(v->nfiles, sizeof *v->records);
+    v->bytes = calloc(v->nfiles, sizeof *v->bytes);
+    v->format = calloc(v->nfiles, sizeof *v->format);
+    v->sections = calloc(v->nfiles, sizeof *v->sections);
+    v->undecoded = calloc(v->nfiles, sizeof *v->undecoded);
+    v->why_mixed = calloc(v->nfiles, sizeof *v->why_mixed);
+    v->why_copy = calloc(v->nfiles, sizeof *v->why_copy);
+    if (!v->records || !v->bytes || !v->format || !v->sections ||
+        !v->undecoded || !v->why_mixed || !v->why_copy)
+        return -1;
+    return 0;
+}
+
+/* What alloc_per_file allocated. */
+static void free_per_file(verify_ctx *v)
+{
+    free(v->records);
+    free(v->bytes);
+    free(v->format);
+    free(v->sections);
+    free(v->undecoded);
+    free(v->why_mixed);
+    free(v->why_copy);
+}
+
+/* An --expect-field no decoded payload had: nothing was checked, which is
+ * a failure, not a pass. */
+static void unseen_fields(verify_ctx *v)
+{
+    for (int i = 0; i < v->nfx; i++)
+        if (!v->fx[i].seen) {
+            ms_error_info e = {.code = MS_ERR_PAYLOAD_COMPAT};
+            snprintf(e.detail, sizeof e.detail,
+                     "no decoded payload has the field %.60s that "
+                     "--expect-field names: nothing was checked",
+                     v->fx[i].name);
+            v->expect_failures++;
+            on_problem(v, 0, &e);
+        }
+}
+
+/* --verbose on a valid migration: a line per file, then what was checked
+ * across files (mapped-ram, the return path, the migration's channels). */
+static void print_checked(const verify_ctx *v)
+{
+    for (size_t i = 0; i < v->nfiles; i++) {
+        printf("%s: ok%s: %" PRIu64 " elements, %" PRIu64 " bytes, %s%s\n",
+               v->files[i], v->undecoded[i] ? " as far as decoded" : "",
+               v->records[i], v->bytes[i],
+               v->format[i] == MS_FORMAT_MIGSTREAM
+                   ? "every check value verified"
+                   : "structure checked (QEMU streams carry no check "
+                     "values)",
+               v->undecoded[i] ? ";" : "");
+        if (v->undecoded[i])
+            print_undecoded(v, i, "  ");
+    }
+    if (v->mapped_blocks)
+        printf("mapped-ram: ok: %" PRIu64 " RAM blocks, %" PRIu64
+               " of %" PRIu64 " pages in the file (headers, bitmaps and "
+               "page regions checked)\n",
+               v->mapped_blocks, v->mapped_set, v->mapped_total);
+    if (v->return_paths)
+        printf("return path: ok: %" PRIu64 " messages%s\n",
+               v->rp_messages,
+               v->qemu_mains ? ", checked against the main stream (PONGs, "
+                               "page requests, SWITCHOVER_ACK)"
+                             : "; no main stream given: not cross-checked");
+    if (v->return_paths && v->return_paths == v->nfiles)
+        ; /* the return path alone: said above */
+    else if (v->qemu_mains || v->qemu_channels || v->qemu_preempt)
+        printf("migration: ok: %u main channel, %u multifd channel%s, "
+               "%s%" PRIu64 " device image%s reassembled from packets\n",
+               v->qemu_mains, v->qemu_channels,
+               v->qemu_channels == 1 ? "" : "s",
+               v->qemu_preempt ? "1 postcopy-preempt channel, " : "",
+               v->assembled, v->assembled == 1 ? "" : "s");
+    else
+        printf("migration: ok: %zu of %u channels, %" PRIu64
+               " images, %" PRIu64 " reassembled from packets\n",
+               v->nfiles, v->channel_count, v->images, v->assembled);
+}
+
 int main(int argc, char **argv)
 {
     verify_ctx v = {.ex.page_bits = -1};
-    int verbose = 0;
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
@@ -263,8 +415,6 @@ int main(int argc, char **argv)
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"status", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
         {"expect-machine", required_argument, 0, 'M'},
         {"expect-page-bits", required_argument, 0, 'B'},
         {"expect-uuid", required_argument, 0, 'U'},
@@ -272,160 +422,34 @@ int main(int argc, char **argv)
         {"expect-field", required_argument, 0, 'F'},
         {"no-payloads", no_argument, 0, 'P'},
         {0, 0, 0, 0}};
-    struct option longs[TOOL_LONG_OPTIONS_MAX];
-    tool_long_options(own, longs);
-    int c, li;
-    while ((c = getopt_long(argc, argv, "vqhV", longs, &li)) != -1) {
-        switch (c) {
-        case 'v': verbose = 1; break;
-        case 'q': v.quiet = 1; break;
-        case 'M': v.ex.machine = optarg; break;
-        case 'B': {
-            char *end;
-            long b = strtol(optarg, &end, 10);
-            if (*end || b < 9 || b > 21) {
-                fprintf(stderr, "%s: bad --expect-page-bits %s\n", prog,
-                        optarg);
-                return TOOL_USAGE;
-            }
-            v.ex.page_bits = (int)b;
-            break;
-        }
-        case 'U':
-            if (strlen(optarg) != 32 ||
-                strspn(optarg, "0123456789abcdefABCDEF") != 32) {
-                fprintf(stderr, "%s: --expect-uuid wants 32 hex digits\n",
-                        prog);
-                return TOOL_USAGE;
-            }
-            v.ex.uuid = optarg;
-            break;
-        case 'P': v.no_payloads = 1; break;
-        case 'F': {
-            char *eq = strchr(optarg, '=');
-            uint64_t val;
-            char *end;
-            int within = eq && eq > optarg && eq[-1] == '<';
-            if (!eq || eq - within == optarg || v.nfx == 16) {
-                fprintf(stderr, "%s: --expect-field wants NAME=VALUE or "
-                                "NAME<=MASK\n",
-                        prog);
-                return TOOL_USAGE;
-            }
-            errno = 0;
-            val = strtoull(eq + 1, &end, 0);
-            if (errno || *end || end == eq + 1) {
-                fprintf(stderr, "%s: bad value in --expect-field %s\n", prog,
-                        optarg);
-                return TOOL_USAGE;
-            }
-            eq[-within] = 0;
-            v.fx[v.nfx++] = (field_expect){optarg, val, within, 0};
-            break;
-        }
-        case 'C':
-            if (v.ex.ncaps == 8) {
-                fprintf(stderr, "%s: too many --expect-capability\n", prog);
-                return TOOL_USAGE;
-            }
-            v.ex.caps[v.ex.ncaps++] = optarg;
-            break;
-        case TOOL_OPT_READER:
-            if (tool_reader_option(prog, &opt, longs[li].name, optarg) < 0)
-                return TOOL_USAGE;
-            break;
-        case 'h': usage(stdout); return TOOL_OK;
-        case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
-        default: usage(stderr); return TOOL_USAGE;
-        }
-    }
-    if (optind >= argc) {
-        usage(stderr);
-        return TOOL_USAGE;
-    }
-    v.files = argv + optind;
-    v.nfiles = (size_t)(argc - optind);
-    v.records = calloc(v.nfiles, sizeof *v.records);
-    v.bytes = calloc(v.nfiles, sizeof *v.bytes);
-    v.format = calloc(v.nfiles, sizeof *v.format);
-    v.sections = calloc(v.nfiles, sizeof *v.sections);
-    v.undecoded = calloc(v.nfiles, sizeof *v.undecoded);
-    v.why_mixed = calloc(v.nfiles, sizeof *v.why_mixed);
-    v.why_copy = calloc(v.nfiles, sizeof *v.why_copy);
-    if (!v.records || !v.bytes || !v.format || !v.sections || !v.undecoded ||
-        !v.why_mixed || !v.why_copy) {
+    int parsed = tool_parse_options(prog, argc, argv, "vqhV", own, &opt,
+                                    verify_option, usage, &v, &v.files,
+                                    &v.nfiles);
+    if (parsed != TOOL_GO_ON)
+        return parsed;
+    if (alloc_per_file(&v) < 0) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
     }
     tool_run_payloads(!v.no_payloads && opt.format != MS_FORMAT_PAYLOAD);
     tool_run_parallel(1); /* verify keeps no order-dependent output */
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
-    for (int i = 0; i < v.nfx; i++)
-        if (!v.fx[i].seen && rc != TOOL_USAGE) {
-            ms_error_info e = {.code = MS_ERR_PAYLOAD_COMPAT};
-            snprintf(e.detail, sizeof e.detail,
-                     "no decoded payload has the field %.60s that "
-                     "--expect-field names: nothing was checked",
-                     v.fx[i].name);
-            v.expect_failures++;
-            on_problem(&v, 0, &e);
-        }
+    if (rc != TOOL_USAGE)
+        unseen_fields(&v);
     if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
     /* Valid as far as it was read, but not everything was checked: say
      * what was not, even without --verbose (never a plain "ok"). */
-    if (rc == TOOL_OK && !verbose && !v.quiet)
+    if (rc == TOOL_OK && !v.verbose && !v.quiet)
         for (size_t i = 0; i < v.nfiles; i++)
             if (v.undecoded[i]) {
                 char lead[4200];
                 snprintf(lead, sizeof lead, "%s: not checked: ", v.files[i]);
                 print_undecoded(&v, i, lead);
             }
-    if (rc == TOOL_OK && verbose && !v.quiet) {
-        for (size_t i = 0; i < v.nfiles; i++) {
-            printf("%s: ok%s: %" PRIu64 " elements, %" PRIu64 " bytes, %s%s\n",
-                   v.files[i], v.undecoded[i] ? " as far as decoded" : "",
-                   v.records[i], v.bytes[i],
-                   v.format[i] == MS_FORMAT_MIGSTREAM
-                       ? "every check value verified"
-                       : "structure checked (QEMU streams carry no check "
-                         "values)",
-                   v.undecoded[i] ? ";" : "");
-            if (v.undecoded[i])
-                print_undecoded(&v, i, "  ");
-        }
-        if (v.mapped_blocks)
-            printf("mapped-ram: ok: %" PRIu64 " RAM blocks, %" PRIu64
-                   " of %" PRIu64 " pages in the file (headers, bitmaps and "
-                   "page regions checked)\n",
-                   v.mapped_blocks, v.mapped_set, v.mapped_total);
-        if (v.return_paths)
-            printf("return path: ok: %" PRIu64 " messages%s\n",
-                   v.rp_messages,
-                   v.qemu_mains ? ", checked against the main stream (PONGs, "
-                                  "page requests, SWITCHOVER_ACK)"
-                                : "; no main stream given: not cross-checked");
-        if (v.return_paths && v.return_paths == v.nfiles)
-            ; /* the return path alone: said above */
-        else if (v.qemu_mains || v.qemu_channels || v.qemu_preempt)
-            printf("migration: ok: %u main channel, %u multifd channel%s, "
-                   "%s%" PRIu64 " device image%s reassembled from packets\n",
-                   v.qemu_mains, v.qemu_channels,
-                   v.qemu_channels == 1 ? "" : "s",
-                   v.qemu_preempt ? "1 postcopy-preempt channel, " : "",
-                   v.assembled, v.assembled == 1 ? "" : "s");
-        else
-            printf("migration: ok: %zu of %u channels, %" PRIu64
-                   " images, %" PRIu64 " reassembled from packets\n",
-                   v.nfiles, v.channel_count, v.images, v.assembled);
-    }
-    free(v.records);
-    free(v.bytes);
-    free(v.format);
-    free(v.sections);
-    free(v.undecoded);
-    free(v.why_mixed);
-    free(v.why_copy);
+    if (rc == TOOL_OK && v.verbose && !v.quiet)
+        print_checked(&v);
+    free_per_file(&v);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;
