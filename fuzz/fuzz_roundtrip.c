@@ -106,7 +106,8 @@ typedef struct image {
 } image;
 
 typedef struct device {
-    uint32_t handle, instance_id, payload_kind, home;
+    uint32_t handle, instance_id, home;
+    ms_payload_kind payload_kind;
     char idstr[48];
     uint8_t compat[32];
     uint32_t compat_len;
@@ -191,7 +192,7 @@ static void plan(workload *wl, src *s)
         device *d = &wl->dev[i];
         d->handle = (u32(s) & ~3u) | i; /* distinct, never 0xFFFFFFFF */
         d->instance_id = u32(s);
-        d->payload_kind = u8(s) % MS_PAYLOAD_KIND_COUNT_;
+        d->payload_kind = (ms_payload_kind)(u8(s) % MS_PAYLOAD_KIND_COUNT_);
         d->home = u8(s) % wl->nch;
         size_t idlen = 1 + u8(s) % (sizeof d->idstr - 1);
         for (size_t k = 0; k < idlen; k++)

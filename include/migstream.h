@@ -243,6 +243,29 @@ MS_API const char *ms_format_name(ms_format f);
  * are looked at; spec/qemu-return-path.md section 5). */
 MS_API ms_format ms_detect(const void *buf, size_t len, size_t *need);
 
+/* ---- VFIO driver payload kinds ----------------------------------------- */
+typedef enum ms_payload_kind {
+    MS_PAYLOAD_RAW = 0,
+    MS_PAYLOAD_MLX5 = 1,
+    MS_PAYLOAD_VIRTIO = 2,
+    MS_PAYLOAD_HISI_ACC = 3,
+    MS_PAYLOAD_QAT = 4,
+    MS_PAYLOAD_XE = 5,
+    MS_PAYLOAD_PDS = 6,
+    MS_PAYLOAD_KIND_COUNT_,
+    /* ms_options.payload_kind only: detect the kind from the first bytes */
+    MS_PAYLOAD_DETECT = -1
+} ms_payload_kind;
+/* A payload kind has one type everywhere: ms_payload_kind (an int-sized
+ * enum) in ms_options, ms_device_info, ms_payload_record and the writer.
+ * MS_PAYLOAD_DETECT stands only in ms_options.payload_kind; decoded kinds
+ * are always 0 .. MS_PAYLOAD_KIND_COUNT_-1 (the migstream decoder refuses
+ * others). */
+MS_API const char *ms_payload_kind_name(ms_payload_kind kind); /* "mlx5" */
+/* The kind a name ("mlx5", ...) stands for, or MS_PAYLOAD_DETECT when it
+ * names none. */
+MS_API ms_payload_kind ms_payload_kind_from_name(const char *name);
+
 /* ---- options and limits ---------------------------------------------- */
 typedef struct ms_allocator {
     void *(*alloc)(void *opaque, size_t size);
@@ -280,7 +303,7 @@ typedef struct ms_options {
     int field_events;            /* 1: emit MS_EV_FIELD per VMState field */
     uint32_t qemu_page_size;     /* multifd channels: the target page size
                                     (from the main stream); 0: 4096 */
-    int payload_kind;            /* MS_FORMAT_PAYLOAD: ms_payload_kind, or
+    ms_payload_kind payload_kind; /* MS_FORMAT_PAYLOAD: the kind, or
                                     MS_PAYLOAD_DETECT (-1) to detect it
                                     from the first bytes */
     uint64_t payload_final_offset; /* raw data-fd captures: bytes from this
@@ -401,26 +424,6 @@ typedef enum ms_transport {
     MS_TRANSPORT_PACKETS = 1  /* device-state packets on any channel */
 } ms_transport;
 
-typedef enum ms_payload_kind {
-    MS_PAYLOAD_RAW = 0,
-    MS_PAYLOAD_MLX5 = 1,
-    MS_PAYLOAD_VIRTIO = 2,
-    MS_PAYLOAD_HISI_ACC = 3,
-    MS_PAYLOAD_QAT = 4,
-    MS_PAYLOAD_XE = 5,
-    MS_PAYLOAD_PDS = 6,
-    MS_PAYLOAD_KIND_COUNT_,
-    /* ms_options.payload_kind only: detect the kind from the first bytes */
-    MS_PAYLOAD_DETECT = -1
-} ms_payload_kind;
-/* A payload kind travels as an ms_payload_kind value: in uint32_t fields
- * and parameters where it is a kind (ms_device_info, ms_payload_record,
- * ms_writer_add_device, ms_payload_kind_name), in int where
- * MS_PAYLOAD_DETECT (or -1 from ms_payload_kind_from_name) may stand
- * instead (ms_options.payload_kind). */
-MS_API const char *ms_payload_kind_name(uint32_t kind); /* "mlx5", ... */
-/* Returns the kind for a name, or -1. */
-MS_API int ms_payload_kind_from_name(const char *name);
 
 /* Flag bits the writer API takes (spec/migstream.md). */
 #define MS_RECORD_OPTIONAL 0x1u /* record flags: an unknown one is skipped */
@@ -452,7 +455,7 @@ typedef struct ms_record_info {
 typedef struct ms_device_info {
     uint32_t handle;
     uint32_t instance_id;
-    uint32_t payload_kind; /* ms_payload_kind */
+    ms_payload_kind payload_kind;
     uint32_t flags;
     const char *idstr;     /* NUL terminated; valid until the next call */
     uint32_t idstr_len;
@@ -851,7 +854,7 @@ typedef struct ms_libvirt_info {
 
 /* ---- VFIO driver payloads ------------------------------------------------ */
 typedef struct ms_payload_record {
-    uint32_t payload_kind; /* ms_payload_kind */
+    ms_payload_kind payload_kind;
     const char *name;      /* "FW_DATA", "STOP_COPY_SIZE", "DEVICE_DATA",
                               "acc_vf_data", "DESCRIPTOR", "setup block"... */
     uint32_t tag, flags;   /* SW headers: as written; others: 0 */
@@ -1290,8 +1293,8 @@ MS_API int ms_writer_open_channel(ms_writer *w, uint32_t channel,
 
 MS_API int ms_writer_add_device(ms_writer *w, uint32_t handle,
                                 const char *idstr, uint32_t instance_id,
-                                uint32_t payload_kind, const void *compat,
-                                uint32_t compat_len);
+                                ms_payload_kind payload_kind,
+                                const void *compat, uint32_t compat_len);
 
 /* Images.  An image begins and ends on one channel (the device's home
  * channel; all images of a device use one channel).  Chunk-mode bytes go

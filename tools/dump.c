@@ -15,7 +15,8 @@ typedef struct phase_stats {
 } phase_stats;
 
 typedef struct dev_stats {
-    uint32_t handle, kind;
+    uint32_t handle;
+    ms_payload_kind kind;
     char idstr[256];
     phase_stats phase[4]; /* by ms_phase */
     int has_estimate;

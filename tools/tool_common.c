@@ -516,8 +516,9 @@ int tool_reader_option(const char *prog, ms_options *opt, const char *name,
                        const char *value)
 {
     if (strcmp(name, "payload") == 0) { /* the file is one driver's data */
-        int kind = strcmp(value, "auto") == 0 ? MS_PAYLOAD_DETECT
-                                              : ms_payload_kind_from_name(value);
+        ms_payload_kind kind = strcmp(value, "auto") == 0
+                                   ? MS_PAYLOAD_DETECT
+                                   : ms_payload_kind_from_name(value);
         if (kind < 0 && strcmp(value, "auto") != 0) {
             fprintf(stderr, "%s: unknown --payload %s (auto, raw, mlx5, "
                             "virtio, hisi_acc, qat, xe, pds)\n",

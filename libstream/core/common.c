@@ -263,17 +263,19 @@ const char *ms_format_name(ms_format f)
 static const char *const payload_kind_names[MS_PAYLOAD_KIND_COUNT_] = {
     "raw", "mlx5", "virtio", "hisi_acc", "qat", "xe", "pds"};
 
-const char *ms_payload_kind_name(uint32_t kind)
+const char *ms_payload_kind_name(ms_payload_kind kind)
 {
-    return kind < MS_PAYLOAD_KIND_COUNT_ ? payload_kind_names[kind] : "unknown";
+    /* unsigned: MS_PAYLOAD_DETECT and other negatives are not names */
+    return (unsigned)kind < MS_PAYLOAD_KIND_COUNT_ ? payload_kind_names[kind]
+                                                   : "unknown";
 }
 
-int ms_payload_kind_from_name(const char *name)
+ms_payload_kind ms_payload_kind_from_name(const char *name)
 {
     for (int i = 0; i < MS_PAYLOAD_KIND_COUNT_; i++)
         if (strcmp(name, payload_kind_names[i]) == 0)
-            return i;
-    return -1;
+            return (ms_payload_kind)i;
+    return MS_PAYLOAD_DETECT;
 }
 
 const char *ms_phase_name(ms_phase p)

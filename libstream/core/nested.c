@@ -43,7 +43,7 @@ typedef struct nd_dev {
     char label[NAME_CAP]; /* idstr */
     uint32_t instance_id;
     ms_reader *r;
-    int kind; /* declared kind, -1: detect */
+    ms_payload_kind kind; /* declared kind, -1: detect */
     int off;  /* not recognised, or failed: no more decoding */
     ms_phase phase;
     uint64_t last_off; /* carrier offset of the bytes being fed */
@@ -198,7 +198,7 @@ static nd_chan *chan_of(ms_nested *n, uint32_t slot)
  * max_devices or out of memory (reported once per device by the caller's
  * silence: such a device is simply not decoded). */
 static nd_dev *device_of(ms_nested *n, uint32_t slot, const char *label,
-                         uint32_t instance_id, int kind)
+                         uint32_t instance_id, ms_payload_kind kind)
 {
     for (size_t i = 0; i < n->ndevs; i++)
         if (n->devs[i]->instance_id == instance_id &&
@@ -448,7 +448,7 @@ static void route_data(ms_nested *n, uint32_t slot, const nd_chan *c,
                        const ms_data_info *dd, int derived)
 {
     const char *label = NULL;
-    int kind = -1;
+    ms_payload_kind kind = MS_PAYLOAD_DETECT;
     if (dd->in_packet && !derived)
         return; /* packets count once they are reassembled, in order */
     if (c->format == MS_FORMAT_QEMU_MAIN || c->format == MS_FORMAT_LIBVIRT_SAVE)

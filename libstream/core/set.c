@@ -64,7 +64,8 @@ typedef struct set_image {
 } set_image;
 
 typedef struct set_device {
-    uint32_t handle, instance_id, kind, flags;
+    uint32_t handle, instance_id, flags;
+    ms_payload_kind kind;
     char *idstr;
     uint8_t *compat;
     uint32_t idstr_len, compat_len;

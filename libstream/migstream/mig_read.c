@@ -441,7 +441,7 @@ static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
     ms_device_info *di = &ev->u.device;
     di->handle = handle;
     di->instance_id = d->instance_id;
-    di->payload_kind = kind;
+    di->payload_kind = (ms_payload_kind)kind; /* < COUNT: checked above */
     di->flags = flags;
     di->idstr = d->idstr;
     di->idstr_len = idlen;

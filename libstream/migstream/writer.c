@@ -46,7 +46,8 @@ typedef struct wchannel {
 } wchannel;
 
 typedef struct wdevice {
-    uint32_t handle, instance_id, payload_kind;
+    uint32_t handle, instance_id;
+    ms_payload_kind payload_kind;
     uint32_t idstr_len, compat_len;
     char idstr[IDSTR_MAX];
     uint8_t *compat;
@@ -237,7 +238,7 @@ static int declare(ms_writer *w, uint32_t channel, const wdevice *d)
     uint8_t p[PREFIX_MAX];
     ms_put_le32(p + 0, d->handle);
     ms_put_le32(p + 4, d->instance_id);
-    ms_put_le32(p + 8, d->payload_kind);
+    ms_put_le32(p + 8, (uint32_t)d->payload_kind);
     ms_put_le32(p + 12, 0); /* flags, reserved */
     ms_put_le32(p + 16, d->idstr_len);
     ms_put_le32(p + 20, d->compat_len);
@@ -387,8 +388,8 @@ int ms_writer_open_channel(ms_writer *w, uint32_t channel, ms_write_fn fn,
 }
 
 static int device_args_valid(ms_writer *w, uint32_t handle, const char *idstr,
-                             uint32_t payload_kind, const void *compat,
-                             uint32_t compat_len)
+                             ms_payload_kind payload_kind,
+                             const void *compat, uint32_t compat_len)
 {
     if (handle == MIG_DEVICE_HANDLE_INVALID)
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
@@ -397,10 +398,10 @@ static int device_args_valid(ms_writer *w, uint32_t handle, const char *idstr,
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
                        "device %u: idstr must be 1..%d bytes", handle,
                        IDSTR_MAX);
-    if (payload_kind >= MS_PAYLOAD_KIND_COUNT_)
+    if ((unsigned)payload_kind >= MS_PAYLOAD_KIND_COUNT_)
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
-                       "device %u: payload kind %u unknown", handle,
-                       payload_kind);
+                       "device %u: payload kind %d unknown", handle,
+                       (int)payload_kind);
     if (!compat && compat_len > 0)
         return ms_fail(&w->err, MS_ERR_USAGE, 0,
                        "device %u: compat data missing", handle);
@@ -416,7 +417,7 @@ static int device_args_valid(ms_writer *w, uint32_t handle, const char *idstr,
 }
 
 int ms_writer_add_device(ms_writer *w, uint32_t handle, const char *idstr,
-                         uint32_t instance_id, uint32_t payload_kind,
+                         uint32_t instance_id, ms_payload_kind payload_kind,
                          const void *compat, uint32_t compat_len)
 {
     if (!usable(w) || device_args_valid(w, handle, idstr, payload_kind, compat,

@@ -248,7 +248,7 @@ static int detect_in_reader(ms_reader *r)
 
 int ms_payload_select(ms_reader *r)
 {
-    int kind = r->opt.payload_kind;
+    ms_payload_kind kind = r->opt.payload_kind;
     if (kind == MS_PAYLOAD_DETECT) {
         kind = detect_in_reader(r);
         if (kind == -2)
@@ -299,7 +299,7 @@ int ms_payload_select(ms_reader *r)
 #define DATA_VIEW_MAX (64 * 1024)
 
 typedef struct pds_state {
-    int kind;
+    ms_payload_kind kind;
     ms_phase phase;     /* the image's: that of its first byte */
     uint64_t total;     /* bytes so far */
     uint64_t reported;  /* total at the last image event */
@@ -367,7 +367,7 @@ static void pds_destroy(ms_reader *r)
     ms_framing_free(r);
 }
 
-int ms_pds_init(ms_reader *r, int kind)
+int ms_pds_init(ms_reader *r, ms_payload_kind kind)
 {
     pds_state *st = ms_calloc(&r->opt.allocator, 1, sizeof *st);
     if (!st)

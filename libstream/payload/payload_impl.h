@@ -18,7 +18,7 @@ ms_phase ms_payload_phase_at(const ms_reader *r, uint64_t offset);
 
 /* Per driver: framing ops and init (sets r->framing). */
 extern const ms_framing_ops ms_swhdr_ops; /* mlx5 and virtio (payload_swhdr.c) */
-int ms_swhdr_init(ms_reader *r, int kind);
+int ms_swhdr_init(ms_reader *r, ms_payload_kind kind);
 extern const ms_framing_ops ms_hisi_ops;  /* payload_hisi.c */
 int ms_hisi_init(ms_reader *r);
 extern const ms_framing_ops ms_qat_ops;   /* payload_qat.c */
@@ -26,6 +26,6 @@ int ms_qat_init(ms_reader *r);
 extern const ms_framing_ops ms_xe_ops;    /* payload_xe.c */
 int ms_xe_init(ms_reader *r);
 extern const ms_framing_ops ms_pds_ops;   /* pds and raw: lengths only (payload.c) */
-int ms_pds_init(ms_reader *r, int kind);
+int ms_pds_init(ms_reader *r, ms_payload_kind kind);
 
 #endif

@@ -70,7 +70,7 @@ enum sw_stage {
 
 typedef struct sw_state {
     int stage;
-    int kind; /* MS_PAYLOAD_MLX5 or MS_PAYLOAD_VIRTIO */
+    ms_payload_kind kind; /* MS_PAYLOAD_MLX5 or MS_PAYLOAD_VIRTIO */
 
     /* record being read */
     int hdr_started;    /* its first byte was pending: hdr_phase is set */
@@ -110,7 +110,7 @@ typedef struct sw_state {
 #define ALLOC(r) (&(r)->opt.allocator)
 
 
-static const char *tag_name(int kind, uint32_t tag)
+static const char *tag_name(ms_payload_kind kind, uint32_t tag)
 {
     if (kind == MS_PAYLOAD_MLX5) {
         if (tag == TAG_FW_DATA)
@@ -791,7 +791,7 @@ static void sw_destroy(ms_reader *r)
     ms_framing_free(r);
 }
 
-int ms_swhdr_init(ms_reader *r, int kind)
+int ms_swhdr_init(ms_reader *r, ms_payload_kind kind)
 {
     sw_state *st = ms_framing_new(r, sizeof *st);
     if (!st)

@@ -406,8 +406,9 @@ static int kind_gens_init(const workload *wl, uint32_t d, dev_gen *gen)
     case MS_PAYLOAD_PDS:
         return gen_fill(gf,
                         wl->final_size < PDS_MAX ? wl->final_size : PDS_MAX);
+    default: /* raw and mlx5 have generators of their own */
+        return -1;
     }
-    return -1;
 }
 
 /* Set up device d's generators (gen[0]'s rng also gives the config

@@ -40,7 +40,7 @@
 
 typedef struct workload {
     uint32_t devices;
-    int kind;       /* ms_payload_kind */
+    ms_payload_kind kind;
     int kind_given; /* --kind given: migstream images carry valid payloads */
     int no_precopy; /* --multifd: all device state in the final phase */
     const char *raw_file; /* --raw: the device's data-fd bytes alone */
