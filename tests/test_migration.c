@@ -285,12 +285,9 @@ static size_t count_nested(const seen *s, const char *needle)
 
 #define CAPTURE "tests/data/captures/qemu-10.0-pc-multifd4-zstd/"
 
-static void test_capture_orders(void **state)
+/* The capture's main channel (conn0) and its four multifd channels. */
+static void load_capture(uint8_t *bufs[5], chan ch[5])
 {
-    (void)state;
-    BEGIN();
-    uint8_t *bufs[5];
-    chan ch[5];
     for (int i = 0; i < 5; i++) {
         char rel[128];
         snprintf(rel, sizeof rel, CAPTURE "conn%d.bin", i);
@@ -298,6 +295,15 @@ static void test_capture_orders(void **state)
         assert_non_null(bufs[i]);
         ch[i].p = bufs[i];
     }
+}
+
+static void test_capture_orders(void **state)
+{
+    (void)state;
+    BEGIN();
+    uint8_t *bufs[5];
+    chan ch[5];
+    load_capture(bufs, ch);
     seen fwd = {0}, rev = {0}, byte = {0};
     run_three_ways(ch, 5, &fwd, &rev, &byte);
     expect_same(&fwd, &rev, "reverse");
@@ -391,13 +397,7 @@ static void test_concurrent(void **state)
     BEGIN();
     uint8_t *bufs[5];
     chan ch[5];
-    for (int i = 0; i < 5; i++) {
-        char rel[128];
-        snprintf(rel, sizeof rel, CAPTURE "conn%d.bin", i);
-        bufs[i] = tb_load_source(rel, &ch[i].len);
-        assert_non_null(bufs[i]);
-        ch[i].p = bufs[i];
-    }
+    load_capture(bufs, ch);
     ms_options opt;
     ms_options_init(&opt);
     for (int rep = 0; rep < 3; rep++) { /* thread timing differs per run */
