@@ -8,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
+#if defined(MS_HAVE_XXH_DISPATCH) && MS_HAVE_XXH_DISPATCH
+/* the baseline is the fastest XXH3 the machine has, as the library uses */
+#include <xxh_x86dispatch.h>
+#endif
 #include <zlib.h>
 
 #include "encode.h"

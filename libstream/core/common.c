@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t size, for aligned allocation */
-#include <xxhash.h>
+#include "hash.h"
 
 #include "mig_format.h"
 

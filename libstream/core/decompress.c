@@ -32,7 +32,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH64_state_t inside ms_dec, no malloc */
-#include <xxhash.h>
+#include "hash.h"
 
 const char *ms_codec_name(ms_codec c)
 {

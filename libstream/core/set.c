@@ -10,7 +10,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <xxhash.h>
+#include "hash.h"
 
 #include "common.h"
 #include "rp_check.h"

@@ -20,7 +20,7 @@
  * that corruption is reported as corruption and not as a bogus field.
  */
 #include <zlib.h>
-#include <xxhash.h>
+#include "hash.h"
 
 #include "mig_format.h"
 #include "kit.h"

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <xxhash.h>
+#include "hash.h"
 #include <zlib.h>
 
 #include "common.h"

@@ -19,7 +19,7 @@
  */
 #include <stdio.h>
 
-#include <xxhash.h>
+#include "hash.h"
 
 #include "payload_impl.h"
 

@@ -27,7 +27,7 @@
  * image so far (its seq, phase, length, records); the last one with a
  * given seq is the image.
  */
-#include <xxhash.h>
+#include "hash.h"
 
 #include "payload_impl.h"
 
