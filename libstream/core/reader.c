@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Public reader entry points: creation, input slices handed in, format
  * detection, dispatch to the framing.  How decoders read the slices is
  * input.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The reader's state and the framing interface it dispatches to
  * (reader.c: creation, format choice, dispatch).  Decoders do not include
  * this file directly: they include kit.h, which adds input slicing
