@@ -139,6 +139,17 @@ struct ms_set {
         uint64_t used_length;
     } *qblocks;
     size_t nqblocks, qblockcap;
+    /* The block list is complete once the main channel goes on past its
+     * RAM_BLOCK entries.  Multifd packets decoded before that (channels
+     * fed concurrently, or released before the list was read) naming a
+     * block not listed yet are checked then, not failed at once. */
+    int qblocks_complete;
+    struct qblock_pending {
+        char name[256];
+        uint32_t slot;
+        uint64_t offset; /* the block name's offset in the packet */
+    } *qpending;
+    size_t nqpending, qpendingcap;
     struct qvfio {
         char idstr[256];
         uint32_t instance_id;
@@ -215,6 +226,7 @@ void ms_set_free(ms_set *s)
     ms_free(ALLOC(s), s->mfd_ids);
     ms_free(ALLOC(s), s->pkt_nums);
     ms_free(ALLOC(s), s->qblocks);
+    ms_free(ALLOC(s), s->qpending);
     ms_free(ALLOC(s), s->qvfio);
     ms_free(ALLOC(s), s);
 }
@@ -925,6 +937,53 @@ static set_image *qemu_device_image(ms_set *s, uint32_t slot,
     return im;
 }
 
+static int unknown_block(ms_set *s, uint32_t slot, uint64_t offset,
+                         const char *name)
+{
+    return set_fail(s, MS_ERR_MULTIFD, slot, offset,
+                    "packet for RAM block \"%s\", which the main stream's "
+                    "block list does not have",
+                    name);
+}
+
+/* A packet names a block the main stream has not listed yet, while its
+ * list is still being read: check it when the list is complete (its
+ * pages' offsets then go unchecked against the block's length). */
+static int defer_block_check(ms_set *s, uint32_t slot, uint64_t offset,
+                             const char *name)
+{
+    for (size_t i = 0; i < s->nqpending; i++)
+        if (strcmp(s->qpending[i].name, name) == 0)
+            return 0;
+    if (s->nqpending >= s->opt.max_ram_blocks)
+        return set_fail_limit(s, MS_LIMIT_MAX_RAM_BLOCKS, slot, offset,
+                              "more than max_ram_blocks (%u) RAM blocks "
+                              "named by multifd packets before the main "
+                              "stream listed them",
+                              s->opt.max_ram_blocks);
+    if (ms_grow(ALLOC(s), (void **)&s->qpending, sizeof *s->qpending,
+                &s->qpendingcap, s->nqpending + 1) < 0)
+        return set_fail(s, MS_ERR_NO_MEMORY, slot, 0, "pending block names");
+    struct qblock_pending *p = &s->qpending[s->nqpending++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->slot = slot;
+    p->offset = offset;
+    return 0;
+}
+
+/* The main stream's block list is complete (or input is over): the
+ * deferred block names must be on it. */
+static int complete_block_list(ms_set *s)
+{
+    s->qblocks_complete = 1;
+    for (size_t i = 0; i < s->nqpending; i++)
+        if (qemu_block(s, s->qpending[i].name) < 0)
+            return unknown_block(s, s->qpending[i].slot,
+                                 s->qpending[i].offset, s->qpending[i].name);
+    s->nqpending = 0;
+    return 0;
+}
+
 static int observe_multifd_packet(ms_set *s, uint32_t slot,
                                   const ms_event *ev)
 {
@@ -988,13 +1047,12 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
                             m->compression, s->comp);
     }
     c->qblock = -1;
-    if ((m->normal_pages || m->zero_pages) && s->nqblocks) {
+    if (m->normal_pages || m->zero_pages) {
         c->qblock = qemu_block(s, m->block);
+        if (c->qblock < 0 && !s->qblocks_complete)
+            return defer_block_check(s, slot, ev->offset + 64, m->block);
         if (c->qblock < 0)
-            return set_fail(s, MS_ERR_MULTIFD, slot, ev->offset + 64,
-                            "packet for RAM block \"%s\", which the main "
-                            "stream's block list does not have",
-                            m->block);
+            return unknown_block(s, slot, ev->offset + 64, m->block);
     }
     return 0;
 }
@@ -1035,6 +1093,11 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
         if (!rpc || rp_check_main_event(rpc, slot, ev, &s->err) < 0)
             return -1;
     }
+    if ((c->hdr.format == MS_FORMAT_QEMU_MAIN ||
+         c->hdr.format == MS_FORMAT_LIBVIRT_SAVE) &&
+        ev->kind != MS_EV_RAM_BLOCK && s->nqblocks && !s->qblocks_complete &&
+        complete_block_list(s) < 0)
+        return -1;
     switch (ev->kind) {
     case MS_EV_CONFIGURATION:
         if (ev->u.config.has_uuid) {
@@ -1151,6 +1214,10 @@ static int check_packet_numbers(ms_set *s)
 
 static int finish_qemu(ms_set *s)
 {
+    /* no block list at all (no main channel, or one cut before its RAM
+     * section): the names cannot be checked; the lines below say why */
+    if (s->nqblocks && !s->qblocks_complete && complete_block_list(s) < 0)
+        return -1;
     if (s->preempts && !s->mains)
         return set_fail(s, MS_ERR_CHANNEL_SET, s->preempt_slot, 0,
                         "a postcopy-preempt channel but no main channel "
