@@ -2138,6 +2138,20 @@ static void test_reject_ram(void **state)
     tq_footer(&b, RAM_ID);
     tq_eof(&b);
     EXPECT_IN("XBZRLE length page + 1", &b, NULL, MS_ERR_RAM, at, end);
+    EXPECT_AT("XBZRLE length page + 1: at its be16", &b, NULL, MS_ERR_RAM,
+              end - 2);
+    /* COMPRESS_PAGE of length 0: the error names its be32 length field */
+    tb_buf_reset(&b);
+    base_ram(&b);
+    tq_section_part(&b, TQ_PART, RAM_ID);
+    tq_ram_raw(&b, TQ_RAM_COMPRESS_PAGE);
+    tq_counted(&b, "pc.ram");
+    at = b.len;
+    tb_put_be32(&b, 0);
+    tq_ram_eos(&b);
+    tq_footer(&b, RAM_ID);
+    tq_eof(&b);
+    EXPECT_AT("COMPRESS_PAGE length 0", &b, NULL, MS_ERR_RAM, at);
 
     /* block list lengths exceeding the MEM_SIZE total */
     tb_buf_reset(&b);

@@ -937,6 +937,21 @@ static set_image *qemu_device_image(ms_set *s, uint32_t slot,
     return im;
 }
 
+/* A page of a multifd or preempt channel lies inside its RAM block. */
+static int page_in_block(ms_set *s, uint32_t slot, const ms_event *ev,
+                         const struct qblock *b, ms_error code,
+                         const char *what)
+{
+    if (ev->u.ram.offset > b->used_length ||
+        b->used_length - ev->u.ram.offset < ev->u.ram.page_size)
+        return set_fail(s, code, slot, ev->offset,
+                        "%s at 0x%llx outside RAM block \"%s\" (0x%llx "
+                        "bytes)",
+                        what, (unsigned long long)ev->u.ram.offset, b->name,
+                        (unsigned long long)b->used_length);
+    return 0;
+}
+
 static int unknown_block(ms_set *s, uint32_t slot, uint64_t offset,
                          const char *name)
 {
@@ -1069,15 +1084,8 @@ static int observe_preempt_page(ms_set *s, uint32_t slot, const ms_event *ev)
                         "preempt-channel page for RAM block \"%s\", which "
                         "the main stream's block list does not have",
                         ev->u.ram.block);
-    const struct qblock *b = &s->qblocks[i];
-    if (ev->u.ram.offset > b->used_length ||
-        b->used_length - ev->u.ram.offset < ev->u.ram.page_size)
-        return set_fail(s, MS_ERR_RAM, slot, ev->offset,
-                        "preempt-channel page at 0x%llx outside RAM block "
-                        "\"%s\" (0x%llx bytes)",
-                        (unsigned long long)ev->u.ram.offset, b->name,
-                        (unsigned long long)b->used_length);
-    return 0;
+    return page_in_block(s, slot, ev, &s->qblocks[i], MS_ERR_RAM,
+                         "preempt-channel page");
 }
 
 static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
@@ -1153,16 +1161,9 @@ static int observe_qemu(ms_set *s, uint32_t slot, const ms_event *ev)
     case MS_EV_RAM_PAGE:
         if (c->hdr.format == MS_FORMAT_QEMU_PREEMPT)
             return observe_preempt_page(s, slot, ev);
-        if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD && c->qblock >= 0) {
-            const struct qblock *b = &s->qblocks[c->qblock];
-            if (ev->u.ram.offset > b->used_length ||
-                b->used_length - ev->u.ram.offset < ev->u.ram.page_size)
-                return set_fail(s, MS_ERR_MULTIFD, slot, ev->offset,
-                                "page at 0x%llx outside RAM block \"%s\" "
-                                "(0x%llx bytes)",
-                                (unsigned long long)ev->u.ram.offset, b->name,
-                                (unsigned long long)b->used_length);
-        }
+        if (c->hdr.format == MS_FORMAT_QEMU_MULTIFD && c->qblock >= 0)
+            return page_in_block(s, slot, ev, &s->qblocks[c->qblock],
+                                 MS_ERR_MULTIFD, "page");
         return 0;
     case MS_EV_DATA:
         return ev->u.data.in_packet ? observe_packet_data(s, slot, ev) : 0;

@@ -585,22 +585,23 @@ static int read_page_body(ms_reader *r, ms_event *ev)
         ev->u.ram.zero_copy = ms_rd_in_input(r, p);
     } else {
         /* XBZRLE: u8 encoding 1 + be16 length; COMPRESS: be32 length */
-        st->ram_rec.data_len = kind == MS_RAM_XBZRLE ? ms_be16(p + 1) : ms_be32(p);
-        if (kind == MS_RAM_XBZRLE && p[0] != 1)
+        int xbzrle = kind == MS_RAM_XBZRLE;
+        uint64_t len_at = ms_rd_pos(r) - (xbzrle ? 2 : 4);
+        uint32_t len = xbzrle ? ms_be16(p + 1) : ms_be32(p);
+        st->ram_rec.data_len = len;
+        if (xbzrle && p[0] != 1)
             return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 3,
                            "XBZRLE encoding byte 0x%02x, must be 0x01", p[0]);
-        /* the delta's length by xbzrle.c's rule: never more than a page */
-        const char *why = kind == MS_RAM_XBZRLE
-                              ? ms_xbzrle_length_rule(st->ram_rec.data_len, st->page_size)
-                              : NULL;
+        /* a delta's length by xbzrle.c's rule: never more than a page */
+        const char *why =
+            xbzrle ? ms_xbzrle_length_rule(len, st->page_size) : NULL;
         if (why)
-            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 2,
-                           "XBZRLE delta of %u bytes: %s (page size %u)",
-                           st->ram_rec.data_len, why, st->page_size);
-        if (kind != MS_RAM_XBZRLE &&
-            (st->ram_rec.data_len > compressBound(st->page_size) || st->ram_rec.data_len == 0))
-            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - 2,
-                           "COMPRESS_PAGE length %u (page size %u)", st->ram_rec.data_len,
+            return MS_FAIL(r, MS_ERR_RAM, len_at,
+                           "XBZRLE delta of %u bytes: %s (page size %u)", len,
+                           why, st->page_size);
+        if (!xbzrle && (len == 0 || len > compressBound(st->page_size)))
+            return MS_FAIL(r, MS_ERR_RAM, len_at,
+                           "COMPRESS_PAGE length %u (page size %u)", len,
                            st->page_size);
         st->step = RS_PAGE_DATA;
         return MS_GO_ON;
