@@ -379,9 +379,8 @@ static int run_threads(const chan *ch, size_t n, seen *s)
     for (size_t k = 0; k < n; k++) {
         size_t i = n - 1 - k;
         f[i] = (feeder){.m = m, .slot = (uint32_t)i, .ch = ch[i]};
-        assert_int_equal(pthread_create(&f[i].thread, NULL, feed_channel,
-                                        &f[i]),
-                         0);
+        assert_int_equal(
+            pthread_create(&f[i].thread, NULL, feed_channel, &f[i]), 0);
     }
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
@@ -404,8 +403,7 @@ static void test_concurrent(void **state)
     ms_options_init(&opt);
     for (int rep = 0; rep < 3; rep++) { /* thread timing differs per run */
         seen one = {0}, many = {0};
-        SOFT(run(ch, 5, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &one) ==
-                 0,
+        SOFT(run(ch, 5, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &one) == 0,
              "one thread: valid");
         SOFT(run_threads(ch, 5, &many) == 0, "rep %d: threads: valid", rep);
         print_problems(&many);

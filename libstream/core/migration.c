@@ -131,7 +131,8 @@ ms_migration *ms_migration_create(const ms_options *opt,
                                   unsigned flags)
 {
     ms_options o;
-    if (!cb || !cb->on_event || !cb->on_problem || ms_options_import(&o, opt) < 0)
+    if (!cb || !cb->on_event || !cb->on_problem ||
+        ms_options_import(&o, opt) < 0)
         return NULL;
     ms_migration *m = ms_calloc(&o.allocator, 1, sizeof *m);
     if (!m)
@@ -468,8 +469,8 @@ static int hold(ms_migration *m, mg_chan *c, uint32_t slot, int has_off,
     if (!m->opt.input_stable) {
         if (len > m->opt.max_buffered_bytes - m->held_bytes) {
             ms_error_info e = {.code = MS_ERR_LIMIT,
-                              .limit = MS_LIMIT_MAX_BUFFERED_BYTES,
-                              .offset = off};
+                               .limit = MS_LIMIT_MAX_BUFFERED_BYTES,
+                               .offset = off};
             snprintf(e.detail, sizeof e.detail,
                      "the channel's bytes wait for %s: holding %zu more "
                      "exceeds max_buffered_bytes (%llu)",
@@ -576,11 +577,10 @@ int ms_migration_channel_open(ms_migration *m, uint32_t slot,
     pthread_mutex_lock(&m->lock);
     int rc = -1;
     if (slot >= m->opt.max_channels) {
-        ms_error_info e = {
-            .code = MS_ERR_LIMIT,
-            .limit = MS_LIMIT_MAX_CHANNELS,
-            .channel = slot,
-            .has_channel = 1};
+        ms_error_info e = {.code = MS_ERR_LIMIT,
+                           .limit = MS_LIMIT_MAX_CHANNELS,
+                           .channel = slot,
+                           .has_channel = 1};
         snprintf(e.detail, sizeof e.detail, "slot %u exceeds max_channels (%u)",
                  slot, m->opt.max_channels);
         report(m, &e);

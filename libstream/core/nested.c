@@ -44,7 +44,7 @@ typedef struct nd_dev {
     uint32_t instance_id;
     ms_reader *r;
     ms_payload_kind kind; /* declared kind, -1: detect */
-    int off;  /* not recognised, or failed: no more decoding */
+    int off;              /* not recognised, or failed: no more decoding */
     ms_phase phase;
     uint64_t last_off; /* carrier offset of the bytes being fed */
     int recognised;    /* a payload event came out */
@@ -64,7 +64,8 @@ typedef struct nd_sec { /* QEMU: section id -> idstr (VFIO markers) */
 } nd_sec;
 
 typedef struct nd_mdev { /* migstream: handle -> idstr, declared kind */
-    uint32_t handle, kind;
+    uint32_t handle;
+    ms_payload_kind kind;
     char idstr[NAME_CAP];
 } nd_mdev;
 
@@ -141,8 +142,8 @@ void ms_nested_free(ms_nested *n)
  */
 
 /* A device's problem: it stops that device only. */
-static void dev_problem(ms_nested *n, nd_dev *d, ms_error code,
-                        ms_limit limit, const char *fmt, ...)
+static void dev_problem(ms_nested *n, nd_dev *d, ms_error code, ms_limit limit,
+                        const char *fmt, ...)
 {
     ms_error_info e = {.code = code,
                        .limit = limit,
@@ -249,7 +250,8 @@ static void give(ms_nested *n, nd_dev *d, ms_phase phase, uint64_t at,
         ms_options o = n->opt;
         o.payload_kind = d->kind;
         if (!(d->r = ms_reader_create(&o))) {
-            dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory for its reader");
+            dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE,
+                        "no memory for its reader");
             return;
         }
     }
@@ -273,8 +275,8 @@ static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
 {
     if (ms_grow(ALLOC(n), (void **)&d->held, sizeof *d->held, &d->heldcap,
                 d->nheld + 1) < 0) {
-        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory to hold image %u",
-                    dd->seq);
+        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE,
+                    "no memory to hold image %u", dd->seq);
         return;
     }
     nd_held h = {dd->seq, dd->phase, dd->stream_offset, dd->data, dd->size, 0};
@@ -290,8 +292,8 @@ static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
         }
         uint8_t *copy = ms_alloc(ALLOC(n), dd->size ? dd->size : 1);
         if (!copy) {
-            dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory to hold image %u",
-                        dd->seq);
+            dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE,
+                        "no memory to hold image %u", dd->seq);
             return;
         }
         memcpy(copy, dd->data, dd->size);
@@ -350,13 +352,13 @@ static void image_done(ms_nested *n, nd_dev *d, uint32_t seq)
 {
     if (seq >= n->opt.max_images) {
         dev_problem(n, d, MS_ERR_LIMIT, MS_LIMIT_MAX_IMAGES,
-                    "image %u exceeds max_images (%u)", seq,
-                    n->opt.max_images);
+                    "image %u exceeds max_images (%u)", seq, n->opt.max_images);
         return;
     }
     if (ms_grow(ALLOC(n), (void **)&d->done, sizeof *d->done, &d->donecap,
                 (size_t)seq / 64 + 1) < 0) {
-        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory for image %u", seq);
+        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE,
+                    "no memory for image %u", seq);
         return;
     }
     d->done[seq / 64] |= 1ull << (seq % 64);
@@ -409,19 +411,19 @@ static void note_image_phase(ms_nested *n, uint32_t slot, const nd_chan *c,
     const nd_mdev *md = mdev_of(c, im->device);
     if (!md)
         return;
-    nd_dev *d = device_of(n, slot, md->idstr, 0, (int)md->kind);
+    nd_dev *d = device_of(n, slot, md->idstr, 0, md->kind);
     if (!d || d->off)
         return;
     uint32_t seq = im->seq;
     if (seq >= n->opt.max_images) {
         dev_problem(n, d, MS_ERR_LIMIT, MS_LIMIT_MAX_IMAGES,
-                    "image %u exceeds max_images (%u)", seq,
-                    n->opt.max_images);
+                    "image %u exceeds max_images (%u)", seq, n->opt.max_images);
         return;
     }
     if (ms_grow(ALLOC(n), (void **)&d->phases, 1, &d->phasecap,
                 (size_t)seq + 1) < 0) {
-        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE, "no memory for image %u", seq);
+        dev_problem(n, d, MS_ERR_NO_MEMORY, MS_LIMIT_NONE,
+                    "no memory for image %u", seq);
         return;
     }
     d->phases[seq] = (uint8_t)im->phase;
@@ -438,7 +440,7 @@ static void note_image_end(ms_nested *n, uint32_t slot, const ms_image_info *im)
         md = mdev_of(&n->chans[k], im->device);
     if (!md || md->kind == MS_PAYLOAD_RAW)
         return;
-    nd_dev *d = device_of(n, slot, md->idstr, 0, (int)md->kind);
+    nd_dev *d = device_of(n, slot, md->idstr, 0, md->kind);
     if (d && !d->off)
         image_done(n, d, im->seq);
 }
@@ -462,7 +464,7 @@ static void route_data(ms_nested *n, uint32_t slot, const nd_chan *c,
         const nd_mdev *md = mdev_of(c, dd->device);
         if (md) {
             label = md->idstr;
-            kind = (int)md->kind;
+            kind = md->kind;
         }
     }
     /* raw: the device declared it has no driver framing to decode */

@@ -628,10 +628,10 @@ static int read_page_data(ms_reader *r, ms_event *ev)
     } else {
         /* QEMU's loader decodes the delta into the page; a delta it would
          * reject is an error here (xbzrle.c holds the rules). */
-        size_t bad;
-        const char *why = ms_xbzrle_check(p, st->ram_rec.data_len, st->page_size, &bad);
+        size_t bad, len = st->ram_rec.data_len;
+        const char *why = ms_xbzrle_check(p, len, st->page_size, &bad);
         if (why)
-            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - st->ram_rec.data_len + bad,
+            return MS_FAIL(r, MS_ERR_RAM, ms_rd_pos(r) - len + bad,
                            "XBZRLE delta: %s (page size %u)", why,
                            st->page_size);
         ev->u.ram.data = p;
