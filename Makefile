@@ -4,7 +4,12 @@
 #                dump and verify it
 #   make check   install missing deps, build with -Werror, run every test;
 #                then (with clang) an ASan+UBSan build with libFuzzer runs
-#   make build | clean | format | bench
+#   make bench   build, then migstream-bench: the library's speed as ratios
+#                against memcpy, XXH3 and inflate in the same run
+#                (BENCH_ARGS=--json for JSON lines)
+#   make bench-tools  build, then scripts/bench-tools.sh: the tools as whole
+#                processes on generated files against xxhsum and dd
+#   make build | clean | format
 #
 # Missing Debian packages are installed by scripts/setup-deps.sh when run
 # as root; otherwise it prints the apt-get line to run.
@@ -16,6 +21,7 @@ CMAKE      ?= cmake
 CTEST      ?= ctest
 CLANG      ?= clang
 FUZZ_SECONDS ?= 20
+BENCH_ARGS ?=
 
 CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g \
                   -DMIGSTREAM_WERROR=ON
@@ -25,7 +31,8 @@ FUZZ_CONFIGURE_FLAGS = -DCMAKE_C_COMPILER=$(CLANG) \
                        -DMIGSTREAM_SANITIZE=ON \
                        -DMIGSTREAM_FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-.PHONY: all deps build demo check check-main check-fuzz clean format bench
+.PHONY: all deps build demo check check-main check-fuzz clean format bench \
+        bench-tools
 
 all: build
 
@@ -84,8 +91,7 @@ format:
 	    xargs -0 -r clang-format -i
 
 bench: build
-	@if [ -x $(BUILD)/migstream-bench ]; then \
-	    $(BUILD)/migstream-bench; \
-	else \
-	    echo "make bench: no $(BUILD)/migstream-bench (tools/bench.c) yet"; \
-	fi
+	$(BUILD)/migstream-bench $(BENCH_ARGS)
+
+bench-tools: build
+	BUILD=$(BUILD) bash scripts/bench-tools.sh
