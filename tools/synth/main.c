@@ -4,7 +4,8 @@
  * --multifd) a QEMU multifd channel set: main channel, RAM pages and VFIO
  * device-state packets on N multifd channels, or (with --mapped-ram) a
  * mapped-ram file, or (with --postcopy) BASE as a postcopy migration, or
- * (with --return-path) the return path answering a QEMU main stream.
+ * (with --return-path) the return path answering a QEMU main stream, or
+ * (with --qemu-ram) a QEMU main stream of RAM pages alone.
  * This file: the options and the mode switch (synth.h lists the others). */
 #include <getopt.h>
 #include <stdarg.h>
@@ -134,6 +135,15 @@ static void usage_qemu(FILE *out)
 "                        postcopy pages go there, then EOS\n"
 "  --expect-dir DIR      the RAM the destination ends with: DIR/ram\n"
 "                        (K USED_LENGTH NAME per block) and DIR/ram-K.bin\n"
+"       " PROG " --qemu-ram SIZE -o OUT.mig | --stdout\n"
+"                      a QEMU main stream of RAM alone: block pc.ram of\n"
+"                      SIZE bytes (a multiple of 4096), every page sent\n"
+"                      once, pseudo-random bytes with every 8th page a\n"
+"                      zero page, in PART sections of 64 MiB (for timing\n"
+"                      migstream-extract --ram; scripts/bench-tools.sh).\n"
+"                      --seed applies, and:\n"
+"  --expect-dir DIR      the RAM the destination ends with: DIR/ram\n"
+"                        (K USED_LENGTH NAME per block) and DIR/ram-K.bin\n"
 "  -h, --help            this help\n"
 "  -V, --version         the version\n", out);
 }
@@ -191,6 +201,7 @@ static const numeric_option numeric_options[] = {
     NUM("--multifd", 1, 255, multifd, FIELD_U32),
     NUM("--ram-size", 4096, (uint64_t)1 << 40, ram_size, FIELD_U64),
     NUM("--ram-passes", 1, 1000, ram_passes, FIELD_U64),
+    NUM("--qemu-ram", 4096, (uint64_t)1 << 40, qemu_ram, FIELD_U64),
 };
 #undef NUM
 
@@ -455,6 +466,29 @@ static int check_mapped_ram_args(workload *wl)
     return 0;
 }
 
+/* --qemu-ram: -o OUT.mig or --stdout; --seed and --expect-dir apply. */
+static int check_qemu_ram_args(workload *wl)
+{
+    const char *bad = wl->multifd          ? "--multifd"
+                      : wl->qemu_base      ? "--qemu"
+                      : wl->raw_file       ? "--raw"
+                      : wl->mapped_ram     ? "--mapped-ram"
+                      : wl->postcopy       ? "--postcopy"
+                      : wl->preempt_file   ? "--preempt"
+                      : wl->v1_only        ? wl->v1_only
+                      : wl->multifd_only   ? wl->multifd_only
+                      : wl->switchover_ack ? "--switchover-ack"
+                      : wl->devices_set    ? "--devices"
+                                           : NULL;
+    if (bad)
+        return usage_error("%s does not apply to --qemu-ram", bad);
+    if (!wl->out_dir == !wl->to_stdout)
+        return usage_error("give exactly one of -o OUT.mig and --stdout");
+    if (wl->qemu_ram % 4096)
+        return usage_error("--qemu-ram must be a multiple of 4096");
+    return 0;
+}
+
 /* Returns 0 to go on, 1 when done (help, version), -1 on a usage error. */
 
 /* Options without a value: which mode or output they choose, and the
@@ -511,7 +545,8 @@ static const char *const value_names[] = {"--kind",
                                           "--seed",
                                           "--multifd",
                                           "--ram-size",
-                                          "--ram-passes"};
+                                          "--ram-passes",
+                                          "--qemu-ram"};
 #define N_FLAGS (sizeof flag_names / sizeof flag_names[0])
 #define N_VALUES (sizeof value_names / sizeof value_names[0])
 enum { OPT_FLAG = 0x100, OPT_VALUE = 0x200 };
@@ -546,6 +581,8 @@ static int bad_option(char **argv, int c)
 /* Check the combination given and settle the defaults that depend on it. */
 static int check_args(workload *wl)
 {
+    if (wl->qemu_ram)
+        return check_qemu_ram_args(wl);
     if (wl->raw_file) {
         const char *bad = wl->multifd          ? "--multifd"
                           : wl->qemu_base      ? "--qemu"
@@ -628,6 +665,8 @@ int main(int argc, char **argv)
         return parsed > 0 ? TOOL_OK : TOOL_USAGE;
     if (wl.example)
         return print_example();
+    if (wl.qemu_ram)
+        return qemu_ram_mode(&wl);
     if (wl.mapped_ram)
         return mapped_ram_mode(&wl);
     if (wl.multifd)

@@ -12,6 +12,7 @@
  *   mapped_ram.c   --mapped-ram
  *   postcopy.c     --qemu BASE --postcopy [--preempt]
  *   return_path.c  --return-path
+ *   ram.c          --qemu-ram: a QEMU main stream of RAM pages
  * QEMU's records are written by the encoder library (encode/encode.h). */
 #ifndef MS_SYNTH_H
 #define MS_SYNTH_H
@@ -75,6 +76,7 @@ typedef struct workload {
     /* --qemu BASE --postcopy: BASE rewritten as a postcopy migration */
     int postcopy;
     const char *preempt_file; /* --preempt FILE: its preempt channel */
+    uint64_t qemu_ram;        /* --qemu-ram SIZE: 0, not this mode */
 } workload;
 
 /* ---- common.c ------------------------------------------------------------ */
@@ -218,5 +220,6 @@ int multifd_mode(const workload *wl);
 int mapped_ram_mode(const workload *wl);
 int postcopy_mode(const workload *wl);
 int return_path_mode(int argc, char **argv);
+int qemu_ram_mode(const workload *wl); /* ram.c */
 
 #endif
