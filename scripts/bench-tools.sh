@@ -91,14 +91,15 @@ run() {
     fi
 }
 
-# best_time SETUP COMMAND...: the best wall time (seconds) of REPS runs of
-# COMMAND (stdout to /dev/null), SETUP (a shell command, untimed) before
-# each; the first, untimed run warms the cache
+# best_time OUTPUT COMMAND...: the best wall time (seconds) of REPS runs
+# of COMMAND (stdout to /dev/null), OUTPUT (a path COMMAND writes; "" for
+# none) removed, untimed, before each; the first, untimed run warms the
+# cache
 best_time() {
-    local setup=$1 best="" t0 t1 ns i
+    local output=$1 best="" t0 t1 ns i
     shift
     for ((i = 0; i <= REPS; i++)); do
-        eval "$setup"
+        [ -z "$output" ] || rm -rf "$output"
         t0=$(date +%s%N)
         run "$1" "$@" >/dev/null
         t1=$(date +%s%N)
@@ -145,8 +146,8 @@ xxhsum_h3() {
 verify_vs_xxhsum() {
     migstream "$work/verify.mig" "$VERIFY_SIZE"
     local tv tx r
-    tv=$(best_time : "$VERIFY" -q "$work/verify.mig")
-    tx=$(best_time : xxhsum_h3 "$work/verify.mig")
+    tv=$(best_time "" "$VERIFY" -q "$work/verify.mig")
+    tx=$(best_time "" xxhsum_h3 "$work/verify.mig")
     r=$(ratio "$tx" "$tv")
     row "verify $VERIFY_SIZE vs xxhsum -H3" "${tv}s" "${tx}s" "${r}x" ">= 1.00x" \
         "$(cmp_ge "$r" 1.0)"
@@ -172,9 +173,9 @@ extract_vs_dd() {
     ram=$(bytes "$RAM_SIZE")
     pages=$((ram / 4096 - ram / 4096 / 8)) # every 8th page is a ZERO record
     count=$(((pages * 4096 + (1 << 20) - 1) >> 20))
-    te=$(best_time 'rm -rf "$work/ram.out"' \
+    te=$(best_time "$work/ram.out" \
         "$EXTRACT" --ram "$work/ram.out" "$work/ram.mig")
-    td=$(best_time 'rm -f "$work/dd.out"' \
+    td=$(best_time "$work/dd.out" \
         dd if="$work/ram.mig" of="$work/dd.out" bs=1M count="$count" status=none)
     r=$(ratio "$te" "$td")
     row "extract --ram $RAM_SIZE vs dd" "${te}s" "${td}s" "${r}x" "<= 1.50x" \
