@@ -29,8 +29,6 @@
  * Extraction runs on the same reader/set pass as migstream-verify
  * (tool_run), so an invalid stream still yields everything decoded before
  * the problem, the problem line, and exit status 1. */
-/* fallocate(FALLOC_FL_PUNCH_HOLE): discarded pages become holes again */
-#define _GNU_SOURCE
 #include <getopt.h>
 #include <inttypes.h>
 
@@ -42,6 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "extract_extent.h"
 #include "tool_common.h"
 
 static const char *prog = "migstream-extract";
@@ -50,33 +49,10 @@ static const char *prog = "migstream-extract";
 #define MAX_PAGE_SIZE (1u << 21) /* largest target page QEMU configures */
 #define MAX_OPEN_BLOCKS 128      /* block files kept open at once */
 #define COPY_BUF (1u << 20)
+#define BATCH_BUF (1u << 20) /* page bytes gathered per write */
 
 /* ---- output helpers -------------------------------------------------------
  */
-
-/* pwrite all of buf, retrying short writes; 0 or -1 with errno set. */
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        if (off > (uint64_t)INT64_MAX - len) {
-            errno = EFBIG;
-            return -1;
-        }
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
 
 /* pread exactly len bytes; bytes past the end of the file read as zero
  * (a block file is sized up front, so that only happens after a truncate
@@ -99,14 +75,6 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
-}
-
-static int all_zero(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
 }
 
 /* ---- block file names -------------------------------------------------------
@@ -269,6 +237,7 @@ typedef struct extract_ctx {
     size_t nblocks, blockcap, nopen;
     uint64_t tick;
     uint8_t *page;      /* MAX_PAGE_SIZE scratch */
+    extent_writer ew;   /* page writes batched into runs (BATCH_BUF) */
     ram_block *last;    /* block of the previous page (CONTINUE runs) */
     int *said;          /* per file: a problem line was printed for it */
 
@@ -340,6 +309,24 @@ static void block_path(const extract_ctx *x, const ram_block *b, char *buf,
     snprintf(buf, cap, "%s/%s", x->ram_dir, b->rel);
 }
 
+/* A failed page write (rc -1, errno set): report the block's file. */
+static void ram_check(extract_ctx *x, int rc)
+{
+    if (rc < 0) {
+        int err = errno;
+        char path[4096];
+        block_path(x, &x->blocks[x->ew.failed_tag], path, sizeof path);
+        io_fail(x, path, err);
+    }
+}
+
+/* Write out the pending run of page writes: before a block file is read,
+ * resized or closed, the run has to be in it. */
+static void ram_flush(extract_ctx *x)
+{
+    ram_check(x, ew_flush(&x->ew));
+}
+
 /* The block's descriptor, reopening it when it was closed to stay under
  * MAX_OPEN_BLOCKS.  Returns -1 after reporting an I/O error. */
 static void make_room(extract_ctx *x)
@@ -352,6 +339,7 @@ static void make_room(extract_ctx *x)
             (!lru || x->blocks[i].last_use < lru->last_use))
             lru = &x->blocks[i];
     if (lru) {
+        ram_flush(x); /* the pending run may be lru's */
         close(lru->fd);
         lru->fd = -1;
         x->nopen--;
@@ -466,6 +454,7 @@ static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
     int fd = block_fd(x, b);
     if (fd < 0)
         return NULL;
+    ram_flush(x); /* a shorter block drops what was written past its end */
     if (used > (uint64_t)INT64_MAX || ftruncate(fd, (off_t)used) < 0) {
         block_path(x, b, path, sizeof path);
         io_fail(x, path, used > (uint64_t)INT64_MAX ? EFBIG : errno);
@@ -484,17 +473,21 @@ static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
     return x->last = b;
 }
 
+/* Page bytes at `off` of the block, batched with the pages around them. */
 static void ram_write(extract_ctx *x, ram_block *b, const uint8_t *p, size_t n,
                       uint64_t off)
 {
     int fd = block_fd(x, b);
-    if (fd < 0)
-        return;
-    if (pwrite_all(fd, p, n, off) < 0) {
-        char path[4096];
-        block_path(x, b, path, sizeof path);
-        io_fail(x, path, errno);
-    }
+    if (fd >= 0)
+        ram_check(x, ew_data(&x->ew, fd, (size_t)(b - x->blocks), off, p, n));
+}
+
+/* n bytes at `off` of the block read as zero again: a hole, batched. */
+static void ram_zero(extract_ctx *x, ram_block *b, uint64_t off, uint64_t n)
+{
+    int fd = block_fd(x, b);
+    if (fd >= 0)
+        ram_check(x, ew_zero(&x->ew, fd, (size_t)(b - x->blocks), off, n));
 }
 
 /* Read the page as the destination has it now (holes read as zero). */
@@ -504,6 +497,7 @@ static int ram_read(extract_ctx *x, ram_block *b, uint8_t *p, size_t n,
     int fd = block_fd(x, b);
     if (fd < 0)
         return -1;
+    ram_flush(x);
     if (pread_full(fd, p, n, off) < 0) {
         char path[4096];
         block_path(x, b, path, sizeof path);
@@ -584,18 +578,10 @@ static int block_pages(extract_ctx *x, size_t file, ram_block *b,
 static void clear_pages(extract_ctx *x, ram_block *b, uint64_t first,
                         uint64_t n)
 {
-    int fd = block_fd(x, b);
-    if (fd < 0)
-        return;
     uint64_t off = first * b->psize, len = n * b->psize;
     if (off + len > b->used_length)
         len = b->used_length - off;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                  (off_t)len) == 0)
-        return;
-    memset(x->page, 0, b->psize);
-    for (uint64_t k = 0; k < n && !x->failed_io; k++)
-        ram_write(x, b, x->page, b->psize, off + k * b->psize);
+    ram_zero(x, b, off, len);
 }
 
 /* One POSTCOPY_RAM_DISCARD range: pages whose held write ranks at or below
@@ -766,19 +752,18 @@ static void ram_page(extract_ctx *x, size_t file, const ms_event *ev)
     switch (r->record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE:
-        /* A page never written reads as zero already: an all-zero page
-         * stays a hole (mapped-ram files keep holes; so does the output). */
-        if (held || !all_zero(r->data, r->size))
+        if (!ew_all_zero(r->data, r->size)) {
             ram_write(x, b, r->data, r->size, r->offset);
-        break;
-    case MS_RAM_ZERO:
-        /* A fresh file reads as zero; only a page written before has to
-         * be cleared (QEMU's loader memsets it too). */
-        if (held && ram_read(x, b, x->page, psize, r->offset) == 0 &&
-            !all_zero(x->page, psize)) {
-            memset(x->page, 0, psize);
-            ram_write(x, b, x->page, psize, r->offset);
+            break;
         }
+        /* An all-zero page is a zero page: no bytes in the output. */
+        /* fall through */
+    case MS_RAM_ZERO:
+        /* A page never written, or cleared by a discard, reads as zero
+         * already (a hole of the sparse file); one written before is
+         * punched out (QEMU's loader memsets it too). */
+        if (held && !after_discard)
+            ram_zero(x, b, r->offset, psize);
         break;
     case MS_RAM_XBZRLE:
         ram_xbzrle(x, file, ev, b, i, psize, rank);
@@ -818,7 +803,7 @@ static int phase_selected(const extract_ctx *x, ms_phase p)
 
 static void out_write(extract_ctx *x, const uint8_t *p, size_t n, uint64_t off)
 {
-    if (pwrite_all(x->out_fd, p, n, off) < 0)
+    if (ew_pwrite_all(x->out_fd, p, n, off) < 0)
         io_fail(x, x->out_path, errno);
     else
         x->dev_bytes += n;
@@ -913,7 +898,7 @@ static void v1_data(extract_ctx *x, const ms_data_info *d)
             return;
         }
         x->ext = arr;
-        if (pwrite_all(fileno(x->spool), d->data, d->size, x->spool_len) < 0) {
+        if (ew_pwrite_all(fileno(x->spool), d->data, d->size, x->spool_len) < 0) {
             io_fail(x, "spool file", errno);
             return;
         }
@@ -1004,7 +989,7 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
             x->dev_found = 1;
             if (d->config) {
                 if (x->config_fd >= 0) {
-                    if (pwrite_all(x->config_fd, d->data, d->size,
+                    if (ew_pwrite_all(x->config_fd, d->data, d->size,
                                    x->config_bytes) < 0)
                         io_fail(x, x->config_path, errno);
                     else
@@ -1162,7 +1147,8 @@ static int open_outputs(extract_ctx *x)
             io_fail(x, x->ram_dir, errno);
             return -1;
         }
-        if (!(x->page = malloc(MAX_PAGE_SIZE))) {
+        if (!(x->page = malloc(MAX_PAGE_SIZE)) ||
+            ew_init(&x->ew, BATCH_BUF) < 0) {
             io_fail(x, "page buffer", ENOMEM);
             return -1;
         }
@@ -1202,6 +1188,7 @@ static void report(extract_ctx *x)
 
 static int close_outputs(extract_ctx *x)
 {
+    ram_flush(x);
     for (size_t i = 0; i < x->nblocks; i++)
         if (x->blocks[i].fd >= 0 && close(x->blocks[i].fd) < 0)
             io_fail(x, x->blocks[i].rel, errno);
@@ -1297,6 +1284,7 @@ static void free_ctx(extract_ctx *x)
     free(x->images);
     free(x->ext);
     free(x->page);
+    ew_free(&x->ew);
     free(x->format);
     free(x->qemu_sec);
     free(x->qemu_has_sec);
