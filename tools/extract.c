@@ -706,7 +706,10 @@ static void ram_xbzrle(extract_ctx *x, size_t file, const ms_event *ev,
                     ev->offset + (ev->length - r->size) + bad, why);
         return;
     }
-    ram_write(x, b, x->page, psize, r->offset);
+    if (ew_all_zero(x->page, psize))
+        ram_zero(x, b, r->offset, psize); /* zero pages are holes */
+    else
+        ram_write(x, b, x->page, psize, r->offset);
     if (!b->xbz && !(b->xbz = calloc((size_t)((b->npages + 7) / 8), 1))) {
         io_fail(x, "page table", ENOMEM);
         return;
