@@ -43,14 +43,21 @@ int ew_all_zero(const uint8_t *p, size_t n)
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
-int ew_init(extent_writer *w, size_t cap)
+void ew_init(extent_writer *w, size_t cap)
 {
     memset(w, 0, sizeof *w);
     w->fd = -1;
-    w->buf = malloc(cap);
-    if (!w->buf)
-        return -1;
     w->cap = cap;
+}
+
+/* The batch buffer, allocated at the writer's first use (a channel file
+ * without pages needs none).  0, or -1 with errno set. */
+static int have_buf(extent_writer *w)
+{
+    if (!w->buf && !(w->buf = malloc(w->cap))) {
+        errno = ENOMEM;
+        return -1;
+    }
     return 0;
 }
 
@@ -64,6 +71,8 @@ void ew_free(extent_writer *w)
  * hole.  The batch buffer is free (the run is being flushed). */
 static int write_zeros(extent_writer *w, uint64_t off, uint64_t n)
 {
+    if (have_buf(w) < 0)
+        return -1;
     memset(w->buf, 0, w->cap);
     while (n) {
         size_t k = n < w->cap ? (size_t)n : w->cap;
@@ -129,6 +138,10 @@ int ew_data(extent_writer *w, int fd, size_t tag, uint64_t off, const void *p,
             }
             return 0;
         }
+        if (have_buf(w) < 0) {
+            w->failed_tag = tag;
+            return -1;
+        }
         start_run(w, EW_DATA, fd, tag, off);
     }
     memcpy(w->buf + w->len, p, n);
@@ -145,4 +158,10 @@ int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n)
     }
     w->len += n;
     return 0;
+}
+
+int ew_overlaps(const extent_writer *w, int fd, uint64_t off, uint64_t n)
+{
+    return w->kind != EW_NONE && w->fd == fd && off < w->off + w->len &&
+           w->off < off + n;
 }

@@ -16,7 +16,10 @@
  * Runs are flushed in the order they were made, so a later write of a
  * page (data or zero) always lands after an earlier one: later pages win.
  * The caller flushes before it reads, resizes or closes a file the run
- * may belong to. */
+ * may belong to.  Channel files decoded at once interleave their pages,
+ * so the caller keeps one writer per file (each channel's pages are
+ * contiguous in its own stream) and flushes another file's run before a
+ * page in it is written again (ew_overlaps). */
 #ifndef MS_EXTRACT_EXTENT_H
 #define MS_EXTRACT_EXTENT_H
 
@@ -36,8 +39,9 @@ typedef struct extent_writer {
     size_t failed_tag; /* tag of the run whose flush failed */
 } extent_writer;
 
-/* A writer batching up to `cap` bytes of data; 0, or -1 (out of memory). */
-int ew_init(extent_writer *w, size_t cap);
+/* A writer batching up to `cap` bytes of data (allocated at its first
+ * data run). */
+void ew_init(extent_writer *w, size_t cap);
 void ew_free(extent_writer *w);
 
 /* n bytes at `off` of file fd (the caller's `tag`): appended to the
@@ -51,6 +55,11 @@ int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n);
 
 /* Write out the pending run.  0, or -1 as above. */
 int ew_flush(extent_writer *w);
+
+/* 1 when the pending run covers some of the n bytes at `off` of fd: with
+ * several writers, the one whose run is older must be flushed before
+ * another writes those bytes again. */
+int ew_overlaps(const extent_writer *w, int fd, uint64_t off, uint64_t n);
 
 /* pwrite all of buf, retrying short writes; 0 or -1 with errno set. */
 int ew_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
