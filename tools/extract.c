@@ -19,6 +19,14 @@
  * GiB of guest RAM with 4 KiB pages -- plus 1 bit per page (32 KiB per
  * GiB) for a block that had XBZRLE pages.
  *
+ * Writes: pages contiguous in a block file are gathered into runs, one
+ * per input file (channel files decode at once and interleave), written
+ * with one pwrite per run of up to 1 MiB (extract_extent.c).  Zero pages
+ * are never written as bytes: the block file is sized with ftruncate and
+ * stays a hole there; a zero page (or an all-zero page record) over a
+ * page written before punches a hole, so later pages win and the output
+ * stays sparse.
+ *
  * Postcopy: a POSTCOPY_RAM_DISCARD range drops pages the destination
  * already had (they read as zero again -- holes punched into the block
  * file, which stays sparse) until a later page record rewrites them; a
@@ -29,8 +37,6 @@
  * Extraction runs on the same reader/set pass as migstream-verify
  * (tool_run), so an invalid stream still yields everything decoded before
  * the problem, the problem line, and exit status 1. */
-/* fallocate(FALLOC_FL_PUNCH_HOLE): discarded pages become holes again */
-#define _GNU_SOURCE
 #include <getopt.h>
 #include <inttypes.h>
 
@@ -42,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "extract_extent.h"
 #include "tool_common.h"
 
 static const char *prog = "migstream-extract";
@@ -50,33 +57,14 @@ static const char *prog = "migstream-extract";
 #define MAX_PAGE_SIZE (1u << 21) /* largest target page QEMU configures */
 #define MAX_OPEN_BLOCKS 128      /* block files kept open at once */
 #define COPY_BUF (1u << 20)
+/* Page bytes gathered per write: 1 MiB per file, or less when there are
+ * many files (each has its own run), at most 16 MiB in all. */
+#define BATCH_MAX (1u << 20)
+#define BATCH_MIN (1u << 16)
+#define BATCH_TOTAL (1u << 24)
 
 /* ---- output helpers -------------------------------------------------------
  */
-
-/* pwrite all of buf, retrying short writes; 0 or -1 with errno set. */
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        if (off > (uint64_t)INT64_MAX - len) {
-            errno = EFBIG;
-            return -1;
-        }
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
 
 /* pread exactly len bytes; bytes past the end of the file read as zero
  * (a block file is sized up front, so that only happens after a truncate
@@ -99,14 +87,6 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
-}
-
-static int all_zero(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
 }
 
 /* ---- block file names -------------------------------------------------------
@@ -269,6 +249,7 @@ typedef struct extract_ctx {
     size_t nblocks, blockcap, nopen;
     uint64_t tick;
     uint8_t *page;      /* MAX_PAGE_SIZE scratch */
+    extent_writer *ew;  /* per file: its page writes batched into runs */
     ram_block *last;    /* block of the previous page (CONTINUE runs) */
     int *said;          /* per file: a problem line was printed for it */
 
@@ -340,6 +321,26 @@ static void block_path(const extract_ctx *x, const ram_block *b, char *buf,
     snprintf(buf, cap, "%s/%s", x->ram_dir, b->rel);
 }
 
+/* A failed page write of writer w (rc -1, errno set): report the block's
+ * file. */
+static void ram_check(extract_ctx *x, const extent_writer *w, int rc)
+{
+    if (rc < 0) {
+        int err = errno;
+        char path[4096];
+        block_path(x, &x->blocks[w->failed_tag], path, sizeof path);
+        io_fail(x, path, err);
+    }
+}
+
+/* Write out every pending run of page writes: before a block file is
+ * read, resized or closed, the runs have to be in it. */
+static void ram_flush(extract_ctx *x)
+{
+    for (size_t i = 0; x->ew && i < x->nfiles; i++)
+        ram_check(x, &x->ew[i], ew_flush(&x->ew[i]));
+}
+
 /* The block's descriptor, reopening it when it was closed to stay under
  * MAX_OPEN_BLOCKS.  Returns -1 after reporting an I/O error. */
 static void make_room(extract_ctx *x)
@@ -352,6 +353,7 @@ static void make_room(extract_ctx *x)
             (!lru || x->blocks[i].last_use < lru->last_use))
             lru = &x->blocks[i];
     if (lru) {
+        ram_flush(x); /* the pending run may be lru's */
         close(lru->fd);
         lru->fd = -1;
         x->nopen--;
@@ -466,6 +468,7 @@ static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
     int fd = block_fd(x, b);
     if (fd < 0)
         return NULL;
+    ram_flush(x); /* a shorter block drops what was written past its end */
     if (used > (uint64_t)INT64_MAX || ftruncate(fd, (off_t)used) < 0) {
         block_path(x, b, path, sizeof path);
         io_fail(x, path, used > (uint64_t)INT64_MAX ? EFBIG : errno);
@@ -484,17 +487,39 @@ static ram_block *add_block(extract_ctx *x, const char *name, uint64_t used)
     return x->last = b;
 }
 
-static void ram_write(extract_ctx *x, ram_block *b, const uint8_t *p, size_t n,
-                      uint64_t off)
+/* The writer of `file`, about to write n bytes at `off` of fd; `again`:
+ * they were written before, maybe in another file's pending run, which
+ * then goes first (later pages win). */
+static extent_writer *writer(extract_ctx *x, size_t file, int fd, uint64_t off,
+                             uint64_t n, int again)
+{
+    for (size_t i = 0; again && i < x->nfiles; i++)
+        if (i != file && ew_overlaps(&x->ew[i], fd, off, n))
+            ram_check(x, &x->ew[i], ew_flush(&x->ew[i]));
+    return &x->ew[file];
+}
+
+/* Page bytes at `off` of the block, batched with the pages of the same
+ * file around them. */
+static void ram_write(extract_ctx *x, size_t file, ram_block *b,
+                      const uint8_t *p, size_t n, uint64_t off, int again)
 {
     int fd = block_fd(x, b);
     if (fd < 0)
         return;
-    if (pwrite_all(fd, p, n, off) < 0) {
-        char path[4096];
-        block_path(x, b, path, sizeof path);
-        io_fail(x, path, errno);
-    }
+    extent_writer *w = writer(x, file, fd, off, n, again);
+    ram_check(x, w, ew_data(w, fd, (size_t)(b - x->blocks), off, p, n));
+}
+
+/* n bytes at `off` of the block read as zero again: a hole, batched. */
+static void ram_zero(extract_ctx *x, size_t file, ram_block *b, uint64_t off,
+                     uint64_t n)
+{
+    int fd = block_fd(x, b);
+    if (fd < 0)
+        return;
+    extent_writer *w = writer(x, file, fd, off, n, 1);
+    ram_check(x, w, ew_zero(w, fd, (size_t)(b - x->blocks), off, n));
 }
 
 /* Read the page as the destination has it now (holes read as zero). */
@@ -504,6 +529,7 @@ static int ram_read(extract_ctx *x, ram_block *b, uint8_t *p, size_t n,
     int fd = block_fd(x, b);
     if (fd < 0)
         return -1;
+    ram_flush(x);
     if (pread_full(fd, p, n, off) < 0) {
         char path[4096];
         block_path(x, b, path, sizeof path);
@@ -581,21 +607,13 @@ static int block_pages(extract_ctx *x, size_t file, ram_block *b,
 
 /* Make pages [first, first + n) of the block read as zero: a hole punched
  * into the file, or zeros written where the file system cannot punch. */
-static void clear_pages(extract_ctx *x, ram_block *b, uint64_t first,
-                        uint64_t n)
+static void clear_pages(extract_ctx *x, size_t file, ram_block *b,
+                        uint64_t first, uint64_t n)
 {
-    int fd = block_fd(x, b);
-    if (fd < 0)
-        return;
     uint64_t off = first * b->psize, len = n * b->psize;
     if (off + len > b->used_length)
         len = b->used_length - off;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                  (off_t)len) == 0)
-        return;
-    memset(x->page, 0, b->psize);
-    for (uint64_t k = 0; k < n && !x->failed_io; k++)
-        ram_write(x, b, x->page, b->psize, off + k * b->psize);
+    ram_zero(x, file, b, off, len);
 }
 
 /* One POSTCOPY_RAM_DISCARD range: pages whose held write ranks at or below
@@ -638,7 +656,7 @@ static void ram_discard(extract_ctx *x, size_t file, const ms_event *ev)
             if (b->xbz)
                 b->xbz[i / 8] &= (uint8_t)~(1u << (i % 8));
         } else if (run_len) {
-            clear_pages(x, b, run, run_len);
+            clear_pages(x, file, b, run, run_len);
             run_len = 0;
         }
         if (b->rank[i] <= rank) {
@@ -647,7 +665,7 @@ static void ram_discard(extract_ctx *x, size_t file, const ms_event *ev)
         }
     }
     if (run_len)
-        clear_pages(x, b, run, run_len);
+        clear_pages(x, file, b, run, run_len);
 }
 
 /* Where a page record lands: its block, whose page tables now hold pages
@@ -720,7 +738,10 @@ static void ram_xbzrle(extract_ctx *x, size_t file, const ms_event *ev,
                     ev->offset + (ev->length - r->size) + bad, why);
         return;
     }
-    ram_write(x, b, x->page, psize, r->offset);
+    if (ew_all_zero(x->page, psize))
+        ram_zero(x, file, b, r->offset, psize); /* zero pages are holes */
+    else
+        ram_write(x, file, b, x->page, psize, r->offset, 1);
     if (!b->xbz && !(b->xbz = calloc((size_t)((b->npages + 7) / 8), 1))) {
         io_fail(x, "page table", ENOMEM);
         return;
@@ -766,19 +787,18 @@ static void ram_page(extract_ctx *x, size_t file, const ms_event *ev)
     switch (r->record) {
     case MS_RAM_PAGE:
     case MS_RAM_COMPRESS_PAGE:
-        /* A page never written reads as zero already: an all-zero page
-         * stays a hole (mapped-ram files keep holes; so does the output). */
-        if (held || !all_zero(r->data, r->size))
-            ram_write(x, b, r->data, r->size, r->offset);
-        break;
-    case MS_RAM_ZERO:
-        /* A fresh file reads as zero; only a page written before has to
-         * be cleared (QEMU's loader memsets it too). */
-        if (held && ram_read(x, b, x->page, psize, r->offset) == 0 &&
-            !all_zero(x->page, psize)) {
-            memset(x->page, 0, psize);
-            ram_write(x, b, x->page, psize, r->offset);
+        if (!ew_all_zero(r->data, r->size)) {
+            ram_write(x, file, b, r->data, r->size, r->offset, held != 0);
+            break;
         }
+        /* An all-zero page is a zero page: no bytes in the output. */
+        /* fall through */
+    case MS_RAM_ZERO:
+        /* A page never written, or cleared by a discard, reads as zero
+         * already (a hole of the sparse file); one written before is
+         * punched out (QEMU's loader memsets it too). */
+        if (held && !after_discard)
+            ram_zero(x, file, b, r->offset, psize);
         break;
     case MS_RAM_XBZRLE:
         ram_xbzrle(x, file, ev, b, i, psize, rank);
@@ -818,7 +838,7 @@ static int phase_selected(const extract_ctx *x, ms_phase p)
 
 static void out_write(extract_ctx *x, const uint8_t *p, size_t n, uint64_t off)
 {
-    if (pwrite_all(x->out_fd, p, n, off) < 0)
+    if (ew_pwrite_all(x->out_fd, p, n, off) < 0)
         io_fail(x, x->out_path, errno);
     else
         x->dev_bytes += n;
@@ -913,7 +933,8 @@ static void v1_data(extract_ctx *x, const ms_data_info *d)
             return;
         }
         x->ext = arr;
-        if (pwrite_all(fileno(x->spool), d->data, d->size, x->spool_len) < 0) {
+        if (ew_pwrite_all(fileno(x->spool), d->data, d->size, x->spool_len) <
+            0) {
             io_fail(x, "spool file", errno);
             return;
         }
@@ -1004,8 +1025,8 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
             x->dev_found = 1;
             if (d->config) {
                 if (x->config_fd >= 0) {
-                    if (pwrite_all(x->config_fd, d->data, d->size,
-                                   x->config_bytes) < 0)
+                    if (ew_pwrite_all(x->config_fd, d->data, d->size,
+                                      x->config_bytes) < 0)
                         io_fail(x, x->config_path, errno);
                     else
                         x->config_bytes += d->size;
@@ -1162,10 +1183,18 @@ static int open_outputs(extract_ctx *x)
             io_fail(x, x->ram_dir, errno);
             return -1;
         }
-        if (!(x->page = malloc(MAX_PAGE_SIZE))) {
+        if (!(x->page = malloc(MAX_PAGE_SIZE)) ||
+            !(x->ew = calloc(x->nfiles, sizeof *x->ew))) {
             io_fail(x, "page buffer", ENOMEM);
             return -1;
         }
+        size_t batch = BATCH_TOTAL / x->nfiles;
+        if (batch > BATCH_MAX)
+            batch = BATCH_MAX;
+        if (batch < BATCH_MIN)
+            batch = BATCH_MIN;
+        for (size_t i = 0; i < x->nfiles; i++)
+            ew_init(&x->ew[i], batch);
     }
     if (x->dev_idstr) {
         if ((x->out_fd = open_out(x, x->out_path, "--out")) < 0)
@@ -1202,6 +1231,7 @@ static void report(extract_ctx *x)
 
 static int close_outputs(extract_ctx *x)
 {
+    ram_flush(x);
     for (size_t i = 0; i < x->nblocks; i++)
         if (x->blocks[i].fd >= 0 && close(x->blocks[i].fd) < 0)
             io_fail(x, x->blocks[i].rel, errno);
@@ -1297,6 +1327,9 @@ static void free_ctx(extract_ctx *x)
     free(x->images);
     free(x->ext);
     free(x->page);
+    for (size_t i = 0; x->ew && i < x->nfiles; i++)
+        ew_free(&x->ew[i]);
+    free(x->ew);
     free(x->format);
     free(x->qemu_sec);
     free(x->qemu_has_sec);

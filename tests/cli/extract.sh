@@ -165,6 +165,70 @@ def cmd_check(stream, outdir):
         stats['pages'], stats['zero'], len(order), nonzero.get('pc.ram', -1)))
     sys.exit(1 if errs else 0)
 
+def hole_map(path, ps=4096):
+    """Per page of the file: True where SEEK_DATA finds no data in it."""
+    fd = os.open(path, os.O_RDONLY)
+    size, holes, off = os.fstat(fd).st_size, [], 0
+    try:
+        while off < size:
+            try:
+                data = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole from here to the end
+                data = size
+            holes.append(data >= off + ps)
+            off += ps
+    finally:
+        os.close(fd)
+    return holes
+
+def can_hole(d):
+    """Does the file system under d keep 4 KiB holes that SEEK_DATA sees?"""
+    probe = os.path.join(d, '.hole-probe')
+    with open(probe, 'wb') as f:
+        f.truncate(3 * 4096)
+        f.seek(4096)
+        f.write(b'x')
+    ok = os.statvfs(d).f_bsize <= 4096 and hole_map(probe) == [True, False, True]
+    os.unlink(probe)
+    return ok
+
+def cmd_holes(*files):
+    """Zero pages take no disk: every all-zero page of every file is a
+    hole (pages with data never read as holes: holes read as zero)."""
+    if not can_hole(os.path.dirname(os.path.abspath(files[0]))):
+        print('SKIP no 4 KiB holes on this file system')
+        return
+    errs, nholes = [], 0
+    for path in files:
+        data, holes = open(path, 'rb').read(), hole_map(path)
+        for i, hole in enumerate(holes):
+            zero = not any(data[i * 4096:(i + 1) * 4096])
+            nholes += hole
+            if zero and not hole:
+                errs.append('%s: page %d is zero but written as bytes' %
+                            (path, i))
+    for e in errs[:10]:
+        print('MISMATCH', e)
+    print('hole pages %d' % nholes)
+    sys.exit(1 if errs else 0)
+
+def cmd_pages(path, *spec):
+    """Each FIRST:COUNT:what: pages FIRST.. are 'hole' (a hole, zero) or
+    'data' (bytes on disk, not all zero)."""
+    if not can_hole(os.path.dirname(os.path.abspath(path))):
+        print('SKIP no 4 KiB holes on this file system')
+        return
+    data, holes, errs = open(path, 'rb').read(), hole_map(path), []
+    for s in spec:
+        first, count, what = s.split(':')
+        for i in range(int(first), int(first) + int(count)):
+            zero = not any(data[i * 4096:(i + 1) * 4096])
+            if (what == 'hole') != (holes[i] and zero):
+                errs.append('page %d: expected %s' % (i, what))
+    for e in errs:
+        print('MISMATCH', e)
+    sys.exit(1 if errs else 0)
+
 # ---- crafted streams --------------------------------------------------------
 def be32(v): return struct.pack('>I', v)
 def be64(v): return struct.pack('>Q', v)
@@ -187,7 +251,8 @@ def xbzrle_encode(old, new):
 
 def cmd_craft(out, variant):
     """A small stream; 'clash'/'clash2': names that map to one path or to
-    a file and its directory; 'badxb': a malformed XBZRLE delta."""
+    a file and its directory; 'badxb': a malformed XBZRLE delta;
+    'rewrite': a second pass over one block (zero pages over data)."""
     import random
     ps, r = 4096, random.Random(7)
     names = ['pc.ram', '/rom@etc/acpi/tables', '../evil', 'a/./b/../../c',
@@ -197,6 +262,8 @@ def cmd_craft(out, variant):
         names, sizes = ['a/b', 'a//b'], [ps, ps]
     if variant == 'clash2':
         names, sizes = ['x', 'x/y'], [ps, ps]
+    if variant == 'rewrite':
+        names, sizes = ['pc.ram'], [64 * ps]
     model = {n: bytearray(sz) for n, sz in zip(names, sizes)}
     ram, sections = [], []
     def rnd(): return bytes(r.randrange(256) for _ in range(ps))
@@ -222,6 +289,40 @@ def cmd_craft(out, variant):
         model[name][off:off + ps] = data
     def end_section():
         sections.append(b''.join(ram)); ram.clear()
+    def write_stream():
+        """START (the block list), PART and END from the two sections."""
+        blist = be64(sum(sizes) | MEM_SIZE) + b''.join(
+            cstr(n) + be64(sz) for n, sz in zip(names, sizes))
+        def section(t, sid, body, hdr=b''):
+            return (bytes([t]) + be32(sid) + hdr + body + be64(EOS) +
+                    b'\x7e' + be32(sid))
+        s = b'QEVM' + be32(3) + b'\x07' + be32(6) + b'pc-7.2'
+        s += section(1, 2, blist, cstr('ram') + be32(0) + be32(4))
+        s += section(2, 2, sections[0])
+        s += section(3, 2, sections[1])
+        s += b'\x00'
+        open(out, 'wb').write(s)
+    if variant == 'rewrite':
+        # an iterative precopy, later pages win: pass 1 pages 0-31 data,
+        # 32-63 ZERO; pass 2 ZERO over data (8-23), an all-zero PAGE over
+        # data (30), data over ZERO (40), XBZRLE to an all-zero page (5,
+        # sparse before)
+        sparse = bytearray(ps); sparse[10] = 1; sparse[4095] = 2
+        for i in range(64):
+            if i < 32:  # page 5: a delta to zeros fits in a page
+                page(names[0], i * ps, bytes(sparse) if i == 5 else rnd(),
+                     i > 0)
+            else:
+                zero(names[0], i * ps, True)
+        end_section()
+        for i in range(8, 24):
+            zero(names[0], i * ps, i > 8)
+        page(names[0], 30 * ps, bytes(ps))
+        page(names[0], 40 * ps, rnd(), True)
+        xb(names[0], 5 * ps, bytes(ps), True)
+        end_section()
+        write_stream()
+        return
     # PART: pages, a ZERO that clears one, XBZRLE on old and on unwritten
     for n in names:
         page(n, 0, rnd())
@@ -249,17 +350,7 @@ def cmd_craft(out, variant):
         xb('pc.ram', 2 * ps, bytes(new))
         zero('dir/sub/file', 0)
     end_section()
-    blist = be64(sum(sizes) | MEM_SIZE) + b''.join(
-        cstr(n) + be64(sz) for n, sz in zip(names, sizes))
-    def section(t, sid, body, hdr=b''):
-        return (bytes([t]) + be32(sid) + hdr + body + be64(EOS) + b'\x7e' +
-                be32(sid))
-    s = b'QEVM' + be32(3) + b'\x07' + be32(6) + b'pc-7.2'
-    s += section(1, 2, blist, cstr('ram') + be32(0) + be32(4))
-    s += section(2, 2, sections[0])
-    s += section(3, 2, sections[1])
-    s += b'\x00'
-    open(out, 'wb').write(s)
+    write_stream()
 
 # ---- migstream v1: one device's images, reassembled --------------------------
 def cmd_v1(idstr, phase, out, *files):
@@ -298,7 +389,8 @@ def cmd_v1(idstr, phase, out, *files):
     print(len(res))
 
 if __name__ == '__main__':
-    {'check': cmd_check, 'craft': cmd_craft, 'v1': cmd_v1}[sys.argv[1]](*sys.argv[2:])
+    {'check': cmd_check, 'craft': cmd_craft, 'v1': cmd_v1, 'holes': cmd_holes,
+     'pages': cmd_pages}[sys.argv[1]](*sys.argv[2:])
 PY
 PY=(python3 "$WORK/ref.py")
 
@@ -347,6 +439,9 @@ expect_exit 0 "capture: files equal the Python model" -- "${PY[@]}" check "$CAP"
 expect_grep "$WORK/out" "^pages 371 zero 16281 blocks 8 " "capture page counts (QEMU: 371 normal, 16281 zero)"
 nz=$(sed -n 's/.*nonzero_pc.ram \([0-9]*\).*/\1/p' "$WORK/out")
 [ -n "$nz" ] && [ "$nz" -gt 0 ] && [ "$nz" -le 199 ] && ok || bad "pc.ram non-zero pages: '$nz'"
+# Zero pages are holes: every all-zero page of every block takes no disk.
+expect_exit 0 "capture: zero pages are holes" -- "${PY[@]}" holes "$R/pc.ram" "$R/pc.bios" "$R/rom@etc/acpi/tables"
+grep -q SKIP "$WORK/out" || expect_grep "$WORK/out" "^hole pages 16[0-9]{3}$" "capture: pc.ram's holes counted"
 # Option ROMs and the BIOS look like what they are.
 [ "$(head -c 2 "$R/0000:00:03.0/e1000.rom" | od -An -tx1 | tr -d ' ')" = 55aa ] && ok ||
     bad "e1000 option ROM lacks its 55 AA signature"
@@ -404,6 +499,24 @@ expect_grep "$WORK/err" "RAM blocks \"x\" and \"x/y\" map to a file and a direct
 expect_exit 1 "bad XBZRLE delta" -- "$EXTRACT" --ram "$WORK/rbad" "$WORK/badxb.mig"
 expect_grep "$WORK/err" "badxb.mig:[0-9]+: ram: XBZRLE delta" "bad delta reported with offset"
 [ "$(stat -c %s "$WORK/rbad/pc.ram")" -eq 65536 ] && ok || bad "bad delta: pc.ram not written"
+
+# A second pass: later pages win, zero pages over data become holes again.
+"${PY[@]}" craft "$WORK/rewrite.mig" rewrite
+expect_exit 0 "extract a rewrite pass" -- "$EXTRACT" -v --ram "$WORK/rrw" "$WORK/rewrite.mig"
+expect_grep "$WORK/out" "pc.ram: block pc.ram, 262144 bytes, 34 pages, 48 zero pages, 1 xbzrle pages, 19 superseded" "rewrite: counts"
+expect_exit 0 "rewrite: equal to the model" -- "${PY[@]}" check "$WORK/rewrite.mig" "$WORK/rrw"
+expect_exit 0 "rewrite: zero pages are holes" -- "${PY[@]}" holes "$WORK/rrw/pc.ram"
+expect_exit 0 "rewrite: holes and data where the second pass put them" -- "${PY[@]}" pages "$WORK/rrw/pc.ram" \
+    0:5:data 5:1:hole 6:2:data 8:16:hole 24:6:data 30:1:hole 31:1:data 32:8:hole 40:1:data 41:23:hole
+# Multifd channels (zero pages as offsets in packets, later passes over
+# earlier ones): the synthesizer's RAM, holes where it is zero.
+expect_exit 0 "synth --multifd 3 passes" -- "$SYNTH" --multifd 2 --ram-size 4M --ram-passes 3 --devices 0 \
+    --seed 3 -o "$WORK/mf" --expect-dir "$WORK/mf.exp"
+expect_exit 0 "extract multifd" -- "$EXTRACT" --ram "$WORK/rmf" "$WORK/mf/channel-1.mig" "$WORK/mf/main.mig" \
+    "$WORK/mf/channel-0.mig"
+cmp -s "$WORK/rmf/pc.ram" "$WORK/mf.exp/ram-0.bin" && ok || bad "multifd: pc.ram differs from the synthesizer's"
+expect_exit 0 "multifd: zero pages are holes" -- "${PY[@]}" holes "$WORK/rmf/pc.ram" "$WORK/rmf/pc.bios"
+grep -q SKIP "$WORK/out" || expect_grep "$WORK/out" "^hole pages [1-9][0-9]*$" "multifd: holes found"
 
 # ---- device bytes: synth --qemu -------------------------------------------------
 for ack in "" --switchover-ack; do
