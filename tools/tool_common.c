@@ -20,8 +20,19 @@
 /* A mapped file is handed to the library one window at a time, and each
  * window's pages leave the process once the library returns (see
  * read_loop): peak RSS stays near a window per channel read at once,
- * whatever the file's size. */
+ * whatever the file's size.  MIGSTREAM_MAP_WINDOW (bytes, K/M/G, at least
+ * a page) in the environment sets another size: tests make records, seeks
+ * and trailers cross window edges with small ones. */
 #define MAP_WINDOW ((size_t)8 << 20)
+
+static size_t map_window(void)
+{
+    const char *env = getenv("MIGSTREAM_MAP_WINDOW");
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), v;
+    if (!env || tool_parse_size(env, &v) < 0 || v == 0 || v > SIZE_MAX / 2)
+        return MAP_WINDOW;
+    return v < page ? (size_t)page : (size_t)v;
+}
 
 typedef struct tool_file {
     const char *name;
@@ -29,6 +40,7 @@ typedef struct tool_file {
     uint8_t *map; /* whole regular file, mapped (address space only: the
                      pages of a window are dropped once it is read) */
     size_t map_len;
+    size_t window; /* bytes handed to the library at once when mapped */
     int seekable;  /* a regular file (mapped or read with pread): the
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
@@ -79,6 +91,7 @@ static int open_file(const char *prog, tool_file *f)
         if (m != MAP_FAILED) {
             f->map = m;
             f->map_len = (size_t)st.st_size;
+            f->window = map_window();
             posix_madvise(m, f->map_len, POSIX_MADV_SEQUENTIAL);
         }
     }
@@ -264,14 +277,17 @@ static void progress_draw(progress *p, uint64_t now)
         /* seeks may read bytes twice: never past the whole */
         uint64_t shown = done < p->total ? done : p->total;
         human_bytes(t, (double)p->total);
-        unsigned long left = rate > 0 ? (unsigned long)((double)(p->total -
-                                                                 shown) /
-                                                        rate)
-                                      : 0;
+        unsigned long left =
+            rate > 0 ? (unsigned long)((double)(p->total - shown) / rate) : 0;
+        char eta[32];
+        if (left >= 3600)
+            snprintf(eta, sizeof eta, "%lu:%02lu:%02lu", left / 3600,
+                     left / 60 % 60, left % 60);
+        else
+            snprintf(eta, sizeof eta, "%lu:%02lu", left / 60, left % 60);
         n = snprintf(line, sizeof line,
-                     "\r%s: %s of %s (%u%%), %s/s, %lu:%02lu:%02lu left\033[K",
-                     p->prog, d, t, (unsigned)(shown * 100 / p->total), r,
-                     left / 3600, left / 60 % 60, left % 60);
+                     "\r%s: %s of %s (%u%%), %s/s, %s left\033[K", p->prog, d,
+                     t, (unsigned)(shown * 100 / p->total), r, eta);
     } else {
         n = snprintf(line, sizeof line, "\r%s: %s, %s/s\033[K", p->prog, d, r);
     }
@@ -367,8 +383,8 @@ static ssize_t next_bytes(tool_file *f, uint64_t pos, uint8_t *buf,
         *at = f->map + pos;
         if (pos >= f->map_len)
             return 0;
-        return (ssize_t)(f->map_len - pos < MAP_WINDOW ? f->map_len - pos
-                                                       : MAP_WINDOW);
+        return (ssize_t)(f->map_len - pos < f->window ? f->map_len - pos
+                                                      : f->window);
     }
     *at = buf;
     ssize_t n;
