@@ -205,10 +205,13 @@ static int load_vmdesc(const char *prog, const char *path)
 #define PROGRESS_INTERVAL_MS 250
 
 static int progress_wanted = 1;
-void tool_run_progress(int on) { progress_wanted = on; }
+void tool_run_progress(int on)
+{
+    progress_wanted = on;
+}
 
 typedef struct progress {
-    int on;               /* a terminal, and wanted */
+    int on; /* a terminal, and wanted */
     const char *prog;
     uint64_t total;       /* bytes of every file; 0: some size unknown */
     uint64_t interval_ns; /* between two updates */
@@ -291,9 +294,9 @@ static void progress_draw(progress *p, uint64_t now)
     } else {
         n = snprintf(line, sizeof line, "\r%s: %s, %s/s\033[K", p->prog, d, r);
     }
-    if (n > 0 && write(STDERR_FILENO, line,
-                       (size_t)n < sizeof line ? (size_t)n
-                                               : sizeof line - 1) > 0)
+    if (n > 0 &&
+        write(STDERR_FILENO, line,
+              (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) > 0)
         p->shown = 1;
 }
 
@@ -328,7 +331,10 @@ static void progress_hide(progress *p)
     }
 }
 
-static void progress_show(progress *p) { pthread_mutex_unlock(&p->lock); }
+static void progress_show(progress *p)
+{
+    pthread_mutex_unlock(&p->lock);
+}
 
 /* Every event and problem of the migration goes to the tool. */
 typedef struct run_ctx {

@@ -88,18 +88,19 @@ void tool_reader_help(FILE *out);
  * too, for what else it keeps quiet about. */
 #define TOOL_OPT_QUIET 0x7101
 /* The --help line of --quiet for a tool that adds nothing to it. */
-#define TOOL_QUIET_HELP                                                     \
+#define TOOL_QUIET_HELP                                                        \
     "  --quiet          no progress line on stderr (shown on a terminal)\n"
 /* One of the tool's own options: `c` is what getopt_long returned (optarg
  * holds its value).  Returns TOOL_GO_ON, or TOOL_USAGE after printing what
  * is wrong with the value. */
 typedef int (*tool_option_fn)(void *ctx, int c);
 /* Parse argv: `own` (the tool's long options; --help, --version and
- * --quiet are added) and `shorts` (getopt's short options, "hV" among them) go to
- * own_option, the reader options into `opt`; -h prints usage(stdout), -V
- * the version, an unknown option usage(stderr).  With `files`, at least
- * one FILE must follow (else usage(stderr)): *files and *nfiles get them.
- * Returns TOOL_GO_ON with optind at the first file, or the exit status. */
+ * --quiet are added) and `shorts` (getopt's short options, "hV" among
+ * them) go to own_option, the reader options into `opt`; -h prints
+ * usage(stdout), -V the version, an unknown option usage(stderr).  With
+ * `files`, at least one FILE must follow (else usage(stderr)): *files and
+ * *nfiles get them.  Returns TOOL_GO_ON with optind at the first file, or
+ * the exit status. */
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
                        ms_options *opt, tool_option_fn own_option,
