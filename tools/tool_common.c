@@ -44,6 +44,8 @@ typedef struct tool_file {
     int seekable;  /* a regular file (mapped or read with pread): the
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
+    _Atomic int read_ended; /* its channel ended: its pages are dropped
+                               after every window of the other files */
 } tool_file;
 
 /* ---- problems ------------------------------------------------------------- */
@@ -343,6 +345,8 @@ typedef struct run_ctx {
     tool_problem_fn on_problem;
     void *ctx;
     progress progress;
+    tool_file *fs; /* the files, for drop_read_pages */
+    size_t nfiles;
 } run_ctx;
 
 static void run_event(void *ctx, const ms_event *ev, const ms_event_origin *o)
@@ -368,15 +372,26 @@ static int is_qemu_main(const tool_file *f)
     return fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE;
 }
 
-/* The library is done with [at, at+len) of a mapped file: its pages leave
- * the process (they stay in the page cache).  The mapping stays, so a view
- * the library keeps (input_stable) or the whole input it was given reads
- * the same bytes again, faulted back in from the file. */
-static void drop_pages(tool_file *f, uint64_t at, size_t len)
+/* Pages of mapped files the library is done with leave the process (they
+ * stay in the page cache).  The mappings stay, so a view the library keeps
+ * (input_stable: a packet the set holds until the packets before it came,
+ * maybe from another channel) or the whole input it was given reads the
+ * same bytes again, faulted back in from the file -- and those pages leave
+ * again after the next window.  So after each window, all of its own file
+ * is dropped (the window, and views read again before it), and every file
+ * whose reading ended; files other threads are reading drop their own. */
+static void drop_pages(tool_file *f)
 {
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t from = at / page * page;
-    madvise(f->map + from, (size_t)(at - from) + len, MADV_DONTNEED);
+    madvise(f->map, f->map_len, MADV_DONTNEED);
+}
+
+static void drop_read_pages(run_ctx *rc, tool_file *self)
+{
+    drop_pages(self);
+    for (size_t i = 0; i < rc->nfiles; i++)
+        if (&rc->fs[i] != self && rc->fs[i].map &&
+            atomic_load_explicit(&rc->fs[i].read_ended, memory_order_relaxed))
+            drop_pages(&rc->fs[i]);
 }
 
 /* The next bytes of `f` at `pos`: a window of the mapping (a view, nothing
@@ -421,7 +436,7 @@ static int read_loop(const char *prog, run_ctx *rc, tool_file *f,
                     ? ms_migration_input_at(rc->m, slot, pos, at, (size_t)n)
                     : ms_migration_input(rc->m, slot, at, (size_t)n);
         if (f->map)
-            drop_pages(f, pos, (size_t)n);
+            drop_read_pages(rc, f);
         progress_add(&rc->progress, (uint64_t)n);
         pos += (uint64_t)n;
         if (s < 0)
@@ -439,10 +454,13 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f,
     if (read_loop(prog, rc, f, slot, buf) < 0)
         return -1;
     ms_migration_channel_end(rc->m, slot);
-    /* pages the library read outside the windows (a QEMU stream's JSON
-     * trailer, found from the whole input) leave too */
-    if (f->map)
-        drop_pages(f, 0, f->map_len);
+    /* with pages the library read outside the windows (a QEMU stream's
+     * JSON trailer, found from the whole input), the file's pages leave
+     * now, and after every window read later */
+    if (f->map) {
+        drop_pages(f);
+        atomic_store_explicit(&f->read_ended, 1, memory_order_relaxed);
+    }
     return 0;
 }
 
@@ -557,6 +575,8 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
     run_ctx rc = {.on_event = on_event,
                   .on_problem = on_problem,
                   .ctx = ctx,
+                  .fs = fs,
+                  .nfiles = fs ? nfiles : 0,
                   .progress.lock = PTHREAD_MUTEX_INITIALIZER};
     int status = TOOL_USAGE;
     if (!fs || !buf) {
