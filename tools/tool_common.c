@@ -401,9 +401,9 @@ static ssize_t next_bytes(tool_file *f, uint64_t pos, uint8_t *buf,
                           const uint8_t **at)
 {
     if (f->map) {
-        *at = f->map + pos;
         if (pos >= f->map_len)
             return 0;
+        *at = f->map + pos;
         return (ssize_t)(f->map_len - pos < f->window ? f->map_len - pos
                                                       : f->window);
     }
