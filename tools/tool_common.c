@@ -44,8 +44,9 @@ typedef struct tool_file {
     int seekable;  /* a regular file (mapped or read with pread): the
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
-    _Atomic int read_ended; /* its channel ended: its pages are dropped
-                               after every window of the other files */
+    /* the window being read now (from < to), else 0, 0: other threads
+     * leave its pages alone (drop_read_pages) */
+    _Atomic uint64_t window_from, window_to;
 } tool_file;
 
 /* ---- problems ------------------------------------------------------------- */
@@ -377,21 +378,39 @@ static int is_qemu_main(const tool_file *f)
  * (input_stable: a packet the set holds until the packets before it came,
  * maybe from another channel) or the whole input it was given reads the
  * same bytes again, faulted back in from the file -- and those pages leave
- * again after the next window.  So after each window, all of its own file
- * is dropped (the window, and views read again before it), and every file
- * whose reading ended; files other threads are reading drop their own. */
-static void drop_pages(tool_file *f)
+ * again after the next window.  So after each window every file is
+ * dropped but the windows other threads are reading now: its own window,
+ * views read again (by this thread or another: a thread that lags does
+ * not keep the pages others read of its file), a JSON trailer. */
+static void drop_range(tool_file *f, uint64_t from, uint64_t to)
 {
-    madvise(f->map, f->map_len, MADV_DONTNEED);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    from = from / page * page;
+    to = to < f->map_len ? (to + page - 1) / page * page : f->map_len;
+    if (from < to)
+        madvise(f->map + from, (size_t)(to - from), MADV_DONTNEED);
 }
 
 static void drop_read_pages(run_ctx *rc, tool_file *self)
 {
-    drop_pages(self);
-    for (size_t i = 0; i < rc->nfiles; i++)
-        if (&rc->fs[i] != self && rc->fs[i].map &&
-            atomic_load_explicit(&rc->fs[i].read_ended, memory_order_relaxed))
-            drop_pages(&rc->fs[i]);
+    for (size_t i = 0; i < rc->nfiles; i++) {
+        tool_file *f = &rc->fs[i];
+        if (!f->map)
+            continue;
+        uint64_t busy_from = 0, busy_to = 0; /* another thread's window */
+        if (f != self) {
+            busy_from = atomic_load_explicit(&f->window_from,
+                                             memory_order_relaxed);
+            busy_to = atomic_load_explicit(&f->window_to,
+                                           memory_order_relaxed);
+        }
+        if (busy_from < busy_to) {
+            drop_range(f, 0, busy_from);
+            drop_range(f, busy_to, f->map_len);
+        } else {
+            drop_range(f, 0, f->map_len);
+        }
+    }
 }
 
 /* The next bytes of `f` at `pos`: a window of the mapping (a view, nothing
@@ -432,11 +451,18 @@ static int read_loop(const char *prog, run_ctx *rc, tool_file *f,
         }
         if (n == 0)
             return 0;
+        if (f->map) {
+            atomic_store_explicit(&f->window_from, pos, memory_order_relaxed);
+            atomic_store_explicit(&f->window_to, pos + (uint64_t)n,
+                                  memory_order_relaxed);
+        }
         int s = f->seekable
                     ? ms_migration_input_at(rc->m, slot, pos, at, (size_t)n)
                     : ms_migration_input(rc->m, slot, at, (size_t)n);
-        if (f->map)
+        if (f->map) {
+            atomic_store_explicit(&f->window_to, 0, memory_order_relaxed);
             drop_read_pages(rc, f);
+        }
         progress_add(&rc->progress, (uint64_t)n);
         pos += (uint64_t)n;
         if (s < 0)
@@ -454,13 +480,8 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f,
     if (read_loop(prog, rc, f, slot, buf) < 0)
         return -1;
     ms_migration_channel_end(rc->m, slot);
-    /* with pages the library read outside the windows (a QEMU stream's
-     * JSON trailer, found from the whole input), the file's pages leave
-     * now, and after every window read later */
-    if (f->map) {
-        drop_pages(f);
-        atomic_store_explicit(&f->read_ended, 1, memory_order_relaxed);
-    }
+    if (f->map) /* what the channel's end read again */
+        drop_read_pages(rc, f);
     return 0;
 }
 

@@ -81,7 +81,8 @@ expect_grep "$WORK/want.out" "damaged.mig:[0-9]+: " "the damage is reported"
 # ---- bounded memory: peak RSS of a 96 MiB stream read in 4 MiB windows
 # stays far below the file (mapping it whole touched every page); so does a
 # 4-channel 192 MiB set whose packets the set holds across channels as views
-# of the files (read again when their turn comes, then dropped again) ------
+# of the files (read again when their turn comes, then dropped again; with
+# only each window dropped, 116 and 150 MiB) -------------------------------
 expect_exit 0 "synth 96 MiB stream" -- "$SYNTH" --devices 1 --channels 1 \
     --initial-size 0 --middle 0 --final-size 96M -o "$WORK/big"
 expect_exit 0 "synth 4-channel 192 MiB set" -- "$SYNTH" --devices 1 \
@@ -95,14 +96,19 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 sys.exit(rc)
 PY
 }
+# The set's bound leaves room for packets held while one channel's thread
+# lags (verify reads each channel on a thread of its own): those pages are
+# read again when drained and only then dropped.
 for tool in "$VERIFY" "$DUMP"; do
-    for set in "$WORK/big/channel-0.mig" "$(echo "$WORK"/big4/*.mig)"; do
+    for set in "40 $WORK/big/channel-0.mig" "64 $(echo "$WORK"/big4/*.mig)"; do
+        max=${set%% *}
+        set=${set#* }
         what="$(basename "$tool") of $(basename "$(dirname "${set%% *}")")"
         # shellcheck disable=SC2086 # a set is several files
         rss=$(MIGSTREAM_MAP_WINDOW=4M peak_rss_mib "$tool" $set) &&
             ok || bad "$what failed"
-        [ "${rss:-999}" -le 48 ] && ok ||
-            bad "$what: peak RSS ${rss:-?} MiB (at most 48 expected)"
+        [ "${rss:-999}" -le "$max" ] && ok ||
+            bad "$what: peak RSS ${rss:-?} MiB (at most $max expected)"
     done
 done
 finish
