@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dump_state.h"
 #include "tool_common.h"
@@ -1595,7 +1596,7 @@ static void usage(FILE *o)
             "                   estimates each device's stop-copy transfer "
             "time\n"
             "  --channels=N     channels carrying the final data in parallel "
-            "(default 1)\n"
+            "(default 1)\n" TOOL_QUIET_HELP
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
             "reader options:\n",
@@ -1727,6 +1728,10 @@ int main(int argc, char **argv)
         return parsed;
     if (dump_setup(&d, &opt, &args) < 0)
         return TOOL_USAGE;
+    /* elements printed as they come to a terminal show the progress
+     * themselves: a progress line would cut into them */
+    if (!d.summary_only && !args.show_state && isatty(STDOUT_FILENO))
+        tool_run_progress(0);
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
     if (d.state && dump_state_problems(d.state))
         d.problems++;

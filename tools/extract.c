@@ -1117,7 +1117,7 @@ static void usage(FILE *o)
         "                   device's config buffer (CONFIG_STATE; not part\n"
         "                   of the image in --out)\n"
         "  --phase PHASE    only initial, middle or final bytes\n"
-        "  -v, --verbose    list what was written\n"
+        "  -v, --verbose    list what was written\n" TOOL_QUIET_HELP
         "  -h, --help       this help\n"
         "  -V, --version    version\n"
         "Problems are printed as FILE:OFFSET: error-name: detail; what was\n"

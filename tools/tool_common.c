@@ -1,4 +1,5 @@
 /* Shared by the command-line tools; see tool_common.h. */
+#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): posix_madvise ignores it */
 #include "tool_common.h"
 
 #include <getopt.h>
@@ -6,22 +7,46 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_SLICE (1u << 20)
 
+/* A mapped file is handed to the library one window at a time, and each
+ * window's pages leave the process once the library returns (see
+ * read_loop): peak RSS stays near a window per channel read at once,
+ * whatever the file's size.  MIGSTREAM_MAP_WINDOW (bytes, K/M/G, at least
+ * a page) in the environment sets another size: tests make records, seeks
+ * and trailers cross window edges with small ones. */
+#define MAP_WINDOW ((size_t)8 << 20)
+
+static size_t map_window(void)
+{
+    const char *env = getenv("MIGSTREAM_MAP_WINDOW");
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), v;
+    if (!env || tool_parse_size(env, &v) < 0 || v == 0 || v > SIZE_MAX / 2)
+        return MAP_WINDOW;
+    return v < page ? (size_t)page : (size_t)v;
+}
+
 typedef struct tool_file {
     const char *name;
     int fd;
-    uint8_t *map; /* whole regular file, mapped */
+    uint8_t *map; /* whole regular file, mapped (address space only: the
+                     pages of a window are dropped once it is read) */
     size_t map_len;
+    size_t window; /* bytes handed to the library at once when mapped */
     int seekable;  /* a regular file (mapped or read with pread): the
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
+    /* the window being read now (from < to), else 0, 0: other threads
+     * leave its pages alone (drop_read_pages) */
+    _Atomic uint64_t window_from, window_to;
 } tool_file;
 
 /* ---- problems ------------------------------------------------------------- */
@@ -69,6 +94,7 @@ static int open_file(const char *prog, tool_file *f)
         if (m != MAP_FAILED) {
             f->map = m;
             f->map_len = (size_t)st.st_size;
+            f->window = map_window();
             posix_madvise(m, f->map_len, POSIX_MADV_SEQUENTIAL);
         }
     }
@@ -170,12 +196,158 @@ static int load_vmdesc(const char *prog, const char *path)
     return 0;
 }
 
+/* ---- progress on a terminal ----------------------------------------------
+ * While the files are read, one line on stderr (rewritten with \r) says how
+ * many bytes the library was handed, of how many, at what rate and how long
+ * the rest should take.  Only when stderr is a terminal and the tool did
+ * not turn it off (--quiet); the clock is read once per window or read()
+ * slice (1 MiB or more), never per event, so the fast path does not pay for
+ * it.  MIGSTREAM_PROGRESS_INTERVAL_MS sets the time between updates
+ * (default 250; 0 redraws at every slice, for tests). */
+
+#define PROGRESS_INTERVAL_MS 250
+
+static int progress_wanted = 1;
+void tool_run_progress(int on)
+{
+    progress_wanted = on;
+}
+
+typedef struct progress {
+    int on; /* a terminal, and wanted */
+    const char *prog;
+    uint64_t total;       /* bytes of every file; 0: some size unknown */
+    uint64_t interval_ns; /* between two updates */
+    uint64_t start_ns;
+    _Atomic uint64_t done; /* bytes handed to the library (all threads) */
+    pthread_mutex_t lock;  /* the terminal line and what follows: */
+    uint64_t last_ns;      /* when it was last drawn */
+    int shown;             /* a line is on the terminal now */
+} progress;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void progress_start(progress *p, const char *prog, const tool_file *fs,
+                           size_t nfiles)
+{
+    p->on = progress_wanted && isatty(STDERR_FILENO);
+    p->prog = prog;
+    p->total = 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        if (!fs[i].seekable) {
+            p->total = 0;
+            break;
+        }
+        p->total += fs[i].size;
+    }
+    const char *env = getenv("MIGSTREAM_PROGRESS_INTERVAL_MS");
+    char *end;
+    unsigned long long ms = env ? strtoull(env, &end, 10) : 0;
+    if (!env || !*env || *end || ms > 3600000)
+        ms = PROGRESS_INTERVAL_MS;
+    p->interval_ns = ms * 1000000u;
+    p->start_ns = p->last_ns = now_ns();
+    atomic_init(&p->done, 0);
+    p->shown = 0;
+}
+
+/* "812.3 MiB" into buf (16 bytes). */
+static void human_bytes(char *buf, double v)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    unsigned u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, 16, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+/* The line, under the lock: bytes done [of total (percent)], rate[, time
+ * left]. */
+static void progress_draw(progress *p, uint64_t now)
+{
+    uint64_t done = atomic_load_explicit(&p->done, memory_order_relaxed);
+    double secs = (double)(now - p->start_ns) / 1e9;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    char d[16], t[16], r[16], line[160];
+    human_bytes(d, (double)done);
+    human_bytes(r, rate);
+    int n;
+    if (p->total) {
+        /* seeks may read bytes twice: never past the whole */
+        uint64_t shown = done < p->total ? done : p->total;
+        human_bytes(t, (double)p->total);
+        unsigned long left =
+            rate > 0 ? (unsigned long)((double)(p->total - shown) / rate) : 0;
+        char eta[32];
+        if (left >= 3600)
+            snprintf(eta, sizeof eta, "%lu:%02lu:%02lu", left / 3600,
+                     left / 60 % 60, left % 60);
+        else
+            snprintf(eta, sizeof eta, "%lu:%02lu", left / 60, left % 60);
+        n = snprintf(line, sizeof line,
+                     "\r%s: %s of %s (%u%%), %s/s, %s left\033[K", p->prog, d,
+                     t, (unsigned)(shown * 100 / p->total), r, eta);
+    } else {
+        n = snprintf(line, sizeof line, "\r%s: %s, %s/s\033[K", p->prog, d, r);
+    }
+    if (n > 0 &&
+        write(STDERR_FILENO, line,
+              (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) > 0)
+        p->shown = 1;
+}
+
+/* `n` more bytes were handed in: redraw when the interval has passed
+ * (unless another thread is drawing). */
+static void progress_add(progress *p, uint64_t n)
+{
+    if (!p->on)
+        return;
+    atomic_fetch_add_explicit(&p->done, n, memory_order_relaxed);
+    if (pthread_mutex_trylock(&p->lock) != 0)
+        return;
+    uint64_t now = now_ns();
+    if (now - p->last_ns >= p->interval_ns) {
+        progress_draw(p, now);
+        p->last_ns = now;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Take the terminal line away (under the lock, which the caller then
+ * holds while it prints, so no update lands inside its output). */
+static void progress_hide(progress *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->shown) {
+        static const char clear[] = "\r\033[K";
+        if (write(STDERR_FILENO, clear, sizeof clear - 1) < 0) {
+            /* nothing to do about a terminal that went away */
+        }
+        p->shown = 0;
+    }
+}
+
+static void progress_show(progress *p)
+{
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Every event and problem of the migration goes to the tool. */
 typedef struct run_ctx {
     ms_migration *m;
     tool_event_fn on_event;
     tool_problem_fn on_problem;
     void *ctx;
+    progress progress;
+    tool_file *fs; /* the files, for drop_read_pages */
+    size_t nfiles;
 } run_ctx;
 
 static void run_event(void *ctx, const ms_event *ev, const ms_event_origin *o)
@@ -184,10 +356,13 @@ static void run_event(void *ctx, const ms_event *ev, const ms_event_origin *o)
     rc->on_event(rc->ctx, ev, o);
 }
 
+/* A problem line never lands behind the progress line. */
 static void run_problem(void *ctx, const ms_error_info *e)
 {
     run_ctx *rc = ctx;
+    progress_hide(&rc->progress);
     rc->on_problem(rc->ctx, e->has_channel ? e->channel : (size_t)-1, e);
+    progress_show(&rc->progress);
 }
 
 static int is_qemu_main(const tool_file *f)
@@ -198,41 +373,97 @@ static int is_qemu_main(const tool_file *f)
     return fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE;
 }
 
-/* A mapped file: one slice; the reader jumps inside it by itself, so a
- * seek it asks for lies past the end (the channel's end then says so). */
-static void read_mapped(run_ctx *rc, tool_file *f, uint32_t slot)
+/* Pages of mapped files the library is done with leave the process (they
+ * stay in the page cache).  The mappings stay, so a view the library keeps
+ * (input_stable: a packet the set holds until the packets before it came,
+ * maybe from another channel) or the whole input it was given reads the
+ * same bytes again, faulted back in from the file -- and those pages leave
+ * again after the next window.  So after each window every file is
+ * dropped but the windows other threads are reading now: its own window,
+ * views read again (by this thread or another: a thread that lags does
+ * not keep the pages others read of its file), a JSON trailer. */
+static void drop_range(tool_file *f, uint64_t from, uint64_t to)
 {
-    int r = ms_migration_input(rc->m, slot, f->map, f->map_len);
-    while (r == MS_NEXT_SEEK) {
-        uint64_t at = ms_migration_seek_target(rc->m, slot);
-        if (at >= f->map_len)
-            return;
-        r = ms_migration_input_at(rc->m, slot, at, f->map + at,
-                                  f->map_len - (size_t)at);
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    from = from / page * page;
+    to = to < f->map_len ? (to + page - 1) / page * page : f->map_len;
+    if (from < to)
+        madvise(f->map + from, (size_t)(to - from), MADV_DONTNEED);
+}
+
+static void drop_read_pages(run_ctx *rc, tool_file *self)
+{
+    for (size_t i = 0; i < rc->nfiles; i++) {
+        tool_file *f = &rc->fs[i];
+        if (!f->map)
+            continue;
+        uint64_t busy_from = 0, busy_to = 0; /* another thread's window */
+        if (f != self) {
+            busy_from = atomic_load_explicit(&f->window_from,
+                                             memory_order_relaxed);
+            busy_to = atomic_load_explicit(&f->window_to,
+                                           memory_order_relaxed);
+        }
+        if (busy_from < busy_to) {
+            drop_range(f, 0, busy_from);
+            drop_range(f, busy_to, f->map_len);
+        } else {
+            drop_range(f, 0, f->map_len);
+        }
     }
 }
 
-/* Read loop: read() for a pipe, pread() at the reader's offset for a
- * regular file (seeks go where the reader asks).  -1 on an I/O error
- * (printed). */
+/* The next bytes of `f` at `pos`: a window of the mapping (a view, nothing
+ * copied), else read() for a pipe or pread() at `pos` for a regular file,
+ * into `buf`.  Their length (0 at the end), or -1 on an I/O error. */
+static ssize_t next_bytes(tool_file *f, uint64_t pos, uint8_t *buf,
+                          const uint8_t **at)
+{
+    if (f->map) {
+        if (pos >= f->map_len)
+            return 0;
+        *at = f->map + pos;
+        return (ssize_t)(f->map_len - pos < f->window ? f->map_len - pos
+                                                      : f->window);
+    }
+    *at = buf;
+    ssize_t n;
+    do
+        n = f->seekable ? pread(f->fd, buf, READ_SLICE, (off_t)pos)
+                        : read(f->fd, buf, READ_SLICE);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/* Read loop: the file's bytes in order; a seek the reader asks for moves
+ * `pos` (a seek past the end ends the input: the channel's end then says
+ * so).  -1 on an I/O error (printed). */
 static int read_loop(const char *prog, run_ctx *rc, tool_file *f,
                      uint32_t slot, uint8_t *buf)
 {
     uint64_t pos = 0;
     for (;;) {
-        ssize_t n = f->seekable ? pread(f->fd, buf, READ_SLICE, (off_t)pos)
-                                : read(f->fd, buf, READ_SLICE);
-        if (n < 0 && errno == EINTR)
-            continue;
+        const uint8_t *at;
+        ssize_t n = next_bytes(f, pos, buf, &at);
         if (n < 0) {
             fprintf(stderr, "%s: %s: %s\n", prog, f->name, strerror(errno));
             return -1;
         }
         if (n == 0)
             return 0;
+        if (f->map) {
+            atomic_store_explicit(&f->window_from, pos, memory_order_relaxed);
+            atomic_store_explicit(&f->window_to, pos + (uint64_t)n,
+                                  memory_order_relaxed);
+        }
         int s = f->seekable
-                    ? ms_migration_input_at(rc->m, slot, pos, buf, (size_t)n)
-                    : ms_migration_input(rc->m, slot, buf, (size_t)n);
+                    ? ms_migration_input_at(rc->m, slot, pos, at, (size_t)n)
+                    : ms_migration_input(rc->m, slot, at, (size_t)n);
+        if (f->map) {
+            atomic_store_explicit(&f->window_to, 0, memory_order_relaxed);
+            drop_read_pages(rc, f);
+        }
+        progress_add(&rc->progress, (uint64_t)n);
         pos += (uint64_t)n;
         if (s < 0)
             return 0;
@@ -246,11 +477,11 @@ static int read_file(const char *prog, run_ctx *rc, tool_file *f,
                      size_t idx, uint8_t *buf)
 {
     uint32_t slot = (uint32_t)idx;
-    if (f->map)
-        read_mapped(rc, f, slot);
-    else if (read_loop(prog, rc, f, slot, buf) < 0)
+    if (read_loop(prog, rc, f, slot, buf) < 0)
         return -1;
     ms_migration_channel_end(rc->m, slot);
+    if (f->map) /* what the channel's end read again */
+        drop_read_pages(rc, f);
     return 0;
 }
 
@@ -362,7 +593,12 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
 {
     tool_file *fs = calloc(nfiles ? nfiles : 1, sizeof *fs);
     uint8_t *buf = malloc(READ_SLICE);
-    run_ctx rc = {.on_event = on_event, .on_problem = on_problem, .ctx = ctx};
+    run_ctx rc = {.on_event = on_event,
+                  .on_problem = on_problem,
+                  .ctx = ctx,
+                  .fs = fs,
+                  .nfiles = fs ? nfiles : 0,
+                  .progress.lock = PTHREAD_MUTEX_INITIALIZER};
     int status = TOOL_USAGE;
     if (!fs || !buf) {
         fprintf(stderr, "%s: out of memory\n", prog);
@@ -370,6 +606,7 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
     }
     if (open_all(prog, fs, files, nfiles, opt) < 0)
         goto out;
+    progress_start(&rc.progress, prog, fs, nfiles);
     int all_mapped = 1;
     size_t channels = 0;
     for (size_t i = 0; i < nfiles; i++)
@@ -401,6 +638,9 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
         goto out;
     status = ms_migration_finish(rc.m) < 0 ? TOOL_INVALID : TOOL_OK;
 out:
+    /* the tool's output comes after: no progress line left above it */
+    progress_hide(&rc.progress);
+    progress_show(&rc.progress);
     for (size_t i = 0; fs && i < nfiles; i++)
         close_file(&fs[i]);
     ms_migration_free(rc.m);
@@ -604,11 +844,12 @@ int tool_parse_options(const char *prog, int argc, char **argv,
     size_t n = 0;
     while (own[n].name)
         n++;
-    if (n + 3 > TOOL_LONG_OPTIONS_MAX)
+    if (n + 4 > TOOL_LONG_OPTIONS_MAX)
         abort(); /* a tool declares too many options: raise the max */
     memcpy(mine, own, n * sizeof *mine);
     mine[n++] = (struct option){"help", no_argument, 0, 'h'};
     mine[n++] = (struct option){"version", no_argument, 0, 'V'};
+    mine[n++] = (struct option){"quiet", no_argument, 0, TOOL_OPT_QUIET};
     mine[n] = (struct option){0, 0, 0, 0};
     tool_long_options(mine, longs);
     int c, li, rc;
@@ -621,6 +862,11 @@ int tool_parse_options(const char *prog, int argc, char **argv,
         case 'h': usage(stdout); return TOOL_OK;
         case 'V': printf("%s %s\n", prog, ms_version_string()); return TOOL_OK;
         case '?': usage(stderr); return TOOL_USAGE;
+        case TOOL_OPT_QUIET:
+            tool_run_progress(0);
+            if ((rc = own_option(ctx, c)) != TOOL_GO_ON)
+                return rc;
+            break;
         default:
             if ((rc = own_option(ctx, c)) != TOOL_GO_ON)
                 return rc;

@@ -41,6 +41,14 @@ void tool_run_parallel(int on);
  * origin->device set.  Off by default. */
 void tool_run_payloads(int on);
 
+/* While tool_run reads, show progress on stderr when it is a terminal: one
+ * line (bytes read of all, rate, time left) rewritten in place, taken away
+ * before a problem is reported and at the end.  On by default; --quiet
+ * (tool_parse_options) turns it off, and so does a tool whose own output
+ * goes to the same terminal as it reads.  MIGSTREAM_PROGRESS_INTERVAL_MS
+ * in the environment: milliseconds between updates (default 250). */
+void tool_run_progress(int on);
+
 /* "FILE:OFFSET: error-name: detail" (+ a hint naming the option that
  * raises a limit) on `out`. */
 void tool_print_problem(FILE *out, const char *file, const ms_error_info *e);
@@ -75,16 +83,24 @@ void tool_reader_help(FILE *out);
 
 /* tool_parse_options and a tool's own-option callback: carry on. */
 #define TOOL_GO_ON (-1)
+/* --quiet, which every reading tool takes: no progress line
+ * (tool_run_progress(0)); the tool's own_option then gets TOOL_OPT_QUIET
+ * too, for what else it keeps quiet about. */
+#define TOOL_OPT_QUIET 0x7101
+/* The --help line of --quiet for a tool that adds nothing to it. */
+#define TOOL_QUIET_HELP                                                        \
+    "  --quiet          no progress line on stderr (shown on a terminal)\n"
 /* One of the tool's own options: `c` is what getopt_long returned (optarg
  * holds its value).  Returns TOOL_GO_ON, or TOOL_USAGE after printing what
  * is wrong with the value. */
 typedef int (*tool_option_fn)(void *ctx, int c);
-/* Parse argv: `own` (the tool's long options; --help and --version are
- * added) and `shorts` (getopt's short options, "hV" among them) go to
- * own_option, the reader options into `opt`; -h prints usage(stdout), -V
- * the version, an unknown option usage(stderr).  With `files`, at least
- * one FILE must follow (else usage(stderr)): *files and *nfiles get them.
- * Returns TOOL_GO_ON with optind at the first file, or the exit status. */
+/* Parse argv: `own` (the tool's long options; --help, --version and
+ * --quiet are added) and `shorts` (getopt's short options, "hV" among
+ * them) go to own_option, the reader options into `opt`; -h prints
+ * usage(stdout), -V the version, an unknown option usage(stderr).  With
+ * `files`, at least one FILE must follow (else usage(stderr)): *files and
+ * *nfiles get them.  Returns TOOL_GO_ON with optind at the first file, or
+ * the exit status. */
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
                        ms_options *opt, tool_option_fn own_option,

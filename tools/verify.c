@@ -243,7 +243,10 @@ static void usage(FILE *o)
             "the\n"
             "                   configuration record (its loader rejects a "
             "mismatch)\n"
-            "  -q, --quiet      print nothing; the exit status tells\n"
+            "  -q, --quiet      print nothing (no progress line on stderr "
+            "either, which\n"
+            "                   is shown on a terminal); the exit status "
+            "tells\n"
             "  -h, --help       this help\n"
             "  -V, --version    version\n"
             "reader options:\n",
@@ -283,7 +286,8 @@ static int verify_option(void *ctx, int c)
     verify_ctx *v = ctx;
     switch (c) {
     case 'v': v->verbose = 1; break;
-    case 'q': v->quiet = 1; break;
+    case 'q':
+    case TOOL_OPT_QUIET: v->quiet = 1; break;
     case 'M': v->ex.machine = optarg; break;
     case 'B': {
         char *end;
@@ -413,8 +417,7 @@ int main(int argc, char **argv)
     opt.verify_checks = 1; /* never report "valid" for unchecked bytes */
     static const struct option own[] = {
         {"verbose", no_argument, 0, 'v'},
-        {"quiet", no_argument, 0, 'q'},
-        {"status", no_argument, 0, 'q'},
+        {"status", no_argument, 0, 'q'}, /* --quiet: tool_parse_options */
         {"expect-machine", required_argument, 0, 'M'},
         {"expect-page-bits", required_argument, 0, 'B'},
         {"expect-uuid", required_argument, 0, 'U'},
@@ -433,6 +436,8 @@ int main(int argc, char **argv)
     }
     tool_run_payloads(!v.no_payloads && opt.format != MS_FORMAT_PAYLOAD);
     tool_run_parallel(1); /* verify keeps no order-dependent output */
+    if (v.quiet)
+        tool_run_progress(0); /* -q, --status */
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
     if (rc != TOOL_USAGE)
         unseen_fields(&v);
