@@ -480,7 +480,7 @@ static void header_case(int line, uint16_t major, uint16_t minor,
 static void fmt_version(void **state)
 {
     (void)state;
-    header_case(__LINE__, 2, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
+    header_case(__LINE__, 3, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
     header_case(__LINE__, 0, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
     header_case(__LINE__, 0xFFFF, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
 }

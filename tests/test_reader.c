@@ -257,7 +257,7 @@ static void rd_truncation_writer_stream(void **state)
         {1, MS_PHASE_FINAL, MS_TRANSPORT_PACKETS, data + 500, 200, 64,
          data, 5, 0},
     };
-    tb_workload wl = {1, 6, 256, NULL, 0, devs, 1, imgs, 2};
+    tb_workload wl = {1, 6, 256, NULL, 0, devs, 1, imgs, 2, 0};
     tb_buf out;
     tb_buf_init(&out);
     ms_error_info err;
@@ -632,6 +632,7 @@ typedef struct wl_case {
     uint32_t channels;
     int compression;
     int packets; /* also packet-mode images */
+    int format_major; /* 0: the writer's default (2.0) */
 } wl_case;
 
 static void roundtrip(const wl_case *c)
@@ -668,7 +669,7 @@ static void roundtrip(const wl_case *c)
          0, 0},
     };
     tb_workload wl = {nch, c->compression, 1024, NULL, 42, devs, 3, imgs,
-                      NIMG};
+                      NIMG, c->format_major};
     tb_buf out[4];
     for (int i = 0; i < 4; i++)
         tb_buf_init(&out[i]);
@@ -694,7 +695,8 @@ static void roundtrip(const wl_case *c)
         assert_non_null(h);
         assert_int_equal(h->u.stream.channel_index, ch);
         assert_int_equal(h->u.stream.channel_count, nch);
-        assert_int_equal(h->u.stream.version_major, 1);
+        assert_int_equal(h->u.stream.version_major,
+                         c->format_major ? c->format_major : 2);
         assert_int_equal(h->u.stream.version_minor, 0);
         assert_int_equal(h->u.stream.created_ns, 42);
         assert_memory_equal(h->u.stream.uuid, tb_uuid_a, 16);
@@ -746,7 +748,9 @@ static void roundtrip(const wl_case *c)
             }
             assert_true(im->ended);
             assert_int_equal(im->end.length, imgs[i].len);
-            assert_int_equal(im->end.hash, tb_hash(imgs[i].data, imgs[i].len));
+            assert_int_equal(im->end.hash, tb_wimage_hash(&wl, &imgs[i]));
+            if (imgs[i].transport == MS_TRANSPORT_PACKETS)
+                assert_int_equal(im->asm_info.hash, im->end.hash);
             if (im->data.len != imgs[i].len ||
                 (imgs[i].len &&
                  memcmp(im->data.p, imgs[i].data, imgs[i].len) != 0)) {
@@ -784,42 +788,57 @@ static void roundtrip(const wl_case *c)
 static void rd_roundtrip_1ch_chunks_raw(void **state)
 {
     (void)state;
-    wl_case c = {"1ch chunks raw", 1, 0, 0};
+    wl_case c = {"1ch chunks raw", 1, 0, 0, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_1ch_chunks_zlib(void **state)
 {
     (void)state;
-    wl_case c = {"1ch chunks zlib6", 1, 6, 0};
+    wl_case c = {"1ch chunks zlib6", 1, 6, 0, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_1ch_packets_raw(void **state)
 {
     (void)state;
-    wl_case c = {"1ch packets raw", 1, 0, 1};
+    wl_case c = {"1ch packets raw", 1, 0, 1, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_4ch_packets_raw(void **state)
 {
     (void)state;
-    wl_case c = {"4ch packets raw", 4, 0, 1};
+    wl_case c = {"4ch packets raw", 4, 0, 1, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_4ch_packets_zlib(void **state)
 {
     (void)state;
-    wl_case c = {"4ch packets zlib6", 4, 6, 1};
+    wl_case c = {"4ch packets zlib6", 4, 6, 1, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_4ch_chunks_zlib(void **state)
 {
     (void)state;
-    wl_case c = {"4ch chunks zlib6", 4, 6, 0};
+    wl_case c = {"4ch chunks zlib6", 4, 6, 0, 0};
+    roundtrip(&c);
+}
+
+/* The writer's 1.0 on request, read back by the same rules as 1.0 files. */
+static void rd_roundtrip_v1_1ch_chunks_zlib(void **state)
+{
+    (void)state;
+    wl_case c = {"1.0 1ch chunks zlib6", 1, 6, 1, 1};
+    roundtrip(&c);
+}
+
+static void rd_roundtrip_v1_4ch_packets_raw(void **state)
+{
+    (void)state;
+    wl_case c = {"1.0 4ch packets raw", 4, 0, 1, 1};
     roundtrip(&c);
 }
 
@@ -845,6 +864,8 @@ int main(void)
         cmocka_unit_test(rd_roundtrip_4ch_packets_raw),
         cmocka_unit_test(rd_roundtrip_4ch_packets_zlib),
         cmocka_unit_test(rd_roundtrip_4ch_chunks_zlib),
+        cmocka_unit_test(rd_roundtrip_v1_1ch_chunks_zlib),
+        cmocka_unit_test(rd_roundtrip_v1_4ch_packets_raw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
