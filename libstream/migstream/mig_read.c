@@ -111,6 +111,7 @@ typedef struct mig_state {
 
     mig_device *devs;
     size_t ndevs, devcap;
+    mig_device *last_dev; /* find_device's last answer (NULL: none) */
     ms_u32map devmap;
 
     /* totals checked against END */
@@ -170,8 +171,11 @@ static mig_device *find_device(ms_reader *r, uint32_t handle, uint64_t off)
 {
     mig_state *st = ST(r);
     uint32_t i;
+    /* records of one device come in runs: try the last one found first */
+    if (st->last_dev && st->last_dev->handle == handle)
+        return st->last_dev;
     if (ms_u32map_get(&st->devmap, handle, &i))
-        return &st->devs[i];
+        return st->last_dev = &st->devs[i];
     MS_FAIL(r, MS_ERR_DEVICE_UNKNOWN, off,
             "device %u is not declared in this channel", handle);
     return NULL;
@@ -374,10 +378,56 @@ static int check_record_size(ms_reader *r)
     return 0;
 }
 
+static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p);
+
+/* The fast path (file comment): a whole small uncompressed CHUNK or PACKET
+ * at the start of the slice, whose checks all match, is taken at once: its
+ * header and prefix are consumed and its event emitted; DATA follows.
+ * Returns MS_NEXT_EVENT, or 0 (nothing consumed) for anything else, which
+ * the general path reads (and reports). */
+static int read_whole_unit(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p = r->in + r->in_pos;
+    size_t avail = ms_rd_avail(r);
+    if (!r->opt.verify_checks || r->opt.record_events || ms_rd_stashed(r) ||
+        avail < MIG_REC_OVERHEAD + MIG_CHUNK_PREFIX)
+        return 0;
+    uint64_t size = ms_le64(p + MIG_REC_OFF_SIZE);
+    uint32_t tag = ms_le32(p + MIG_REC_OFF_TAG);
+    size_t n = tag == MIG_TAG_PACKET  ? MIG_PACKET_PREFIX
+               : tag == MIG_TAG_CHUNK ? MIG_CHUNK_PREFIX
+                                      : 0;
+    /* flags 0: both tags are mandatory, no other bit is defined */
+    if (!n || ms_le32(p + MIG_REC_OFF_FLAGS) != 0 || size < n ||
+        size > DATA_VIEW_MAX || size > r->opt.max_record_payload ||
+        avail - MIG_REC_OVERHEAD < size)
+        return 0;
+    const uint8_t *payload = p + MIG_REC_HDR_SIZE;
+    uint64_t hcheck = ms_le64(p + MIG_REC_OFF_CHECK);
+    if ((tag == MIG_TAG_CHUNK && payload[8] != MS_COMPRESSION_NONE) ||
+        ms_hash64(p, MIG_REC_OFF_CHECK, st->chain) != hcheck)
+        return 0;
+    st->rec_size = size;
+    st->rec_tag = tag;
+    st->rec_check = hcheck;
+    verify_contiguous(r, payload);
+    if (!st->verified)
+        return 0;
+    st->rec_off = r->offset;
+    st->rec_flags = 0;
+    st->unit_v2 = st->major >= 2;
+    ms_rd_skip(r, MIG_REC_HDR_SIZE + n);
+    return prefix_event(r, ev, payload); /* never MS_NEXT_INPUT (0) */
+}
+
 static int read_record_header(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
     const uint8_t *p;
+    int fast = read_whole_unit(r, ev);
+    if (fast) /* taken: its event, or MS_GO_ON to a held field error */
+        return fast;
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* clean record boundary */
     st->rec_off = ms_rd_unit_offset(r);
@@ -502,6 +552,7 @@ static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
     if (ms_grow(ALLOC(r), (void **)&st->devs, sizeof *st->devs, &st->devcap,
                 st->ndevs + 1) < 0)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "device table");
+    st->last_dev = NULL; /* the table may have moved */
     mig_device *d = &st->devs[st->ndevs];
     memset(d, 0, sizeof *d);
     d->idstr = ms_alloc(ALLOC(r), idlen + 1);
@@ -873,6 +924,16 @@ static int read_prefix(ms_reader *r, ms_event *ev)
         memcpy(st->unit_prefix, p, n);
     else
         hash_payload(r, p, n);
+    return prefix_event(r, ev, p);
+}
+
+/* The prefix `p` of the CHUNK or PACKET record being read was taken: check
+ * it (a field error is held, see the file comment) and emit its event. */
+static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p)
+{
+    mig_state *st = ST(r);
+    int is_packet = st->rec_tag == MIG_TAG_PACKET;
+    size_t n = is_packet ? MIG_PACKET_PREFIX : MIG_CHUNK_PREFIX;
     st->cur_packet = is_packet;
     st->cur_data_off = st->rec_off + MIG_REC_HDR_SIZE + n;
     st->cur_produced = 0;
