@@ -3,12 +3,14 @@
  * Stages (each waits for input; errors are sticky in r->err):
  *
  *   HEADER --> RECORD_HEADER --+--> SMALL_BODY ---------------------+
- *                 ^            +--> PREFIX --+--> DATA ----+        |
- *                 |            |             +--> INFLATE -+        |
- *                 |            +--> SKIP <---+ (pending    |        |
- *                 |                 |           error)     v        |
- *                 +---------------- TRAILER <--------------+        |
- *                 +<------------------------------------------------+
+ *                 ^  ^ |       +--> PREFIX --+--> DATA ----+        |
+ *                 |  | |       |             +--> INFLATE -+        |
+ *                 |  | |       +--> SKIP <---+ (pending    |        |
+ *                 |  | |            |           error)     v        |
+ *                 |  | |            +------> TRAILER <-----+        |
+ *                 |  | +-(fast path)-> DATA -+    |                 |
+ *                 |  +-----(verified record)-+    |                 |
+ *                 +<------------------------------+-----------------+
  *   END record --> DONE (any further byte is trailing data)
  *
  * Small records (DEVICE, IMAGE_BEGIN/END, info records, END) are gathered
@@ -24,13 +26,15 @@
  * its data_hash (`unit_state`), which then goes into the payload check and,
  * as the unit hash, into the image hash.
  *
- * Contiguous fast path: when RECORD_HEADER finds a whole small uncompressed
- * CHUNK or PACKET (header, payload, check) in the slice, it verifies the
- * payload check at once with one-shot hashes (no streaming state to seed).
- * If it matches, the record is `verified`: PREFIX and DATA emit the same
- * events without hashing, and DATA consumes the check itself (no TRAILER
- * stage).  If it does not, the record takes the general path, which reports
- * the damage exactly as for split input.
+ * Contiguous fast path (read_whole_unit): when RECORD_HEADER finds a whole
+ * small uncompressed CHUNK or PACKET (header, payload, check) at the start
+ * of the slice, it verifies both checks at once with one-shot hashes (no
+ * streaming state to seed), consumes header and prefix and emits the
+ * record's event itself; the record is `verified`: DATA emits its one view
+ * without hashing and consumes the check (no TRAILER stage).  A record
+ * whose checks do not match takes the general path, which reports the
+ * damage exactly as for split input.  (start_payload_hash verifies a whole
+ * record the same way when only its header came split.)
  */
 #include <zlib.h>
 #include "hash.h"
