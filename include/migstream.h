@@ -497,10 +497,11 @@ typedef struct ms_data_info {
     uint32_t packet_idx;
     int config;             /* 1: bytes of a config packet (not image bytes) */
     /* migstream: 1 on the last DATA event of a CHUNK or PACKET (none for an
-     * empty packet), whose unit_hash is then XXH3-64 of all the unit's data
-     * (decompressed for a zlib chunk), seed 0 (spec 4.3).  Computed while
-     * reading (0 without verify_checks); the record's payload check, verified
-     * after this event, says whether the bytes were the ones written. */
+     * empty packet; the set's reassembled packets too).  In a 2.x stream
+     * unit_hash is then the unit hash of spec 4.3: XXH3-64 of all the unit's
+     * data (decompressed for a zlib chunk), seed 0, as read (the record's
+     * payload check may still fail after this event); 0 in 1.x streams and
+     * without verify_checks. */
     int unit_end;
     uint64_t unit_hash;
 } ms_data_info;
