@@ -42,9 +42,12 @@ extern "C" {
     MS_STR_(MIGSTREAM_VERSION_MAJOR)                                          \
     "." MS_STR_(MIGSTREAM_VERSION_MINOR) "." MS_STR_(MIGSTREAM_VERSION_PATCH)
 
-/* The migstream container format version this library reads and writes. */
-#define MS_FORMAT_VERSION_MAJOR 1
+/* The migstream container format version this library writes by default.
+ * It reads versions MS_FORMAT_VERSION_MAJOR_OLDEST..MS_FORMAT_VERSION_MAJOR
+ * (any minor), and writes 1.0 on request (ms_writer_options.format_major). */
+#define MS_FORMAT_VERSION_MAJOR 2
 #define MS_FORMAT_VERSION_MINOR 0
+#define MS_FORMAT_VERSION_MAJOR_OLDEST 1
 
 MS_API unsigned ms_version_number(void); /* MIGSTREAM_VERSION_NUMBER */
 MS_API const char *ms_version_string(void);
@@ -472,7 +475,8 @@ typedef struct ms_image_info {
     uint64_t timestamp_ns;
     /* IMAGE_END and IMAGE_ASSEMBLED only: */
     uint64_t length;     /* image bytes (uncompressed; data packets only) */
-    uint64_t hash;       /* XXH3-64 of the image bytes */
+    uint64_t hash;       /* migstream 2.x: XXH3-64 of the units' hashes
+                            (spec 5.4); 1.x and others: of the image bytes */
     uint64_t unit_count; /* chunks, or data packets */
     uint64_t config_length, config_hash; /* packet mode: the config packet */
 } ms_image_info;
@@ -492,6 +496,14 @@ typedef struct ms_data_info {
     uint32_t instance_id;
     uint32_t packet_idx;
     int config;             /* 1: bytes of a config packet (not image bytes) */
+    /* migstream: 1 on the last DATA event of a CHUNK or PACKET (none for an
+     * empty packet; the set's reassembled packets too).  In a 2.x stream
+     * unit_hash is then the unit hash of spec 4.3: XXH3-64 of all the unit's
+     * data (decompressed for a zlib chunk), seed 0, as read (the record's
+     * payload check may still fail after this event); 0 in 1.x streams and
+     * without verify_checks. */
+    int unit_end;
+    uint64_t unit_hash;
 } ms_data_info;
 
 typedef struct ms_chunk_info {
@@ -1255,7 +1267,7 @@ MS_API int ms_migration_finish(ms_migration *m);
 /* Problems reported so far. */
 MS_API uint64_t ms_migration_problems(const ms_migration *m);
 
-/* ---- writer (migstream v1) -------------------------------------------- */
+/* ---- writer (migstream 2.0, or 1.0 on request) ------------------------- */
 typedef struct ms_writer ms_writer;
 
 /* Output of one channel: write all `len` bytes, return 0, or -1 on failure. */
@@ -1272,6 +1284,9 @@ typedef struct ms_writer_options {
     int compression_level;  /* 0: none; 1..9: zlib per chunk (kept raw when
                                it does not shrink) */
     ms_allocator allocator;
+    /* appended after MS_WRITER_OPTIONS_SIZE_V1 (older callers get 0): */
+    int format_major;       /* format version written: 1 (1.0) or 2 (2.0);
+                               0: MS_FORMAT_VERSION_MAJOR */
 } ms_writer_options;
 
 /* The smallest struct_size accepted (the first layout: up to allocator). */

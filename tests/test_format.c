@@ -480,7 +480,7 @@ static void header_case(int line, uint16_t major, uint16_t minor,
 static void fmt_version(void **state)
 {
     (void)state;
-    header_case(__LINE__, 2, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
+    header_case(__LINE__, 3, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
     header_case(__LINE__, 0, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
     header_case(__LINE__, 0xFFFF, 0, 0, 0, 1, 0, MS_ERR_VERSION, 8);
 }
@@ -1451,6 +1451,109 @@ static void fmt_image_length_and_hash(void **state)
     }
 }
 
+/* ---- version 2.0: unit records (4.3) and the image hash (5.4) ---------- */
+static void base2(tb_stream *s)
+{
+    tb_stream_init(s);
+    tb_header_ex(s, tb_magic, 2, 0, 0, tb_uuid_a, 0, 1, 0, 0);
+    tb_device(s, DEV, IDSTR, MS_PAYLOAD_MLX5);
+}
+
+/* A chunk image of a raw and a zlib chunk of 32 bytes each, then a packet
+ * image of two data packets and an empty config packet.  Offsets of the
+ * unit records in `at` (raw chunk, zlib chunk, packet 0), of the IMAGE_END
+ * of the chunk image in `end_at`. */
+static void v2_stream(tb_stream *s, const uint8_t data[64], uint64_t hash,
+                      size_t at[3], size_t len[3], size_t *end_at)
+{
+    base2(s);
+    tb_image_begin(s, DEV, 0, 1, 0, 0, 0);
+    at[0] = tb_chunk(s, DEV, 0, 0, data, 32);
+    len[0] = s->last_len;
+    at[1] = tb_chunk(s, DEV, 0, 1, data + 32, 32);
+    len[1] = s->last_len;
+    *end_at = tb_image_end(s, DEV, 0, 64, hash, 2, 0, 0, 0);
+    tb_image_begin(s, DEV, 1, 2, 1, 0, 0);
+    at[2] = tb_packet(s, DEV, 1, 0, 0, data, 40);
+    len[2] = s->last_len;
+    tb_packet(s, DEV, 1, 1, 0, data + 40, 24);
+    tb_packet(s, DEV, 1, 2, MIG_PACKET_FLAG_CONFIG, NULL, 0);
+    uint8_t le[16];
+    tb_set_le64(le, tb_hash(data, 40));
+    tb_set_le64(le + 8, tb_hash(data + 40, 24));
+    tb_image_end(s, DEV, 1, 64, tb_hash(le, 16), 2, 0, 0, tb_hash("", 0));
+    tb_end_auto(s, 0);
+}
+
+static void fmt_v2_unit_records(void **state)
+{
+    (void)state;
+    uint8_t data[64];
+    tb_fill_compressible(data, sizeof data, 12);
+    uint64_t h = tb_units_hash(data, 64, 32);
+    size_t at[3], len[3], end_at;
+    tb_stream s;
+    v2_stream(&s, data, h, at, len, &end_at);
+    EXPECT_OK(&s);
+    /* damage in a unit's data, in its prefix, in a zlib chunk's stored
+     * bytes: the payload check (at the record's last 8 bytes) */
+    static const size_t where[][2] = {
+        {0, 24 + 16 + 5}, /* raw chunk data */
+        {0, 24 + 12},     /* raw chunk prefix: raw_len */
+        {0, 24 + 9},      /* raw chunk prefix: reserved */
+        {1, 24 + 16 + 3}, /* zlib stream */
+        {2, 24 + 24 + 39}, /* packet data, its last byte */
+        {2, 24 + 8},      /* packet prefix: idx */
+    };
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        size_t k = where[i][0];
+        s.b.p[at[k] + where[i][1]] ^= 0x10;
+        EXPECT_ERR_AT(&s, MS_ERR_PAYLOAD_CHECK, at[k] + len[k] - 8);
+        s.b.p[at[k] + where[i][1]] ^= 0x10;
+    }
+    EXPECT_OK(&s);
+    tb_stream_free(&s);
+    /* image_hash: another value, or the 1.x hash of the bytes */
+    uint64_t wrong[] = {h ^ 1, tb_hash(data, 64), tb_units_hash(data, 64, 64)};
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        v2_stream(&s, data, wrong[i], at, len, &end_at);
+        EXPECT_ERR_AT(&s, MS_ERR_IMAGE_HASH, end_at);
+        tb_stream_free(&s);
+    }
+}
+
+/* A unit record checked by the other version's rule is damage. */
+static void fmt_v2_version_rules(void **state)
+{
+    (void)state;
+    uint8_t data[32];
+    tb_fill_random(data, sizeof data, 13);
+    for (uint16_t major = 1; major <= 2; major++) {
+        tb_stream s;
+        tb_stream_init(&s);
+        tb_header_ex(&s, tb_magic, major, 0, 0, tb_uuid_a, 0, 1, 0, 0);
+        tb_device(&s, DEV, IDSTR, MS_PAYLOAD_MLX5);
+        tb_image_begin(&s, DEV, 0, 1, 0, 0, 0);
+        s.major = (uint16_t)(3 - major); /* the other rule */
+        size_t off = tb_chunk(&s, DEV, 0, 0, data, 32);
+        size_t len = s.last_len;
+        s.major = major;
+        tb_image_end(&s, DEV, 0, 32, tb_units_hash(data, 32, 32), 1, 0, 0,
+                     0);
+        tb_end_auto(&s, 0);
+        EXPECT_ERR_AT(&s, MS_ERR_PAYLOAD_CHECK, off + len - 8);
+        tb_stream_free(&s);
+    }
+    /* an image without units: the hash of empty input */
+    tb_stream s;
+    base2(&s);
+    tb_image_begin(&s, DEV, 0, 1, 0, 0, 0);
+    tb_image_end(&s, DEV, 0, 0, tb_hash("", 0), 0, 0, 0, 0);
+    tb_end_auto(&s, 0);
+    EXPECT_OK(&s);
+    tb_stream_free(&s);
+}
+
 static void fmt_decompress(void **state)
 {
     (void)state;
@@ -1766,6 +1869,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fmt_valid_minimal),
+        cmocka_unit_test(fmt_v2_unit_records),
+        cmocka_unit_test(fmt_v2_version_rules),
         cmocka_unit_test(fmt_valid_all_records),
         cmocka_unit_test(fmt_valid_phase_sequences),
         cmocka_unit_test(fmt_truncated),

@@ -37,6 +37,31 @@ static void mark(rich *r)
     r->bounds[r->nb++] = r->s.b.len;
 }
 
+/* The format version build_rich writes: 1, or 2 for the tests run with
+ * the v2 setup (the same checks on a 2.0 stream, spec 4.3). */
+static uint16_t rich_major = 1;
+
+static int v2_setup(void **state)
+{
+    (void)state;
+    rich_major = 2;
+    return 0;
+}
+
+static int v2_teardown(void **state)
+{
+    (void)state;
+    rich_major = 1;
+    return 0;
+}
+
+/* IMAGE_END's image_hash of `data` in units of `unit` bytes. */
+static uint64_t rich_hash(const void *data, size_t len, size_t unit)
+{
+    return rich_major >= 2 ? tb_units_hash(data, len, unit)
+                           : tb_hash(data, len);
+}
+
 static void build_rich(rich *r)
 {
     memset(r, 0, sizeof *r);
@@ -46,7 +71,7 @@ static void build_rich(rich *r)
     tb_fill_random(r->img2, sizeof r->img2, 3);
     tb_fill_random(r->cfg, sizeof r->cfg, 4);
     tb_stream_init(s);
-    tb_header_ex(s, tb_magic, 1, 0, 0, tb_uuid_a, 0, 1, 1234, 0);
+    tb_header_ex(s, tb_magic, rich_major, 0, 0, tb_uuid_a, 0, 1, 1234, 0);
     r->bounds[r->nb++] = s->b.len;
     tb_device_ex(s, 1, 0, MS_PAYLOAD_MLX5, "0000:00:02.0/vfio", "abc", 3);
     mark(r);
@@ -64,7 +89,7 @@ static void build_rich(rich *r)
         tb_chunk(s, 1, 0, 0, r->img0 + 100 * i, 100);
         mark(r);
     }
-    tb_image_end(s, 1, 0, 300, tb_hash(r->img0, 300), 3, 14, 0, 0);
+    tb_image_end(s, 1, 0, 300, rich_hash(r->img0, 300, 100), 3, 14, 0, 0);
     mark(r);
     tb_record(s, MIG_FLAG_OPTIONAL, 0x80000001u, "vendor", 6);
     mark(r);
@@ -74,7 +99,7 @@ static void build_rich(rich *r)
         tb_chunk(s, 1, 1, 1, r->img1 + 150 * i, 150);
         mark(r);
     }
-    tb_image_end(s, 1, 1, 300, tb_hash(r->img1, 300), 2, 16, 0, 0);
+    tb_image_end(s, 1, 1, 300, rich_hash(r->img1, 300, 150), 2, 16, 0, 0);
     mark(r);
     tb_image_begin(s, 2, 0, 3, 1, 0, 17);
     mark(r);
@@ -84,7 +109,8 @@ static void build_rich(rich *r)
     }
     tb_packet(s, 2, 0, 3, 1, r->cfg, sizeof r->cfg);
     mark(r);
-    tb_image_end(s, 2, 0, 120, tb_hash(r->img2, 120), 3, 18, sizeof r->cfg,
+    tb_image_end(s, 2, 0, 120, rich_hash(r->img2, 120, 40), 3, 18,
+                 sizeof r->cfg,
                  tb_hash(r->cfg, sizeof r->cfg));
     mark(r);
     tb_end_auto(s, 19);
@@ -257,7 +283,7 @@ static void rd_truncation_writer_stream(void **state)
         {1, MS_PHASE_FINAL, MS_TRANSPORT_PACKETS, data + 500, 200, 64,
          data, 5, 0},
     };
-    tb_workload wl = {1, 6, 256, NULL, 0, devs, 1, imgs, 2};
+    tb_workload wl = {1, 6, 256, NULL, 0, devs, 1, imgs, 2, 0};
     tb_buf out;
     tb_buf_init(&out);
     ms_error_info err;
@@ -632,6 +658,7 @@ typedef struct wl_case {
     uint32_t channels;
     int compression;
     int packets; /* also packet-mode images */
+    int format_major; /* 0: the writer's default (2.0) */
 } wl_case;
 
 static void roundtrip(const wl_case *c)
@@ -668,7 +695,7 @@ static void roundtrip(const wl_case *c)
          0, 0},
     };
     tb_workload wl = {nch, c->compression, 1024, NULL, 42, devs, 3, imgs,
-                      NIMG};
+                      NIMG, c->format_major};
     tb_buf out[4];
     for (int i = 0; i < 4; i++)
         tb_buf_init(&out[i]);
@@ -694,7 +721,8 @@ static void roundtrip(const wl_case *c)
         assert_non_null(h);
         assert_int_equal(h->u.stream.channel_index, ch);
         assert_int_equal(h->u.stream.channel_count, nch);
-        assert_int_equal(h->u.stream.version_major, 1);
+        assert_int_equal(h->u.stream.version_major,
+                         c->format_major ? c->format_major : 2);
         assert_int_equal(h->u.stream.version_minor, 0);
         assert_int_equal(h->u.stream.created_ns, 42);
         assert_memory_equal(h->u.stream.uuid, tb_uuid_a, 16);
@@ -746,7 +774,9 @@ static void roundtrip(const wl_case *c)
             }
             assert_true(im->ended);
             assert_int_equal(im->end.length, imgs[i].len);
-            assert_int_equal(im->end.hash, tb_hash(imgs[i].data, imgs[i].len));
+            assert_int_equal(im->end.hash, tb_wimage_hash(&wl, &imgs[i]));
+            if (imgs[i].transport == MS_TRANSPORT_PACKETS)
+                assert_int_equal(im->asm_info.hash, im->end.hash);
             if (im->data.len != imgs[i].len ||
                 (imgs[i].len &&
                  memcmp(im->data.p, imgs[i].data, imgs[i].len) != 0)) {
@@ -784,44 +814,105 @@ static void roundtrip(const wl_case *c)
 static void rd_roundtrip_1ch_chunks_raw(void **state)
 {
     (void)state;
-    wl_case c = {"1ch chunks raw", 1, 0, 0};
+    wl_case c = {"1ch chunks raw", 1, 0, 0, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_1ch_chunks_zlib(void **state)
 {
     (void)state;
-    wl_case c = {"1ch chunks zlib6", 1, 6, 0};
+    wl_case c = {"1ch chunks zlib6", 1, 6, 0, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_1ch_packets_raw(void **state)
 {
     (void)state;
-    wl_case c = {"1ch packets raw", 1, 0, 1};
+    wl_case c = {"1ch packets raw", 1, 0, 1, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_4ch_packets_raw(void **state)
 {
     (void)state;
-    wl_case c = {"4ch packets raw", 4, 0, 1};
+    wl_case c = {"4ch packets raw", 4, 0, 1, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_4ch_packets_zlib(void **state)
 {
     (void)state;
-    wl_case c = {"4ch packets zlib6", 4, 6, 1};
+    wl_case c = {"4ch packets zlib6", 4, 6, 1, 0};
     roundtrip(&c);
 }
 
 static void rd_roundtrip_4ch_chunks_zlib(void **state)
 {
     (void)state;
-    wl_case c = {"4ch chunks zlib6", 4, 6, 0};
+    wl_case c = {"4ch chunks zlib6", 4, 6, 0, 0};
     roundtrip(&c);
 }
+
+/* The writer's 1.0 on request, read back by the same rules as 1.0 files. */
+static void rd_roundtrip_v1_1ch_chunks_zlib(void **state)
+{
+    (void)state;
+    wl_case c = {"1.0 1ch chunks zlib6", 1, 6, 1, 1};
+    roundtrip(&c);
+}
+
+static void rd_roundtrip_v1_4ch_packets_raw(void **state)
+{
+    (void)state;
+    wl_case c = {"1.0 4ch packets raw", 4, 0, 1, 1};
+    roundtrip(&c);
+}
+
+/* 2.0: the last DATA event of every unit carries its unit hash (spec 4.3):
+ * raw chunks, zlib chunks (of the inflated bytes), packets. */
+static void rd_unit_hashes(void **state)
+{
+    (void)state;
+    rich r;
+    build_rich(&r);
+    const uint8_t *unit_data[] = {r.img0, r.img0 + 100, r.img0 + 200,
+                                  r.img1, r.img1 + 150, r.img2,
+                                  r.img2 + 40, r.img2 + 80, r.cfg};
+    size_t unit_len[] = {100, 100, 100, 150, 150, 40, 40, 40, sizeof r.cfg};
+    size_t n_units = sizeof unit_len / sizeof unit_len[0];
+    for (size_t slice = 1; slice <= 4096; slice *= 64) {
+        ms_reader *rd = ms_reader_create(NULL);
+        assert_non_null(rd);
+        size_t unit = 0, off = 0, in_unit = 0;
+        ms_event ev;
+        while (off < r.s.b.len) {
+            size_t n = r.s.b.len - off < slice ? r.s.b.len - off : slice;
+            assert_int_equal(ms_reader_input(rd, r.s.b.p + off, n), 0);
+            off += n;
+            int k;
+            while ((k = ms_reader_next(rd, &ev)) == MS_NEXT_EVENT) {
+                if (ev.kind != MS_EV_DATA)
+                    continue;
+                in_unit += ev.u.data.size;
+                if (!ev.u.data.unit_end)
+                    continue;
+                assert_true(unit < n_units);
+                assert_int_equal(in_unit, unit_len[unit]);
+                assert_int_equal(ev.u.data.unit_hash,
+                                 tb_hash(unit_data[unit], unit_len[unit]));
+                unit++;
+                in_unit = 0;
+            }
+            assert_int_equal(k, MS_NEXT_INPUT);
+        }
+        assert_int_equal(ms_reader_finish(rd), 0);
+        assert_int_equal(unit, n_units);
+        ms_reader_free(rd);
+    }
+    tb_stream_free(&r.s);
+}
+
+#define V2(f) cmocka_unit_test_setup_teardown(f, v2_setup, v2_teardown)
 
 int main(void)
 {
@@ -845,6 +936,16 @@ int main(void)
         cmocka_unit_test(rd_roundtrip_4ch_packets_raw),
         cmocka_unit_test(rd_roundtrip_4ch_packets_zlib),
         cmocka_unit_test(rd_roundtrip_4ch_chunks_zlib),
+        cmocka_unit_test(rd_roundtrip_v1_1ch_chunks_zlib),
+        cmocka_unit_test(rd_roundtrip_v1_4ch_packets_raw),
+        /* the hand-built stream again, as 2.0 */
+        V2(rd_rich_stream_reads),
+        V2(rd_bytewise_equals_one_slice),
+        V2(rd_truncation_every_offset),
+        V2(rd_bitflip_headers),
+        V2(rd_bitflip_everywhere),
+        V2(rd_verify_checks_off),
+        V2(rd_unit_hashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,10 +107,39 @@ typedef struct iend {
     uint64_t length, hash, units, cfg_len, cfg_hash;
 } iend;
 
+/* The format version pset_begin writes: 1, or 2 for the tests run with
+ * the v2 setup (the set checks 2.x images from unit hashes, spec 5.4). */
+static uint16_t set_major = 1;
+
+static int v2_setup(void **state)
+{
+    (void)state;
+    set_major = 2;
+    return 0;
+}
+
+static int v2_teardown(void **state)
+{
+    (void)state;
+    set_major = 1;
+    return 0;
+}
+
+/* IMAGE_END's image_hash of the standard image: 1.x of D's bytes, 2.x of
+ * the le64 XXH3-64 of each data packet in idx order. */
+static uint64_t std_hash(void)
+{
+    if (set_major < 2)
+        return tb_hash(D, D_len);
+    uint8_t le[NPKT * 8];
+    for (int i = 0; i < NPKT; i++)
+        tb_set_le64(le + 8 * i, tb_hash(D + P_off[i], P_off[i + 1] - P_off[i]));
+    return tb_hash(le, sizeof le);
+}
+
 static iend std_end(void)
 {
-    iend e = {D_len, tb_hash(D, D_len), NPKT, sizeof C,
-              tb_hash(C, sizeof C)};
+    iend e = {D_len, std_hash(), NPKT, sizeof C, tb_hash(C, sizeof C)};
     return e;
 }
 
@@ -125,7 +154,8 @@ static void pset_begin(pset *ps, uint32_t n, uint32_t count)
     ps->n = n;
     for (uint32_t i = 0; i < n; i++) {
         tb_stream_init(&ps->ch[i]);
-        tb_header(&ps->ch[i], tb_uuid_a, i, count);
+        tb_header_ex(&ps->ch[i], tb_magic, set_major, 0, 0, tb_uuid_a, i,
+                     count, 0, 0);
         tb_device(&ps->ch[i], DEV, IDSTR, MS_PAYLOAD_MLX5);
     }
 }
@@ -220,7 +250,7 @@ static void expect_assembled_(int line, const pset *ps, const ms_options *o)
                  memcmp(im->config.p, C, sizeof C))
             why = "config bytes differ";
         else if (im->asm_info.length != D_len ||
-                 im->asm_info.hash != tb_hash(D, D_len) ||
+                 im->asm_info.hash != std_hash() ||
                  im->asm_info.unit_count != NPKT ||
                  im->asm_info.config_length != sizeof C ||
                  im->asm_info.config_hash != tb_hash(C, sizeof C) ||
@@ -922,6 +952,27 @@ static int setup(void **state)
     return 0;
 }
 
+/* A 1.0 channel and a 2.0 channel are not one migration (spec 6). */
+static void set_two_versions(void **state)
+{
+    (void)state;
+    plan pl;
+    pset ps;
+    std_plan(&pl, 2, 0);
+    build_std(&ps, 2, &pl, std_end());
+    tb_stream one;
+    tb_stream_init(&one);
+    tb_header_ex(&one, tb_magic, 1, 0, 0, tb_uuid_a, 1, 2, 0, 0);
+    tb_device(&one, DEV, IDSTR, MS_PAYLOAD_MLX5);
+    tb_end_auto(&one, 0);
+    tb_stream_free(&ps.ch[1]);
+    ps.ch[1] = one;
+    EXPECT_SET_ERR(&ps, MS_ERR_CHANNEL_SET);
+    pset_free(&ps);
+}
+
+#define V2(f) cmocka_unit_test_setup_teardown(f, v2_setup, v2_teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +996,14 @@ int main(void)
         cmocka_unit_test(set_limit_buffered_bytes),
         cmocka_unit_test(set_limit_packets_and_channels),
         cmocka_unit_test(set_api_defaults_and_sticky),
+        /* packet images again, as 2.0 */
+        V2(set_reassemble_three_channels_shuffled),
+        V2(set_reassemble_all_remote),
+        V2(set_reassemble_input_stable),
+        V2(set_reassemble_single_channel),
+        V2(set_reassemble_config_only),
+        V2(set_image_hash_and_length),
+        V2(set_two_versions),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

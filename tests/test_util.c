@@ -218,6 +218,7 @@ void tb_header_ex(tb_stream *s, const uint8_t magic[8], uint16_t major,
     tb_set_le64(h + 56, check);
     tb_put(&s->b, h, 64);
     s->chain = check;
+    s->major = major;
 }
 
 void tb_header(tb_stream *s, const uint8_t uuid[16], uint32_t index,
@@ -231,6 +232,36 @@ void tb_header_refresh(tb_stream *s)
     uint64_t check = XXH3_64bits_withSeed(s->b.p, 56, 0);
     tb_set_le64(s->b.p + 56, check);
     s->chain = check;
+    s->major = (uint16_t)(s->b.p[8] | s->b.p[9] << 8);
+}
+
+uint64_t tb_payload_check(uint16_t major, uint32_t tag, const void *payload,
+                          size_t len, uint64_t header_check)
+{
+    size_t prefix = tag == 0x0003 ? 16 : tag == 0x0005 ? 24 : 0;
+    if (major < 2 || !prefix || len < prefix)
+        return XXH3_64bits_withSeed(payload, len, header_check);
+    uint8_t b[24 + 8];
+    memcpy(b, payload, prefix);
+    tb_set_le64(b + prefix,
+                XXH3_64bits((const uint8_t *)payload + prefix, len - prefix));
+    return XXH3_64bits_withSeed(b, prefix + 8, header_check);
+}
+
+uint64_t tb_units_hash(const void *data, size_t len, size_t unit_size)
+{
+    XXH3_state_t *st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    const uint8_t *d = data;
+    for (size_t off = 0; off < len; off += unit_size) {
+        size_t n = len - off < unit_size ? len - off : unit_size;
+        uint8_t le[8];
+        tb_set_le64(le, XXH3_64bits(d + off, n));
+        XXH3_64bits_update(st, le, 8);
+    }
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h;
 }
 
 size_t tb_record(tb_stream *s, uint32_t flags, uint32_t tag,
@@ -243,7 +274,7 @@ size_t tb_record(tb_stream *s, uint32_t flags, uint32_t tag,
     tb_set_le32(h + 12, tag);
     uint64_t hcheck = XXH3_64bits_withSeed(h, 16, s->chain);
     tb_set_le64(h + 16, hcheck);
-    uint64_t pcheck = XXH3_64bits_withSeed(payload, len, hcheck);
+    uint64_t pcheck = tb_payload_check(s->major, tag, payload, len, hcheck);
     tb_put(&s->b, h, 24);
     tb_put(&s->b, payload, len);
     tb_put_le64(&s->b, pcheck);
@@ -523,8 +554,10 @@ void tb_chunk_image(tb_stream *s, uint32_t device, uint32_t seq,
         tb_chunk(s, device, seq, compression, d + off, n);
         units++;
     }
-    tb_image_end(s, device, seq, len, tb_hash(data, len), units, 2000 + seq,
-                 0, 0);
+    tb_image_end(s, device, seq, len,
+                 s->major >= 2 ? tb_units_hash(data, len, chunk_size)
+                               : tb_hash(data, len),
+                 units, 2000 + seq, 0, 0);
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -1100,6 +1133,33 @@ static int write_cb(void *opaque, const void *buf, size_t len)
             goto fail;                                                        \
     } while (0)
 
+uint64_t tb_wimage_hash(const tb_workload *wl, const tb_wimage *im)
+{
+    if (wl->format_major == 1)
+        return tb_hash(im->data, im->len);
+    size_t piece = im->piece ? im->piece : (im->len ? im->len : 1);
+    size_t unit = piece;
+    size_t chunk = wl->chunk_size ? wl->chunk_size : (size_t)1 << 20;
+    if (im->transport == MS_TRANSPORT_CHUNKS && chunk < piece) {
+        /* pieces cut by the chunk size: hash piece by piece */
+        XXH3_state_t *st = XXH3_createState();
+        XXH3_64bits_reset(st);
+        for (size_t off = 0; off < im->len; off += piece) {
+            size_t n = im->len - off < piece ? im->len - off : piece;
+            for (size_t k = 0; k < n; k += chunk) {
+                uint8_t le[8];
+                tb_set_le64(le, tb_hash(im->data + off + k,
+                                        n - k < chunk ? n - k : chunk));
+                XXH3_64bits_update(st, le, 8);
+            }
+        }
+        uint64_t h = XXH3_64bits_digest(st);
+        XXH3_freeState(st);
+        return h;
+    }
+    return tb_units_hash(im->data, im->len, unit);
+}
+
 int tb_write_workload(const tb_workload *wl, tb_buf *out, ms_error_info *err)
 {
     ms_writer_options wo;
@@ -1110,6 +1170,7 @@ int tb_write_workload(const tb_workload *wl, tb_buf *out, ms_error_info *err)
     if (wl->chunk_size)
         wo.chunk_size = wl->chunk_size;
     wo.compression_level = wl->compression;
+    wo.format_major = wl->format_major;
     if (err)
         memset(err, 0, sizeof *err);
     ms_writer *w = ms_writer_create(&wo);

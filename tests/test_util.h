@@ -84,6 +84,7 @@ typedef struct tb_stream {
     uint32_t device_count, image_count;
     size_t last_off; /* first byte of the last record appended */
     size_t last_len; /* its total length (header + payload + check) */
+    uint16_t major;  /* format version of the header written (1, 2) */
 } tb_stream;
 
 void tb_stream_init(tb_stream *s);
@@ -93,7 +94,9 @@ extern const uint8_t tb_magic[8];
 extern const uint8_t tb_uuid_a[16];
 extern const uint8_t tb_uuid_b[16];
 
-/* Stream header, version 1.0, no flags, created_ns 0, reserved 0. */
+/* Stream header, version 1.0, no flags, created_ns 0, reserved 0.
+ * (tb_header_ex with major 2 starts a 2.0 stream: tb_record, tb_chunk_image
+ * then compute 2.x checks.) */
 void tb_header(tb_stream *s, const uint8_t uuid[16], uint32_t index,
                uint32_t count);
 /* Stream header with every field explicit; header_check computed. */
@@ -104,6 +107,14 @@ void tb_header_ex(tb_stream *s, const uint8_t magic[8], uint16_t major,
 /* After a test edited bytes 0..55 of the header: recompute header_check
  * and restart the chain from it (only valid before any record). */
 void tb_header_refresh(tb_stream *s);
+
+/* A record's payload_check in format `major` (spec 4.1, 4.3: a 2.x CHUNK
+ * or PACKET covers prefix || le64 XXH3-64(data)). */
+uint64_t tb_payload_check(uint16_t major, uint32_t tag, const void *payload,
+                          size_t len, uint64_t header_check);
+/* A 2.x image hash (spec 5.4) of `data` cut into units of `unit_size`
+ * bytes (the last one shorter): XXH3-64 of their le64 XXH3-64s. */
+uint64_t tb_units_hash(const void *data, size_t len, size_t unit_size);
 
 /* Append a record: header (size, flags, tag, header_check chained), the
  * payload and its payload_check; the chain moves on.  Returns the offset of
@@ -284,7 +295,14 @@ typedef struct tb_workload {
     size_t n_devs;
     const tb_wimage *imgs;
     size_t n_imgs;
+    int format_major;      /* writer format_major: 0 (default 2), 1, 2 */
 } tb_workload;
+
+/* The image_hash IMAGE_END must hold for `im` written as tb_write_workload
+ * writes it (spec 5.4): 1.x the bytes' hash; 2.x the unit hashes' hash,
+ * units cut as the writer cuts them (packets: `piece`; chunks: each piece
+ * cut by the chunk size). */
+uint64_t tb_wimage_hash(const tb_workload *wl, const tb_wimage *im);
 
 /* Write the workload; out[] (channels entries) receives the bytes.
  * Returns 0 or -1 (err filled). */

@@ -140,7 +140,7 @@ static void wr_output_verified(void **state)
         for (uint32_t c = 0; c < n; c++) {
             tb_stream h;
             tb_stream_init(&h);
-            tb_header_ex(&h, tb_magic, 1, 0, 0, tb_uuid_a, c, n, 555, 0);
+            tb_header_ex(&h, tb_magic, 2, 0, 0, tb_uuid_a, c, n, 555, 0);
             assert_true(f.out[c].len > 64);
             assert_memory_equal(f.out[c].p, h.b.p, 64);
             tb_stream_free(&h);
@@ -155,7 +155,9 @@ static void wr_output_verified(void **state)
         assert_int_equal(im->data.len, 3000);
         assert_memory_equal(im->data.p, a, 3000);
         assert_int_equal(im->end.length, 3000);
-        assert_int_equal(im->end.hash, tb_hash(a, 3000));
+        /* 2.0 (spec 5.4): the hash of the units' hashes; each 333-byte
+         * image_data call is one chunk (below the 700-byte chunk size) */
+        assert_int_equal(im->end.hash, tb_units_hash(a, 3000, 333));
         assert_int_equal(im->end.timestamp_ns, 14);
         im = tb_result_image(&r, 2, 0);
         assert_non_null(im);
@@ -166,6 +168,8 @@ static void wr_output_verified(void **state)
         assert_memory_equal(im->config.p, cfg, sizeof cfg);
         assert_int_equal(im->end.unit_count, 5);
         assert_int_equal(im->end.config_length, sizeof cfg);
+        assert_int_equal(im->end.hash, tb_units_hash(a + 3000, 2000, 400));
+        assert_int_equal(im->end.config_hash, tb_hash(cfg, sizeof cfg));
 
         /* the records' fields, and the writer's packet numbering */
         const ms_event *e = tb_result_find(&r, MS_EV_PRECOPY_INFO, 0);
@@ -658,7 +662,10 @@ static void wr_api_defaults(void **state)
     ms_writer_options o;
     ms_writer_options_init(&o);
     assert_int_equal(o.struct_size, sizeof o);
-    o.struct_size = sizeof o - 1;
+    o.struct_size = MS_WRITER_OPTIONS_SIZE_V1 - 1;
+    assert_null(ms_writer_create(&o));
+    o.struct_size = sizeof o;
+    o.format_major = 3; /* no such version */
     assert_null(ms_writer_create(&o));
     /* defaults: NULL options */
     ms_writer *w = ms_writer_create(NULL);

@@ -237,7 +237,8 @@ int ms_options_import(ms_options *dst, const ms_options *src)
 }
 
 /* ---- hashing ----------------------------------------------------------- */
-uint64_t ms_hash64(const void *data, size_t len, uint64_t seed)
+/* ms_hash64 itself: hash_short.c */
+uint64_t ms_hash64_long(const void *data, size_t len, uint64_t seed)
 {
     return XXH3_64bits_withSeed(data, len, seed);
 }

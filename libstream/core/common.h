@@ -130,7 +130,10 @@ int ms_options_import(ms_options *dst, const ms_options *src);
 int ms_rp_detect(const uint8_t *p, size_t len, size_t *want);
 
 /* ---- hashing ----------------------------------------------------------- */
+/* XXH3-64(data, seed): hash_short.c (short inputs inlined), which hands
+ * longer ones to ms_hash64_long (the runtime-dispatched variant). */
 uint64_t ms_hash64(const void *data, size_t len, uint64_t seed);
+uint64_t ms_hash64_long(const void *data, size_t len, uint64_t seed);
 
 /* XXH3 streaming state from the caller's allocator (XXH3_state_t needs
  * 64-byte alignment, which malloc does not promise). */

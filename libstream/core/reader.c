@@ -165,7 +165,11 @@ int ms_reader_next(ms_reader *r, ms_event *ev)
         if (s == 0)
             return MS_NEXT_INPUT;
     }
-    memset(ev, 0, sizeof *ev);
+    /* Cleared by copying a zero event: a few vector stores, where memset
+     * of its size compiles to `rep stos`, whose start-up cost showed at a
+     * fifth of the time per event with minimum-size records. */
+    static const ms_event zero_event;
+    *ev = zero_event;
     if (r->ops->format == MS_FORMAT_PAYLOAD && !r->header_sent) {
         /* Driver payloads have no header of their own; like every stream
          * they start with one event saying what they are. */

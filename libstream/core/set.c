@@ -7,6 +7,11 @@
  * no copy); one that arrives early is held — copied, or, when the caller
  * promised stable input, kept as views — until the packets before it came.
  * Held bytes are bounded by max_buffered_bytes.
+ *
+ * The reassembled image's hash (spec 5.4): migstream 2.x hashes the data
+ * packets' unit hashes in idx order, taken from the channel readers' last
+ * DATA event of each packet (ms_data_info.unit_hash), so the set never
+ * hashes data bytes; 1.x and QEMU device state hash the bytes in idx order.
  */
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +33,7 @@ typedef struct set_packet {
     uint32_t channel;
     uint64_t offset, size, got;
     uint8_t *copy;      /* copy mode: `size` bytes */
+    uint64_t unit_hash; /* migstream 2.x: from its last DATA event */
     set_piece *pieces;  /* stable mode: views */
     size_t npieces, piececap, emitted; /* emitted: pieces already out */
 } set_packet;
@@ -56,7 +62,9 @@ typedef struct set_image {
     uint64_t length;         /* data bytes delivered */
     uint64_t config_length;  /* config bytes delivered */
     uint64_t data_hash;      /* digest of the data, once the config starts */
-    XXH3_state_t *hash;
+    XXH3_state_t *hash;      /* data, then config (bytes, or 2.x unit hashes) */
+    int unit_hashes;         /* migstream 2.x: `hash` takes unit hashes */
+    uint64_t config_unit_hash; /* 2.x: the config packet's unit hash */
     int config_done, assembled;
     ms_u32map held; /* idx -> slot in `held_pk` */
     set_packet **held_pk;
@@ -601,7 +609,8 @@ static int try_assemble(ms_set *s, set_image *im)
                         name, im->seq, (unsigned long long)im->config_length,
                         (unsigned long long)e->config_length);
     if (s->opt.verify_checks) {
-        uint64_t ch_hash = XXH3_64bits_digest(im->hash);
+        uint64_t ch_hash = im->unit_hashes ? im->config_unit_hash
+                                           : XXH3_64bits_digest(im->hash);
         if (im->data_hash != e->hash)
             return set_fail(s, MS_ERR_IMAGE_HASH, ch, im->end_offset,
                             "device %s image %u: reassembled hash %016llx, "
@@ -636,13 +645,35 @@ static int deliver_start(ms_set *s, set_image *im, int config)
         if (!(im->hash = ms_hash_state_new(ALLOC(s))))
             return set_fail(s, MS_ERR_NO_MEMORY, NO_CHANNEL, 0, "hash");
         XXH3_64bits_reset(im->hash);
+        im->unit_hashes = !im->qemu && s->first.format == MS_FORMAT_MIGSTREAM &&
+                          s->first.version_major >= 2;
     }
     if (config) {
         /* The data is complete: keep its hash, hash the config next. */
         im->data_hash = XXH3_64bits_digest(im->hash);
         XXH3_64bits_reset(im->hash);
+        im->config_unit_hash = ms_hash64("", 0, 0); /* until its DATA ends */
     }
     return 0;
+}
+
+/* The delivered packet's last bytes went out in *out (2.x: its unit hash
+ * is `unit_hash`): say so on the event, and hash the unit hash. */
+static void deliver_unit_end(ms_set *s, set_image *im, ms_event *out,
+                             uint64_t unit_hash)
+{
+    ms_data_info *d = &out->u.data;
+    d->unit_end = 1;
+    d->unit_hash = unit_hash;
+    if (!s->opt.verify_checks || !im->unit_hashes)
+        return;
+    if (d->config) {
+        im->config_unit_hash = unit_hash;
+    } else {
+        uint8_t le[8];
+        ms_put_le64(le, unit_hash);
+        XXH3_64bits_update(im->hash, le, sizeof le);
+    }
 }
 
 /* Account delivered bytes and make the outgoing DATA event. */
@@ -651,7 +682,7 @@ static void deliver_bytes(ms_set *s, set_image *im, ms_event *out,
                           const uint8_t *p, size_t n, uint64_t offset,
                           int zero_copy)
 {
-    if (s->opt.verify_checks)
+    if (s->opt.verify_checks && !im->unit_hashes)
         XXH3_64bits_update(im->hash, p, n);
     memset(out, 0, sizeof *out);
     ms_data_info *d = ms_ev_data(out, p, n, offset, zero_copy);
@@ -805,6 +836,7 @@ static set_packet *hold_packet(ms_set *s, set_image *im, uint32_t slot,
         return NULL;
     }
     im->held_pk[free_slot] = pk;
+    pk->unit_hash = ms_hash64("", 0, 0); /* an empty one has no DATA */
     pk->idx = p->idx;
     pk->config = p->config;
     pk->channel = slot;
@@ -875,6 +907,8 @@ static int observe_packet_data(ms_set *s, uint32_t slot, const ms_event *ev)
         ms_event out;
         deliver_bytes(s, im, &out, slot, c->pk_idx, c->pk_config, d->data,
                       d->size, d->stream_offset, d->zero_copy);
+        if (d->unit_end)
+            deliver_unit_end(s, im, &out, d->unit_hash);
         if (push_event(s, &out) < 0)
             return -1;
     } else if (pk->copy || !d->zero_copy) {
@@ -891,8 +925,11 @@ static int observe_packet_data(ms_set *s, uint32_t slot, const ms_event *ev)
         pk->pieces[pk->npieces++] =
             (set_piece){d->data, d->size, d->stream_offset};
     }
-    if (pk)
+    if (pk) {
         pk->got += d->size;
+        if (d->unit_end)
+            pk->unit_hash = d->unit_hash;
+    }
     return c->pk_left == 0 ? finish_incoming_packet(s, c) : 0;
 }
 
@@ -1378,6 +1415,7 @@ static int drain_one(ms_set *s, ms_event *ev)
     pk->emitted++;
     if (!last)
         return 1;
+    deliver_unit_end(s, im, ev, pk->unit_hash);
     /* The event's bytes stay valid until the next call: free the packet's
      * memory then, by parking it as the last drained packet. */
     ms_u32map_del(&im->held, pk->idx);

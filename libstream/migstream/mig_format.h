@@ -1,6 +1,6 @@
-/* migstream v1 wire layout: every size, offset and value that both the
- * reader and the writer need.  spec/migstream.md is normative; this file
- * must match it. */
+/* migstream wire layout (versions 1.x and 2.x have the same layouts):
+ * every size, offset and value that both the reader and the writer need.
+ * spec/migstream.md is normative; this file must match it. */
 #ifndef MS_MIG_FORMAT_H
 #define MS_MIG_FORMAT_H
 

@@ -1,23 +1,40 @@
-/* migstream v1 decoder (spec/migstream.md).
+/* migstream decoder (spec/migstream.md): versions 1.x and 2.x.
  *
  * Stages (each waits for input; errors are sticky in r->err):
  *
  *   HEADER --> RECORD_HEADER --+--> SMALL_BODY ---------------------+
- *                 ^            +--> PREFIX --+--> DATA ----+        |
- *                 |            |             +--> INFLATE -+        |
- *                 |            +--> SKIP <---+ (pending    |        |
- *                 |                 |           error)     v        |
- *                 +---------------- TRAILER <--------------+        |
- *                 +<------------------------------------------------+
+ *                 ^  ^ |       +--> PREFIX --+--> DATA ----+        |
+ *                 |  | |       |             +--> INFLATE -+        |
+ *                 |  | |       +--> SKIP <---+ (pending    |        |
+ *                 |  | |            |           error)     v        |
+ *                 |  | |            +------> TRAILER <-----+        |
+ *                 |  | +-(fast path)-> DATA -+    |                 |
+ *                 |  +-----(verified record)-+    |                 |
+ *                 +<------------------------------+-----------------+
  *   END record --> DONE (any further byte is trailing data)
  *
  * Small records (DEVICE, IMAGE_BEGIN/END, info records, END) are gathered
  * whole with their payload check and verified before their fields are
  * trusted.  CHUNK and PACKET payloads are streamed: their bytes are handed
  * out as views into the caller's input and hashed on the way, so payload
- * bytes are touched once and never copied.  A field error found in a
- * CHUNK/PACKET prefix is held back until the payload check is known, so
- * that corruption is reported as corruption and not as a bogus field.
+ * bytes are never copied.  A field error found in a CHUNK/PACKET prefix is
+ * held back until the payload check is known, so that corruption is
+ * reported as corruption and not as a bogus field.
+ *
+ * Hashing (spec 4.3, 5.4): a 1.x unit record's bytes are hashed twice, into
+ * its payload check and into the image hash; a 2.x one's data once, into
+ * its data_hash (`unit_state`), which then goes into the payload check and,
+ * as the unit hash, into the image hash.
+ *
+ * Contiguous fast path (read_whole_unit): when RECORD_HEADER finds a whole
+ * small uncompressed CHUNK or PACKET (header, payload, check) at the start
+ * of the slice, it verifies both checks at once with one-shot hashes (no
+ * streaming state to seed), consumes header and prefix and emits the
+ * record's event itself; the record is `verified`: DATA emits its one view
+ * without hashing and consumes the check (no TRAILER stage).  A record
+ * whose checks do not match takes the general path, which reports the
+ * damage exactly as for split input.  (start_payload_hash verifies a whole
+ * record the same way when only its header came split.)
  */
 #include <zlib.h>
 #include "hash.h"
@@ -39,10 +56,13 @@ enum mig_stage {
 
 
 #define INFLATE_WINDOW (64 * 1024) /* decompressed bytes per DATA event */
-/* Largest zero-copy DATA view.  Each payload byte is hashed twice (record
- * check, image hash) and read by the caller; views this size keep all three
- * passes in cache.  migstream-bench measures the difference. */
+/* Largest zero-copy DATA view.  Each payload byte is hashed (1.x: twice,
+ * record check and image hash) and read by the caller; views this size keep
+ * the passes in cache.  migstream-bench measures the difference.  Also the
+ * largest record the fast path verifies before its events (one view). */
 #define DATA_VIEW_MAX (64 * 1024)
+
+#define UNIT_BATCH 32
 
 typedef struct mig_device {
     uint32_t handle, instance_id, kind, flags;
@@ -56,11 +76,15 @@ typedef struct mig_device {
     int open;
     ms_image_info img; /* the open image (length/hash accumulate here) */
     XXH3_state_t *img_hash;
+    /* 2.x: unit hashes (le64) not yet hashed into img_hash: handed over
+     * UNIT_BATCH at a time, not one call per (possibly 1-byte) chunk */
+    uint8_t unit_batch[UNIT_BATCH * 8];
+    uint32_t unit_batched;
 } mig_device;
 
 typedef struct mig_state {
     int stage;
-    uint16_t minor;
+    uint16_t major, minor;
     uint64_t chain;
 
     /* record being read */
@@ -70,6 +94,15 @@ typedef struct mig_state {
     uint64_t rec_check;
     uint64_t remaining; /* streamed payload bytes still to come */
     XXH3_state_t *payload_hash;
+    /* 2.x unit record (CHUNK, PACKET): its prefix and data are hashed apart
+     * (spec 4.3); `unit_state` hashes the data (stored bytes), `inflate_state`
+     * a zlib chunk's output (its unit hash) */
+    int unit_v2;
+    uint8_t unit_prefix[MIG_PACKET_PREFIX];
+    XXH3_state_t *unit_state, *inflate_state;
+    /* the fast path verified the whole record: no hashing, its unit hash */
+    int verified;
+    uint64_t verified_unit_hash;
 
     /* CHUNK / PACKET being streamed */
     mig_device *cur;
@@ -88,6 +121,7 @@ typedef struct mig_state {
 
     mig_device *devs;
     size_t ndevs, devcap;
+    mig_device *last_dev; /* find_device's last answer (NULL: none) */
     ms_u32map devmap;
 
     /* totals checked against END */
@@ -147,8 +181,11 @@ static mig_device *find_device(ms_reader *r, uint32_t handle, uint64_t off)
 {
     mig_state *st = ST(r);
     uint32_t i;
+    /* records of one device come in runs: try the last one found first */
+    if (st->last_dev && st->last_dev->handle == handle)
+        return st->last_dev;
     if (ms_u32map_get(&st->devmap, handle, &i))
-        return &st->devs[i];
+        return st->last_dev = &st->devs[i];
     MS_FAIL(r, MS_ERR_DEVICE_UNKNOWN, off,
             "device %u is not declared in this channel", handle);
     return NULL;
@@ -205,15 +242,19 @@ static int read_header(ms_reader *r, ms_event *ev)
         return magic_error(r, p);
     uint16_t major = ms_le16(p + MIG_HDR_OFF_MAJOR);
     uint16_t minor = ms_le16(p + MIG_HDR_OFF_MINOR);
-    if (major != MS_FORMAT_VERSION_MAJOR)
+    if (major < MS_FORMAT_VERSION_MAJOR_OLDEST ||
+        major > MS_FORMAT_VERSION_MAJOR)
         return MS_FAIL(r, MS_ERR_VERSION, MIG_HDR_OFF_MAJOR,
-                       "format version %u.%u; this reader implements %u.x",
-                       major, minor, MS_FORMAT_VERSION_MAJOR);
+                       "format version %u.%u; this reader implements "
+                       "%u.x to %u.x",
+                       major, minor, MS_FORMAT_VERSION_MAJOR_OLDEST,
+                       MS_FORMAT_VERSION_MAJOR);
     uint64_t check = ms_le64(p + MIG_HDR_OFF_CHECK);
     if (r->opt.verify_checks && ms_hash64(p, MIG_HDR_OFF_CHECK, 0) != check)
         return MS_FAIL(r, MS_ERR_HEADER_CHECK, MIG_HDR_OFF_CHECK,
                        "stream header check %016llx does not match its bytes",
                        (unsigned long long)check);
+    st->major = major;
     st->minor = minor;
     uint32_t index = ms_le32(p + MIG_HDR_OFF_CHANNEL);
     uint32_t count = ms_le32(p + MIG_HDR_OFF_CHANNELS);
@@ -248,6 +289,66 @@ static int read_header(ms_reader *r, ms_event *ev)
 }
 
 /* ---- record header ------------------------------------------------------ */
+
+/* 2.x unit record (spec 4.3): the payload check of prefix || le64
+ * data_hash, seeded with the record's header check. */
+static uint64_t unit_payload_check(const mig_state *st, const uint8_t *prefix,
+                                   uint64_t data_hash)
+{
+    uint8_t buf[MIG_PACKET_PREFIX + 8];
+    size_t n = st->rec_tag == MIG_TAG_PACKET ? MIG_PACKET_PREFIX
+                                             : MIG_CHUNK_PREFIX;
+    memcpy(buf, prefix, n);
+    ms_put_le64(buf + n, data_hash);
+    return ms_hash64(buf, n + 8, st->rec_check);
+}
+
+/* The fast path (file comment): the whole uncompressed unit record `p`
+ * (payload, then its check) lies in the slice; verify it one-shot.  On a
+ * match the record is `verified`; otherwise the general path reads it. */
+static void verify_contiguous(ms_reader *r, const uint8_t *p)
+{
+    mig_state *st = ST(r);
+    size_t size = (size_t)st->rec_size;
+    size_t n = st->rec_tag == MIG_TAG_PACKET ? MIG_PACKET_PREFIX
+                                             : MIG_CHUNK_PREFIX;
+    uint64_t check = ms_le64(p + size), unit_hash = 0, got;
+    if (st->major >= 2) {
+        unit_hash = ms_hash64(p + n, size - n, 0);
+        got = unit_payload_check(st, p, unit_hash);
+    } else {
+        got = ms_hash64(p, size, st->rec_check);
+    }
+    st->verified = got == check;
+    st->verified_unit_hash = unit_hash;
+}
+
+/* Set up the hashing of a streamed payload (unknown record, CHUNK, PACKET):
+ * `unit_v2` for a 2.x unit record.  Takes the fast path when it can. */
+static void start_payload_hash(ms_reader *r, int unit_v2)
+{
+    mig_state *st = ST(r);
+    st->unit_v2 = unit_v2;
+    st->verified = 0;
+    if (!r->opt.verify_checks)
+        return;
+    size_t whole = (size_t)st->rec_size + MIG_REC_TRAILER_SIZE;
+    const uint8_t *p;
+    if (st->rec_tag != MIG_TAG_PACKET && st->rec_tag != MIG_TAG_CHUNK) {
+        /* unknown: skipped, hashed as it goes */
+    } else if (st->rec_size <= DATA_VIEW_MAX && !ms_rd_stashed(r) &&
+               ms_rd_peek(r, whole, &p) == whole &&
+               (st->rec_tag == MIG_TAG_PACKET ||
+                p[8] == MS_COMPRESSION_NONE)) { /* CHUNK compression */
+        verify_contiguous(r, p);
+        if (st->verified)
+            return;
+    }
+    if (unit_v2)
+        XXH3_64bits_reset(st->unit_state); /* seed 0: no secret to derive */
+    else
+        XXH3_64bits_reset_withSeed(st->payload_hash, st->rec_check);
+}
 
 static int check_record_size(ms_reader *r)
 {
@@ -287,10 +388,56 @@ static int check_record_size(ms_reader *r)
     return 0;
 }
 
+static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p);
+
+/* The fast path (file comment): a whole small uncompressed CHUNK or PACKET
+ * at the start of the slice, whose checks all match, is taken at once: its
+ * header and prefix are consumed and its event emitted; DATA follows.
+ * Returns MS_NEXT_EVENT, or 0 (nothing consumed) for anything else, which
+ * the general path reads (and reports). */
+static int read_whole_unit(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p = r->in + r->in_pos;
+    size_t avail = ms_rd_avail(r);
+    if (!r->opt.verify_checks || r->opt.record_events || ms_rd_stashed(r) ||
+        avail < MIG_REC_OVERHEAD + MIG_CHUNK_PREFIX)
+        return 0;
+    uint64_t size = ms_le64(p + MIG_REC_OFF_SIZE);
+    uint32_t tag = ms_le32(p + MIG_REC_OFF_TAG);
+    size_t n = tag == MIG_TAG_PACKET  ? MIG_PACKET_PREFIX
+               : tag == MIG_TAG_CHUNK ? MIG_CHUNK_PREFIX
+                                      : 0;
+    /* flags 0: both tags are mandatory, no other bit is defined */
+    if (!n || ms_le32(p + MIG_REC_OFF_FLAGS) != 0 || size < n ||
+        size > DATA_VIEW_MAX || size > r->opt.max_record_payload ||
+        avail - MIG_REC_OVERHEAD < size)
+        return 0;
+    const uint8_t *payload = p + MIG_REC_HDR_SIZE;
+    uint64_t hcheck = ms_le64(p + MIG_REC_OFF_CHECK);
+    if ((tag == MIG_TAG_CHUNK && payload[8] != MS_COMPRESSION_NONE) ||
+        ms_hash64(p, MIG_REC_OFF_CHECK, st->chain) != hcheck)
+        return 0;
+    st->rec_size = size;
+    st->rec_tag = tag;
+    st->rec_check = hcheck;
+    verify_contiguous(r, payload);
+    if (!st->verified)
+        return 0;
+    st->rec_off = r->offset;
+    st->rec_flags = 0;
+    st->unit_v2 = st->major >= 2;
+    ms_rd_skip(r, MIG_REC_HDR_SIZE + n);
+    return prefix_event(r, ev, payload); /* never MS_NEXT_INPUT (0) */
+}
+
 static int read_record_header(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
     const uint8_t *p;
+    int fast = read_whole_unit(r, ev);
+    if (fast) /* taken: its event, or MS_GO_ON to a held field error */
+        return fast;
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* clean record boundary */
     st->rec_off = ms_rd_unit_offset(r);
@@ -328,16 +475,16 @@ static int read_record_header(ms_reader *r, ms_event *ev)
                              (unsigned long long)r->opt.max_record_payload);
     if (name && check_record_size(r) < 0)
         return MS_NEXT_ERROR;
-    if (r->opt.verify_checks)
-        XXH3_64bits_reset_withSeed(st->payload_hash, st->rec_check);
-
     int emit_record = r->opt.record_events || !name;
     if (!name) {
+        start_payload_hash(r, 0);
         st->stage = ST_SKIP;
         st->remaining = st->rec_size;
     } else if (st->rec_tag == MIG_TAG_CHUNK || st->rec_tag == MIG_TAG_PACKET) {
+        start_payload_hash(r, st->major >= 2);
         st->stage = ST_PREFIX;
-    } else {
+    } else { /* gathered whole, checked one-shot */
+        st->unit_v2 = st->verified = 0;
         if (ms_rd_reserve(r, st->rec_size + MIG_REC_TRAILER_SIZE) < 0)
             return MS_NEXT_ERROR;
         st->stage = ST_SMALL_BODY;
@@ -415,6 +562,7 @@ static int parse_device(ms_reader *r, const uint8_t *p, ms_event *ev)
     if (ms_grow(ALLOC(r), (void **)&st->devs, sizeof *st->devs, &st->devcap,
                 st->ndevs + 1) < 0)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "device table");
+    st->last_dev = NULL; /* the table may have moved */
     mig_device *d = &st->devs[st->ndevs];
     memset(d, 0, sizeof *d);
     d->idstr = ms_alloc(ALLOC(r), idlen + 1);
@@ -495,6 +643,7 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
         if (!d->img_hash && !(d->img_hash = ms_hash_state_new(ALLOC(r))))
             return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "image hash");
         XXH3_64bits_reset(d->img_hash);
+        d->unit_batched = 0;
     }
     memset(&d->img, 0, sizeof d->img);
     d->img.device = d->handle;
@@ -534,6 +683,11 @@ static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
     end.config_length = ms_le64(p + 40);
     end.config_hash = ms_le64(p + 48);
     if (d->img.transport == MS_TRANSPORT_CHUNKS) {
+        if (r->opt.verify_checks && d->unit_batched) {
+            XXH3_64bits_update(d->img_hash, d->unit_batch,
+                               d->unit_batched * 8u);
+            d->unit_batched = 0;
+        }
         if (end.length != d->img.length)
             return MS_FAIL(r, MS_ERR_IMAGE_LENGTH, st->rec_off,
                            "device %s image %u: %llu bytes, end record says "
@@ -687,10 +841,14 @@ static int read_small_body(ms_reader *r, ms_event *ev)
 
 /* ---- streamed records: CHUNK and PACKET --------------------------------- */
 
+/* Payload bytes after a unit record's prefix (all of an unknown record's):
+ * into the payload check (1.x), or the data_hash (2.x unit record). */
 static void hash_payload(ms_reader *r, const uint8_t *p, size_t n)
 {
-    if (r->opt.verify_checks)
-        XXH3_64bits_update(ST(r)->payload_hash, p, n);
+    mig_state *st = ST(r);
+    if (!r->opt.verify_checks || st->verified)
+        return;
+    XXH3_64bits_update(st->unit_v2 ? st->unit_state : st->payload_hash, p, n);
 }
 
 /* Validate a CHUNK prefix; on a field error the caller holds it back. */
@@ -778,7 +936,20 @@ static int read_prefix(ms_reader *r, ms_event *ev)
         return MS_NEXT_ERROR;
     if (!ms_rd_take(r, n, &p))
         return MS_NEXT_INPUT;
-    hash_payload(r, p, n);
+    if (st->unit_v2) /* hashed with the data's hash at the trailer */
+        memcpy(st->unit_prefix, p, n);
+    else
+        hash_payload(r, p, n);
+    return prefix_event(r, ev, p);
+}
+
+/* The prefix `p` of the CHUNK or PACKET record being read was taken: check
+ * it (a field error is held, see the file comment) and emit its event. */
+static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p)
+{
+    mig_state *st = ST(r);
+    int is_packet = st->rec_tag == MIG_TAG_PACKET;
+    size_t n = is_packet ? MIG_PACKET_PREFIX : MIG_CHUNK_PREFIX;
     st->cur_packet = is_packet;
     st->cur_data_off = st->rec_off + MIG_REC_HDR_SIZE + n;
     st->cur_produced = 0;
@@ -813,6 +984,8 @@ static int read_prefix(ms_reader *r, ms_event *ev)
     if (comp == MS_COMPRESSION_ZLIB) {
         if (inflate_begin(r) < 0)
             return MS_NEXT_ERROR;
+        if (st->unit_v2 && r->opt.verify_checks)
+            XXH3_64bits_reset(st->inflate_state);
         st->stage = ST_INFLATE;
     } else {
         st->stage = ST_DATA;
@@ -840,13 +1013,57 @@ static void data_event(mig_state *st, ms_event *ev, const uint8_t *p,
     }
 }
 
-/* Image bytes of a chunk: count and hash them into the open image. */
+/* A streamed record was read whole and its check matched. */
+static void record_done(mig_state *st)
+{
+    if (st->rec_tag == MIG_TAG_CHUNK) {
+        st->cur->img.unit_count++;
+        st->image_bytes += st->cur_raw_len;
+    }
+    st->n_records++;
+}
+
+/* Image bytes of a chunk: count them, and (1.x) hash them into the open
+ * image. */
 static void account_image_bytes(ms_reader *r, const uint8_t *p, size_t n)
 {
-    mig_device *d = ST(r)->cur;
-    if (r->opt.verify_checks)
+    mig_state *st = ST(r);
+    mig_device *d = st->cur;
+    if (r->opt.verify_checks && st->major < 2)
         XXH3_64bits_update(d->img_hash, p, n);
     d->img.length += n;
+}
+
+/* The unit's data is complete (2.x: its unit hash is known): mark the last
+ * DATA event, and hash a chunk's unit hash into the image (spec 5.4). */
+static void unit_end(ms_reader *r, ms_data_info *d, uint64_t unit_hash)
+{
+    mig_state *st = ST(r);
+    d->unit_end = 1;
+    if (!r->opt.verify_checks || st->major < 2)
+        return;
+    d->unit_hash = unit_hash;
+    mig_device *dev = st->cur;
+    if (!st->cur_packet) {
+        ms_put_le64(dev->unit_batch + 8 * dev->unit_batched++, unit_hash);
+        if (dev->unit_batched == UNIT_BATCH) {
+            XXH3_64bits_update(dev->img_hash, dev->unit_batch,
+                               sizeof dev->unit_batch);
+            dev->unit_batched = 0;
+        }
+    }
+}
+
+/* A verified record's check (the fast path): the record is done. */
+static void take_verified_trailer(ms_reader *r)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    ms_rd_peek(r, MIG_REC_TRAILER_SIZE, &p); /* in the slice: verified */
+    st->chain = ms_le64(p);
+    ms_rd_skip(r, MIG_REC_TRAILER_SIZE);
+    record_done(st);
+    st->stage = ST_RECORD_HEADER;
 }
 
 static int read_data(ms_reader *r, ms_event *ev)
@@ -868,6 +1085,14 @@ static int read_data(ms_reader *r, ms_event *ev)
     st->cur_produced += n;
     st->remaining -= n;
     ms_rd_skip(r, n);
+    if (st->remaining == 0) {
+        uint64_t unit_hash = st->verified ? st->verified_unit_hash : 0;
+        if (!st->verified && st->unit_v2 && r->opt.verify_checks)
+            unit_hash = XXH3_64bits_digest(st->unit_state);
+        unit_end(r, &ev->u.data, unit_hash);
+        if (st->verified)
+            take_verified_trailer(r);
+    }
     return MS_NEXT_EVENT;
 }
 
@@ -922,8 +1147,15 @@ static int read_inflate(ms_reader *r, ms_event *ev)
     if (made == 0)
         return MS_GO_ON; /* consumed input without output; go on */
     account_image_bytes(r, st->zout, made);
+    if (st->unit_v2 && r->opt.verify_checks)
+        XXH3_64bits_update(st->inflate_state, st->zout, made);
     data_event(st, ev, st->zout, made, data_off, 0);
     st->cur_produced += made;
+    if (st->cur_produced == st->cur_raw_len)
+        unit_end(r, &ev->u.data,
+                 st->unit_v2 && r->opt.verify_checks
+                     ? XXH3_64bits_digest(st->inflate_state)
+                     : 0);
     return MS_NEXT_EVENT;
 }
 
@@ -944,6 +1176,15 @@ static int read_skip(ms_reader *r)
     return MS_GO_ON;
 }
 
+/* The payload check of the streamed record just read. */
+static uint64_t streamed_check(mig_state *st)
+{
+    if (!st->unit_v2)
+        return XXH3_64bits_digest(st->payload_hash);
+    return unit_payload_check(st, st->unit_prefix,
+                              XXH3_64bits_digest(st->unit_state));
+}
+
 static int read_trailer(ms_reader *r)
 {
     mig_state *st = ST(r);
@@ -952,8 +1193,7 @@ static int read_trailer(ms_reader *r)
     if (!ms_rd_take(r, MIG_REC_TRAILER_SIZE, &p))
         return MS_NEXT_INPUT;
     uint64_t check = ms_le64(p);
-    if (r->opt.verify_checks &&
-        XXH3_64bits_digest(st->payload_hash) != check) {
+    if (r->opt.verify_checks && !st->verified && streamed_check(st) != check) {
         const char *name = tag_name(st->rec_tag);
         return MS_FAIL(r, MS_ERR_PAYLOAD_CHECK, off,
                        "%s record payload check does not match%s%s",
@@ -965,12 +1205,8 @@ static int read_trailer(ms_reader *r)
         ms_fail(&r->err, st->pend_code, st->pend_off, "%s", st->pend_detail);
         return MS_NEXT_ERROR;
     }
-    if (st->rec_tag == MIG_TAG_CHUNK) {
-        st->cur->img.unit_count++;
-        st->image_bytes += st->cur_raw_len;
-    }
     st->chain = check;
-    st->n_records++;
+    record_done(st);
     st->stage = ST_RECORD_HEADER;
     return MS_GO_ON;
 }
@@ -992,6 +1228,24 @@ static const ms_stage mig_stages[] = {
 };
 #undef AT
 static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
+
+/* The reader's `next`: the stage runner, except that the fast path's two
+ * steps (read_whole_unit at a record boundary, then the DATA step of the
+ * record it took) are called straight away (per-record cost counts for
+ * streams of minimum-size records). */
+static int mig_next(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    if (st->stage == ST_DATA && st->verified && st->remaining > 0)
+        return read_data(r, ev); /* always its one view */
+    if (st->stage == ST_RECORD_HEADER && !r->err.code) {
+        int rc = read_whole_unit(r, ev);
+        if (rc == MS_NEXT_EVENT || rc == MS_NEXT_ERROR)
+            return rc;
+        /* 0: not taken; MS_GO_ON: taken, a field error held (SKIP) */
+    }
+    return ms_run_stages(r, ev, &mig_table, &st->stage);
+}
 
 static int mig_finish(ms_reader *r)
 {
@@ -1036,6 +1290,8 @@ static void mig_destroy(ms_reader *r)
     ms_free(ALLOC(r), st->devs);
     ms_u32map_free(ALLOC(r), &st->devmap);
     ms_hash_state_free(ALLOC(r), st->payload_hash);
+    ms_hash_state_free(ALLOC(r), st->unit_state);
+    ms_hash_state_free(ALLOC(r), st->inflate_state);
     if (st->zs_ready)
         inflateEnd(&st->zs);
     ms_free(ALLOC(r), st->zout);
@@ -1047,7 +1303,9 @@ static int ms_mig_init(ms_reader *r)
     mig_state *st = ms_framing_new(r, sizeof *st);
     if (!st)
         return -1;
-    if (!(st->payload_hash = ms_hash_state_new(ALLOC(r))))
+    if (!(st->payload_hash = ms_hash_state_new(ALLOC(r))) ||
+        !(st->unit_state = ms_hash_state_new(ALLOC(r))) ||
+        !(st->inflate_state = ms_hash_state_new(ALLOC(r))))
         return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "payload hash state");
     return ms_rd_reserve(r, MIG_HDR_SIZE);
 }
@@ -1055,6 +1313,7 @@ static int ms_mig_init(ms_reader *r)
 const ms_framing_ops ms_mig_ops = {
     .format = MS_FORMAT_MIGSTREAM,
     .init = ms_mig_init,
+    .next = mig_next,
     .stages = &mig_table,
     .stage_at = offsetof(mig_state, stage),
     .finish = mig_finish,

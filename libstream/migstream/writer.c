@@ -1,4 +1,4 @@
-/* migstream v1 writer (spec/migstream.md).
+/* migstream writer (spec/migstream.md): version 2.0, or 1.0 on request.
  *
  * One writer produces every channel of a migration.  Each channel keeps its
  * own chain value, END totals, payload hash state and compressor, so calls
@@ -7,7 +7,10 @@
  * only by calls naming that device.
  *
  * Payload bytes handed in by the caller are never copied: a record is sent
- * as header+prefix, the caller's data, then the payload check. */
+ * as header+prefix, the caller's data, then the payload check.  In 2.0 a
+ * unit's data (CHUNK, PACKET) is hashed once: its data_hash seeds both the
+ * record's payload check and, as the unit hash, the image hash (spec 4.3);
+ * 1.0 hashes the data into both. */
 #include <stdint.h>
 #include <string.h>
 
@@ -74,6 +77,7 @@ struct ms_writer {
     uint64_t created_ns;
     size_t chunk_size;
     int level; /* zlib level, 0 = no compression */
+    int major; /* format version written: 1 or 2 */
     wchannel *channels;
     wdevice *devices; /* sorted by handle; fixed once a record is written */
     size_t device_count, device_cap;
@@ -179,14 +183,41 @@ static int put(ms_writer *w, uint32_t channel, const void *buf, size_t len)
     return 0;
 }
 
+/* The payload check of a record whose header check is `header_check`
+ * (spec 4.1), its prefix already at `frame + MIG_REC_HDR_SIZE`.  A 2.0 unit
+ * record (data_hash given) covers prefix || le64 data_hash (spec 4.3): the
+ * 8 bytes go after the prefix in `frame`, where the trailer of a data-less
+ * record goes later anyway. */
+static uint64_t payload_check_of(wchannel *c, uint8_t *frame,
+                                 uint64_t header_check, size_t prefix_len,
+                                 const void *data, size_t data_len,
+                                 const uint64_t *data_hash)
+{
+    uint8_t *prefix = frame + MIG_REC_HDR_SIZE;
+    if (data_hash) {
+        ms_put_le64(prefix + prefix_len, *data_hash);
+        return ms_hash64(prefix, prefix_len + 8, header_check);
+    }
+    if (data_len == 0) /* one-shot: no streaming state to seed */
+        return ms_hash64(prefix, prefix_len, header_check);
+    XXH3_state_t *st = c->payload_hash;
+    XXH3_64bits_reset_withSeed(st, header_check);
+    XXH3_64bits_update(st, prefix, prefix_len);
+    XXH3_64bits_update(st, data, data_len);
+    return XXH3_64bits_digest(st);
+}
+
 /* Write one record (spec 4.1): payload = prefix (built by the caller, at
  * most PREFIX_MAX bytes) followed by data (the caller's bytes, sent as
- * they are).  Advances the chain and the channel's record totals. */
-static int emit(ms_writer *w, uint32_t channel, uint32_t tag, uint32_t flags,
-                const uint8_t *prefix, size_t prefix_len, const void *data,
-                size_t data_len)
+ * they are).  `data_hash`: a 2.0 unit record's XXH3-64 of its data, NULL
+ * for any other record.  Advances the chain and the channel's totals. */
+static int emit_unit(ms_writer *w, uint32_t channel, uint32_t tag,
+                     uint32_t flags, const uint8_t *prefix, size_t prefix_len,
+                     const void *data, size_t data_len,
+                     const uint64_t *data_hash)
 {
     wchannel *c = &w->channels[channel];
+    /* header, prefix, then the trailer (or a unit's le64 data_hash) */
     uint8_t frame[MIG_REC_HDR_SIZE + PREFIX_MAX + MIG_REC_TRAILER_SIZE];
 
     if (data_len > SIZE_MAX - PREFIX_MAX - MIG_REC_OVERHEAD)
@@ -199,13 +230,8 @@ static int emit(ms_writer *w, uint32_t channel, uint32_t tag, uint32_t flags,
     ms_put_le64(frame + MIG_REC_OFF_CHECK, header_check);
     if (prefix_len > 0) /* raw records have no prefix (prefix NULL) */
         memcpy(frame + MIG_REC_HDR_SIZE, prefix, prefix_len);
-
-    XXH3_state_t *st = c->payload_hash;
-    XXH3_64bits_reset_withSeed(st, header_check);
-    XXH3_64bits_update(st, prefix, prefix_len);
-    if (data_len > 0)
-        XXH3_64bits_update(st, data, data_len);
-    uint64_t payload_check = XXH3_64bits_digest(st);
+    uint64_t payload_check = payload_check_of(
+        c, frame, header_check, prefix_len, data, data_len, data_hash);
 
     size_t head_len = MIG_REC_HDR_SIZE + prefix_len;
     if (data_len == 0) {
@@ -225,6 +251,15 @@ static int emit(ms_writer *w, uint32_t channel, uint32_t tag, uint32_t flags,
     c->offset += MIG_REC_OVERHEAD + size;
     c->record_count++;
     return 0;
+}
+
+/* Any record but a 2.0 unit record. */
+static int emit(ms_writer *w, uint32_t channel, uint32_t tag, uint32_t flags,
+                const uint8_t *prefix, size_t prefix_len, const void *data,
+                size_t data_len)
+{
+    return emit_unit(w, channel, tag, flags, prefix, prefix_len, data,
+                     data_len, NULL);
 }
 
 /* Spec 5.1: a channel declares a device before its first record naming
@@ -254,11 +289,13 @@ static int declare(ms_writer *w, uint32_t channel, const wdevice *d)
 /* A record naming a device: validate the channel, declare, emit. */
 static int emit_for_device(ms_writer *w, uint32_t channel, const wdevice *d,
                            uint32_t tag, uint32_t flags, const uint8_t *prefix,
-                           size_t prefix_len, const void *data, size_t data_len)
+                           size_t prefix_len, const void *data, size_t data_len,
+                           const uint64_t *data_hash)
 {
     if (!record_channel(w, channel) || declare(w, channel, d) < 0)
         return -1;
-    return emit(w, channel, tag, flags, prefix, prefix_len, data, data_len);
+    return emit_unit(w, channel, tag, flags, prefix, prefix_len, data,
+                     data_len, data_hash);
 }
 
 /* ---- create / free ----------------------------------------------------- */
@@ -285,6 +322,10 @@ static int options_import(ms_writer_options *dst,
     if (size < MS_WRITER_OPTIONS_SIZE_V1 || size > sizeof *dst)
         return -1;
     memcpy(dst, src, size);
+    /* appended fields the caller's struct does not hold whole: defaults */
+    if (size < offsetof(ms_writer_options, format_major) +
+                   sizeof dst->format_major)
+        dst->format_major = 0;
     dst->struct_size = sizeof *dst;
     return 0;
 }
@@ -294,7 +335,8 @@ static int options_valid(const ms_writer_options *opt)
     /* chunk_size bound: CHUNK's raw_len is a le32 */
     return opt->channel_count >= 1 && opt->chunk_size >= 1 &&
            opt->chunk_size <= UINT32_MAX && opt->compression_level >= 0 &&
-           opt->compression_level <= 9;
+           opt->compression_level <= 9 && opt->format_major >= 0 &&
+           opt->format_major <= MS_FORMAT_VERSION_MAJOR;
 }
 
 ms_writer *ms_writer_create(const ms_writer_options *caller)
@@ -312,6 +354,7 @@ ms_writer *ms_writer_create(const ms_writer_options *caller)
     w->created_ns = opt->created_ns;
     w->chunk_size = opt->chunk_size;
     w->level = opt->compression_level;
+    w->major = opt->format_major ? opt->format_major : MS_FORMAT_VERSION_MAJOR;
     w->channels = ms_calloc(&w->alloc, w->channel_count, sizeof *w->channels);
     if (!w->channels) {
         ms_free(&w->alloc, w);
@@ -373,8 +416,8 @@ int ms_writer_open_channel(ms_writer *w, uint32_t channel, ms_write_fn fn,
 
     uint8_t h[MIG_HDR_SIZE] = {0}; /* reserved fields stay zero */
     memcpy(h, mig_magic, MIG_MAGIC_LEN);
-    ms_put_le16(h + MIG_HDR_OFF_MAJOR, MS_FORMAT_VERSION_MAJOR);
-    ms_put_le16(h + MIG_HDR_OFF_MINOR, MS_FORMAT_VERSION_MINOR);
+    ms_put_le16(h + MIG_HDR_OFF_MAJOR, (uint16_t)w->major);
+    ms_put_le16(h + MIG_HDR_OFF_MINOR, 0); /* 1.0 or 2.0 */
     memcpy(h + MIG_HDR_OFF_UUID, w->uuid, sizeof w->uuid);
     ms_put_le32(h + MIG_HDR_OFF_CHANNEL, channel);
     ms_put_le32(h + MIG_HDR_OFF_CHANNELS, w->channel_count);
@@ -503,7 +546,7 @@ int ms_writer_image_begin(ms_writer *w, uint32_t channel, uint32_t device,
     ms_put_le32(p + 12, flags);
     ms_put_le64(p + 16, timestamp_ns);
     if (emit_for_device(w, channel, d, MIG_TAG_IMAGE_BEGIN, 0, p, sizeof p,
-                        NULL, 0) < 0)
+                        NULL, 0, NULL) < 0)
         return -1;
 
     d->has_home = 1;
@@ -519,6 +562,14 @@ int ms_writer_image_begin(ms_writer *w, uint32_t channel, uint32_t device,
     d->config_length = d->config_hash = 0;
     XXH3_64bits_reset(d->image_hash);
     return 0;
+}
+
+/* 2.0: the image hash runs over the le64 unit hashes (spec 5.4). */
+static void add_unit_hash(wdevice *d, uint64_t unit_hash)
+{
+    uint8_t le[8];
+    ms_put_le64(le, unit_hash);
+    XXH3_64bits_update(d->image_hash, le, sizeof le);
 }
 
 /* The device's open image, when it uses `transport`. */
@@ -598,9 +649,21 @@ static int write_chunk(ms_writer *w, wdevice *d, const uint8_t *data,
     ms_put_le32(p + 4, d->seq);
     p[8] = compression;
     ms_put_le32(p + 12, (uint32_t)len); /* raw_len; len <= chunk_size */
-    if (emit(w, d->home, MIG_TAG_CHUNK, 0, p, sizeof p, body, body_len) < 0)
-        return -1;
-    XXH3_64bits_update(d->image_hash, data, len);
+    if (w->major == 1) {
+        if (emit(w, d->home, MIG_TAG_CHUNK, 0, p, sizeof p, body, body_len) <
+            0)
+            return -1;
+        XXH3_64bits_update(d->image_hash, data, len);
+    } else {
+        /* the one pass over the data; a zlib chunk's stored bytes too */
+        uint64_t unit_hash = ms_hash64(data, len, 0);
+        uint64_t data_hash =
+            body == data ? unit_hash : ms_hash64(body, body_len, 0);
+        if (emit_unit(w, d->home, MIG_TAG_CHUNK, 0, p, sizeof p, body,
+                      body_len, &data_hash) < 0)
+            return -1;
+        add_unit_hash(d, unit_hash);
+    }
     d->length += len;
     d->units++;
     c->image_bytes += len;
@@ -653,16 +716,22 @@ int ms_writer_image_packet(ms_writer *w, uint32_t channel, uint32_t device,
     ms_put_le32(p + 4, d->seq);
     ms_put_le32(p + 8, (uint32_t)d->units); /* idx: data packets so far */
     ms_put_le32(p + 12, config ? MIG_PACKET_FLAG_CONFIG : 0);
+    /* the one pass over the data: config hash, or (1.0: the bytes, 2.0:
+     * their hash) into the image hash; in 2.0 also the payload check's */
+    uint64_t data_hash = ms_hash64(data, len, 0);
     if (emit_for_device(w, channel, d, MIG_TAG_PACKET, 0, p, sizeof p, data,
-                        len) < 0)
+                        len, w->major == 1 ? NULL : &data_hash) < 0)
         return -1;
     w->channels[channel].packet_count++;
     if (config) {
         d->config_written = 1;
         d->config_length = len;
-        d->config_hash = ms_hash64(data, len, 0);
+        d->config_hash = data_hash;
     } else {
-        XXH3_64bits_update(d->image_hash, data, len);
+        if (w->major == 1)
+            XXH3_64bits_update(d->image_hash, data, len);
+        else
+            add_unit_hash(d, data_hash);
         d->length += len;
         d->units++;
     }
@@ -724,7 +793,7 @@ int ms_writer_precopy_info(ms_writer *w, uint32_t channel, uint32_t device,
     ms_put_le64(p + 16, dirty_bytes);
     ms_put_le64(p + 24, timestamp_ns);
     return emit_for_device(w, channel, d, MIG_TAG_PRECOPY_INFO,
-                           MIG_FLAG_OPTIONAL, p, sizeof p, NULL, 0);
+                           MIG_FLAG_OPTIONAL, p, sizeof p, NULL, 0, NULL);
 }
 
 int ms_writer_state_change(ms_writer *w, uint32_t channel, uint32_t device,
@@ -745,7 +814,7 @@ int ms_writer_state_change(ms_writer *w, uint32_t channel, uint32_t device,
     ms_put_le32(p + 8, to);
     ms_put_le64(p + 16, timestamp_ns);
     return emit_for_device(w, channel, d, MIG_TAG_STATE_CHANGE,
-                           MIG_FLAG_OPTIONAL, p, sizeof p, NULL, 0);
+                           MIG_FLAG_OPTIONAL, p, sizeof p, NULL, 0, NULL);
 }
 
 int ms_writer_stop_copy_size(ms_writer *w, uint32_t channel, uint32_t device,
@@ -761,7 +830,7 @@ int ms_writer_stop_copy_size(ms_writer *w, uint32_t channel, uint32_t device,
     ms_put_le64(p + 8, bytes);
     ms_put_le64(p + 16, timestamp_ns);
     return emit_for_device(w, channel, d, MIG_TAG_STOP_COPY_SIZE,
-                           MIG_FLAG_OPTIONAL, p, sizeof p, NULL, 0);
+                           MIG_FLAG_OPTIONAL, p, sizeof p, NULL, 0, NULL);
 }
 
 static int known_tag(uint32_t tag)

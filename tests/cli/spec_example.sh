@@ -18,5 +18,5 @@ assert len(data) == 421
 PY
 expect_exit 0 "the example verifies" -- "$VERIFY" "$WORK/example.mig"
 expect_exit 0 "the example dumps" -- "$DUMP" "$WORK/example.mig"
-expect_grep "$WORK/out" "^ +253  image_end +device 0 image 0 initial 4 bytes in 1 chunks hash c5a6ab5effcd7451" "example image_end"
+expect_grep "$WORK/out" "^ +253  image_end +device 0 image 0 initial 4 bytes in 1 chunks hash 082ba382d35f50a8" "example image_end (2.0: XXH3 of le64 XXH3(de ad be ef))"
 finish
