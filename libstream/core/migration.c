@@ -393,24 +393,32 @@ static void deliver(ms_migration *m, mg_chan *c, uint32_t slot,
         set_problem(m);
 }
 
-/* Hand bytes to the reader and pull its events: decoding unlocked, each
- * event delivered under the lock.  Called and returns with the lock held.
- * 0, MS_NEXT_SEEK or -1. */
+/* Hand bytes to the reader and pull its events.  Concurrent: decoding
+ * unlocked, each event delivered under the lock, so other slots' threads
+ * decode meanwhile.  Otherwise one thread makes every call (header,
+ * Threads), nobody waits for the lock, and it stays held: a lock and an
+ * unlock per event cost as much as a small record's checks.  Called and
+ * returns with the lock held.  0, MS_NEXT_SEEK or -1. */
 static int decode(ms_migration *m, mg_chan *c, uint32_t slot, int has_off,
                   uint64_t off, const void *buf, size_t len)
 {
+    int concurrent = (m->flags & MS_MIGRATION_CONCURRENT) != 0;
     c->busy = 1;
-    pthread_mutex_unlock(&m->lock);
+    if (concurrent)
+        pthread_mutex_unlock(&m->lock);
     int in = has_off ? ms_reader_input_at(c->r, off, buf, len)
                      : ms_reader_input(c->r, buf, len);
     int rc = in < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
     ms_event ev;
     while (in >= 0 && (rc = ms_reader_next(c->r, &ev)) == MS_NEXT_EVENT) {
-        pthread_mutex_lock(&m->lock);
+        if (concurrent)
+            pthread_mutex_lock(&m->lock);
         deliver(m, c, slot, &ev);
-        pthread_mutex_unlock(&m->lock);
+        if (concurrent)
+            pthread_mutex_unlock(&m->lock);
     }
-    pthread_mutex_lock(&m->lock);
+    if (concurrent)
+        pthread_mutex_lock(&m->lock);
     c->busy = 0;
     if (rc == MS_NEXT_ERROR) {
         channel_failed(m, c, slot, ms_reader_error(c->r));

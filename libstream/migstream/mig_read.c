@@ -33,8 +33,11 @@
  * record's event itself; the record is `verified`: DATA emits its one view
  * without hashing and consumes the check (no TRAILER stage).  A record
  * whose checks do not match takes the general path, which reports the
- * damage exactly as for split input.  (start_payload_hash verifies a whole
- * record the same way when only its header came split.)
+ * damage exactly as for split input.  start_payload_hash verifies a whole
+ * uncompressed unit record of any size the same way before its first
+ * DATA view when the record lies in the slice (one larger than the fast
+ * path takes, or whose header came split): one pass of the fastest XXH3 over
+ * the data, and the views then go out already checked.
  */
 #include <zlib.h>
 #include "hash.h"
@@ -336,7 +339,7 @@ static void start_payload_hash(ms_reader *r, int unit_v2)
     const uint8_t *p;
     if (st->rec_tag != MIG_TAG_PACKET && st->rec_tag != MIG_TAG_CHUNK) {
         /* unknown: skipped, hashed as it goes */
-    } else if (st->rec_size <= DATA_VIEW_MAX && !ms_rd_stashed(r) &&
+    } else if (!ms_rd_stashed(r) && st->rec_size <= SIZE_MAX - 8 &&
                ms_rd_peek(r, whole, &p) == whole &&
                (st->rec_tag == MIG_TAG_PACKET ||
                 p[8] == MS_COMPRESSION_NONE)) { /* CHUNK compression */
@@ -1237,7 +1240,7 @@ static int mig_next(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
     if (st->stage == ST_DATA && st->verified && st->remaining > 0)
-        return read_data(r, ev); /* always its one view */
+        return read_data(r, ev); /* its views, already checked */
     if (st->stage == ST_RECORD_HEADER && !r->err.code) {
         int rc = read_whole_unit(r, ev);
         if (rc == MS_NEXT_EVENT || rc == MS_NEXT_ERROR)
