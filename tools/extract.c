@@ -511,15 +511,17 @@ static void ram_write(extract_ctx *x, size_t file, ram_block *b,
     ram_check(x, w, ew_data(w, fd, (size_t)(b - x->blocks), off, p, n));
 }
 
-/* n bytes at `off` of the block read as zero again: a hole, batched. */
+/* n bytes at `off` of the block read as zero: a hole, or zeros between
+ * data pages of a batch (EW_GAP_MAX); `written`: the file may hold data
+ * there now. */
 static void ram_zero(extract_ctx *x, size_t file, ram_block *b, uint64_t off,
-                     uint64_t n)
+                     uint64_t n, int written)
 {
     int fd = block_fd(x, b);
     if (fd < 0)
         return;
-    extent_writer *w = writer(x, file, fd, off, n, 1);
-    ram_check(x, w, ew_zero(w, fd, (size_t)(b - x->blocks), off, n));
+    extent_writer *w = writer(x, file, fd, off, n, written);
+    ram_check(x, w, ew_zero(w, fd, (size_t)(b - x->blocks), off, n, written));
 }
 
 /* Read the page as the destination has it now (holes read as zero). */
@@ -613,7 +615,7 @@ static void clear_pages(extract_ctx *x, size_t file, ram_block *b,
     uint64_t off = first * b->psize, len = n * b->psize;
     if (off + len > b->used_length)
         len = b->used_length - off;
-    ram_zero(x, file, b, off, len);
+    ram_zero(x, file, b, off, len, 1);
 }
 
 /* One POSTCOPY_RAM_DISCARD range: pages whose held write ranks at or below
@@ -739,7 +741,7 @@ static void ram_xbzrle(extract_ctx *x, size_t file, const ms_event *ev,
         return;
     }
     if (ew_all_zero(x->page, psize))
-        ram_zero(x, file, b, r->offset, psize); /* zero pages are holes */
+        ram_zero(x, file, b, r->offset, psize, 1); /* zero pages: holes */
     else
         ram_write(x, file, b, x->page, psize, r->offset, 1);
     if (!b->xbz && !(b->xbz = calloc((size_t)((b->npages + 7) / 8), 1))) {
@@ -796,9 +798,9 @@ static void ram_page(extract_ctx *x, size_t file, const ms_event *ev)
     case MS_RAM_ZERO:
         /* A page never written, or cleared by a discard, reads as zero
          * already (a hole of the sparse file); one written before is
-         * punched out (QEMU's loader memsets it too). */
-        if (held && !after_discard)
-            ram_zero(x, file, b, r->offset, psize);
+         * punched out (QEMU's loader memsets it too).  Between data pages
+         * either may be written as zeros instead (EW_GAP_MAX). */
+        ram_zero(x, file, b, r->offset, psize, held && !after_discard);
         break;
     case MS_RAM_XBZRLE:
         ram_xbzrle(x, file, ev, b, i, psize, rank);

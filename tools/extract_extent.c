@@ -84,33 +84,57 @@ static int write_zeros(extent_writer *w, uint64_t off, uint64_t n)
     return 0;
 }
 
+/* [off, off + n) reads as zero: a hole punched, or zeros written. */
+static int punch(extent_writer *w, uint64_t off, uint64_t n)
+{
+    /* KEEP_SIZE: a run at the end of the file leaves its size alone
+     * (the block's used_length, set by ftruncate). */
+    if (off > (uint64_t)INT64_MAX - n) {
+        errno = EFBIG;
+        return -1;
+    }
+    if (fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                  (off_t)n) < 0)
+        return write_zeros(w, off, n);
+    return 0;
+}
+
 int ew_flush(extent_writer *w)
 {
     int rc = 0;
     if (w->kind == EW_DATA) {
         rc = ew_pwrite_all(w->fd, w->buf, (size_t)w->len, w->off);
+        /* a gap not filled: a hole, punched where data was before */
+        if (rc == 0 && w->gap && w->gap_punch)
+            rc = punch(w, w->off + w->len, w->gap);
     } else if (w->kind == EW_ZERO) {
-        /* KEEP_SIZE: a run at the end of the file leaves its size alone
-         * (the block's used_length, set by ftruncate). */
-        if (w->off > (uint64_t)INT64_MAX - w->len) {
-            errno = EFBIG;
-            rc = -1;
-        } else if (fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                             (off_t)w->off, (off_t)w->len) < 0) {
-            rc = write_zeros(w, w->off, w->len);
-        }
+        rc = punch(w, w->off, w->len);
     }
     if (rc < 0)
         w->failed_tag = w->tag;
     w->kind = EW_NONE;
-    w->len = 0;
+    w->len = w->gap = 0;
+    w->gap_punch = 0;
     return rc;
 }
 
 /* Does a run of `kind` at (fd, off) continue the pending one? */
 static int continues(const extent_writer *w, ew_kind kind, int fd, uint64_t off)
 {
-    return w->kind == kind && w->fd == fd && w->off + w->len == off;
+    return w->kind == kind && w->fd == fd && w->off + w->len + w->gap == off;
+}
+
+/* Data continuing a data run after its gap: the gap's zeros go into the
+ * batch (written over whatever the file held there), when they fit. */
+static int fill_gap(extent_writer *w, size_t n)
+{
+    if (w->cap - w->len < w->gap || w->cap - w->len - w->gap < n)
+        return -1;
+    memset(w->buf + w->len, 0, (size_t)w->gap);
+    w->len += w->gap;
+    w->gap = 0;
+    w->gap_punch = 0;
+    return 0;
 }
 
 /* An empty run of `kind` at (fd, off); the previous one was flushed. */
@@ -127,7 +151,7 @@ static void start_run(extent_writer *w, ew_kind kind, int fd, size_t tag,
 int ew_data(extent_writer *w, int fd, size_t tag, uint64_t off, const void *p,
             size_t n)
 {
-    if (!continues(w, EW_DATA, fd, off) || w->cap - w->len < n) {
+    if (!continues(w, EW_DATA, fd, off) || fill_gap(w, n) < 0) {
         if (ew_flush(w) < 0)
             return -1;
         if (n > w->cap) {
@@ -149,11 +173,19 @@ int ew_data(extent_writer *w, int fd, size_t tag, uint64_t off, const void *p,
     return 0;
 }
 
-int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n)
+int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n,
+            int written)
 {
+    if (continues(w, EW_DATA, fd, off) && w->gap + n <= EW_GAP_MAX) {
+        w->gap += n; /* decided when the next page comes */
+        w->gap_punch |= written;
+        return 0;
+    }
     if (!continues(w, EW_ZERO, fd, off)) {
         if (ew_flush(w) < 0)
             return -1;
+        if (!written)
+            return 0; /* a hole already: nothing to batch */
         start_run(w, EW_ZERO, fd, tag, off);
     }
     w->len += n;
@@ -162,6 +194,6 @@ int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n)
 
 int ew_overlaps(const extent_writer *w, int fd, uint64_t off, uint64_t n)
 {
-    return w->kind != EW_NONE && w->fd == fd && off < w->off + w->len &&
-           w->off < off + n;
+    return w->kind != EW_NONE && w->fd == fd &&
+           off < w->off + w->len + w->gap && w->off < off + n;
 }

@@ -4,7 +4,9 @@
  *
  *   page records ──► ew_data(fd, off, bytes) ─┐  one pending run: pages
  *                    ew_zero(fd, off, len)  ──┤  contiguous in one file,
- *                                             │  all data or all zero
+ *                                             │  all data (short zero
+ *                                             │  runs inside filled) or
+ *                                             │  all zero
  *            anything else on the file ──► ew_flush
  *                                             │
  *             data run: one pwrite of the batch buffer (bytes copied in:
@@ -36,6 +38,11 @@ typedef struct extent_writer {
     size_t tag;        /* the caller's name for that file (error messages) */
     uint64_t off;      /* file offset of the run */
     uint64_t len;      /* bytes of the run (data: in buf) */
+    uint64_t gap;      /* zero bytes right after a data run, not yet
+                          in buf: written as zeros if data continues
+                          after them, else left as a hole (EW_GAP_MAX) */
+    int gap_punch;     /* some of the gap was written before: a hole
+                          must be punched if it is not filled */
     size_t failed_tag; /* tag of the run whose flush failed */
 } extent_writer;
 
@@ -50,8 +57,18 @@ void ew_free(extent_writer *w);
 int ew_data(extent_writer *w, int fd, size_t tag, uint64_t off, const void *p,
             size_t n);
 
-/* Make n bytes at `off` read as zero (a hole), batched like ew_data. */
-int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n);
+/* Zero runs shorter than this between data pages of a run are written
+ * as zeros inside it: a 4 KiB hole between pages saves 4 KiB of disk and
+ * costs a write, and an extent, each (every 8th page zero made extraction
+ * 1.8x dd's time; 1.2x with them filled).  Longer runs stay holes. */
+#define EW_GAP_MAX ((uint64_t)64 * 1024)
+
+/* Make n bytes at `off` read as zero, batched like ew_data: a hole, or
+ * zeros within a data run (EW_GAP_MAX).  `written` says the bytes may
+ * hold data now (a hole must be punched); otherwise they are a hole of
+ * the sparse file already. */
+int ew_zero(extent_writer *w, int fd, size_t tag, uint64_t off, uint64_t n,
+            int written);
 
 /* Write out the pending run.  0, or -1 as above. */
 int ew_flush(extent_writer *w);
