@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Thin wrapper around CMake.  The real build is CMakeLists.txt.
 #
 #   make demo    install missing deps, build, write a synthetic migration,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Helpers shared by the fuzz harnesses (header only, public API only).
  *
  * Every harness defines LLVMFuzzerTestOneInput.  It is linked either with

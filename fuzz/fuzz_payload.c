@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Fuzz the VFIO driver payload decoders (MS_FORMAT_PAYLOAD), which format
  * auto-detection never picks.  Input byte 0 chooses how the rest is read:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Fuzz one ms_reader: the input is one stream, fed in slices whose sizes
  * come from a PRNG seeded by the input itself (deterministic per input, and
  * biased toward 1-byte slices so every resume point is hit).

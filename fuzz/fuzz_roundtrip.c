@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Round trip: derive a small migration from the input, write it with
  * ms_writer into memory (one growable buffer per channel), read every
  * channel back with ms_reader + ms_set, and abort if anything fails or if

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Fuzz an ms_set fed by several readers.  The input is split into channel
  * streams at every migstream magic (8D 4D 49 47 0D 0A 1A 0A); bytes before
  * the first magic form a channel of their own; at most MAX_CHANNELS channels

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Replay driver: runs a fuzz harness's LLVMFuzzerTestOneInput over every
  * file named on the command line, recursing into directories (entries in
  * sorted order), without libFuzzer.  So any C compiler can replay the seed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /*
  * migstream — read, check and write the byte streams that carry a virtual
  * machine's device state during live migration.

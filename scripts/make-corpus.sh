@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Generate the fuzzers' seed corpora (they are built, not committed).
 #
 #   scripts/make-corpus.sh BIN_DIR OUT_DIR [NAME...]

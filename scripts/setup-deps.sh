@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Install the Debian packages migstream needs to build, test and fuzz.
 #
 #   scripts/setup-deps.sh        # silent when everything is installed

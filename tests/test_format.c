@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Conformance of the reader to spec/migstream.md: every error of section 8
  * driven by the smallest crafted stream (built by hand with test_util's
  * builder, never by ms_writer), with the error code and the offset the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The QEMU multifd channel decoder, checked against the format facts in the
  * qemu-multifd reference (sections 1-5), not against the decoder's code:
  *

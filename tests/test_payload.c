@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* VFIO driver payloads (MS_FORMAT_PAYLOAD), checked against the format
  * facts of the VFIO device-streams reference (sections 1, 2, 3, 7, 8), not
  * against the decoder's code.  Every stream is built by hand here.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The HiSilicon, QAT and Xe payload decoders (MS_FORMAT_PAYLOAD), checked
  * against the driver facts of the vfio-device-streams reference (sections
  * 4, 5 and 6), not against the decoders' code:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The QEMU main stream ("QEVM") decoder, checked against the format facts
  * in the qemu-main-stream reference (not against the decoder's own code):
  *

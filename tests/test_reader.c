@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The reader: round trips through the writer, slicing independence,
  * truncation at every offset, single-bit flips, zero copy, API rules
  * (usage errors, sticky errors, defaults). */

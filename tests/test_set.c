@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The multi-channel set: device-state packet images spread over channels
  * in any order (built by hand so the order is ours), reassembly in index
  * order, and the cross-channel errors of spec sections 5.5 and 6. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Shared test helpers: an independent hand builder of migstream v1 streams
  * (from spec/migstream.md only) and drivers for reader, set and writer. */
 #include "test_util.h"

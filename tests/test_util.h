@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Shared test helpers for the migstream test executables.
  *
  * 1. A hand builder of migstream v1 byte streams (tb_stream) written from

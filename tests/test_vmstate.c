@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The JSON parser (json.c), the VMState descriptions and walk (vmstate.c)
  * and ms_field_format, checked against QEMU's own output: the QEMU 7.2
  * capture tests/data/captures/qemu-7.2-pc-precopy/main.mig and the

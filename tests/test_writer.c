@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* The writer: its output read back and checked, and every misuse refused
  * with MS_ERR_USAGE, stickily. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* migstream-dump: show the structure of a migration's streams, one line
  * (or one JSON object) per structural element, then a summary. */
 #include <getopt.h>

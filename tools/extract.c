@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* migstream-extract: write what a migration carried into plain files.
  *
  *   --ram DIR         QEMU guest RAM: one sparse file per RAM block under

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Shared by the command-line tools; see tool_common.h. */
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): posix_madvise ignores it */
 #include "tool_common.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* What the command-line tools share: reading the files of one migration
  * through readers and a set, error lines, JSON output, option values. */
 #ifndef MS_TOOL_COMMON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* migstream-verify: check everything that can be checked in the files of
  * one migration; silent on success unless asked, one line per problem. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Shared internals: allocation, errors, options, hashing, names. */
 #include "common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Shared internals: endian loads/stores, bounded allocation, error setting,
  * hashing.  Each of these lives here and only here. */
 #ifndef MS_COMMON_H

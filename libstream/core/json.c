@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Strict, bounded JSON parser; see json.h for the rules it enforces.
  *
  * Recursive descent over the whole text held in memory.  Nodes, child

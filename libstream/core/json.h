@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* A small, strict JSON parser (RFC 8259) producing a read-only tree.
  *
  * Written for QEMU's migration JSON trailer, which comes from the stream

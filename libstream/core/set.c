@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* A set of channel streams of one migration (spec/migstream.md section 6).
  *
  * The caller runs one reader per channel and hands every event here.  The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* migstream wire layout (versions 1.x and 2.x have the same layouts):
  * every size, offset and value that both the reader and the writer need.
  * spec/migstream.md is normative; this file must match it. */

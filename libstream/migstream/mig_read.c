@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* migstream decoder (spec/migstream.md): versions 1.x and 2.x.
  *
  * Stages (each waits for input; errors are sticky in r->err):

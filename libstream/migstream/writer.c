@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* migstream writer (spec/migstream.md): version 2.0, or 1.0 on request.
  *
  * One writer produces every channel of a migration.  Each channel keeps its

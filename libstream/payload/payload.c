@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* VFIO driver payloads (spec/payloads.md): choosing the driver framing,
  * carrier phases, detection from the first bytes, and the unframed kinds
  * (pds and raw), whose bytes are one image checked for its length only.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* HiSilicon accelerator VF payload (spec/payloads.md, "HiSilicon").
  *
  * The whole stream is one 176-byte little-endian struct acc_vf_data.  Its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* VFIO driver payload decoders: one framing per driver behind the generic
  * reader (format MS_FORMAT_PAYLOAD).  payload.c picks one from
  * ms_options.payload_kind or by detection; each driver file implements

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Intel QAT VF payload (spec/payloads.md, "QAT").
  *
  * The driver's migration state is one 4096-byte buffer: a setup block at

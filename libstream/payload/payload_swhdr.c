@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* SW-header record streams: mlx5 and virtio (spec/payloads.md, sections 2
  * and 3).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Intel Xe GPU VF payload (spec/payloads.md, "Xe").
  *
  * A sequence of packets, each a packed 24-byte little-endian header

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* QEMU multifd channel decoder (spec/qemu-multifd.md).
  *
  * A channel is an init packet, then packets until a clean end of input at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* VMState descriptions from QEMU's JSON trailer, and a resumable walk over
  * one device's fields, for decoding FULL sections as their bytes stream by.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # The benchmark runs every case, checks what it decoded, and prints one
 # JSON object per case in the documented shape (no speed is asserted:
 # issue 10 judges speed by these ratios, never by a timed test).

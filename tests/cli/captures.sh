@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Real QEMU 7.2 captures: main streams decode and verify completely; the
 # section list matches what QEMU's analyze-migration.py printed; multifd
 # channel sets verify in any file order with the per-channel totals the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Any truncation or bit flip of the acceptance workload makes verify exit 1
 # with FILE:OFFSET.  (Every offset of small streams is covered by the cmocka
 # tests; here a spread of offsets over real-size channel files.)

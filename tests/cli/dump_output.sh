@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # migstream-dump: human lines with offsets, JSON Lines, summary, golden.
 . "$(dirname "$0")/lib.bash"
 D=$WORK/w

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # migstream-extract: RAM blocks of a real QEMU capture and of crafted
 # streams (ZERO after PAGE, XBZRLE, COMPRESS_PAGE, hostile block names),
 # and device bytes of synth --qemu and migstream v1 streams, all checked

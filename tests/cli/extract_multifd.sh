@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # migstream-extract over QEMU multifd migrations: RAM rebuilt from the main
 # channel and every multifd channel (raw and zlib), checked against the
 # capture's ground truth and against an independent rebuild in Python that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Shared by the CLI tests (sourced; not a test itself).
 # Each test runs with MIGSTREAM_BIN_DIR and MIGSTREAM_SRC_DIR set by CTest.
 set -u

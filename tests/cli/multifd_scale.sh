@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Reassembly at scale (issue 4): 4 VFIO devices of 100 MiB final state in
 # 1 MiB device-state buffers, shuffled over 6 multifd channels.  Every
 # image must come back byte-exact; the set holds early buffers as views of

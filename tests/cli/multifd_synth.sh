@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # migstream-synth --multifd: QEMU multifd channel sets (main channel +
 # channel-K.mig) with raw, zlib and zstd RAM pages, with and without VFIO
 # device-state packets, with and without a real capture as BASE.  Every set

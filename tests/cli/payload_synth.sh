@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # migstream-synth --kind KIND writes valid VFIO driver payloads (spec/payloads.md)
 # in every carrier: --raw captures (with DIR/final-offset), migstream v1 sets,
 # QEMU main streams (--qemu BASE) and multifd sets; a corrupted payload byte

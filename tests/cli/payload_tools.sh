@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # Driver payloads through the tools (issue 5): raw data-fd captures with
 # --payload, phases with --final-offset, nested decoding of VFIO data in a
 # QEMU stream, the downtime summary, --expect-field, and errors with offsets.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # migstream-synth --qemu: VFIO devices inserted into a real QEMU 7.2
 # capture.  The output verifies and dumps, phases are attributed as QEMU's
 # markers say (with and without switchover-ack), BASE's own bytes are all

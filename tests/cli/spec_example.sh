@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # spec/example.md is what migstream-synth --example prints, and its bytes
 # are a valid stream that dumps as the spec describes.
 . "$(dirname "$0")/lib.bash"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # --help, --version, usage errors and I/O errors of every tool.
 . "$(dirname "$0")/lib.bash"
 for t in "$SYNTH" "$DUMP" "$VERIFY"; do

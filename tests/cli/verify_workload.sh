@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # The issue's acceptance workload: 4 channels, 2 devices, initial + 2 middle
 # + final images each, final images as device-state packets.
 . "$(dirname "$0")/lib.bash"
