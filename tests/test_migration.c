@@ -765,6 +765,38 @@ static void test_hold_limit(void **state)
     DONE();
 }
 
+/* A VFIO device beyond max_devices is not payload-decoded, and says so:
+ * the migration must not pass as checked (was silent). */
+static void test_nested_untracked(void **state)
+{
+    (void)state;
+    BEGIN();
+    qemu_pair q;
+    chan ch[2];
+    ms_options opt;
+    qemu_pair_setup(&q, ch, &opt);
+    seen s = {0};
+    SOFT(run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &s) == 0 &&
+             s.nprob == 0,
+         "both devices within the default limit");
+    seen_free(&s);
+    opt.max_devices = 1;
+    run(ch, 2, &opt, MS_MIGRATION_NESTED_PAYLOADS, FORWARD, &s);
+    size_t found = 0;
+    for (size_t i = 0; i < s.nprob && i < 16; i++)
+        found += s.problems[i].code == MS_ERR_LIMIT &&
+                 s.problems[i].limit == MS_LIMIT_MAX_DEVICES &&
+                 strstr(s.problems[i].detail, "not decoded") != NULL;
+    SOFT(found == 1, "one max_devices problem naming the undecoded payload "
+                     "(%zu)", found);
+    SOFT(count_nested(&s, DEV_A "#0 slot=0 record") == q.a_records,
+         "the first device is still decoded");
+    print_problems(&s);
+    seen_free(&s);
+    qemu_pair_free(&q);
+    DONE();
+}
+
 /* Misuse is a problem, not a crash. */
 static void test_usage(void **state)
 {
@@ -797,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_nested_migstream),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_hold_limit),
+        cmocka_unit_test(test_nested_untracked),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_unknown_block),

@@ -86,6 +86,8 @@ struct ms_nested {
     size_t nchans;
     uint64_t held_bytes; /* copies held, all devices */
     int input_stable;    /* the carriers' input stays valid: hold views */
+    uint32_t untracked;  /* bit per limit (31: memory) already reported
+                            as leaving device bytes undecoded */
 };
 
 #define ALLOC(n) (&(n)->opt.allocator)
@@ -195,23 +197,56 @@ static nd_chan *chan_of(ms_nested *n, uint32_t slot)
     return &n->chans[slot];
 }
 
+/* A device, section or handle the limits (or memory) keep from being
+ * tracked: its bytes are not decoded, so the migration must not pass as
+ * checked.  Said once per limit: the next such device is the same story. */
+static void untracked(ms_nested *n, uint32_t slot, uint64_t offset,
+                      ms_limit limit, uint64_t value, const char *what)
+{
+    uint32_t bit = limit == MS_LIMIT_NONE || (unsigned)limit >= 31
+                       ? 1u << 31
+                       : 1u << (unsigned)limit;
+    if (n->untracked & bit)
+        return;
+    n->untracked |= bit;
+    ms_error_info e = {.code = limit == MS_LIMIT_NONE ? MS_ERR_NO_MEMORY
+                                                      : MS_ERR_LIMIT,
+                       .limit = limit,
+                       .offset = offset,
+                       .channel = slot,
+                       .has_channel = 1};
+    if (limit == MS_LIMIT_NONE)
+        snprintf(e.detail, sizeof e.detail,
+                 "no memory to track %s: its payload is not decoded", what);
+    else
+        snprintf(e.detail, sizeof e.detail,
+                 "%s beyond %s (%llu): its payload is not decoded", what,
+                 ms_limit_name(limit), (unsigned long long)value);
+    n->sink.problem(n->sink.ctx, &e);
+}
+
 /* The device (idstr, instance), created on first use; NULL when over
- * max_devices or out of memory (reported once per device by the caller's
- * silence: such a device is simply not decoded). */
-static nd_dev *device_of(ms_nested *n, uint32_t slot, const char *label,
-                         uint32_t instance_id, ms_payload_kind kind)
+ * max_devices or out of memory (reported once, at `offset`). */
+static nd_dev *device_of(ms_nested *n, uint32_t slot, uint64_t offset,
+                         const char *label, uint32_t instance_id,
+                         ms_payload_kind kind)
 {
     for (size_t i = 0; i < n->ndevs; i++)
         if (n->devs[i]->instance_id == instance_id &&
             strncmp(n->devs[i]->label, label, NAME_CAP - 1) == 0)
             return n->devs[i];
-    if (n->ndevs >= n->opt.max_devices ||
-        ms_grow(ALLOC(n), (void **)&n->devs, sizeof *n->devs, &n->devcap,
-                n->ndevs + 1) < 0)
+    if (n->ndevs >= n->opt.max_devices) {
+        untracked(n, slot, offset, MS_LIMIT_MAX_DEVICES, n->opt.max_devices,
+                  "a device");
         return NULL;
-    nd_dev *d = ms_calloc(ALLOC(n), 1, sizeof *d);
-    if (!d)
+    }
+    nd_dev *d = NULL;
+    if (ms_grow(ALLOC(n), (void **)&n->devs, sizeof *n->devs, &n->devcap,
+                n->ndevs + 1) < 0 ||
+        !(d = ms_calloc(ALLOC(n), 1, sizeof *d))) {
+        untracked(n, slot, offset, MS_LIMIT_NONE, 0, "a device");
         return NULL;
+    }
     d->slot = slot;
     snprintf(d->label, sizeof d->label, "%s", label);
     d->instance_id = instance_id;
@@ -377,27 +412,43 @@ static const nd_mdev *mdev_of(const nd_chan *c, uint32_t handle)
 }
 
 /* QEMU VFIO_MARKER: remember the section's idstr. */
-static void note_section(ms_nested *n, nd_chan *c, const ms_vfio_info *v)
+static void note_section(ms_nested *n, uint32_t slot, nd_chan *c,
+                         const ms_event *ev)
 {
+    const ms_vfio_info *v = &ev->u.vfio;
     for (size_t i = 0; i < c->nsecs; i++)
         if (c->secs[i].id == v->section_id)
             return;
-    if (c->nsecs >= n->opt.max_sections ||
-        ms_grow(ALLOC(n), (void **)&c->secs, sizeof *c->secs, &c->seccap,
-                c->nsecs + 1) < 0)
-        return; /* its bytes stay undecoded (the reader has its own limit) */
+    if (c->nsecs >= n->opt.max_sections) {
+        untracked(n, slot, ev->offset, MS_LIMIT_MAX_SECTIONS,
+                  n->opt.max_sections, "a VFIO section");
+        return;
+    }
+    if (ms_grow(ALLOC(n), (void **)&c->secs, sizeof *c->secs, &c->seccap,
+                c->nsecs + 1) < 0) {
+        untracked(n, slot, ev->offset, MS_LIMIT_NONE, 0, "a VFIO section");
+        return;
+    }
     c->secs[c->nsecs].id = v->section_id;
     snprintf(c->secs[c->nsecs++].idstr, NAME_CAP, "%s",
              v->idstr ? v->idstr : "");
 }
 
 /* migstream DEVICE: remember handle -> idstr and declared kind. */
-static void note_device(ms_nested *n, nd_chan *c, const ms_device_info *i)
+static void note_device(ms_nested *n, uint32_t slot, nd_chan *c,
+                        const ms_event *ev)
 {
-    if (c->nmdevs >= n->opt.max_devices ||
-        ms_grow(ALLOC(n), (void **)&c->mdevs, sizeof *c->mdevs, &c->mdevcap,
-                c->nmdevs + 1) < 0)
+    const ms_device_info *i = &ev->u.device;
+    if (c->nmdevs >= n->opt.max_devices) {
+        untracked(n, slot, ev->offset, MS_LIMIT_MAX_DEVICES, n->opt.max_devices,
+                  "a device");
         return;
+    }
+    if (ms_grow(ALLOC(n), (void **)&c->mdevs, sizeof *c->mdevs, &c->mdevcap,
+                c->nmdevs + 1) < 0) {
+        untracked(n, slot, ev->offset, MS_LIMIT_NONE, 0, "a device");
+        return;
+    }
     nd_mdev *md = &c->mdevs[c->nmdevs++];
     md->handle = i->handle;
     md->kind = i->payload_kind;
@@ -406,12 +457,13 @@ static void note_device(ms_nested *n, nd_chan *c, const ms_device_info *i)
 
 /* migstream IMAGE_BEGIN: remember the image's phase. */
 static void note_image_phase(ms_nested *n, uint32_t slot, const nd_chan *c,
-                             const ms_image_info *im)
+                             const ms_event *ev)
 {
+    const ms_image_info *im = &ev->u.image;
     const nd_mdev *md = mdev_of(c, im->device);
     if (!md)
         return;
-    nd_dev *d = device_of(n, slot, md->idstr, 0, md->kind);
+    nd_dev *d = device_of(n, slot, ev->offset, md->idstr, 0, md->kind);
     if (!d || d->off)
         return;
     uint32_t seq = im->seq;
@@ -433,14 +485,15 @@ static void note_image_phase(ms_nested *n, uint32_t slot, const nd_chan *c,
 /* A migstream image is complete (chunks: its end record; packets:
  * reassembled by the set); the device's handle is looked up in every
  * channel (packets come through the set). */
-static void note_image_end(ms_nested *n, uint32_t slot, const ms_image_info *im)
+static void note_image_end(ms_nested *n, uint32_t slot, const ms_event *ev)
 {
+    const ms_image_info *im = &ev->u.image;
     const nd_mdev *md = NULL;
     for (size_t k = 0; k < n->nchans && !md; k++)
         md = mdev_of(&n->chans[k], im->device);
     if (!md || md->kind == MS_PAYLOAD_RAW)
         return;
-    nd_dev *d = device_of(n, slot, md->idstr, 0, md->kind);
+    nd_dev *d = device_of(n, slot, ev->offset, md->idstr, 0, md->kind);
     if (d && !d->off)
         image_done(n, d, im->seq);
 }
@@ -470,8 +523,8 @@ static void route_data(ms_nested *n, uint32_t slot, const nd_chan *c,
     /* raw: the device declared it has no driver framing to decode */
     if (!label || kind == MS_PAYLOAD_RAW)
         return;
-    nd_dev *d =
-        device_of(n, slot, label, migstream ? 0 : dd->instance_id, kind);
+    nd_dev *d = device_of(n, slot, dd->stream_offset, label,
+                          migstream ? 0 : dd->instance_id, kind);
     if (!d || d->off)
         return;
     if (migstream && (dd->seq != d->next_seq ||
@@ -495,24 +548,24 @@ void ms_nested_feed(ms_nested *n, uint32_t slot, const ms_event *ev,
             c->format = ev->u.stream.format;
         return;
     case MS_EV_VFIO_MARKER:
-        note_section(n, c, &ev->u.vfio);
+        note_section(n, slot, c, ev);
         return;
     case MS_EV_DEVICE:
         if (!derived)
-            note_device(n, c, &ev->u.device);
+            note_device(n, slot, c, ev);
         return;
     case MS_EV_IMAGE_BEGIN:
         if (!derived && c->format == MS_FORMAT_MIGSTREAM)
-            note_image_phase(n, slot, c, &ev->u.image);
+            note_image_phase(n, slot, c, ev);
         return;
     case MS_EV_IMAGE_END:
         if (!derived && ev->u.image.transport == MS_TRANSPORT_CHUNKS &&
             c->format == MS_FORMAT_MIGSTREAM)
-            note_image_end(n, slot, &ev->u.image);
+            note_image_end(n, slot, ev);
         return;
     case MS_EV_IMAGE_ASSEMBLED:
         if (derived && !(ev->u.image.device & MS_DEVICE_HANDLE_QEMU))
-            note_image_end(n, slot, &ev->u.image);
+            note_image_end(n, slot, ev);
         return;
     case MS_EV_DATA:
         if (!ev->u.data.config && ev->u.data.size)
