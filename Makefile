@@ -5,6 +5,7 @@
 #                dump and verify it
 #   make check   install missing deps, build with -Werror, run every test;
 #                then (with clang) an ASan+UBSan build with libFuzzer runs
+#                and a ThreadSanitizer build of the threaded tests
 #   make bench   build, then migstream-bench: the library's speed as ratios
 #                against memcpy, XXH3 and inflate in the same run
 #                (BENCH_ARGS=--json for JSON lines)
@@ -22,6 +23,11 @@ CMAKE      ?= cmake
 CTEST      ?= ctest
 CLANG      ?= clang
 FUZZ_SECONDS ?= 20
+TSAN_BUILD ?= build-tsan
+# The tests whose code runs on several threads: ms_migration's concurrent
+# mode (test_migration) and the tools' one thread per channel file.
+TSAN_TESTS ?= test_migration|cli-captures|cli-extract_multifd|cli-multifd_synth|cli-multifd10_capture|cli-windows
+TSAN_TARGETS = test_migration migstream-dump migstream-verify migstream-extract migstream-synth
 BENCH_ARGS ?=
 
 CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g \
@@ -32,7 +38,7 @@ FUZZ_CONFIGURE_FLAGS = -DCMAKE_C_COMPILER=$(CLANG) \
                        -DMIGSTREAM_SANITIZE=ON \
                        -DMIGSTREAM_FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-.PHONY: all deps build demo check check-main check-fuzz clean format bench \
+.PHONY: all deps build demo check check-main check-fuzz check-tsan clean format bench \
         bench-tools
 
 all: build
@@ -66,7 +72,7 @@ demo: build
 	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.s2d \
 	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
 
-check: check-main check-fuzz
+check: check-main check-fuzz check-tsan
 
 check-main: build
 	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(JOBS)
@@ -84,8 +90,25 @@ check-fuzz: check-main
 	    echo "make check: $(CLANG) not found: skipping the sanitizer and fuzz build"; \
 	fi
 
+# ThreadSanitizer over the multi-threaded paths; skipped with a note when
+# clang is not installed.
+check-tsan: check-main
+	@if command -v $(CLANG) >/dev/null 2>&1; then \
+	    set -e; \
+	    echo "== $(TSAN_BUILD): clang, ThreadSanitizer, threaded tests"; \
+	    $(CMAKE) -S . -B $(TSAN_BUILD) -DCMAKE_C_COMPILER=$(CLANG) \
+	        -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \
+	        -DMIGSTREAM_WERROR=ON -DMIGSTREAM_TSAN=ON \
+	        -DMIGSTREAM_BUILD_EXAMPLES=OFF; \
+	    $(CMAKE) --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TARGETS); \
+	    $(CTEST) --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS) \
+	        -R '^($(TSAN_TESTS))$$'; \
+	else \
+	    echo "make check: $(CLANG) not found: skipping the ThreadSanitizer build"; \
+	fi
+
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
 
 format:
 	find include libstream encode tools tests fuzz examples -name '*.[ch]' -print0 | \

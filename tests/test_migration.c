@@ -665,6 +665,8 @@ static void test_nested_migstream(void **state)
                      .n_imgs = 2,
                      .chunk_size = 128};
     tb_buf out[2];
+    tb_buf_init(&out[0]); /* was left uninitialised: the TSan build's */
+    tb_buf_init(&out[1]); /* stack held garbage there and it crashed */
     ms_error_info err;
     assert_int_equal(tb_write_workload(&w, out, &err), 0);
     chan ch[2] = {{out[0].p, out[0].len}, {out[1].p, out[1].len}};

@@ -305,7 +305,8 @@ typedef struct tb_workload {
  * cut by the chunk size). */
 uint64_t tb_wimage_hash(const tb_workload *wl, const tb_wimage *im);
 
-/* Write the workload; out[] (channels entries) receives the bytes.
+/* Write the workload; out[] (channels entries, each tb_buf_init'ed by the
+ * caller) receives the bytes.
  * Returns 0 or -1 (err filled). */
 int tb_write_workload(const tb_workload *w, tb_buf *out, ms_error_info *err);
 
