@@ -5,7 +5,8 @@
 #                dump and verify it
 #   make check   install missing deps, build with -Werror, run every test;
 #                then (with clang) an ASan+UBSan build with libFuzzer runs
-#                and a ThreadSanitizer build of the threaded tests
+#                and a ThreadSanitizer build of the threaded tests;
+#                then valgrind memcheck over the unit tests
 #   make bench   build, then migstream-bench: the library's speed as ratios
 #                against memcpy, XXH3 and inflate in the same run
 #                (BENCH_ARGS=--json for JSON lines)
@@ -28,6 +29,14 @@ TSAN_BUILD ?= build-tsan
 # mode (test_migration) and the tools' one thread per channel file.
 TSAN_TESTS ?= test_migration|cli-captures|cli-extract_multifd|cli-multifd_synth|cli-multifd10_capture|cli-windows
 TSAN_TARGETS = test_migration migstream-dump migstream-verify migstream-extract migstream-synth
+# Unit tests run under valgrind memcheck: those that take under ~20 s
+# there.  test_libvirt, test_postcopy, test_qemu, test_multifd,
+# test_mapped_ram and test_payload take 45-190 s each (every-offset
+# truncation loops); `make check-valgrind VALGRIND_TESTS="..."` runs them.
+VALGRIND_TESTS ?= test_cpr test_dirty_bitmap test_format test_kit test_limits \
+                  test_migration test_multifd10 test_names test_payload_drivers \
+                  test_reader test_rp test_set test_vfio_config test_vmstate \
+                  test_writer test_xbzrle
 BENCH_ARGS ?=
 
 CONFIGURE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g \
@@ -38,7 +47,7 @@ FUZZ_CONFIGURE_FLAGS = -DCMAKE_C_COMPILER=$(CLANG) \
                        -DMIGSTREAM_SANITIZE=ON \
                        -DMIGSTREAM_FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-.PHONY: all deps build demo check check-main check-fuzz check-tsan clean format bench \
+.PHONY: all deps build demo check check-main check-fuzz check-tsan check-valgrind clean format bench \
         bench-tools
 
 all: build
@@ -72,7 +81,7 @@ demo: build
 	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.s2d \
 	    tests/data/captures/qemu-10.0-pc-postcopy/conn0.d2s
 
-check: check-main check-fuzz check-tsan
+check: check-main check-fuzz check-tsan check-valgrind
 
 check-main: build
 	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(JOBS)
@@ -106,6 +115,20 @@ check-tsan: check-main
 	else \
 	    echo "make check: $(CLANG) not found: skipping the ThreadSanitizer build"; \
 	fi
+
+# valgrind memcheck (invalid accesses, uninitialised values, leaks) over
+# the unit tests of the -Werror build; any report fails.
+check-valgrind: check-main
+	@set -e; echo "== valgrind memcheck: $(VALGRIND_TESTS)"; \
+	for t in $(VALGRIND_TESTS); do \
+	    MIGSTREAM_SRC_DIR=$(CURDIR) MIGSTREAM_BIN_DIR=$(CURDIR)/$(BUILD) \
+	    valgrind -q --error-exitcode=99 --leak-check=full \
+	        --errors-for-leak-kinds=definite $(BUILD)/tests/$$t \
+	        >$(BUILD)/valgrind-$$t.log 2>&1 || \
+	        { echo "valgrind: $$t failed (exit $$?):"; \
+	          tail -40 $(BUILD)/valgrind-$$t.log; exit 1; }; \
+	    echo "valgrind: $$t clean"; \
+	done
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)

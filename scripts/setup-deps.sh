@@ -26,6 +26,7 @@ packages=(
                                   # with the programs libvirt runs
     clang            # libFuzzer harnesses, second compiler
     libclang-rt-14-dev # libFuzzer, ASan and UBSan runtimes for clang 14
+    valgrind         # make check-valgrind: memcheck over the unit tests
 )
 
 if [[ "${MIGSTREAM_SKIP_DEPS:-0}" == 1 ]]; then

@@ -38,7 +38,8 @@
 /* A file of the source tree (e.g. a capture under tests/data), read whole:
  * `rel` is relative to $MIGSTREAM_SRC_DIR (set by CTest), else to the tree
  * this file was compiled from.  NULL (after a message) when it cannot be
- * read; free() the result. */
+ * read; free() the result.  A NUL byte follows the *len bytes (text files
+ * are strings). */
 uint8_t *tb_load_source(const char *rel, size_t *len);
 
 /* ---- growable byte buffer ---------------------------------------------- */
