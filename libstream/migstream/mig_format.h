@@ -6,6 +6,9 @@
 #define MS_MIG_FORMAT_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "common.h" /* ms_put_le64, ms_hash64 */
 
 #include "migstream.h" /* the public flag values */
 
@@ -60,6 +63,21 @@ enum mig_tag {
 #define MIG_PRECOPY_INFO_SIZE 32
 #define MIG_STATE_CHANGE_SIZE 24
 #define MIG_STOP_COPY_SIZE_SIZE 24
+
+/* Spec 4.3: a 2.x unit record's (CHUNK, PACKET) payload check covers its
+ * prefix (`prefix_len` bytes, at most MIG_PACKET_PREFIX) then the le64
+ * XXH3-64 of its data, seeded with the record's header check.  The one
+ * home of the rule: the reader checks it, the writer writes it. */
+static inline uint64_t mig_unit_payload_check(const uint8_t *prefix,
+                                              size_t prefix_len,
+                                              uint64_t data_hash,
+                                              uint64_t header_check)
+{
+    uint8_t buf[MIG_PACKET_PREFIX + 8];
+    memcpy(buf, prefix, prefix_len);
+    ms_put_le64(buf + prefix_len, data_hash);
+    return ms_hash64(buf, prefix_len + 8, header_check);
+}
 #define MIG_END_SIZE 48
 
 #define MIG_IMAGE_FLAG_FULL MS_IMAGE_FULL

@@ -299,12 +299,9 @@ static int read_header(ms_reader *r, ms_event *ev)
 static uint64_t unit_payload_check(const mig_state *st, const uint8_t *prefix,
                                    uint64_t data_hash)
 {
-    uint8_t buf[MIG_PACKET_PREFIX + 8];
     size_t n = st->rec_tag == MIG_TAG_PACKET ? MIG_PACKET_PREFIX
                                              : MIG_CHUNK_PREFIX;
-    memcpy(buf, prefix, n);
-    ms_put_le64(buf + n, data_hash);
-    return ms_hash64(buf, n + 8, st->rec_check);
+    return mig_unit_payload_check(prefix, n, data_hash, st->rec_check);
 }
 
 /* The fast path (file comment): the whole uncompressed unit record `p`

@@ -185,20 +185,17 @@ static int put(ms_writer *w, uint32_t channel, const void *buf, size_t len)
 }
 
 /* The payload check of a record whose header check is `header_check`
- * (spec 4.1), its prefix already at `frame + MIG_REC_HDR_SIZE`.  A 2.0 unit
- * record (data_hash given) covers prefix || le64 data_hash (spec 4.3): the
- * 8 bytes go after the prefix in `frame`, where the trailer of a data-less
- * record goes later anyway. */
+ * (spec 4.1), its prefix already at `frame + MIG_REC_HDR_SIZE`; a 2.0 unit
+ * record (data_hash given) by spec 4.3's rule. */
 static uint64_t payload_check_of(wchannel *c, uint8_t *frame,
                                  uint64_t header_check, size_t prefix_len,
                                  const void *data, size_t data_len,
                                  const uint64_t *data_hash)
 {
     uint8_t *prefix = frame + MIG_REC_HDR_SIZE;
-    if (data_hash) {
-        ms_put_le64(prefix + prefix_len, *data_hash);
-        return ms_hash64(prefix, prefix_len + 8, header_check);
-    }
+    if (data_hash)
+        return mig_unit_payload_check(prefix, prefix_len, *data_hash,
+                                      header_check);
     if (data_len == 0) /* one-shot: no streaming state to seed */
         return ms_hash64(prefix, prefix_len, header_check);
     XXH3_state_t *st = c->payload_hash;
@@ -717,9 +714,10 @@ int ms_writer_image_packet(ms_writer *w, uint32_t channel, uint32_t device,
     ms_put_le32(p + 4, d->seq);
     ms_put_le32(p + 8, (uint32_t)d->units); /* idx: data packets so far */
     ms_put_le32(p + 12, config ? MIG_PACKET_FLAG_CONFIG : 0);
-    /* the one pass over the data: config hash, or (1.0: the bytes, 2.0:
-     * their hash) into the image hash; in 2.0 also the payload check's */
-    uint64_t data_hash = ms_hash64(data, len, 0);
+    /* 2.0: the one pass over the data (payload check, unit hash, config
+     * hash); 1.0 hashes a data packet's bytes into both checks instead */
+    uint64_t data_hash =
+        w->major == 1 && !config ? 0 : ms_hash64(data, len, 0);
     if (emit_for_device(w, channel, d, MIG_TAG_PACKET, 0, p, sizeof p, data,
                         len, w->major == 1 ? NULL : &data_hash) < 0)
         return -1;
