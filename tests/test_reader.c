@@ -913,6 +913,169 @@ static void rd_unit_hashes(void **state)
     tb_stream_free(&r.s);
 }
 
+
+/* ---- data_only: runs of small records, one DATA event ------------------ */
+
+/* Two devices' chunk images interleaved in runs of small chunks (1 byte up
+ * to one past the largest merged chunk), a zlib chunk and a packet image
+ * between them: every way a run ends. */
+typedef struct small_chunks {
+    tb_stream s;
+    uint8_t img[2][8000];
+    size_t len[2];
+    uint8_t units[2][8 * 64]; /* 2.x: le64 unit hashes, in order */
+    size_t nunits[2];
+} small_chunks;
+
+static void small_chunk(small_chunks *c, uint32_t dev, size_t n, int zlib)
+{
+    uint8_t *data = c->img[dev - 1] + c->len[dev - 1];
+    tb_chunk(&c->s, dev, 0, zlib ? 1 : 0, data, n);
+    tb_set_le64(c->units[dev - 1] + 8 * c->nunits[dev - 1]++, tb_hash(data, n));
+    c->len[dev - 1] += n;
+}
+
+static void build_small_chunks(small_chunks *c)
+{
+    static const size_t sizes[] = {1, 2, 3, 1, 17, 200, 1024, 1025, 5, 1};
+    memset(c, 0, sizeof *c);
+    tb_fill_random(c->img[0], sizeof c->img[0], 7);
+    tb_fill_compressible(c->img[1], sizeof c->img[1], 8);
+    tb_stream_init(&c->s);
+    tb_header_ex(&c->s, tb_magic, rich_major, 0, 0, tb_uuid_a, 0, 1, 1, 0);
+    tb_device(&c->s, 1, "0000:00:02.0/vfio", MS_PAYLOAD_RAW);
+    tb_device(&c->s, 2, "0000:00:03.0/vfio", MS_PAYLOAD_RAW);
+    tb_device(&c->s, 3, "0000:00:04.0/vfio", MS_PAYLOAD_RAW);
+    tb_image_begin(&c->s, 1, 0, 1, 0, 0, 2);
+    tb_image_begin(&c->s, 2, 0, 1, 0, 0, 3);
+    for (size_t round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            small_chunk(c, 1, sizes[i], 0);
+        /* unknown optional records: inside a run, and between runs */
+        tb_record(&c->s, MIG_FLAG_OPTIONAL, 0x80000001u, "", 0);
+        small_chunk(c, 1, 4, 0);
+        tb_record(&c->s, MIG_FLAG_OPTIONAL, 0x80000002u, "vendor", 6);
+        small_chunk(c, 2, 3, 0);
+        small_chunk(c, 2, 100, round == 1); /* zlib in round 1 */
+        small_chunk(c, 2, 1, 0);
+        tb_image_begin(&c->s, 3, round, (uint8_t)(round + 1), 1, 0, 4);
+        tb_packet(&c->s, 3, round, 0, 0, c->img[0], 3);
+        tb_image_end(&c->s, 3, round, 3,
+                     rich_major >= 2 ? tb_units_hash(c->img[0], 3, 3)
+                                     : tb_hash(c->img[0], 3),
+                     1, 5, 0, 0);
+    }
+    for (uint32_t d = 0; d < 2; d++)
+        tb_image_end(&c->s, d + 1, 0, c->len[d],
+                     rich_major >= 2 ? tb_hash(c->units[d], 8 * c->nunits[d])
+                                     : tb_hash(c->img[d], c->len[d]),
+                     c->nunits[d], 6, 0, 0);
+    tb_end_auto(&c->s, 7);
+}
+
+/* data_only: the same image bytes and every other event as without it, no
+ * CHUNK or (unknown) RECORD event, and fewer DATA events when the runs lie
+ * in one slice. */
+static void check_merged(const small_chunks *c, size_t slice)
+{
+    ms_options o;
+    ms_options_init(&o);
+    tb_result plain, merged;
+    if (tb_read(c->s.b.p, c->s.b.len, &o, slice, &plain))
+        print_err("plain", &plain.err);
+    assert_int_equal(plain.rc, 0);
+    o.data_only = 1;
+    int rc = tb_read(c->s.b.p, c->s.b.len, &o, slice, &merged);
+    if (rc)
+        print_err("merged", &merged.err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(merged.data_offset_errors, 0);
+    assert_int_equal(tb_result_count(&merged, MS_EV_CHUNK), 0);
+    assert_int_equal(tb_result_count(&merged, MS_EV_RECORD), 0);
+    assert_int_equal(tb_result_count(&plain, MS_EV_CHUNK), 3 * 14);
+    assert_int_equal(tb_result_count(&plain, MS_EV_RECORD), 3 * 2);
+    size_t j = 0;
+    for (size_t i = 0; i < plain.n_events; i++) {
+        if (plain.events[i].kind == MS_EV_CHUNK ||
+            plain.events[i].kind == MS_EV_RECORD)
+            continue;
+        assert_true(j < merged.n_events);
+        assert_int_equal(merged.events[j].kind, plain.events[i].kind);
+        assert_int_equal(merged.events[j].offset, plain.events[i].offset);
+        j++;
+    }
+    assert_int_equal(j, merged.n_events);
+    for (uint32_t d = 1; d <= 2; d++) {
+        tb_image *im = tb_result_image(&merged, d, 0);
+        assert_non_null(im);
+        assert_int_equal(im->data.len, c->len[d - 1]);
+        assert_memory_equal(im->data.p, c->img[d - 1], c->len[d - 1]);
+    }
+    if (slice == 0) /* runs: 1-1024 (dev 1), 1025, 5-1; 3; 100 (2 if zlib); 1 */
+        assert_true(merged.n_data_events < plain.n_data_events / 2);
+    tb_result_free(&plain);
+    tb_result_free(&merged);
+}
+
+static void rd_data_only(void **state)
+{
+    (void)state;
+    small_chunks c;
+    build_small_chunks(&c);
+    check_merged(&c, 0);
+    check_merged(&c, 1);    /* byte by byte: no run, no CHUNK events */
+    check_merged(&c, 1000); /* runs cut by slice ends */
+    tb_stream_free(&c.s);
+}
+
+/* Damage and truncation anywhere: merged or not, the same error at the
+ * same offset (a run ends before a record that fails any check, and the
+ * general path reports it). */
+static void rd_data_only_damage(void **state)
+{
+    (void)state;
+    small_chunks c;
+    build_small_chunks(&c);
+    ms_options o;
+    ms_options_init(&o);
+    o.data_only = 1;
+    assert_int_equal(tb_verify(c.s.b.p, c.s.b.len, &o, NULL), 0);
+    uint8_t *q = malloc(c.s.b.len);
+    memcpy(q, c.s.b.p, c.s.b.len);
+    size_t bad = 0, cut_bad = 0;
+    for (size_t i = 0; i < c.s.b.len; i++) {
+        ms_error_info e_plain, e_merged;
+        q[i] ^= (uint8_t)(1u << (i % 8));
+        o.data_only = 0;
+        int rc_plain = tb_verify(q, c.s.b.len, &o, &e_plain);
+        o.data_only = 1;
+        int rc_merged = tb_verify(q, c.s.b.len, &o, &e_merged);
+        q[i] ^= (uint8_t)(1u << (i % 8));
+        if (rc_plain == 0 || rc_merged == 0 ||
+            e_plain.code != e_merged.code ||
+            e_plain.offset != e_merged.offset) {
+            if (bad++ < 5)
+                print_message("flip at %zu: plain %s at %llu, merged %s at "
+                              "%llu\n",
+                              i, rc_plain ? ms_error_name(e_plain.code) : "ok",
+                              (unsigned long long)e_plain.offset,
+                              rc_merged ? ms_error_name(e_merged.code) : "ok",
+                              (unsigned long long)e_merged.offset);
+        }
+        o.data_only = 0;
+        rc_plain = tb_verify(q, i, &o, &e_plain);
+        o.data_only = 1;
+        rc_merged = tb_verify(q, i, &o, &e_merged);
+        if (rc_plain == 0 || rc_merged == 0 ||
+            e_plain.code != e_merged.code || e_plain.offset != e_merged.offset)
+            cut_bad++;
+    }
+    free(q);
+    assert_int_equal(bad, 0);
+    assert_int_equal(cut_bad, 0);
+    tb_stream_free(&c.s);
+}
+
 #define V2(f) cmocka_unit_test_setup_teardown(f, v2_setup, v2_teardown)
 
 int main(void)
@@ -939,6 +1102,8 @@ int main(void)
         cmocka_unit_test(rd_roundtrip_4ch_chunks_zlib),
         cmocka_unit_test(rd_roundtrip_v1_1ch_chunks_zlib),
         cmocka_unit_test(rd_roundtrip_v1_4ch_packets_raw),
+        cmocka_unit_test(rd_data_only),
+        cmocka_unit_test(rd_data_only_damage),
         /* the hand-built stream again, as 2.0 */
         V2(rd_rich_stream_reads),
         V2(rd_bytewise_equals_one_slice),
@@ -947,6 +1112,8 @@ int main(void)
         V2(rd_bitflip_everywhere),
         V2(rd_verify_checks_off),
         V2(rd_unit_hashes),
+        V2(rd_data_only),
+        V2(rd_data_only_damage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -234,35 +234,49 @@ static int case_write(bench *b)
     return TOOL_OK;
 }
 
-/* The smallest records that carry image bytes: 1-byte CHUNKs, about as
- * many stream bytes as verify-memory's stream; speed per stream byte
- * against verify-memory's. */
-static int case_hostile(bench *b)
+/* A stream of minimum-size records (`image` image bytes in it) verified;
+ * its speed per stream byte against verify-memory's. */
+static int time_hostile(bench *b, const char *name, sink *one, size_t image)
 {
     if (b->verify_mbs == 0) { /* --case: measured here, not reported */
         int s = case_verify_memory(b);
         if (s != TOOL_OK)
             return s;
     }
-    size_t image = b->n / 48 ? b->n / 48 : 1; /* ~48 stream bytes each */
-    sink one = {0};
-    if (write_chunks(b->data, image, 1, 0, sink_write, &one, NULL) < 0)
-        return failed("writing the 1-byte chunk stream", -1, 0);
-    mig_job job = {.ch = &one, .nch = 1, .verify = 1, .payloads = 1};
+    mig_job job = {.ch = one, .nch = 1, .verify = 1, .payloads = 1};
     mig_tally t;
     result r = time_migration(b, &job, &t);
     int status = TOOL_OK;
     if (t.problems || t.data_bytes != (int64_t)image)
-        status = failed("hostile-min-records image bytes", t.data_bytes,
-                        (int64_t)image);
+        status = failed(name, t.data_bytes, (int64_t)image);
     else {
         /* the baseline as a time for the same bytes at verify's speed */
-        result vr = {(double)one.len / (b->verify_mbs * 1e6), 0};
-        report(b, "hostile-min-records", one.len, r, "verify-memory", one.len,
-               vr);
+        result vr = {(double)one->len / (b->verify_mbs * 1e6), 0};
+        report(b, name, one->len, r, "verify-memory", one->len, vr);
     }
-    free(one.p);
+    free(one->p);
     return status;
+}
+
+/* The smallest records that carry image bytes: 1-byte CHUNKs, about as
+ * many stream bytes as verify-memory's stream. */
+static int case_hostile(bench *b)
+{
+    size_t image = b->n / 48 ? b->n / 48 : 1; /* ~48 stream bytes each */
+    sink one = {0};
+    if (write_chunks(b->data, image, 1, 0, sink_write, &one, NULL) < 0)
+        return failed("writing the 1-byte chunk stream", -1, 0);
+    return time_hostile(b, "hostile-min-records", &one, image);
+}
+
+/* The smallest records of all: empty unknown optional records (32 bytes
+ * each, skipped after their checks). */
+static int case_hostile_empty(bench *b)
+{
+    sink one = {0};
+    if (write_empty_records(b->n / 32, &one) < 0)
+        return failed("writing the empty-record stream", -1, 0);
+    return time_hostile(b, "hostile-empty-records", &one, 1);
 }
 
 /* ---- packets and compressed chunks ------------------------------------------
@@ -486,6 +500,7 @@ static const bench_case cases[] = {
     {{"multifd-zlib-1"}, case_multifd1},
     {{"multifd-zlib-2"}, case_multifd2},
     {{"hostile-min-records"}, case_hostile},
+    {{"hostile-empty-records"}, case_hostile_empty},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -539,7 +554,10 @@ static void usage(FILE *o)
 "                       thread: 2.00 would be ideal scaling)\n"
 "  hostile-min-records  a stream of 1-byte CHUNK records (the smallest that\n"
 "                       carry image bytes) verified: stream bytes per second\n"
-"                       against verify-memory's\n",
+"                       against verify-memory's\n"
+"  hostile-empty-records  the same for empty unknown optional records (the\n"
+"                       smallest records of all, 32 bytes) around a 1-byte\n"
+"                       image\n",
             prog);
 }
 /* clang-format on */

@@ -36,6 +36,9 @@ void fill(uint8_t *p, size_t n, uint64_t seed);
 int write_chunks(const uint8_t *data, size_t n, size_t chunk, int level,
                  ms_write_fn fn, void *opaque, const ms_allocator *alloc);
 /* `channels` channels; the final image as packets dealt round robin. */
+/* One channel of `count` empty unknown optional records (the smallest
+ * record there is: 32 bytes) around one 1-byte image, into `out`. */
+int write_empty_records(size_t count, sink *out);
 int write_packets(const uint8_t *data, size_t n, size_t packet,
                   uint32_t channels, sink *out);
 /* A QEMU main stream: block pc.ram of n bytes sent as pages of `data`,

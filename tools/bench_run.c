@@ -202,6 +202,7 @@ static ms_migration *create(const mig_job *job, run_ctx *rc)
     ms_options_init(&o);
     o.verify_checks = job->verify;
     o.input_stable = job->slice == 0;
+    o.data_only = 1; /* as migstream-verify and -extract read */
     o.max_buffered_bytes = (uint64_t)4 << 30;
     if (job->ca)
         o.allocator = count_allocator(job->ca);

@@ -90,6 +90,25 @@ int write_chunks(const uint8_t *data, size_t n, size_t chunk, int level,
     return rc ? -1 : 0;
 }
 
+int write_empty_records(size_t count, sink *out)
+{
+    ms_writer_options wo;
+    ms_writer_options_init(&wo);
+    ms_writer *w = ms_writer_create(&wo);
+    int rc = !w || ms_writer_open_channel(w, 0, sink_write, out) ||
+             ms_writer_add_device(w, 1, "0000:00:02.0/vfio", 0, MS_PAYLOAD_RAW,
+                                  NULL, 0) ||
+             ms_writer_image_begin(w, 0, 1, MS_PHASE_FINAL, MS_TRANSPORT_CHUNKS,
+                                   0, 0) ||
+             ms_writer_image_data(w, 1, "x", 1);
+    for (size_t i = 0; !rc && i < count; i++) /* a vendor tag, optional */
+        rc = ms_writer_raw_record(w, 0, 0x80000001u, MS_RECORD_OPTIONAL, NULL,
+                                  0);
+    rc = rc || ms_writer_image_end(w, 1, 0) || ms_writer_close_channel(w, 0, 0);
+    ms_writer_free(w);
+    return rc ? -1 : 0;
+}
+
 int write_packets(const uint8_t *data, size_t n, size_t packet,
                   uint32_t channels, sink *out)
 {

@@ -1353,6 +1353,7 @@ int main(int argc, char **argv)
     ms_options_init(&opt);
     opt.input_stable = 1;
     opt.verify_checks = 1; /* extract only what verifies */
+    opt.data_only = 1;  /* image bytes, not records: no CHUNK events */
     int parsed = tool_parse_options(prog, argc, argv, "o:vhV", own, &opt,
                                     extract_option, usage, &x, NULL, NULL);
     if (parsed != TOOL_GO_ON)

@@ -416,6 +416,7 @@ int main(int argc, char **argv)
     ms_options_init(&opt);
     opt.input_stable = 1;
     opt.verify_checks = 1; /* never report "valid" for unchecked bytes */
+    opt.data_only = 1;  /* image bytes, not records: no CHUNK events */
     static const struct option own[] = {
         {"verbose", no_argument, 0, 'v'},
         {"status", no_argument, 0, 'q'}, /* --quiet: tool_parse_options */

@@ -11,6 +11,7 @@
  *                 |  | |            +------> TRAILER <-----+        |
  *                 |  | +-(fast path)-> DATA -+    |                 |
  *                 |  +-----(verified record)-+    |                 |
+ *                 +--(run of small records: one DATA event or none) |
  *                 +<------------------------------+-----------------+
  *   END record --> DONE (any further byte is trailing data)
  *
@@ -39,6 +40,11 @@
  * DATA view when the record lies in the slice (one larger than the fast
  * path takes, or whose header came split): one pass of the fastest XXH3 over
  * the data, and the views then go out already checked.
+ *
+ * Runs (ms_options.data_only, read_run): at a record boundary, back-to-back
+ * whole small uncompressed CHUNKs of one image and unknown optional records
+ * are checked in one loop and the chunks' bytes copied into one DATA event;
+ * the stage stays RECORD_HEADER.
  */
 #include <zlib.h>
 #include "hash.h"
@@ -67,6 +73,11 @@ enum mig_stage {
 #define DATA_VIEW_MAX (64 * 1024)
 
 #define UNIT_BATCH 32
+
+/* ms_options.data_only: the largest record payload a run takes (read_run).
+ * Copying 1 KiB of a chunk costs less than the two events the record would
+ * otherwise cost; larger chunks stay zero-copy views. */
+#define RUN_RECORD_MAX 1024
 
 typedef struct mig_device {
     uint32_t handle, instance_id, kind, flags;
@@ -181,18 +192,25 @@ static uint64_t fixed_size(uint32_t tag)
     return 0;
 }
 
-static mig_device *find_device(ms_reader *r, uint32_t handle, uint64_t off)
+/* The declared device `handle`, or NULL. */
+static mig_device *lookup_device(mig_state *st, uint32_t handle)
 {
-    mig_state *st = ST(r);
     uint32_t i;
     /* records of one device come in runs: try the last one found first */
     if (st->last_dev && st->last_dev->handle == handle)
         return st->last_dev;
     if (ms_u32map_get(&st->devmap, handle, &i))
         return st->last_dev = &st->devs[i];
-    MS_FAIL(r, MS_ERR_DEVICE_UNKNOWN, off,
-            "device %u is not declared in this channel", handle);
     return NULL;
+}
+
+static mig_device *find_device(ms_reader *r, uint32_t handle, uint64_t off)
+{
+    mig_device *d = lookup_device(ST(r), handle);
+    if (!d)
+        MS_FAIL(r, MS_ERR_DEVICE_UNKNOWN, off,
+                "device %u is not declared in this channel", handle);
+    return d;
 }
 
 /* The device a record's payload names in its first field. */
@@ -390,6 +408,7 @@ static int check_record_size(ms_reader *r)
 }
 
 static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p);
+static int read_run(ms_reader *r, ms_event *ev);
 
 /* The fast path (file comment): a whole small uncompressed CHUNK or PACKET
  * at the start of the slice, whose checks all match, is taken at once: its
@@ -404,6 +423,11 @@ static int read_whole_unit(ms_reader *r, ms_event *ev)
     if (!r->opt.verify_checks || r->opt.record_events || ms_rd_stashed(r) ||
         avail < MIG_REC_OVERHEAD + MIG_CHUNK_PREFIX)
         return 0;
+    if (r->opt.data_only) {
+        int run = read_run(r, ev);
+        if (run)
+            return run;
+    }
     uint64_t size = ms_le64(p + MIG_REC_OFF_SIZE);
     uint32_t tag = ms_le32(p + MIG_REC_OFF_TAG);
     size_t n = tag == MIG_TAG_PACKET  ? MIG_PACKET_PREFIX
@@ -437,7 +461,7 @@ static int read_record_header(ms_reader *r, ms_event *ev)
     mig_state *st = ST(r);
     const uint8_t *p;
     int fast = read_whole_unit(r, ev);
-    if (fast) /* taken: its event, or MS_GO_ON to a held field error */
+    if (fast) /* taken: its event, or MS_GO_ON (mig_next says when) */
         return fast;
     if (ms_rd_pending(r) == 0)
         return MS_NEXT_INPUT; /* clean record boundary */
@@ -476,7 +500,8 @@ static int read_record_header(ms_reader *r, ms_event *ev)
                              (unsigned long long)r->opt.max_record_payload);
     if (name && check_record_size(r) < 0)
         return MS_NEXT_ERROR;
-    int emit_record = r->opt.record_events || !name;
+    /* unknown records have their event, unless data_only */
+    int emit_record = r->opt.record_events || (!name && !r->opt.data_only);
     if (!name) {
         start_payload_hash(r, 0);
         st->stage = ST_SKIP;
@@ -963,8 +988,8 @@ static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p)
         st->stage = ST_SKIP;
         return MS_GO_ON;
     }
-    event_base(st, ev, is_packet ? MS_EV_PACKET : MS_EV_CHUNK);
     if (is_packet) {
+        event_base(st, ev, MS_EV_PACKET);
         st->n_packets++;
         ev->u.packet.device = st->cur->handle;
         ev->u.packet.seq = st->cur_seq;
@@ -976,12 +1001,6 @@ static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p)
         return MS_NEXT_EVENT;
     }
     st->cur_image_off = st->cur->img.length;
-    ev->u.chunk.device = st->cur->handle;
-    ev->u.chunk.seq = st->cur_seq;
-    ev->u.chunk.compression = (ms_compression)comp;
-    ev->u.chunk.raw_len = st->cur_raw_len;
-    ev->u.chunk.stored_len = st->remaining;
-    ev->u.chunk.image_offset = st->cur_image_off;
     if (comp == MS_COMPRESSION_ZLIB) {
         if (inflate_begin(r) < 0)
             return MS_NEXT_ERROR;
@@ -991,6 +1010,15 @@ static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p)
     } else {
         st->stage = ST_DATA;
     }
+    if (r->opt.data_only)
+        return MS_GO_ON; /* no CHUNK events */
+    event_base(st, ev, MS_EV_CHUNK);
+    ev->u.chunk.device = st->cur->handle;
+    ev->u.chunk.seq = st->cur_seq;
+    ev->u.chunk.compression = (ms_compression)comp;
+    ev->u.chunk.raw_len = st->cur_raw_len;
+    ev->u.chunk.stored_len = st->remaining;
+    ev->u.chunk.image_offset = st->cur_image_off;
     return MS_NEXT_EVENT;
 }
 
@@ -1035,6 +1063,17 @@ static void account_image_bytes(ms_reader *r, const uint8_t *p, size_t n)
     d->img.length += n;
 }
 
+/* 2.x: a chunk's unit hash into its image's hash (spec 5.4), batched. */
+static void add_unit_hash(mig_device *dev, uint64_t unit_hash)
+{
+    ms_put_le64(dev->unit_batch + 8 * dev->unit_batched++, unit_hash);
+    if (dev->unit_batched == UNIT_BATCH) {
+        XXH3_64bits_update(dev->img_hash, dev->unit_batch,
+                           sizeof dev->unit_batch);
+        dev->unit_batched = 0;
+    }
+}
+
 /* The unit's data is complete (2.x: its unit hash is known): mark the last
  * DATA event, and hash a chunk's unit hash into the image (spec 5.4). */
 static void unit_end(ms_reader *r, ms_data_info *d, uint64_t unit_hash)
@@ -1044,15 +1083,8 @@ static void unit_end(ms_reader *r, ms_data_info *d, uint64_t unit_hash)
     if (!r->opt.verify_checks || st->major < 2)
         return;
     d->unit_hash = unit_hash;
-    mig_device *dev = st->cur;
-    if (!st->cur_packet) {
-        ms_put_le64(dev->unit_batch + 8 * dev->unit_batched++, unit_hash);
-        if (dev->unit_batched == UNIT_BATCH) {
-            XXH3_64bits_update(dev->img_hash, dev->unit_batch,
-                               sizeof dev->unit_batch);
-            dev->unit_batched = 0;
-        }
-    }
+    if (!st->cur_packet)
+        add_unit_hash(st->cur, unit_hash);
 }
 
 /* A verified record's check (the fast path): the record is done. */
@@ -1065,6 +1097,149 @@ static void take_verified_trailer(ms_reader *r)
     ms_rd_skip(r, MIG_REC_TRAILER_SIZE);
     record_done(st);
     st->stage = ST_RECORD_HEADER;
+}
+
+/* ---- runs of small records (ms_options.data_only) ------------------------
+ * At a record boundary, the whole small records back to back in the slice
+ * that carry no event of their own under data_only (uncompressed CHUNKs of
+ * one image, unknown optional records) are checked one after the other in
+ * one tight loop (header check, fields, payload check: what the general
+ * path checks), the chunks' data bytes copied together into `zout`: one
+ * DATA event for the run.  A stream of 1-byte chunks (or of empty vendor
+ * records) then costs two or three short hashes per record instead of two
+ * events per record through every layer above the reader.  The first
+ * record that is none of these (or fails any check) ends the run and is
+ * read by the general path, which reports what is wrong with it. */
+
+/* What run_record found. */
+typedef enum run_step {
+    RUN_ENDS,   /* not a run record: the run ends before it */
+    RUN_CHUNK,  /* a chunk of the run's image: *len data bytes */
+    RUN_SKIPPED /* an unknown optional record, checked: no bytes */
+} run_step;
+
+/* A whole unknown optional record at `p` (its `size` payload bytes in the
+ * slice) whose checks match: its payload check in *check. */
+static int skippable(ms_reader *r, const uint8_t *p, uint64_t size,
+                     uint64_t *check)
+{
+    uint64_t hcheck = ms_le64(p + MIG_REC_OFF_CHECK);
+    if (ms_le32(p + MIG_REC_OFF_FLAGS) != MIG_FLAG_OPTIONAL ||
+        tag_name(ms_le32(p + MIG_REC_OFF_TAG)) || size > RUN_RECORD_MAX ||
+        ms_hash64(p, MIG_REC_OFF_CHECK, ST(r)->chain) != hcheck)
+        return 0;
+    *check = ms_hash64(p + MIG_REC_HDR_SIZE, (size_t)size, hcheck);
+    return *check == ms_le64(p + MIG_REC_HDR_SIZE + size);
+}
+
+/* The record at `p` (`avail` bytes of the slice from it).  A chunk is one
+ * of the run if it is whole, uncompressed, holds at most `room` data bytes
+ * (and RUN_RECORD_MAX), belongs to the open chunk-mode image of device *dev
+ * (*dev NULL: of any device, then set) and its checks and fields are all
+ * right; *check gets the record's payload check. */
+static run_step run_record(ms_reader *r, const uint8_t *p, size_t avail,
+                           mig_device **dev, size_t room, size_t *len,
+                           uint64_t *check)
+{
+    mig_state *st = ST(r);
+    if (avail < MIG_REC_OVERHEAD)
+        return RUN_ENDS;
+    uint64_t size = ms_le64(p + MIG_REC_OFF_SIZE);
+    if (size > r->opt.max_record_payload || avail - MIG_REC_OVERHEAD < size)
+        return RUN_ENDS;
+    if (ms_le32(p + MIG_REC_OFF_TAG) != MIG_TAG_CHUNK)
+        return skippable(r, p, size, check) ? RUN_SKIPPED : RUN_ENDS;
+    const uint8_t *pre = p + MIG_REC_HDR_SIZE, *data = pre + MIG_CHUNK_PREFIX;
+    size_t n = (size_t)(size - MIG_CHUNK_PREFIX); /* checked just below */
+    /* flags 0 (CHUNK is mandatory); compression none, reserved 0 */
+    if (ms_le32(p + MIG_REC_OFF_FLAGS) != 0 || size <= MIG_CHUNK_PREFIX ||
+        size - MIG_CHUNK_PREFIX > MS_MIN(room, RUN_RECORD_MAX) ||
+        pre[8] != MS_COMPRESSION_NONE || (pre[9] | pre[10] | pre[11]) != 0 ||
+        ms_le32(pre + 12) != n)
+        return RUN_ENDS;
+    mig_device *d = *dev;
+    if (d && d->handle != ms_le32(pre))
+        return RUN_ENDS; /* a run is one image's */
+    if (!d)
+        d = lookup_device(st, ms_le32(pre));
+    if (!d || !d->open || d->img.transport != MS_TRANSPORT_CHUNKS ||
+        ms_le32(pre + 4) != d->img.seq)
+        return RUN_ENDS;
+    uint64_t hcheck = ms_le64(p + MIG_REC_OFF_CHECK), unit_hash = 0;
+    if (ms_hash64(p, MIG_REC_OFF_CHECK, st->chain) != hcheck)
+        return RUN_ENDS;
+    if (st->major >= 2) {
+        unit_hash = ms_hash64(data, n, 0);
+        *check = mig_unit_payload_check(pre, MIG_CHUNK_PREFIX, unit_hash,
+                                        hcheck);
+    } else {
+        *check = ms_hash64(pre, (size_t)size, hcheck);
+    }
+    if (*check != ms_le64(pre + size))
+        return RUN_ENDS;
+    if (st->major >= 2)
+        add_unit_hash(d, unit_hash); /* taken: the caller consumes it */
+    *dev = d;
+    *len = n;
+    return RUN_CHUNK;
+}
+
+/* Hand out the run's `got` bytes of device `d`'s image, copied to zout
+ * from the stream bytes first..last, as one DATA event. */
+static void run_event(ms_reader *r, ms_event *ev, mig_device *d, size_t got,
+                      uint64_t first, uint64_t last)
+{
+    mig_state *st = ST(r);
+    st->cur = d;
+    st->cur_packet = 0;
+    st->cur_seq = d->img.seq;
+    st->cur_image_off = d->img.length;
+    st->cur_produced = 0;
+    account_image_bytes(r, st->zout, got);
+    st->image_bytes += got;
+    data_event(st, ev, st->zout, got, first, 0);
+    ev->length = last - first; /* the stream bytes the run spans */
+    ev->u.data.compressed = 0;
+    ev->u.data.unit_end = 1; /* several units: no one unit hash */
+}
+
+/* At a record boundary: a run (see above).  MS_NEXT_EVENT with its chunks'
+ * bytes, MS_GO_ON after records without bytes, or 0 when the first record
+ * is not a run record (nothing read). */
+static int read_run(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    if (!st->zout && !(st->zout = ms_alloc(ALLOC(r), INFLATE_WINDOW)))
+        return MS_FAIL(r, MS_ERR_NO_MEMORY, r->offset, "run buffer");
+    const uint8_t *p = r->in + r->in_pos;
+    size_t avail = ms_rd_avail(r), len = 0, got = 0, used = 0;
+    uint64_t check, first = 0, last = 0;
+    mig_device *d = NULL;
+    run_step step;
+    while ((step = run_record(r, p + used, avail - used, &d,
+                              INFLATE_WINDOW - got, &len, &check)) !=
+           RUN_ENDS) {
+        size_t whole = MIG_REC_OVERHEAD + (size_t)ms_le64(p + used);
+        if (step == RUN_CHUNK) {
+            memcpy(st->zout + got, p + used + whole - MIG_REC_TRAILER_SIZE - len,
+                   len);
+            if (got == 0)
+                first = r->offset + used + whole - MIG_REC_TRAILER_SIZE - len;
+            got += len;
+            last = r->offset + used + whole - MIG_REC_TRAILER_SIZE;
+            d->img.unit_count++;
+        }
+        st->chain = check;
+        st->n_records++;
+        used += whole;
+    }
+    if (used == 0)
+        return 0;
+    ms_rd_skip(r, used);
+    if (got == 0)
+        return MS_GO_ON; /* records without bytes: no event */
+    run_event(r, ev, d, got, first, last);
+    return MS_NEXT_EVENT;
 }
 
 static int read_data(ms_reader *r, ms_event *ev)
@@ -1243,7 +1418,9 @@ static int mig_next(ms_reader *r, ms_event *ev)
         int rc = read_whole_unit(r, ev);
         if (rc == MS_NEXT_EVENT || rc == MS_NEXT_ERROR)
             return rc;
-        /* 0: not taken; MS_GO_ON: taken, a field error held (SKIP) */
+        /* 0: not taken; MS_GO_ON: taken, a field error held (SKIP), a
+         * CHUNK without its event under data_only (DATA), or a run of
+         * records without bytes (RECORD_HEADER) */
     }
     return ms_run_stages(r, ev, &mig_table, &st->stage);
 }
