@@ -8,11 +8,23 @@
  * input, split at any byte, and pulls events until the reader asks for more.
  * A set (ms_set) takes the events of every channel of one migration and
  * checks what spans channels (UUIDs, channel indexes, device-state packets
- * reassembled by index).  A writer (ms_writer) produces migstream v1
- * streams, one or many channels at once.
+ * reassembled by index).  An ms_migration drives both for every channel of
+ * one migration.  A writer (ms_writer) produces migstream streams (format
+ * 2.0, or 1.0 on request), one or many channels at once.
  *
  * The library keeps no global state, never prints and never exits; every
  * allocation is bounded by a limit in ms_options.  Formats: spec/.
+ *
+ * Threads: objects share nothing with each other, so different objects
+ * (readers, sets, nests, writers, migrations) may be used on different
+ * threads at once.  One object is used by one thread at a time: readers,
+ * sets and nests take no lock, and the caller serialises the calls on each.
+ * Exceptions: an ms_migration locks itself and, with
+ * MS_MIGRATION_CONCURRENT, takes each channel's input on its own thread
+ * (see ms_migration); an ms_writer's channels may be written from
+ * different threads as long as the calls on one channel and on one device
+ * are serialised (see ms_writer_create).  Event data (ms_event views) is
+ * valid until the next call on the object that produced it.
  */
 #ifndef MIGSTREAM_H
 #define MIGSTREAM_H
