@@ -4,7 +4,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t size, for aligned allocation */
 #include "hash.h"
 
 #include "mig_format.h"
@@ -375,31 +374,6 @@ ms_format ms_detect(const void *buf, size_t len, size_t *need)
     if (need)
         *need = want;
     return MS_FORMAT_AUTO;
-}
-
-/* ---- aligned hash state ------------------------------------------------ */
-#define MS_HASH_ALIGN 64
-struct XXH3_state_s *ms_hash_state_new(const ms_allocator *a)
-{
-    uint8_t *raw = ms_alloc(a, sizeof(XXH3_state_t) + MS_HASH_ALIGN);
-    if (!raw)
-        return NULL;
-    /* keep the original pointer's distance in the byte before the state */
-    size_t pad = MS_HASH_ALIGN - ((uintptr_t)raw % MS_HASH_ALIGN);
-    uint8_t *aligned = raw + pad;
-    aligned[-1] = (uint8_t)pad;
-    /* Zeroed as XXH3_createState would leave it: a seeded reset compares
-     * the stored seed and would otherwise skip deriving its secret. */
-    memset(aligned, 0, sizeof(XXH3_state_t));
-    return (struct XXH3_state_s *)aligned;
-}
-
-void ms_hash_state_free(const ms_allocator *a, struct XXH3_state_s *s)
-{
-    if (!s)
-        return;
-    uint8_t *aligned = (uint8_t *)s;
-    ms_free(a, aligned - aligned[-1]);
 }
 
 /* ---- u32 map ----------------------------------------------------------- */

@@ -136,11 +136,16 @@ int ms_rp_detect(const uint8_t *p, size_t len, size_t *want);
 uint64_t ms_hash64(const void *data, size_t len, uint64_t seed);
 uint64_t ms_hash64_long(const void *data, size_t len, uint64_t seed);
 
-/* XXH3 streaming state from the caller's allocator (XXH3_state_t needs
- * 64-byte alignment, which malloc does not promise). */
-struct XXH3_state_s;
-struct XXH3_state_s *ms_hash_state_new(const ms_allocator *a);
-void ms_hash_state_free(const ms_allocator *a, struct XXH3_state_s *s);
+/* XXH3-64 streaming (hash_stream.c): reset with a seed (0: unseeded),
+ * update, digest.  The state comes from the caller's allocator. */
+typedef struct ms_hash_state ms_hash_state;
+ms_hash_state *ms_hash_state_new(const ms_allocator *a);
+void ms_hash_state_free(const ms_allocator *a, ms_hash_state *s);
+void ms_hash_reset(ms_hash_state *s, uint64_t seed);
+void ms_hash_update(ms_hash_state *s, const void *data, size_t len);
+uint64_t ms_hash_digest(const ms_hash_state *s);
+/* hash_stream_avx2.c: ms_hash_update's AVX2 build (x86-64) */
+void ms_hash_update_avx2(ms_hash_state *s, const void *data, size_t len);
 
 /* ---- u32 -> u32 map (open addressing) -----------------------------------
  * Device handles and packet indexes are arbitrary 32-bit numbers chosen by

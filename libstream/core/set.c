@@ -16,7 +16,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "hash.h"
 
 #include "common.h"
 #include "rp_check.h"
@@ -63,7 +62,7 @@ typedef struct set_image {
     uint64_t length;         /* data bytes delivered */
     uint64_t config_length;  /* config bytes delivered */
     uint64_t data_hash;      /* digest of the data, once the config starts */
-    XXH3_state_t *hash;      /* data, then config (bytes, or 2.x unit hashes) */
+    ms_hash_state *hash;      /* data, then config (bytes, or 2.x unit hashes) */
     int unit_hashes;         /* migstream 2.x: `hash` takes unit hashes */
     uint64_t config_unit_hash; /* 2.x: the config packet's unit hash */
     int config_done, assembled;
@@ -595,7 +594,7 @@ static int try_assemble(ms_set *s, set_image *im)
         e->length = im->length;
         e->config_length = im->config_length;
         e->hash = im->data_hash;
-        e->config_hash = im->hash ? XXH3_64bits_digest(im->hash) : 0;
+        e->config_hash = im->hash ? ms_hash_digest(im->hash) : 0;
     }
     if (im->length != e->length)
         return set_fail(s, MS_ERR_IMAGE_LENGTH, ch, im->end_offset,
@@ -611,7 +610,7 @@ static int try_assemble(ms_set *s, set_image *im)
                         (unsigned long long)e->config_length);
     if (s->opt.verify_checks) {
         uint64_t ch_hash = im->unit_hashes ? im->config_unit_hash
-                                           : XXH3_64bits_digest(im->hash);
+                                           : ms_hash_digest(im->hash);
         if (im->data_hash != e->hash)
             return set_fail(s, MS_ERR_IMAGE_HASH, ch, im->end_offset,
                             "device %s image %u: reassembled hash %016llx, "
@@ -645,14 +644,14 @@ static int deliver_start(ms_set *s, set_image *im, int config)
     if (!im->hash) {
         if (!(im->hash = ms_hash_state_new(ALLOC(s))))
             return set_fail(s, MS_ERR_NO_MEMORY, NO_CHANNEL, 0, "hash");
-        XXH3_64bits_reset(im->hash);
+        ms_hash_reset(im->hash, 0);
         im->unit_hashes = !im->qemu && s->first.format == MS_FORMAT_MIGSTREAM &&
                           s->first.version_major >= 2;
     }
     if (config) {
         /* The data is complete: keep its hash, hash the config next. */
-        im->data_hash = XXH3_64bits_digest(im->hash);
-        XXH3_64bits_reset(im->hash);
+        im->data_hash = ms_hash_digest(im->hash);
+        ms_hash_reset(im->hash, 0);
         im->config_unit_hash = ms_hash64("", 0, 0); /* until its DATA ends */
     }
     return 0;
@@ -673,7 +672,7 @@ static void deliver_unit_end(ms_set *s, set_image *im, ms_event *out,
     } else {
         uint8_t le[8];
         ms_put_le64(le, unit_hash);
-        XXH3_64bits_update(im->hash, le, sizeof le);
+        ms_hash_update(im->hash, le, sizeof le);
     }
 }
 
@@ -684,7 +683,7 @@ static void deliver_bytes(ms_set *s, set_image *im, ms_event *out,
                           int zero_copy)
 {
     if (s->opt.verify_checks && !im->unit_hashes)
-        XXH3_64bits_update(im->hash, p, n);
+        ms_hash_update(im->hash, p, n);
     memset(out, 0, sizeof *out);
     ms_data_info *d = ms_ev_data(out, p, n, offset, zero_copy);
     out->channel = channel;

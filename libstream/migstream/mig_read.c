@@ -47,7 +47,6 @@
  * the stage stays RECORD_HEADER.
  */
 #include <zlib.h>
-#include "hash.h"
 
 #include "mig_format.h"
 #include "kit.h"
@@ -90,7 +89,7 @@ typedef struct mig_device {
     int seen_final;
     int open;
     ms_image_info img; /* the open image (length/hash accumulate here) */
-    XXH3_state_t *img_hash;
+    ms_hash_state *img_hash;
     /* 2.x: unit hashes (le64) not yet hashed into img_hash: handed over
      * UNIT_BATCH at a time, not one call per (possibly 1-byte) chunk */
     uint8_t unit_batch[UNIT_BATCH * 8];
@@ -108,13 +107,13 @@ typedef struct mig_state {
     uint32_t rec_tag, rec_flags;
     uint64_t rec_check;
     uint64_t remaining; /* streamed payload bytes still to come */
-    XXH3_state_t *payload_hash;
+    ms_hash_state *payload_hash;
     /* 2.x unit record (CHUNK, PACKET): its prefix and data are hashed apart
      * (spec 4.3); `unit_state` hashes the data (stored bytes), `inflate_state`
      * a zlib chunk's output (its unit hash) */
     int unit_v2;
     uint8_t unit_prefix[MIG_PACKET_PREFIX];
-    XXH3_state_t *unit_state, *inflate_state;
+    ms_hash_state *unit_state, *inflate_state;
     /* the fast path verified the whole record: no hashing, its unit hash */
     int verified;
     uint64_t verified_unit_hash;
@@ -364,9 +363,9 @@ static void start_payload_hash(ms_reader *r, int unit_v2)
             return;
     }
     if (unit_v2)
-        XXH3_64bits_reset(st->unit_state); /* seed 0: no secret to derive */
+        ms_hash_reset(st->unit_state, 0); /* seed 0: no secret to derive */
     else
-        XXH3_64bits_reset_withSeed(st->payload_hash, st->rec_check);
+        ms_hash_reset(st->payload_hash, st->rec_check);
 }
 
 static int check_record_size(ms_reader *r)
@@ -668,7 +667,7 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
     if (r->opt.verify_checks) {
         if (!d->img_hash && !(d->img_hash = ms_hash_state_new(ALLOC(r))))
             return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "image hash");
-        XXH3_64bits_reset(d->img_hash);
+        ms_hash_reset(d->img_hash, 0);
         d->unit_batched = 0;
     }
     memset(&d->img, 0, sizeof d->img);
@@ -710,7 +709,7 @@ static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
     end.config_hash = ms_le64(p + 48);
     if (d->img.transport == MS_TRANSPORT_CHUNKS) {
         if (r->opt.verify_checks && d->unit_batched) {
-            XXH3_64bits_update(d->img_hash, d->unit_batch,
+            ms_hash_update(d->img_hash, d->unit_batch,
                                d->unit_batched * 8u);
             d->unit_batched = 0;
         }
@@ -728,12 +727,12 @@ static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
                            (unsigned long long)d->img.unit_count,
                            (unsigned long long)end.unit_count);
         if (r->opt.verify_checks &&
-            XXH3_64bits_digest(d->img_hash) != end.hash)
+            ms_hash_digest(d->img_hash) != end.hash)
             return MS_FAIL(r, MS_ERR_IMAGE_HASH, st->rec_off,
                            "device %s image %u: hash %016llx, end record "
                            "says %016llx",
                            d->idstr, seq,
-                           (unsigned long long)XXH3_64bits_digest(d->img_hash),
+                           (unsigned long long)ms_hash_digest(d->img_hash),
                            (unsigned long long)end.hash);
         if (end.config_length || end.config_hash)
             return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 40,
@@ -874,7 +873,7 @@ static void hash_payload(ms_reader *r, const uint8_t *p, size_t n)
     mig_state *st = ST(r);
     if (!r->opt.verify_checks || st->verified)
         return;
-    XXH3_64bits_update(st->unit_v2 ? st->unit_state : st->payload_hash, p, n);
+    ms_hash_update(st->unit_v2 ? st->unit_state : st->payload_hash, p, n);
 }
 
 /* Validate a CHUNK prefix; on a field error the caller holds it back. */
@@ -1005,7 +1004,7 @@ static int prefix_event(ms_reader *r, ms_event *ev, const uint8_t *p)
         if (inflate_begin(r) < 0)
             return MS_NEXT_ERROR;
         if (st->unit_v2 && r->opt.verify_checks)
-            XXH3_64bits_reset(st->inflate_state);
+            ms_hash_reset(st->inflate_state, 0);
         st->stage = ST_INFLATE;
     } else {
         st->stage = ST_DATA;
@@ -1059,7 +1058,7 @@ static void account_image_bytes(ms_reader *r, const uint8_t *p, size_t n)
     mig_state *st = ST(r);
     mig_device *d = st->cur;
     if (r->opt.verify_checks && st->major < 2)
-        XXH3_64bits_update(d->img_hash, p, n);
+        ms_hash_update(d->img_hash, p, n);
     d->img.length += n;
 }
 
@@ -1068,7 +1067,7 @@ static void add_unit_hash(mig_device *dev, uint64_t unit_hash)
 {
     ms_put_le64(dev->unit_batch + 8 * dev->unit_batched++, unit_hash);
     if (dev->unit_batched == UNIT_BATCH) {
-        XXH3_64bits_update(dev->img_hash, dev->unit_batch,
+        ms_hash_update(dev->img_hash, dev->unit_batch,
                            sizeof dev->unit_batch);
         dev->unit_batched = 0;
     }
@@ -1264,7 +1263,7 @@ static int read_data(ms_reader *r, ms_event *ev)
     if (st->remaining == 0) {
         uint64_t unit_hash = st->verified ? st->verified_unit_hash : 0;
         if (!st->verified && st->unit_v2 && r->opt.verify_checks)
-            unit_hash = XXH3_64bits_digest(st->unit_state);
+            unit_hash = ms_hash_digest(st->unit_state);
         unit_end(r, &ev->u.data, unit_hash);
         if (st->verified)
             take_verified_trailer(r);
@@ -1324,13 +1323,13 @@ static int read_inflate(ms_reader *r, ms_event *ev)
         return MS_GO_ON; /* consumed input without output; go on */
     account_image_bytes(r, st->zout, made);
     if (st->unit_v2 && r->opt.verify_checks)
-        XXH3_64bits_update(st->inflate_state, st->zout, made);
+        ms_hash_update(st->inflate_state, st->zout, made);
     data_event(st, ev, st->zout, made, data_off, 0);
     st->cur_produced += made;
     if (st->cur_produced == st->cur_raw_len)
         unit_end(r, &ev->u.data,
                  st->unit_v2 && r->opt.verify_checks
-                     ? XXH3_64bits_digest(st->inflate_state)
+                     ? ms_hash_digest(st->inflate_state)
                      : 0);
     return MS_NEXT_EVENT;
 }
@@ -1356,9 +1355,9 @@ static int read_skip(ms_reader *r)
 static uint64_t streamed_check(mig_state *st)
 {
     if (!st->unit_v2)
-        return XXH3_64bits_digest(st->payload_hash);
+        return ms_hash_digest(st->payload_hash);
     return unit_payload_check(st, st->unit_prefix,
-                              XXH3_64bits_digest(st->unit_state));
+                              ms_hash_digest(st->unit_state));
 }
 
 static int read_trailer(ms_reader *r)

@@ -15,7 +15,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "hash.h"
 #include <zlib.h>
 
 #include "common.h"
@@ -41,7 +40,7 @@ typedef struct wchannel {
      * found by scanning devices, whose state other threads may be changing */
     uint64_t open_images;
     uint8_t *declared;       /* per device index: DEVICE record written */
-    XXH3_state_t *payload_hash; /* payload_check of the record being written */
+    ms_hash_state *payload_hash; /* payload_check of the record being written */
     /* zlib, set up at the channel's first compressed chunk */
     z_stream z;
     int z_ready;
@@ -67,7 +66,7 @@ typedef struct wdevice {
     uint64_t length, units; /* data bytes; chunks or data packets */
     int config_written;
     uint64_t config_length, config_hash;
-    XXH3_state_t *image_hash; /* allocated at the first image, then reused */
+    ms_hash_state *image_hash; /* allocated at the first image, then reused */
 } wdevice;
 
 struct ms_writer {
@@ -198,11 +197,11 @@ static uint64_t payload_check_of(wchannel *c, uint8_t *frame,
                                       header_check);
     if (data_len == 0) /* one-shot: no streaming state to seed */
         return ms_hash64(prefix, prefix_len, header_check);
-    XXH3_state_t *st = c->payload_hash;
-    XXH3_64bits_reset_withSeed(st, header_check);
-    XXH3_64bits_update(st, prefix, prefix_len);
-    XXH3_64bits_update(st, data, data_len);
-    return XXH3_64bits_digest(st);
+    ms_hash_state *st = c->payload_hash;
+    ms_hash_reset(st, header_check);
+    ms_hash_update(st, prefix, prefix_len);
+    ms_hash_update(st, data, data_len);
+    return ms_hash_digest(st);
 }
 
 /* Write one record (spec 4.1): payload = prefix (built by the caller, at
@@ -558,7 +557,7 @@ int ms_writer_image_begin(ms_writer *w, uint32_t channel, uint32_t device,
     d->length = d->units = 0;
     d->config_written = 0;
     d->config_length = d->config_hash = 0;
-    XXH3_64bits_reset(d->image_hash);
+    ms_hash_reset(d->image_hash, 0);
     return 0;
 }
 
@@ -567,7 +566,7 @@ static void add_unit_hash(wdevice *d, uint64_t unit_hash)
 {
     uint8_t le[8];
     ms_put_le64(le, unit_hash);
-    XXH3_64bits_update(d->image_hash, le, sizeof le);
+    ms_hash_update(d->image_hash, le, sizeof le);
 }
 
 /* The device's open image, when it uses `transport`. */
@@ -651,7 +650,7 @@ static int write_chunk(ms_writer *w, wdevice *d, const uint8_t *data,
         if (emit(w, d->home, MIG_TAG_CHUNK, 0, p, sizeof p, body, body_len) <
             0)
             return -1;
-        XXH3_64bits_update(d->image_hash, data, len);
+        ms_hash_update(d->image_hash, data, len);
     } else {
         /* the one pass over the data; a zlib chunk's stored bytes too */
         uint64_t unit_hash = ms_hash64(data, len, 0);
@@ -728,7 +727,7 @@ int ms_writer_image_packet(ms_writer *w, uint32_t channel, uint32_t device,
         d->config_hash = data_hash;
     } else {
         if (w->major == 1)
-            XXH3_64bits_update(d->image_hash, data, len);
+            ms_hash_update(d->image_hash, data, len);
         else
             add_unit_hash(d, data_hash);
         d->length += len;
@@ -759,7 +758,7 @@ int ms_writer_image_end(ms_writer *w, uint32_t device, uint64_t timestamp_ns)
     ms_put_le32(p + 0, device);
     ms_put_le32(p + 4, d->seq);
     ms_put_le64(p + 8, d->length);
-    ms_put_le64(p + 16, XXH3_64bits_digest(d->image_hash));
+    ms_put_le64(p + 16, ms_hash_digest(d->image_hash));
     ms_put_le64(p + 24, d->units);
     ms_put_le64(p + 32, timestamp_ns);
     ms_put_le64(p + 40, d->config_length);

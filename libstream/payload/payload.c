@@ -20,7 +20,6 @@
  */
 #include <stdio.h>
 
-#include "hash.h"
 
 #include "payload_impl.h"
 
@@ -304,7 +303,7 @@ typedef struct pds_state {
     ms_phase phase;     /* the image's: that of its first byte */
     uint64_t total;     /* bytes so far */
     uint64_t reported;  /* total at the last image event */
-    XXH3_state_t *hash;
+    ms_hash_state *hash;
 } pds_state;
 
 #define PST(r) ((pds_state *)(r)->framing)
@@ -326,7 +325,7 @@ static int pds_next(ms_reader *r, ms_event *ev)
         im->length = st->total;
         im->unit_count = 0; /* unframed: no records */
         if (r->opt.verify_checks)
-            im->hash = XXH3_64bits_digest(st->hash);
+            im->hash = ms_hash_digest(st->hash);
         return MS_NEXT_EVENT;
     }
     uint64_t at = ms_rd_pos(r);
@@ -344,7 +343,7 @@ static int pds_next(ms_reader *r, ms_event *ev)
     if (st->total == 0)
         st->phase = ms_payload_phase_at(r, at);
     if (r->opt.verify_checks)
-        XXH3_64bits_update(st->hash, p, n);
+        ms_hash_update(st->hash, p, n);
     ms_data_info *d = ms_ev_data(ev, p, n, at, ms_rd_in_input(r, p));
     d->phase = ms_payload_phase_at(r, at); /* each view: its bytes' phase */
     d->image_offset = st->total;
@@ -377,7 +376,7 @@ int ms_pds_init(ms_reader *r, ms_payload_kind kind)
     st->kind = kind;
     if (!(st->hash = ms_hash_state_new(&r->opt.allocator)))
         return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "image hash state");
-    XXH3_64bits_reset(st->hash);
+    ms_hash_reset(st->hash, 0);
     return 0;
 }
 

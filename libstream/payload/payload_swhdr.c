@@ -28,7 +28,6 @@
  * image so far (its seq, phase, length, records); the last one with a
  * given seq is the image.
  */
-#include "hash.h"
 
 #include "payload_impl.h"
 
@@ -88,7 +87,7 @@ typedef struct sw_state {
     ms_phase phase;
     uint32_t img_flags;
     uint64_t img_len, img_records;
-    XXH3_state_t *hash;
+    ms_hash_state *hash;
 
     /* virtio: the part being read */
     uint64_t part_off;
@@ -190,7 +189,7 @@ static int begin_image(ms_reader *r, const char *name)
                             ? MS_IMAGE_FULL
                             : 0;
         st->final_open = st->kind == MS_PAYLOAD_MLX5 && ph == MS_PHASE_FINAL;
-        XXH3_64bits_reset(st->hash);
+        ms_hash_reset(st->hash, 0);
     }
     st->img_records++;
     return 0;
@@ -207,7 +206,7 @@ static void data_event(ms_reader *r, ms_event *ev, const uint8_t *p,
     d->phase = st->phase;
     d->image_offset = st->img_len;
     if (r->opt.verify_checks)
-        XXH3_64bits_update(st->hash, p, n);
+        ms_hash_update(st->hash, p, n);
     st->img_len += n;
 }
 
@@ -226,7 +225,7 @@ static int emit_image(ms_reader *r, ms_event *ev)
     im->length = st->img_len;
     im->unit_count = st->img_records;
     if (r->opt.verify_checks)
-        im->hash = XXH3_64bits_digest(st->hash);
+        im->hash = ms_hash_digest(st->hash);
     st->stage = SW_HEADER;
     return MS_NEXT_EVENT;
 }

@@ -23,7 +23,6 @@
  */
 #include <stdio.h>
 
-#include "hash.h"
 
 #include "payload_impl.h"
 
@@ -74,7 +73,7 @@ typedef struct x_state {
     uint64_t walk_left;
     int have_devid, have_revid;
     char klv_name[24];
-    XXH3_state_t *hash;  /* whole-stream image hash (verify_checks) */
+    ms_hash_state *hash;  /* whole-stream image hash (verify_checks) */
 } x_state;
 
 #define XST(r) ((x_state *)(r)->framing)
@@ -83,7 +82,7 @@ static void hash_bytes(ms_reader *r, const void *p, size_t n)
 {
     x_state *st = XST(r);
     if (st->hash && n)
-        XXH3_64bits_update(st->hash, p, n);
+        ms_hash_update(st->hash, p, n);
 }
 
 static int take(ms_reader *r, size_t n, const uint8_t **p)
@@ -362,7 +361,7 @@ static int x_image(ms_reader *r, ms_event *ev)
     ev->u.image.length = end - st->base;
     ev->u.image.unit_count = st->packets;
     if (st->hash)
-        ev->u.image.hash = XXH3_64bits_digest(st->hash);
+        ev->u.image.hash = ms_hash_digest(st->hash);
     st->stage = X_END;
     return MS_NEXT_EVENT;
 }
@@ -432,7 +431,7 @@ int ms_xe_init(ms_reader *r)
     if (r->opt.verify_checks) {
         if (!(st->hash = ms_hash_state_new(&r->opt.allocator)))
             return MS_FAIL(r, MS_ERR_NO_MEMORY, 0, "image hash state");
-        XXH3_64bits_reset(st->hash);
+        ms_hash_reset(st->hash, 0);
     }
     return ms_rd_reserve(r, XE_HDR);
 }
