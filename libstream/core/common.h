@@ -143,6 +143,9 @@ ms_hash_state *ms_hash_state_new(const ms_allocator *a);
 void ms_hash_state_free(const ms_allocator *a, ms_hash_state *s);
 void ms_hash_reset(ms_hash_state *s, uint64_t seed);
 void ms_hash_update(ms_hash_state *s, const void *data, size_t len);
+/* `v` as 8 little-endian bytes: a unit hash into a 2.x image hash (spec
+ * 5.4; the reader batches its own) */
+void ms_hash_update_le64(ms_hash_state *s, uint64_t v);
 uint64_t ms_hash_digest(const ms_hash_state *s);
 /* hash_stream_avx2.c: ms_hash_update's AVX2 build (x86-64) */
 void ms_hash_update_avx2(ms_hash_state *s, const void *data, size_t len);

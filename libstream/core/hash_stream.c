@@ -68,6 +68,13 @@ void ms_hash_update(ms_hash_state *s, const void *data, size_t len)
     XXH3_64bits_update(&s->xxh, data, len);
 }
 
+void ms_hash_update_le64(ms_hash_state *s, uint64_t v)
+{
+    uint8_t le[8];
+    ms_put_le64(le, v);
+    XXH3_64bits_update(&s->xxh, le, sizeof le);
+}
+
 uint64_t ms_hash_digest(const ms_hash_state *s)
 {
     return XXH3_64bits_digest(&s->xxh);

@@ -670,9 +670,7 @@ static void deliver_unit_end(ms_set *s, set_image *im, ms_event *out,
     if (d->config) {
         im->config_unit_hash = unit_hash;
     } else {
-        uint8_t le[8];
-        ms_put_le64(le, unit_hash);
-        ms_hash_update(im->hash, le, sizeof le);
+        ms_hash_update_le64(im->hash, unit_hash);
     }
 }
 

@@ -564,9 +564,7 @@ int ms_writer_image_begin(ms_writer *w, uint32_t channel, uint32_t device,
 /* 2.0: the image hash runs over the le64 unit hashes (spec 5.4). */
 static void add_unit_hash(wdevice *d, uint64_t unit_hash)
 {
-    uint8_t le[8];
-    ms_put_le64(le, unit_hash);
-    ms_hash_update(d->image_hash, le, sizeof le);
+    ms_hash_update_le64(d->image_hash, unit_hash);
 }
 
 /* The device's open image, when it uses `transport`. */
