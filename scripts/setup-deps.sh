@@ -27,6 +27,9 @@ packages=(
     clang            # libFuzzer harnesses, second compiler
     libclang-rt-14-dev # libFuzzer, ASan and UBSan runtimes for clang 14
     valgrind         # make check-valgrind: memcheck over the unit tests
+    qemu-system-x86  # tests/qemu/differential.sh: QEMU 7.2's loader judges
+                     # mutated captures (QEMU 10.0 for the qemu-10.0-*
+                     # ones: scripts/fetch-qemu10.sh, from backports)
 )
 
 if [[ "${MIGSTREAM_SKIP_DEPS:-0}" == 1 ]]; then

@@ -119,6 +119,52 @@ void ms_q_start_scan(q_state *st, int vfio)
     st->step = Q_STEP_FIRST;
 }
 
+/* The trailer's description of the FULL section just announced, or NULL
+ * with *why saying why it is walked blind.  The stream's own trailer lists
+ * every FULL section its source wrote, with the version it wrote: a section
+ * it lacks, or lists with another version, is damage (QEMU's loader refuses
+ * both).  A trailer borrowed from another stream may lack the device or
+ * describe another version of it: walked blind.  -1: failed. */
+static int full_section_desc(ms_reader *r, const vms_device **out,
+                             const char **why)
+{
+    q_state *st = QST(r);
+    const q_section *s = st->cur;
+    *out = NULL;
+    if (!r->vmdesc) {
+        *why = "no JSON trailer was given before the stream (VMState fields "
+               "need it)";
+        return 0;
+    }
+    const vms_device *d = vms_desc_find(r->vmdesc, s->idstr, s->instance_id);
+    if (!d) {
+        if (!r->vmdesc_borrowed)
+            return MS_FAIL(r, MS_ERR_SECTION, st->sec_off,
+                           "section %u (%s, instance %u) is not in the "
+                           "stream's JSON trailer",
+                           s->id, s->idstr, s->instance_id);
+        *why = "the JSON trailer taken from another stream does not "
+               "describe this device";
+        return 0;
+    }
+    int64_t version = vms_device_version(d);
+    if (version >= 0 && version != s->version_id) {
+        if (!r->vmdesc_borrowed)
+            return MS_FAIL(r, MS_ERR_SECTION, st->sec_off,
+                           "section %u (%s) has version %u, its JSON "
+                           "trailer says %lld",
+                           s->id, s->idstr, s->version_id, (long long)version);
+        snprintf(st->why_buf, sizeof st->why_buf,
+                 "the JSON trailer taken from another stream describes "
+                 "version %lld of this device, the section has version %u",
+                 (long long)version, s->version_id);
+        *why = st->why_buf;
+        return 0;
+    }
+    *out = d;
+    return 0;
+}
+
 /* Choose how to read the payload of the section just announced; may
  * produce an MS_EV_UNDECODED event saying why it is walked blind. */
 static int enter_payload(ms_reader *r, ms_event *ev)
@@ -157,20 +203,14 @@ static int enter_payload(ms_reader *r, ms_event *ev)
         return MS_GO_ON;
     }
     if (st->cur_type == MS_QSEC_FULL) {
-        const vms_device *d =
-            r->vmdesc ? vms_desc_find(r->vmdesc, s->idstr, s->instance_id)
-                      : NULL;
+        const vms_device *d;
+        if (full_section_desc(r, &d, &why) < 0)
+            return MS_NEXT_ERROR;
         if (d) {
             vms_walk_begin(&st->walk, d);
             st->stage = QS_VMSTATE;
             return MS_GO_ON;
         }
-        why = !r->vmdesc ? "no JSON trailer was given before the stream "
-                           "(VMState fields need it)"
-              : r->vmdesc_borrowed
-                  ? "the JSON trailer taken from another stream does not "
-                    "describe this device"
-                  : "the JSON trailer does not describe this device";
     } else {
         why = "no decoder for this iterable device's payload";
     }

@@ -466,6 +466,11 @@ const vms_device *vms_desc_find(const vms_desc *d, const char *idstr,
     return NULL;
 }
 
+int64_t vms_device_version(const vms_device *dev)
+{
+    return dev->body.version;
+}
+
 /* ---- the walk --------------------------------------------------------------
  * frames[depth] is the level being walked.  While phase < nfields, phase is
  * the field and index the element within it; once phase == nfields the

@@ -28,6 +28,9 @@ size_t vms_desc_device_count(const vms_desc *d);
 /* The description of section (idstr, instance_id), or NULL. */
 const vms_device *vms_desc_find(const vms_desc *d, const char *idstr,
                                 uint32_t instance_id);
+/* The version the trailer gives the device (its section's version_id), or
+ * -1 when it gives none (old-style devices). */
+int64_t vms_device_version(const vms_device *dev);
 
 typedef enum vms_step_kind {
     VMS_FIELD,         /* take step.size bytes: that field's value */
