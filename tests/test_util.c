@@ -1812,3 +1812,65 @@ void tm_config_bytes(tb_buf *out, size_t n, uint64_t seed)
     tb_fill_random(out->p + at, n, seed);
     tb_put_be64(out, 0xffffffffef100001ull); /* END_OF_STATE */
 }
+
+/* ---- peak memory of a run ------------------------------------------------ */
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A "Vm...:  N kB" line of /proc/self/status, in KiB; -1 if absent. */
+static long proc_status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t klen = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, klen) && line[klen] == ':')
+            v = strtol(line + klen + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err)
+{
+    struct {
+        long kib;
+        ms_error_info err;
+    } out;
+    memset(&out, 0, sizeof out);
+    int fd[2];
+    if (pipe(fd) < 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(fd[0]);
+        FILE *c = fopen("/proc/self/clear_refs", "w");
+        int reset = c && fputs("5", c) >= 0;
+        if (c && fclose(c) != 0)
+            reset = 0;
+        long base = proc_status_kib("VmRSS");
+        if (!reset) /* the mark could not be reset: measure from it */
+            base = proc_status_kib("VmHWM");
+        out.err = fn(arg);
+        out.kib = proc_status_kib("VmHWM") - base;
+        if (base < 0)
+            out.kib = -1;
+        ssize_t w = write(fd[1], &out, sizeof out);
+        _exit(w == (ssize_t)sizeof out ? 0 : 1);
+    }
+    close(fd[1]);
+    ssize_t got = read(fd[0], &out, sizeof out);
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (got != (ssize_t)sizeof out || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        return -1;
+    if (err)
+        *err = out.err;
+    return out.kib;
+}

@@ -557,4 +557,12 @@ size_t tm_device(tb_buf *b, const char *idstr, uint32_t instance_id,
  * deterministic filler (seed), be64 END_OF_STATE; into `out` (replaced). */
 void tm_config_bytes(tb_buf *out, size_t n, uint64_t seed);
 
+/* ---- peak memory of a run ----------------------------------------------
+ * fn(arg) runs in a forked child whose peak-RSS mark is reset first
+ * (/proc/self/clear_refs 5); the result is how far the child's peak
+ * resident set (VmHWM) rose above its resident set at the start, in KiB,
+ * and *err what fn returned.  -1 when the child could not run or died. */
+typedef ms_error_info (*tb_rss_fn)(void *arg);
+long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err);
+
 #endif
