@@ -123,28 +123,33 @@ typedef struct run_arg {
     uint64_t max_zstd_window; /* 0: the default */
 } run_arg;
 
-static ms_error_info run_reader(void *p)
+static ms_error_info run_reader(void *p, uint64_t *peak_alloc)
 {
     const run_arg *a = p;
     ms_options o;
     ms_options_init(&o);
+    tb_count_alloc count;
+    o.allocator = tb_count_allocator(&count);
     o.format = a->format;
     if (a->max_zstd_window)
         o.max_zstd_window = a->max_zstd_window;
     ms_error_info e;
     memset(&e, 0, sizeof e);
     tb_verify(a->in->p, a->in->len, &o, &e);
+    *peak_alloc = count.peak;
     return e;
 }
 
 /* The bare decompressor: everything it makes goes nowhere. */
-static ms_error_info run_bare_zstd(void *p)
+static ms_error_info run_bare_zstd(void *p, uint64_t *peak_alloc)
 {
     const run_arg *a = p;
     ms_error_info e;
     memset(&e, 0, sizeof e);
     ms_options o;
     ms_options_init(&o);
+    tb_count_alloc count;
+    o.allocator = tb_count_allocator(&count);
     uint64_t window =
         a->max_zstd_window ? a->max_zstd_window : o.max_zstd_window;
     ms_dec *d = ms_dec_create(&o.allocator, MS_CODEC_ZSTD,
@@ -163,22 +168,29 @@ static ms_error_info run_bare_zstd(void *p)
         }
     }
     ms_dec_free(d);
+    *peak_alloc = count.peak;
     return e;
 }
 
 /* Runs fn in a measured child; the error must be `code` (and `limit`) at
- * `offset`, the peak RSS rise under RSS_BOUND_KIB. */
+ * `offset`, the peak RSS rise and the peak of the bytes allocated through
+ * the reader's allocator under RSS_BOUND_KIB. */
 static void expect_bounded(const char *what, tb_rss_fn fn, run_arg *a,
                            ms_error code, ms_limit limit, uint64_t offset)
 {
     ms_error_info e;
     memset(&e, 0, sizeof e);
-    long kib = tb_peak_rss_kib(fn, a, &e);
-    print_message("  %s: peak RSS +%ld KiB, %s at %llu: %s\n", what, kib,
+    uint64_t alloc = 0;
+    long kib = tb_peak_rss_kib(fn, a, &e, &alloc);
+    print_message("  %s: peak RSS +%ld KiB, allocated %llu KiB, %s at %llu: "
+                  "%s\n",
+                  what, kib, (unsigned long long)alloc >> 10,
                   ms_error_name(e.code), (unsigned long long)e.offset,
                   e.detail);
     SOFT(kib >= 0 && kib < RSS_BOUND_KIB, "%s: peak RSS rose %ld KiB", what,
          kib);
+    SOFT(alloc >> 10 < RSS_BOUND_KIB, "%s: %llu KiB allocated", what,
+         (unsigned long long)alloc >> 10);
     SOFT(e.code == code, "%s: %s, expected %s", what, ms_error_name(e.code),
          ms_error_name(code));
     SOFT(e.limit == limit, "%s: limit %d", what, (int)e.limit);
@@ -196,10 +208,15 @@ static void expect_unbounded_grows(const char *what, tb_rss_fn fn, run_arg *a)
     a->max_zstd_window = (uint64_t)1 << HOSTILE_WINDOW_LOG;
     ms_error_info e;
     memset(&e, 0, sizeof e);
-    long kib = tb_peak_rss_kib(fn, a, &e);
-    print_message("  %s, window cap raised: peak RSS +%ld KiB (%s: %s)\n", what,
-                  kib, ms_error_name(e.code), e.detail);
+    uint64_t alloc = 0;
+    long kib = tb_peak_rss_kib(fn, a, &e, &alloc);
+    print_message("  %s, window cap raised: peak RSS +%ld KiB, allocated %llu "
+                  "KiB (%s: %s)\n",
+                  what, kib, (unsigned long long)alloc >> 10,
+                  ms_error_name(e.code), e.detail);
     SOFT(kib > 64 * 1024, "%s: control run rose only %ld KiB", what, kib);
+    SOFT(alloc >> 10 > 64 * 1024, "%s: control run allocated only %llu KiB",
+         what, (unsigned long long)alloc >> 10);
     a->max_zstd_window = 0;
 }
 

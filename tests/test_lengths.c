@@ -6,9 +6,11 @@
  * limit that bounds it plus one (where an ms_options limit applies).  The
  * stream is read in a forked child (tb_peak_rss_kib): it must fail with
  * an error at the expected offset (the field, or the record it belongs
- * to) and its peak RSS must not rise by RSS_BOUND_KIB: a decoder that
- * allocated or reserved the declared length first (or wrapped it to a
- * small one and read on) fails here. */
+ * to), and neither its peak RSS nor the peak of what it allocated through
+ * the reader's allocator (which sees a large allocation never touched)
+ * may rise by RSS_BOUND_KIB: a decoder that allocated or reserved the
+ * declared length first (or wrapped it to a small one and read on) fails
+ * here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,17 +51,20 @@ typedef struct child_arg {
     const len_case *c;
 } child_arg;
 
-static ms_error_info read_case(void *p)
+static ms_error_info read_case(void *p, uint64_t *peak_alloc)
 {
     const child_arg *a = p;
     ms_options o;
     ms_options_init(&o);
+    tb_count_alloc count;
+    o.allocator = tb_count_allocator(&count);
     o.format = a->c->format;
     if (a->c->setup)
         a->c->setup(&o);
     ms_error_info e;
     memset(&e, 0, sizeof e);
     tb_verify(a->in->p, a->in->len, &o, &e);
+    *peak_alloc = count.peak;
     return e;
 }
 
@@ -81,12 +86,17 @@ static void check_value(const len_case *c, uint64_t v, const char *which)
     child_arg a = {&b, c};
     ms_error_info e;
     memset(&e, 0, sizeof e);
-    long kib = tb_peak_rss_kib(read_case, &a, &e);
-    print_message("  %s = %s (%llu): +%ld KiB, %s at %llu: %s\n", c->name,
-                  which, (unsigned long long)v, kib, ms_error_name(e.code),
+    uint64_t alloc = 0;
+    long kib = tb_peak_rss_kib(read_case, &a, &e, &alloc);
+    print_message("  %s = %s (%llu): RSS +%ld KiB, allocated %llu KiB, %s "
+                  "at %llu: %s\n",
+                  c->name, which, (unsigned long long)v, kib,
+                  (unsigned long long)alloc >> 10, ms_error_name(e.code),
                   (unsigned long long)e.offset, e.detail);
     SOFT(kib >= 0 && kib < RSS_BOUND_KIB, "%s = %s: peak RSS rose %ld KiB",
          c->name, which, kib);
+    SOFT(alloc >> 10 < RSS_BOUND_KIB, "%s = %s: %llu KiB allocated", c->name,
+         which, (unsigned long long)alloc >> 10);
     SOFT(e.code != MS_ERR_OK, "%s = %s: accepted", c->name, which);
     if (v <= c->streamed_max) {
         SOFT(e.code == MS_ERR_TRUNCATED, "%s = %s: %s, expected truncated",
@@ -143,6 +153,31 @@ static size_t mig_record(tb_buf *b, uint64_t *err_at)
     tb_stream_free(&s);
     *err_at = rec;
     return rec;
+}
+
+/* The device record's payload: le32 handle, instance, kind, flags, then
+ * le32 idstr_len (payload + 16) and compat_len (payload + 20). */
+static size_t mig_device_field(tb_buf *b, uint64_t *err_at, size_t field)
+{
+    size_t rec = mig_record(b, err_at); /* the error: at the record, whose
+                                           size cannot hold the lengths */
+    return rec + 24 + field;
+}
+static size_t mig_idstr_len(tb_buf *b, uint64_t *err_at)
+{
+    return mig_device_field(b, err_at, 16);
+}
+static size_t mig_compat_len(tb_buf *b, uint64_t *err_at)
+{
+    return mig_device_field(b, err_at, 20);
+}
+static uint64_t name_limit(const ms_options *o)
+{
+    return o->max_name_length;
+}
+static uint64_t compat_limit(const ms_options *o)
+{
+    return o->max_compat_length;
 }
 
 /* ---- QEMU main stream ------------------------------------------------------
@@ -276,6 +311,31 @@ static size_t libvirt_data_len(tb_buf *b, uint64_t *err_at)
     return 20;
 }
 
+/* ---- CPR state -------------------------------------------------------------
+ */
+
+/* "QCPR", be32 version 1, then an fd entry: u8 1, be32 name length (with
+ * its NUL), name, be32 id, be32 fd; u8 0 ends the list. */
+static size_t cpr_namelen(tb_buf *b, uint64_t *err_at)
+{
+    tb_buf_init(b);
+    tb_put(b, "QCPR", 4);
+    tb_put_be32(b, 1);
+    tb_put_u8(b, 1);
+    size_t at = b->len;
+    tb_put_be32(b, 4);
+    tb_put(b, "tap", 4);
+    tb_put_be32(b, 0);
+    tb_put_be32(b, 32);
+    tb_put_u8(b, 0);
+    *err_at = at;
+    return at;
+}
+static uint64_t cpr_name_limit(const ms_options *o)
+{
+    return (uint64_t)o->max_name_length + 1; /* the NUL is counted */
+}
+
 /* ---- driver payloads --------------------------------------------------------
  */
 
@@ -310,6 +370,29 @@ static const len_case g_cases[] = {
      .format = MS_FORMAT_MIGSTREAM,
      RECORD_LIMIT,
      .setup = no_checks},
+    {.name = "migstream device idstr_len",
+     .build = mig_idstr_len,
+     .width = 4,
+     .big_endian = 0,
+     .format = MS_FORMAT_MIGSTREAM,
+     .limit = MS_LIMIT_MAX_NAME_LENGTH,
+     .limit_value = name_limit,
+     .setup = no_checks},
+    {.name = "migstream device compat_len",
+     .build = mig_compat_len,
+     .width = 4,
+     .big_endian = 0,
+     .format = MS_FORMAT_MIGSTREAM,
+     .limit = MS_LIMIT_MAX_COMPAT_LENGTH,
+     .limit_value = compat_limit,
+     .setup = no_checks},
+    {.name = "cpr name length",
+     .build = cpr_namelen,
+     .width = 4,
+     .big_endian = 1,
+     .format = MS_FORMAT_AUTO,
+     .limit = MS_LIMIT_MAX_NAME_LENGTH,
+     .limit_value = cpr_name_limit},
     {.name = "qemu vmdesc length",
      .build = qemu_vmdesc,
      .width = 4,

@@ -3,6 +3,7 @@
  * (from spec/migstream.md only) and drivers for reader, set and writer. */
 #include "test_util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1832,10 +1833,12 @@ static long proc_status_kib(const char *key)
     return v;
 }
 
-long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err)
+long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err,
+                     uint64_t *extra)
 {
     struct {
         long kib;
+        uint64_t extra;
         ms_error_info err;
     } out;
     memset(&out, 0, sizeof out);
@@ -1855,7 +1858,7 @@ long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err)
         long base = proc_status_kib("VmRSS");
         if (!reset) /* the mark could not be reset: measure from it */
             base = proc_status_kib("VmHWM");
-        out.err = fn(arg);
+        out.err = fn(arg, &out.extra);
         out.kib = proc_status_kib("VmHWM") - base;
         if (base < 0)
             out.kib = -1;
@@ -1872,5 +1875,41 @@ long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err)
         return -1;
     if (err)
         *err = out.err;
+    if (extra)
+        *extra = out.extra;
     return out.kib;
+}
+
+/* Each block carries its size in front (16 bytes keep malloc's alignment). */
+static void *count_alloc(void *o, size_t size)
+{
+    tb_count_alloc *c = o;
+    if (size > SIZE_MAX - 16)
+        return NULL;
+    uint8_t *p = malloc(size + 16);
+    if (!p)
+        return NULL;
+    memcpy(p, &size, sizeof size);
+    c->live += size;
+    if (c->live > c->peak)
+        c->peak = c->live;
+    return p + 16;
+}
+
+static void count_free(void *o, void *ptr)
+{
+    tb_count_alloc *c = o;
+    if (!ptr)
+        return;
+    uint8_t *p = (uint8_t *)ptr - 16;
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    c->live -= size;
+    free(p);
+}
+
+ms_allocator tb_count_allocator(tb_count_alloc *c)
+{
+    c->live = c->peak = 0;
+    return (ms_allocator){count_alloc, count_free, c};
 }
