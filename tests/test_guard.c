@@ -40,9 +40,9 @@
 
 static int g_fail;
 
-#define SPLIT_ALL 512    /* every split up to here */
-#define SPLIT_POINTS 160 /* then about this many more, strided */
-#define SPLIT_ENDS 48    /* and every split this close to the end */
+#define SPLIT_ALL 256    /* every split up to here */
+#define SPLIT_POINTS 128 /* then about this many more, strided */
+#define SPLIT_ENDS 32    /* and every split this close to the end */
 
 /* ---- guarded buffers ----------------------------------------------------- */
 
