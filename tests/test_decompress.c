@@ -115,6 +115,17 @@ static void multifd_channel(tb_buf *b, uint32_t method, const tb_buf *stream,
     }
 }
 
+/* A version-2 libvirt save image header of `format` and a small domain
+ * XML; *body: where the (compressed) QEMU stream starts. */
+static void libvirt_image(tb_buf *img, uint32_t format, uint64_t *body)
+{
+    static const char xml[] = "<domain/>";
+    tb_buf_init(img);
+    tq_libvirt_header(img, "LibvirtQemudSave", 2, sizeof xml, 1, format, 0);
+    tb_put(img, xml, sizeof xml);
+    *body = img->len;
+}
+
 /* ---- runs (in the measured child) ---------------------------------------- */
 
 typedef struct run_arg {
@@ -128,16 +139,10 @@ static ms_error_info run_reader(void *p, uint64_t *peak_alloc)
     const run_arg *a = p;
     ms_options o;
     ms_options_init(&o);
-    tb_count_alloc count;
-    o.allocator = tb_count_allocator(&count);
     o.format = a->format;
     if (a->max_zstd_window)
         o.max_zstd_window = a->max_zstd_window;
-    ms_error_info e;
-    memset(&e, 0, sizeof e);
-    tb_verify(a->in->p, a->in->len, &o, &e);
-    *peak_alloc = count.peak;
-    return e;
+    return tb_verify_counting(a->in->p, a->in->len, &o, peak_alloc);
 }
 
 /* The bare decompressor: everything it makes goes nowhere. */
@@ -240,6 +245,16 @@ static void test_hostile_zstd_multifd(void **state)
     expect_bounded("multifd zstd, 128 MiB window", run_reader, &a, MS_ERR_LIMIT,
                    MS_LIMIT_MAX_ZSTD_WINDOW, payload);
     expect_unbounded_grows("multifd zstd", run_reader, &a);
+    /* the refusal's offset is the frame's first byte at any slicing */
+    ms_options o;
+    ms_options_init(&o);
+    o.format = MS_FORMAT_QEMU_MULTIFD;
+    tb_result res;
+    tb_read_bytewise(ch.p, ch.len, &o, &res);
+    SOFT(res.err.code == MS_ERR_LIMIT && res.err.offset == payload,
+         "one byte at a time: %s at %llu", ms_error_name(res.err.code),
+         (unsigned long long)res.err.offset);
+    tb_result_free(&res);
     tb_buf_free(&z);
     tb_buf_free(&ch);
     DONE();
@@ -249,13 +264,9 @@ static void test_hostile_zstd_libvirt(void **state)
 {
     (void)state;
     BEGIN();
-    static const char xml[] = "<domain/>";
     tb_buf img;
-    tb_buf_init(&img);
-    tq_libvirt_header(&img, "LibvirtQemudSave", 2, sizeof xml, 1,
-                      MS_LIBVIRT_ZSTD, 0);
-    tb_put(&img, xml, sizeof xml);
-    uint64_t body = img.len;
+    uint64_t body;
+    libvirt_image(&img, MS_LIBVIRT_ZSTD, &body);
     zstd_hostile_header(&img);
     zstd_rle_blocks(&img, 1024);
     run_arg a = {&img, MS_FORMAT_AUTO, 0};
@@ -316,13 +327,9 @@ static void test_zlib_bombs(void **state)
                    MS_LIMIT_NONE, payload);
     /* libvirt: a gzip body of 32 MiB zeros (the QEMU stream inside is
      * refused at its first bytes; the bomb must not be expanded whole) */
-    static const char xml[] = "<domain/>";
     tb_buf img;
-    tb_buf_init(&img);
-    tq_libvirt_header(&img, "LibvirtQemudSave", 2, sizeof xml, 1,
-                      MS_LIBVIRT_GZIP, 0);
-    tb_put(&img, xml, sizeof xml);
-    uint64_t body = img.len;
+    uint64_t body;
+    libvirt_image(&img, MS_LIBVIRT_GZIP, &body);
     zlib_bomb(&img, BOMB_BYTES, 16 + MAX_WBITS);
     run_arg b = {&img, MS_FORMAT_AUTO, 0};
     expect_bounded("libvirt gzip bomb", run_reader, &b, MS_ERR_BAD_MAGIC,

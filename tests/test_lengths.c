@@ -56,16 +56,10 @@ static ms_error_info read_case(void *p, uint64_t *peak_alloc)
     const child_arg *a = p;
     ms_options o;
     ms_options_init(&o);
-    tb_count_alloc count;
-    o.allocator = tb_count_allocator(&count);
     o.format = a->c->format;
     if (a->c->setup)
         a->c->setup(&o);
-    ms_error_info e;
-    memset(&e, 0, sizeof e);
-    tb_verify(a->in->p, a->in->len, &o, &e);
-    *peak_alloc = count.peak;
-    return e;
+    return tb_verify_counting(a->in->p, a->in->len, &o, peak_alloc);
 }
 
 static void put_len(uint8_t *p, uint64_t v, int width, int be)

@@ -1913,3 +1913,15 @@ ms_allocator tb_count_allocator(tb_count_alloc *c)
     c->live = c->peak = 0;
     return (ms_allocator){count_alloc, count_free, c};
 }
+
+ms_error_info tb_verify_counting(const uint8_t *p, size_t len, ms_options *opt,
+                                 uint64_t *peak_alloc)
+{
+    tb_count_alloc count;
+    opt->allocator = tb_count_allocator(&count);
+    ms_error_info e;
+    memset(&e, 0, sizeof e);
+    tb_verify(p, len, opt, &e);
+    *peak_alloc = count.peak;
+    return e;
+}

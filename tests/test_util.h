@@ -574,5 +574,9 @@ typedef struct tb_count_alloc {
     uint64_t live, peak;
 } tb_count_alloc;
 ms_allocator tb_count_allocator(tb_count_alloc *c);
+/* tb_verify with a counting allocator in *opt (replaced): the error, and
+ * the peak of the bytes the reader held in *peak_alloc. */
+ms_error_info tb_verify_counting(const uint8_t *p, size_t len, ms_options *opt,
+                                 uint64_t *peak_alloc);
 
 #endif
