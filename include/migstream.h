@@ -192,7 +192,9 @@ MS_API const char *ms_error_description(ms_error code); /* one sentence */
       "QEMU PACKAGED nesting depth (at most 8)")                              \
     X(MAX_DECOMPRESS_BYTES, 13, max_decompress_bytes, uint64_t,               \
       (uint64_t)256 << 20, "max-decompress-bytes",                            \
-      "decompressor memory (libvirt save images)")
+      "decompressor memory (multifd channels, libvirt images)")              \
+    X(MAX_ZSTD_WINDOW, 14, max_zstd_window, uint64_t, (uint64_t)32 << 20,     \
+      "max-zstd-window", "zstd frame window (multifd, libvirt images)")
 
 typedef enum ms_limit {
     MS_LIMIT_NONE = 0, /* no limit, or a fixed one no option raises */
@@ -339,7 +341,9 @@ typedef struct ms_options {
                             size; lets offsets be checked against the end
                             early); 0: unknown */
     uint64_t max_decompress_bytes; /* libvirt save images compressed with
-                                      gzip/bzip2/xz/lzop/zstd: memory the
+                                      gzip/bzip2/xz/lzop/zstd, and each
+                                      zlib/zstd multifd channel or
+                                      COMPRESS_PAGE stream: memory the
                                       decompressor may hold (window,
                                       tables, buffers); default 256 MiB.
                                       A stream asking for more is refused
@@ -357,6 +361,14 @@ typedef struct ms_options {
      * would cost 30x what a stream of large chunks costs).  0 (default):
      * an event per record. */
     int data_only;
+    uint64_t max_zstd_window; /* largest window a zstd frame may declare
+                                 (multifd channels, libvirt images),
+                                 applied as the largest power of two
+                                 <= it (at least 1 KiB); default 32 MiB,
+                                 what QEMU's highest multifd-zstd-level
+                                 (20) writes.  A frame declaring more is
+                                 refused (limit) before libzstd
+                                 allocates its window. */
 } ms_options;
 
 /* The smallest struct_size accepted (the first layout kept compatible). */

@@ -257,6 +257,23 @@ static ms_error_info fire_decompress_bytes(ms_options *o)
     return read_qemu(&b, o);
 }
 
+static ms_error_info fire_zstd_window(ms_options *o)
+{
+    /* a zstd-compressed libvirt save image whose frame declares a 2 MiB
+     * window (window descriptor: exponent 21 - 10) */
+    static const char xml[] = "<domain/>";
+    static const uint8_t frame[] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 11 << 3,
+                                    0x01, 0x00, 0x00};
+    tb_buf b;
+    tb_buf_init(&b);
+    tq_libvirt_header(&b, "LibvirtQemudSave", 2, sizeof xml, 1, MS_LIBVIRT_ZSTD,
+                      0);
+    tb_put(&b, xml, sizeof xml);
+    tb_put(&b, frame, sizeof frame);
+    o->max_zstd_window = 1u << 20;
+    return read_qemu(&b, o);
+}
+
 typedef struct limit_case {
     ms_limit id;
     ms_error_info (*fire)(ms_options *o);
@@ -276,6 +293,7 @@ static const limit_case g_cases[] = {
     {MS_LIMIT_MAX_RAM_BLOCKS, fire_ram_blocks},
     {MS_LIMIT_MAX_NESTING, fire_nesting},
     {MS_LIMIT_MAX_DECOMPRESS_BYTES, fire_decompress_bytes},
+    {MS_LIMIT_MAX_ZSTD_WINDOW, fire_zstd_window},
 };
 #define NCASES (sizeof g_cases / sizeof g_cases[0])
 
@@ -390,6 +408,7 @@ static void test_names_and_defaults(void **state)
     assert_int_equal(o.max_ram_blocks, 4096);
     assert_int_equal(o.max_nesting, 4);
     assert_int_equal(o.max_decompress_bytes, 256ull << 20);
+    assert_int_equal(o.max_zstd_window, 32ull << 20);
 }
 
 /* ---- options from an older caller ---------------------------------------- */

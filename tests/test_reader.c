@@ -914,6 +914,45 @@ static void rd_unit_hashes(void **state)
 }
 
 
+/* zlib chunks: zlib's state comes from the reader's allocator, within
+ * max_decompress_bytes (the rich stream has two zlib chunks). */
+static void rd_zlib_allocator(void **state)
+{
+    (void)state;
+    rich rs;
+    build_rich(&rs);
+    counting c = {0, 0};
+    ms_options o;
+    ms_options_init(&o);
+    o.allocator.alloc = c_alloc;
+    o.allocator.free = c_free;
+    o.allocator.opaque = &c;
+    long without_zlib;
+    {
+        /* allocations before the first zlib chunk */
+        tb_result res;
+        size_t cut = rs.rec_start[12];
+        tb_read_all(rs.s.b.p, cut, &o, &res);
+        tb_result_free(&res);
+        without_zlib = c.allocs;
+    }
+    c.allocs = c.frees = 0;
+    tb_result res;
+    assert_int_equal(tb_read_all(rs.s.b.p, rs.s.b.len, &o, &res), 0);
+    tb_result_free(&res);
+    /* inflateInit's state and window went through c_alloc */
+    assert_true(c.allocs >= without_zlib + 2);
+    assert_int_equal(c.allocs, c.frees);
+    /* a budget too small for zlib's state: a limit error at the chunk */
+    o.max_decompress_bytes = 1024;
+    ms_error_info e;
+    assert_int_equal(tb_verify(rs.s.b.p, rs.s.b.len, &o, &e), -1);
+    assert_int_equal(e.code, MS_ERR_LIMIT);
+    assert_int_equal(e.limit, MS_LIMIT_MAX_DECOMPRESS_BYTES);
+    assert_int_equal(e.offset, rs.rec_start[12]);
+    tb_stream_free(&rs.s);
+}
+
 /* ---- data_only: runs of small records, one DATA event ------------------ */
 
 /* Two devices' chunk images interleaved in runs of small chunks (1 byte up
@@ -1094,6 +1133,7 @@ int main(void)
         cmocka_unit_test(rd_create_defaults),
         cmocka_unit_test(rd_record_events),
         cmocka_unit_test(rd_allocator),
+        cmocka_unit_test(rd_zlib_allocator),
         cmocka_unit_test(rd_roundtrip_1ch_chunks_raw),
         cmocka_unit_test(rd_roundtrip_1ch_chunks_zlib),
         cmocka_unit_test(rd_roundtrip_1ch_packets_raw),

@@ -3,6 +3,7 @@
  * (from spec/migstream.md only) and drivers for reader, set and writer. */
 #include "test_util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1811,4 +1812,116 @@ void tm_config_bytes(tb_buf *out, size_t n, uint64_t seed)
     tb_put_zeros(out, n);
     tb_fill_random(out->p + at, n, seed);
     tb_put_be64(out, 0xffffffffef100001ull); /* END_OF_STATE */
+}
+
+/* ---- peak memory of a run ------------------------------------------------ */
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A "Vm...:  N kB" line of /proc/self/status, in KiB; -1 if absent. */
+static long proc_status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t klen = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, klen) && line[klen] == ':')
+            v = strtol(line + klen + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err,
+                     uint64_t *extra)
+{
+    struct {
+        long kib;
+        uint64_t extra;
+        ms_error_info err;
+    } out;
+    memset(&out, 0, sizeof out);
+    int fd[2];
+    if (pipe(fd) < 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(fd[0]);
+        FILE *c = fopen("/proc/self/clear_refs", "w");
+        int reset = c && fputs("5", c) >= 0;
+        if (c && fclose(c) != 0)
+            reset = 0;
+        long base = proc_status_kib("VmRSS");
+        if (!reset) /* the mark could not be reset: measure from it */
+            base = proc_status_kib("VmHWM");
+        out.err = fn(arg, &out.extra);
+        out.kib = proc_status_kib("VmHWM") - base;
+        if (base < 0)
+            out.kib = -1;
+        ssize_t w = write(fd[1], &out, sizeof out);
+        _exit(w == (ssize_t)sizeof out ? 0 : 1);
+    }
+    close(fd[1]);
+    ssize_t got = read(fd[0], &out, sizeof out);
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (got != (ssize_t)sizeof out || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0)
+        return -1;
+    if (err)
+        *err = out.err;
+    if (extra)
+        *extra = out.extra;
+    return out.kib;
+}
+
+/* Each block carries its size in front (16 bytes keep malloc's alignment). */
+static void *count_alloc(void *o, size_t size)
+{
+    tb_count_alloc *c = o;
+    if (size > SIZE_MAX - 16)
+        return NULL;
+    uint8_t *p = malloc(size + 16);
+    if (!p)
+        return NULL;
+    memcpy(p, &size, sizeof size);
+    c->live += size;
+    if (c->live > c->peak)
+        c->peak = c->live;
+    return p + 16;
+}
+
+static void count_free(void *o, void *ptr)
+{
+    tb_count_alloc *c = o;
+    if (!ptr)
+        return;
+    uint8_t *p = (uint8_t *)ptr - 16;
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    c->live -= size;
+    free(p);
+}
+
+ms_allocator tb_count_allocator(tb_count_alloc *c)
+{
+    c->live = c->peak = 0;
+    return (ms_allocator){count_alloc, count_free, c};
+}
+
+ms_error_info tb_verify_counting(const uint8_t *p, size_t len, ms_options *opt,
+                                 uint64_t *peak_alloc)
+{
+    tb_count_alloc count;
+    opt->allocator = tb_count_allocator(&count);
+    ms_error_info e;
+    memset(&e, 0, sizeof e);
+    tb_verify(p, len, opt, &e);
+    *peak_alloc = count.peak;
+    return e;
 }

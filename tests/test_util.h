@@ -557,4 +557,26 @@ size_t tm_device(tb_buf *b, const char *idstr, uint32_t instance_id,
  * deterministic filler (seed), be64 END_OF_STATE; into `out` (replaced). */
 void tm_config_bytes(tb_buf *out, size_t n, uint64_t seed);
 
+/* ---- peak memory of a run ----------------------------------------------
+ * fn(arg, extra) runs in a forked child whose peak-RSS mark is reset first
+ * (/proc/self/clear_refs 5); the result is how far the child's peak
+ * resident set (VmHWM) rose above its resident set at the start, in KiB,
+ * *err what fn returned and *extra (when not NULL) what fn stored in its
+ * `extra` (e.g. the peak of a counting allocator: memory allocated but
+ * never touched does not show in RSS).  -1 when the child could not run
+ * or died. */
+typedef ms_error_info (*tb_rss_fn)(void *arg, uint64_t *extra);
+long tb_peak_rss_kib(tb_rss_fn fn, void *arg, ms_error_info *err,
+                     uint64_t *extra);
+
+/* A counting allocator (malloc underneath): live and peak bytes. */
+typedef struct tb_count_alloc {
+    uint64_t live, peak;
+} tb_count_alloc;
+ms_allocator tb_count_allocator(tb_count_alloc *c);
+/* tb_verify with a counting allocator in *opt (replaced): the error, and
+ * the peak of the bytes the reader held in *peak_alloc. */
+ms_error_info tb_verify_counting(const uint8_t *p, size_t len, ms_options *opt,
+                                 uint64_t *peak_alloc);
+
 #endif

@@ -214,7 +214,8 @@ void(ms_options_init)(ms_options *opt)
     X(input_seekable)                                                         \
     X(input_size)                                                             \
     X(max_decompress_bytes)                                                   \
-    X(data_only)
+    X(data_only)                                                              \
+    X(max_zstd_window)
 
 int ms_options_import(ms_options *dst, const ms_options *src)
 {

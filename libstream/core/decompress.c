@@ -31,8 +31,11 @@
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_createDCtx_advanced: our allocator */
 #include <zstd.h>
 #include <zstd_errors.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH64_state_t inside ms_dec, no malloc */
-#include "hash.h"
+/* XXH64 (zstd frame checksums) compiled in from the header: its state is
+ * then this build's, held inside ms_dec, without XXH_STATIC_LINKING_ONLY
+ * against the shared libxxhash (which xxhash.h forbids). */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 const char *ms_codec_name(ms_codec c)
 {
@@ -56,13 +59,15 @@ const char *ms_codec_name(ms_codec c)
  * a size, and the budget must get the bytes back. */
 #define MEM_HDR 16 /* keeps the 16-byte alignment malloc gives */
 
-typedef struct dec_mem {
-    const ms_allocator *a;
-    uint64_t used, limit; /* used <= limit always */
-    int refused;          /* an allocation was refused for the budget */
-} dec_mem;
+void ms_dec_mem_init(ms_dec_mem *m, const ms_allocator *a, uint64_t limit)
+{
+    m->a = a;
+    m->used = 0;
+    m->limit = limit;
+    m->refused = 0;
+}
 
-static void *mem_alloc(dec_mem *m, size_t size)
+static void *mem_alloc(ms_dec_mem *m, size_t size)
 {
     if (size > SIZE_MAX - MEM_HDR || size + MEM_HDR > m->limit - m->used) {
         m->refused = 1;
@@ -76,7 +81,7 @@ static void *mem_alloc(dec_mem *m, size_t size)
     return p + MEM_HDR;
 }
 
-static void mem_free(dec_mem *m, void *ptr)
+static void mem_free(ms_dec_mem *m, void *ptr)
 {
     if (!ptr)
         return;
@@ -87,7 +92,7 @@ static void mem_free(dec_mem *m, void *ptr)
     ms_free(m->a, p);
 }
 
-static void *mem_alloc_n(dec_mem *m, size_t n, size_t size)
+static void *mem_alloc_n(ms_dec_mem *m, size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size) {
         m->refused = 1;
@@ -171,7 +176,8 @@ typedef struct lzop_state {
 
 struct ms_dec {
     ms_codec codec;
-    dec_mem mem;
+    ms_dec_mem mem;
+    uint64_t max_window; /* zstd: max_zstd_window */
     int verify;
     uint64_t in_total, out_total;
     uint32_t members;
@@ -388,24 +394,79 @@ static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
     }
     ZSTD_ErrorCode code = ZSTD_getErrorCode(zr);
     if (code == ZSTD_error_frameParameter_windowTooLarge) {
-        return MS_FAIL_LIMIT_E(err, MS_LIMIT_MAX_DECOMPRESS_BYTES,
-                               d->member_off,
-                               "zstd: the frame's window does not fit in "
-                               "max_decompress_bytes (%llu)",
-                               (unsigned long long)d->mem.limit);
+        ms_dec_mem unbounded = {NULL, 0, UINT64_MAX, 0};
+        uint64_t w = ms_dec_zstd_window(&d->mem, d->max_window);
+        if (w < ms_dec_zstd_window(&unbounded, d->max_window))
+            /* the budget left, not the window cap, set the bound */
+            return MS_FAIL_LIMIT_E(err, MS_LIMIT_MAX_DECOMPRESS_BYTES,
+                                   d->member_off,
+                                   "zstd: the frame's window is larger than "
+                                   "the %llu bytes max_decompress_bytes "
+                                   "(%llu) leaves",
+                                   (unsigned long long)w,
+                                   (unsigned long long)d->mem.limit);
+        return MS_FAIL_LIMIT_E(err, MS_LIMIT_MAX_ZSTD_WINDOW, d->member_off,
+                               "zstd: the frame's window is larger than "
+                               "max_zstd_window (%llu bytes)",
+                               (unsigned long long)d->max_window);
     }
     return lib_fail(d, io, err, code == ZSTD_error_memory_allocation, 0,
                     ZSTD_getErrorName(zr));
 }
 
-/* The largest window log whose window fits in what the budget has left. */
-static int zstd_window_log(const dec_mem *m)
+/* The largest window log whose window is within max_window and fits in
+ * what the budget has left (libzstd takes a log, so the cap is a power of
+ * two). */
+static int zstd_window_log(const ms_dec_mem *m, uint64_t max_window)
 {
-    uint64_t left = m->limit - m->used;
+    uint64_t left = MS_MIN(m->limit - m->used, max_window);
     int wl = ZSTD_WINDOWLOG_MIN;
     while (wl < ZSTD_WINDOWLOG_MAX && ((uint64_t)1 << (wl + 1)) <= left)
         wl++;
     return wl;
+}
+
+uint64_t ms_dec_zstd_window(const ms_dec_mem *m, uint64_t max_window)
+{
+    return (uint64_t)1 << zstd_window_log(m, max_window);
+}
+
+int ms_dec_zstd_window_refused(size_t zstd_result)
+{
+    return ZSTD_isError(zstd_result) &&
+           ZSTD_getErrorCode(zstd_result) ==
+               ZSTD_error_frameParameter_windowTooLarge;
+}
+
+/* ZSTD_createDCtx_advanced and ZSTD_customMem are in the static-linking-
+ * only part of zstd.h, but the shared libzstd.so.1 exports them (checked
+ * with nm -D on Debian 12's 1.5.4: ZSTD_createDCtx_advanced is a T
+ * symbol); ZSTD_DCtx_setParameter with ZSTD_d_windowLogMax is stable API. */
+ZSTD_DCtx *ms_dec_zstd_create(ms_dec_mem *m, uint64_t max_window,
+                              int ignore_checksum)
+{
+    ZSTD_DCtx *z =
+        ZSTD_createDCtx_advanced((ZSTD_customMem){zs_alloc, hook_free, m});
+    if (!z)
+        return NULL;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(z, ZSTD_d_windowLogMax,
+                                            zstd_window_log(m, max_window))) ||
+        (ignore_checksum &&
+         ZSTD_isError(ZSTD_DCtx_setParameter(z, ZSTD_d_forceIgnoreChecksum,
+                                             ZSTD_d_ignoreChecksum)))) {
+        ZSTD_freeDCtx(z);
+        return NULL;
+    }
+    return z;
+}
+
+int ms_dec_inflate_init(z_stream *z, ms_dec_mem *m, int window_bits)
+{
+    memset(z, 0, sizeof *z);
+    z->zalloc = z_alloc;
+    z->zfree = hook_free;
+    z->opaque = m;
+    return inflateInit2(z, window_bits) == Z_OK ? 0 : -1;
 }
 
 /* ---- lzop -------------------------------------------------------------------
@@ -805,11 +866,8 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
                 return init_failed(d, err, at);
             break;
         }
-        d->z.zalloc = z_alloc;
-        d->z.zfree = hook_free;
-        d->z.opaque = &d->mem;
-        if (inflateInit2(&d->z, 16 + MAX_WBITS) != Z_OK) /* gzip only */
-            return init_failed(d, err, at);
+        if (ms_dec_inflate_init(&d->z, &d->mem, 16 + MAX_WBITS) < 0)
+            return init_failed(d, err, at); /* gzip only */
         break;
     case MS_CODEC_BZIP2:
         if (d->lib_ready)
@@ -842,15 +900,10 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
         d->zs_hint = ZSTD_FRAMEHEADERSIZE_PREFIX(ZSTD_f_zstd1);
         if (d->lib_ready) /* frames follow each other in one context */
             break;
-        d->zs = ZSTD_createDCtx_advanced(
-            (ZSTD_customMem){zs_alloc, hook_free, &d->mem});
+        /* content checksums: checked by zstd_frame_end instead */
+        d->zs = ms_dec_zstd_create(&d->mem, d->max_window, 1);
         if (!d->zs)
             return init_failed(d, err, at);
-        ZSTD_DCtx_setParameter(d->zs, ZSTD_d_windowLogMax,
-                               zstd_window_log(&d->mem));
-        /* checked by zstd_frame_end instead */
-        ZSTD_DCtx_setParameter(d->zs, ZSTD_d_forceIgnoreChecksum,
-                               ZSTD_d_ignoreChecksum);
         break;
     case MS_CODEC_LZOP:
         d->lz.stage = LZ_HEAD;
@@ -870,7 +923,8 @@ static int begin_member(ms_dec *d, uint64_t at, ms_error_info *err)
 /* ---- public
  * ------------------------------------------------------------------ */
 ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec, uint64_t mem_limit,
-                      int verify_checks, ms_error_info *err)
+                      uint64_t max_window, int verify_checks,
+                      ms_error_info *err)
 {
     if (sizeof(ms_dec) > mem_limit) {
         MS_FAIL_LIMIT_E(
@@ -887,9 +941,9 @@ ms_dec *ms_dec_create(const ms_allocator *a, ms_codec codec, uint64_t mem_limit,
         return NULL;
     }
     d->codec = codec;
-    d->mem.a = a;
-    d->mem.limit = mem_limit;
+    ms_dec_mem_init(&d->mem, a, mem_limit);
     d->mem.used = sizeof *d;
+    d->max_window = max_window;
     d->verify = verify_checks;
     if (codec == MS_CODEC_LZOP && lzo_init() != LZO_E_OK) {
         ms_fail(err, MS_ERR_USAGE, 0, "lzop: liblzo2 does not initialise");

@@ -48,8 +48,9 @@
  */
 #include <zlib.h>
 
-#include "mig_format.h"
+#include "decompress.h"
 #include "kit.h"
+#include "mig_format.h"
 
 enum mig_stage {
     ST_HEADER = 0x4D16, /* not 0: a zeroed state is caught as invalid */
@@ -130,6 +131,7 @@ typedef struct mig_state {
     char pend_detail[sizeof(((ms_error_info *)0)->detail)];
 
     z_stream zs;
+    ms_dec_mem zmem; /* zlib's memory: the reader's allocator, bounded */
     int zs_ready, zs_ended;
     uint8_t *zout;
 
@@ -941,8 +943,15 @@ static int inflate_begin(ms_reader *r)
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflate window");
     if (!st->zs_ready) {
         memset(&st->zs, 0, sizeof st->zs);
-        if (inflateInit(&st->zs) != Z_OK)
+        ms_dec_mem_init(&st->zmem, ALLOC(r), r->opt.max_decompress_bytes);
+        if (ms_dec_inflate_init(&st->zs, &st->zmem, MAX_WBITS) < 0) {
+            if (st->zmem.refused)
+                return MS_FAIL_LIMIT(
+                    r, MS_LIMIT_MAX_DECOMPRESS_BYTES, st->rec_off,
+                    "zlib's state exceeds max_decompress_bytes (%llu)",
+                    (unsigned long long)r->opt.max_decompress_bytes);
             return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflateInit");
+        }
         st->zs_ready = 1;
     } else if (inflateReset(&st->zs) != Z_OK) {
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflateReset");

@@ -256,10 +256,10 @@ static int start_body(ms_reader *r)
             (unsigned long long)limit, LV_OUT_CAP);
     ms_error_info e = {0};
     st->dec = ms_dec_create(LALLOC(r), codec, limit - LV_OUT_CAP,
-                            r->opt.verify_checks, &e);
+                            r->opt.max_zstd_window, r->opt.verify_checks, &e);
     if (!st->dec)
-        return MS_FAIL(r, e.code, st->info.body_offset + e.offset, "%s",
-                       e.detail);
+        return ms_fail_as(&r->err, e.code, e.limit,
+                          st->info.body_offset + e.offset, "%s", e.detail);
     if (!(st->out = ms_alloc(LALLOC(r), LV_OUT_CAP)))
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->info.body_offset,
                        "decompression buffer");
@@ -314,9 +314,9 @@ static int feed_decompressed(ms_reader *r)
     lv_state *st = LST(r);
     const uint8_t *p;
     size_t n = ms_rd_peek(r, SIZE_MAX, &p);
-    if (st->dec_err.code)
-        return MS_FAIL(r, st->dec_err.code, st->dec_err.offset, "%s",
-                       st->dec_err.detail);
+    if (st->dec_err.code) /* keeps the limit a refusal names */
+        return ms_fail_as(&r->err, st->dec_err.code, st->dec_err.limit,
+                          st->dec_err.offset, "%s", st->dec_err.detail);
     ms_dec_io io = {p, n, 0, st->out, LV_OUT_CAP, 0};
     ms_error_info e = {0};
     if (ms_dec_run(st->dec, &io, &e) < 0) {

@@ -14,6 +14,7 @@
 
 #include <zlib.h>
 
+#include "decompress.h"
 #include "kit.h"
 #include "qemu_wire.h"
 #include "vfio_wire.h"
@@ -182,6 +183,7 @@ typedef struct q_state {
     int seen_flush;
     q_mapped mr;
     uint8_t *page_buf; /* inflated COMPRESS_PAGE */
+    ms_dec_mem zmem; /* what zs holds: max_decompress_bytes */
     z_stream zs;
     int zs_ready;
 

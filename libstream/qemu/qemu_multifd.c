@@ -33,6 +33,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "decompress.h"
 #include "kit.h"
 #include "qemu_wire.h"
 #include "vfio_wire.h"
@@ -89,6 +90,7 @@ typedef struct m_state {
     /* a decompression error found in the call that completed a page: the
      * page goes out first, so events do not depend on input slicing */
     const char *deferred_bad;
+    ms_limit deferred_limit; /* the limit the deferred failure exceeded */
 
     /* packet being read */
     uint64_t pkt_off;
@@ -108,9 +110,12 @@ typedef struct m_state {
     uint64_t dev_off;    /* offset of the device bytes within the buffer */
     uint8_t cfg_tail[VFIO_MARKER_SIZE]; /* config buffer: its last bytes */
 
+    ms_dec_mem zmem; /* what zs / zd hold: max_decompress_bytes */
     z_stream zs;
     int zs_ready;
     ZSTD_DStream *zd;
+    uint64_t zd_frame_off; /* where the current zstd frame began */
+    int zd_frame_next;     /* the next byte zstd takes begins a frame */
     size_t zd_hint; /* zstd's next input size: fed no more, so it works a
                        block at a time whatever the slicing; 0: no limit */
     int zd_full;    /* the last call filled its output: zstd may hold more,
@@ -327,6 +332,36 @@ static int read_ram_header(ms_reader *r)
 #undef F
 }
 
+/* The channel's zlib or zstd state, made once for all its packets; every
+ * byte the library allocates comes out of max_decompress_bytes, and a
+ * zstd frame's window is capped by max_zstd_window. */
+static int start_decompressor(ms_reader *r, uint32_t comp)
+{
+    m_state *st = MST(r);
+    if (st->zs_ready || st->zd)
+        return 0;
+    ms_dec_mem_init(&st->zmem, ALLOC(r), r->opt.max_decompress_bytes);
+    if (comp == C_ZLIB) {
+        st->zs_ready = ms_dec_inflate_init(&st->zs, &st->zmem, MAX_WBITS) == 0;
+        if (st->zs_ready)
+            return 0;
+    } else {
+        st->zd = ms_dec_zstd_create(&st->zmem, r->opt.max_zstd_window, 0);
+        if (st->zd) {
+            st->zd_hint = ZSTD_initDStream(st->zd);
+            st->zd_frame_next = 1;
+            return 0;
+        }
+    }
+    if (st->zmem.refused)
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_DECOMPRESS_BYTES, st->pkt_off,
+                             "channel %u: %s state does not fit in "
+                             "max_decompress_bytes (%llu)",
+                             st->channel_id, comp_name(comp),
+                             (unsigned long long)st->zmem.limit);
+    return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "%s", comp_name(comp));
+}
+
 static int read_ram_offsets(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
@@ -378,20 +413,9 @@ static int read_ram_offsets(ms_reader *r, ms_event *ev)
     m->packet_num = st->packet_num;
     m->block = st->block;
     m->payload_size = payload;
-    if (comp == C_ZLIB && st->normal) {
-        if (!st->zs_ready) {
-            memset(&st->zs, 0, sizeof st->zs);
-            if (inflateInit(&st->zs) != Z_OK)
-                return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "inflate");
-            st->zs_ready = 1;
-        }
-    } else if (comp == C_ZSTD && st->normal) {
-        if (!st->zd) {
-            if (!(st->zd = ZSTD_createDStream()))
-                return MS_FAIL(r, MS_ERR_NO_MEMORY, st->pkt_off, "zstd");
-            st->zd_hint = ZSTD_initDStream(st->zd);
-        }
-    }
+    if (st->normal && (comp == C_ZLIB || comp == C_ZSTD) &&
+        start_decompressor(r, comp) < 0)
+        return -1;
     st->stage = st->normal ? (comp == C_NONE || comp == C_ZLIB ||
                                       comp == C_ZSTD
                                   ? MS_PAGES
@@ -426,6 +450,33 @@ static void page_event(m_state *st, ms_event *ev, uint32_t i,
     ri->packet_num = st->packet_num;
 }
 
+/* The channel's decompressor failed: at the payload (where the failure
+ * shows depends on slicing), or a limit refused it: max_zstd_window at the
+ * frame that declared the window, max_decompress_bytes at the payload. */
+static int decompress_failed(ms_reader *r, const char *why, ms_limit over)
+{
+    m_state *st = MST(r);
+    const char *comp = comp_name(st->flags & FLAG_COMPRESSION);
+    if (over == MS_LIMIT_MAX_ZSTD_WINDOW)
+        return MS_FAIL_LIMIT(r, over, st->zd_frame_off,
+                             "channel %u packet %llu (zstd): the frame's "
+                             "window is larger than max_zstd_window (%llu "
+                             "bytes)",
+                             st->channel_id,
+                             (unsigned long long)st->packet_num,
+                             (unsigned long long)r->opt.max_zstd_window);
+    if (over == MS_LIMIT_MAX_DECOMPRESS_BYTES)
+        return MS_FAIL_LIMIT(r, over, st->payload_off,
+                             "channel %u packet %llu (%s): the stream needs "
+                             "more memory than max_decompress_bytes (%llu)",
+                             st->channel_id,
+                             (unsigned long long)st->packet_num, comp,
+                             (unsigned long long)st->zmem.limit);
+    return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
+                   "channel %u packet %llu (%s): %s", st->channel_id,
+                   (unsigned long long)st->packet_num, comp, why);
+}
+
 /* Normal pages: stored raw (views), or the channel's compressed stream
  * decompressed one page at a time. */
 static int read_pages(ms_reader *r, ms_event *ev)
@@ -434,10 +485,7 @@ static int read_pages(ms_reader *r, ms_event *ev)
     const uint8_t *p;
     uint32_t comp = st->flags & FLAG_COMPRESSION;
     if (st->deferred_bad)
-        return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
-                       "channel %u packet %llu (%s): %s", st->channel_id,
-                       (unsigned long long)st->packet_num, comp_name(comp),
-                       st->deferred_bad);
+        return decompress_failed(r, st->deferred_bad, st->deferred_limit);
     if (st->page_i == st->normal && comp == C_NONE) {
         st->stage = MS_ZERO_PAGES;
         return MS_GO_ON;
@@ -466,6 +514,7 @@ static int read_pages(ms_reader *r, ms_event *ev)
     size_t used, made;
     int flushing = 0; /* a zstd call that only empties what it holds */
     const char *bad = NULL;
+    ms_limit over = MS_LIMIT_NONE; /* bad: a limit refused the stream */
     if (comp == C_ZLIB) {
         st->zs.next_in = (Bytef *)p;
         st->zs.avail_in = (uInt)MS_MIN(n, (size_t)UINT32_MAX);
@@ -478,12 +527,18 @@ static int read_pages(ms_reader *r, ms_event *ev)
             bad = "the channel's zlib stream ended; it must last all packets";
         else if (zrc != Z_OK && zrc != Z_BUF_ERROR)
             bad = st->zs.msg ? st->zs.msg : "inflate failed";
+        if (zrc == Z_MEM_ERROR && st->zmem.refused)
+            over = MS_LIMIT_MAX_DECOMPRESS_BYTES;
     } else {
         size_t feed = st->zd_full ? 0 : st->zd_hint ? MS_MIN(n, st->zd_hint) : n;
         flushing = st->zd_full;
         ZSTD_inBuffer in = {p, feed, 0};
         ZSTD_outBuffer out = {st->page_buf + st->page_got,
                               st->page_size - st->page_got, 0};
+        if (st->zd_frame_next && feed) { /* slicing-independent offset */
+            st->zd_frame_off = ms_rd_pos(r);
+            st->zd_frame_next = 0;
+        }
         size_t zrc = ZSTD_decompressStream(st->zd, &out, &in);
         used = in.pos;
         made = out.pos;
@@ -491,6 +546,12 @@ static int read_pages(ms_reader *r, ms_event *ev)
             bad = ZSTD_getErrorName(zrc);
         else
             st->zd_hint = zrc; /* 0: a frame ended; the next may begin */
+        if (!ZSTD_isError(zrc) && zrc == 0)
+            st->zd_frame_next = 1;
+        if (ms_dec_zstd_window_refused(zrc))
+            over = MS_LIMIT_MAX_ZSTD_WINDOW;
+        else if (ZSTD_isError(zrc) && st->zmem.refused)
+            over = MS_LIMIT_MAX_DECOMPRESS_BYTES;
         st->zd_full = out.pos == out.size;
     }
     ms_rd_skip(r, used);
@@ -511,13 +572,11 @@ static int read_pages(ms_reader *r, ms_event *ev)
     }
     if (bad && !draining && st->page_got == st->page_size) {
         st->deferred_bad = bad; /* reported on the next call */
+        st->deferred_limit = over;
         bad = NULL;
     }
-    if (bad) /* at the payload: where the failure shows depends on slicing */
-        return MS_FAIL(r, MS_ERR_DECOMPRESS, st->payload_off,
-                       "channel %u packet %llu (%s): %s", st->channel_id,
-                       (unsigned long long)st->packet_num, comp_name(comp),
-                       bad);
+    if (bad)
+        return decompress_failed(r, bad, over);
     if (st->page_got < st->page_size)
         return MS_GO_ON; /* more input, or more output from what we gave */
     st->page_got = 0;

@@ -457,9 +457,15 @@ static int inflate_page(ms_reader *r, const uint8_t *src, size_t len)
     if (!st->page_buf && !(st->page_buf = ms_alloc(ALLOC(r), st->page_size)))
         return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "page buffer");
     if (!st->zs_ready) {
-        memset(&st->zs, 0, sizeof st->zs);
-        if (inflateInit(&st->zs) != Z_OK)
-            return MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "inflateInit");
+        ms_dec_mem_init(&st->zmem, ALLOC(r), r->opt.max_decompress_bytes);
+        if (ms_dec_inflate_init(&st->zs, &st->zmem, MAX_WBITS) < 0)
+            return ms_fail_as(&r->err,
+                              st->zmem.refused ? MS_ERR_LIMIT
+                                               : MS_ERR_NO_MEMORY,
+                              MS_LIMIT_MAX_DECOMPRESS_BYTES, st->rec_off,
+                              "COMPRESS_PAGE: inflate state "
+                              "(max_decompress_bytes %llu)",
+                              (unsigned long long)st->zmem.limit);
         st->zs_ready = 1;
     } else {
         inflateReset(&st->zs);
