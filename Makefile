@@ -7,6 +7,10 @@
 #                then (with clang) an ASan+UBSan build with libFuzzer runs
 #                and a ThreadSanitizer build of the threaded tests;
 #                then valgrind memcheck over the unit tests
+#   make fuzz    build the ASan+UBSan libFuzzer build, run every harness
+#                FUZZ_SECONDS each (default 600) over its committed corpus
+#                and merge inputs that add coverage back into
+#                fuzz/corpus/NAME/ (FUZZ_NAMES="reader set" for some only)
 #   make bench   build, then migstream-bench: the library's speed as ratios
 #                against memcpy, XXH3 and inflate in the same run
 #                (BENCH_ARGS=--json for JSON lines)
@@ -23,7 +27,11 @@ JOBS       ?= 2
 CMAKE      ?= cmake
 CTEST      ?= ctest
 CLANG      ?= clang
-FUZZ_SECONDS ?= 20
+# libFuzzer seconds per harness: in make check (CTest fuzz-* tests) and in
+# make fuzz.
+CHECK_FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+FUZZ_NAMES ?= $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 TSAN_BUILD ?= build-tsan
 # The tests whose code runs on several threads: ms_migration's concurrent
 # mode (test_migration) and the tools' one thread per channel file.
@@ -45,10 +53,10 @@ FUZZ_CONFIGURE_FLAGS = -DCMAKE_C_COMPILER=$(CLANG) \
                        -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \
                        -DMIGSTREAM_WERROR=ON -DMIGSTREAM_FUZZ=ON \
                        -DMIGSTREAM_SANITIZE=ON \
-                       -DMIGSTREAM_FUZZ_SECONDS=$(FUZZ_SECONDS)
+                       -DMIGSTREAM_FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 
 .PHONY: all deps build demo check check-main check-fuzz check-tsan check-valgrind clean format bench \
-        bench-tools
+        bench-tools fuzz fuzz-build
 
 all: build
 
@@ -97,6 +105,32 @@ check-fuzz: check-main
 	    $(CTEST) --test-dir $(FUZZ_BUILD) --output-on-failure -j$(JOBS); \
 	else \
 	    echo "make check: $(CLANG) not found: skipping the sanitizer and fuzz build"; \
+	fi
+
+# make fuzz: every harness for FUZZ_SECONDS over a working copy of its
+# committed corpus (in $(FUZZ_BUILD)/fuzz-long/NAME), then the inputs that
+# add coverage merged back into fuzz/corpus/NAME/ (libFuzzer -merge=1).
+# Every harness runs even when one finds a crash (the crash input is in
+# $(FUZZ_BUILD)/fuzz-artifacts/); the target fails at the end if any did.
+fuzz-build: deps
+	@command -v $(CLANG) >/dev/null 2>&1 || \
+	    { echo "make fuzz: $(CLANG) not found"; exit 1; }
+	$(CMAKE) -S . -B $(FUZZ_BUILD) $(FUZZ_CONFIGURE_FLAGS)
+	$(CMAKE) --build $(FUZZ_BUILD) -j$(JOBS) \
+	    --target $(addprefix fuzz-,$(FUZZ_NAMES))
+
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/fuzz-long; failed=""; for n in $(FUZZ_NAMES); do \
+	    echo "== fuzz-$$n: $(FUZZ_SECONDS) s"; \
+	    bash fuzz/fuzz-one.sh $(FUZZ_BUILD)/fuzz/fuzz-$$n $$n $(FUZZ_SECONDS) \
+	        $(FUZZ_BUILD)/fuzz-long/$$n $(FUZZ_BUILD)/fuzz-artifacts \
+	        --merge fuzz/corpus/$$n fuzz/corpus/$$n \
+	        >$(FUZZ_BUILD)/fuzz-long/$$n.log 2>&1 || failed="$$failed $$n"; \
+	    grep -h -E '^stat::(number_of_executed_units|average_exec_per_sec)|^fuzz-one:' \
+	        $(FUZZ_BUILD)/fuzz-long/$$n.log || true; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	    echo "make fuzz: failed:$$failed (logs: $(FUZZ_BUILD)/fuzz-long/NAME.log)"; exit 1; \
 	fi
 
 # ThreadSanitizer over the multi-threaded paths; skipped with a note when

@@ -323,4 +323,85 @@ static inline int fuzz_pump(ms_reader *r, const fuzz_slice *slice, size_t pos,
     }
 }
 
+/* End a reading: ms_reader_finish unless a call already failed, then check
+ * that the error record says so, and that a failure is sticky (later calls
+ * fail the same way, at an offset within the `size` input bytes).  Returns
+ * 1 when the reader failed, 0 when the stream ended cleanly. */
+static inline int fuzz_finish_reader(ms_reader *r, int failed, uint64_t size)
+{
+    if (!failed) {
+        int rc = ms_reader_finish(r);
+        FUZZ_CHECK(rc == 0 || rc == -1);
+        failed = rc != 0;
+    }
+    const ms_error_info *e = ms_reader_error(r);
+    fuzz_check_error(e, failed);
+    FUZZ_CHECK(ms_format_name(ms_reader_format(r)) != NULL);
+    if (!failed)
+        return 0;
+    ms_error code = e->code;
+    uint64_t offset = e->offset;
+    FUZZ_CHECK(offset <= size);
+    ms_event ev;
+    FUZZ_CHECK(ms_reader_next(r, &ev) == MS_NEXT_ERROR);
+    FUZZ_CHECK(ms_reader_finish(r) == -1);
+    FUZZ_CHECK(ms_reader_error(r)->code == code);
+    FUZZ_CHECK(ms_reader_error(r)->offset == offset);
+    return 1;
+}
+
+/* Read `data` whole with a reader made from `opt`, in slices whose sizes
+ * come from a PRNG seeded by `seed`, checking fuzz_pump's invariants on
+ * every event (`each` may be NULL) and, when the reader fails, that the
+ * error is sticky and lies within the input.  An empty input still gets
+ * one (empty) slice.  `vmdesc` (may be NULL) is a QEMU JSON trailer given
+ * to the reader first.  Returns 1 when the reader failed (at any point,
+ * ms_reader_finish included), 0 when the stream ended cleanly, -1 when
+ * the reader refused `vmdesc` (nothing read). */
+static inline int fuzz_read_all(const ms_options *opt, const uint8_t *data,
+                                size_t size, uint64_t seed, const char *vmdesc,
+                                size_t vmdesc_len, fuzz_event_fn each,
+                                void *ctx)
+{
+    ms_reader *r = ms_reader_create(opt);
+    FUZZ_CHECK(r != NULL);
+    fuzz_check_error(ms_reader_error(r), 0);
+    if (vmdesc && ms_reader_set_vmdesc(r, vmdesc, vmdesc_len) != 0) {
+        ms_reader_free(r);
+        return -1;
+    }
+    fuzz_rng rng = {seed};
+    fuzz_slice slice = {NULL, 0};
+    size_t pos = 0;
+    uint64_t last_offset = 0, last_consumed = 0;
+    int failed = 0;
+    do {
+        size_t n = fuzz_slice_size(&rng);
+        if (n > size - pos)
+            n = size - pos;
+        fuzz_slice_set(&slice, data + pos, n);
+        pos += n;
+        failed =
+            ms_reader_input(r, slice.buf, slice.len) != 0 ||
+            fuzz_pump(r, &slice, pos, &last_offset, &last_consumed, each, ctx);
+        fuzz_slice_drop(&slice); /* consumed (or failed): stale from now on */
+    } while (pos < size && !failed);
+    failed = fuzz_finish_reader(r, failed, size);
+    ms_reader_free(r);
+    return failed;
+}
+
+/* `prefix` then `data` in one exact-size heap block (free it), so a
+ * harness can put a valid header in front of the bytes it fuzzes. */
+static inline uint8_t *fuzz_join(const void *prefix, size_t prefix_len,
+                                 const uint8_t *data, size_t size)
+{
+    uint8_t *buf = (uint8_t *)malloc(prefix_len + size + 1);
+    FUZZ_CHECK(buf != NULL);
+    memcpy(buf, prefix, prefix_len);
+    if (size)
+        memcpy(buf + prefix_len, data, size);
+    return buf;
+}
+
 #endif

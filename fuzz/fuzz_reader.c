@@ -55,28 +55,9 @@ static void run_reader(const uint8_t *data, size_t size, uint64_t seed,
     }
     fuzz_slice_drop(&slice);
 
-    if (!failed) {
-        int rc = ms_reader_finish(r);
-        FUZZ_CHECK(rc == 0 || rc == -1);
-        failed = rc != 0;
-        if (!failed && ms_reader_format(r) == MS_FORMAT_MIGSTREAM)
-            FUZZ_CHECK(saw_end);
-    }
-    const ms_error_info *e = ms_reader_error(r);
-    fuzz_check_error(e, failed);
-    FUZZ_CHECK(ms_format_name(ms_reader_format(r)) != NULL);
-
-    if (failed) {
-        /* Sticky: later calls fail the same way. */
-        ms_error code = e->code;
-        uint64_t offset = e->offset;
-        FUZZ_CHECK(offset <= size);
-        ms_event ev;
-        FUZZ_CHECK(ms_reader_next(r, &ev) == MS_NEXT_ERROR);
-        FUZZ_CHECK(ms_reader_finish(r) == -1);
-        FUZZ_CHECK(ms_reader_error(r)->code == code);
-        FUZZ_CHECK(ms_reader_error(r)->offset == offset);
-    }
+    failed = fuzz_finish_reader(r, failed, size);
+    if (!failed && ms_reader_format(r) == MS_FORMAT_MIGSTREAM)
+        FUZZ_CHECK(saw_end);
     ms_reader_free(r);
 }
 

@@ -6,7 +6,8 @@
  *
  * The workload: 1..3 channels, 1..3 devices (each with a home channel),
  * 0..4 images per device in a legal phase order (initial? middle* final?),
- * chunk or packet transport, 0..8 KiB per image with content from the input
+ * chunk or packet transport, 0..2 KiB per image (0..256 bytes with chunks
+ * of at most 64 bytes) with content from the input
  * (copied, constant or pseudo-random, so zlib both wins and loses), chunk
  * size 1..4096, zlib level 0..9, data handed to the writer in pieces of
  * input-chosen sizes, packets spread over all channels, optional records
@@ -24,7 +25,9 @@
 #define MAX_DEV 3
 #define MAX_CH 3
 #define MAX_IMG 4
-#define MAX_IMAGE_BYTES 8192
+#define MAX_IMAGE_BYTES 2048       /* small: exec/s (fuzz/corpus/README.md) */
+#define TINY_CHUNK 64              /* chunk sizes up to this ... */
+#define TINY_CHUNK_IMAGE_BYTES 256 /* ... carry images up to this */
 #define MAX_CONFIG 64
 #define MAX_OUTPUT ((size_t)64 << 20)
 
@@ -216,7 +219,12 @@ static void plan(workload *wl, src *s)
             im->transport =
                 (c & 1) ? MS_TRANSPORT_PACKETS : MS_TRANSPORT_CHUNKS;
             im->flags = (c >> 1) & 1;
-            im->len = u16(s) % (MAX_IMAGE_BYTES + 1);
+            /* tiny chunks: a record per byte or few, so a short image
+             * (the exec/s budget, fuzz/corpus/README.md) */
+            im->len = u16(s) % ((wl->wopt.chunk_size <= TINY_CHUNK
+                                     ? TINY_CHUNK_IMAGE_BYTES
+                                     : MAX_IMAGE_BYTES) +
+                                1);
             im->content = (uint8_t *)malloc(im->len ? im->len : 1);
             FUZZ_CHECK(im->content != NULL);
             fill_content(s, im->content, im->len);
