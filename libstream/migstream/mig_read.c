@@ -44,6 +44,7 @@
 #include "hash.h"
 
 #include "mig_format.h"
+#include "mig_salvage.h"
 #include "kit.h"
 
 enum mig_stage {
@@ -55,7 +56,8 @@ enum mig_stage {
     ST_INFLATE,
     ST_SKIP,
     ST_TRAILER,
-    ST_DONE
+    ST_DONE,
+    ST_RESYNC /* salvage: mig_salvage.c */
 };
 
 
@@ -84,6 +86,7 @@ typedef struct mig_device {
      * UNIT_BATCH at a time, not one call per (possibly 1-byte) chunk */
     uint8_t unit_batch[UNIT_BATCH * 8];
     uint32_t unit_batched;
+    int salvage_damaged; /* the open image lost bytes (spec/salvage.md) */
 } mig_device;
 
 typedef struct mig_state {
@@ -131,6 +134,8 @@ typedef struct mig_state {
     /* totals checked against END */
     uint64_t n_records, image_bytes, n_packets;
     uint32_t n_devices, n_images;
+
+    mig_salvage salv; /* ms_options.salvage */
 } mig_state;
 
 #define ST(r) ((mig_state *)(r)->framing)
@@ -620,11 +625,11 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
                        "reserved image flags 0x%x", flags);
     if (!reserved_ok(st, ms_le64(p + 24)))
         return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 24, "reserved field set");
-    if (d->open)
+    if (d->open && !st->salv.damaged) /* salvage: its end was lost */
         return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
                        "device %s: image %u begins while image %u is open",
                        d->idstr, seq, d->img.seq);
-    if (seq != d->next_seq)
+    if (seq != d->next_seq && !(st->salv.damaged && seq > d->next_seq))
         return MS_FAIL(r, MS_ERR_IMAGE_SEQUENCE, base + 4,
                        "device %s: image %u where %u was due", d->idstr, seq,
                        d->next_seq);
@@ -654,7 +659,8 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
     d->img.flags = flags;
     d->img.timestamp_ns = ms_le64(p + 16);
     d->open = 1;
-    d->next_seq++;
+    d->salvage_damaged = 0;
+    d->next_seq = seq + 1;
     event_base(st, ev, MS_EV_IMAGE_BEGIN);
     ev->u.image = d->img;
     return MS_NEXT_EVENT;
@@ -683,7 +689,7 @@ static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
     end.timestamp_ns = ms_le64(p + 32);
     end.config_length = ms_le64(p + 40);
     end.config_hash = ms_le64(p + 48);
-    if (d->img.transport == MS_TRANSPORT_CHUNKS) {
+    if (d->img.transport == MS_TRANSPORT_CHUNKS && !d->salvage_damaged) {
         if (r->opt.verify_checks && d->unit_batched) {
             XXH3_64bits_update(d->img_hash, d->unit_batch,
                                d->unit_batched * 8u);
@@ -779,7 +785,7 @@ static int parse_end(ms_reader *r, const uint8_t *p, uint64_t final_check,
 {
     mig_state *st = ST(r);
     for (size_t i = 0; i < st->ndevs; i++)
-        if (st->devs[i].open)
+        if (st->devs[i].open && !st->salv.damaged)
             return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
                            "device %s: image %u is still open at END",
                            st->devs[i].idstr, st->devs[i].img.seq);
@@ -804,7 +810,7 @@ static int parse_end(ms_reader *r, const uint8_t *p, uint64_t final_check,
         {"image_count", e->image_count, st->n_images},
     };
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++)
-        if (totals[i].said != totals[i].seen)
+        if (totals[i].said != totals[i].seen && !st->salv.damaged)
             return MS_FAIL(r, MS_ERR_END_TOTALS, st->rec_off,
                            "END says %s %llu, the channel holds %llu",
                            totals[i].name, (unsigned long long)totals[i].said,
@@ -1186,6 +1192,8 @@ static uint64_t streamed_check(mig_state *st)
                               XXH3_64bits_digest(st->unit_state));
 }
 
+static int read_resync(ms_reader *r, ms_event *ev);
+
 static int read_trailer(ms_reader *r)
 {
     mig_state *st = ST(r);
@@ -1226,6 +1234,7 @@ static const ms_stage mig_stages[] = {
     AT(ST_SKIP) = {"SKIP", .walk = read_skip},
     AT(ST_TRAILER) = {"TRAILER", .walk = read_trailer},
     AT(ST_DONE) = {"DONE", .ends_after = "the END record"},
+    AT(ST_RESYNC) = {"RESYNC", .emit = read_resync},
 };
 #undef AT
 static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
@@ -1253,6 +1262,7 @@ static int mig_finish(ms_reader *r)
     mig_state *st = ST(r);
     switch (st->stage) {
     case ST_DONE: return 0;
+    case ST_RESYNC: return mig_salvage_finish(r, &st->salv);
     case ST_RECORD_HEADER:
         if (r->stash_len == 0)
             return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,
@@ -1299,6 +1309,79 @@ static void mig_destroy(ms_reader *r)
     ms_framing_free(r);
 }
 
+/* ---- salvage (spec/salvage.md; the scan is mig_salvage.c) ---------------- */
+
+/* A record failed (ms_options.salvage): the unit it lost, when its header
+ * verified and its prefix was accepted (the bytes it already gave out as
+ * DATA are not to be trusted), then the scan from the failed unit's
+ * first byte: every stage that fails took that unit last. */
+static int mig_salvage_op(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    int unit_known = st->stage == ST_TRAILER && st->cur &&
+                     (!st->pend_code || st->pend_code == MS_ERR_DECOMPRESS);
+    if (!r->opt.verify_checks || !mig_salvage_can(&r->err) ||
+        (st->stage != ST_HEADER && st->stage != ST_RECORD_HEADER &&
+         st->stage != ST_SMALL_BODY && st->stage != ST_TRAILER))
+        return MS_NEXT_ERROR;
+    ms_rd_untake(r);
+    ms_damage_info unit = {.has_image = 1, .length_known = 1};
+    mig_device *d = st->cur;
+    if (unit_known) {
+        unit.device = d->handle;
+        unit.seq = st->cur_seq;
+        unit.phase = d->img.phase;
+        unit.in_packet = st->cur_packet;
+        unit.packet_idx = st->cur_idx;
+        unit.image_offset = st->cur_packet ? 0 : st->cur_image_off;
+        unit.image_length = st->cur_packet ? st->rec_size - MIG_PACKET_PREFIX
+                                           : st->cur_raw_len;
+        if (!st->cur_packet) { /* later chunks keep their offsets */
+            d->img.length = st->cur_image_off + st->cur_raw_len;
+            d->salvage_damaged = 1;
+        }
+    } else {
+        for (size_t i = 0; i < st->ndevs; i++)
+            st->devs[i].salvage_damaged |= st->devs[i].open;
+    }
+    mig_salvage_begin(r, &st->salv, st->stage == ST_HEADER ? 0 : st->rec_off,
+                      unit_known ? &unit : NULL, unit_known ? d->idstr : NULL);
+    const uint8_t *p; /* header damaged: 1.x if it says so, else 2.x */
+    if (st->stage == ST_HEADER)
+        st->major = ms_rd_peek(r, MIG_HDR_SIZE, &p) == MIG_HDR_SIZE &&
+                            ms_le16(p + MIG_HDR_OFF_MAJOR) == 1
+                        ? 1
+                        : 2;
+    st->pend_code = 0;
+    st->verified = 0;
+    st->stage = ST_RESYNC;
+    return mig_next(r, ev);
+}
+
+/* RESYNC: the scan, the damage event, a note per image open across it. */
+static int read_resync(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    mig_salvage *s = &st->salv;
+    if (!s->found) {
+        int rc = mig_salvage_scan(r, s);
+        if (rc != 1)
+            return rc;
+        mig_salvage_event(s, ev);
+        return MS_NEXT_EVENT;
+    }
+    while (!s->lost.has_image && s->note < st->ndevs) {
+        mig_device *d = &st->devs[s->note++];
+        if (d->open) {
+            mig_salvage_note(s, ev, &d->img, d->idstr);
+            return MS_NEXT_EVENT;
+        }
+    }
+    st->chain = s->seed;
+    st->stage = ST_RECORD_HEADER;
+    return MS_GO_ON;
+}
+
 static int ms_mig_init(ms_reader *r)
 {
     mig_state *st = ms_framing_new(r, sizeof *st);
@@ -1319,4 +1402,5 @@ const ms_framing_ops ms_mig_ops = {
     .stage_at = offsetof(mig_state, stage),
     .finish = mig_finish,
     .destroy = mig_destroy,
+    .salvage = mig_salvage_op,
 };
