@@ -294,6 +294,8 @@ typedef struct extract_ctx {
     int salvage;
     zero_range *zr;
     size_t nzr, zrcap;
+    zero_range *zpk; /* damaged packets: seq, idx (image_offset) */
+    size_t nzpk, zpkcap;
 } extract_ctx;
 
 static void io_fail(extract_ctx *x, const char *what, int err)
@@ -964,9 +966,23 @@ static void salvage_close_gap(extract_ctx *x, v1_image *im, int sel)
 static void salvage_damage(extract_ctx *x, size_t file, const ms_event *ev)
 {
     const ms_damage_info *d = &ev->u.damage;
-    if (!d->has_image || d->in_packet || !x->v1_has_handle ||
-        d->device != x->v1_handle)
+    if (!d->has_image || !x->v1_has_handle || d->device != x->v1_handle)
         return;
+    if (d->in_packet) { /* the set gives its image offset with its bytes */
+        zero_range *arr = grow(x->zpk, sizeof *arr, &x->zpkcap, x->nzpk + 1);
+        if (!arr) {
+            io_fail(x, "damage table", ENOMEM);
+            return;
+        }
+        x->zpk = arr;
+        x->zpk[x->nzpk++] = (zero_range){d->seq, d->packet_idx, 0};
+        fprintf(stderr,
+                "%s:%" PRIu64 ": damaged: device %s image %u: packet %u "
+                "(%" PRIu64 " bytes) damaged\n",
+                x->files[file], ev->offset, x->dev_idstr, d->seq,
+                d->packet_idx, d->image_length);
+        return;
+    }
     v1_image *im = v1_find(x, d->seq, 1);
     if (!im)
         return;
@@ -1188,6 +1204,9 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
         if (!x->v1_has_handle || d->device != x->v1_handle ||
             d->in_packet != from_set)
             break;
+        for (size_t i = 0; from_set && i < x->nzpk; i++)
+            if (x->zpk[i].seq == d->seq && x->zpk[i].image_offset == d->packet_idx)
+                salvage_zero(x, d->seq, d->image_offset, d->size);
         v1_data(x, d);
         break;
     }
@@ -1475,6 +1494,7 @@ static void free_ctx(extract_ctx *x)
     free(x->blocks);
     free(x->images);
     free(x->zr);
+    free(x->zpk);
     free(x->ext);
     free(x->page);
     for (size_t i = 0; x->ew && i < x->nfiles; i++)

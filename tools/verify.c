@@ -174,7 +174,8 @@ static void damage_what(const ms_damage_info *d, char *out, size_t cap)
         return;
     }
     int n = snprintf(out, cap, "device %u '%s' image %u (%s) ", d->device,
-                     d->idstr ? d->idstr : "?", d->seq, ms_phase_name(d->phase));
+                     d->idstr ? d->idstr : "?", d->seq,
+                     d->in_packet ? "packets" : ms_phase_name(d->phase));
     if (n < 0 || (size_t)n >= cap)
         return;
     if (d->in_packet)
