@@ -1324,7 +1324,17 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
         (st->stage != ST_HEADER && st->stage != ST_RECORD_HEADER &&
          st->stage != ST_SMALL_BODY && st->stage != ST_TRAILER))
         return MS_NEXT_ERROR;
+    /* the chains the next record may verify against besides the bytes
+     * before it: the last verified one, and the failed record's own
+     * check computed from its payload (its stored check damaged) */
+    uint64_t alt[MIG_SALVAGE_ALT] = {st->chain, st->chain};
+    const uint8_t *p;
+    if (st->stage == ST_TRAILER && !st->verified)
+        alt[1] = streamed_check(st);
     ms_rd_untake(r);
+    if (st->stage == ST_SMALL_BODY &&
+        ms_rd_peek(r, (size_t)st->rec_size, &p) == st->rec_size)
+        alt[1] = ms_hash64(p, (size_t)st->rec_size, st->rec_check);
     ms_damage_info unit = {.has_image = 1, .length_known = 1};
     mig_device *d = st->cur;
     if (unit_known) {
@@ -1345,8 +1355,9 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
             st->devs[i].salvage_damaged |= st->devs[i].open;
     }
     mig_salvage_begin(r, &st->salv, st->stage == ST_HEADER ? 0 : st->rec_off,
-                      unit_known ? &unit : NULL, unit_known ? d->idstr : NULL);
-    const uint8_t *p; /* header damaged: 1.x if it says so, else 2.x */
+                      unit_known ? &unit : NULL, unit_known ? d->idstr : NULL,
+                      alt, st->stage == ST_HEADER ? 0 : MIG_SALVAGE_ALT);
+    /* header damaged: 1.x if it says so, else 2.x */
     if (st->stage == ST_HEADER)
         st->major = ms_rd_peek(r, MIG_HDR_SIZE, &p) == MIG_HDR_SIZE &&
                             ms_le16(p + MIG_HDR_OFF_MAJOR) == 1

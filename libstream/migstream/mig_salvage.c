@@ -7,6 +7,7 @@
  *        v
  *   RESYNC: slide a 32-byte window [seed 8][header 24] one byte at a time
  *        |  until XXH3-64(header[0..15], seed) == header[16..23]
+ *        |  (or with seed = one of two alternative chains)
  *        v
  *   MS_EV_DAMAGE [from, to) --> notes for open images --> RECORD_HEADER
  *                                                        (chain = seed)
@@ -40,8 +41,12 @@ int mig_salvage_can(const ms_error_info *e)
 }
 
 void mig_salvage_begin(ms_reader *r, mig_salvage *s, uint64_t from,
-                       const ms_damage_info *unit, const char *idstr)
+                       const ms_damage_info *unit, const char *idstr,
+                       const uint64_t *alt, size_t nalt)
 {
+    s->nalt = MS_MIN(nalt, (size_t)MIG_SALVAGE_ALT);
+    if (s->nalt)
+        memcpy(s->alt, alt, s->nalt * sizeof *alt);
     memset(&s->lost, 0, sizeof s->lost);
     if (unit)
         s->lost = *unit;
@@ -56,11 +61,22 @@ void mig_salvage_begin(ms_reader *r, mig_salvage *s, uint64_t from,
     s->from = from;
 }
 
-/* The record header at w + 8 verifies against the 8 bytes before it. */
-static int header_verifies(const uint8_t *w)
+/* The record header at w + 8 verifies against the 8 bytes before it, or
+ * against one of the alternative chains: 1, with *seed its chain. */
+static int header_verifies(const mig_salvage *s, const uint8_t *w,
+                           uint64_t *seed)
 {
-    return ms_hash64(w + 8, MIG_REC_OFF_CHECK, ms_le64(w)) ==
-           ms_le64(w + 8 + MIG_REC_OFF_CHECK);
+    const uint8_t *h = w + 8;
+    uint64_t want = ms_le64(h + MIG_REC_OFF_CHECK);
+    *seed = ms_le64(w);
+    if (ms_hash64(h, MIG_REC_OFF_CHECK, *seed) == want)
+        return 1;
+    for (size_t i = 0; i < s->nalt; i++)
+        if (ms_hash64(h, MIG_REC_OFF_CHECK, s->alt[i]) == want) {
+            *seed = s->alt[i];
+            return 1;
+        }
+    return 0;
 }
 
 /* Consume `n` bytes that may run from the stash into the slice. */
@@ -77,9 +93,9 @@ static void skip_across(ms_reader *r, size_t n)
 }
 
 /* A candidate at window offset `i`: the record starts 8 bytes on. */
-static int found_at(ms_reader *r, mig_salvage *s, const uint8_t *w, size_t i)
+static int found_at(ms_reader *r, mig_salvage *s, size_t i, uint64_t seed)
 {
-    s->seed = ms_le64(w + i);
+    s->seed = seed;
     skip_across(r, i + 8);
     s->to = ms_rd_pos(r);
     s->found = 1;
@@ -88,14 +104,15 @@ static int found_at(ms_reader *r, mig_salvage *s, const uint8_t *w, size_t i)
 
 int mig_salvage_scan(ms_reader *r, mig_salvage *s)
 {
+    uint64_t seed;
     for (;;) {
         const uint8_t *p;
         size_t n = ms_rd_peek(r, SIZE_MAX, &p);
         /* Every window that lies whole in the stash or the slice. */
         if (n >= WINDOW) {
             for (size_t i = 0; i + WINDOW <= n; i++)
-                if (header_verifies(p + i))
-                    return found_at(r, s, p, i);
+                if (header_verifies(s, p + i, &seed))
+                    return found_at(r, s, i, seed);
             ms_rd_skip(r, n - WINDOW + 1);
             continue;
         }
@@ -107,8 +124,8 @@ int mig_salvage_scan(ms_reader *r, mig_salvage *s)
             memcpy(w, p, n);
             memcpy(w + n, r->in + r->in_pos, WINDOW - 1);
             for (size_t i = 0; i < n; i++)
-                if (header_verifies(w + i))
-                    return found_at(r, s, w, i);
+                if (header_verifies(s, w + i, &seed))
+                    return found_at(r, s, i, seed);
             ms_rd_skip(r, n);
             continue;
         }

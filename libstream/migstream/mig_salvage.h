@@ -8,14 +8,19 @@
 
 #include "kit.h"
 
+#define MIG_SALVAGE_ALT 2
+
 typedef struct mig_salvage {
-    int damaged;         /* damage was seen: END totals, images still open at
-                            END, image sequence gaps and the checks of damaged
-                            images are no longer errors */
-    int found;           /* the scan found the record decoding goes on at */
-    size_t note;         /* next device whose open image gets a damage note */
-    uint64_t from, to;   /* the damaged byte range */
-    uint64_t seed;       /* the 8 bytes before the record found: its chain */
+    int damaged;       /* damage was seen: END totals, images still open at
+                          END, image sequence gaps and the checks of damaged
+                          images are no longer errors */
+    int found;         /* the scan found the record decoding goes on at */
+    size_t note;       /* next device whose open image gets a damage note */
+    uint64_t from, to; /* the damaged byte range */
+    uint64_t seed;     /* the record found's chain */
+    /* Chains a record may also verify against (see mig_salvage_begin). */
+    uint64_t alt[MIG_SALVAGE_ALT];
+    size_t nalt;
     ms_damage_info lost; /* the error, and the unit lost when known */
     char detail[sizeof(((ms_error_info *)0)->detail)];
     char idstr[256];
@@ -28,9 +33,14 @@ int mig_salvage_can(const ms_error_info *e);
 /* The reader failed in the record starting at `from`: keep its error as
  * the cause (and clear it), with `unit` (may be NULL) the unit whose bytes
  * are known lost and `idstr` its device; the scan starts at the input's
- * current position. */
+ * current position.  Besides the 8 bytes before it, a record is also
+ * taken when its header verifies against one of `alt` (nalt <=
+ * MIG_SALVAGE_ALT): the chain before the failed record (bytes inserted
+ * before a record), and the payload check computed over the failed
+ * record's payload (its stored check damaged). */
 void mig_salvage_begin(ms_reader *r, mig_salvage *s, uint64_t from,
-                       const ms_damage_info *unit, const char *idstr);
+                       const ms_damage_info *unit, const char *idstr,
+                       const uint64_t *alt, size_t nalt);
 
 /* The RESYNC stage's scan: 1 when the next verified record was found (the
  * input is at its first byte, s->seed its chain), MS_NEXT_INPUT, or
