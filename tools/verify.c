@@ -239,6 +239,7 @@ static void on_event(void *ctx, const ms_event *ev,
         return;
     if (ev->kind == MS_EV_DAMAGE) {
         print_damage(v, file, ev);
+        v->bytes[file] = ev->offset + ev->length;
         return;
     }
     if (ev->kind == MS_EV_SECTION)
@@ -485,8 +486,9 @@ static void print_checked(const verify_ctx *v)
                v->nfiles, v->channel_count, v->images, v->assembled);
 }
 
-/* --salvage: each file's last intact region (to its end, or to where
- * damage no record verified after began). */
+/* --salvage: each file's last intact region: to its end, or to where
+ * damage no record verified after began, or to where decoding stopped
+ * (what follows was not checked: never called intact). */
 static void print_intact_tails(const verify_ctx *v)
 {
     for (size_t i = 0; i < v->nfiles; i++) {
@@ -497,11 +499,23 @@ static void print_intact_tails(const verify_ctx *v)
         if (f)
             fclose(f);
         uint64_t end = v->damaged_tail[i] < size ? v->damaged_tail[i] : size;
-        if (end > v->intact_from[i])
-            printf("%s:%" PRIu64 ": intact: bytes 0x%" PRIx64 "-0x%" PRIx64
-                   " (%" PRIu64 " bytes)\n",
-                   v->files[i], v->intact_from[i], v->intact_from[i], end - 1,
-                   end - v->intact_from[i]);
+        uint64_t checked = end < v->bytes[i] ? end : v->bytes[i];
+        /* Only migstream check values cover every byte; of other streams
+         * the structure was decoded, their data never checked. */
+        int covered = v->format[i] == MS_FORMAT_MIGSTREAM;
+        if (checked > v->intact_from[i])
+            printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
+                   " (%" PRIu64 " bytes%s)\n",
+                   v->files[i], v->intact_from[i],
+                   covered ? "intact" : "decoded", v->intact_from[i],
+                   checked - 1, checked - v->intact_from[i],
+                   covered ? ""
+                           : "; no check values cover them: salvage reads "
+                             "migstream streams only");
+        if (checked < end)
+            printf("%s:%" PRIu64 ": not checked: bytes 0x%" PRIx64 "-0x%" PRIx64
+                   " (decoding stopped before them)\n",
+                   v->files[i], checked, checked, end - 1);
         if (end < size)
             printf("%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
                    " damaged: the rest of the file (no record verifies in "
