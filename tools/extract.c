@@ -920,19 +920,25 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-/* Image bytes to be zero in the output (written once all is placed). */
-static void salvage_zero(extract_ctx *x, uint32_t seq, uint64_t off,
-                         uint64_t len)
+/* Append `z` to a table of ranges. */
+static void zr_add(extract_ctx *x, zero_range **tab, size_t *n, size_t *cap,
+                   zero_range z)
 {
-    if (!len)
-        return;
-    zero_range *arr = grow(x->zr, sizeof *arr, &x->zrcap, x->nzr + 1);
+    zero_range *arr = grow(*tab, sizeof *arr, cap, *n + 1);
     if (!arr) {
         io_fail(x, "damage table", ENOMEM);
         return;
     }
-    x->zr = arr;
-    x->zr[x->nzr++] = (zero_range){seq, off, len};
+    *tab = arr;
+    arr[(*n)++] = z;
+}
+
+/* Image bytes to be zero in the output (written once all is placed). */
+static void salvage_zero(extract_ctx *x, uint32_t seq, uint64_t off,
+                         uint64_t len)
+{
+    if (len)
+        zr_add(x, &x->zr, &x->nzr, &x->zrcap, (zero_range){seq, off, len});
 }
 
 /* An image that lost bytes of unknown length at gap_at ended: IMAGE_END
@@ -969,13 +975,8 @@ static void salvage_damage(extract_ctx *x, size_t file, const ms_event *ev)
     if (!d->has_image || !x->v1_has_handle || d->device != x->v1_handle)
         return;
     if (d->in_packet) { /* the set gives its image offset with its bytes */
-        zero_range *arr = grow(x->zpk, sizeof *arr, &x->zpkcap, x->nzpk + 1);
-        if (!arr) {
-            io_fail(x, "damage table", ENOMEM);
-            return;
-        }
-        x->zpk = arr;
-        x->zpk[x->nzpk++] = (zero_range){d->seq, d->packet_idx, 0};
+        zr_add(x, &x->zpk, &x->nzpk, &x->zpkcap,
+               (zero_range){d->seq, d->packet_idx, 0});
         fprintf(stderr,
                 "%s:%" PRIu64 ": damaged: device %s image %u: packet %u "
                 "(%" PRIu64 " bytes) damaged\n",
