@@ -241,6 +241,62 @@ static void header_damage(void **state)
     tb_stream_free(&b.s);
 }
 
+/* A vendor record of verified size inside an open image, its payload
+ * damaged: the range is that record alone, no image lost anything (no
+ * note), and the image's checks at IMAGE_END still apply and pass. */
+static void skipped_record_damage(void **state)
+{
+    (void)state;
+    static salvaged res;
+    tb_stream s;
+    uint8_t img[3 * CHUNK], vendor[40];
+    tb_fill_random(img, sizeof img, 5);
+    memset(vendor, 0x77, sizeof vendor);
+    tb_stream_init(&s);
+    tb_header_ex(&s, tb_magic, 2, 0, 0, tb_uuid_a, 0, 1, 0, 0);
+    tb_device(&s, 1, "dev-one", MS_PAYLOAD_RAW);
+    tb_image_begin(&s, 1, 0, MS_PHASE_FINAL, 0, 0, 1);
+    tb_chunk(&s, 1, 0, 0, img, CHUNK);
+    size_t rec =
+        tb_record(&s, MS_RECORD_OPTIONAL, 0x80000001u, vendor, sizeof vendor);
+    size_t rec_end = s.b.len;
+    tb_chunk(&s, 1, 0, 0, img + CHUNK, 2 * CHUNK);
+    tb_image_end(&s, 1, 0, sizeof img, tb_units_hash(img, CHUNK, CHUNK), 2, 2,
+                 0, 0);
+    tb_end_auto(&s, 3);
+    s.b.p[rec + 24 + 7] ^= 1;
+    run_all_ways(s.b.p, s.b.len, &res, "vendor record damage");
+    assert_int_equal(res.ndmg, 2);
+    assert_int_equal(res.dmg[0].offset, rec);
+    assert_int_equal(res.dmg[0].length, rec_end - rec);
+    assert_false(res.dmg[0].has_image);
+    /* tb_units_hash over one 64-byte unit is the wrong image hash for two
+     * units: the IMAGE_END check still ran (and failed, as damage) */
+    assert_int_equal(res.dmg[1].cause, MS_ERR_IMAGE_HASH);
+    assert_int_equal(res.ends, 0);
+    tb_stream_free(&s);
+    /* the same with the right hash: nothing but the vendor record lost */
+    tb_stream_init(&s);
+    tb_header_ex(&s, tb_magic, 2, 0, 0, tb_uuid_a, 0, 1, 0, 0);
+    tb_device(&s, 1, "dev-one", MS_PAYLOAD_RAW);
+    tb_image_begin(&s, 1, 0, MS_PHASE_FINAL, 0, 0, 1);
+    tb_chunk(&s, 1, 0, 0, img, CHUNK);
+    rec = tb_record(&s, MS_RECORD_OPTIONAL, 0x80000001u, vendor, sizeof vendor);
+    tb_chunk(&s, 1, 0, 0, img + CHUNK, 2 * CHUNK);
+    uint8_t hashes[16];
+    tb_set_le64(hashes, tb_hash(img, CHUNK));
+    tb_set_le64(hashes + 8, tb_hash(img + CHUNK, 2 * CHUNK));
+    tb_image_end(&s, 1, 0, sizeof img, tb_hash(hashes, 16), 2, 2, 0, 0);
+    tb_end_auto(&s, 3);
+    s.b.p[rec + 24 + 7] ^= 1;
+    run_all_ways(s.b.p, s.b.len, &res, "vendor record damage");
+    assert_int_equal(res.ndmg, 1);
+    assert_int_equal(res.ends, 1);
+    assert_int_equal(res.finish_rc, 0);
+    assert_memory_equal(res.img[1], img, sizeof img);
+    tb_stream_free(&s);
+}
+
 /* Without salvage the same damage is an error (salvage is opt-in). */
 static void off_by_default(void **state)
 {
@@ -372,6 +428,7 @@ int main(void)
         cmocka_unit_test(payload_damage_v1),
         cmocka_unit_test(header_damage),
         cmocka_unit_test(off_by_default),
+        cmocka_unit_test(skipped_record_damage),
         cmocka_unit_test(inserted_garbage),
         cmocka_unit_test(damaged_tail),
         cmocka_unit_test(every_truncation),

@@ -1319,6 +1319,8 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
     int unit_known = st->stage == ST_TRAILER && st->cur &&
+                     (st->rec_tag == MIG_TAG_CHUNK ||
+                      st->rec_tag == MIG_TAG_PACKET) &&
                      (!st->pend_code || st->pend_code == MS_ERR_DECOMPRESS);
     if (!r->opt.verify_checks || !mig_salvage_can(&r->err) ||
         (st->stage != ST_HEADER && st->stage != ST_RECORD_HEADER &&
@@ -1350,13 +1352,19 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
             d->img.length = st->cur_image_off + st->cur_raw_len;
             d->salvage_damaged = 1;
         }
-    } else {
-        for (size_t i = 0; i < st->ndevs; i++)
-            st->devs[i].salvage_damaged |= st->devs[i].open;
     }
+    /* where the failed record ends, when its header verified: a scan that
+     * stops there lost nothing else */
+    uint64_t known_end = 0;
+    if (st->stage == ST_HEADER)
+        known_end = MIG_HDR_SIZE;
+    else if (r->err.code != MS_ERR_RECORD_CHECK &&
+             st->rec_size <= UINT64_MAX - MIG_REC_OVERHEAD - st->rec_off)
+        known_end = st->rec_off + MIG_REC_OVERHEAD + st->rec_size;
     mig_salvage_begin(r, &st->salv, st->stage == ST_HEADER ? 0 : st->rec_off,
                       unit_known ? &unit : NULL, unit_known ? d->idstr : NULL,
                       alt, st->stage == ST_HEADER ? 0 : MIG_SALVAGE_ALT);
+    st->salv.known_end = known_end;
     /* header damaged: 1.x if it says so, else 2.x */
     if (st->stage == ST_HEADER)
         st->major = ms_rd_peek(r, MIG_HDR_SIZE, &p) == MIG_HDR_SIZE &&
@@ -1369,7 +1377,8 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
     return mig_next(r, ev);
 }
 
-/* RESYNC: the scan, the damage event, a note per image open across it. */
+/* RESYNC: the scan, the damage event, and when more than the failed
+ * record was skipped a note per image open across it. */
 static int read_resync(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
@@ -1381,9 +1390,10 @@ static int read_resync(ms_reader *r, ms_event *ev)
         mig_salvage_event(s, ev);
         return MS_NEXT_EVENT;
     }
-    while (!s->lost.has_image && s->note < st->ndevs) {
+    while (s->to != s->known_end && s->note < st->ndevs) {
         mig_device *d = &st->devs[s->note++];
-        if (d->open) {
+        if (d->open) { /* records of unknown kind lost: its bytes too? */
+            d->salvage_damaged = 1;
             mig_salvage_note(s, ev, &d->img, d->idstr);
             return MS_NEXT_EVENT;
         }

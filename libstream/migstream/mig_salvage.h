@@ -11,13 +11,15 @@
 #define MIG_SALVAGE_ALT 2
 
 typedef struct mig_salvage {
-    int damaged;       /* damage was seen: END totals, images still open at
-                          END, image sequence gaps and the checks of damaged
-                          images are no longer errors */
-    int found;         /* the scan found the record decoding goes on at */
-    size_t note;       /* next device whose open image gets a damage note */
-    uint64_t from, to; /* the damaged byte range */
-    uint64_t seed;     /* the record found's chain */
+    int damaged;        /* damage was seen: END totals, images still open at
+                           END, image sequence gaps and the checks of damaged
+                           images are no longer errors */
+    int found;          /* the scan found the record decoding goes on at */
+    size_t note;        /* next device whose open image gets a damage note */
+    uint64_t from, to;  /* the damaged byte range */
+    uint64_t known_end; /* the failed record's end (its header verified),
+                           else 0 */
+    uint64_t seed;      /* the record found's chain */
     /* Chains a record may also verify against (see mig_salvage_begin). */
     uint64_t alt[MIG_SALVAGE_ALT];
     size_t nalt;
