@@ -1262,7 +1262,7 @@ static int mig_finish(ms_reader *r)
     mig_state *st = ST(r);
     switch (st->stage) {
     case ST_DONE: return 0;
-    case ST_RESYNC: return mig_salvage_finish(r, &st->salv);
+    case ST_RESYNC: return ms_salvage_finish(r, &st->salv.range);
     case ST_RECORD_HEADER:
         if (r->stash_len == 0)
             return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,
@@ -1322,7 +1322,7 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
                      (st->rec_tag == MIG_TAG_CHUNK ||
                       st->rec_tag == MIG_TAG_PACKET) &&
                      (!st->pend_code || st->pend_code == MS_ERR_DECOMPRESS);
-    if (!r->opt.verify_checks || !mig_salvage_can(&r->err) ||
+    if (!r->opt.verify_checks || !ms_salvage_can(&r->err) ||
         (st->stage != ST_HEADER && st->stage != ST_RECORD_HEADER &&
          st->stage != ST_SMALL_BODY && st->stage != ST_TRAILER))
         return MS_NEXT_ERROR;
@@ -1387,10 +1387,10 @@ static int read_resync(ms_reader *r, ms_event *ev)
         int rc = mig_salvage_scan(r, s);
         if (rc != 1)
             return rc;
-        mig_salvage_event(s, ev);
+        ms_salvage_event(&s->range, ev);
         return MS_NEXT_EVENT;
     }
-    while (s->to != s->known_end && s->note < st->ndevs) {
+    while (s->range.to != s->known_end && s->note < st->ndevs) {
         mig_device *d = &st->devs[s->note++];
         if (d->open) { /* records of unknown kind lost: its bytes too? */
             d->salvage_damaged = 1;

@@ -2,35 +2,29 @@
 /* migstream salvage (ms_options.salvage, spec/salvage.md): after damage,
  * find the next record whose header check verifies against the 8 bytes
  * before it, and say what was lost.  mig_read.c calls in at its failure
- * points (mig_salvage_op) and runs the scan as its RESYNC stage. */
+ * points (mig_salvage_op) and runs the scan as its RESYNC stage; the slide
+ * and the damage event are core/salvage.c's. */
 #ifndef MS_MIG_SALVAGE_H
 #define MS_MIG_SALVAGE_H
 
-#include "kit.h"
+#include "salvage.h"
 
 #define MIG_SALVAGE_ALT 2
 
 typedef struct mig_salvage {
-    int damaged;        /* damage was seen: END totals, images still open at
-                           END, image sequence gaps and the checks of damaged
-                           images are no longer errors */
-    int found;          /* the scan found the record decoding goes on at */
-    size_t note;        /* next device whose open image gets a damage note */
-    uint64_t from, to;  /* the damaged byte range */
+    int damaged; /* damage was seen: END totals, images still open at
+                    END, image sequence gaps and the checks of damaged
+                    images are no longer errors */
+    int found;   /* the scan found the record decoding goes on at */
+    size_t note; /* next device whose open image gets a damage note */
+    ms_salvage_range range;
     uint64_t known_end; /* the failed record's end (its header verified),
                            else 0 */
     uint64_t seed;      /* the record found's chain */
     /* Chains a record may also verify against (see mig_salvage_begin). */
     uint64_t alt[MIG_SALVAGE_ALT];
     size_t nalt;
-    ms_damage_info lost; /* the error, and the unit lost when known */
-    char detail[sizeof(((ms_error_info *)0)->detail)];
-    char idstr[256];
 } mig_salvage;
-
-/* 1 when the reader's error is damage salvage may go on after (not a
- * limit, memory, usage or seekable-input error). */
-int mig_salvage_can(const ms_error_info *e);
 
 /* The reader failed in the record starting at `from`: keep its error as
  * the cause (and clear it), with `unit` (may be NULL) the unit whose bytes
@@ -49,15 +43,9 @@ void mig_salvage_begin(ms_reader *r, mig_salvage *s, uint64_t from,
  * MS_NEXT_ERROR. */
 int mig_salvage_scan(ms_reader *r, mig_salvage *s);
 
-/* The MS_EV_DAMAGE event of the range found. */
-void mig_salvage_event(mig_salvage *s, ms_event *ev);
-
 /* One more MS_EV_DAMAGE for an image open across the range: an unknown
  * number of its bytes may have been lost after those received. */
-void mig_salvage_note(mig_salvage *s, ms_event *ev, const ms_image_info *img,
-                      const char *idstr);
-
-/* Input ended while scanning: the error naming the damaged tail. */
-int mig_salvage_finish(ms_reader *r, const mig_salvage *s);
+void mig_salvage_note(const mig_salvage *s, ms_event *ev,
+                      const ms_image_info *img, const char *idstr);
 
 #endif
