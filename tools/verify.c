@@ -192,6 +192,14 @@ static void damage_what(const ms_damage_info *d, char *out, size_t cap)
                  d->image_offset);
 }
 
+/* --salvage: what a region outside the damaged ones is.  Only migstream
+ * check values cover every byte; of other streams the structure was
+ * decoded, their data never checked. */
+static const char *region_word(const verify_ctx *v, size_t file)
+{
+    return v->format[file] == MS_FORMAT_MIGSTREAM ? "intact" : "decoded";
+}
+
 /* --salvage: the intact region before `to` (if any), then the damage. */
 static void print_damage(verify_ctx *v, size_t file, const ms_event *ev)
 {
@@ -201,10 +209,11 @@ static void print_damage(verify_ctx *v, size_t file, const ms_event *ev)
     if (v->quiet)
         return;
     if (ev->offset > v->intact_from[file])
-        printf("%s:%" PRIu64 ": intact: bytes 0x%" PRIx64 "-0x%" PRIx64
+        printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
                " (%" PRIu64 " bytes)\n",
-               v->files[file], v->intact_from[file], v->intact_from[file],
-               ev->offset - 1, ev->offset - v->intact_from[file]);
+               v->files[file], v->intact_from[file], region_word(v, file),
+               v->intact_from[file], ev->offset - 1,
+               ev->offset - v->intact_from[file]);
     if (ev->offset + ev->length > v->intact_from[file])
         v->intact_from[file] = ev->offset + ev->length;
     damage_what(d, what, sizeof what);
@@ -500,18 +509,14 @@ static void print_intact_tails(const verify_ctx *v)
             fclose(f);
         uint64_t end = v->damaged_tail[i] < size ? v->damaged_tail[i] : size;
         uint64_t checked = end < v->bytes[i] ? end : v->bytes[i];
-        /* Only migstream check values cover every byte; of other streams
-         * the structure was decoded, their data never checked. */
         int covered = v->format[i] == MS_FORMAT_MIGSTREAM;
         if (checked > v->intact_from[i])
             printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
                    " (%" PRIu64 " bytes%s)\n",
                    v->files[i], v->intact_from[i],
-                   covered ? "intact" : "decoded", v->intact_from[i],
+                   region_word(v, i), v->intact_from[i],
                    checked - 1, checked - v->intact_from[i],
-                   covered ? ""
-                           : "; no check values cover them: salvage reads "
-                             "migstream streams only");
+                   covered ? "" : "; no check values cover them");
         if (checked < end)
             printf("%s:%" PRIu64 ": not checked: bytes 0x%" PRIx64 "-0x%" PRIx64
                    " (decoding stopped before them)\n",
