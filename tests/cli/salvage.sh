@@ -8,7 +8,8 @@
 # lists as zero-filled (which hold the damaged byte's image bytes and are
 # zero); exit 1.  `migstream-verify --salvage` lists intact and damaged
 # ranges that tile each file, the damaged one holding the flipped byte,
-# exit 1; the undamaged set lists only intact ranges, exit 0.
+# exit 1; the undamaged set lists only intact ranges, exit 0.  And a QEMU
+# multifd capture with a packet header damaged (at the end).
 . "$(dirname "$0")/lib.bash"
 EXTRACT=$BIN/migstream-extract
 command -v python3 >/dev/null || { bad "python3 is needed"; finish; exit 1; }
@@ -84,8 +85,40 @@ def tiles(listing, path, size, flipped):
     else:
         assert dmg and all(lo <= flipped <= hi for lo, hi in dmg), (dmg, flipped)
 
+def mfd_pages(path, off):
+    """(block, page offsets) of the multifd RAM packet at `off` (QEMU 7.2
+    layout: pages_alloc at 12, normal_pages at 16, zero_pages at 32, the
+    block name at 64, offsets at 320)."""
+    b = open(path, 'rb').read()
+    assert b[off:off + 8] == bytes.fromhex('1122334400000001'), 'no packet'
+    alloc, normal = struct.unpack_from('>II', b, off + 12)
+    zero = struct.unpack_from('>I', b, off + 32)[0]
+    name = b[off + 64:off + 320].split(b'\0')[0].decode()
+    offs = struct.unpack_from('>%dQ' % (normal + zero), b, off + 320)
+    return name, offs
+
+def ram_diff(good_dir, bad_dir, path, off):
+    """Block files equal, except pages the lost packet carried."""
+    import os
+    name, offs = mfd_pages(path, off)
+    assert offs, 'the packet carries no pages'
+    lost = {o // 4096 for o in offs}
+    changed = 0
+    for root, _, files in os.walk(good_dir):
+        for f in files:
+            g = os.path.join(root, f)
+            rel = os.path.relpath(g, good_dir)
+            gb, bb = open(g, 'rb').read(), open(os.path.join(bad_dir, rel), 'rb').read()
+            assert len(gb) == len(bb), rel
+            for p in range(0, len(gb), 4096):
+                if gb[p:p + 4096] != bb[p:p + 4096]:
+                    assert rel == name and p // 4096 in lost, (rel, p)
+                    changed += 1
+    assert changed, 'nothing differs: the lost packet held only pages a later one rewrote?'
+
 cmd = sys.argv[1]
-if cmd == 'pick': print(pick(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+if cmd == 'ram_diff': ram_diff(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+elif cmd == 'pick': print(pick(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 elif cmd == 'flip': flip(sys.argv[2], int(sys.argv[3]))
 elif cmd == 'compare': compare(*sys.argv[2:6], sys.argv[6] == '1')
 elif cmd == 'tiles':
@@ -150,5 +183,25 @@ case_one() {
 case_one packet-data 2 5 data
 case_one chunk-data 0 3 data
 case_one chunk-header 1 3 header
+
+# A QEMU 7.2 capture (4 multifd channels, uncompressed): the magic of a
+# packet in the middle of channel conn2 flipped.  verify --salvage names
+# the range from that packet to the next packet header; extract --salvage
+# --ram gives every page exactly as from the undamaged capture except pages
+# the lost packet carried (read from the undamaged packet's offsets).
+CAP=$SRC/tests/data/captures/qemu-7.2-pc-multifd4
+Q=$WORK/q
+mkdir -p "$Q"
+cp "$CAP"/conn*.bin "$Q"/
+POFF=1408 # the second packet of conn2 (after the init packet and a SYNC)
+$PY flip "$Q/conn2.bin" $((POFF + 2))
+expect_exit 1 "capture: verify --salvage" -- "$VERIFY" --salvage "$Q"/conn*.bin
+expect_grep "$WORK/out" "^$Q/conn2.bin:$POFF: damaged: bytes 0x580-0x[0-9a-f]+ damaged: records lost \(multifd at $POFF" "capture: damaged range"
+expect_grep "$WORK/out" "^$Q/conn2.bin:[0-9]+: decoded: bytes 0x[0-9a-f]+-0x2ea7f " "capture: decoded after the range"
+expect_exit 0 "capture: extract --ram (undamaged)" -- "$EXTRACT" --ram "$WORK/qgood" "$CAP"/conn*.bin
+expect_exit 1 "capture: extract --salvage --ram" -- "$EXTRACT" --salvage --ram "$WORK/qbad" "$Q"/conn*.bin
+$PY ram_diff "$WORK/qgood" "$WORK/qbad" "$CAP/conn2.bin" $POFF && ok || bad "capture: RAM differs beyond the lost packet's pages"
+# without --salvage the channel stops at the packet: later packets lost
+expect_exit 1 "capture: extract --ram (damaged, no salvage)" -- "$EXTRACT" --ram "$WORK/qstop" "$Q"/conn*.bin
 
 finish
