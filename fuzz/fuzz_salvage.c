@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* Fuzz the salvage path (ms_options.salvage, spec/salvage.md): one stream,
- * read with salvage on, once as a single slice and once in slices whose
+/* Fuzz the salvage path (ms_options.salvage, spec/salvage.md; migstream
+ * and QEMU multifd channels): one stream, read with salvage on, once as a single slice and once in slices whose
  * sizes come from a PRNG seeded by the input (biased toward 1 byte).
  * Mutations of a valid migstream seed are damage: the reader reports it
  * and resynchronises, so the records after it are decoded too.
@@ -24,7 +24,11 @@
  * (`--devices 2 --initial-size 512 --middle 0 --final-size 512 --chunk-size
  * 128 --compress 6 --seed 4`), and migstream-2.0-chunk-header-flipped.mig:
  * the first with a CHUNK's size field flipped, a byte of another CHUNK's
- * data flipped and 40 bytes inserted before a third. */
+ * data flipped and 40 bytes inserted before a third;
+ * qemu-multifd-synth.mig (channel-0.mig of `migstream-synth --multifd 1
+ * --ram-size 4K --ram-passes 1 --devices 1 --kind raw --final-size 1K
+ * --packet-size 512 --seed 7`) and qemu-multifd-synth-damaged.mig, the
+ * same with the magic of its fourth packet (offset 2752) damaged. */
 #include "fuzz_common.h"
 
 typedef struct summary {
