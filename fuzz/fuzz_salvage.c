@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
 /* Fuzz the salvage path (ms_options.salvage, spec/salvage.md; migstream
- * and QEMU multifd channels): one stream, read with salvage on, once as a single slice and once in slices whose
- * sizes come from a PRNG seeded by the input (biased toward 1 byte).
- * Mutations of a valid migstream seed are damage: the reader reports it
- * and resynchronises, so the records after it are decoded too.
+ * and QEMU multifd channels): one stream, read with salvage on, once as a
+ * single slice and once in slices whose sizes come from a PRNG seeded by the
+ * input (biased toward 1 byte). Mutations of a valid migstream seed are damage:
+ * the reader reports it and resynchronises, so the records after it are decoded
+ * too.
  *
  * Invariants (abort on violation):
  *   - both slicings give the same events (kinds, offsets, lengths, damage
- *     details; DATA compared by bytes per device, as views split
+ *     details; DATA compared by its bytes at their offsets, as views split
  *     differently) and the same final verdict and error;
  *   - damage ranges lie inside the bytes fed and never go backwards (a
  *     range either repeats the previous one -- an image's note -- or
@@ -32,10 +33,10 @@
 #include "fuzz_common.h"
 
 typedef struct summary {
-    uint64_t events_hash; /* every non-DATA event, in order */
-    uint64_t data_bytes;  /* DATA bytes, all devices */
-    uint64_t data_hash;   /* their contents, summed per event (order-free
-                             across view splits: bytes at image offsets) */
+    uint64_t events_hash;      /* every non-DATA event, in order */
+    uint64_t data_bytes;       /* DATA bytes, all devices */
+    uint64_t data_hash;        /* their contents, summed per event (order-free
+                                  across view splits: bytes at image offsets) */
     uint64_t dmg_from, dmg_to; /* the last damage range */
     int has_dmg;
     int failed;
@@ -81,15 +82,20 @@ static void note(summary *s, const ms_event *ev, size_t fed)
     if (ev->kind == MS_EV_DATA) {
         const ms_data_info *d = &ev->u.data;
         s->data_bytes += d->size;
-        for (size_t i = 0; i < d->size; i++) /* position-bound, split-free */
-            s->data_hash += (d->data[i] + 1u) * (d->image_offset + i + 1) *
-                            (d->device + 0x9e37ull);
+        /* position-bound, so the same whatever the views' split: a raw
+         * view's stream_offset is its first byte's; an inflated one's is
+         * its chunk's, and its image_offset advances */
+        uint64_t at = d->compressed ? (d->stream_offset << 24) + d->image_offset
+                                    : d->stream_offset;
+        for (size_t i = 0; i < d->size; i++)
+            s->data_hash +=
+                (d->data[i] + 1u) * (at + i) * (d->device + 0x9e37ull);
         return;
     }
     if (ev->kind == MS_EV_DAMAGE)
         check_damage(s, ev, fed);
-    s->events_hash = mix(mix(mix(s->events_hash, ev->kind), ev->offset),
-                         ev->length);
+    s->events_hash =
+        mix(mix(mix(s->events_hash, ev->kind), ev->offset), ev->length);
 }
 
 static void run(const uint8_t *data, size_t size, uint64_t seed, int whole,
