@@ -29,7 +29,10 @@
  * qemu-multifd-synth.mig (channel-0.mig of `migstream-synth --multifd 1
  * --ram-size 4K --ram-passes 1 --devices 1 --kind raw --final-size 1K
  * --packet-size 512 --seed 7`) and qemu-multifd-synth-damaged.mig, the
- * same with the magic of its fourth packet (offset 2752) damaged. */
+ * same with the magic of its fourth packet (offset 2752) damaged;
+ * regression-fast-path-trailer.mig (found by this harness): a CHUNK whose
+ * prefix breaks a rule, taken whole by the fast path, then 40 inserted
+ * bytes: the record after them must be found whatever the slicing. */
 #include "fuzz_common.h"
 
 typedef struct summary {

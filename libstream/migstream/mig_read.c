@@ -1334,6 +1334,11 @@ static int mig_salvage_op(ms_reader *r, ms_event *ev)
     if (st->stage == ST_TRAILER && !st->verified)
         alt[1] = streamed_check(st);
     ms_rd_untake(r);
+    /* a record the fast path verified: its check is the one stored (the
+     * same whatever the slicing, which decides whether it was taken) */
+    if (st->stage == ST_TRAILER && st->verified &&
+        ms_rd_peek(r, MIG_REC_TRAILER_SIZE, &p) == MIG_REC_TRAILER_SIZE)
+        alt[1] = ms_le64(p);
     if (st->stage == ST_SMALL_BODY &&
         ms_rd_peek(r, (size_t)st->rec_size, &p) == st->rec_size)
         alt[1] = ms_hash64(p, (size_t)st->rec_size, st->rec_check);
