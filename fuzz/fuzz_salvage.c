@@ -35,7 +35,9 @@
  * prefix breaks a rule, taken whole by the fast path, then 40 inserted
  * bytes: the record after them must be found whatever the slicing;
  * regression-zlib-chunk-damaged.mig (found by this harness): a damaged
- * zlib CHUNK, of which slicings give out different amounts of bytes. */
+ * zlib CHUNK, of which slicings give out different amounts of bytes;
+ * regression-data-in-stash.mig (found by this harness): the record found
+ * after damage starts in the stash, its data views too (not zero-copy). */
 #include "fuzz_common.h"
 
 typedef struct summary {

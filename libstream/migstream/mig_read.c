@@ -1089,6 +1089,8 @@ static int read_data(ms_reader *r, ms_event *ev)
     if (!st->cur_packet)
         account_image_bytes(r, p, n);
     data_event(st, ev, p, n, off, 1);
+    /* after salvage the stash may hold payload bytes (spec/salvage.md) */
+    ev->u.data.zero_copy = ms_rd_in_input(r, p);
     st->cur_produced += n;
     st->remaining -= n;
     ms_rd_skip(r, n);
