@@ -296,6 +296,10 @@ typedef struct extract_ctx {
     size_t nzr, zrcap;
     zero_range *zpk; /* damaged packets: seq, idx (image_offset) */
     size_t nzpk, zpkcap;
+    /* --salvage: where the set put each packet's bytes, two rows per
+     * packet: {seq, idx, 0} then {seq, image_offset, length} */
+    zero_range *pkt_at;
+    size_t npkt_at, pkt_atcap;
 } extract_ctx;
 
 static void io_fail(extract_ctx *x, const char *what, int err)
@@ -1002,9 +1006,34 @@ static void salvage_damage(extract_ctx *x, size_t file, const ms_event *ev)
     v1_advance(x);
 }
 
+/* Where the set put a packet's bytes (a damage event for it may come
+ * before or after them: channels decode concurrently). */
+static void salvage_packet_bytes(extract_ctx *x, const ms_data_info *d)
+{
+    size_t n = x->npkt_at;
+    if (n >= 2 && x->pkt_at[n - 2].seq == d->seq &&
+        x->pkt_at[n - 2].image_offset == d->packet_idx &&
+        x->pkt_at[n - 1].image_offset + x->pkt_at[n - 1].length ==
+            d->image_offset) {
+        x->pkt_at[n - 1].length += d->size; /* the same packet goes on */
+        return;
+    }
+    zr_add(x, &x->pkt_at, &x->npkt_at, &x->pkt_atcap,
+           (zero_range){d->seq, d->packet_idx, 0});
+    zr_add(x, &x->pkt_at, &x->npkt_at, &x->pkt_atcap,
+           (zero_range){d->seq, d->image_offset, d->size});
+}
+
 /* After everything is placed: zero the damaged bytes, and list them. */
 static void salvage_finish(extract_ctx *x)
 {
+    for (size_t i = 0; i < x->nzpk; i++) /* damaged packets: their bytes */
+        for (size_t j = 0; j + 1 < x->npkt_at; j += 2)
+            if (x->pkt_at[j].seq == x->zpk[i].seq &&
+                x->pkt_at[j].image_offset == x->zpk[i].image_offset)
+                salvage_zero(x, x->pkt_at[j].seq,
+                             x->pkt_at[j + 1].image_offset,
+                             x->pkt_at[j + 1].length);
     static const uint8_t zeros[COPY_BUF];
     for (size_t i = 0; i < x->nzr && !x->failed_io; i++) {
         const zero_range *z = &x->zr[i];
@@ -1205,9 +1234,8 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
         if (!x->v1_has_handle || d->device != x->v1_handle ||
             d->in_packet != from_set)
             break;
-        for (size_t i = 0; from_set && i < x->nzpk; i++)
-            if (x->zpk[i].seq == d->seq && x->zpk[i].image_offset == d->packet_idx)
-                salvage_zero(x, d->seq, d->image_offset, d->size);
+        if (from_set && x->salvage)
+            salvage_packet_bytes(x, d);
         v1_data(x, d);
         break;
     }
@@ -1496,6 +1524,7 @@ static void free_ctx(extract_ctx *x)
     free(x->images);
     free(x->zr);
     free(x->zpk);
+    free(x->pkt_at);
     free(x->ext);
     free(x->page);
     for (size_t i = 0; x->ew && i < x->nfiles; i++)

@@ -67,7 +67,6 @@ typedef struct set_image {
     int unit_hashes;         /* migstream 2.x: `hash` takes unit hashes */
     uint64_t config_unit_hash; /* 2.x: the config packet's unit hash */
     int config_done, assembled;
-    int salvage_damaged; /* a packet's bytes were damaged: no hash check */
     ms_u32map held; /* idx -> slot in `held_pk` */
     set_packet **held_pk;
     size_t held_cap;
@@ -610,7 +609,10 @@ static int try_assemble(ms_set *s, set_image *im)
                         "IMAGE_END says %llu",
                         name, im->seq, (unsigned long long)im->config_length,
                         (unsigned long long)e->config_length);
-    if (s->opt.verify_checks && !im->salvage_damaged) {
+    /* salvage (spec/salvage.md 5): a damaged packet's event may come after
+     * its image was assembled (channels decode concurrently); each
+     * packet's bytes are still verified by its own payload check */
+    if (s->opt.verify_checks && !s->opt.salvage) {
         uint64_t ch_hash = im->unit_hashes ? im->config_unit_hash
                                            : XXH3_64bits_digest(im->hash);
         if (im->data_hash != e->hash)
@@ -1373,15 +1375,6 @@ int ms_set_observe(ms_set *s, uint32_t slot, const ms_event *ev)
     case MS_EV_PACKET: return observe_packet(s, slot, ev);
     case MS_EV_DATA:
         return ev->u.data.in_packet ? observe_packet_data(s, slot, ev) : 0;
-    case MS_EV_DAMAGE: /* salvage: a packet of verified size was damaged */
-        if (ev->u.damage.in_packet && ev->u.damage.length_known) {
-            set_image *im = image_of(s, slot, ev->offset, ev->u.damage.device,
-                                     ev->u.damage.seq);
-            if (!im)
-                return -1;
-            im->salvage_damaged = 1;
-        }
-        return 0;
     default: return 0;
     }
 }
