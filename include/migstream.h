@@ -369,6 +369,12 @@ typedef struct ms_options {
                                  (20) writes.  A frame declaring more is
                                  refused (limit) before libzstd
                                  allocates its window. */
+    /* Salvage (spec/salvage.md; migstream streams): 1: damage does not
+     * stop the reader.  It reports each damaged byte range as an
+     * MS_EV_DAMAGE event (what was lost in it) and goes on at the next
+     * record whose header check verifies against the 8 bytes before it.
+     * Needs verify_checks.  0 (default): the first damage is an error. */
+    int salvage;
 } ms_options;
 
 /* The smallest struct_size accepted (the first layout kept compatible). */
@@ -444,10 +450,13 @@ typedef enum ms_event_kind {
     MS_EV_RP_MESSAGE,     /* u.rp: one message (RECV_BITMAP: its bitmap
                              follows as MS_EV_DATA views) */
     /* libvirt save images; see spec/libvirt-save.md */
-    MS_EV_LIBVIRT_HEADER  /* u.libvirt: the header, domain XML and cookie
+    MS_EV_LIBVIRT_HEADER, /* u.libvirt: the header, domain XML and cookie
                              before the QEVM stream (offset 0, length
                              covers them all); follows the image's
                              stream event, precedes the QEVM events */
+    /* salvage (ms_options.salvage; spec/salvage.md) */
+    MS_EV_DAMAGE          /* u.damage: bytes offset..offset+length are
+                             damaged; decoding went on after them */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -922,6 +931,32 @@ typedef struct ms_payload_field {
     uint32_t index;        /* queue index / KLV key / section depth */
 } ms_payload_field;
 
+/* ---- salvage (ms_options.salvage; spec/salvage.md) ----------------------
+ * One MS_EV_DAMAGE per damaged byte range (ev.offset, ev.length: from the
+ * first byte of the first record that failed to the next record that
+ * verifies), then one more per image that may have lost bytes in it
+ * (same range, image set).  Bytes of a damaged unit may already have gone
+ * out as MS_EV_DATA before its check failed: image_offset/image_length
+ * name them (length_known 1), and a tool must not trust them.  After a
+ * loss of unknown size (length_known 0) the reader goes on counting image
+ * offsets from the bytes it received: later bytes of that image come at
+ * image offsets short by the lost length (IMAGE_END's length tells it). */
+typedef struct ms_damage_info {
+    ms_error cause;        /* the check or rule that showed the damage */
+    uint64_t cause_offset; /* where, as the error would have said */
+    const char *detail;    /* the error's detail; valid until the next call */
+    int has_image;         /* 1: an image lost bytes in this range */
+    uint32_t device, seq;  /* that image (device handle, image_seq) */
+    ms_phase phase;
+    const char *idstr;     /* the device's idstr; valid until the next call */
+    int in_packet;         /* 1: a device-state packet (packet_idx) */
+    uint32_t packet_idx;
+    int length_known;      /* 1: image_length bytes at image_offset are
+                              damaged; 0: an unknown number of bytes was
+                              lost at image_offset (bytes received so far) */
+    uint64_t image_offset, image_length;
+} ms_damage_info;
+
 typedef struct ms_event {
     ms_event_kind kind;
     uint64_t offset; /* absolute offset of the element's first byte */
@@ -958,6 +993,7 @@ typedef struct ms_event {
         ms_cpr_info cpr;
         ms_rp_info rp;
         ms_libvirt_info libvirt;
+        ms_damage_info damage;
     } u;
 } ms_event;
 

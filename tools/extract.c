@@ -226,7 +226,19 @@ typedef struct v1_image {
     ms_phase phase; /* NONE until IMAGE_BEGIN/END names it */
     int ended;      /* IMAGE_END seen: `length` is final */
     uint64_t length, received, extent;
+    /* --salvage: bytes of an unknown length were lost at image offset
+     * gap_at (the reader counted on from the bytes received) */
+    int gap;
+    uint64_t gap_at;
+    int placed;    /* its output offset is known: */
+    uint64_t base; /* the output offset of its byte 0 */
 } v1_image;
+
+/* --salvage: image bytes that are zero in the output (damaged or lost). */
+typedef struct zero_range {
+    uint32_t seq;
+    uint64_t image_offset, length;
+} zero_range;
 
 /* Bytes of a v1 image that arrived before the output offset of their
  * image was known, parked in the spool file. */
@@ -278,6 +290,16 @@ typedef struct extract_ctx {
     const char *config_path;
     int config_fd;
     uint64_t config_bytes;
+    /* --salvage */
+    int salvage;
+    zero_range *zr;
+    size_t nzr, zrcap;
+    zero_range *zpk; /* damaged packets: seq, idx (image_offset) */
+    size_t nzpk, zpkcap;
+    /* --salvage: where the set put each packet's bytes, two rows per
+     * packet: {seq, idx, 0} then {seq, image_offset, length} */
+    zero_range *pkt_at;
+    size_t npkt_at, pkt_atcap;
 } extract_ctx;
 
 static void io_fail(extract_ctx *x, const char *what, int err)
@@ -892,6 +914,151 @@ static void v1_flush(extract_ctx *x, uint32_t seq, uint64_t base, int write)
     x->next = keep;
 }
 
+/* ---- --salvage (spec/salvage.md)
+ * ----------------------------------------------------------------- */
+
+static void v1_advance(extract_ctx *x);
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Append `z` to a table of ranges. */
+static void zr_add(extract_ctx *x, zero_range **tab, size_t *n, size_t *cap,
+                   zero_range z)
+{
+    zero_range *arr = grow(*tab, sizeof *arr, cap, *n + 1);
+    if (!arr) {
+        io_fail(x, "damage table", ENOMEM);
+        return;
+    }
+    *tab = arr;
+    arr[(*n)++] = z;
+}
+
+/* Image bytes to be zero in the output (written once all is placed). */
+static void salvage_zero(extract_ctx *x, uint32_t seq, uint64_t off,
+                         uint64_t len)
+{
+    if (len)
+        zr_add(x, &x->zr, &x->nzr, &x->zrcap, (zero_range){seq, off, len});
+}
+
+/* An image that lost bytes of unknown length at gap_at ended: IMAGE_END
+ * gives the length, so the bytes received after the gap (written from
+ * gap_at on) belong at the image's end: move them there and zero the
+ * gap.  With more than one gap in an image only the last one's tail is
+ * placed this way; the bytes between gaps end up zeroed. */
+static void salvage_close_gap(extract_ctx *x, v1_image *im, int sel)
+{
+    static uint8_t buf[COPY_BUF];
+    if (im->received >= im->length)
+        return;
+    uint64_t delta = im->length - im->received;
+    for (uint64_t end = im->received; sel && end > im->gap_at;) {
+        size_t n = (size_t)min_u64(COPY_BUF, end - im->gap_at);
+        end -= n;
+        if (pread_full(x->out_fd, buf, n, im->base + end) < 0 ||
+            ew_pwrite_all(x->out_fd, buf, n, im->base + end + delta) < 0) {
+            io_fail(x, x->out_path, errno);
+            return;
+        }
+    }
+    for (size_t i = 0; i < x->nzr; i++)
+        if (x->zr[i].seq == im->seq && x->zr[i].image_offset >= im->gap_at)
+            x->zr[i].image_offset += delta;
+    salvage_zero(x, im->seq, im->gap_at, delta);
+    im->received = im->extent = im->length;
+}
+
+/* A damage event of the selected device's chunk-mode image. */
+static void salvage_damage(extract_ctx *x, size_t file, const ms_event *ev)
+{
+    const ms_damage_info *d = &ev->u.damage;
+    if (!d->has_image || !x->v1_has_handle || d->device != x->v1_handle)
+        return;
+    if (d->in_packet) { /* the set gives its image offset with its bytes */
+        zr_add(x, &x->zpk, &x->nzpk, &x->zpkcap,
+               (zero_range){d->seq, d->packet_idx, 0});
+        fprintf(stderr,
+                "%s:%" PRIu64 ": damaged: device %s image %u: packet %u "
+                "(%" PRIu64 " bytes) damaged\n",
+                x->files[file], ev->offset, x->dev_idstr, d->seq,
+                d->packet_idx, d->image_length);
+        return;
+    }
+    v1_image *im = v1_find(x, d->seq, 1);
+    if (!im)
+        return;
+    if (d->length_known) {
+        salvage_zero(x, d->seq, d->image_offset, d->image_length);
+    } else if (!im->gap || d->image_offset < im->gap_at) {
+        im->gap = 1;
+        im->gap_at = d->image_offset;
+    }
+    fprintf(stderr,
+            "%s:%" PRIu64 ": damaged: device %s image %u: %s at image "
+            "offset 0x%" PRIx64 "\n",
+            x->files[file], ev->offset, x->dev_idstr, d->seq,
+            d->length_known ? "bytes lost" : "bytes of unknown length lost",
+            d->image_offset);
+    v1_advance(x);
+}
+
+/* Where the set put a packet's bytes (a damage event for it may come
+ * before or after them: channels decode concurrently). */
+static void salvage_packet_bytes(extract_ctx *x, const ms_data_info *d)
+{
+    size_t n = x->npkt_at;
+    if (n >= 2 && x->pkt_at[n - 2].seq == d->seq &&
+        x->pkt_at[n - 2].image_offset == d->packet_idx &&
+        x->pkt_at[n - 1].image_offset + x->pkt_at[n - 1].length ==
+            d->image_offset) {
+        x->pkt_at[n - 1].length += d->size; /* the same packet goes on */
+        return;
+    }
+    zr_add(x, &x->pkt_at, &x->npkt_at, &x->pkt_atcap,
+           (zero_range){d->seq, d->packet_idx, 0});
+    zr_add(x, &x->pkt_at, &x->npkt_at, &x->pkt_atcap,
+           (zero_range){d->seq, d->image_offset, d->size});
+}
+
+/* After everything is placed: zero the damaged bytes, and list them. */
+static void salvage_finish(extract_ctx *x)
+{
+    for (size_t i = 0; i < x->nzpk; i++) /* damaged packets: their bytes */
+        for (size_t j = 0; j + 1 < x->npkt_at; j += 2)
+            if (x->pkt_at[j].seq == x->zpk[i].seq &&
+                x->pkt_at[j].image_offset == x->zpk[i].image_offset)
+                salvage_zero(x, x->pkt_at[j].seq,
+                             x->pkt_at[j + 1].image_offset,
+                             x->pkt_at[j + 1].length);
+    static const uint8_t zeros[COPY_BUF];
+    for (size_t i = 0; i < x->nzr && !x->failed_io; i++) {
+        const zero_range *z = &x->zr[i];
+        v1_image *im = v1_find(x, z->seq, 0);
+        if (!im || !im->placed || !phase_selected(x, im->phase))
+            continue;
+        uint64_t size = im->ended ? im->length : im->extent;
+        uint64_t off = min_u64(z->image_offset, size);
+        uint64_t len = min_u64(z->length, size - off);
+        for (uint64_t done = 0; done < len;) {
+            size_t n = (size_t)min_u64(COPY_BUF, len - done);
+            if (ew_pwrite_all(x->out_fd, zeros, n, im->base + off + done) < 0)
+                io_fail(x, x->out_path, errno);
+            done += n;
+        }
+        if (len)
+            fprintf(stderr,
+                    "%s: %s: bytes 0x%" PRIx64 "-0x%" PRIx64
+                    " zero-filled: image %u bytes 0x%" PRIx64 "-0x%" PRIx64
+                    " damaged\n",
+                    prog, x->out_path, im->base + off, im->base + off + len - 1,
+                    z->seq, off, off + len - 1);
+    }
+}
+
 /* Place images in seq order: an image's output offset is known once every
  * earlier image is complete (its length from IMAGE_END reached). */
 static void v1_advance(extract_ctx *x)
@@ -899,9 +1066,13 @@ static void v1_advance(extract_ctx *x)
     v1_image *im;
     while ((im = v1_find(x, x->cur_seq, 0)) && im->phase != MS_PHASE_NONE) {
         int sel = phase_selected(x, im->phase);
+        im->placed = 1;
+        im->base = x->cur_base;
         v1_flush(x, im->seq, x->cur_base, sel);
-        if (!im->ended || im->received < im->length)
+        if (!im->ended || (im->received < im->length && !im->gap))
             break;
+        if (im->gap)
+            salvage_close_gap(x, im, sel);
         if (sel)
             x->cur_base += im->length;
         x->cur_seq++;
@@ -963,7 +1134,12 @@ static void v1_finish(extract_ctx *x)
             break;
         int sel = next->phase == MS_PHASE_NONE ? x->phase == MS_PHASE_NONE
                                                : phase_selected(x, next->phase);
+        next->placed = 1;
+        next->base = x->cur_base;
         v1_flush(x, next->seq, x->cur_base, sel);
+        if (next->gap) /* no IMAGE_END: where the later bytes go is lost */
+            salvage_zero(x, next->seq, next->gap_at,
+                         next->extent - min_u64(next->gap_at, next->extent));
         if (sel)
             x->cur_base += next->extent;
         if (next->seq == UINT32_MAX)
@@ -1058,6 +1234,8 @@ static void device_event(extract_ctx *x, size_t file, const ms_event *ev,
         if (!x->v1_has_handle || d->device != x->v1_handle ||
             d->in_packet != from_set)
             break;
+        if (from_set && x->salvage)
+            salvage_packet_bytes(x, d);
         v1_data(x, d);
         break;
     }
@@ -1081,8 +1259,15 @@ static void on_event(void *ctx, const ms_event *ev,
         x->format[file] = ev->u.stream.format;
     if (x->ram_dir && !from_set)
         ram_event(x, file, ev);
-    if (x->dev_idstr)
+    if (x->dev_idstr && ev->kind == MS_EV_DAMAGE && !from_set) {
+        x->problems++; /* exit 1: not everything was recovered */
+        x->said[file] = 1;
+        salvage_damage(x, file, ev);
+    } else if (x->dev_idstr) {
         device_event(x, file, ev, from_set);
+    }
+    if (x->ram_dir && ev->kind == MS_EV_DAMAGE && !from_set)
+        x->problems++;
 }
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
@@ -1120,7 +1305,12 @@ static void usage(FILE *o)
         "                   device's config buffer (CONFIG_STATE; not part\n"
         "                   of the image in --out)\n"
         "  --phase PHASE    only initial, middle or final bytes\n"
-        "  -v, --verbose    list what was written\n" TOOL_QUIET_HELP
+        "  -v, --verbose    list what was written\n"
+        "  --salvage        write what is recoverable from damaged files\n"
+        "                   (migstream: spec/salvage.md): intact images\n"
+        "                   byte-exact, damaged ranges zero-filled and\n"
+        "                   listed on stderr; exit 1 when any was damaged\n"
+        TOOL_QUIET_HELP
         "  -h, --help       this help\n"
         "  -V, --version    version\n"
         "Problems are printed as FILE:OFFSET: error-name: detail; what was\n"
@@ -1157,7 +1347,8 @@ static int open_out(extract_ctx *x, const char *path, const char *opt)
             x->failed_io = 1;
             return -1;
         }
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    /* read too: --salvage moves bytes that came after a lost stretch */
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0666);
     if (fd < 0) {
         io_fail(x, path, errno);
         return -1;
@@ -1279,6 +1470,9 @@ static int extract_option(void *ctx, int c)
     case 'v':
         x->verbose = 1;
         break;
+    case 'S':
+        x->salvage = 1;
+        break;
     }
     return TOOL_GO_ON;
 }
@@ -1328,6 +1522,9 @@ static void free_ctx(extract_ctx *x)
     }
     free(x->blocks);
     free(x->images);
+    free(x->zr);
+    free(x->zpk);
+    free(x->pkt_at);
     free(x->ext);
     free(x->page);
     for (size_t i = 0; x->ew && i < x->nfiles; i++)
@@ -1347,6 +1544,7 @@ int main(int argc, char **argv)
                                         {"config", required_argument, 0, 'c'},
                                         {"phase", required_argument, 0, 'p'},
                                         {"verbose", no_argument, 0, 'v'},
+                                        {"salvage", no_argument, 0, 'S'},
                                         {0, 0, 0, 0}};
     extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
     ms_options opt;
@@ -1358,6 +1556,7 @@ int main(int argc, char **argv)
                                     extract_option, usage, &x, NULL, NULL);
     if (parsed != TOOL_GO_ON)
         return parsed;
+    opt.salvage = x.salvage;
     const char *bad = misused(&x, argc - optind);
     if (bad) {
         fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, bad, prog);
@@ -1379,8 +1578,10 @@ int main(int argc, char **argv)
         tool_run_parallel(1);
         rc = tool_run(prog, x.files, x.nfiles, &opt, on_event, on_problem, &x);
     }
-    if (x.dev_idstr && !x.failed_io && rc != TOOL_USAGE)
+    if (x.dev_idstr && !x.failed_io && rc != TOOL_USAGE) {
         v1_finish(&x);
+        salvage_finish(&x);
+    }
     if (close_outputs(&x) < 0)
         rc = TOOL_USAGE;
     if (rc == TOOL_OK && x.problems)

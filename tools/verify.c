@@ -54,6 +54,10 @@ typedef struct verify_ctx {
     uint64_t *sections, *undecoded;
     int *why_mixed;        /* the reasons differ */
     char (*why_copy)[192]; /* the first reason */
+    /* --salvage: per file, where the next intact region begins, and where
+     * input ended in damage no record verified after (UINT64_MAX: none) */
+    int salvage;
+    uint64_t *intact_from, *damaged_tail;
 } verify_ctx;
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
@@ -162,6 +166,64 @@ static void print_undecoded(const verify_ctx *v, size_t i, const char *lead)
                       : "");
 }
 
+/* --salvage: what a damage event says was lost. */
+static void damage_what(const ms_damage_info *d, char *out, size_t cap)
+{
+    if (!d->has_image) {
+        snprintf(out, cap, "records lost");
+        return;
+    }
+    int n = snprintf(out, cap, "device %u '%s' image %u (%s) ", d->device,
+                     d->idstr ? d->idstr : "?", d->seq,
+                     d->in_packet ? "packets" : ms_phase_name(d->phase));
+    if (n < 0 || (size_t)n >= cap)
+        return;
+    if (d->in_packet)
+        snprintf(out + n, cap - n, "packet %u lost (%" PRIu64 " bytes)",
+                 d->packet_idx, d->image_length);
+    else if (d->length_known)
+        snprintf(out + n, cap - n,
+                 "bytes 0x%" PRIx64 "-0x%" PRIx64 " lost (zero-filled)",
+                 d->image_offset, d->image_offset + d->image_length - 1);
+    else
+        snprintf(out + n, cap - n,
+                 "bytes lost after image offset 0x%" PRIx64
+                 " (how many: IMAGE_END's length, if it survived)",
+                 d->image_offset);
+}
+
+/* --salvage: what a region outside the damaged ones is.  Only migstream
+ * check values cover every byte; of other streams the structure was
+ * decoded, their data never checked. */
+static const char *region_word(const verify_ctx *v, size_t file)
+{
+    return v->format[file] == MS_FORMAT_MIGSTREAM ? "intact" : "decoded";
+}
+
+/* --salvage: the intact region before `to` (if any), then the damage. */
+static void print_damage(verify_ctx *v, size_t file, const ms_event *ev)
+{
+    const ms_damage_info *d = &ev->u.damage;
+    char what[400];
+    v->problems++;
+    if (v->quiet)
+        return;
+    if (ev->offset > v->intact_from[file])
+        printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
+               " (%" PRIu64 " bytes)\n",
+               v->files[file], v->intact_from[file], region_word(v, file),
+               v->intact_from[file], ev->offset - 1,
+               ev->offset - v->intact_from[file]);
+    if (ev->offset + ev->length > v->intact_from[file])
+        v->intact_from[file] = ev->offset + ev->length;
+    damage_what(d, what, sizeof what);
+    printf("%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
+           " damaged: %s (%s at %" PRIu64 ": %s)\n",
+           v->files[file], ev->offset, ev->offset,
+           ev->offset + ev->length - 1, what, ms_error_name(d->cause),
+           d->cause_offset, d->detail);
+}
+
 static void on_event(void *ctx, const ms_event *ev,
                      const ms_event_origin *origin)
 {
@@ -184,6 +246,11 @@ static void on_event(void *ctx, const ms_event *ev,
     }
     if (ev->kind == MS_EV_DATA)
         return;
+    if (ev->kind == MS_EV_DAMAGE) {
+        print_damage(v, file, ev);
+        v->bytes[file] = ev->offset + ev->length;
+        return;
+    }
     if (ev->kind == MS_EV_SECTION)
         v->sections[file]++;
     if (ev->kind == MS_EV_UNDECODED)
@@ -217,6 +284,10 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 {
     verify_ctx *v = ctx;
     v->problems++;
+    /* the reader's "damaged to the end of input" (mig_salvage_finish) */
+    if (v->salvage && file != (size_t)-1 && e->offset < v->damaged_tail[file] &&
+        strncmp(e->detail, "damaged to the end", 18) == 0)
+        v->damaged_tail[file] = e->offset;
     if (!v->quiet)
         tool_print_problem(stdout, v->files[file == (size_t)-1 ? 0 : file], e);
 }
@@ -240,6 +311,13 @@ static void usage(FILE *o)
             "(QAT\n"
             "                   CONFIG.gencap: the destination's capabilities)\n"
             "  --no-payloads    do not decode device data as driver payloads\n"
+            "  --salvage        list every intact and damaged byte range of "
+            "each file\n"
+            "                   (migstream streams: decoding goes on at the "
+            "next record\n"
+            "                   whose checks verify; spec/salvage.md); exit 1 "
+            "when any\n"
+            "                   is damaged\n"
             "                   QEMU: what the destination would require of "
             "the\n"
             "                   configuration record (its loader rejects a "
@@ -311,6 +389,7 @@ static int verify_option(void *ctx, int c)
         v->ex.uuid = optarg;
         break;
     case 'P': v->no_payloads = 1; break;
+    case 'S': v->salvage = 1; break;
     case 'F': return add_field_expect(v, optarg);
     case 'C':
         if (v->ex.ncaps == 8) {
@@ -333,9 +412,14 @@ static int alloc_per_file(verify_ctx *v)
     v->undecoded = calloc(v->nfiles, sizeof *v->undecoded);
     v->why_mixed = calloc(v->nfiles, sizeof *v->why_mixed);
     v->why_copy = calloc(v->nfiles, sizeof *v->why_copy);
+    v->intact_from = calloc(v->nfiles, sizeof *v->intact_from);
+    v->damaged_tail = malloc(v->nfiles * sizeof *v->damaged_tail);
     if (!v->records || !v->bytes || !v->format || !v->sections ||
-        !v->undecoded || !v->why_mixed || !v->why_copy)
+        !v->undecoded || !v->why_mixed || !v->why_copy || !v->intact_from ||
+        !v->damaged_tail)
         return -1;
+    for (size_t i = 0; i < v->nfiles; i++)
+        v->damaged_tail[i] = UINT64_MAX;
     return 0;
 }
 
@@ -349,6 +433,8 @@ static void free_per_file(verify_ctx *v)
     free(v->undecoded);
     free(v->why_mixed);
     free(v->why_copy);
+    free(v->intact_from);
+    free(v->damaged_tail);
 }
 
 /* An --expect-field no decoded payload had: nothing was checked, which is
@@ -409,6 +495,40 @@ static void print_checked(const verify_ctx *v)
                v->nfiles, v->channel_count, v->images, v->assembled);
 }
 
+/* --salvage: each file's last intact region: to its end, or to where
+ * damage no record verified after began, or to where decoding stopped
+ * (what follows was not checked: never called intact). */
+static void print_intact_tails(const verify_ctx *v)
+{
+    for (size_t i = 0; i < v->nfiles; i++) {
+        FILE *f = fopen(v->files[i], "rb");
+        uint64_t size = 0;
+        if (f && fseeko(f, 0, SEEK_END) == 0 && ftello(f) > 0)
+            size = (uint64_t)ftello(f);
+        if (f)
+            fclose(f);
+        uint64_t end = v->damaged_tail[i] < size ? v->damaged_tail[i] : size;
+        uint64_t checked = end < v->bytes[i] ? end : v->bytes[i];
+        int covered = v->format[i] == MS_FORMAT_MIGSTREAM;
+        if (checked > v->intact_from[i])
+            printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
+                   " (%" PRIu64 " bytes%s)\n",
+                   v->files[i], v->intact_from[i],
+                   region_word(v, i), v->intact_from[i],
+                   checked - 1, checked - v->intact_from[i],
+                   covered ? "" : "; no check values cover them");
+        if (checked < end)
+            printf("%s:%" PRIu64 ": not checked: bytes 0x%" PRIx64 "-0x%" PRIx64
+                   " (decoding stopped before them)\n",
+                   v->files[i], checked, checked, end - 1);
+        if (end < size)
+            printf("%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
+                   " damaged: the rest of the file (no record verifies in "
+                   "it)\n",
+                   v->files[i], end, end, size - 1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     verify_ctx v = {.ex.page_bits = -1};
@@ -426,12 +546,14 @@ int main(int argc, char **argv)
         {"expect-capability", required_argument, 0, 'C'},
         {"expect-field", required_argument, 0, 'F'},
         {"no-payloads", no_argument, 0, 'P'},
+        {"salvage", no_argument, 0, 'S'},
         {0, 0, 0, 0}};
     int parsed = tool_parse_options(prog, argc, argv, "vqhV", own, &opt,
                                     verify_option, usage, &v, &v.files,
                                     &v.nfiles);
     if (parsed != TOOL_GO_ON)
         return parsed;
+    opt.salvage = v.salvage;
     if (alloc_per_file(&v) < 0) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
@@ -443,6 +565,8 @@ int main(int argc, char **argv)
     int rc = tool_run(prog, v.files, v.nfiles, &opt, on_event, on_problem, &v);
     if (rc != TOOL_USAGE)
         unseen_fields(&v);
+    if (v.salvage && rc != TOOL_USAGE && !v.quiet)
+        print_intact_tails(&v);
     if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
     /* Valid as far as it was read, but not everything was checked: say

@@ -215,7 +215,8 @@ void(ms_options_init)(ms_options *opt)
     X(input_size)                                                             \
     X(max_decompress_bytes)                                                   \
     X(data_only)                                                              \
-    X(max_zstd_window)
+    X(max_zstd_window)                                                        \
+    X(salvage)
 
 int ms_options_import(ms_options *dst, const ms_options *src)
 {
@@ -333,6 +334,7 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_CPR: return "cpr";
     case MS_EV_RP_MESSAGE: return "rp_message";
     case MS_EV_LIBVIRT_HEADER: return "libvirt_header";
+    case MS_EV_DAMAGE: return "damage";
     }
     return "unknown";
 }

@@ -182,6 +182,8 @@ int ms_reader_next(ms_reader *r, ms_event *ev)
     int rc = r->ops->next ? r->ops->next(r, ev)
                           : ms_run_stages(r, ev, r->ops->stages,
                                           ms_framing_stage(r));
+    if (rc == MS_NEXT_ERROR && r->opt.salvage && r->ops->salvage)
+        rc = r->ops->salvage(r, ev); /* spec/salvage.md */
     if (rc == MS_NEXT_ERROR && !r->err.code)
         MS_FAIL(r, MS_ERR_USAGE, r->offset, "internal: error without code");
     if (rc == MS_NEXT_INPUT && r->seek_pending)

@@ -24,6 +24,10 @@ typedef struct ms_framing_ops {
     /* Input is over: 0 when the stream ended where it may end, else -1. */
     int (*finish)(ms_reader *r);
     void (*destroy)(ms_reader *r);
+    /* ms_options.salvage: `next` failed; turn the error into damage and go
+     * on (the next event), or MS_NEXT_ERROR when it cannot be salvaged.
+     * NULL: no salvage for this framing. */
+    int (*salvage)(ms_reader *r, ms_event *ev);
 } ms_framing_ops;
 
 struct ms_reader {

@@ -49,6 +49,7 @@
 #include <zlib.h>
 
 #include "decompress.h"
+#include "mig_salvage.h"
 #include "kit.h"
 #include "mig_format.h"
 
@@ -61,7 +62,8 @@ enum mig_stage {
     ST_INFLATE,
     ST_SKIP,
     ST_TRAILER,
-    ST_DONE
+    ST_DONE,
+    ST_RESYNC /* salvage: mig_salvage.c */
 };
 
 
@@ -95,6 +97,7 @@ typedef struct mig_device {
      * UNIT_BATCH at a time, not one call per (possibly 1-byte) chunk */
     uint8_t unit_batch[UNIT_BATCH * 8];
     uint32_t unit_batched;
+    int salvage_damaged; /* the open image lost bytes (spec/salvage.md) */
 } mig_device;
 
 typedef struct mig_state {
@@ -143,6 +146,8 @@ typedef struct mig_state {
     /* totals checked against END */
     uint64_t n_records, image_bytes, n_packets;
     uint32_t n_devices, n_images;
+
+    mig_salvage salv; /* ms_options.salvage */
 } mig_state;
 
 #define ST(r) ((mig_state *)(r)->framing)
@@ -646,11 +651,11 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
                        "reserved image flags 0x%x", flags);
     if (!reserved_ok(st, ms_le64(p + 24)))
         return MS_FAIL(r, MS_ERR_BAD_FIELD, base + 24, "reserved field set");
-    if (d->open)
+    if (d->open && !st->salv.damaged) /* salvage: its end was lost */
         return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
                        "device %s: image %u begins while image %u is open",
                        d->idstr, seq, d->img.seq);
-    if (seq != d->next_seq)
+    if (seq != d->next_seq && !(st->salv.damaged && seq > d->next_seq))
         return MS_FAIL(r, MS_ERR_IMAGE_SEQUENCE, base + 4,
                        "device %s: image %u where %u was due", d->idstr, seq,
                        d->next_seq);
@@ -680,7 +685,8 @@ static int parse_image_begin(ms_reader *r, const uint8_t *p, ms_event *ev)
     d->img.flags = flags;
     d->img.timestamp_ns = ms_le64(p + 16);
     d->open = 1;
-    d->next_seq++;
+    d->salvage_damaged = 0;
+    d->next_seq = seq + 1;
     event_base(st, ev, MS_EV_IMAGE_BEGIN);
     ev->u.image = d->img;
     return MS_NEXT_EVENT;
@@ -709,7 +715,7 @@ static int parse_image_end(ms_reader *r, const uint8_t *p, ms_event *ev)
     end.timestamp_ns = ms_le64(p + 32);
     end.config_length = ms_le64(p + 40);
     end.config_hash = ms_le64(p + 48);
-    if (d->img.transport == MS_TRANSPORT_CHUNKS) {
+    if (d->img.transport == MS_TRANSPORT_CHUNKS && !d->salvage_damaged) {
         if (r->opt.verify_checks && d->unit_batched) {
             ms_hash_update(d->img_hash, d->unit_batch,
                                d->unit_batched * 8u);
@@ -805,7 +811,7 @@ static int parse_end(ms_reader *r, const uint8_t *p, uint64_t final_check,
 {
     mig_state *st = ST(r);
     for (size_t i = 0; i < st->ndevs; i++)
-        if (st->devs[i].open)
+        if (st->devs[i].open && !st->salv.damaged)
             return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
                            "device %s: image %u is still open at END",
                            st->devs[i].idstr, st->devs[i].img.seq);
@@ -830,7 +836,7 @@ static int parse_end(ms_reader *r, const uint8_t *p, uint64_t final_check,
         {"image_count", e->image_count, st->n_images},
     };
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++)
-        if (totals[i].said != totals[i].seen)
+        if (totals[i].said != totals[i].seen && !st->salv.damaged)
             return MS_FAIL(r, MS_ERR_END_TOTALS, st->rec_off,
                            "END says %s %llu, the channel holds %llu",
                            totals[i].name, (unsigned long long)totals[i].said,
@@ -1266,6 +1272,8 @@ static int read_data(ms_reader *r, ms_event *ev)
     if (!st->cur_packet)
         account_image_bytes(r, p, n);
     data_event(st, ev, p, n, off, 1);
+    /* after salvage the stash may hold payload bytes (spec/salvage.md) */
+    ev->u.data.zero_copy = ms_rd_in_input(r, p);
     st->cur_produced += n;
     st->remaining -= n;
     ms_rd_skip(r, n);
@@ -1369,6 +1377,8 @@ static uint64_t streamed_check(mig_state *st)
                               ms_hash_digest(st->unit_state));
 }
 
+static int read_resync(ms_reader *r, ms_event *ev);
+
 static int read_trailer(ms_reader *r)
 {
     mig_state *st = ST(r);
@@ -1409,6 +1419,7 @@ static const ms_stage mig_stages[] = {
     AT(ST_SKIP) = {"SKIP", .walk = read_skip},
     AT(ST_TRAILER) = {"TRAILER", .walk = read_trailer},
     AT(ST_DONE) = {"DONE", .ends_after = "the END record"},
+    AT(ST_RESYNC) = {"RESYNC", .emit = read_resync},
 };
 #undef AT
 static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
@@ -1438,6 +1449,7 @@ static int mig_finish(ms_reader *r)
     mig_state *st = ST(r);
     switch (st->stage) {
     case ST_DONE: return 0;
+    case ST_RESYNC: return ms_salvage_finish(r, &st->salv.range);
     case ST_RECORD_HEADER:
         if (r->stash_len == 0)
             return MS_FAIL(r, MS_ERR_MISSING_END, r->offset,
@@ -1484,6 +1496,105 @@ static void mig_destroy(ms_reader *r)
     ms_framing_free(r);
 }
 
+/* ---- salvage (spec/salvage.md; the scan is mig_salvage.c) ---------------- */
+
+/* A record failed (ms_options.salvage): the unit it lost, when its header
+ * verified and its prefix was accepted (the bytes it already gave out as
+ * DATA are not to be trusted), then the scan from the failed unit's
+ * first byte: every stage that fails took that unit last. */
+static int mig_salvage_op(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    int unit_known = st->stage == ST_TRAILER && st->cur &&
+                     (st->rec_tag == MIG_TAG_CHUNK ||
+                      st->rec_tag == MIG_TAG_PACKET) &&
+                     (!st->pend_code || st->pend_code == MS_ERR_DECOMPRESS);
+    if (!r->opt.verify_checks || !ms_salvage_can(&r->err) ||
+        (st->stage != ST_HEADER && st->stage != ST_RECORD_HEADER &&
+         st->stage != ST_SMALL_BODY && st->stage != ST_TRAILER))
+        return MS_NEXT_ERROR;
+    /* the chains the next record may verify against besides the bytes
+     * before it: the last verified one, and the failed record's own
+     * check computed from its payload (its stored check damaged) */
+    uint64_t alt[MIG_SALVAGE_ALT] = {st->chain, st->chain};
+    const uint8_t *p;
+    if (st->stage == ST_TRAILER && !st->verified)
+        alt[1] = streamed_check(st);
+    ms_rd_untake(r);
+    /* a record the fast path verified: its check is the one stored (the
+     * same whatever the slicing, which decides whether it was taken) */
+    if (st->stage == ST_TRAILER && st->verified &&
+        ms_rd_peek(r, MIG_REC_TRAILER_SIZE, &p) == MIG_REC_TRAILER_SIZE)
+        alt[1] = ms_le64(p);
+    if (st->stage == ST_SMALL_BODY &&
+        ms_rd_peek(r, (size_t)st->rec_size, &p) == st->rec_size)
+        alt[1] = ms_hash64(p, (size_t)st->rec_size, st->rec_check);
+    ms_damage_info unit = {.has_image = 1, .length_known = 1};
+    mig_device *d = st->cur;
+    if (unit_known) {
+        unit.device = d->handle;
+        unit.seq = st->cur_seq;
+        unit.phase = d->img.phase;
+        unit.in_packet = st->cur_packet;
+        unit.packet_idx = st->cur_idx;
+        unit.image_offset = st->cur_packet ? 0 : st->cur_image_off;
+        unit.image_length = st->cur_packet ? st->rec_size - MIG_PACKET_PREFIX
+                                           : st->cur_raw_len;
+        if (!st->cur_packet) { /* later chunks keep their offsets */
+            d->img.length = st->cur_image_off + st->cur_raw_len;
+            d->salvage_damaged = 1;
+        }
+    }
+    /* where the failed record ends, when its header verified: a scan that
+     * stops there lost nothing else */
+    uint64_t known_end = 0;
+    if (st->stage == ST_HEADER)
+        known_end = MIG_HDR_SIZE;
+    else if (r->err.code != MS_ERR_RECORD_CHECK &&
+             st->rec_size <= UINT64_MAX - MIG_REC_OVERHEAD - st->rec_off)
+        known_end = st->rec_off + MIG_REC_OVERHEAD + st->rec_size;
+    mig_salvage_begin(r, &st->salv, st->stage == ST_HEADER ? 0 : st->rec_off,
+                      unit_known ? &unit : NULL, unit_known ? d->idstr : NULL,
+                      alt, st->stage == ST_HEADER ? 0 : MIG_SALVAGE_ALT);
+    st->salv.known_end = known_end;
+    /* header damaged: 1.x if it says so, else 2.x */
+    if (st->stage == ST_HEADER)
+        st->major = ms_rd_peek(r, MIG_HDR_SIZE, &p) == MIG_HDR_SIZE &&
+                            ms_le16(p + MIG_HDR_OFF_MAJOR) == 1
+                        ? 1
+                        : 2;
+    st->pend_code = 0;
+    st->verified = 0;
+    st->stage = ST_RESYNC;
+    return mig_next(r, ev);
+}
+
+/* RESYNC: the scan, the damage event, and when more than the failed
+ * record was skipped a note per image open across it. */
+static int read_resync(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    mig_salvage *s = &st->salv;
+    if (!s->found) {
+        int rc = mig_salvage_scan(r, s);
+        if (rc != 1)
+            return rc;
+        ms_salvage_event(&s->range, ev);
+        return MS_NEXT_EVENT;
+    }
+    while (s->range.to != s->known_end && s->note < st->ndevs) {
+        mig_device *d = &st->devs[s->note++];
+        if (d->open) { /* records of unknown kind lost: its bytes too? */
+            d->salvage_damaged = 1;
+            mig_salvage_note(s, ev, &d->img, d->idstr);
+            return MS_NEXT_EVENT;
+        }
+    }
+    st->chain = s->seed;
+    st->stage = ST_RECORD_HEADER;
+    return MS_GO_ON;
+}
+
 static int ms_mig_init(ms_reader *r)
 {
     mig_state *st = ms_framing_new(r, sizeof *st);
@@ -1504,4 +1615,5 @@ const ms_framing_ops ms_mig_ops = {
     .stage_at = offsetof(mig_state, stage),
     .finish = mig_finish,
     .destroy = mig_destroy,
+    .salvage = mig_salvage_op,
 };

@@ -35,6 +35,7 @@
 
 #include "decompress.h"
 #include "kit.h"
+#include "qemu_salvage.h"
 #include "qemu_wire.h"
 #include "vfio_wire.h"
 
@@ -47,7 +48,8 @@ enum m_stage {
     MS_ZERO_PAGES,
     MS_DEVICE_HEADER,
     MS_DEVICE_DATA,
-    MS_WALK
+    MS_WALK,
+    MS_RESYNC /* salvage: the next plausible packet header */
 };
 
 /* Steps of MS_WALK (st->step). */
@@ -120,6 +122,7 @@ typedef struct m_state {
                        block at a time whatever the slicing; 0: no limit */
     int zd_full;    /* the last call filled its output: zstd may hold more,
                        so the next call only flushes (no new input) */
+    ms_salvage_range salv; /* ms_options.salvage: the damaged range */
 } m_state;
 
 #define MST(r) ((m_state *)(r)->framing)
@@ -800,6 +803,38 @@ static int read_device_data(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
+/* ---- salvage (spec/salvage.md) --------------------------------------------------- */
+
+/* RESYNC: slide to the next plausible packet header, report the range. */
+static int read_resync(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    uint64_t unused;
+    int rc = ms_salvage_slide(r, QEMU_MULTIFD_RESYNC_WINDOW, 0,
+                              qemu_multifd_header_plausible, NULL, &unused);
+    if (rc != 1)
+        return rc;
+    st->salv.to = ms_rd_pos(r);
+    ms_salvage_event(&st->salv, ev);
+    st->stage = MS_HEADER;
+    return MS_NEXT_EVENT;
+}
+
+/* A packet failed: the range starts at it.  Not for a compressed channel
+ * (its stream runs across packets: what follows a lost packet cannot be
+ * decompressed and trusted) nor before the init packet was read. */
+static int m_salvage(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    if (st->stage == MS_INIT || st->stage == MS_RESYNC ||
+        !ms_salvage_can(&r->err) || (st->comp_seen && st->comp != C_NONE))
+        return MS_NEXT_ERROR;
+    ms_salvage_take_error(r, &st->salv, st->pkt_off, NULL, NULL);
+    st->deferred_bad = NULL;
+    st->stage = MS_RESYNC;
+    return ms_run_stages(r, ev, r->ops->stages, &st->stage);
+}
+
 /* ---- framing ops ---------------------------------------------------------------- */
 
 /* The diagram at the top of this file, stage by stage. */
@@ -814,6 +849,7 @@ static const ms_stage m_stages[] = {
     AT(MS_DEVICE_HEADER) = {"DEVICE_HEADER", .emit = read_device_header},
     AT(MS_DEVICE_DATA) = {"DEVICE_DATA", .emit = read_device_data},
     AT(MS_WALK) = {"WALK", .walk = read_walk},
+    AT(MS_RESYNC) = {"RESYNC", .emit = read_resync},
 };
 #undef AT
 static const ms_stage_table m_table = MS_STAGE_TABLE(MS_INIT, m_stages);
@@ -826,6 +862,8 @@ static int m_finish(ms_reader *r)
     if (st->stage == MS_INIT)
         return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
                        "input ends inside the 64-byte init packet");
+    if (st->stage == MS_RESYNC)
+        return ms_salvage_finish(r, &st->salv);
     return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
                    "channel %u: input ends inside the packet at %llu",
                    st->channel_id, (unsigned long long)st->pkt_off);
@@ -868,4 +906,5 @@ const ms_framing_ops ms_qemu_multifd_ops = {
     .stage_at = offsetof(m_state, stage),
     .finish = m_finish,
     .destroy = m_destroy,
+    .salvage = m_salvage,
 };
