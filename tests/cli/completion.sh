@@ -6,7 +6,9 @@
 # migstream-bench's --case list is the case list of its --help.
 . "$(dirname "$0")/lib.bash"
 COMP=$SRC/completions/migstream.bash
-TOOLS="dump verify extract synth bench"
+# Every tool the build made (a new one needs its page and completion too).
+TOOLS=$(cd "$BIN" && for f in migstream-*; do [ -x "$f" ] && echo "${f#migstream-}"; done)
+[ "$(echo $TOOLS | wc -w)" -ge 5 ] && ok || bad "tools not found in $BIN: $TOOLS"
 # shellcheck source=/dev/null
 . "$COMP" || bad "sourcing $COMP failed"
 

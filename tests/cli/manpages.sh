@@ -7,7 +7,9 @@
 # warnings (groff -ww, else man --warnings; skipped when neither exists).
 . "$(dirname "$0")/lib.bash"
 MAN=$SRC/man
-TOOLS="dump verify extract synth bench"
+# Every tool the build made (a new one needs its page and completion too).
+TOOLS=$(cd "$BIN" && for f in migstream-*; do [ -x "$f" ] && echo "${f#migstream-}"; done)
+[ "$(echo $TOOLS | wc -w)" -ge 5 ] && ok || bad "tools not found in $BIN: $TOOLS"
 
 # long_options TOOL: the --options in stdin, one per line, sorted.  A
 # mention of another tool's option ("migstream-dump --payload") is not one.
