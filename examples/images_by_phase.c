@@ -3,8 +3,10 @@
  *
  *   images_by_phase FILE...      one file per channel
  *
- * The files go through one ms_migration (as examples/print_events does);
- * the events tell which images there were:
+ * The files go through one ms_migration (as examples/print_events does,
+ * but read side by side in 64 KiB pieces rather than whole, so a file
+ * that needs random access, a QEMU mapped-ram file, is refused); the
+ * events tell which images there were:
  *
  *   MS_EV_DEVICE           a device's handle and name
  *   MS_EV_IMAGE_BEGIN      an image opens (device, seq, phase, transport)
@@ -54,18 +56,17 @@ typedef struct collected {
     int out_of_memory;
 } collected;
 
-/* Room for one more element of `size` bytes in *arr; 0 or -1. */
-static int grow(void **arr, size_t *cap, size_t n, size_t size)
+/* `arr` (n elements of `size` bytes, room for *cap) with room for one
+ * more: the same or a larger block, or NULL (then `arr` is unchanged). */
+static void *grow(void *arr, size_t *cap, size_t n, size_t size)
 {
     if (n < *cap)
-        return 0;
+        return arr;
     size_t ncap = *cap ? *cap * 2 : 16;
-    void *na = realloc(*arr, ncap * size);
-    if (!na)
-        return -1;
-    *arr = na;
-    *cap = ncap;
-    return 0;
+    void *na = realloc(arr, ncap * size);
+    if (na)
+        *cap = ncap;
+    return na;
 }
 
 static image *find_image(collected *c, uint32_t dev, uint32_t seq)
@@ -78,11 +79,13 @@ static image *find_image(collected *c, uint32_t dev, uint32_t seq)
 
 static void add_device(collected *c, const ms_device_info *d)
 {
-    if (grow((void **)&c->devices, &c->cap_devices, c->n_devices,
-             sizeof *c->devices) < 0) {
+    device *more =
+        grow(c->devices, &c->cap_devices, c->n_devices, sizeof *c->devices);
+    if (!more) {
         c->out_of_memory = 1;
         return;
     }
+    c->devices = more;
     device *nd = &c->devices[c->n_devices++];
     nd->handle = d->handle;
     snprintf(nd->name, sizeof nd->name, "%s", d->idstr);
@@ -90,11 +93,13 @@ static void add_device(collected *c, const ms_device_info *d)
 
 static void add_image(collected *c, const ms_image_info *im)
 {
-    if (grow((void **)&c->images, &c->cap_images, c->n_images,
-             sizeof *c->images) < 0) {
+    image *more =
+        grow(c->images, &c->cap_images, c->n_images, sizeof *c->images);
+    if (!more) {
         c->out_of_memory = 1;
         return;
     }
+    c->images = more;
     c->images[c->n_images++] = (image){.device = im->device,
                                        .seq = im->seq,
                                        .phase = im->phase,
@@ -175,55 +180,41 @@ static void print_images(collected *c)
     }
 }
 
-/* The whole file in memory (malloc'd); NULL on failure. */
-static unsigned char *load(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0, got;
-    do {
-        if (grow((void **)&buf, &cap, n, 1) < 0) {
-            free(buf);
-            fclose(f);
-            return NULL;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-    } while (got);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
-/* Every channel through one migration; 0 clean, 1 problems, 2 failure. */
-static int run(collected *c, unsigned char **bufs, const size_t *lens, size_t n)
+/* Every channel through one migration, read in turns of 64 KiB per file
+ * (as channels arrive side by side); closes the files.  0 clean, 1
+ * problems, 2 failure. */
+static int run(collected *c, FILE **files, size_t n)
 {
     ms_options opt;
-    ms_options_init(&opt);
-    opt.input_stable = 1; /* the buffers outlive the migration */
+    ms_options_init(&opt); /* input not stable: bytes held are copied */
     ms_migration_callbacks cb = {on_event, on_problem, c};
     ms_migration *m = ms_migration_create(&opt, &cb, 0);
     if (!m)
         return 2;
     /* all channels opened first: their order is the set's order */
-    for (size_t i = 0; i < n; i++) {
-        ms_channel_input in = {.size = lens[i]};
-        ms_migration_channel_open(m, (uint32_t)i, &in);
-    }
-    for (size_t i = 0; i < n; i++) {
-        ms_migration_input(m, (uint32_t)i, bufs[i], lens[i]);
-        ms_migration_channel_end(m, (uint32_t)i);
+    for (size_t i = 0; i < n; i++)
+        ms_migration_channel_open(m, (uint32_t)i, NULL);
+    static unsigned char buf[65536];
+    int io_error = 0;
+    for (size_t open_files = n; open_files > 0;) {
+        for (size_t i = 0; i < n; i++) {
+            if (!files[i])
+                continue;
+            size_t got = fread(buf, 1, sizeof buf, files[i]);
+            if (got)
+                ms_migration_input(m, (uint32_t)i, buf, got);
+            if (got < sizeof buf) { /* the end of this channel */
+                io_error |= ferror(files[i]);
+                ms_migration_channel_end(m, (uint32_t)i);
+                fclose(files[i]);
+                files[i] = NULL;
+                open_files--;
+            }
+        }
     }
     int rc = ms_migration_finish(m) < 0 ? 1 : 0;
     ms_migration_free(m);
-    return c->out_of_memory ? 2 : rc;
+    return c->out_of_memory || io_error ? 2 : rc;
 }
 
 int main(int argc, char **argv)
@@ -233,23 +224,21 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t n = (size_t)argc - 1;
-    unsigned char **bufs = calloc(n, sizeof *bufs);
-    size_t *lens = calloc(n, sizeof *lens);
-    int rc = bufs && lens ? 0 : 2;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (!(bufs[i] = load(argv[i + 1], &lens[i]))) {
+    FILE **files = calloc(n, sizeof *files);
+    if (!files)
+        return 2;
+    for (size_t i = 0; i < n; i++)
+        if (!(files[i] = fopen(argv[i + 1], "rb"))) {
             fprintf(stderr, "%s: cannot read %s\n", argv[0], argv[i + 1]);
-            rc = 2;
+            while (i-- > 0)
+                fclose(files[i]);
+            free(files);
+            return 2;
         }
     collected c = {0};
-    if (rc == 0) {
-        rc = run(&c, bufs, lens, n);
-        print_images(&c);
-    }
-    for (size_t i = 0; bufs && i < n; i++)
-        free(bufs[i]);
-    free(bufs);
-    free(lens);
+    int rc = run(&c, files, n);
+    print_images(&c);
+    free(files);
     free(c.devices);
     free(c.images);
     if (fflush(stdout) != 0)
