@@ -32,6 +32,12 @@ packages=(
                      # ones: scripts/fetch-qemu10.sh, from backports)
 )
 
+# Man pages (tests/cli/manpages.sh renders them with groff -ww;
+# tests/cli/install.sh looks them up with man from the install prefix):
+# groff-base (groff, nroff; ~3.6 MB) and man-db (man; ~3 MB).  Both are
+# "standard" on Debian, so usually there already.
+packages+=(groff-base man-db)
+
 if [[ "${MIGSTREAM_SKIP_DEPS:-0}" == 1 ]]; then
     exit 0
 fi
