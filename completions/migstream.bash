@@ -14,7 +14,7 @@ _migstream_reader_opts="--format --payload --final-offset --vmdesc
     --max-record-payload --max-devices --max-images --max-name-length
     --max-compat-length --max-channels --max-packets --max-buffered-bytes
     --max-vmdesc-bytes --max-sections --max-ram-blocks --max-nesting
-    --max-decompress-bytes"
+    --max-decompress-bytes --max-zstd-window"
 
 # Each tool's own options.
 _migstream_opts_dump="--json --summary --records --pages --state
@@ -22,9 +22,9 @@ _migstream_opts_dump="--json --summary --records --pages --state
     $_migstream_reader_opts"
 _migstream_opts_verify="--verbose --quiet --expect-machine
     --expect-page-bits --expect-uuid --expect-capability --expect-field
-    --no-payloads --help --version $_migstream_reader_opts"
+    --no-payloads --salvage --help --version $_migstream_reader_opts"
 _migstream_opts_extract="--ram --device --out --config --phase --verbose
-    --quiet --help --version $_migstream_reader_opts"
+    --salvage --quiet --help --version $_migstream_reader_opts"
 _migstream_opts_synth="--stdout --example --raw --return-path --qemu
     --multifd --mapped-ram --postcopy --qemu-ram --devices --kind
     --initial-size --middle --middle-size --final-size --chunk-size
