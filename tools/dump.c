@@ -1050,10 +1050,10 @@ static void json_ram(dump_ctx *d, const ms_event *ev)
         fprintf(o, ",\"header_version\":%u", m->version);
         json_u64(o, "used_length", m->used_length);
         json_u64(o, "page_size", m->page_size);
-        fprintf(o, ",\"bitmap_offset\":%" PRIu64 ",\"bitmap_size\":%" PRIu64
-                   ",\"pages_offset\":%" PRIu64 ",\"pages_set\":%" PRIu64,
-                m->bitmap_offset, m->bitmap_size, m->pages_offset,
-                m->pages_set);
+        fprintf(o, ",\"bitmap_offset\":%" PRIu64, m->bitmap_offset);
+        json_u64(o, "bitmap_size", m->bitmap_size);
+        fprintf(o, ",\"pages_offset\":%" PRIu64 ",\"pages_set\":%" PRIu64,
+                m->pages_offset, m->pages_set);
         json_u64(o, "pages_total", m->pages_total);
         fprintf(o, ",\"resume_offset\":%" PRIu64 ",\"ignored\":%s",
                 m->resume_offset, m->ignored ? "true" : "false");
