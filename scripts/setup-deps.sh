@@ -27,6 +27,9 @@ packages=(
     clang            # libFuzzer harnesses, second compiler
     libclang-rt-14-dev # libFuzzer, ASan and UBSan runtimes for clang 14
     valgrind         # make check-valgrind: memcheck over the unit tests
+    # CLI tests: tests/cli/json_schema.sh validates every migstream-dump
+    # --json line against spec/migstream-dump.schema.json (draft 2020-12)
+    python3-jsonschema
 )
 
 if [[ "${MIGSTREAM_SKIP_DEPS:-0}" == 1 ]]; then

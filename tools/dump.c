@@ -1110,7 +1110,8 @@ static void json_side(dump_ctx *d, const ms_event *ev)
     case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
     case MS_EV_LIBVIRT_HEADER:
         fprintf(o,
-                ",\"header_version\":%u,\"compression\":\"%s\",\"big_endian\":%s,"
+                ",\"header_version\":%u,\"compression\":\"%s\","
+                "\"big_endian\":%s,"
                 "\"was_running\":%u,\"xml_len\":%u,\"cookie_len\":%u,"
                 "\"body_offset\":%" PRIu64 ",\"decompressed\":%s",
                 ev->u.libvirt.version, ev->u.libvirt.format_name,
@@ -1629,8 +1630,9 @@ static void usage(FILE *o)
             "usage: %s [options] FILE...\n"
             "Show the structure of migration streams (one file per channel;\n"
             "the files of one migration are read together; '-' is stdin).\n"
-            "  --json           JSON Lines: one object per element, then a "
-            "summary\n"
+            "  --json           JSON Lines (spec/json.md, schema version "
+            DUMP_JSON_VERSION "): a header,\n"
+            "                   one object per element, then the summaries\n"
             "  --summary        only the summary\n"
             "  --records        also show every record header\n"
             "  --pages          QEMU: also show every RAM page record (a page "

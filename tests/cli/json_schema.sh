@@ -190,6 +190,16 @@ for s in "$C/qemu-7.2-pc-precopy/main.mig" "$C/qemu-10.0-q35-precopy/main.mig"; 
     validate state_document "$WORK/state.json" >/dev/null && ok || bad "--state --json: not a state document"
 done
 
+# ---- the README's sample is what the tool prints (tool_version aside) ------
+"$DUMP" --json "$SRC/tests/data/migstream-1.0/chunk.mig" | head -3 >"$WORK/sample.got"
+awk '/^    \$ migstream-dump --json tests\/data\/migstream-1.0\/chunk.mig/ {n = 3; next}
+     n > 0 {sub(/^    /, ""); print; n--}' "$SRC/README.md" >"$WORK/sample.want"
+sed -i 's/"tool_version":"[^"]*"/"tool_version":"X"/' "$WORK/sample.got" "$WORK/sample.want"
+if [ -s "$WORK/sample.want" ] && cmp -s "$WORK/sample.got" "$WORK/sample.want"; then ok; else
+    bad "README JSON sample differs from the output"
+    diff "$WORK/sample.want" "$WORK/sample.got" >&2
+fi
+
 # ---- the check fails when a line breaks the schema (on purpose) -------------
 grep -m1 '"kind":"image_end"' "$J/v1.jsonl" >"$WORK/good.jsonl"
 validate - "$WORK/good.jsonl" >/dev/null && ok || bad "the line to break does not validate"
