@@ -30,6 +30,9 @@ packages=(
     qemu-system-x86  # tests/qemu/differential.sh: QEMU 7.2's loader judges
                      # mutated captures (QEMU 10.0 for the qemu-10.0-*
                      # ones: scripts/fetch-qemu10.sh, from backports)
+    # CLI tests: tests/cli/json_schema.sh validates every migstream-dump
+    # --json line against spec/migstream-dump.schema.json (draft 2020-12)
+    python3-jsonschema
 )
 
 # Man pages (tests/cli/manpages.sh renders them with groff -ww;

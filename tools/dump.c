@@ -70,6 +70,7 @@ struct dump_ctx {
         uint64_t images[4], bytes[4], records[4]; /* by phase */
         uint64_t records_total, stop_copy_size;
         int has_stop_copy_size;
+        int raw;            /* a raw payload file: device is its name */
         int have_pending;   /* an image event waiting: a chunked image
                                reports again with the same seq */
         size_t pending_file;
@@ -310,6 +311,9 @@ static void account(dump_ctx *d, size_t file, const ms_event *ev,
 
 static void json_begin(dump_ctx *d, const char *kind, size_t file,
                        uint64_t offset);
+static void json_begin_summary(dump_ctx *d, const char *kind);
+static const char *json_kind(ms_event_kind k);
+static void json_u64(FILE *o, const char *key, uint64_t v);
 
 static struct pl_stats *pl_of(dump_ctx *d, const char *device)
 {
@@ -328,14 +332,17 @@ static struct pl_stats *pl_of(dump_ctx *d, const char *device)
     return p;
 }
 
-static void payload_line(dump_ctx *d, size_t file, const char *device,
+static void payload_line(dump_ctx *d, size_t file, const struct pl_stats *pl,
                          const ms_event *ev)
 {
     FILE *o = d->out;
+    const char *device = pl->device;
     if (d->json) {
-        json_begin(d, ms_event_kind_name(ev->kind), file, ev->offset);
-        fputs(",\"device\":", o);
-        tool_json_string(o, device, strlen(device));
+        json_begin(d, json_kind(ev->kind), file, ev->offset);
+        if (!pl->raw) { /* nested: the carrier's device */
+            fputs(",\"idstr\":", o);
+            tool_json_string(o, device, strlen(device));
+        }
         if (ev->kind == MS_EV_PAYLOAD_RECORD) {
             const ms_payload_record *p = &ev->u.precord;
             fprintf(o, ",\"payload\":\"%s\",\"name\":\"%s\",\"tag\":%u,"
@@ -343,7 +350,7 @@ static void payload_line(dump_ctx *d, size_t file, const char *device,
                     ms_payload_kind_name(p->payload_kind), p->name, p->tag,
                     p->flags, p->size, ms_phase_name(p->phase));
             if (p->value)
-                fprintf(o, ",\"value\":%" PRIu64, p->value);
+                json_u64(o, "value", p->value);
         } else if (ev->kind == MS_EV_PAYLOAD_IMAGE) {
             const ms_image_info *i = &ev->u.image;
             fprintf(o, ",\"seq\":%u,\"phase\":\"%s\",\"size\":%" PRIu64
@@ -352,9 +359,9 @@ static void payload_line(dump_ctx *d, size_t file, const char *device,
                     i->unit_count, i->hash);
         } else {
             const ms_payload_field *f = &ev->u.pfield;
-            fprintf(o, ",\"name\":\"%s\",\"value\":%" PRIu64
-                       ",\"index\":%u,\"size\":%zu",
-                    f->name, f->value, f->index, f->size);
+            fprintf(o, ",\"name\":\"%s\"", f->name);
+            json_u64(o, "value", f->value);
+            fprintf(o, ",\"index\":%u,\"size\":%zu", f->index, f->size);
         }
         fputs("}\n", o);
         return;
@@ -399,14 +406,15 @@ static void payload_image_flush(dump_ctx *d, struct pl_stats *p)
     p->bytes[ph] += i->length;
     p->records[ph] += i->unit_count;
     if (!d->summary_only && !d->state)
-        payload_line(d, p->pending_file, p->device, &p->pending);
+        payload_line(d, p->pending_file, p, &p->pending);
     p->have_pending = 0;
 }
 
 static void payload_event(dump_ctx *d, size_t file, const char *device,
-                          const ms_event *ev)
+                          int raw, const ms_event *ev)
 {
     struct pl_stats *p = pl_of(d, device);
+    p->raw = raw;
     if (ev->kind == MS_EV_PAYLOAD_IMAGE) {
         if (p->have_pending && p->pending.u.image.seq != ev->u.image.seq)
             payload_image_flush(d, p);
@@ -427,7 +435,7 @@ static void payload_event(dump_ctx *d, size_t file, const char *device,
     if (ev->kind == MS_EV_DATA)
         return;
     if (!d->summary_only && !d->state)
-        payload_line(d, file, device, ev);
+        payload_line(d, file, p, ev);
 }
 
 static void summary_payloads(dump_ctx *d)
@@ -438,7 +446,7 @@ static void summary_payloads(dump_ctx *d)
     if (!d->npls)
         return;
     if (d->json) {
-        json_begin(d, "payload_summary", (size_t)-1, 0);
+        json_begin_summary(d, "payload_summary");
         fputs(",\"devices\":[", o);
     }
     for (size_t i = 0; i < d->npls; i++) {
@@ -450,7 +458,7 @@ static void summary_payloads(dump_ctx *d)
                                 (d->bandwidth * (d->channels ? d->channels : 1))
                           : 0;
         if (d->json) {
-            fprintf(o, "%s{\"device\":", i ? "," : "");
+            fprintf(o, "%s{\"%s\":", i ? "," : "", p->raw ? "file" : "idstr");
             tool_json_string(o, p->device, strlen(p->device));
             fprintf(o, ",\"payload\":\"%s\"", p->kind[0] ? p->kind : "?");
             for (int ph = 0; ph <= MS_PHASE_FINAL; ph++)
@@ -459,7 +467,7 @@ static void summary_payloads(dump_ctx *d)
                         ph ? ms_phase_name((ms_phase)ph) : "unknown",
                         p->images[ph], p->bytes[ph], p->records[ph]);
             if (p->has_stop_copy_size)
-                fprintf(o, ",\"stop_copy_size\":%" PRIu64, p->stop_copy_size);
+                json_u64(o, "stop_copy_size", p->stop_copy_size);
             fprintf(o, ",\"bytes_before_stop\":%" PRIu64
                        ",\"bytes_after_stop\":%" PRIu64,
                     before, after);
@@ -852,6 +860,43 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
 
 /* ---- JSON output ------------------------------------------------------------ */
 
+/* The interface is spec/json.md, checked by spec/migstream-dump.schema.json:
+ * one object per line, a json_header first; one shape per kind name; a key
+ * means one thing with one type in every kind; a 64-bit value read from
+ * the input (not bounded by the input's size) is a decimal string. */
+#define DUMP_JSON_SCHEMA "migstream-dump"
+#define DUMP_JSON_VERSION "1.0" /* spec/json.md: major.minor */
+
+/* The kind name of an event's line: the library's name, except where one
+ * name covers two shapes (a migstream record or packet vs a driver
+ * payload's record or a QEMU multifd packet). */
+static const char *json_kind(ms_event_kind k)
+{
+    switch (k) {
+    case MS_EV_MULTIFD_PACKET: return "multifd_packet";
+    case MS_EV_PAYLOAD_RECORD: return "payload_record";
+    case MS_EV_PAYLOAD_IMAGE: return "payload_image";
+    default: return ms_event_kind_name(k);
+    }
+}
+
+/* A 64-bit value that may exceed 2^53: a decimal string (jq and
+ * JavaScript read JSON numbers as doubles). */
+static void json_u64(FILE *o, const char *key, uint64_t v)
+{
+    fprintf(o, ",\"%s\":\"%" PRIu64 "\"", key, v);
+}
+
+/* The first line: what the lines after it follow. */
+static void json_header(dump_ctx *d)
+{
+    fprintf(d->out,
+            "{\"kind\":\"json_header\",\"schema\":\"" DUMP_JSON_SCHEMA
+            "\",\"version\":\"" DUMP_JSON_VERSION
+            "\",\"tool\":\"%s\",\"tool_version\":\"%s\"}\n",
+            prog, ms_version_string());
+}
+
 static void json_begin(dump_ctx *d, const char *kind, size_t file,
                        uint64_t offset)
 {
@@ -862,19 +907,26 @@ static void json_begin(dump_ctx *d, const char *kind, size_t file,
     }
 }
 
+/* A summary line: about the whole input, so no offset and no file. */
+static void json_begin_summary(dump_ctx *d, const char *kind)
+{
+    fprintf(d->out, "{\"kind\":\"%s\"", kind);
+}
+
 static void json_image(FILE *o, const ms_image_info *i, int end)
 {
     fprintf(o, ",\"device\":%u,\"seq\":%u,\"phase\":\"%s\",\"transport\":\"%s\"",
             i->device, i->seq, ms_phase_name(i->phase),
             i->transport ? "packets" : "chunks");
     if (!end) {
-        fprintf(o, ",\"flags\":%u,\"timestamp_ns\":%" PRIu64, i->flags,
-                i->timestamp_ns);
+        fprintf(o, ",\"flags\":%u", i->flags);
+        json_u64(o, "timestamp_ns", i->timestamp_ns);
         return;
     }
     fprintf(o, ",\"size\":%" PRIu64 ",\"units\":%" PRIu64
-               ",\"hash\":\"%016" PRIx64 "\",\"timestamp_ns\":%" PRIu64,
-            i->length, i->unit_count, i->hash, i->timestamp_ns);
+               ",\"hash\":\"%016" PRIx64 "\"",
+            i->length, i->unit_count, i->hash);
+    json_u64(o, "timestamp_ns", i->timestamp_ns);
     if (i->transport)
         fprintf(o, ",\"config_length\":%" PRIu64, i->config_length);
 }
@@ -886,19 +938,19 @@ static void json_rp(FILE *o, const ms_rp_info *m)
     switch (m->type) {
     case MS_RP_SHUT:
     case MS_RP_PONG:
-    case MS_RP_RESUME_ACK: fprintf(o, ",\"value\":%u", m->value); break;
+    case MS_RP_RESUME_ACK: json_u64(o, "value", m->value); break;
     case MS_RP_REQ_PAGES_ID:
     case MS_RP_REQ_PAGES:
-        fprintf(o, ",\"start\":%" PRIu64 ",\"request_length\":%u,\"block\":",
-                m->start, m->length);
+        json_u64(o, "ram_start", m->start);
+        fprintf(o, ",\"request_length\":%u,\"block\":", m->length);
         tool_json_string(o, m->block, strlen(m->block));
         fprintf(o, ",\"block_named\":%s", m->block_named ? "true" : "false");
         break;
     case MS_RP_RECV_BITMAP:
         fputs(",\"block\":", o);
         tool_json_string(o, m->block, strlen(m->block));
-        fprintf(o, ",\"bitmap_size\":%" PRIu64 ",\"bitmap_offset\":%" PRIu64,
-                m->bitmap_size, m->bitmap_offset);
+        json_u64(o, "bitmap_size", m->bitmap_size);
+        fprintf(o, ",\"bitmap_offset\":%" PRIu64, m->bitmap_offset);
         break;
     default: break;
     }
@@ -920,14 +972,12 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
         if (ev->u.config.has_uuid) {
             tool_hex(hex, ev->u.config.uuid, 16);
             fprintf(o, ",\"uuid\":\"%s\"", hex);
-        } else {
-            fputs(",\"uuid\":null", o);
         }
         break;
     case MS_EV_SECTION:
     case MS_EV_SECTION_FOOTER:
     case MS_EV_UNDECODED:
-        fprintf(o, ",\"type\":\"%s\",\"section_id\":%u,\"name\":",
+        fprintf(o, ",\"section_type\":\"%s\",\"section_id\":%u,\"idstr\":",
                 ms_qemu_section_type_name(ev->u.section.type),
                 ev->u.section.section_id);
         tool_json_string(o, ev->u.section.idstr, strlen(ev->u.section.idstr));
@@ -947,13 +997,11 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                 ev->u.command.cmd, ev->u.command.name, ev->u.command.len,
                 ev->u.command.nesting);
         if (ev->u.command.cmd == 2 || ev->u.command.cmd == 7)
-            fprintf(o, ",\"value\":%" PRIu64, ev->u.command.value);
-        if (ev->u.command.cmd == 3 && ev->u.command.len)
-            fprintf(o,
-                    ",\"page_size_summary\":%" PRIu64
-                    ",\"target_page_size\":%" PRIu64,
-                    ev->u.command.page_size_summary,
-                    ev->u.command.target_page_size);
+            json_u64(o, "value", ev->u.command.value);
+        if (ev->u.command.cmd == 3 && ev->u.command.len) {
+            json_u64(o, "page_size_summary", ev->u.command.page_size_summary);
+            json_u64(o, "target_page_size", ev->u.command.target_page_size);
+        }
         if (ev->u.command.block) {
             fputs(",\"block\":", o);
             tool_json_string(o, ev->u.command.block,
@@ -966,11 +1014,11 @@ static void json_qemu(dump_ctx *d, const ms_event *ev)
                     ev->u.command.postcopy_state);
         break;
     case MS_EV_VFIO_MARKER:
-        fprintf(o, ",\"marker\":\"%s\",\"section_id\":%u,\"name\":",
+        fprintf(o, ",\"marker\":\"%s\",\"section_id\":%u,\"idstr\":",
                 ev->u.vfio.name, ev->u.vfio.section_id);
         tool_json_string(o, ev->u.vfio.idstr, strlen(ev->u.vfio.idstr));
-        fprintf(o, ",\"phase\":\"%s\",\"data_size\":%" PRIu64,
-                ms_phase_name(ev->u.vfio.phase), ev->u.vfio.data_size);
+        fprintf(o, ",\"phase\":\"%s\"", ms_phase_name(ev->u.vfio.phase));
+        json_u64(o, "data_size", ev->u.vfio.data_size);
         break;
     case MS_EV_VMDESC: fprintf(o, ",\"json_length\":%zu", ev->u.vmdesc.len); break;
     default: break;
@@ -987,35 +1035,37 @@ static void json_ram(dump_ctx *d, const ms_event *ev)
     case MS_EV_RAM_DISCARD:
         fputs(",\"block\":", o);
         tool_json_string(o, ev->u.discard.block, strlen(ev->u.discard.block));
-        fprintf(o, ",\"start\":%" PRIu64 ",\"length\":%" PRIu64,
-                ev->u.discard.start, ev->u.discard.length);
+        json_u64(o, "ram_start", ev->u.discard.start);
+        json_u64(o, "ram_length", ev->u.discard.length);
         break;
     case MS_EV_RAM_BLOCK:
         fputs(",\"block\":", o);
         tool_json_string(o, ev->u.ram.block, strlen(ev->u.ram.block));
-        fprintf(o, ",\"used_length\":%" PRIu64, ev->u.ram.used_length);
+        json_u64(o, "used_length", ev->u.ram.used_length);
         break;
     case MS_EV_MAPPED_RAM: {
         const ms_mapped_ram_info *m = &ev->u.mapped;
         fputs(",\"block\":", o);
         tool_json_string(o, m->block, strlen(m->block));
-        fprintf(o, ",\"version\":%u,\"page_size\":%" PRIu64
-                   ",\"bitmap_offset\":%" PRIu64 ",\"bitmap_size\":%" PRIu64
-                   ",\"pages_offset\":%" PRIu64 ",\"pages_set\":%" PRIu64
-                   ",\"pages_total\":%" PRIu64 ",\"resume_offset\":%" PRIu64
-                   ",\"ignored\":%s",
-                m->version, m->page_size, m->bitmap_offset, m->bitmap_size,
-                m->pages_offset, m->pages_set, m->pages_total,
+        fprintf(o, ",\"header_version\":%u", m->version);
+        json_u64(o, "used_length", m->used_length);
+        json_u64(o, "page_size", m->page_size);
+        fprintf(o, ",\"bitmap_offset\":%" PRIu64, m->bitmap_offset);
+        json_u64(o, "bitmap_size", m->bitmap_size);
+        fprintf(o, ",\"pages_offset\":%" PRIu64 ",\"pages_set\":%" PRIu64,
+                m->pages_offset, m->pages_set);
+        json_u64(o, "pages_total", m->pages_total);
+        fprintf(o, ",\"resume_offset\":%" PRIu64 ",\"ignored\":%s",
                 m->resume_offset, m->ignored ? "true" : "false");
         break;
     }
     case MS_EV_RAM_PAGE:
     case MS_EV_RAM_MARKER:
-        fprintf(o, ",\"record\":%u", (unsigned)ev->u.ram.record);
+        fprintf(o, ",\"ram_record\":%u", (unsigned)ev->u.ram.record);
         if (ev->kind == MS_EV_RAM_PAGE) {
             fputs(",\"block\":", o);
             tool_json_string(o, ev->u.ram.block, strlen(ev->u.ram.block));
-            fprintf(o, ",\"page_offset\":%" PRIu64, ev->u.ram.offset);
+            json_u64(o, "page_offset", ev->u.ram.offset);
         }
         break;
     case MS_EV_CHANNEL:
@@ -1036,8 +1086,8 @@ static void json_ram(dump_ctx *d, const ms_event *ev)
             fprintf(o, ",\"instance_id\":%u,\"idx\":%u,\"config\":%s",
                     m->instance_id, m->idx, m->config ? "true" : "false");
         } else {
-            fprintf(o, ",\"packet_num\":%" PRIu64 ",\"block\":",
-                    m->packet_num);
+            json_u64(o, "packet_num", m->packet_num);
+            fputs(",\"block\":", o);
             tool_json_string(o, m->block, strlen(m->block));
             fprintf(o, ",\"pages_alloc\":%u,\"normal_pages\":%u,"
                        "\"zero_pages\":%u,\"next_packet_size\":%u",
@@ -1060,7 +1110,8 @@ static void json_side(dump_ctx *d, const ms_event *ev)
     case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
     case MS_EV_LIBVIRT_HEADER:
         fprintf(o,
-                ",\"version\":%u,\"format\":\"%s\",\"big_endian\":%s,"
+                ",\"header_version\":%u,\"compression\":\"%s\","
+                "\"big_endian\":%s,"
                 "\"was_running\":%u,\"xml_len\":%u,\"cookie_len\":%u,"
                 "\"body_offset\":%" PRIu64 ",\"decompressed\":%s",
                 ev->u.libvirt.version, ev->u.libvirt.format_name,
@@ -1105,13 +1156,14 @@ static void json_side(dump_ctx *d, const ms_event *ev)
         if (b->record == MS_DBM_START)
             fprintf(o, ",\"granularity\":%u,\"bitmap_flags\":%u",
                     b->granularity, b->bitmap_flags);
-        if (b->record == MS_DBM_BITS)
-            fprintf(o, ",\"first_sector\":%" PRIu64 ",\"nr_sectors\":%u,"
-                       "\"zeroes\":%s,\"buf_size\":%" PRIu64,
-                    b->first_sector, b->nr_sectors,
-                    b->zeroes ? "true" : "false", b->buf_size);
+        if (b->record == MS_DBM_BITS) {
+            json_u64(o, "first_sector", b->first_sector);
+            fprintf(o, ",\"nr_sectors\":%u,\"zeroes\":%s", b->nr_sectors,
+                    b->zeroes ? "true" : "false");
+            json_u64(o, "buf_size", b->buf_size);
+        }
         if (b->record == MS_DBM_BUFFER)
-            fprintf(o, ",\"buf_offset\":%" PRIu64 ",\"size\":%zu",
+            fprintf(o, ",\"offset_in_buffer\":%" PRIu64 ",\"size\":%zu",
                     b->buf_offset, b->size);
         break;
     }
@@ -1143,24 +1195,22 @@ static void json_device(dump_ctx *d, const ms_event *ev)
                 ev->u.packet.config ? "true" : "false", ev->u.packet.size);
         break;
     case MS_EV_PRECOPY_INFO:
-        fprintf(o, ",\"device\":%u,\"flags\":%u,\"initial_bytes\":%" PRIu64
-                   ",\"dirty_bytes\":%" PRIu64 ",\"timestamp_ns\":%" PRIu64,
-                ev->u.precopy.device, ev->u.precopy.flags,
-                ev->u.precopy.initial_bytes, ev->u.precopy.dirty_bytes,
-                ev->u.precopy.timestamp_ns);
+        fprintf(o, ",\"device\":%u,\"flags\":%u", ev->u.precopy.device,
+                ev->u.precopy.flags);
+        json_u64(o, "initial_bytes", ev->u.precopy.initial_bytes);
+        json_u64(o, "dirty_bytes", ev->u.precopy.dirty_bytes);
+        json_u64(o, "timestamp_ns", ev->u.precopy.timestamp_ns);
         break;
     case MS_EV_STATE_CHANGE:
-        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\","
-                   "\"timestamp_ns\":%" PRIu64,
+        fprintf(o, ",\"device\":%u,\"from\":\"%s\",\"to\":\"%s\"",
                 ev->u.state.device, ms_vfio_state_name(ev->u.state.from),
-                ms_vfio_state_name(ev->u.state.to),
-                ev->u.state.timestamp_ns);
+                ms_vfio_state_name(ev->u.state.to));
+        json_u64(o, "timestamp_ns", ev->u.state.timestamp_ns);
         break;
     case MS_EV_STOP_COPY_SIZE:
-        fprintf(o, ",\"device\":%u,\"bytes\":%" PRIu64
-                   ",\"timestamp_ns\":%" PRIu64,
-                ev->u.stop_copy.device, ev->u.stop_copy.bytes,
-                ev->u.stop_copy.timestamp_ns);
+        fprintf(o, ",\"device\":%u", ev->u.stop_copy.device);
+        json_u64(o, "stop_copy_bytes", ev->u.stop_copy.bytes);
+        json_u64(o, "timestamp_ns", ev->u.stop_copy.timestamp_ns);
         break;
     default: break;
     }
@@ -1180,19 +1230,18 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
         ev->kind == MS_EV_FIELD ||
         (ev->kind == MS_EV_RAM_PAGE && !d->show_pages))
         return;
-    json_begin(d, ms_event_kind_name(ev->kind), file, ev->offset);
+    json_begin(d, json_kind(ev->kind), file, ev->offset);
     if (!from_set)
         fprintf(o, ",\"length\":%" PRIu64, ev->length);
     switch (ev->kind) {
     case MS_EV_STREAM_HEADER:
         tool_hex(hex, ev->u.stream.uuid, 16);
-        fprintf(o, ",\"format\":\"%s\",\"version\":\"%u.%u\",\"uuid\":\"%s\","
-                   "\"channel_index\":%u,\"channel_count\":%u,"
-                   "\"created_ns\":%" PRIu64,
+        fprintf(o, ",\"format\":\"%s\",\"format_version\":\"%u.%u\","
+                   "\"uuid\":\"%s\",\"channel_index\":%u,\"channel_count\":%u",
                 ms_format_name(ev->u.stream.format),
                 ev->u.stream.version_major, ev->u.stream.version_minor, hex,
-                ev->u.stream.channel_index, ev->u.stream.channel_count,
-                ev->u.stream.created_ns);
+                ev->u.stream.channel_index, ev->u.stream.channel_count);
+        json_u64(o, "created_ns", ev->u.stream.created_ns);
         break;
     case MS_EV_RECORD:
         fprintf(o, ",\"tag\":%u,\"flags\":%u,\"size\":%" PRIu64
@@ -1211,7 +1260,7 @@ static void json_event(dump_ctx *d, size_t file, const ms_event *ev,
     case MS_EV_END:
         fprintf(o, ",\"records\":%" PRIu64 ",\"stream_bytes\":%" PRIu64
                    ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
-                   ",\"devices\":%u,\"images\":%u,\"check\":\"%016" PRIx64
+                   ",\"device_count\":%u,\"images\":%u,\"check\":\"%016" PRIx64
                    "\"",
                 ev->u.end.record_count, ev->u.end.stream_bytes,
                 ev->u.end.image_bytes, ev->u.end.packet_count,
@@ -1237,12 +1286,12 @@ static void on_event(void *ctx, const ms_event *ev,
     size_t file = origin->channel;
     int from_set = origin->derived;
     if (origin->device) { /* a driver payload nested in a carrier */
-        payload_event(d, file, origin->device, ev);
+        payload_event(d, file, origin->device, 0, ev);
         return;
     }
     if (ev->kind == MS_EV_PAYLOAD_RECORD || ev->kind == MS_EV_PAYLOAD_IMAGE ||
         ev->kind == MS_EV_PAYLOAD_FIELD) { /* a raw driver payload file */
-        payload_event(d, file, d->files[file], ev);
+        payload_event(d, file, d->files[file], 1, ev);
         return;
     }
     if (d->state) {
@@ -1281,7 +1330,7 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 static void summary_qemu_json(dump_ctx *d, uint64_t pages, uint64_t zero)
 {
     FILE *o = d->out;
-    json_begin(d, "summary", (size_t)-1, 0);
+    json_begin_summary(d, "qemu_summary");
     fputs(",\"format\":\"qemu-main\",\"machine\":", o);
     tool_json_string(o, d->machine, strlen(d->machine));
     fprintf(o, ",\"sections\":%" PRIu64 ",\"undecoded\":%" PRIu64
@@ -1293,15 +1342,14 @@ static void summary_qemu_json(dump_ctx *d, uint64_t pages, uint64_t zero)
         block_stats *b = &d->blocks[i];
         fprintf(o, "%s{\"block\":", i ? "," : "");
         tool_json_string(o, b->name, strlen(b->name));
-        fprintf(o, ",\"used_length\":%" PRIu64 ",\"pages\":%" PRIu64
-                   ",\"zero\":%" PRIu64 ",\"xbzrle\":%" PRIu64
-                   ",\"compressed\":%" PRIu64,
-                b->used_length, b->pages, b->zero, b->xbzrle,
-                b->compressed);
-        if (b->mapped)
-            fprintf(o, ",\"mapped_pages_set\":%" PRIu64
-                       ",\"mapped_pages_total\":%" PRIu64,
-                    b->mapped_set, b->mapped_total);
+        json_u64(o, "used_length", b->used_length);
+        fprintf(o, ",\"pages\":%" PRIu64 ",\"zero\":%" PRIu64
+                   ",\"xbzrle\":%" PRIu64 ",\"compressed\":%" PRIu64,
+                b->pages, b->zero, b->xbzrle, b->compressed);
+        if (b->mapped) {
+            fprintf(o, ",\"mapped_pages_set\":%" PRIu64, b->mapped_set);
+            json_u64(o, "mapped_pages_total", b->mapped_total);
+        }
         fputc('}', o);
     }
     fputs("],\"channels\":[", o);
@@ -1416,7 +1464,7 @@ static void summary_rp(dump_ctx *d)
     for (int i = 0; i < 8; i++)
         total += d->rp_msgs[i];
     if (d->json) {
-        json_begin(d, "rp_summary", (size_t)-1, 0);
+        json_begin_summary(d, "rp_summary");
         fprintf(o, ",\"format\":\"qemu-return-path\",\"messages\":%" PRIu64,
                 total);
         for (int i = 1; i < 8; i++)
@@ -1439,7 +1487,7 @@ static void summary_payload_files(dump_ctx *d)
 {
     FILE *o = d->out;
     if (d->json) {
-        json_begin(d, "summary", (size_t)-1, 0);
+        json_begin_summary(d, "payload_files_summary");
         fprintf(o, ",\"format\":\"payload\",\"files\":%zu,"
                    "\"valid\":%s,\"problems\":%" PRIu64 "}\n",
                 d->nfiles, d->problems ? "false" : "true", d->problems);
@@ -1459,7 +1507,7 @@ static void summary_cpr(dump_ctx *d)
                        : d->cpr_passed ? "cpr-transfer"
                                        : "cpr-exec";
     if (d->json) {
-        json_begin(d, "summary", (size_t)-1, 0);
+        json_begin_summary(d, "cpr_summary");
         fprintf(o, ",\"format\":\"qemu-cpr\",\"mode\":\"%s\","
                    "\"fds\":%" PRIu64 ",\"vfio_devices\":%" PRIu64
                    ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
@@ -1478,12 +1526,15 @@ static void summary_migstream_json(dump_ctx *d, const char *hex,
                                    uint32_t count)
 {
     FILE *o = d->out;
-    json_begin(d, "summary", (size_t)-1, 0);
-    fprintf(o, ",\"files\":%zu,\"uuid\":\"%s\",\"channel_count\":%u,"
+    json_begin_summary(d, "migstream_summary");
+    fprintf(o, ",\"format\":\"migstream\",\"files\":%zu", d->nfiles);
+    if (d->have_stream)
+        fprintf(o, ",\"uuid\":\"%s\"", hex);
+    fprintf(o, ",\"channel_count\":%u,"
                "\"channels_read\":%" PRIu64 ",\"records\":%" PRIu64
                ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
                ",\"valid\":%s,\"problems\":%" PRIu64 ",\"devices\":[",
-            d->nfiles, hex, count, d->ends, d->records, d->image_bytes,
+            count, d->ends, d->records, d->image_bytes,
             d->packets, d->problems ? "false" : "true", d->problems);
     for (size_t i = 0; i < d->ndevs; i++) {
         dev_stats *s = &d->devs[i];
@@ -1496,11 +1547,9 @@ static void summary_migstream_json(dump_ctx *d, const char *hex,
                     ms_phase_name((ms_phase)p), s->phase[p].images,
                     s->phase[p].bytes);
         if (s->has_estimate)
-            fprintf(o, ",\"stop_copy_estimate\":%" PRIu64,
-                    s->stop_copy_estimate);
+            json_u64(o, "stop_copy_estimate", s->stop_copy_estimate);
         if (s->t_stopped)
-            fprintf(o, ",\"stop_copy_ns\":%" PRIu64,
-                    s->t_stopped - s->t_stop_copy);
+            json_u64(o, "stop_copy_ns", s->t_stopped - s->t_stop_copy);
         fprintf(o, ",\"packets\":%" PRIu64 ",\"assembled\":%" PRIu64 "}",
                 s->packets, s->assembled);
     }
@@ -1581,8 +1630,9 @@ static void usage(FILE *o)
             "usage: %s [options] FILE...\n"
             "Show the structure of migration streams (one file per channel;\n"
             "the files of one migration are read together; '-' is stdin).\n"
-            "  --json           JSON Lines: one object per element, then a "
-            "summary\n"
+            "  --json           JSON Lines (spec/json.md, schema version "
+            DUMP_JSON_VERSION "): a header,\n"
+            "                   one object per element, then the summaries\n"
             "  --summary        only the summary\n"
             "  --records        also show every record header\n"
             "  --pages          QEMU: also show every RAM page record (a page "
@@ -1729,6 +1779,8 @@ int main(int argc, char **argv)
         return parsed;
     if (dump_setup(&d, &opt, &args) < 0)
         return TOOL_USAGE;
+    if (d.json && !d.state) /* --state --json: the script's document only */
+        json_header(&d);
     /* elements printed as they come to a terminal show the progress
      * themselves: a progress line would cut into them */
     if (!d.summary_only && !args.show_state && isatty(STDOUT_FILENO))

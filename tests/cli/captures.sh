@@ -20,23 +20,23 @@ import json, sys
 objs = [json.loads(l) for l in open(sys.argv[1])]
 ref = list(json.load(open(sys.argv[2])).keys())
 cfg = [o for o in objs if o["kind"] == "configuration"]
-assert len(cfg) == 1 and cfg[0]["machine"] == "pc-i440fx-7.2" and cfg[0]["uuid"] is None, cfg
+assert len(cfg) == 1 and cfg[0]["machine"] == "pc-i440fx-7.2" and "uuid" not in cfg[0], cfg
 secs = [o for o in objs if o["kind"] == "section"]
 for o in secs:
-    for k in ("type", "section_id", "name", "instance_id", "version_id", "offset"):
+    for k in ("section_type", "section_id", "idstr", "instance_id", "version_id", "offset"):
         assert k in o, (k, o)
-    assert o["type"] in ("start", "part", "end", "full"), o
+    assert o["section_type"] in ("start", "part", "end", "full"), o
 # analyze-migration.py lists each device once, keyed "name (section_id)",
 # in stream order of first appearance.
 seen, order = set(), []
 for o in secs:
-    key = "%s (%d)" % (o["name"], o["section_id"])
+    key = "%s (%d)" % (o["idstr"], o["section_id"])
     if key not in seen:
         seen.add(key)
         order.append(key)
 assert order == ref, (order, ref)
 s = objs[-1]
-assert s["kind"] == "summary" and s["valid"] is True, s
+assert s["kind"] == "qemu_summary" and s["valid"] is True, s
 assert s["normal_pages"] == 371 and s["zero_pages"] == 16281, s
 PY
 
@@ -71,7 +71,7 @@ objs = [json.loads(l) for l in open(sys.argv[1])]
 chans = [o for o in objs if o["kind"] == "channel"]
 assert sorted(o["channel_id"] for o in chans) == [0, 1, 2, 3], chans
 assert all("uuid" in o and "file" in o for o in chans)
-pk = [o for o in objs if o["kind"] == "packet"]
+pk = [o for o in objs if o["kind"] == "multifd_packet"]
 assert all("channel_id" in o and "flags" in o and "packet_num" in o and
            "normal_pages" in o and "zero_pages" in o and "payload_size" in o for o in pk)
 s = objs[-1]

@@ -17,11 +17,15 @@ python3 - "$WORK/json" "$D" <<'PY' && ok || bad "JSON Lines check"
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 objs = [json.loads(l) for l in lines]
-for o in objs:
+# spec/json.md: a json_header first, then events (offset, file), a summary last
+h = objs[0]
+assert h["kind"] == "json_header" and h["schema"] == "migstream-dump", h
+assert h["version"].split(".")[0] == "1", h
+for o in objs[1:-1]:
     assert "kind" in o and "offset" in o, o
-    if o["kind"] != "summary":
-        assert o.get("file", "").startswith(sys.argv[2]), o
-assert objs[-1]["kind"] == "summary", objs[-1]
+    assert o.get("file", "").startswith(sys.argv[2]), o
+assert objs[-1]["kind"] == "migstream_summary", objs[-1]
+assert "offset" not in objs[-1] and "file" not in objs[-1], objs[-1]
 s = objs[-1]
 assert s["valid"] is True and s["channel_count"] == 4 and s["channels_read"] == 4, s
 assert len(s["devices"]) == 2, s

@@ -80,7 +80,7 @@ expect_grep "$WORK/out" "libvirt_header +version 2 xz, was running, XML [0-9]+ b
 expect_grep "$WORK/out" "libvirt_header +version 1 raw, .*cookie 0 bytes, QEMU stream at 65[0-9]{3}$" \
     "dump v1: no cookie, file offsets"
 "$DUMP" --json "$WORK/zstd.img" > "$WORK/out"
-expect_grep "$WORK/out" '"kind":"libvirt_header".*"format":"zstd".*"decompressed":true' \
+expect_grep "$WORK/out" '"kind":"libvirt_header".*"compression":"zstd".*"decompressed":true' \
     "dump --json: libvirt header"
 
 # damage (verify reports problems on stdout): a flipped byte inside the

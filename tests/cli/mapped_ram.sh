@@ -52,7 +52,7 @@ expect_grep "$WORK/dump" "^ *39849997  section +part  1 ram" "the stream resumes
 expect_grep "$WORK/dump" "INVALID|valid$" "summary line"
 expect_grep "$WORK/dump" ": valid$" "summary says valid"
 expect_exit 0 "dump --json" -- "$DUMP" --json "$M"
-expect_grep "$WORK/out" '"kind":"mapped_ram","offset":114,.*"bitmap_offset":142,"bitmap_size":1024,"pages_offset":1048576,"pages_set":256,"pages_total":8192' \
+expect_grep "$WORK/out" '"kind":"mapped_ram","offset":114,.*"bitmap_offset":142,"bitmap_size":"1024","pages_offset":1048576,"pages_set":256,"pages_total":"8192"' \
     "JSON mapped_ram event"
 expect_exit 0 "dump --pages" -- "$DUMP" --pages "$M"
 [ "$(grep -c ' ram_page ' "$WORK/out")" -eq 307 ] && ok || bad "307 page events"

@@ -155,13 +155,13 @@ def dump_json(path, channels):
     chans = [o for o in objs if o['kind'] == 'channel']
     assert sorted(o['channel_id'] for o in chans) == list(range(channels)), \
         ('one channel event per channel file', chans)
-    pk = [o for o in objs if o['kind'] == 'packet']
+    pk = [o for o in objs if o['kind'] == 'multifd_packet']
     for o in pk:
         for k in ('offset', 'length', 'flags', 'sync', 'compression',
                   'device_state', 'payload_size'):
             assert k in o, (k, o)
     s = objs[-1]
-    assert s['kind'] == 'summary' and s['valid'] is True, s
+    assert s['kind'] == 'qemu_summary' and s['valid'] is True, s
     print(len(pk))
 
 

@@ -29,11 +29,11 @@ expect_exit 0 "raw mlx5 JSON" -- "$DUMP" --json --payload mlx5 --final-offset 13
 python3 - "$WORK/out" <<'PY' && ok || bad "record/image JSON"
 import json, sys
 objs = [json.loads(l) for l in open(sys.argv[1])]
-recs = [o for o in objs if o["kind"] == "record"]
+recs = [o for o in objs if o["kind"] == "payload_record"]
 assert [r["name"] for r in recs] == ["STOP_COPY_SIZE", "FW_DATA", "FW_DATA", "FW_DATA"], recs
 for r in recs:
     assert r["payload"] == "mlx5" and {"tag", "flags", "size", "offset"} <= set(r), r
-imgs = [o for o in objs if o["kind"] == "image"]
+imgs = [o for o in objs if o["kind"] == "payload_image"]
 assert [(i["phase"], i["size"]) for i in imgs] == [("initial", 1000), ("middle", 300), ("final", 4000)], imgs
 PY
 expect_exit 0 "unknown optional record skipped" -- "$VERIFY" --payload mlx5 "$WORK/mlx5-optional.bin"

@@ -72,7 +72,7 @@ import json, sys
 for l in sys.stdin:
     e = json.loads(l)
     if e.get("kind") == "ram_discard":
-        print(e["block"], e["start"], e["length"])' > "$WORK/got-disc"
+        print(e["block"], e["ram_start"], e["ram_length"])' > "$WORK/got-disc"
 [ -s "$WORK/want-disc" ] && cmp -s "$WORK/want-disc" "$WORK/got-disc" && ok || {
     bad "discard ranges differ from the README"; diff "$WORK/want-disc" "$WORK/got-disc" | head >&2; }
 

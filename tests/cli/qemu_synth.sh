@@ -22,7 +22,7 @@ def inserted(evs, base, out):
     b, o = open(base, 'rb').read(), open(out, 'rb').read()
     start, cut = {}, []
     for e in evs:
-        if e['kind'] == 'section' and e['name'].startswith('0000:00:1'):
+        if e['kind'] == 'section' and e['idstr'].startswith('0000:00:1'):
             start[e['section_id']] = e['offset']
         if e['kind'] == 'footer' and e['section_id'] in start:
             cut.append((start.pop(e['section_id']), e['offset'] + 5))
@@ -40,7 +40,7 @@ def phases(evs, ack, devices):
     sec_type, seen_init, counts = {}, {}, {}
     for e in evs:
         if e['kind'] == 'section':
-            sec_type[e['section_id']] = e['type']
+            sec_type[e['section_id']] = e['section_type']
         if e['kind'] != 'vfio_marker':
             continue
         sid, m, ph = e['section_id'], e['marker'], e['phase']
@@ -55,7 +55,7 @@ def phases(evs, ack, devices):
             if ph != want or t not in ('part', 'end'):
                 sys.exit('section %d %s: data phase %s, expected %s' % (
                     sid, t, ph, want))
-            counts[(sid, ph)] = counts.get((sid, ph), 0) + e['data_size']
+            counts[(sid, ph)] = counts.get((sid, ph), 0) + int(e['data_size'])
     if ack and len(seen_init) != devices:
         sys.exit('DEV_INIT_DATA_SENT for %d of %d devices' % (
             len(seen_init), devices))
@@ -64,7 +64,7 @@ def phases(evs, ack, devices):
 
 def order(evs):
     """Section order: RAM PART, then device PARTs, as QEMU's iterations."""
-    print(' '.join(e['type'][0] + ('r' if e['name'] == 'ram' else 'v')
+    print(' '.join(e['section_type'][0] + ('r' if e['idstr'] == 'ram' else 'v')
                    for e in evs if e['kind'] == 'section'))
 
 def mlx5(path, middles, sizes):
@@ -216,7 +216,7 @@ expect_exit 2 "unwritable output" -- "$SYNTH" --qemu "$BASE" -o "$WORK/no/such/x
 # end right after its EOF byte, so that one cut is valid.
 size=$(stat -c %s "$A")
 eof=$(grep '"kind":"eof"' "$WORK/a.json" | sed 's/.*"offset":\([0-9]*\).*/\1/')
-first_part=$(grep '"type":"part","section_id":45' "$WORK/a.json" | head -1 | sed 's/.*"offset":\([0-9]*\).*/\1/')
+first_part=$(grep '"section_type":"part","section_id":45' "$WORK/a.json" | head -1 | sed 's/.*"offset":\([0-9]*\).*/\1/')
 offs=$( (seq 1 40; seq 262 480; seq "$first_part" $((first_part + 40)); seq $((eof - 130)) $((eof + 8));
         seq 500 27077 $((size - 1)); echo $((size - 1))) | sort -un)
 n=0

@@ -47,13 +47,13 @@ python3 - "$WORK/out" >"$WORK/json" 2>&1 <<'PY'
 import json, sys
 msgs = [o for o in map(json.loads, open(sys.argv[1])) if o["kind"] == "rp_message"]
 assert len(msgs) == 15, len(msgs)
-assert [m["value"] for m in msgs[:4]] == [1, 2, 4, 3]
+assert [m["value"] for m in msgs[:4]] == ["1", "2", "4", "3"]
 r = msgs[4]
-assert (r["name"], r["start"], r["request_length"], r["block"], r["block_named"]) == \
+assert (r["name"], int(r["ram_start"]), r["request_length"], r["block"], r["block_named"]) == \
     ("REQ_PAGES_ID", 0x51c0000, 0x1000, "pc.ram", True), r
 assert all(m["name"] == "REQ_PAGES" and not m["block_named"] and m["block"] == "pc.ram"
            for m in msgs[5:14])
-assert msgs[14]["name"] == "SHUT" and msgs[14]["value"] == 0 and msgs[14]["offset"] == 199
+assert msgs[14]["name"] == "SHUT" and msgs[14]["value"] == "0" and msgs[14]["offset"] == 199
 print("ok")
 PY
 if grep -qx ok "$WORK/json"; then ok; else bad "dump --json: $(cat "$WORK/json")"; fi
