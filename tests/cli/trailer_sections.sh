@@ -13,7 +13,7 @@ hdr_end=$(python3 -c '
 import json, sys
 for l in open(sys.argv[1]):
     d = json.loads(l)
-    if d.get("kind") == "section" and d.get("name") == "acpi_build":
+    if d.get("kind") == "section" and d.get("idstr") == "acpi_build":
         print(d["offset"] + d["length"])' "$WORK/dump.json")
 [ -n "$hdr_end" ] && ok || bad "no acpi_build section in the dump"
 # patch FILE OFFSET BYTE: one byte changed in a copy of the capture
@@ -40,11 +40,11 @@ i8259=$(python3 -c '
 import json, sys
 for l in sys.stdin:
     d = json.loads(l)
-    if d.get("kind") == "section" and d.get("name") == "i8259":
+    if d.get("kind") == "section" and d.get("idstr") == "i8259":
         print(d["offset"] + d["length"]); break' < <("$DUMP" --json "$P"))
 cp "$P" "$WORK/pc.s2d" && chmod u+w "$WORK/pc.s2d"
 printf '\x02' | dd of="$WORK/pc.s2d" bs=1 seek=$((i8259 - 1)) conv=notrunc status=none
 expect_exit 0 "borrowed trailer, i8259 version 2: dump" -- "$DUMP" --json --vmdesc "$V" "$WORK/pc.s2d"
-expect_grep "$WORK/out" '"kind":"undecoded".*"name":"i8259".*"reason":"the JSON trailer taken from another stream describes version 1 of this device, the section has version 2"' \
+expect_grep "$WORK/out" '"kind":"undecoded".*"idstr":"i8259".*"reason":"the JSON trailer taken from another stream describes version 1 of this device, the section has version 2"' \
     "borrowed trailer of another version: walked blind"
 finish

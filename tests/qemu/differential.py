@@ -156,7 +156,7 @@ def byte_ranges(dump_lines, sizes):
             ranges.append((f, off, off + ln, "stream_header"))
         elif kind == "section":
             ranges.append((f, off, off + ln, "section_header"))
-            sections[(f, off)] = (off + ln, d.get("name"))
+            sections[(f, off)] = (off + ln, d.get("idstr"))
         elif kind == "footer":
             ranges.append((f, off, off + 5, "footer"))
             hdr_end, name = sections.get((f, d.get("section_offset")), (None, ""))
@@ -167,7 +167,8 @@ def byte_ranges(dump_lines, sizes):
         elif kind == "mapped_ram":  # MappedRamHeader, then the page bitmap
             ranges.append((f, off, off + ln, "ram_struct"))
             bm = d.get("bitmap_offset", 0)
-            ranges.append((f, bm, bm + d.get("bitmap_size", 0), "ram_struct"))
+            bm_size = int(d.get("bitmap_size", "0"))  # a string (spec/json.md)
+            ranges.append((f, bm, bm + bm_size, "ram_struct"))
         elif kind == "ram_page" and ln > 0:
             # a normal page is its header (none in a mapped-ram slot) then
             # 4096 data bytes; a zero page (header + fill byte) is structure
@@ -184,7 +185,7 @@ def byte_ranges(dump_lines, sizes):
             ranges.append((f, off, off + ln, "vmdesc"))
         elif kind == "channel":
             ranges.append((f, off, off + ln, "multifd_header"))
-        elif kind == "packet":
+        elif kind == "multifd_packet":
             ranges.append((f, off, off + ln, "multifd_header"))
             pl = d.get("payload_size", 0)
             if pl:
