@@ -529,6 +529,8 @@ static void usage(FILE *o)
 "  --size BYTES   image or page bytes per case (default 256M; K, M, G)\n"
 "  --reps N       best of N runs (default 3)\n"
 "  --case NAME    run only that case\n"
+"  -h, --help     this help\n"
+"  -V, --version  version\n"
 "cases (baseline), all through ms_migration from memory, no file I/O:\n"
 "  verify-memory        one channel of 1 MiB CHUNKs verified as\n"
 "                       migstream-verify does (xxh3 of the stream bytes)\n"

@@ -1800,5 +1800,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;
     }
-    return rc;
+    return tool_exit_status(rc);
 }

@@ -1595,5 +1595,5 @@ int main(int argc, char **argv)
         rc = TOOL_USAGE;
     }
     free_ctx(&x);
-    return rc;
+    return tool_exit_status(rc);
 }

@@ -45,6 +45,7 @@ typedef struct tool_file {
     int seekable;  /* a regular file (mapped or read with pread): the
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
+    int unreadable; /* could not be opened (said so): not a channel */
     /* the window being read now (from < to), else 0, 0: other threads
      * leave its pages alone (drop_read_pages) */
     _Atomic uint64_t window_from, window_to;
@@ -115,6 +116,21 @@ static void close_file(tool_file *f)
  * callbacks, which keep shared state. */
 static int run_parallel;
 void tool_run_parallel(int on) { run_parallel = on; }
+
+/* Files the last tool_run could not open: how many (tool_exit_status)
+ * and which (tool_unreadable; one flag per file, kept until the next run
+ * or the process ends). */
+static size_t run_unreadable, run_nflags;
+static uint8_t *run_unreadable_flags;
+int tool_exit_status(int rc)
+{
+    return run_unreadable ? TOOL_USAGE : rc;
+}
+
+int tool_unreadable(size_t file)
+{
+    return file < run_nflags && run_unreadable_flags[file];
+}
 
 /* Driver payloads inside carriers decoded (tool_run_payloads). */
 static int run_payloads;
@@ -538,8 +554,12 @@ static int open_all(const char *prog, tool_file *fs, char *const *files,
             fprintf(stderr, "%s: standard input given twice\n", prog);
             return -1;
         }
-        if (open_file(prog, &fs[i]) < 0)
-            return -1;
+        if (open_file(prog, &fs[i]) < 0) {
+            /* the others are still checked (the migration then lacks a
+             * channel); the exit status is the worst */
+            fs[i].unreadable = 1;
+            continue;
+        }
         /* Mapped files stay valid until the end: the set keeps views of
          * early packets instead of copying them. */
         if (!fs[i].map)
@@ -548,9 +568,26 @@ static int open_all(const char *prog, tool_file *fs, char *const *files,
     return 0;
 }
 
+/* Note which files could not be opened (tool_unreadable); their count. */
+static size_t note_unreadable(const tool_file *fs, size_t nfiles)
+{
+    size_t n = 0;
+    free(run_unreadable_flags);
+    run_unreadable_flags = calloc(nfiles ? nfiles : 1, 1);
+    run_nflags = run_unreadable_flags ? nfiles : 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        n += fs[i].unreadable != 0;
+        if (i < run_nflags)
+            run_unreadable_flags[i] = fs[i].unreadable != 0;
+    }
+    return n;
+}
+
 static int open_channels(run_ctx *rc, tool_file *fs, size_t nfiles)
 {
     for (size_t i = 0; i < nfiles; i++) {
+        if (fs[i].unreadable)
+            continue;
         ms_channel_input in = {.seekable = fs[i].seekable,
                                .size = fs[i].seekable ? fs[i].size : 0,
                                .whole = fs[i].map,
@@ -572,6 +609,8 @@ static int read_all(const char *prog, run_ctx *rc, tool_file *fs,
         return -1;
     int io_error = 0;
     for (size_t i = 0; i < nfiles && !io_error; i++) {
+        if (fs[i].unreadable)
+            continue;
         if (!is_qemu_main(&fs[i]))
             later[nlater++] = i;
         else
@@ -607,6 +646,9 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
     }
     if (open_all(prog, fs, files, nfiles, opt) < 0)
         goto out;
+    size_t unreadable = note_unreadable(fs, nfiles);
+    if (unreadable == nfiles)
+        goto out; /* nothing to check */
     progress_start(&rc.progress, prog, fs, nfiles);
     int all_mapped = 1;
     size_t channels = 0;
@@ -638,6 +680,7 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
         read_all(prog, &rc, fs, nfiles, buf, parallel) < 0)
         goto out;
     status = ms_migration_finish(rc.m) < 0 ? TOOL_INVALID : TOOL_OK;
+    run_unreadable = unreadable; /* the tool reports, then exits 2 */
 out:
     /* the tool's output comes after: no progress line left above it */
     progress_hide(&rc.progress);

@@ -24,12 +24,22 @@ typedef void (*tool_problem_fn)(void *ctx, size_t file,
                                 const ms_error_info *e);
 
 /* Read every file (one channel each; "-" is standard input) as a channel
- * of one ms_migration.  Reading goes on after a problem in
- * one file, so every file gets checked.  Returns TOOL_OK, TOOL_INVALID when
- * a problem was reported, or TOOL_USAGE after an I/O error (printed). */
+ * of one ms_migration.  Reading goes on after a problem in one file, and
+ * after a file that cannot be opened (said on stderr; the migration then
+ * lacks that channel), so every file gets checked.  Returns TOOL_OK,
+ * TOOL_INVALID when a problem was reported, or TOOL_USAGE after an I/O
+ * error (printed); a file that could not be opened does not change it, so
+ * the tool still reports what it read: its exit status then comes from
+ * tool_exit_status. */
 int tool_run(const char *prog, char *const *files, size_t nfiles,
              ms_options *opt, tool_event_fn on_event,
              tool_problem_fn on_problem, void *ctx);
+/* The exit status for the tool's final `rc`: TOOL_USAGE (the worst) when
+ * tool_run could not open a file, else rc. */
+int tool_exit_status(int rc);
+/* 1 when the last tool_run could not open file `file` (index in its
+ * list). */
+int tool_unreadable(size_t file);
 
 /* Let tool_run decode channel files (all but a QEMU main channel) on one
  * thread each when they are mapped; callbacks are then serialised by a

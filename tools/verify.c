@@ -457,7 +457,13 @@ static void unseen_fields(verify_ctx *v)
  * across files (mapped-ram, the return path, the migration's channels). */
 static void print_checked(const verify_ctx *v)
 {
+    size_t read = 0;
     for (size_t i = 0; i < v->nfiles; i++) {
+        if (tool_unreadable(i)) {
+            printf("%s: not read: it could not be opened\n", v->files[i]);
+            continue;
+        }
+        read++;
         printf("%s: ok%s: %" PRIu64 " elements, %" PRIu64 " bytes, %s%s\n",
                v->files[i], v->undecoded[i] ? " as far as decoded" : "",
                v->records[i], v->bytes[i],
@@ -492,7 +498,7 @@ static void print_checked(const verify_ctx *v)
     else
         printf("migration: ok: %zu of %u channels, %" PRIu64
                " images, %" PRIu64 " reassembled from packets\n",
-               v->nfiles, v->channel_count, v->images, v->assembled);
+               read, v->channel_count, v->images, v->assembled);
 }
 
 /* --salvage: each file's last intact region: to its end, or to where
@@ -585,5 +591,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: write error on standard output\n", prog);
         return TOOL_USAGE;
     }
-    return rc;
+    return tool_exit_status(rc);
 }

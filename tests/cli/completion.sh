@@ -63,8 +63,6 @@ expect_reply "bench takes no files"
 # Every tool: the options completed == the long options of --help (a
 # mention of another tool's option, "migstream-dump --payload", is not
 # one of its own).
-help_extra_synth="--final-offset" # synth --help: "(for --final-offset)" of dump
-help_lacks_bench="--help --version" # accepted, not listed by bench --help
 for t in $TOOLS; do
     complete_line "migstream-$t" --
     "$BIN/migstream-$t" --help 2>&1 |

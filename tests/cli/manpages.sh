@@ -18,10 +18,8 @@ long_options() {
         grep -oE -- '--[a-z][a-z0-9-]*' | sort -u
 }
 
-# Options a tool accepts that its --help does not list yet (a --help bug
-# reported, not fixed here: tools/ belongs to others).  The man page
-# documents them; remove an entry once the --help lists it.
-help_lacks_bench="--help --version"
+# Options a tool accepts that its --help does not list (none now; an
+# entry help_lacks_TOOL="--opt ..." would excuse them).
 
 # roff_text PAGE: the page's text as typed, escapes for '-' and fonts gone.
 roff_text() {

@@ -27,7 +27,7 @@ static void usage_migstream(FILE *out)
 "                      (for migstream-dump --payload KIND); --kind, the\n"
 "                      sizes and --seed apply, and --expect-dir DIR writes\n"
 "                      DIR/final-offset: where the stop-copy bytes begin\n"
-"                      (for --final-offset)\n"
+"                      (for migstream-dump --final-offset)\n"
 "       " PROG " --return-path MAIN.mig -o OUT | --stdout\n"
 "                      the return path a destination sends for the QEMU\n"
 "                      main stream MAIN: a PONG per PING, SWITCHOVER_ACK\n"
