@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -58,9 +60,28 @@ typedef struct verify_ctx {
      * input ended in damage no record verified after (UINT64_MAX: none) */
     int salvage;
     uint64_t *intact_from, *damaged_tail;
+    /* problems held to be printed sorted by file and offset */
+    struct held_problem *held;
+    size_t nheld, heldcap;
+    uint64_t held_seq;
 } verify_ctx;
 
+/* A line waiting to be printed (print_held): a problem, or a --salvage
+ * region. */
+typedef struct held_problem {
+    size_t file;  /* (size_t)-1: the migration, printed under file 0 */
+    uint64_t off; /* the offset it names */
+    uint64_t seq; /* arrival order: ties keep it */
+    char *text;   /* the whole line */
+} held_problem;
+
+/* Lines held at most; more are printed in sorted batches of this many. */
+#define HELD_MAX 262144
+
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
+static void hold_line(verify_ctx *v, size_t file, uint64_t off,
+                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void expect_fail(verify_ctx *v, size_t file, uint64_t off,
                         const char *what, const char *got, const char *want)
@@ -209,19 +230,21 @@ static void print_damage(verify_ctx *v, size_t file, const ms_event *ev)
     if (v->quiet)
         return;
     if (ev->offset > v->intact_from[file])
-        printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
-               " (%" PRIu64 " bytes)\n",
-               v->files[file], v->intact_from[file], region_word(v, file),
-               v->intact_from[file], ev->offset - 1,
-               ev->offset - v->intact_from[file]);
+        hold_line(v, file, v->intact_from[file],
+                  "%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
+                  " (%" PRIu64 " bytes)\n",
+                  v->files[file], v->intact_from[file], region_word(v, file),
+                  v->intact_from[file], ev->offset - 1,
+                  ev->offset - v->intact_from[file]);
     if (ev->offset + ev->length > v->intact_from[file])
         v->intact_from[file] = ev->offset + ev->length;
     damage_what(d, what, sizeof what);
-    printf("%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
-           " damaged: %s (%s at %" PRIu64 ": %s)\n",
-           v->files[file], ev->offset, ev->offset,
-           ev->offset + ev->length - 1, what, ms_error_name(d->cause),
-           d->cause_offset, d->detail);
+    hold_line(v, file, ev->offset,
+              "%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
+              " damaged: %s (%s at %" PRIu64 ": %s)\n",
+              v->files[file], ev->offset, ev->offset,
+              ev->offset + ev->length - 1, what, ms_error_name(d->cause),
+              d->cause_offset, d->detail);
 }
 
 static void on_event(void *ctx, const ms_event *ev,
@@ -280,6 +303,74 @@ static void on_event(void *ctx, const ms_event *ev,
     }
 }
 
+static int held_order(const void *a, const void *b)
+{
+    const held_problem *x = a, *y = b;
+    size_t fx = x->file == (size_t)-1 ? 0 : x->file;
+    size_t fy = y->file == (size_t)-1 ? 0 : y->file;
+    if (fx != fy)
+        return fx < fy ? -1 : 1;
+    if (x->off != y->off)
+        return x->off < y->off ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Print the held lines, sorted by file (in the order given) and offset:
+ * channels decoded on threads report in any order, and a problem that
+ * follows from another (a knock-on) may be found first. */
+static void print_held(verify_ctx *v)
+{
+    qsort(v->held, v->nheld, sizeof *v->held, held_order);
+    for (size_t i = 0; i < v->nheld; i++) {
+        fputs(v->held[i].text, stdout);
+        free(v->held[i].text);
+    }
+    v->nheld = 0;
+}
+
+/* Hold a line about `file` at `off` (printed by print_held); printed now
+ * when it cannot be held. */
+static void hold_line(verify_ctx *v, size_t file, uint64_t off,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (m) {
+        vfprintf(m, fmt, ap);
+        if (fclose(m) != 0) {
+            free(text);
+            text = NULL;
+        }
+    }
+    va_end(ap);
+    if (v->nheld == v->heldcap) {
+        size_t cap = v->heldcap ? 2 * v->heldcap : 64;
+        held_problem *h =
+            cap <= HELD_MAX ? realloc(v->held, cap * sizeof *h) : NULL;
+        if (!h) /* at the bound (or out of memory): a sorted batch */
+            print_held(v);
+        else {
+            v->held = h;
+            v->heldcap = cap;
+        }
+    }
+    if (text && v->nheld < v->heldcap) {
+        v->held[v->nheld++] = (held_problem){file, off, ++v->held_seq, text};
+        return;
+    }
+    if (text) {
+        fputs(text, stdout);
+        free(text);
+    } else { /* no memory to format it: say it plainly */
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+    }
+}
+
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 {
     verify_ctx *v = ctx;
@@ -288,8 +379,19 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
     if (v->salvage && file != (size_t)-1 && e->offset < v->damaged_tail[file] &&
         strncmp(e->detail, "damaged to the end", 18) == 0)
         v->damaged_tail[file] = e->offset;
-    if (!v->quiet)
+    if (v->quiet)
+        return;
+    char line[1024];
+    FILE *m = fmemopen(line, sizeof line, "w");
+    if (!m) {
         tool_print_problem(stdout, v->files[file == (size_t)-1 ? 0 : file], e);
+        return;
+    }
+    tool_print_problem(m, v->files[file == (size_t)-1 ? 0 : file], e);
+    long n = ftell(m);
+    fclose(m);
+    line[n > 0 && (size_t)n < sizeof line ? (size_t)n : sizeof line - 1] = 0;
+    hold_line(v, file, e->offset, "%s", line);
 }
 
 static void usage(FILE *o)
@@ -426,6 +528,9 @@ static int alloc_per_file(verify_ctx *v)
 /* What alloc_per_file allocated. */
 static void free_per_file(verify_ctx *v)
 {
+    for (size_t i = 0; i < v->nheld; i++)
+        free(v->held[i].text);
+    free(v->held);
     free(v->records);
     free(v->bytes);
     free(v->format);
@@ -504,7 +609,7 @@ static void print_checked(const verify_ctx *v)
 /* --salvage: each file's last intact region: to its end, or to where
  * damage no record verified after began, or to where decoding stopped
  * (what follows was not checked: never called intact). */
-static void print_intact_tails(const verify_ctx *v)
+static void print_intact_tails(verify_ctx *v)
 {
     for (size_t i = 0; i < v->nfiles; i++) {
         FILE *f = fopen(v->files[i], "rb");
@@ -517,21 +622,24 @@ static void print_intact_tails(const verify_ctx *v)
         uint64_t checked = end < v->bytes[i] ? end : v->bytes[i];
         int covered = v->format[i] == MS_FORMAT_MIGSTREAM;
         if (checked > v->intact_from[i])
-            printf("%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
-                   " (%" PRIu64 " bytes%s)\n",
-                   v->files[i], v->intact_from[i],
-                   region_word(v, i), v->intact_from[i],
-                   checked - 1, checked - v->intact_from[i],
-                   covered ? "" : "; no check values cover them");
+            hold_line(v, i, v->intact_from[i],
+                      "%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
+                      " (%" PRIu64 " bytes%s)\n",
+                      v->files[i], v->intact_from[i], region_word(v, i),
+                      v->intact_from[i], checked - 1,
+                      checked - v->intact_from[i],
+                      covered ? "" : "; no check values cover them");
         if (checked < end)
-            printf("%s:%" PRIu64 ": not checked: bytes 0x%" PRIx64 "-0x%" PRIx64
-                   " (decoding stopped before them)\n",
-                   v->files[i], checked, checked, end - 1);
+            hold_line(v, i, checked,
+                      "%s:%" PRIu64 ": not checked: bytes 0x%" PRIx64
+                      "-0x%" PRIx64 " (decoding stopped before them)\n",
+                      v->files[i], checked, checked, end - 1);
         if (end < size)
-            printf("%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
-                   " damaged: the rest of the file (no record verifies in "
-                   "it)\n",
-                   v->files[i], end, end, size - 1);
+            hold_line(v, i, end,
+                      "%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
+                      " damaged: the rest of the file (no record verifies "
+                      "in it)\n",
+                      v->files[i], end, end, size - 1);
     }
 }
 
@@ -573,6 +681,7 @@ int main(int argc, char **argv)
         unseen_fields(&v);
     if (v.salvage && rc != TOOL_USAGE && !v.quiet)
         print_intact_tails(&v);
+    print_held(&v);
     if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
     /* Valid as far as it was read, but not everything was checked: say

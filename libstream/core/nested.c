@@ -164,7 +164,7 @@ static void dev_problem(ms_nested *n, nd_dev *d, ms_error code, ms_limit limit,
 
 /* A payload reader failed: "not recognised" ends decoding quietly; any
  * other error is the device's payload breaking its driver's rules. */
-static void reader_failed(ms_nested *n, nd_dev *d)
+static void reader_failed(ms_nested *n, nd_dev *d, int knock_on)
 {
     const ms_error_info *e = ms_reader_error(d->r);
     d->off = 1;
@@ -176,9 +176,14 @@ static void reader_failed(ms_nested *n, nd_dev *d)
     p.offset = d->last_off;
     p.channel = d->slot;
     p.has_channel = 1;
-    snprintf(p.detail, sizeof p.detail,
-             "device %.60s payload byte %llu: %.100s", d->label,
-             (unsigned long long)e->offset, e->detail);
+    if (knock_on)
+        snprintf(p.detail, sizeof p.detail,
+                 "knock-on: device %.38s payload byte %llu: %.100s",
+                 d->label, (unsigned long long)e->offset, e->detail);
+    else
+        snprintf(p.detail, sizeof p.detail,
+                 "device %.60s payload byte %llu: %.100s", d->label,
+                 (unsigned long long)e->offset, e->detail);
     n->sink.problem(n->sink.ctx, &p);
 }
 
@@ -271,7 +276,7 @@ static void pull(ms_nested *n, nd_dev *d)
         n->sink.event(n->sink.ctx, &nev, &o);
     }
     if (rc == MS_NEXT_ERROR)
-        reader_failed(n, d);
+        reader_failed(n, d, 0);
 }
 
 /* Hand device bytes to its payload reader (created on first use). */
@@ -295,7 +300,7 @@ static void give(ms_nested *n, nd_dev *d, ms_phase phase, uint64_t at,
         d->phase = phase;
     }
     if (ms_reader_input(d->r, data, size) < 0) {
-        reader_failed(n, d);
+        reader_failed(n, d, 0);
         return;
     }
     pull(n, d);
@@ -576,6 +581,18 @@ void ms_nested_feed(ms_nested *n, uint32_t slot, const ms_event *ev,
     }
 }
 
+/* migstream: the image due next began (its IMAGE_BEGIN read, or bytes of
+ * it held) but never completed: a channel or packet carrying it is
+ * missing, or its stream was cut, and that was reported where it
+ * happened.  The payload cannot end cleanly then: its truncation is a
+ * knock-on of that problem, and says so ("knock-on: " before the detail). */
+static int image_cut(const nd_dev *d)
+{
+    uint32_t seq = d->next_seq;
+    return !is_done(d, seq) &&
+           (phase_of(d, seq, MS_PHASE_NONE) != MS_PHASE_NONE || d->nheld);
+}
+
 void ms_nested_finish(ms_nested *n)
 {
     for (size_t i = 0; i < n->ndevs; i++) {
@@ -585,6 +602,8 @@ void ms_nested_finish(ms_nested *n)
         /* events all came out as input ran out; finish only checks the
          * payload did not stop inside a record */
         if (ms_reader_finish(d->r) < 0)
-            reader_failed(n, d);
+            reader_failed(n, d,
+                          ms_reader_error(d->r)->code == MS_ERR_TRUNCATED &&
+                              image_cut(d));
     }
 }
