@@ -328,24 +328,10 @@ static void print_held(verify_ctx *v)
     v->nheld = 0;
 }
 
-/* Hold a line about `file` at `off` (printed by print_held); printed now
- * when it cannot be held. */
-static void hold_line(verify_ctx *v, size_t file, uint64_t off,
-                      const char *fmt, ...)
+/* Hold `text` (malloc'd, taken over), a line about `file` at `off`, for
+ * print_held; printed now when it cannot be held. */
+static void hold_text(verify_ctx *v, size_t file, uint64_t off, char *text)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    if (m) {
-        vfprintf(m, fmt, ap);
-        if (fclose(m) != 0) {
-            free(text);
-            text = NULL;
-        }
-    }
-    va_end(ap);
     if (v->nheld == v->heldcap) {
         size_t cap = v->heldcap ? 2 * v->heldcap : 64;
         held_problem *h =
@@ -357,18 +343,44 @@ static void hold_line(verify_ctx *v, size_t file, uint64_t off,
             v->heldcap = cap;
         }
     }
-    if (text && v->nheld < v->heldcap) {
+    if (v->nheld < v->heldcap) {
         v->held[v->nheld++] = (held_problem){file, off, ++v->held_seq, text};
         return;
     }
-    if (text) {
-        fputs(text, stdout);
-        free(text);
-    } else { /* no memory to format it: say it plainly */
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
+    fputs(text, stdout);
+    free(text);
+}
+
+/* A memory stream for one held line (NULL: print straight to stdout). */
+static FILE *line_stream(char **text, size_t *len)
+{
+    *text = NULL;
+    return open_memstream(text, len);
+}
+
+/* The line written to `m` (from line_stream), held; `m` closed. */
+static void hold_stream(verify_ctx *v, size_t file, uint64_t off, FILE *m,
+                        char *const *text)
+{
+    if (fclose(m) != 0 || !*text) {
+        free(*text);
+        return;
     }
+    hold_text(v, file, off, *text);
+}
+
+static void hold_line(verify_ctx *v, size_t file, uint64_t off,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text;
+    size_t len;
+    FILE *m = line_stream(&text, &len);
+    vfprintf(m ? m : stdout, fmt, ap); /* no memory: printed now */
+    va_end(ap);
+    if (m)
+        hold_stream(v, file, off, m, &text);
 }
 
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
@@ -381,17 +393,13 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
         v->damaged_tail[file] = e->offset;
     if (v->quiet)
         return;
-    char line[1024];
-    FILE *m = fmemopen(line, sizeof line, "w");
-    if (!m) {
-        tool_print_problem(stdout, v->files[file == (size_t)-1 ? 0 : file], e);
-        return;
-    }
-    tool_print_problem(m, v->files[file == (size_t)-1 ? 0 : file], e);
-    long n = ftell(m);
-    fclose(m);
-    line[n > 0 && (size_t)n < sizeof line ? (size_t)n : sizeof line - 1] = 0;
-    hold_line(v, file, e->offset, "%s", line);
+    char *text;
+    size_t len;
+    FILE *m = line_stream(&text, &len);
+    tool_print_problem(m ? m : stdout,
+                       v->files[file == (size_t)-1 ? 0 : file], e);
+    if (m)
+        hold_stream(v, file, e->offset, m, &text);
 }
 
 static void usage(FILE *o)
