@@ -320,6 +320,8 @@ static int held_order(const void *a, const void *b)
  * follows from another (a knock-on) may be found first. */
 static void print_held(verify_ctx *v)
 {
+    if (v->nheld == 0)
+        return; /* held may be NULL: not for qsort */
     qsort(v->held, v->nheld, sizeof *v->held, held_order);
     for (size_t i = 0; i < v->nheld; i++) {
         fputs(v->held[i].text, stdout);
