@@ -634,6 +634,15 @@ static void c_free(void *opaque, void *p)
     free(p);
 }
 
+/* Options whose allocator counts into *c. */
+static void counting_options(ms_options *o, counting *c)
+{
+    ms_options_init(o);
+    o->allocator.alloc = c_alloc;
+    o->allocator.free = c_free;
+    o->allocator.opaque = c;
+}
+
 static void rd_allocator(void **state)
 {
     (void)state;
@@ -641,10 +650,7 @@ static void rd_allocator(void **state)
     build_rich(&rs);
     counting c = {0, 0};
     ms_options o;
-    ms_options_init(&o);
-    o.allocator.alloc = c_alloc;
-    o.allocator.free = c_free;
-    o.allocator.opaque = &c;
+    counting_options(&o, &c);
     tb_result res;
     assert_int_equal(tb_read_bytewise(rs.s.b.p, rs.s.b.len, &o, &res), 0);
     tb_result_free(&res);
@@ -923,10 +929,7 @@ static void rd_zlib_allocator(void **state)
     build_rich(&rs);
     counting c = {0, 0};
     ms_options o;
-    ms_options_init(&o);
-    o.allocator.alloc = c_alloc;
-    o.allocator.free = c_free;
-    o.allocator.opaque = &c;
+    counting_options(&o, &c);
     long without_zlib;
     {
         /* allocations before the first zlib chunk */

@@ -69,6 +69,17 @@ void fill(uint8_t *p, size_t n, uint64_t seed)
 /* ---- migstream streams ----------------------------------------------------
  */
 
+/* Channel 0 of `w` opened, device 1 declared, its final chunk image
+ * begun: nonzero on failure. */
+static int begin_one_image(ms_writer *w, ms_write_fn fn, void *opaque)
+{
+    return !w || ms_writer_open_channel(w, 0, fn, opaque) ||
+           ms_writer_add_device(w, 1, "0000:00:02.0/vfio", 0, MS_PAYLOAD_RAW,
+                                NULL, 0) ||
+           ms_writer_image_begin(w, 0, 1, MS_PHASE_FINAL, MS_TRANSPORT_CHUNKS,
+                                 0, 0);
+}
+
 int write_chunks(const uint8_t *data, size_t n, size_t chunk, int level,
                  ms_write_fn fn, void *opaque, const ms_allocator *alloc)
 {
@@ -79,11 +90,7 @@ int write_chunks(const uint8_t *data, size_t n, size_t chunk, int level,
     if (alloc)
         wo.allocator = *alloc;
     ms_writer *w = ms_writer_create(&wo);
-    int rc = !w || ms_writer_open_channel(w, 0, fn, opaque) ||
-             ms_writer_add_device(w, 1, "0000:00:02.0/vfio", 0, MS_PAYLOAD_RAW,
-                                  NULL, 0) ||
-             ms_writer_image_begin(w, 0, 1, MS_PHASE_FINAL, MS_TRANSPORT_CHUNKS,
-                                   0, 0) ||
+    int rc = begin_one_image(w, fn, opaque) ||
              ms_writer_image_data(w, 1, data, n) ||
              ms_writer_image_end(w, 1, 0) || ms_writer_close_channel(w, 0, 0);
     ms_writer_free(w);
@@ -95,11 +102,7 @@ int write_empty_records(size_t count, sink *out)
     ms_writer_options wo;
     ms_writer_options_init(&wo);
     ms_writer *w = ms_writer_create(&wo);
-    int rc = !w || ms_writer_open_channel(w, 0, sink_write, out) ||
-             ms_writer_add_device(w, 1, "0000:00:02.0/vfio", 0, MS_PAYLOAD_RAW,
-                                  NULL, 0) ||
-             ms_writer_image_begin(w, 0, 1, MS_PHASE_FINAL, MS_TRANSPORT_CHUNKS,
-                                   0, 0) ||
+    int rc = begin_one_image(w, sink_write, out) ||
              ms_writer_image_data(w, 1, "x", 1);
     for (size_t i = 0; !rc && i < count; i++) /* a vendor tag, optional */
         rc = ms_writer_raw_record(w, 0, 0x80000001u, MS_RECORD_OPTIONAL, NULL,

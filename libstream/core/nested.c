@@ -33,13 +33,13 @@ typedef struct nd_held {
     uint32_t seq;
     ms_phase phase;
     uint64_t off;
+    uint32_t slot; /* the channel `off` is in */
     const uint8_t *data;
     size_t size;
     int owned; /* a copy (input not stable), freed when fed */
 } nd_held;
 
 typedef struct nd_dev {
-    uint32_t slot;        /* where its bytes were first seen (problems) */
     char label[NAME_CAP]; /* idstr */
     uint32_t instance_id;
     ms_reader *r;
@@ -47,6 +47,9 @@ typedef struct nd_dev {
     int off;              /* not recognised, or failed: no more decoding */
     ms_phase phase;
     uint64_t last_off; /* carrier offset of the bytes being fed */
+    uint32_t last_slot; /* ...and the channel it is in, so that problems
+                           and events name the file the offset is in
+                           (until bytes come: where the device was seen) */
     int recognised;    /* a payload event came out */
     /* migstream: images are fed in seq order */
     uint32_t next_seq;
@@ -150,7 +153,7 @@ static void dev_problem(ms_nested *n, nd_dev *d, ms_error code, ms_limit limit,
     ms_error_info e = {.code = code,
                        .limit = limit,
                        .offset = d->last_off,
-                       .channel = d->slot,
+                       .channel = d->last_slot,
                        .has_channel = 1};
     char what[160];
     va_list ap;
@@ -174,7 +177,7 @@ static void reader_failed(ms_nested *n, nd_dev *d, int knock_on)
         return;
     ms_error_info p = *e;
     p.offset = d->last_off;
-    p.channel = d->slot;
+    p.channel = d->last_slot;
     p.has_channel = 1;
     if (knock_on)
         snprintf(p.detail, sizeof p.detail,
@@ -252,7 +255,7 @@ static nd_dev *device_of(ms_nested *n, uint32_t slot, uint64_t offset,
         untracked(n, slot, offset, MS_LIMIT_NONE, 0, "a device");
         return NULL;
     }
-    d->slot = slot;
+    d->last_slot = slot;
     snprintf(d->label, sizeof d->label, "%s", label);
     d->instance_id = instance_id;
     d->kind = kind;
@@ -268,7 +271,7 @@ static void pull(ms_nested *n, nd_dev *d)
         if (nev.kind == MS_EV_STREAM_HEADER)
             continue;
         d->recognised = 1;
-        ms_event_origin o = {.channel = d->slot,
+        ms_event_origin o = {.channel = d->last_slot,
                              .device = d->label,
                              .instance_id = d->instance_id,
                              .phase = d->phase,
@@ -280,12 +283,13 @@ static void pull(ms_nested *n, nd_dev *d)
 }
 
 /* Hand device bytes to its payload reader (created on first use). */
-static void give(ms_nested *n, nd_dev *d, ms_phase phase, uint64_t at,
-                 const uint8_t *data, size_t size)
+static void give(ms_nested *n, nd_dev *d, ms_phase phase, uint32_t slot,
+                 uint64_t at, const uint8_t *data, size_t size)
 {
     if (d->off)
         return;
     d->last_off = at;
+    d->last_slot = slot;
     if (!d->r) {
         ms_options o = n->opt;
         o.payload_kind = d->kind;
@@ -311,7 +315,8 @@ static void give(ms_nested *n, nd_dev *d, ms_phase phase, uint64_t at,
 
 /* Bytes of a later image: keep them (a view of stable input, else a copy
  * within max_buffered_bytes) until the images before it are complete. */
-static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
+static void hold(ms_nested *n, nd_dev *d, uint32_t slot,
+                 const ms_data_info *dd)
 {
     if (ms_grow(ALLOC(n), (void **)&d->held, sizeof *d->held, &d->heldcap,
                 d->nheld + 1) < 0) {
@@ -319,10 +324,12 @@ static void hold(ms_nested *n, nd_dev *d, const ms_data_info *dd)
                     "no memory to hold image %u", dd->seq);
         return;
     }
-    nd_held h = {dd->seq, dd->phase, dd->stream_offset, dd->data, dd->size, 0};
+    nd_held h = {dd->seq, dd->phase, dd->stream_offset, slot, dd->data,
+                 dd->size, 0};
     if (!(n->input_stable && dd->zero_copy)) {
         if (dd->size > n->opt.max_buffered_bytes - n->held_bytes) {
             d->last_off = dd->stream_offset;
+            d->last_slot = slot;
             dev_problem(n, d, MS_ERR_LIMIT, MS_LIMIT_MAX_BUFFERED_BYTES,
                         "bytes of image %u arrive before image %u ends: "
                         "holding them exceeds max_buffered_bytes (%llu)",
@@ -372,8 +379,8 @@ static void flush(ms_nested *n, nd_dev *d)
         for (size_t k = 0; k < d->nheld; k++) {
             nd_held *h = &d->held[k];
             if (h->seq == seq) {
-                give(n, d, phase_of(d, seq, h->phase), h->off, h->data,
-                     h->size);
+                give(n, d, phase_of(d, seq, h->phase), h->slot, h->off,
+                     h->data, h->size);
                 free_held(n, h);
             } else {
                 d->held[keep++] = *h;
@@ -534,11 +541,11 @@ static void route_data(ms_nested *n, uint32_t slot, const nd_chan *c,
         return;
     if (migstream && (dd->seq != d->next_seq ||
                       phase_of(d, dd->seq, dd->phase) == MS_PHASE_NONE)) {
-        hold(n, d, dd);
+        hold(n, d, slot, dd);
         return;
     }
-    give(n, d, phase_of(d, dd->seq, dd->phase), dd->stream_offset, dd->data,
-         dd->size);
+    give(n, d, phase_of(d, dd->seq, dd->phase), slot, dd->stream_offset,
+         dd->data, dd->size);
 }
 
 void ms_nested_feed(ms_nested *n, uint32_t slot, const ms_event *ev,
