@@ -9,6 +9,7 @@
 
 #include "dump_state.h"
 #include "tool_common.h"
+#include "tool_held.h"
 
 static const char *prog = "migstream-dump";
 
@@ -45,6 +46,9 @@ typedef struct chan_stats {
 typedef struct dump_ctx dump_ctx;
 struct dump_ctx {
     FILE *out;
+    /* problem lines for stderr, printed sorted by file and offset at the
+     * end (the JSON "error" lines stay in stream order on stdout) */
+    tool_held held;
     int json, summary_only, several;
     char *const *files;
     size_t nfiles;
@@ -1320,10 +1324,36 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
         fputs("}\n", d->out);
     }
     fflush(d->out);
-    tool_print_problem(stderr, name, e);
+    tool_held_problem(&d->held, file, name, e);
 }
 
 /* ---- summary ---------------------------------------------------------------- */
+
+/* Files given that tool_run could not open (said on stderr). */
+static size_t unreadable_files(const dump_ctx *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->nfiles; i++)
+        n += (size_t)tool_unreadable(i);
+    return n;
+}
+
+/* The summary's verdict: never a plain "valid" when a file given could
+ * not be read (a channel of the migration may be in it). */
+static const char *verdict(const dump_ctx *d)
+{
+    if (d->problems)
+        return "INVALID";
+    return unreadable_files(d) ? "valid as far as read (a file given could "
+                                 "not be read)"
+                               : "valid";
+}
+
+/* JSON "valid": true only when every file was read and no problem found. */
+static const char *json_valid(const dump_ctx *d)
+{
+    return d->problems || unreadable_files(d) ? "false" : "true";
+}
 
 /* summary_qemu as one JSON object: totals, then blocks, channels and
  * VFIO devices as arrays. */
@@ -1337,7 +1367,7 @@ static void summary_qemu_json(dump_ctx *d, uint64_t pages, uint64_t zero)
                ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64
                ",\"valid\":%s,\"problems\":%" PRIu64 ",\"blocks\":[",
             d->sections, d->undecoded, pages, zero,
-            d->problems ? "false" : "true", d->problems);
+            json_valid(d), d->problems);
     for (size_t i = 0; i < d->nblocks; i++) {
         block_stats *b = &d->blocks[i];
         fprintf(o, "%s{\"block\":", i ? "," : "");
@@ -1395,7 +1425,7 @@ static void summary_qemu_human(dump_ctx *d, uint64_t pages, uint64_t zero)
                " pages sent + %" PRIu64 " zero pages: %s\n",
             d->summary_only ? "" : "\n", d->have_config ? d->machine : "?",
             d->sections, d->undecoded, pages, zero,
-            d->problems ? "INVALID" : "valid");
+            verdict(d));
     for (size_t i = 0; i < d->nblocks; i++) {
         block_stats *b = &d->blocks[i];
         fprintf(o, "  ram %s: 0x%" PRIx64 " bytes, %" PRIu64 " pages, %" PRIu64
@@ -1470,7 +1500,7 @@ static void summary_rp(dump_ctx *d)
         for (int i = 1; i < 8; i++)
             fprintf(o, ",\"%s\":%" PRIu64, names[i], d->rp_msgs[i]);
         fprintf(o, ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
-                d->problems ? "false" : "true", d->problems);
+                json_valid(d), d->problems);
         return;
     }
     fprintf(o, "%sreturn path: %" PRIu64 " messages:", d->summary_only ? "" : "\n",
@@ -1478,7 +1508,7 @@ static void summary_rp(dump_ctx *d)
     for (int i = 1; i < 8; i++)
         if (d->rp_msgs[i])
             fprintf(o, " %" PRIu64 " %s", d->rp_msgs[i], names[i]);
-    fprintf(o, ": %s\n", d->problems ? "INVALID" : "valid");
+    fprintf(o, ": %s\n", verdict(d));
 }
 
 /* Raw driver payload files: their count and the verdict (the payload
@@ -1490,12 +1520,12 @@ static void summary_payload_files(dump_ctx *d)
         json_begin_summary(d, "payload_files_summary");
         fprintf(o, ",\"format\":\"payload\",\"files\":%zu,"
                    "\"valid\":%s,\"problems\":%" PRIu64 "}\n",
-                d->nfiles, d->problems ? "false" : "true", d->problems);
+                d->nfiles, json_valid(d), d->problems);
     } else {
         fprintf(o, "%ssummary: %zu driver payload file%s: %s\n",
                 d->summary_only ? "" : "\n", d->nfiles,
                 d->nfiles == 1 ? "" : "s",
-                d->problems ? "INVALID" : "valid");
+                verdict(d));
     }
 }
 
@@ -1512,12 +1542,12 @@ static void summary_cpr(dump_ctx *d)
                    "\"fds\":%" PRIu64 ",\"vfio_devices\":%" PRIu64
                    ",\"valid\":%s,\"problems\":%" PRIu64 "}\n",
                 mode, d->cpr_fds, d->cpr_vfio,
-                d->problems ? "false" : "true", d->problems);
+                json_valid(d), d->problems);
     } else {
         fprintf(o, "%ssummary: QEMU CPR state (%s), %" PRIu64
                    " fds, %" PRIu64 " vfio devices: %s\n",
                 d->summary_only ? "" : "\n", mode, d->cpr_fds,
-                d->cpr_vfio, d->problems ? "INVALID" : "valid");
+                d->cpr_vfio, verdict(d));
     }
 }
 
@@ -1535,7 +1565,7 @@ static void summary_migstream_json(dump_ctx *d, const char *hex,
                ",\"image_bytes\":%" PRIu64 ",\"packets\":%" PRIu64
                ",\"valid\":%s,\"problems\":%" PRIu64 ",\"devices\":[",
             count, d->ends, d->records, d->image_bytes,
-            d->packets, d->problems ? "false" : "true", d->problems);
+            d->packets, json_valid(d), d->problems);
     for (size_t i = 0; i < d->ndevs; i++) {
         dev_stats *s = &d->devs[i];
         fprintf(o, "%s{\"device\":%u,\"idstr\":", i ? "," : "", s->handle);
@@ -1567,7 +1597,7 @@ static void summary_migstream_human(dump_ctx *d, const char *hex,
             d->summary_only ? "" : "\n", d->nfiles, d->nfiles == 1 ? "" : "s",
             d->have_stream ? hex : "?", d->ends, count, d->records,
             d->image_bytes, d->packets,
-            d->problems ? "INVALID" : "valid");
+            verdict(d));
     for (size_t i = 0; i < d->ndevs; i++) {
         dev_stats *s = &d->devs[i];
         fprintf(o, "  device %u %s (%s):", s->handle, s->idstr,
@@ -1785,7 +1815,10 @@ int main(int argc, char **argv)
      * themselves: a progress line would cut into them */
     if (!d.summary_only && !args.show_state && isatty(STDOUT_FILENO))
         tool_run_progress(0);
+    tool_held_init(&d.held, stderr);
     int rc = tool_run(prog, d.files, d.nfiles, &opt, on_event, on_problem, &d);
+    fflush(stdout); /* what was dumped, then the problems, sorted */
+    tool_held_free(&d.held);
     if (d.state && dump_state_problems(d.state))
         d.problems++;
     if (rc == TOOL_OK && d.problems) /* nested payload problems too */

@@ -51,6 +51,7 @@
 
 #include "extract_extent.h"
 #include "tool_common.h"
+#include "tool_held.h"
 
 static const char *prog = "migstream-extract";
 
@@ -290,6 +291,14 @@ typedef struct extract_ctx {
     const char *config_path;
     int config_fd;
     uint64_t config_bytes;
+    /* --out - or --config -: that output is built in an unlinked
+     * temporary file (images are placed with pwrite, and --salvage moves
+     * bytes back and forth: a pipe takes neither) and copied to standard
+     * output once complete.  -1: none. */
+    int stdout_fd;
+    /* problem lines, printed on stderr sorted by file and offset (channel
+     * files decode on threads) */
+    tool_held held;
     /* --salvage */
     int salvage;
     zero_range *zr;
@@ -332,7 +341,7 @@ static void own_problem(extract_ctx *x, size_t file, ms_error code,
              detail);
     x->problems++;
     x->said[file] = 1;
-    tool_print_problem(stderr, x->files[file], &e);
+    tool_held_problem(&x->held, file, x->files[file], &e);
 }
 
 /* ---- --ram ------------------------------------------------------------------
@@ -1275,7 +1284,8 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
     extract_ctx *x = ctx;
     if (file != (size_t)-1)
         x->said[file] = 1;
-    tool_print_problem(stderr, x->files[file == (size_t)-1 ? 0 : file], e);
+    tool_held_problem(&x->held, file, x->files[file == (size_t)-1 ? 0 : file],
+                      e);
 }
 
 static void usage(FILE *o)
@@ -1300,10 +1310,11 @@ static void usage(FILE *o)
         "                   device-state buffers (the final image, in idx\n"
         "                   order), or a migstream device, all its images\n"
         "                   in order\n"
-        "  -o, --out FILE   where --device writes (a regular file)\n"
+        "  -o, --out FILE   where --device writes (a regular file; - for\n"
+        "                   standard output, built in $TMPDIR first)\n"
         "  --config FILE    QEMU multifd device state: also write the\n"
         "                   device's config buffer (CONFIG_STATE; not part\n"
-        "                   of the image in --out)\n"
+        "                   of the image in --out; - for standard output)\n"
         "  --phase PHASE    only initial, middle or final bytes\n"
         "  -v, --verbose    list what was written\n"
         "  --salvage        write what is recoverable from damaged files\n"
@@ -1332,10 +1343,63 @@ static int parse_phase(const char *s, ms_phase *p)
     return -1;
 }
 
-/* A --device output: a regular file that is none of the inputs.
+static int is_stdout_path(const char *path)
+{
+    return path && strcmp(path, "-") == 0;
+}
+
+/* The unlinked temporary file behind --out - / --config - (under $TMPDIR,
+ * else /tmp).  Returns its descriptor or -1 (reported). */
+static int open_stdout_spool(extract_ctx *x)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    if (!dir || !*dir)
+        dir = "/tmp";
+    if (snprintf(path, sizeof path, "%s/migstream-extract.XXXXXX", dir) >=
+        (int)sizeof path) {
+        io_fail(x, dir, ENAMETOOLONG);
+        return -1;
+    }
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        io_fail(x, path, errno);
+        return -1;
+    }
+    unlink(path);
+    x->stdout_fd = fd;
+    return fd;
+}
+
+/* Copy the finished temporary output to standard output. */
+static void copy_to_stdout(extract_ctx *x, int fd)
+{
+    uint8_t buf[1 << 16];
+    uint64_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            io_fail(x, "temporary output", errno);
+            return;
+        }
+        if (n == 0)
+            return;
+        if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) {
+            io_fail(x, "standard output", errno);
+            return;
+        }
+        off += (uint64_t)n;
+    }
+}
+
+/* A --device output: a regular file that is none of the inputs, or "-".
  * Returns its descriptor or -1 (reported). */
 static int open_out(extract_ctx *x, const char *path, const char *opt)
 {
+    if (is_stdout_path(path))
+        return open_stdout_spool(x);
     /* Truncating an input would pull its pages from under tool_run's
      * mapping. */
     struct stat os, is;
@@ -1356,8 +1420,10 @@ static int open_out(extract_ctx *x, const char *path, const char *opt)
     /* Images are placed with pwrite: a pipe cannot take that. */
     struct stat st;
     if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: %s: %s must be a regular file\n", prog, path,
-                opt);
+        fprintf(stderr,
+                "%s: %s: %s must be a regular file (or - for standard "
+                "output)\n",
+                prog, path, opt);
         close(fd);
         x->failed_io = 1;
         return -1;
@@ -1400,26 +1466,29 @@ static int open_outputs(extract_ctx *x)
     return 0;
 }
 
+/* The -v lines: on standard output, unless an output goes there. */
 static void report(extract_ctx *x)
 {
+    FILE *o = x->stdout_fd >= 0 ? stderr : stdout;
     char path[4096];
     for (size_t i = 0; i < x->nblocks; i++) {
         ram_block *b = &x->blocks[i];
         block_path(x, b, path, sizeof path);
-        printf("%s: block %s, %" PRIu64 " bytes, %" PRIu64 " pages, %" PRIu64
+        fprintf(o, "%s: block %s, %" PRIu64 " bytes, %" PRIu64 " pages, %" PRIu64
                " zero pages, %" PRIu64 " xbzrle pages, %" PRIu64
                " superseded%s",
                path, b->name, b->used_length, b->pages, b->zero_pages,
                b->xbzrle_pages, b->superseded, b->discarded ? ", " : "\n");
         if (b->discarded)
-            printf("%" PRIu64 " discarded\n", b->discarded);
+            fprintf(o, "%" PRIu64 " discarded\n", b->discarded);
     }
     if (x->dev_idstr)
-        printf("%s: device %s, %" PRIu64 " bytes%s%s\n", x->out_path,
+        fprintf(o, "%s: device %s, %" PRIu64 " bytes%s%s\n", x->out_path,
                x->dev_idstr, x->dev_bytes, x->phase ? ", phase " : "",
                x->phase ? ms_phase_name(x->phase) : "");
     if (x->config_path)
-        printf("%s: device %s config, %" PRIu64 " bytes\n", x->config_path,
+        fprintf(o, "%s: device %s config, %" PRIu64 " bytes\n",
+                x->config_path,
                x->dev_idstr, x->config_bytes);
 }
 
@@ -1431,6 +1500,8 @@ static int close_outputs(extract_ctx *x)
             io_fail(x, x->blocks[i].rel, errno);
     if (x->dirfd >= 0)
         close(x->dirfd);
+    if (x->stdout_fd >= 0 && !x->failed_io)
+        copy_to_stdout(x, x->stdout_fd);
     if (x->out_fd >= 0 && close(x->out_fd) < 0)
         io_fail(x, x->out_path, errno);
     if (x->config_fd >= 0 && close(x->config_fd) < 0)
@@ -1488,6 +1559,8 @@ static const char *misused(const extract_ctx *x, int nfiles)
     else if (!x->dev_idstr &&
              (x->out_path || x->config_path || x->phase_given))
         bad = "--out, --config and --phase go with --device";
+    else if (is_stdout_path(x->out_path) && is_stdout_path(x->config_path))
+        bad = "--out and --config cannot both be - (standard output)";
     else if (nfiles <= 0)
         bad = "no input files";
     return bad;
@@ -1504,8 +1577,9 @@ static int nothing_found(extract_ctx *x)
     if (x->dev_idstr && !x->dev_found) {
         fprintf(stderr, "%s: no device \"%s\" in the input\n", prog,
                 x->dev_idstr);
-        unlink(x->out_path);
-        if (x->config_path)
+        if (!is_stdout_path(x->out_path))
+            unlink(x->out_path);
+        if (x->config_path && !is_stdout_path(x->config_path))
             unlink(x->config_path);
         return 1;
     }
@@ -1546,7 +1620,8 @@ int main(int argc, char **argv)
                                         {"verbose", no_argument, 0, 'v'},
                                         {"salvage", no_argument, 0, 'S'},
                                         {0, 0, 0, 0}};
-    extract_ctx x = {.dirfd = -1, .out_fd = -1, .config_fd = -1};
+    extract_ctx x = {
+        .dirfd = -1, .out_fd = -1, .config_fd = -1, .stdout_fd = -1};
     ms_options opt;
     ms_options_init(&opt);
     opt.input_stable = 1;
@@ -1568,6 +1643,7 @@ int main(int argc, char **argv)
     x.qemu_sec = calloc(x.nfiles, sizeof *x.qemu_sec);
     x.qemu_has_sec = calloc(x.nfiles, sizeof *x.qemu_has_sec);
     x.said = calloc(x.nfiles, sizeof *x.said);
+    tool_held_init(&x.held, stderr);
     int rc = TOOL_USAGE;
     if (!x.format || !x.qemu_sec || !x.qemu_has_sec || !x.said)
         fprintf(stderr, "%s: out of memory\n", prog);
@@ -1578,8 +1654,10 @@ int main(int argc, char **argv)
         tool_run_parallel(1);
         rc = tool_run(prog, x.files, x.nfiles, &opt, on_event, on_problem, &x);
     }
+    tool_held_flush(&x.held); /* problems found while reading */
     if (x.dev_idstr && !x.failed_io && rc != TOOL_USAGE) {
         v1_finish(&x);
+        tool_held_flush(&x.held); /* before the zero-filled ranges */
         salvage_finish(&x);
     }
     if (close_outputs(&x) < 0)
@@ -1594,6 +1672,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: write error on standard output\n", prog);
         rc = TOOL_USAGE;
     }
+    tool_held_free(&x.held);
     free_ctx(&x);
     return tool_exit_status(rc);
 }

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "tool_common.h"
+#include "tool_held.h"
 
 static const char *prog = "migstream-verify";
 
@@ -60,28 +61,12 @@ typedef struct verify_ctx {
      * input ended in damage no record verified after (UINT64_MAX: none) */
     int salvage;
     uint64_t *intact_from, *damaged_tail;
-    /* problems held to be printed sorted by file and offset */
-    struct held_problem *held;
-    size_t nheld, heldcap;
-    uint64_t held_seq;
+    /* problem and --salvage region lines, printed sorted by file and
+     * offset at the end */
+    tool_held held;
 } verify_ctx;
 
-/* A line waiting to be printed (print_held): a problem, or a --salvage
- * region. */
-typedef struct held_problem {
-    size_t file;  /* (size_t)-1: the migration, printed under file 0 */
-    uint64_t off; /* the offset it names */
-    uint64_t seq; /* arrival order: ties keep it */
-    char *text;   /* the whole line */
-} held_problem;
-
-/* Lines held at most; more are printed in sorted batches of this many. */
-#define HELD_MAX 262144
-
 static void on_problem(void *ctx, size_t file, const ms_error_info *e);
-static void hold_line(verify_ctx *v, size_t file, uint64_t off,
-                      const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 static void expect_fail(verify_ctx *v, size_t file, uint64_t off,
                         const char *what, const char *got, const char *want)
@@ -230,7 +215,7 @@ static void print_damage(verify_ctx *v, size_t file, const ms_event *ev)
     if (v->quiet)
         return;
     if (ev->offset > v->intact_from[file])
-        hold_line(v, file, v->intact_from[file],
+        tool_held_printf(&v->held, file, v->intact_from[file],
                   "%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
                   " (%" PRIu64 " bytes)\n",
                   v->files[file], v->intact_from[file], region_word(v, file),
@@ -239,7 +224,7 @@ static void print_damage(verify_ctx *v, size_t file, const ms_event *ev)
     if (ev->offset + ev->length > v->intact_from[file])
         v->intact_from[file] = ev->offset + ev->length;
     damage_what(d, what, sizeof what);
-    hold_line(v, file, ev->offset,
+    tool_held_printf(&v->held, file, ev->offset,
               "%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
               " damaged: %s (%s at %" PRIu64 ": %s)\n",
               v->files[file], ev->offset, ev->offset,
@@ -303,88 +288,6 @@ static void on_event(void *ctx, const ms_event *ev,
     }
 }
 
-static int held_order(const void *a, const void *b)
-{
-    const held_problem *x = a, *y = b;
-    size_t fx = x->file == (size_t)-1 ? 0 : x->file;
-    size_t fy = y->file == (size_t)-1 ? 0 : y->file;
-    if (fx != fy)
-        return fx < fy ? -1 : 1;
-    if (x->off != y->off)
-        return x->off < y->off ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Print the held lines, sorted by file (in the order given) and offset:
- * channels decoded on threads report in any order, and a problem that
- * follows from another (a knock-on) may be found first. */
-static void print_held(verify_ctx *v)
-{
-    if (v->nheld == 0)
-        return; /* held may be NULL: not for qsort */
-    qsort(v->held, v->nheld, sizeof *v->held, held_order);
-    for (size_t i = 0; i < v->nheld; i++) {
-        fputs(v->held[i].text, stdout);
-        free(v->held[i].text);
-    }
-    v->nheld = 0;
-}
-
-/* Hold `text` (malloc'd, taken over), a line about `file` at `off`, for
- * print_held; printed now when it cannot be held. */
-static void hold_text(verify_ctx *v, size_t file, uint64_t off, char *text)
-{
-    if (v->nheld == v->heldcap) {
-        size_t cap = v->heldcap ? 2 * v->heldcap : 64;
-        held_problem *h =
-            cap <= HELD_MAX ? realloc(v->held, cap * sizeof *h) : NULL;
-        if (!h) /* at the bound (or out of memory): a sorted batch */
-            print_held(v);
-        else {
-            v->held = h;
-            v->heldcap = cap;
-        }
-    }
-    if (v->nheld < v->heldcap) {
-        v->held[v->nheld++] = (held_problem){file, off, ++v->held_seq, text};
-        return;
-    }
-    fputs(text, stdout);
-    free(text);
-}
-
-/* A memory stream for one held line (NULL: print straight to stdout). */
-static FILE *line_stream(char **text, size_t *len)
-{
-    *text = NULL;
-    return open_memstream(text, len);
-}
-
-/* The line written to `m` (from line_stream), held; `m` closed. */
-static void hold_stream(verify_ctx *v, size_t file, uint64_t off, FILE *m,
-                        char *const *text)
-{
-    if (fclose(m) != 0 || !*text) {
-        free(*text);
-        return;
-    }
-    hold_text(v, file, off, *text);
-}
-
-static void hold_line(verify_ctx *v, size_t file, uint64_t off,
-                      const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *text;
-    size_t len;
-    FILE *m = line_stream(&text, &len);
-    vfprintf(m ? m : stdout, fmt, ap); /* no memory: printed now */
-    va_end(ap);
-    if (m)
-        hold_stream(v, file, off, m, &text);
-}
-
 static void on_problem(void *ctx, size_t file, const ms_error_info *e)
 {
     verify_ctx *v = ctx;
@@ -395,13 +298,8 @@ static void on_problem(void *ctx, size_t file, const ms_error_info *e)
         v->damaged_tail[file] = e->offset;
     if (v->quiet)
         return;
-    char *text;
-    size_t len;
-    FILE *m = line_stream(&text, &len);
-    tool_print_problem(m ? m : stdout,
-                       v->files[file == (size_t)-1 ? 0 : file], e);
-    if (m)
-        hold_stream(v, file, e->offset, m, &text);
+    tool_held_problem(&v->held, file, v->files[file == (size_t)-1 ? 0 : file],
+                      e);
 }
 
 static void usage(FILE *o)
@@ -538,9 +436,7 @@ static int alloc_per_file(verify_ctx *v)
 /* What alloc_per_file allocated. */
 static void free_per_file(verify_ctx *v)
 {
-    for (size_t i = 0; i < v->nheld; i++)
-        free(v->held[i].text);
-    free(v->held);
+    tool_held_free(&v->held);
     free(v->records);
     free(v->bytes);
     free(v->format);
@@ -632,7 +528,7 @@ static void print_intact_tails(verify_ctx *v)
         uint64_t checked = end < v->bytes[i] ? end : v->bytes[i];
         int covered = v->format[i] == MS_FORMAT_MIGSTREAM;
         if (checked > v->intact_from[i])
-            hold_line(v, i, v->intact_from[i],
+            tool_held_printf(&v->held, i, v->intact_from[i],
                       "%s:%" PRIu64 ": %s: bytes 0x%" PRIx64 "-0x%" PRIx64
                       " (%" PRIu64 " bytes%s)\n",
                       v->files[i], v->intact_from[i], region_word(v, i),
@@ -640,12 +536,12 @@ static void print_intact_tails(verify_ctx *v)
                       checked - v->intact_from[i],
                       covered ? "" : "; no check values cover them");
         if (checked < end)
-            hold_line(v, i, checked,
+            tool_held_printf(&v->held, i, checked,
                       "%s:%" PRIu64 ": not checked: bytes 0x%" PRIx64
                       "-0x%" PRIx64 " (decoding stopped before them)\n",
                       v->files[i], checked, checked, end - 1);
         if (end < size)
-            hold_line(v, i, end,
+            tool_held_printf(&v->held, i, end,
                       "%s:%" PRIu64 ": damaged: bytes 0x%" PRIx64 "-0x%" PRIx64
                       " damaged: the rest of the file (no record verifies "
                       "in it)\n",
@@ -678,6 +574,7 @@ int main(int argc, char **argv)
     if (parsed != TOOL_GO_ON)
         return parsed;
     opt.salvage = v.salvage;
+    tool_held_init(&v.held, stdout);
     if (alloc_per_file(&v) < 0) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return TOOL_USAGE;
@@ -691,7 +588,7 @@ int main(int argc, char **argv)
         unseen_fields(&v);
     if (v.salvage && rc != TOOL_USAGE && !v.quiet)
         print_intact_tails(&v);
-    print_held(&v);
+    tool_held_flush(&v.held);
     if (rc == TOOL_OK && (v.expect_failures || v.problems))
         rc = TOOL_INVALID;
     /* Valid as far as it was read, but not everything was checked: say

@@ -596,4 +596,20 @@ for id in 0000:00:02.0/vfio 0000:00:03.0/vfio; do
     done
 done
 [ "$(stat -c %s "$WORK/v1.want")" -gt 1000000 ] && ok || bad "v1 final image unexpectedly small"
+
+# ---- -o -: standard output (through a pipe and into a file), -v on stderr ---------
+id=0000:00:03.0/vfio
+"${PY[@]}" v1 "$id" all "$WORK/v1.want" "$V"/channel-*.mig > /dev/null
+"$EXTRACT" --device "$id" -o - -v "$V"/channel-*.mig 2>"$WORK/pipe.err" | cat > "$WORK/v1.pipe"
+[ "${PIPESTATUS[0]}" -eq 0 ] && ok || bad "-o - through a pipe: exit ${PIPESTATUS[0]}"
+cmp -s "$WORK/v1.want" "$WORK/v1.pipe" && ok || bad "-o - through a pipe differs"
+expect_grep "$WORK/pipe.err" "^-: device $id, $(stat -c %s "$WORK/v1.want") bytes" "-v line on stderr with -o -"
+expect_exit 0 "-o - into a file" -- "$EXTRACT" --device "$id" --out - "$V"/channel-*.mig
+cmp -s "$WORK/v1.want" "$WORK/out" && ok || bad "-o - into a file differs"
+expect_exit 2 "--out - and --config - together" -- "$EXTRACT" --device "$id" --out - --config - "$V"/channel-*.mig
+# a damaged copy: what was decoded before the problem is still written
+cp "$V/channel-0.mig" "$WORK/v1cut.mig"; truncate -s 300000 "$WORK/v1cut.mig"
+"$EXTRACT" --device 0000:00:02.0/vfio -o - "$WORK/v1cut.mig" > "$WORK/v1cut.out" 2>"$WORK/v1cut.err"
+[ $? -eq 1 ] && ok || bad "-o - on a cut stream: not exit 1"
+expect_grep "$WORK/v1cut.err" "v1cut.mig:[0-9]*: truncated" "cut stream reported with -o -"
 finish
