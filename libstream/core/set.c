@@ -128,6 +128,7 @@ struct ms_set {
     uint8_t *pkt_nums; /* bitmap of multifd packet numbers seen */
     size_t pkt_nums_cap;
     uint64_t pkt_count, pkt_max; /* numbers seen, the highest + 1 */
+    uint64_t pkt_stale; /* QEMU < 9.0: page-less copies of a number */
     /* which QEMU wrote the channels, as the packets show it: zero pages
      * or a header-only SYNC (>= 9.0, numbers 0..n-1 with no gap); a SYNC
      * packet with pages or a page-less stale copy (< 9.0, gaps) */
@@ -1070,6 +1071,7 @@ static int observe_multifd_packet(ms_set *s, uint32_t slot,
         s->mfd_sparse = 1;
     /* Page-less packets without SYNC are stale copies of the previous
      * header in QEMU 7.2 (same packet number): only the others count. */
+    s->pkt_stale += !(m->normal_pages || m->zero_pages || m->sync);
     if (m->normal_pages || m->zero_pages || m->sync) {
         if (m->packet_num >= s->opt.max_packets)
             return set_fail_limit(
@@ -1229,15 +1231,31 @@ static int check_sync_points(ms_set *s, uint64_t most)
     return 0;
 }
 
-/* QEMU >= 9.0 numbers every RAM packet from one counter when it fills the
- * header, so the numbers of a whole migration are 0..n-1: a gap is a lost
- * packet, even at a channel's end or a whole last channel.  QEMU < 9.0
- * skips numbers, so only channels that show a >= 9.0 writer and nothing
- * older are held to it. */
+/* QEMU numbers RAM packets from one counter; the numbers of a whole
+ * migration account for 0..n-1 exactly, so a lost packet shows even at a
+ * channel's end or as a whole missing last channel:
+ *  - QEMU >= 9.0 takes the number when it fills the header: 0..n-1, each
+ *    once.
+ *  - QEMU < 9.0 takes it when pages are queued, and a sync queued before
+ *    the channel's thread sent them takes a new one: the old number is
+ *    never sent, and the thread sends the new one twice (pages + SYNC,
+ *    then a page-less stale copy).  So the packets with their stale
+ *    copies still number n (qemu-7.2 captures: 15 + 4 = 19 for 0..18).
+ * Only a stream whose packets show the >= 9.0 writer and nothing older
+ * can name the first lost number. */
 static int check_packet_numbers(ms_set *s)
 {
-    if (!s->mfd_dense || s->mfd_sparse || s->pkt_count == s->pkt_max)
+    if (s->pkt_count + s->pkt_stale == s->pkt_max)
         return 0;
+    if (!s->mfd_dense || s->mfd_sparse)
+        return set_fail(s, MS_ERR_MULTIFD, NO_CHANNEL, 0,
+                        "%llu multifd packets (+ %llu stale copies) but QEMU "
+                        "numbered them up to %llu: a number QEMU < 9.0 skips "
+                        "comes back as a stale copy, so a channel lost "
+                        "packets or a channel file is missing",
+                        (unsigned long long)s->pkt_count,
+                        (unsigned long long)s->pkt_stale,
+                        (unsigned long long)(s->pkt_max - 1));
     uint64_t missing = 0;
     while (s->pkt_nums[missing / 8] & (1u << (missing % 8)))
         missing++;
