@@ -159,21 +159,33 @@ static void fail_read(const char *what, const ms_error_info *e, uint32_t ch)
     abort();
 }
 
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* A piece, a run or 8 pseudo-random bytes at a time: a loop per byte is
+ * traced by libFuzzer's comparison hooks (calls per byte: fuzz/corpus/
+ * README.md). */
 static void fill_content(src *s, uint8_t *p, size_t len)
 {
     unsigned mode = u8(s) % 3;
     if (mode == 0 && s->size > 0) { /* the input itself, cyclically */
-        size_t start = u16(s) % s->size;
-        for (size_t i = 0; i < len; i++)
-            p[i] = s->data[(start + i) % s->size];
-    } else if (mode == 1) { /* runs: compresses well */
+        size_t at = u16(s) % s->size;
+        for (size_t i = 0, n; i < len; i += n, at = 0) {
+            n = min_size(len - i, s->size - at);
+            memcpy(p + i, s->data + at, n);
+        }
+    } else if (mode == 1) { /* runs of 97 bytes: compresses well */
         uint8_t v = (uint8_t)u8(s);
-        for (size_t i = 0; i < len; i++)
-            p[i] = (uint8_t)(v + (i / 97));
+        for (size_t i = 0; i < len; i += 97, v++)
+            memset(p + i, v, min_size(len - i, 97));
     } else { /* pseudo-random: does not compress */
         fuzz_rng r = {u64(s)};
-        for (size_t i = 0; i < len; i++)
-            p[i] = (uint8_t)fuzz_rng_next(&r);
+        for (size_t i = 0; i < len; i += 8) {
+            uint64_t x = fuzz_rng_next(&r);
+            memcpy(p + i, &x, min_size(len - i, sizeof x));
+        }
     }
 }
 
