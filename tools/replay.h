@@ -19,7 +19,7 @@
 
 #include "migstream.h"
 
-/* ---- input: byte sources ---------------------------------------------------
+/* ---- input: byte sources ----
  * One source per connection of the capture, in capture order (the main
  * channel first).  A source is anything that can hand its bytes from an
  * offset: today a file; an archive member later (read_at over the
@@ -47,8 +47,7 @@ int replay_input_open(const char *prog, char *const *paths, size_t npaths,
                       replay_input *in);
 void replay_input_close(replay_input *in);
 
-/* ---- pacing: one token bucket for every connection ------------------------
- */
+/* ---- pacing: one token bucket for every connection ---- */
 typedef struct replay_pace {
     pthread_mutex_t lock;
     uint64_t rate;     /* bytes per second; 0: unpaced */
@@ -61,7 +60,7 @@ void replay_pace_init(replay_pace *p, uint64_t rate);
 void replay_pace_take(replay_pace *p, size_t n);
 double replay_now(void);
 
-/* ---- the return path --------------------------------------------------------
+/* ---- the return path ----
  * What the destination said on the main connection, filled by the reader
  * thread (replay_rp_start) and read after it is joined. */
 typedef struct replay_rp {
@@ -83,7 +82,7 @@ typedef struct replay_rp {
 int replay_rp_start(replay_rp *rp);
 void replay_rp_join(replay_rp *rp);
 
-/* ---- sending ------------------------------------------------------------- */
+/* ---- sending ---- */
 typedef struct replay_send_result {
     int failed;        /* a send failed (below), or a connect did */
     size_t failed_src; /* which source */

@@ -27,8 +27,7 @@
 /* A manifest is small: a few hundred bytes per connection. */
 #define MANIFEST_MAX (1u << 20)
 
-/* ---- a file as a byte source ----------------------------------------------
- */
+/* ---- a file as a byte source ---- */
 typedef struct file_ctx {
     int fd;
 } file_ctx;
@@ -104,7 +103,7 @@ static int input_add(const char *prog, replay_input *in, const char *path,
     return 0;
 }
 
-/* ---- manifest.json ------------------------------------------------------- */
+/* ---- manifest.json ---- */
 
 /* The format a manifest's "kind" names (spec/capture.md). */
 static ms_format kind_from_name(const char *name)
@@ -197,8 +196,7 @@ out:
     return rc;
 }
 
-/* ---- a directory without manifest ------------------------------------------
- */
+/* ---- a directory without manifest ---- */
 static int path_exists(const char *path)
 {
     struct stat st;
@@ -235,8 +233,7 @@ static int input_from_dir(const char *prog, const char *dir, replay_input *in)
     return 0;
 }
 
-/* ---- the list
- * ---------------------------------------------------------------- */
+/* ---- the list ---- */
 int replay_input_open(const char *prog, char *const *paths, size_t npaths,
                       replay_input *in)
 {

@@ -17,6 +17,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -27,8 +29,7 @@
 /* Bytes read from a source and written at once. */
 #define COPY_CHUNK (64 * 1024)
 
-/* ---- pacing
- * ------------------------------------------------------------------- */
+/* ---- pacing ---- */
 double replay_now(void)
 {
     struct timespec ts;
@@ -64,8 +65,7 @@ void replay_pace_take(replay_pace *p, size_t n)
     }
 }
 
-/* ---- copying one source
- * ------------------------------------------------------ */
+/* ---- copying one source ---- */
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t *sent)
 {
     while (n > 0) {
@@ -115,8 +115,7 @@ int replay_copy(const replay_source *src, int fd, replay_pace *pace,
     return rc;
 }
 
-/* ---- connecting
- * -------------------------------------------------------------- */
+/* ---- connecting ---- */
 /* "tcp:HOST:PORT" (HOST may be [v6]) or "unix:PATH": a connected socket, or
  * -1 with a message on stderr. */
 static int dial(const char *prog, const char *to)
@@ -170,17 +169,56 @@ static int dial(const char *prog, const char *to)
     return fd;
 }
 
-/* ---- one thread per connection
- * ----------------------------------------------- */
+/* ---- one thread per connection ---- */
 typedef struct sender {
     pthread_t thread;
     const replay_source *src;
     int fd;
     replay_pace *pace;
-    int rc;  /* replay_copy's */
-    int err; /* its errno */
-    uint64_t sent;
+    double wait_s;    /* --wait */
+    const int *reset; /* main connection: the reader saw a reset */
+    int rc;           /* replay_copy's, or -1 when the drain failed */
+    int err;          /* its errno */
+    int undrained;    /* bytes still queued after --wait seconds */
+    uint64_t sent;    /* bytes the destination took (as far as known) */
 } sender;
+
+/* After the last byte: wait until the destination took every byte (the
+ * socket's send queue is empty: SIOCOUTQ counts bytes not acknowledged on
+ * TCP, not read on a unix socket) or reset the connection.  A reset drops
+ * the queue, so the bytes queued at the last look were not taken: `sent`
+ * goes back by them, to the offset the destination stopped at (TCP: at
+ * most what it acknowledged). */
+static void sender_drain(sender *s)
+{
+    double until = replay_now() + s->wait_s;
+    int last_queued = 0;
+    for (;;) {
+        int queued = 0, err = 0;
+        socklen_t len = sizeof err;
+        if (ioctl(s->fd, SIOCOUTQ, &queued) < 0)
+            return; /* cannot tell: the kernel took the bytes */
+        getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (!err && s->reset && __atomic_load_n(s->reset, __ATOMIC_ACQUIRE))
+            err = ECONNRESET;
+        if (err) {
+            s->rc = -1;
+            s->err = err;
+            s->sent -= (uint64_t)last_queued < s->sent ? (uint64_t)last_queued
+                                                       : s->sent;
+            return;
+        }
+        if (queued == 0)
+            return;
+        last_queued = queued;
+        if (s->wait_s > 0 && replay_now() >= until) {
+            s->undrained = 1;
+            return;
+        }
+        struct timespec tick = {0, 5 * 1000 * 1000};
+        nanosleep(&tick, NULL);
+    }
+}
 
 static void *sender_main(void *arg)
 {
@@ -189,8 +227,10 @@ static void *sender_main(void *arg)
     s->err = errno;
     /* the destination sees the end of this connection's stream; the read
      * side stays open for the return path */
-    if (s->rc == 0)
+    if (s->rc == 0) {
         shutdown(s->fd, SHUT_WR);
+        sender_drain(s);
+    }
     return NULL;
 }
 
@@ -233,6 +273,15 @@ static int verdict(const char *prog, replay_input *in, sender *snd,
                     prog, in->src[i].label, (unsigned long long)snd[i].sent,
                     strerror(snd[i].err), (unsigned long long)snd[i].sent,
                     (unsigned long long)in->src[i].size);
+            status = 1;
+        }
+    }
+    for (size_t i = 0; i < in->n && !status; i++) {
+        if (snd[i].undrained) {
+            fprintf(stderr,
+                    "%s: %s:%llu: the destination did not take the rest "
+                    "within --wait\n",
+                    prog, in->src[i].label, (unsigned long long)snd[i].sent);
             status = 1;
         }
     }
@@ -284,6 +333,8 @@ int replay_to_socket(const char *prog, const char *to, replay_input *in,
     for (; started < in->n; started++) {
         snd[started].src = &in->src[started];
         snd[started].pace = pace;
+        snd[started].wait_s = wait_s;
+        snd[started].reset = started == 0 ? &rp.reset : NULL;
         if (pthread_create(&snd[started].thread, NULL, sender_main,
                            &snd[started]) != 0)
             break;
@@ -293,7 +344,7 @@ int replay_to_socket(const char *prog, const char *to, replay_input *in,
     /* stage 4: the destination's answer, then the verdict */
     int failed_send = 0;
     for (size_t i = 0; i < started; i++)
-        failed_send |= snd[i].rc != 0;
+        failed_send |= snd[i].rc != 0 || snd[i].undrained;
     int waited = failed_send ? 1 : wait_for_close(&rp, wait_s);
     /* the reader stops once the connection is gone */
     shutdown(snd[0].fd, SHUT_RDWR);
