@@ -58,7 +58,13 @@ static void note_message(replay_rp *rp, const ms_event *ev)
         __atomic_store_n(&rp->shut_seen, 1, __ATOMIC_RELEASE);
     } else if (ev->u.rp.type == MS_RP_REQ_PAGES ||
                ev->u.rp.type == MS_RP_REQ_PAGES_ID) {
-        rp->page_requests++;
+        /* said once: the capture goes out as recorded, a requested page
+         * comes when the capture sends it */
+        if (rp->page_requests++ == 0)
+            fprintf(stderr,
+                    "%s: postcopy page requests are not answered: the "
+                    "capture is sent as recorded\n",
+                    rp->prog);
     }
 }
 
