@@ -36,15 +36,21 @@ wait_dest() {
     dest_pid=
     return $rc
 }
+# same_conns NAME DIR SUFFIX: what the destination got on connections 0-2
+# is DIR/connN.SUFFIX, byte for byte.
+same_conns() {
+    for n in 0 1 2; do
+        cmp -s "$WORK/$1/conn$n" "$2/conn$n.$3" && ok ||
+            bad "$1: connection $n differs from $2/conn$n.$3"
+    done
+}
 trap '[ -n "$dest_pid" ] && kill "$dest_pid" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 # ---- a capture directory over TCP: every byte, in accept order ----------------
 start_dest zlib --conns 3
 expect_exit 0 "replay multifd2-zlib dir" -- timeout 30 "$REPLAY" --to "tcp:127.0.0.1:$port" "$Z"
 wait_dest && ok || bad "fake destination failed (zlib)"
-for n in 0 1 2; do
-    cmp -s "$WORK/zlib/conn$n" "$Z/conn$n.bin" && ok || bad "conn$n differs from $Z/conn$n.bin"
-done
+same_conns zlib "$Z" bin
 
 # ---- files; the destination reads channel 1 to its end before the main ------
 # channel (QEMU waits for its channels too): a replay that holds channel 1
@@ -78,9 +84,7 @@ EOF
 start_dest rec --conns 3
 expect_exit 0 "replay a record directory" -- timeout 30 "$REPLAY" --to "tcp:127.0.0.1:$port" "$R"
 wait_dest && ok || bad "fake destination failed (record layout)"
-for n in 0 1 2; do
-    cmp -s "$WORK/rec/conn$n" "$R/conn$n.s2d" && ok || bad "record layout: conn$n differs"
-done
+same_conns rec "$R" s2d
 
 # ---- --rate: 512 KiB at 256 KiB/s takes about 2 s (only a lower bound) ---------
 head -c 524288 "$PRE" >"$WORK/half.mig"

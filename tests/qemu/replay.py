@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from differential import CAPTURES, prepare
+from differential import CAPTURES, prepare, set_capture_options
 from qmp import Qmp
 
 TIMEOUT = 30  # seconds per case, for everything
@@ -85,11 +85,7 @@ def run_case(a, cap, transport):
     problems, rep = [], None
     try:
         qmp = Qmp(qmp_path, deadline)
-        if cap.get("caps"):
-            qmp.cmd("migrate-set-capabilities", capabilities=[
-                {"capability": k, "state": v} for k, v in cap["caps"].items()])
-        if cap.get("params"):
-            qmp.cmd("migrate-set-parameters", **cap["params"])
+        set_capture_options(qmp, cap)
         if transport == "exec":
             qmp.cmd("migrate-incoming",
                     uri="exec:%s --to exec %s" % (replay, capdir))

@@ -4,15 +4,7 @@
 # checked): the bundled 7.2 multifd captures over TCP and a unix socket (the
 # zlib one's guest memory against its ground truth) and the precopy capture
 # through -incoming exec:.  Exit 77 (skip) without qemu-system-x86_64.
-set -u
-BIN=${MIGSTREAM_BIN_DIR:?MIGSTREAM_BIN_DIR not set}
-SRC=${MIGSTREAM_SRC_DIR:?MIGSTREAM_SRC_DIR not set}
-
-qemu=$(command -v qemu-system-x86_64) || {
-    echo "SKIP: qemu-system-x86_64 not found (Debian: apt-get install" \
-         "qemu-system-x86, as scripts/setup-deps.sh does)"
-    exit 77
-}
+. "$(dirname "$0")/lib.bash"
 WORK=$(mktemp -d)
 # replay.py kills every QEMU it starts (in a finally, and on SIGTERM): an
 # interrupted run stops it by its process id
