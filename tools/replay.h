@@ -60,6 +60,52 @@ void replay_pace_init(replay_pace *p, uint64_t rate);
 void replay_pace_take(replay_pace *p, size_t n);
 double replay_now(void);
 
+/* ---- postcopy page answers (replay_pages.c) ----
+ * The RAM page records of the main stream's postcopy part (after its
+ * PACKAGED command), so a page the destination asks for can be sent
+ * ahead of its turn, and not again in it. */
+typedef struct replay_page {
+    uint64_t off;    /* the record's offset in the main stream file */
+    uint64_t len;    /* its bytes */
+    uint64_t page;   /* page offset in the block */
+    uint32_t block;  /* index in replay_pages.blocks */
+    uint8_t named;   /* its header names the block (no RAM_CONTINUE) */
+    uint8_t movable; /* a PAGE or ZERO record (no delta, no compression) */
+    uint8_t sent;    /* gone out (main sender only) */
+} replay_page;
+
+typedef struct replay_page_key {
+    uint32_t block, idx;
+    uint64_t page;
+} replay_page_key;
+
+typedef struct replay_pages {
+    replay_page *v; /* in stream order */
+    size_t n, cap;
+    char **blocks; /* block names */
+    size_t nblocks;
+    replay_page_key *order; /* v sorted by block and page, for requests */
+    pthread_mutex_t lock;   /* guards the queue */
+    uint32_t *queue;        /* requested records (indexes into v) */
+    size_t qhead, qlen, qcap;
+    uint64_t answered; /* records sent ahead (main sender only) */
+} replay_pages;
+
+/* Decode the main stream (src) and note its postcopy page records; a
+ * stream that does not decode has none (said on stderr).  Returns 0. */
+int replay_pages_scan(const char *prog, const replay_source *src,
+                      replay_pages *pg);
+void replay_pages_free(replay_pages *pg);
+/* Queue the records of the pages of `block` in [start, start+len); 1 when
+ * the capture has any of them in its postcopy part. */
+int replay_pages_request(replay_pages *pg, const char *block, uint64_t start,
+                         uint64_t len);
+/* Send the main stream with the queued records moved forward (one line on
+ * `log` per record sent ahead).  As replay_copy; *sent: the capture
+ * offset reached. */
+int replay_send_main(const replay_source *src, int fd, replay_pace *pace,
+                     replay_pages *pg, FILE *log, uint64_t *sent);
+
 /* ---- the return path ----
  * What the destination said on the main connection, filled by the reader
  * thread (replay_rp_start) and read after it is joined. */
@@ -67,6 +113,7 @@ typedef struct replay_rp {
     int fd;    /* the main connection (read side) */
     FILE *out; /* one line per message */
     const char *prog;
+    replay_pages *pages; /* answers page requests; NULL: none */
     pthread_t thread;
     /* results */
     int shut_seen; /* a SHUT came */
@@ -104,5 +151,8 @@ int replay_to_stdout(const char *prog, replay_input *in, replay_pace *pace);
  * *sent = bytes that went out; a source read error is -2. */
 int replay_copy(const replay_source *src, int fd, replay_pace *pace,
                 uint64_t *sent);
+/* The same for the bytes [from, to) of the source; *done: bytes sent. */
+int replay_copy_range(const replay_source *src, int fd, replay_pace *pace,
+                      uint64_t from, uint64_t to, uint64_t *done);
 
 #endif

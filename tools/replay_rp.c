@@ -6,6 +6,9 @@
  *
  *   socket --read--> ms_reader (MS_FORMAT_QEMU_RETURN_PATH) --> "PONG 1"
  *                                                              "SHUT 0" ...
+ *   REQ_PAGES(_ID) -> replay_pages_request: the capture's records of the
+ *                     pages queued for the main sender (replay_pages.c),
+ *                     or "not answered: ..."
  *   EOF -> closed; ECONNRESET -> reset; undecodable bytes -> the problem
  *   printed, the rest only counted (still read, so the destination is
  *   never blocked writing to us)
@@ -49,6 +52,20 @@ static void print_message(replay_rp *rp, const ms_event *ev)
     fflush(out);
 }
 
+/* A page request: answered from the capture's postcopy part when it has
+ * the pages (replay_pages), else said. */
+static void note_request(replay_rp *rp, const ms_rp_info *m)
+{
+    if (rp->pages &&
+        replay_pages_request(rp->pages, m->block, m->start, m->length))
+        return;
+    fprintf(rp->out,
+            "not answered: %s 0x%" PRIx64 " is not in the capture's "
+            "postcopy part\n",
+            m->block, m->start);
+    fflush(rp->out);
+}
+
 /* What one message tells the verdict. */
 static void note_message(replay_rp *rp, const ms_event *ev)
 {
@@ -58,13 +75,8 @@ static void note_message(replay_rp *rp, const ms_event *ev)
         __atomic_store_n(&rp->shut_seen, 1, __ATOMIC_RELEASE);
     } else if (ev->u.rp.type == MS_RP_REQ_PAGES ||
                ev->u.rp.type == MS_RP_REQ_PAGES_ID) {
-        /* said once: the capture goes out as recorded, a requested page
-         * comes when the capture sends it */
-        if (rp->page_requests++ == 0)
-            fprintf(stderr,
-                    "%s: postcopy page requests are not answered: the "
-                    "capture is sent as recorded\n",
-                    rp->prog);
+        rp->page_requests++;
+        note_request(rp, &ev->u.rp);
     }
 }
 

@@ -81,30 +81,34 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t *sent)
     return 0;
 }
 
-int replay_copy(const replay_source *src, int fd, replay_pace *pace,
-                uint64_t *sent)
+int replay_copy_range(const replay_source *src, int fd, replay_pace *pace,
+                      uint64_t from, uint64_t to, uint64_t *done)
 {
+    *done = 0;
+    if (from >= to)
+        return 0;
     uint8_t *buf = malloc(COPY_CHUNK);
     if (!buf) {
         errno = ENOMEM;
         return -2;
     }
     int rc = 0;
-    *sent = 0;
-    for (;;) {
+    while (from + *done < to) {
         /* a small rate takes small steps, so pacing stays smooth */
         size_t want = COPY_CHUNK;
         if (pace && pace->rate && pace->rate / 16 < want)
             want = pace->rate / 16 ? (size_t)(pace->rate / 16) : 1;
-        ssize_t got = src->read_at(src->ctx, *sent, buf, want);
-        if (got == 0)
-            break;
-        if (got < 0) {
+        if (want > to - from - *done)
+            want = (size_t)(to - from - *done);
+        ssize_t got = src->read_at(src->ctx, from + *done, buf, want);
+        if (got <= 0) {
+            if (got == 0)
+                errno = EIO; /* the file shrank under us */
             rc = -2;
             break;
         }
         replay_pace_take(pace, (size_t)got);
-        if (write_all(fd, buf, (size_t)got, sent) < 0) {
+        if (write_all(fd, buf, (size_t)got, done) < 0) {
             rc = -1;
             break;
         }
@@ -113,6 +117,12 @@ int replay_copy(const replay_source *src, int fd, replay_pace *pace,
     free(buf);
     errno = saved;
     return rc;
+}
+
+int replay_copy(const replay_source *src, int fd, replay_pace *pace,
+                uint64_t *sent)
+{
+    return replay_copy_range(src, fd, pace, 0, src->size, sent);
 }
 
 /* ---- connecting ---- */
@@ -175,12 +185,14 @@ typedef struct sender {
     const replay_source *src;
     int fd;
     replay_pace *pace;
-    double wait_s;    /* --wait */
-    const int *reset; /* main connection: the reader saw a reset */
-    int rc;           /* replay_copy's, or -1 when the drain failed */
-    int err;          /* its errno */
-    int undrained;    /* bytes still queued after --wait seconds */
-    uint64_t sent;    /* bytes the destination took (as far as known) */
+    double wait_s;       /* --wait */
+    const int *reset;    /* main connection: the reader saw a reset */
+    replay_pages *pages; /* main connection: postcopy answers, or NULL */
+    FILE *log;           /* where answers are said */
+    int rc;              /* replay_copy's, or -1 when the drain failed */
+    int err;             /* its errno */
+    int undrained;       /* bytes still queued after --wait seconds */
+    uint64_t sent;       /* bytes the destination took (as far as known) */
 } sender;
 
 /* After the last byte: wait until the destination took every byte (the
@@ -223,7 +235,9 @@ static void sender_drain(sender *s)
 static void *sender_main(void *arg)
 {
     sender *s = arg;
-    s->rc = replay_copy(s->src, s->fd, s->pace, &s->sent);
+    s->rc = s->pages ? replay_send_main(s->src, s->fd, s->pace, s->pages,
+                                        s->log, &s->sent)
+                     : replay_copy(s->src, s->fd, s->pace, &s->sent);
     s->err = errno;
     /* the destination sees the end of this connection's stream; the read
      * side stays open for the return path */
@@ -319,6 +333,9 @@ int replay_to_socket(const char *prog, const char *to, replay_input *in,
         return 2;
     int status = 2;
     size_t connected = 0, started = 0;
+    /* stage 0: the main stream's postcopy page records, for answers */
+    replay_pages pages;
+    replay_pages_scan(prog, &in->src[0], &pages);
     /* stage 1: connections in capture order */
     for (; connected < in->n; connected++) {
         snd[connected].fd = dial(prog, to);
@@ -326,7 +343,10 @@ int replay_to_socket(const char *prog, const char *to, replay_input *in,
             goto out;
     }
     /* stage 2: the return path on the main connection */
-    replay_rp rp = {.fd = snd[0].fd, .out = msgs, .prog = prog};
+    replay_rp rp = {.fd = snd[0].fd,
+                    .out = msgs,
+                    .prog = prog,
+                    .pages = pages.n ? &pages : NULL};
     if (replay_rp_start(&rp) != 0)
         goto out;
     /* stage 3: every connection at once */
@@ -335,6 +355,8 @@ int replay_to_socket(const char *prog, const char *to, replay_input *in,
         snd[started].pace = pace;
         snd[started].wait_s = wait_s;
         snd[started].reset = started == 0 ? &rp.reset : NULL;
+        snd[started].pages = started == 0 ? rp.pages : NULL;
+        snd[started].log = msgs;
         if (pthread_create(&snd[started].thread, NULL, sender_main,
                            &snd[started]) != 0)
             break;
@@ -354,6 +376,7 @@ out:
     for (size_t i = 0; i < connected; i++)
         close(snd[i].fd);
     free(snd);
+    replay_pages_free(&pages);
     return status;
 }
 

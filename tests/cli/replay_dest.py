@@ -7,6 +7,7 @@ unix:PATH, accepts --conns connections, then reads them to their end in
 OUT/connN.  Options for what it says back on the main connection (conn 0):
 
   --reply HEX     after reading conn 0 to its end, send these bytes
+  --reply-after N ... after its first N bytes instead (then read on)
   --reset-after N read only N bytes of conn 0, then reset it (SO_LINGER 0)
 
 It exits 0, or 1 when a connection did not end within --timeout seconds
@@ -40,7 +41,9 @@ def listen(where, port_file):
     return s
 
 
-def read_to_end(conn, out_path, deadline, limit=None):
+def read_to_end(conn, out_path, deadline, limit=None, reply=None):
+    """Read to the end (or `limit` bytes); reply = (after N bytes, bytes)
+    is sent once that many were read."""
     got = 0
     with open(out_path, "wb") as fh:
         while limit is None or got < limit:
@@ -50,6 +53,9 @@ def read_to_end(conn, out_path, deadline, limit=None):
                 break
             fh.write(chunk)
             got += len(chunk)
+            if reply and got >= reply[0]:
+                conn.sendall(reply[1])
+                reply = None
     return got
 
 
@@ -61,6 +67,7 @@ def main():
     p.add_argument("--read-order", default="")
     p.add_argument("--out", required=True)
     p.add_argument("--reply", default="")
+    p.add_argument("--reply-after", type=int)
     p.add_argument("--reset-after", type=int)
     p.add_argument("--timeout", type=float, default=20)
     a = p.parse_args()
@@ -82,8 +89,10 @@ def main():
                                     struct.pack("ii", 1, 0))
                 conns[0].close()
                 continue
-            read_to_end(conns[i], path, deadline)
-            if i == 0 and a.reply:
+            early = a.reply_after is not None and i == 0
+            read_to_end(conns[i], path, deadline, None,
+                        (a.reply_after, bytes.fromhex(a.reply)) if early else None)
+            if i == 0 and a.reply and not early:
                 conns[0].sendall(bytes.fromhex(a.reply))
     except socket.timeout:
         print("replay_dest: timed out (deadlock?)", file=sys.stderr)
