@@ -7,6 +7,8 @@
  *                    sender thread per connection, the shared pacing
  *   replay_rp.c      the return path: read on the main connection while
  *                    sending, decoded with the library, printed
+ *   replay_pages.c   postcopy page requests answered: the requested
+ *                    page's record of the capture sent ahead
  *   replay.c         options, the run, the exit status
  */
 #ifndef MS_REPLAY_H
