@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common.h" /* ms_grow (libstream/core; NULL: malloc) */
 #include "encode.h" /* enc_ram_record, RAM_CONTINUE: one home */
 #include "replay.h"
 
@@ -58,14 +59,8 @@ static int block_index(replay_pages *pg, const char *name, uint32_t *idx)
 static int add_page(replay_pages *pg, const replay_source *src,
                     const ms_event *ev)
 {
-    if (pg->n == pg->cap) {
-        size_t cap = pg->cap ? pg->cap * 2 : 256;
-        replay_page *grown = realloc(pg->v, cap * sizeof *grown);
-        if (!grown)
-            return -1;
-        pg->v = grown;
-        pg->cap = cap;
-    }
+    if (ms_grow(NULL, (void **)&pg->v, sizeof *pg->v, &pg->cap, pg->n + 1))
+        return -1;
     replay_page *p = &pg->v[pg->n];
     memset(p, 0, sizeof *p);
     uint8_t hdr[8];
@@ -175,14 +170,9 @@ void replay_pages_free(replay_pages *pg)
 /* ---- requests (the return-path thread) ---- */
 static int queue_push(replay_pages *pg, uint32_t idx)
 {
-    if (pg->qlen == pg->qcap) {
-        size_t cap = pg->qcap ? pg->qcap * 2 : 64;
-        uint32_t *grown = realloc(pg->queue, cap * sizeof *grown);
-        if (!grown)
-            return -1;
-        pg->queue = grown;
-        pg->qcap = cap;
-    }
+    if (ms_grow(NULL, (void **)&pg->queue, sizeof *pg->queue, &pg->qcap,
+                pg->qlen + 1))
+        return -1;
     pg->queue[pg->qlen++] = idx;
     return 0;
 }
