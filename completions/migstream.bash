@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # bash completion for the migstream tools: migstream-dump, -verify,
-# -extract, -synth and -bench.  Installed under each tool's name in
+# -extract, -synth, -bench and -replay.  Installed under each tool's name in
 # share/bash-completion/completions/ (bash-completion loads a file by the
-# command's name); sourcing it by hand registers all five.
+# command's name); sourcing it by hand registers all of them.
 #
 # The option lists follow each tool's --help; tests/cli/completion.sh
 # fails when they differ, so they cannot go stale.
@@ -33,6 +33,7 @@ _migstream_opts_synth="--stdout --example --raw --return-path --qemu
     --qemu-version --uuid --ram-size --ram-passes --preempt --help
     --version"
 _migstream_opts_bench="--json --size --reps --case --help --version"
+_migstream_opts_replay="--to --rate --wait --help --version"
 
 # The fixed lists some options take.
 _migstream_formats="auto migstream qemu-main qemu-multifd libvirt-save
@@ -58,6 +59,7 @@ _migstream_values() {
     synth:--qemu-version) words="9.0 9.1 9.2 10.0" ;;
     extract:--phase) words="initial middle final" ;;
     bench:--case) words=$_migstream_bench_cases ;;
+    replay:--to) words="tcp: unix: exec" ;;
     *:--vmdesc | extract:--out | extract:-o | extract:--config | \
         synth:--raw | synth:--qemu | synth:--preempt | synth:--return-path | \
         synth:-o)
@@ -73,7 +75,7 @@ _migstream_values() {
         synth:--*-size | synth:--middle | synth:--channels | \
         synth:--compress | synth:--seed | synth:--multifd | \
         synth:--uuid | synth:--ram-passes | synth:--qemu-ram | \
-        bench:--size | bench:--reps)
+        bench:--size | bench:--reps | replay:--rate | replay:--wait)
         COMPREPLY=() # a number or a name: nothing to offer
         return 0
         ;;
@@ -116,4 +118,4 @@ _migstream() {
 }
 
 complete -o filenames -F _migstream migstream-dump migstream-verify \
-    migstream-extract migstream-synth migstream-bench
+    migstream-extract migstream-synth migstream-bench migstream-replay

@@ -263,6 +263,16 @@ def feed_channels(sock_path, paths, deadline):
     return conns
 
 
+def set_capture_options(qmp, cap):
+    """The capture source's migration capabilities and parameters, on a
+    destination started with -incoming defer."""
+    if cap.get("caps"):
+        qmp.cmd("migrate-set-capabilities", capabilities=[
+            {"capability": k, "state": v} for k, v in cap["caps"].items()])
+    if cap.get("params"):
+        qmp.cmd("migrate-set-parameters", **cap["params"])
+
+
 def judge_qemu(cap, qemu, paths, work, timeout):
     """Load the stream into a destination QEMU: ('accept'|'reject'|'timeout',
     the last line QEMU printed)."""
@@ -287,11 +297,7 @@ def judge_qemu(cap, qemu, paths, work, timeout):
     qmp = None
     try:
         qmp = Qmp(qmp_path, deadline)
-        if cap.get("caps"):
-            qmp.cmd("migrate-set-capabilities", capabilities=[
-                {"capability": k, "state": v} for k, v in cap["caps"].items()])
-        if cap.get("params"):
-            qmp.cmd("migrate-set-parameters", **cap["params"])
+        set_capture_options(qmp, cap)
         if cap["transport"] == "exec":
             qmp.cmd("migrate-incoming", uri="exec:cat '%s'" % paths[0])
         elif cap["transport"] == "file":
