@@ -270,5 +270,10 @@ int ms_q_salvage(ms_reader *r, ms_event *ev);
 int ms_q_read_resync(ms_reader *r, ms_event *ev);
 int ms_q_salvage_header_plausible(const uint8_t *idstr, size_t len,
                                   uint32_t instance, uint32_t version);
+/* Salvage, QS_SCAN: at a footer of another id (the ring's last 5 bytes),
+ * followed by a plausible section header or EOF: an error (the walked
+ * section's header or footer was damaged).  MS_GO_ON: scan on;
+ * MS_NEXT_INPUT; MS_NEXT_ERROR. */
+int ms_q_salvage_scan_footer(ms_reader *r);
 
 #endif

@@ -122,6 +122,36 @@ static int section_candidate(ms_reader *r, const uint8_t *p, size_t n,
     return header_candidate(r, p + Q_FOOTER_SIZE, n - Q_FOOTER_SIZE);
 }
 
+int ms_q_salvage_scan_footer(ms_reader *r)
+{
+    q_state *st = QST(r);
+    uint32_t other = 0;
+    for (uint64_t k = 4; k >= 1; k--)
+        other = other << 8 | st->ring[(st->scanned - k) % 16];
+    if (other == st->cur->id)
+        return MS_GO_ON;
+    /* look at the header after it: taken, tested, given back */
+    size_t want = 7, most = 6 + 255 + 8;
+    for (;;) {
+        const uint8_t *p;
+        int t = ms_rd_take_reserved(r, want, &p);
+        if (t <= 0)
+            return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        int rc = header_candidate(r, p, want);
+        ms_rd_untake(r);
+        if (rc == CAND_NO)
+            return MS_GO_ON;
+        if (rc == CAND_FOUND)
+            return MS_FAIL(r, MS_ERR_FOOTER, ms_rd_pos(r) - Q_FOOTER_SIZE,
+                           "section %u (%.48s): the footer of section %u "
+                           "and a section header come before its own footer",
+                           st->cur->id, st->cur->idstr, other);
+        if (want == most)
+            return MS_GO_ON;
+        want = MS_MIN(want + 8, most);
+    }
+}
+
 /* The block named by the counted string at p (u8 length, name), -1. */
 static int block_by_name(const q_state *st, const uint8_t *p)
 {

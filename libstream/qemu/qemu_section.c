@@ -418,18 +418,14 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
                 return MS_NEXT_EVENT;
             }
         }
-        /* salvage: another section's footer, its own was damaged */
+        /* salvage: another footer and a plausible header after it: this
+         * section's header or footer was damaged (spec/salvage.md 5b) */
         if (r->opt.salvage && st->scanned >= 5 &&
             g[(st->scanned - 5) % 16] == Q_FOOTER &&
             (p[0] <= Q_FULL || p[0] == Q_COMMAND)) {
-            uint32_t other = 0, i;
-            for (uint64_t k = 4; k >= 1; k--)
-                other = other << 8 | g[(st->scanned - k) % 16];
-            if (other != id && ms_u32map_get(&st->secmap, other, &i))
-                return MS_FAIL(r, MS_ERR_FOOTER, ms_rd_pos(r) - 5,
-                               "section %u (%s): the footer of section %u "
-                               "comes before its own",
-                               id, st->cur->idstr, other);
+            int rc = ms_q_salvage_scan_footer(r);
+            if (rc != MS_GO_ON)
+                return rc;
         }
         g[st->scanned % 16] = p[0];
         st->scanned++;
