@@ -46,10 +46,10 @@ enum { CAND_NO = 0, CAND_FOUND = 1, CAND_MORE = 2 };
 
 /* Bytes from p on that a candidate may look at: `n`; a test that needs
  * byte `at` and does not have it asks for more. */
-#define NEED(n, at)                                                           \
-    do {                                                                      \
-        if ((size_t)(at) > (n))                                               \
-            return CAND_MORE;                                                 \
+#define NEED(n, at)                                                            \
+    do {                                                                       \
+        if ((size_t)(at) > (n))                                                \
+            return CAND_MORE;                                                  \
     } while (0)
 
 int ms_q_salvage_header_plausible(const uint8_t *idstr, size_t len,
@@ -87,8 +87,8 @@ static int header_candidate(ms_reader *r, const uint8_t *h, size_t n)
     if (h[0] == Q_EOF) {
         NEED(n, 7);
         uint32_t len = ms_be32(h + 2);
-        return h[1] == Q_VMDESC && len >= 2 &&
-               len <= r->opt.max_vmdesc_bytes && h[6] == '{';
+        return h[1] == Q_VMDESC && len >= 2 && len <= r->opt.max_vmdesc_bytes &&
+               h[6] == '{';
     }
     if (h[0] < Q_START || h[0] > Q_FULL)
         return CAND_NO;
@@ -110,8 +110,7 @@ static int header_candidate(ms_reader *r, const uint8_t *h, size_t n)
 
 /* A section boundary at p: a footer, then a header
  * (or, at bare_at, a header alone). */
-static int section_candidate(ms_reader *r, const uint8_t *p, size_t n,
-                             int bare)
+static int section_candidate(ms_reader *r, const uint8_t *p, size_t n, int bare)
 {
     if (bare)
         return header_candidate(r, p, n);
@@ -173,7 +172,9 @@ static int page_body(const q_state *st, uint32_t kind, const uint8_t *b,
         NEED(n, 1);
         *size = b[0] == 0;
         return b[0] == 0;
-    case MS_RAM_PAGE: *size = st->page_size; return CAND_FOUND;
+    case MS_RAM_PAGE:
+        *size = st->page_size;
+        return CAND_FOUND;
     case MS_RAM_XBZRLE: {
         NEED(n, 3);
         uint32_t len = ms_be16(b + 1);
@@ -268,6 +269,16 @@ static int candidate(ms_reader *r, const uint8_t *p, size_t n, uint64_t at)
 {
     q_salvage *s = &QST(r)->salv;
     int more = 0;
+    if (at == s->name_at) {
+        /* a RAM record whose flags failed: if its block name survived,
+         * the CONTINUE records after it belong to that block */
+        NEED(n, 1);
+        NEED(n, 1 + (size_t)p[0]);
+        int block = block_by_name(QST(r), p);
+        if (block >= 0)
+            s->ram_block = block;
+        s->name_at = UINT64_MAX;
+    }
     int rc = section_candidate(r, p, n, 0);
     if (rc == CAND_FOUND) {
         s->found_ram = 0;
@@ -307,7 +318,8 @@ static int set_lookahead(ms_reader *r)
     uint64_t rec = 8 + 256 + 4 + (uint64_t)compressBound(st->page_size);
     uint64_t need = QEMU_SALVAGE_RAM_RECORDS * rec + Q_FOOTER_SIZE + 1;
     if (2 * need > r->opt.max_record_payload)
-        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, st->salv.range.from,
+        return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD,
+                             st->salv.range.from,
                              "salvage needs %llu bytes of lookahead; "
                              "max_record_payload is %llu",
                              (unsigned long long)(2 * need),
@@ -351,8 +363,8 @@ int ms_q_salvage(ms_reader *r, ms_event *ev)
     q_state *st = QST(r);
     q_salvage *s = &st->salv;
     if (st->stage == QS_HEADER || st->stage == QS_CONFIG ||
-        st->stage == QS_RESYNC || st->stage >= QS_AFTER_EOF ||
-        st->nest || st->cap_mapped_ram || !ms_salvage_can(&r->err))
+        st->stage == QS_RESYNC || st->stage >= QS_AFTER_EOF || st->nest ||
+        st->cap_mapped_ram || !ms_salvage_can(&r->err))
         return MS_NEXT_ERROR;
     if (st->stage == QS_VFIO_DATA || st->stage == QS_VFIO_CONFIG)
         return MS_NEXT_ERROR; /* VFIO device state: not salvaged */
@@ -370,6 +382,9 @@ int ms_q_salvage(ms_reader *r, ms_event *ev)
     s->ram_block = st->cur_block;
     s->bare_at =
         st->stage == QS_FOOTER || st->stage == QS_SCAN ? now : UINT64_MAX;
+    s->name_at = s->ram_sec && st->stage == QS_RAM && st->step == 0
+                     ? now /* RS_RECORD: after the record's be64 */
+                     : UINT64_MAX;
     if (set_lookahead(r) < 0)
         return MS_NEXT_ERROR;
     st->stage = QS_RESYNC;
@@ -383,8 +398,8 @@ static int top_up(ms_reader *r, size_t want)
 {
     if (ms_rd_reserve(r, want) < 0)
         return -1;
-    size_t k = ms_rd_stashed(r), add = MS_MIN(want - MS_MIN(k, want),
-                                              ms_rd_avail(r));
+    size_t k = ms_rd_stashed(r),
+           add = MS_MIN(want - MS_MIN(k, want), ms_rd_avail(r));
     if (!add)
         return 0;
     if (r->stash_len + add > r->stash_cap) {

@@ -35,9 +35,12 @@ typedef struct q_salvage {
     /* a damaged footer: a section header (or EOF) is also taken at this
      * offset without a footer before it; UINT64_MAX: nowhere */
     uint64_t bare_at;
+    /* a RAM record's flags failed: a known block name at this offset
+     * makes its block the one CONTINUE records belong to; UINT64_MAX */
+    uint64_t name_at;
     /* the candidate found */
-    int found_ram;   /* 1: a RAM record; 0: a section header or EOF */
-    int found_block; /* RAM: the block of its first page record, -1 */
+    int found_ram;     /* 1: a RAM record; 0: a section header or EOF */
+    int found_block;   /* RAM: the block of its first page record, -1 */
     size_t found_skip; /* bytes before the record decoding goes on at */
 } q_salvage;
 
