@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only */
-/* Fuzz the salvage path (ms_options.salvage, spec/salvage.md; migstream
- * and QEMU multifd channels): one stream, read with salvage on, once as a
+/* Fuzz the salvage path (ms_options.salvage, spec/salvage.md; migstream,
+ * QEMU multifd channels, raw and zlib/zstd, and QEMU main streams): one
+ * stream, read with salvage on, once as a
  * single slice and once in slices whose sizes come from a PRNG seeded by the
  * input (biased toward 1 byte). Mutations of a valid migstream seed are damage:
  * the reader reports it and resynchronises, so the records after it are decoded
@@ -37,7 +38,16 @@
  * regression-zlib-chunk-damaged.mig (found by this harness): a damaged
  * zlib CHUNK, of which slicings give out different amounts of bytes;
  * regression-data-in-stash.mig (found by this harness): the record found
- * after damage starts in the stash, its data views too (not zero-copy). */
+ * after damage starts in the stash, its data views too (not zero-copy);
+ * qemu-main-small.mig: the 7.2 precopy capture's header, CONFIGURATION and
+ * RAM START section, a RAM PART of 21 ZERO records and EOS, a RAM END, its
+ * timer, slirp and cpu_common FULL sections and EOF (895 bytes), and
+ * qemu-main-small-{ram,footer,header}-damaged.mig: one byte of a ZERO
+ * record's flags, of the timer's footer, of the timer's section id
+ * damaged; main-*.mig: QEVM streams of fuzz/corpus/qemu_main/ (mode byte
+ * applied) that reach RAM pages and FULL sections; multifd-{zlib,zstd}-*.mig:
+ * compressed multifd channels of fuzz/corpus/multifd/ (4 KiB pages).
+ * max_len 4096 (fuzz/salvage.options says why). */
 #include "fuzz_common.h"
 
 typedef struct summary {

@@ -16,6 +16,7 @@
 
 #include "decompress.h"
 #include "kit.h"
+#include "qemu_salvage.h"
 #include "qemu_wire.h"
 #include "vfio_wire.h"
 #include "vmstate.h"
@@ -36,7 +37,8 @@ enum q_stage {
     QS_VMDESC,
     QS_DONE,
     QS_DIRTY_BITMAP,
-    QS_VFIO_CONFIG
+    QS_VFIO_CONFIG,
+    QS_RESYNC /* salvage: the next plausible record (qemu_salvage.c) */
 };
 
 /* Steps inside a stage (st->step) are named by an enum in the file that
@@ -214,6 +216,8 @@ typedef struct q_state {
     /* JSON trailer */
     uint8_t *vmdesc_buf;
     uint64_t vmdesc_len, vmdesc_got, vmdesc_off;
+
+    q_salvage salv; /* ms_options.salvage (qemu_salvage.c) */
 } q_state;
 
 #define QST(r) ((q_state *)(r)->framing)
@@ -257,5 +261,19 @@ int ms_q_read_vfio_data(ms_reader *r, ms_event *ev);
 int ms_q_read_vfio_config(ms_reader *r, ms_event *ev);
 int ms_q_read_dirty_bitmap(ms_reader *r, ms_event *ev); /* qemu_dirty_bitmap.c */
 void ms_q_dirty_bitmap_free(ms_reader *r);
+
+/* Salvage (qemu_salvage.c; spec/salvage.md 5b): the framing's salvage op,
+ * the RESYNC stage, and the plausibility of a START/FULL header (idstr,
+ * instance and version) that salvage holds a header to before believing
+ * it: 1 plausible, 0 not. */
+int ms_q_salvage(ms_reader *r, ms_event *ev);
+int ms_q_read_resync(ms_reader *r, ms_event *ev);
+int ms_q_salvage_header_plausible(const uint8_t *idstr, size_t len,
+                                  uint32_t instance, uint32_t version);
+/* Salvage, QS_SCAN: at a footer of another id (the ring's last 5 bytes),
+ * followed by a plausible section header or EOF: an error (the walked
+ * section's header or footer was damaged).  MS_GO_ON: scan on;
+ * MS_NEXT_INPUT; MS_NEXT_ERROR. */
+int ms_q_salvage_scan_footer(ms_reader *r);
 
 #endif

@@ -27,9 +27,11 @@
  *              |          FOOTER when the bytes cannot be decoded)
  *              +-- 0x00 EOF (inside a PACKAGED stream: back to TOP)
  *                     -> AFTER_EOF [AE_*] -> VMDESC -> DONE
+ *   (ms_options.salvage: a failure in TOP .. FOOTER -> RESYNC (salvage)
+ *    -> TOP at a section header, or RAM at a RAM record)
  *
  * (cmd) is qemu_cmd.c, (section) qemu_section.c, (ram) qemu_ram.c, (vfio)
- * qemu_vfio.c, (dirty_bitmap) qemu_dirty_bitmap.c.
+ * qemu_vfio.c, (dirty_bitmap) qemu_dirty_bitmap.c, (salvage) qemu_salvage.c.
  *
  * This file holds the framing (header, configuration, the top-level
  * switch, EOF and the trailer); each payload grammar lives in the file
@@ -466,6 +468,7 @@ static const ms_stage q_stages[] = {
     AT(QS_DONE) = {"DONE", .ends_after = "the JSON trailer"},
     AT(QS_DIRTY_BITMAP) = {"DIRTY_BITMAP", .emit = ms_q_read_dirty_bitmap},
     AT(QS_VFIO_CONFIG) = {"VFIO_CONFIG", .emit = ms_q_read_vfio_config},
+    AT(QS_RESYNC) = {"RESYNC", .emit = ms_q_read_resync},
 };
 #undef AT
 static const ms_stage_table q_table = MS_STAGE_TABLE(QS_HEADER, q_stages);
@@ -473,6 +476,8 @@ static const ms_stage_table q_table = MS_STAGE_TABLE(QS_HEADER, q_stages);
 static int q_finish(ms_reader *r)
 {
     q_state *st = QST(r);
+    if (st->stage == QS_RESYNC)
+        return ms_salvage_finish(r, &st->salv.range);
     if (st->nest && st->stage == QS_TOP && r->stash_len == 0)
         return MS_FAIL(r, MS_ERR_TRUNCATED, r->offset,
                        "input ends inside the PACKAGED stream of the command "
@@ -548,5 +553,6 @@ const ms_framing_ops ms_qemu_main_ops = {
     .stage_at = offsetof(q_state, stage),
     .finish = q_finish,
     .destroy = q_destroy,
+    .salvage = ms_q_salvage,
 };
 

@@ -14,6 +14,9 @@
  *            |      |                                          ZERO_PAGES -+
  *            |      +-> DEVICE_HEADER [DEV_*] -> DEVICE_DATA -------------+
  *            +------------------------------------------------------------+
+ *   salvage: a failure -> RESYNC (next plausible header) [-> LOST: the
+ *   failed compressed packet's pages] -> HEADER; after damage, PAGES of a
+ *   compressed packet skip its payload -> LOST -> ZERO_PAGES
  *
  * RAM page bytes go out as MS_EV_RAM_PAGE views of the input when stored
  * raw; compressed channels keep one inflate/zstd stream per channel across
@@ -49,7 +52,8 @@ enum m_stage {
     MS_DEVICE_HEADER,
     MS_DEVICE_DATA,
     MS_WALK,
-    MS_RESYNC /* salvage: the next plausible packet header */
+    MS_RESYNC, /* salvage: the next plausible packet header */
+    MS_LOST    /* salvage: the pages of a packet that cannot be decoded */
 };
 
 /* Steps of MS_WALK (st->step). */
@@ -123,6 +127,13 @@ typedef struct m_state {
     int zd_full;    /* the last call filled its output: zstd may hold more,
                        so the next call only flushes (no new input) */
     ms_salvage_range salv; /* ms_options.salvage: the damaged range */
+    /* salvage: damage broke the channel's compressed stream (QEMU keeps
+     * one across the channel's packets), so no later compressed page can
+     * be decoded; their offsets are still known from the headers */
+    int comp_lost;
+    uint64_t lost_from, lost_to; /* MS_LOST: the range its events name */
+    uint32_t lost_end;           /* ... pages page_i .. lost_end - 1 */
+    int lost_next;               /* ... then this stage */
 } m_state;
 
 #define MST(r) ((m_state *)(r)->framing)
@@ -480,6 +491,25 @@ static int decompress_failed(ms_reader *r, const char *why, ms_limit over)
                    (unsigned long long)st->packet_num, comp, why);
 }
 
+/* Salvage: a compressed packet after damage: its payload is skipped, its
+ * normal pages are reported lost (MS_LOST), its zero pages go out. */
+static int skip_lost_payload(ms_reader *r)
+{
+    m_state *st = MST(r);
+    const uint8_t *p;
+    size_t n = ms_rd_peek(r, st->payload_left, &p);
+    ms_rd_skip(r, n);
+    st->payload_left -= n;
+    if (st->payload_left)
+        return ms_rd_pending(r) ? MS_GO_ON : MS_NEXT_INPUT;
+    st->lost_from = st->pkt_off;
+    st->lost_to = ms_rd_pos(r);
+    st->lost_end = st->normal;
+    st->lost_next = MS_ZERO_PAGES;
+    st->stage = MS_LOST;
+    return MS_GO_ON;
+}
+
 /* Normal pages: stored raw (views), or the channel's compressed stream
  * decompressed one page at a time. */
 static int read_pages(ms_reader *r, ms_event *ev)
@@ -489,6 +519,8 @@ static int read_pages(ms_reader *r, ms_event *ev)
     uint32_t comp = st->flags & FLAG_COMPRESSION;
     if (st->deferred_bad)
         return decompress_failed(r, st->deferred_bad, st->deferred_limit);
+    if (comp != C_NONE && st->comp_lost)
+        return skip_lost_payload(r);
     if (st->page_i == st->normal && comp == C_NONE) {
         st->stage = MS_ZERO_PAGES;
         return MS_GO_ON;
@@ -817,19 +849,64 @@ static int read_resync(ms_reader *r, ms_event *ev)
     st->salv.to = ms_rd_pos(r);
     ms_salvage_event(&st->salv, ev);
     st->stage = MS_HEADER;
+    if (st->page_i < st->lost_end) { /* the failed packet's pages */
+        st->lost_from = st->salv.from;
+        st->lost_to = st->salv.to;
+        st->lost_next = MS_HEADER;
+        st->stage = MS_LOST;
+    }
     return MS_NEXT_EVENT;
 }
 
-/* A packet failed: the range starts at it.  Not for a compressed channel
- * (its stream runs across packets: what follows a lost packet cannot be
- * decompressed and trusted) nor before the init packet was read. */
+/* MS_LOST: one damage event per run of consecutive page offsets of the
+ * packet that cannot be decoded (pages page_i .. lost_end - 1), each
+ * naming the range [lost_from, lost_to) (spec/salvage.md 5a). */
+static int read_lost(ms_reader *r, ms_event *ev)
+{
+    m_state *st = MST(r);
+    if (st->page_i >= st->lost_end) {
+        st->stage = st->lost_next;
+        return MS_GO_ON;
+    }
+    uint32_t i = st->page_i, k = i + 1;
+    while (k < st->lost_end &&
+           st->offsets[k] == st->offsets[k - 1] + st->page_size)
+        k++;
+    st->page_i = k;
+    ev->kind = MS_EV_DAMAGE;
+    ev->offset = st->lost_from;
+    ev->length = st->lost_to - st->lost_from;
+    ms_damage_info *d = &ev->u.damage;
+    d->cause = MS_ERR_DECOMPRESS;
+    d->cause_offset = st->lost_from;
+    d->detail = "RAM pages lost: their packet's compressed bytes cannot be "
+                "decoded after damage in the channel";
+    d->has_image = 1;
+    d->idstr = st->block; /* the RAM block; image offsets are its offsets */
+    d->length_known = 1;
+    d->image_offset = st->offsets[i];
+    d->image_length = (uint64_t)(k - i) * st->page_size;
+    return MS_NEXT_EVENT;
+}
+
+/* A packet failed: the range starts at it (not before the init packet
+ * was read).  A compressed channel's stream runs across its packets: after
+ * damage no compressed page can be decoded and trusted, so later packets'
+ * normal pages are listed lost (skip_lost_payload), and so are the pages
+ * of a compressed packet that failed while its pages were read. */
 static int m_salvage(ms_reader *r, ms_event *ev)
 {
     m_state *st = MST(r);
     if (st->stage == MS_INIT || st->stage == MS_RESYNC ||
-        !ms_salvage_can(&r->err) || (st->comp_seen && st->comp != C_NONE))
+        st->stage == MS_LOST || !ms_salvage_can(&r->err))
         return MS_NEXT_ERROR;
+    /* a compressed packet that failed: its pages not yet out are lost */
+    int listed = st->stage == MS_PAGES && (st->flags & FLAG_COMPRESSION);
+    st->lost_end = listed ? st->normal + st->zero : 0;
+    if (!listed)
+        st->page_i = 0;
     ms_salvage_take_error(r, &st->salv, st->pkt_off, NULL, NULL);
+    st->comp_lost = 1;
     st->deferred_bad = NULL;
     st->stage = MS_RESYNC;
     return ms_run_stages(r, ev, r->ops->stages, &st->stage);
@@ -850,6 +927,7 @@ static const ms_stage m_stages[] = {
     AT(MS_DEVICE_DATA) = {"DEVICE_DATA", .emit = read_device_data},
     AT(MS_WALK) = {"WALK", .walk = read_walk},
     AT(MS_RESYNC) = {"RESYNC", .emit = read_resync},
+    AT(MS_LOST) = {"LOST", .emit = read_lost},
 };
 #undef AT
 static const ms_stage_table m_table = MS_STAGE_TABLE(MS_INIT, m_stages);

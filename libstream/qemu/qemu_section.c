@@ -256,6 +256,8 @@ static int check_life_cycle(ms_reader *r)
 int ms_q_check_sections_ended(ms_reader *r)
 {
     q_state *st = QST(r);
+    if (st->salv.damaged) /* salvage: the END may be among the damage */
+        return 0;
     for (size_t i = 0; i < st->nsecs; i++) {
         const q_section *s = &st->secs[i];
         if (s->started && !s->ended)
@@ -309,6 +311,16 @@ int ms_q_read_section_header(ms_reader *r, ms_event *ev)
     case SH_INSTANCE:
         if ((t = ms_rd_take_reserved(r, 8, &p)) <= 0)
             return t < 0 ? MS_NEXT_ERROR : MS_NEXT_INPUT;
+        /* salvage: a damaged header must not send the footer scan after
+         * a footer that never comes (spec/salvage.md 5b) */
+        if (r->opt.salvage &&
+            !ms_q_salvage_header_plausible((const uint8_t *)st->name,
+                                           st->counted_len, ms_be32(p),
+                                           ms_be32(p + 4)))
+            return MS_FAIL(r, MS_ERR_SECTION, st->rec_off,
+                           "implausible section header (idstr, instance "
+                           "%u or version %u)",
+                           ms_be32(p), ms_be32(p + 4));
         if (!(st->cur = register_section(r, st->sec_rec.id, ms_be32(p),
                                          ms_be32(p + 4))))
             return MS_NEXT_ERROR;
@@ -405,6 +417,15 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
                 st->step = Q_STEP_FIRST;
                 return MS_NEXT_EVENT;
             }
+        }
+        /* salvage: another footer and a plausible header after it: this
+         * section's header or footer was damaged (spec/salvage.md 5b) */
+        if (r->opt.salvage && st->scanned >= 5 &&
+            g[(st->scanned - 5) % 16] == Q_FOOTER &&
+            (p[0] <= Q_FULL || p[0] == Q_COMMAND)) {
+            int rc = ms_q_salvage_scan_footer(r);
+            if (rc != MS_GO_ON)
+                return rc;
         }
         g[st->scanned % 16] = p[0];
         st->scanned++;

@@ -8,8 +8,9 @@
 # lists as zero-filled (which hold the damaged byte's image bytes and are
 # zero); exit 1.  `migstream-verify --salvage` lists intact and damaged
 # ranges that tile each file, the damaged one holding the flipped byte,
-# exit 1; the undamaged set lists only intact ranges, exit 0.  And a QEMU
-# multifd capture with a packet header damaged (at the end).
+# exit 1; the undamaged set lists only intact ranges, exit 0.  And QEMU
+# captures (at the end): an uncompressed and a zlib multifd channel with a
+# packet header damaged, a main stream with a RAM record header damaged.
 . "$(dirname "$0")/lib.bash"
 EXTRACT=$BIN/migstream-extract
 command -v python3 >/dev/null || { bad "python3 is needed"; finish; exit 1; }
@@ -116,8 +117,45 @@ def ram_diff(good_dir, bad_dir, path, off):
                     changed += 1
     assert changed, 'nothing differs: the lost packet held only pages a later one rewrote?'
 
+def ram_diff_listed(good_dir, bad_dir, verify_out, extra):
+    """Block files equal, except pages verify listed lost ("'BLOCK' ...
+    bytes 0xA-0xB lost") and the `extra` pages (BLOCK:OFFSET,... or
+    FILE@PACKET: the pages a multifd packet carried); pages listed lost
+    are zero (never written)."""
+    import os
+    lost = set()
+    for m in re.finditer(r"'([^']+)' image \d+ \([a-z]+\) bytes 0x([0-9a-f]+)-0x([0-9a-f]+) lost",
+                         open(verify_out).read()):
+        for p in range(int(m.group(2), 16), int(m.group(3), 16) + 1, 4096):
+            lost.add((m.group(1), p // 4096))
+    allowed = set(lost)
+    for e in filter(None, extra.split(',')):
+        if '@' in e:
+            path, off = e.split('@')
+            name, offs = mfd_pages(path, int(off))
+            allowed |= {(name, o // 4096) for o in offs}
+        else:
+            name, off = e.rsplit(':', 1)
+            allowed.add((name, int(off, 0) // 4096))
+    changed = 0
+    for root, _, files in os.walk(good_dir):
+        for f in files:
+            g = os.path.join(root, f)
+            rel = os.path.relpath(g, good_dir)
+            gb, bb = open(g, 'rb').read(), open(os.path.join(bad_dir, rel), 'rb').read()
+            for p in range(0, len(gb), 4096):
+                if gb[p:p + 4096] != bb[p:p + 4096]:
+                    assert (rel, p // 4096) in allowed, (rel, p)
+                    changed += 1
+                if (rel, p // 4096) in lost:
+                    assert not any(bb[p:p + 4096]), ('listed page not zero', rel, p)
+    return changed
+
 cmd = sys.argv[1]
 if cmd == 'ram_diff': ram_diff(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+elif cmd == 'ram_diff_listed':
+    # the lost page may have been resent later (pc.ram page 0 is, in END)
+    ram_diff_listed(*sys.argv[2:6])
 elif cmd == 'pick': print(pick(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 elif cmd == 'flip': flip(sys.argv[2], int(sys.argv[3]))
 elif cmd == 'compare': compare(*sys.argv[2:6], sys.argv[6] == '1')
@@ -203,5 +241,37 @@ expect_exit 1 "capture: extract --salvage --ram" -- "$EXTRACT" --salvage --ram "
 $PY ram_diff "$WORK/qgood" "$WORK/qbad" "$CAP/conn2.bin" $POFF && ok || bad "capture: RAM differs beyond the lost packet's pages"
 # without --salvage the channel stops at the packet: later packets lost
 expect_exit 1 "capture: extract --ram (damaged, no salvage)" -- "$EXTRACT" --ram "$WORK/qstop" "$Q"/conn*.bin
+
+# A QEMU 7.2 main stream (precopy capture): the flags of the first RAM page
+# record (pc.ram page 0, at 272) damaged.  verify --salvage names the range
+# from that record to the next one (3 chained RAM records verify it);
+# extract --salvage --ram rebuilds every page exactly as from the undamaged
+# stream except pc.ram page 0, whose record was lost.
+MC=$SRC/tests/data/captures/qemu-7.2-pc-precopy/main.mig
+cp "$MC" "$WORK/main.mig"
+$PY flip "$WORK/main.mig" 279
+expect_exit 1 "main: verify --salvage" -- "$VERIFY" --salvage "$WORK/main.mig"
+expect_grep "$WORK/out" "^$WORK/main.mig:272: damaged: bytes 0x110-0x111e damaged: records lost \(ram at 272: section 2 \(ram\)" "main: damaged range"
+cp "$WORK/out" "$WORK/mverify"
+expect_exit 0 "main: extract --ram (undamaged)" -- "$EXTRACT" --ram "$WORK/mgood" "$MC"
+expect_exit 1 "main: extract --salvage --ram" -- "$EXTRACT" --salvage --ram "$WORK/mbad" "$WORK/main.mig"
+$PY ram_diff_listed "$WORK/mgood" "$WORK/mbad" "$WORK/mverify" "pc.ram:0" && ok || bad "main: RAM differs beyond the lost record's page"
+
+# A QEMU 7.2 zlib multifd capture: the magic of conn1's second packet
+# flipped.  The channel's zlib stream cannot go on: verify --salvage lists
+# every later normal page of conn1 lost by block and offset; extract
+# --salvage --ram differs from the undamaged rebuild only in those pages
+# (zero) and the lost packet's own.
+ZC=$SRC/tests/data/captures/qemu-7.2-pc-multifd2-zlib
+Z=$WORK/z
+mkdir -p "$Z"
+cp "$ZC"/conn*.bin "$Z"/
+$PY flip "$Z/conn1.bin" 1410
+expect_exit 1 "zlib: verify --salvage" -- "$VERIFY" --salvage "$Z"/conn*.bin
+expect_grep "$WORK/out" "^$Z/conn1.bin:296831: damaged: bytes 0x4877f-0x803c0 damaged: device 0 'pc.ram' image 0 \(none\) bytes 0x[0-9a-f]+-0x[0-9a-f]+ lost" "zlib: later pages listed"
+cp "$WORK/out" "$WORK/zverify"
+expect_exit 0 "zlib: extract --ram (undamaged)" -- "$EXTRACT" --ram "$WORK/zgood" "$ZC"/conn*.bin
+expect_exit 1 "zlib: extract --salvage --ram" -- "$EXTRACT" --salvage --ram "$WORK/zbad" "$Z"/conn*.bin
+$PY ram_diff_listed "$WORK/zgood" "$WORK/zbad" "$WORK/zverify" "$ZC/conn1.bin@1408" && ok || bad "zlib: RAM differs beyond the listed pages"
 
 finish
