@@ -470,8 +470,7 @@ static void qat(ms_options *o)
     o->payload_kind = MS_PAYLOAD_QAT;
 }
 
-static void qat_section(tb_buf *b, const char *id, uint32_t size,
-                        uint32_t subs)
+static void qat_section(tb_buf *b, const char *id, uint32_t size, uint32_t subs)
 {
     uint8_t raw[8] = {0};
     memcpy(raw, id, strlen(id));
