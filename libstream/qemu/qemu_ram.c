@@ -531,8 +531,7 @@ static int place_page(ms_reader *r)
     return 0;
 }
 
-void ms_q_ram_discarded(q_state *st, int block, uint64_t start,
-                        uint64_t length)
+void ms_q_ram_discarded(q_state *st, int block, uint64_t start, uint64_t length)
 {
     if (block < 0 || (size_t)block >= st->placed_n || !st->placed[block])
         return;
