@@ -251,6 +251,9 @@ static size_t qemu_vfio_data(tb_buf *b, uint64_t *err_at)
     size_t at = tq_vfio_data(b, data, sizeof data);
     tq_vfio_marker(b, TQ_VFIO_END_OF_STATE);
     tq_footer(b, 3);
+    tq_section_part(b, TQ_END, 3);
+    tq_vfio_marker(b, TQ_VFIO_END_OF_STATE);
+    tq_footer(b, 3);
     tq_eof(b);
     *err_at = at + 8;
     return at + 8;
@@ -279,6 +282,9 @@ static size_t qemu_dirty_bitmap_buffer(tb_buf *b, uint64_t *err_at)
     tb_put_be64(b, sizeof bits);
     tb_put(b, bits, sizeof bits);
     tb_put_u8(b, 0x01); /* EOS */
+    tq_footer(b, 4);
+    tq_section_part(b, TQ_END, 4);
+    tb_put_u8(b, 0x01);
     tq_footer(b, 4);
     tq_eof(b);
     *err_at = at;
