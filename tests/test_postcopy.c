@@ -1000,8 +1000,10 @@ static void test_capture_placed_twice(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         splice_record(&cap, cases[i].rec, cases[i].len, cases[i].at, &m);
-        /* in 64 KiB slices and in 4099-byte ones (records split) */
-        for (size_t slice = 1 << 16; slice; slice = slice == 4099 ? 0 : 4099) {
+        /* in 64 KiB slices, and a refused one in 4099-byte ones too
+         * (records split; an accepted one would read 18 MiB again) */
+        for (size_t slice = 1 << 16; slice;
+             slice = slice == 4099 || !cases[i].refused ? 0 : 4099) {
             pres r;
             pread_slices(m.p, m.len, NULL, slice, &r);
             if (cases[i].refused)
