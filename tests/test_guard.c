@@ -17,6 +17,14 @@
  *           made PROT_NONE whole (a decoder keeping a pointer into it
  *           would fault).
  *
+ * The same placements drive the entry points above the reader: ms_nest
+ * (the VMState walk replayed from the guarded JSON description, fed the
+ * reader's field events), ms_set (the channels of a set seed, each split
+ * at k, fed to their readers in turn and every event observed) and
+ * ms_migration with nested driver payload decoding (the same channels,
+ * handed in as guarded slices revoked after each call, main channel first
+ * or last so that channels are held).
+ *
  * A read past an end is a SIGSEGV: the test process dies and the test
  * fails.  Decoding errors are fine (cut seeds end in the middle of
  * things); every event's data bytes are read, so a view reaching past
@@ -107,6 +115,42 @@ static void touch_event(const ms_event *ev)
         touch(ev->u.data.data, ev->u.data.size);
     else if (ev->kind == MS_EV_RAM_PAGE)
         touch(ev->u.ram.data, ev->u.ram.size);
+    else if (ev->kind == MS_EV_FIELD)
+        touch(ev->u.field.data, ev->u.field.size);
+    else if (ev->kind == MS_EV_PAYLOAD_FIELD)
+        touch(ev->u.pfield.data, ev->u.pfield.size);
+    else if (ev->kind == MS_EV_COMMAND)
+        touch(ev->u.command.args, ev->u.command.len);
+}
+
+static void touch_str(const char *s)
+{
+    if (s)
+        touch((const uint8_t *)s, strlen(s) + 1);
+}
+
+/* The VMState nest replaying the reader's walk (entry.nest), fed every
+ * event drain() sees; g_nest_failed counts nests that refused one (the
+ * reader's own events always follow its description). */
+static ms_nest *g_nest;
+static size_t g_nest_failed, g_nest_steps;
+
+static void nest_feed(const ms_event *ev)
+{
+    if (!g_nest)
+        return;
+    ms_nest_step step;
+    int k = ms_nest_feed(g_nest, ev);
+    while (k == 0 && (k = ms_nest_next(g_nest, &step)) == 1) {
+        touch_str(step.key);
+        g_nest_steps++;
+        k = 0;
+    }
+    if (k != 0) {
+        g_nest_failed++;
+        ms_nest_free(g_nest);
+        g_nest = NULL;
+    }
 }
 
 typedef struct entry {
@@ -114,6 +158,7 @@ typedef struct entry {
     ms_format format;
     int vmdesc;    /* hand the input's JSON description to the reader first */
     int joined;    /* channel files joined by the set harness's delimiter */
+    int channels;  /* a set seed through ms_set and ms_migration */
     int seekable;  /* serve MS_NEXT_SEEK (mapped-ram) */
     int page_byte; /* the first byte picks qemu_page_size (preempt) */
     uint32_t page_size; /* set from it */
@@ -121,6 +166,7 @@ typedef struct entry {
                            offset (fuzz/fuzz_payload.c) */
     int payload_kind;
     uint64_t payload_final; /* set from it */
+    int nest; /* field events, replayed by an ms_nest (needs vmdesc) */
 } entry;
 
 /* Drain events: MS_NEXT_INPUT, MS_NEXT_SEEK, or MS_NEXT_ERROR. */
@@ -131,6 +177,7 @@ static int drain(ms_reader *r)
         int k = ms_reader_next(r, &ev);
         if (k == MS_NEXT_EVENT) {
             touch_event(&ev);
+            nest_feed(&ev);
             continue;
         }
         return k;
@@ -181,12 +228,17 @@ static void run_split(const entry *e, const guarded *json, const uint8_t *in,
         o.payload_kind = (ms_payload_kind)e->payload_kind;
         o.payload_final_offset = e->payload_final;
     }
+    o.field_events = e->nest;
     ms_reader *r = ms_reader_create(&o);
     assert_non_null(r);
-    if (json->map)
-        ms_reader_set_vmdesc(
-            r, (const char *)json->data,
-            (size_t)(json->map + json->map_len - page_size() - json->data));
+    if (json->map) {
+        const char *text = (const char *)json->data;
+        size_t text_len =
+            (size_t)(json->map + json->map_len - page_size() - json->data);
+        ms_reader_set_vmdesc(r, text, text_len);
+        if (e->nest) /* from the guarded text, ending at the guard page */
+            g_nest = ms_nest_create(&o, text, text_len, NULL);
+    }
     guarded g[2] = {{0}}, seeks[MAX_SEEKS] = {{0}};
     const uint8_t *part[2];
     if (whole) {
@@ -212,6 +264,8 @@ static void run_split(const entry *e, const guarded *json, const uint8_t *in,
     if (next == MS_NEXT_INPUT)
         ms_reader_finish(r);
     ms_reader_free(r);
+    ms_nest_free(g_nest);
+    g_nest = NULL;
     guard_free(&g[0]);
     guard_free(&g[1]);
     for (int i = 0; i < MAX_SEEKS; i++)
@@ -291,6 +345,212 @@ static size_t run_joined(const entry *e, const uint8_t *in, size_t len)
     return runs;
 }
 
+/* ---- several channels: ms_set and ms_migration ----------------------------
+ */
+
+#define MAX_CHANNELS 8
+
+/* The channels of a set seed, as fuzz/fuzz_set.c cuts them: at each
+ * FF 'MSFUZZ' FF delimiter if there is one, else at each migstream magic;
+ * the last channel keeps the rest. */
+typedef struct channels {
+    const uint8_t *p[MAX_CHANNELS];
+    size_t len[MAX_CHANNELS];
+    size_t n;
+} channels;
+
+static void split_channels(const uint8_t *in, size_t len, channels *c)
+{
+    static const uint8_t delim[8] = {0xff, 'M', 'S', 'F', 'U', 'Z', 'Z', 0xff};
+    static const uint8_t magic[8] = {0x8d, 'M',  'I',  'G',
+                                     0x0d, 0x0a, 0x1a, 0x0a};
+    int delimited = 0;
+    for (size_t i = 0; !delimited && i + 8 <= len; i++)
+        delimited = memcmp(in + i, delim, 8) == 0;
+    const uint8_t *cut = delimited ? delim : magic;
+    size_t start = 0, skip = delimited ? 8 : 0;
+    c->n = 0;
+    for (size_t i = delimited ? 0 : 1; i + 8 <= len && c->n + 1 < MAX_CHANNELS;
+         i++) {
+        if (memcmp(in + i, cut, 8) != 0)
+            continue;
+        c->p[c->n] = in + start;
+        c->len[c->n++] = i - start;
+        start = i + skip;
+        i = start - (delimited ? 1 : 0);
+    }
+    c->p[c->n] = in + start;
+    c->len[c->n++] = len - start;
+}
+
+/* Channel i's part `part` of split k: [0, min(k, len)) or the rest. */
+static void channel_part(const channels *c, size_t i, size_t k, int part,
+                         size_t *off, size_t *n)
+{
+    size_t cut = k < c->len[i] ? k : c->len[i];
+    *off = part ? cut : 0;
+    *n = part ? c->len[i] - cut : cut;
+}
+
+static void set_drain(ms_set *s)
+{
+    ms_event ev;
+    while (ms_set_next(s, &ev) == MS_NEXT_EVENT)
+        touch_event(&ev);
+}
+
+/* One slice to channel i's reader; every event observed by the set and
+ * what it derives pulled.  -1: the reader stopped (error, or a seek). */
+static int set_feed(ms_reader *r, ms_set *s, uint32_t i, const uint8_t *p,
+                    size_t n)
+{
+    if (ms_reader_input(r, p, n) != 0)
+        return -1;
+    for (;;) {
+        ms_event ev;
+        int k = ms_reader_next(r, &ev);
+        if (k != MS_NEXT_EVENT)
+            return k == MS_NEXT_INPUT ? 0 : -1;
+        touch_event(&ev);
+        ms_set_observe(s, i, &ev); /* a set error is sticky: reading goes on */
+        set_drain(s);
+    }
+}
+
+static void set_split(const channels *c, size_t k, int whole)
+{
+    ms_options o;
+    ms_options_init(&o);
+    o.input_stable = whole;
+    o.max_vmdesc_bytes = 1u << 20;
+    ms_set *s = ms_set_create(&o);
+    assert_non_null(s);
+    ms_reader *r[MAX_CHANNELS];
+    guarded g[MAX_CHANNELS][2];
+    int live[MAX_CHANNELS];
+    memset(g, 0, sizeof g);
+    for (size_t i = 0; i < c->n; i++) {
+        assert_non_null(r[i] = ms_reader_create(&o));
+        live[i] = 1;
+        if (whole)
+            guard_copy(&g[i][0], c->p[i], c->len[i]);
+    }
+    for (int part = 0; part < 2; part++)
+        for (size_t j = 0; j < c->n; j++) {
+            size_t i = part ? c->n - 1 - j : j, off, n; /* turns vary */
+            channel_part(c, i, k, part, &off, &n);
+            if (!live[i] || !n)
+                continue;
+            if (!whole)
+                guard_copy(&g[i][part], c->p[i] + off, n);
+            const uint8_t *p = whole ? g[i][0].data + off : g[i][part].data;
+            if (set_feed(r[i], s, (uint32_t)i, p, n) < 0)
+                live[i] = 0;
+            if (!whole)
+                guard_revoke(&g[i][part]); /* consumed */
+        }
+    for (size_t i = 0; i < c->n; i++)
+        if (live[i] && ms_reader_finish(r[i]) == 0 &&
+            ms_set_channel_done(s, (uint32_t)i) == 0)
+            set_drain(s);
+    if (ms_set_finish(s) == 0)
+        set_drain(s);
+    ms_set_free(s);
+    for (size_t i = 0; i < c->n; i++) {
+        ms_reader_free(r[i]);
+        guard_free(&g[i][0]);
+        guard_free(&g[i][1]);
+    }
+}
+
+static size_t g_nested; /* events of nested driver payload decoders */
+
+static void mig_event(void *ctx, const ms_event *ev, const ms_event_origin *o)
+{
+    (void)ctx;
+    touch_event(ev);
+    touch_str(o->device);
+    g_nested += o->device != NULL;
+}
+
+static void mig_problem(void *ctx, const ms_error_info *e)
+{
+    (void)ctx;
+    touch((const uint8_t *)e->detail, strlen(e->detail));
+}
+
+/* ms_migration with nested payloads.  whole: each channel one guarded
+ * buffer (input_stable, and the channel's `whole` for trailer and preempt
+ * detection); slices: a guarded copy per call, revoked when the call
+ * returns (held bytes must have been copied).  Odd k: the channels of the
+ * first parts in reverse order (multifd channels before their main one
+ * are held). */
+static void migration_split(const channels *c, size_t k, int whole)
+{
+    ms_options o;
+    ms_options_init(&o);
+    o.input_stable = whole;
+    o.max_vmdesc_bytes = 1u << 20;
+    ms_migration_callbacks cb = {mig_event, mig_problem, NULL};
+    ms_migration *m =
+        ms_migration_create(&o, &cb, MS_MIGRATION_NESTED_PAYLOADS);
+    assert_non_null(m);
+    guarded g[MAX_CHANNELS][2];
+    int live[MAX_CHANNELS];
+    memset(g, 0, sizeof g);
+    for (size_t i = 0; i < c->n; i++) {
+        ms_channel_input in = {0};
+        if (whole) {
+            guard_copy(&g[i][0], c->p[i], c->len[i]);
+            in.whole = g[i][0].data;
+            in.whole_len = c->len[i];
+        }
+        live[i] = ms_migration_channel_open(m, (uint32_t)i, &in) == 0;
+    }
+    for (int part = 0; part < 2; part++)
+        for (size_t j = 0; j < c->n; j++) {
+            size_t i = part == 0 && k % 2 ? c->n - 1 - j : j, off, n;
+            channel_part(c, i, k, part, &off, &n);
+            if (!live[i] || !n)
+                continue;
+            if (!whole)
+                guard_copy(&g[i][part], c->p[i] + off, n);
+            const uint8_t *p = whole ? g[i][0].data + off : g[i][part].data;
+            if (ms_migration_input(m, (uint32_t)i, p, n) != 0)
+                live[i] = 0; /* failed, or a seek (not served here) */
+            if (!whole)
+                guard_revoke(&g[i][part]);
+        }
+    for (size_t i = 0; i < c->n; i++)
+        ms_migration_channel_end(m, (uint32_t)i);
+    ms_migration_finish(m);
+    ms_migration_free(m);
+    for (size_t i = 0; i < c->n; i++) {
+        guard_free(&g[i][0]);
+        guard_free(&g[i][1]);
+    }
+}
+
+/* Every split k of the longest channel, both placements, through the set
+ * and the migration. */
+static size_t run_channels(const entry *e, const uint8_t *in, size_t len)
+{
+    (void)e;
+    channels c;
+    split_channels(in, len, &c);
+    size_t longest = 0, runs = 0;
+    for (size_t i = 0; i < c.n; i++)
+        longest = c.len[i] > longest ? c.len[i] : longest;
+    for (size_t k = 0; k <= longest; k = next_split(k, longest)) {
+        for (int whole = 0; whole < 2; whole++) {
+            set_split(&c, k, whole);
+            migration_split(&c, k, whole);
+        }
+        runs += 4;
+    }
+    return runs;
+}
+
 /* Every file of <dir> (relative to the source tree) but its README. */
 static void run_dir(const entry *e)
 {
@@ -310,6 +570,7 @@ static void run_dir(const entry *e)
         return;
     size_t files = 0, runs = 0;
     g_events = 0;
+    g_nest_failed = g_nest_steps = g_nested = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || strstr(de->d_name, ".md"))
@@ -320,7 +581,9 @@ static void run_dir(const entry *e)
         SOFT(in != NULL, "cannot read %s", rel);
         if (!in)
             continue;
-        runs += e->joined ? run_joined(e, in, len) : run_input(e, in, len);
+        runs += e->channels ? run_channels(e, in, len)
+                : e->joined ? run_joined(e, in, len)
+                            : run_input(e, in, len);
         files++;
         free(in);
     }
@@ -329,6 +592,16 @@ static void run_dir(const entry *e)
                   files, runs, g_events);
     SOFT(files > 0, "%s: no inputs", e->dir);
     SOFT(g_events >= runs, "%s: runs end before their first event", e->dir);
+    if (e->channels) {
+        print_message("  %s: %zu nested payload events\n", e->dir, g_nested);
+        SOFT(g_nested > 0, "%s: no nested payload decoded", e->dir);
+    }
+    if (e->nest) {
+        print_message("  %s: %zu nest steps\n", e->dir, g_nest_steps);
+        SOFT(g_nest_failed == 0, "%s: the nest refused %zu readers' events",
+             e->dir, g_nest_failed);
+        SOFT(g_nest_steps > 0, "%s: the nest took no step", e->dir);
+    }
 }
 
 /* ---- the guard itself ---------------------------------------------------- */
@@ -459,6 +732,30 @@ static void test_payload(void **state)
     DONE();
 }
 
+/* The VMState nest: its description from the guarded JSON, fed the
+ * field events of the guarded stream */
+static void test_nest(void **state)
+{
+    (void)state;
+    BEGIN();
+    run_dir(&(entry){.dir = "fuzz/corpus/nest",
+                     .format = MS_FORMAT_AUTO,
+                     .vmdesc = 1,
+                     .nest = 1});
+    DONE();
+}
+
+/* ms_set over the channels of each set seed, and ms_migration with
+ * nested driver payloads over the same channels */
+static void test_set_and_migration(void **state)
+{
+    (void)state;
+    BEGIN();
+    run_dir(&(entry){
+        .dir = "fuzz/corpus/set", .format = MS_FORMAT_AUTO, .channels = 1});
+    DONE();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +769,8 @@ int main(void)
         cmocka_unit_test(test_preempt),
         cmocka_unit_test(test_cpr),
         cmocka_unit_test(test_payload),
+        cmocka_unit_test(test_nest),
+        cmocka_unit_test(test_set_and_migration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

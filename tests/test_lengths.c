@@ -235,6 +235,62 @@ static size_t qemu_ram_block(tb_buf *b, uint64_t *err_at)
     return at + 1 + strlen("pc.ram");
 }
 
+/* A VFIO device (idstr ".../vfio"): START with SETUP_STATE and
+ * END_OF_STATE, then a PART whose DEV_DATA_STATE (be64 marker, be64 size,
+ * the bytes) has the size as the field. */
+static size_t qemu_vfio_data(tb_buf *b, uint64_t *err_at)
+{
+    static const uint8_t data[16] = {1};
+    tb_buf_init(b);
+    tq_begin(b);
+    tq_section_start(b, TQ_START, 3, "0000:00:02.0/vfio", 0, 1);
+    tq_vfio_marker(b, TQ_VFIO_SETUP_STATE);
+    tq_vfio_marker(b, TQ_VFIO_END_OF_STATE);
+    tq_footer(b, 3);
+    tq_section_part(b, TQ_PART, 3);
+    size_t at = tq_vfio_data(b, data, sizeof data);
+    tq_vfio_marker(b, TQ_VFIO_END_OF_STATE);
+    tq_footer(b, 3);
+    tq_section_part(b, TQ_END, 3);
+    tq_vfio_marker(b, TQ_VFIO_END_OF_STATE);
+    tq_footer(b, 3);
+    tq_eof(b);
+    *err_at = at + 8;
+    return at + 8;
+}
+
+/* A dirty-bitmap section (migration/block-dirty-bitmap.c): START of a
+ * bitmap (flags 0x10 | names 0x0c, node, bitmap, be32 granularity, u8
+ * flags), then BITS (flags 0x40: be64 first sector, be32 sector count,
+ * be64 buffer size, the buffer) whose buffer size is the field.  QEMU
+ * takes at most 10 KiB: larger is a bad-field error at the field. */
+static size_t qemu_dirty_bitmap_buffer(tb_buf *b, uint64_t *err_at)
+{
+    static const uint8_t bits[8] = {0xff};
+    tb_buf_init(b);
+    tq_begin(b);
+    tq_section_start(b, TQ_START, 4, "dirty-bitmap", 0, 1);
+    tb_put_u8(b, 0x10 | 0x0c);
+    tq_counted(b, "drive0");
+    tq_counted(b, "bitmap0");
+    tb_put_be32(b, 65536);
+    tb_put_u8(b, 0);
+    tb_put_u8(b, 0x40);
+    tb_put_be64(b, 0);
+    tb_put_be32(b, 128); /* 64 KiB: one granule */
+    size_t at = b->len;
+    tb_put_be64(b, sizeof bits);
+    tb_put(b, bits, sizeof bits);
+    tb_put_u8(b, 0x01); /* EOS */
+    tq_footer(b, 4);
+    tq_section_part(b, TQ_END, 4);
+    tb_put_u8(b, 0x01);
+    tq_footer(b, 4);
+    tq_eof(b);
+    *err_at = at;
+    return at;
+}
+
 /* ---- multifd channel -------------------------------------------------------
  */
 
@@ -351,6 +407,151 @@ static size_t mlx5_record(tb_buf *b, uint64_t *err_at)
     return 0;
 }
 
+/* Xe (spec/payloads.md "Xe"): packets of a 24-byte header (u8 version,
+ * u8 type, u8 tile, u8 gt, le32 flags, le64 resource offset, le64 size)
+ * and `size` bytes: the DESCRIPTOR (type 1, KLVs device id and revision),
+ * a GGTT packet (type 3), the TRAILER (type 2, size 0).  Packet payloads
+ * are streamed (VRAM packets are gigabytes); a size whose packet would end
+ * past 2^64 is refused at the field. */
+static void xe(ms_options *o)
+{
+    o->payload_kind = MS_PAYLOAD_XE;
+}
+
+static size_t xe_packet_hdr(tb_buf *b, uint8_t type, uint64_t size)
+{
+    size_t at = b->len;
+    tb_put_u8(b, 1);
+    tb_put_u8(b, type);
+    tb_put_u8(b, 0);
+    tb_put_u8(b, 0);
+    tb_put_le32(b, 0);
+    tb_put_le64(b, 0);
+    tb_put_le64(b, size);
+    return at;
+}
+
+/* Returns the GGTT packet's offset; `*desc` the DESCRIPTOR's. */
+static size_t xe_stream(tb_buf *b, size_t *desc)
+{
+    tb_buf_init(b);
+    *desc = xe_packet_hdr(b, 1, 16);
+    tb_put_le32(b, 0xF001u << 16 | 1); /* device id KLV */
+    tb_put_le32(b, 0x64a0);
+    tb_put_le32(b, 0xF002u << 16 | 1); /* revision id KLV */
+    tb_put_le32(b, 4);
+    size_t ggtt = xe_packet_hdr(b, 3, 64);
+    tb_put_zeros(b, 64);
+    xe_packet_hdr(b, 2, 0);
+    return ggtt;
+}
+
+static size_t xe_data_size(tb_buf *b, uint64_t *err_at)
+{
+    size_t desc;
+    size_t at = xe_stream(b, &desc) + 16;
+    *err_at = at;
+    return at;
+}
+
+/* The DESCRIPTOR's size: a multiple of 4 (both values tried are not), its
+ * KLVs walked, never buffered whole. */
+static size_t xe_descriptor_size(tb_buf *b, uint64_t *err_at)
+{
+    size_t desc;
+    xe_stream(b, &desc);
+    *err_at = desc + 16;
+    return desc + 16;
+}
+
+/* QAT (spec/payloads.md "QAT"): the kernel's 4096-byte buffer, a setup
+ * block then a state block, each a 16-byte preamble (le32 magic, le32
+ * version, le16 preh_len 16, le16 n_sects, le32 size) and sections of a
+ * 16-byte header (8-byte id, le32 size, le32 sub_sects) and the payload.
+ * The buffer is fixed; a size beyond it is refused at the field.  Here the
+ * setup block CONFIG{gencap, svcmap, extdc}; the rest of the buffer is
+ * zeros (the error comes first). */
+static void qat(ms_options *o)
+{
+    o->payload_kind = MS_PAYLOAD_QAT;
+}
+
+static void qat_section(tb_buf *b, const char *id, uint32_t size, uint32_t subs)
+{
+    uint8_t raw[8] = {0};
+    memcpy(raw, id, strlen(id));
+    tb_put(b, raw, 8);
+    tb_put_le32(b, size);
+    tb_put_le32(b, subs);
+}
+
+static void qat_setup(tb_buf *b)
+{
+    tb_buf_init(b);
+    tb_put_le32(b, 0xADF5CAEAu);
+    tb_put_le32(b, 1);
+    tb_put_le16(b, 16);
+    tb_put_le16(b, 1);
+    tb_put_le32(b, 16 + 3 * (16 + 4));
+    qat_section(b, "CONFIG", 3 * (16 + 4), 3);
+    static const char *const caps[] = {"gencap", "svcmap", "extdc"};
+    for (size_t i = 0; i < 3; i++) {
+        qat_section(b, caps[i], 4, 0);
+        tb_put_le32(b, 0x10u * (uint32_t)(i + 1));
+    }
+    tb_put_zeros(b, 4096 - b->len);
+}
+
+static size_t qat_block_size(tb_buf *b, uint64_t *err_at)
+{
+    qat_setup(b);
+    *err_at = 12;
+    return 12;
+}
+
+static size_t qat_section_size(tb_buf *b, uint64_t *err_at)
+{
+    qat_setup(b);
+    *err_at = 16 + 8;
+    return 16 + 8;
+}
+
+/* virtio (spec/payloads.md "virtio"): mlx5-style records (le64
+ * record_size, le32 flags, le32 tag 0 DEVICE_DATA) holding device parts
+ * (le16 type, u8 flags, u8 0, le64 selector, le32 length, the value).  A
+ * record is streamed up to the kernel's 2^32-1; a part's value may not
+ * cross its record's end (error at the part's length field). */
+static void virtio(ms_options *o)
+{
+    o->payload_kind = MS_PAYLOAD_VIRTIO;
+}
+
+static size_t virtio_record(tb_buf *b, uint64_t *err_at)
+{
+    tb_buf_init(b);
+    tb_put_le64(b, 16 + 1);
+    tb_put_le32(b, 0);
+    tb_put_le32(b, 0);
+    tb_put_le16(b, 0x103); /* DEVICE_STATUS */
+    tb_put_u8(b, 0);
+    tb_put_u8(b, 0);
+    tb_put_le64(b, 0);
+    tb_put_le32(b, 1);
+    tb_put_u8(b, 0x0f);
+    *err_at = 0;
+    return 0;
+}
+
+static size_t virtio_part_length(tb_buf *b, uint64_t *err_at)
+{
+    virtio_record(b, err_at);
+    *err_at = 16 + 12;
+    return 16 + 12;
+}
+
+/* hisi_acc has no length field: its layout (40 or 176 bytes) follows from
+ * its magic. */
+
 /* ---- the cases -------------------------------------------------------------
  */
 
@@ -445,6 +646,55 @@ static const len_case g_cases[] = {
      .format = MS_FORMAT_PAYLOAD,
      .setup = mlx5,
      .streamed_max = UINT32_MAX},
+    {.name = "qemu VFIO DEV_DATA_STATE size",
+     .build = qemu_vfio_data,
+     .width = 8,
+     .big_endian = 1,
+     .format = MS_FORMAT_QEMU_MAIN,
+     RECORD_LIMIT},
+    {.name = "qemu dirty-bitmap BITS buffer size",
+     .build = qemu_dirty_bitmap_buffer,
+     .width = 8,
+     .big_endian = 1,
+     .format = MS_FORMAT_QEMU_MAIN},
+    {.name = "xe data packet size",
+     .build = xe_data_size,
+     .width = 8,
+     .big_endian = 0,
+     .format = MS_FORMAT_PAYLOAD,
+     .setup = xe,
+     .streamed_max = UINT32_MAX},
+    {.name = "xe DESCRIPTOR size",
+     .build = xe_descriptor_size,
+     .width = 8,
+     .big_endian = 0,
+     .format = MS_FORMAT_PAYLOAD,
+     .setup = xe},
+    {.name = "qat block size",
+     .build = qat_block_size,
+     .width = 4,
+     .big_endian = 0,
+     .format = MS_FORMAT_PAYLOAD,
+     .setup = qat},
+    {.name = "qat section size",
+     .build = qat_section_size,
+     .width = 4,
+     .big_endian = 0,
+     .format = MS_FORMAT_PAYLOAD,
+     .setup = qat},
+    {.name = "virtio record size",
+     .build = virtio_record,
+     .width = 8,
+     .big_endian = 0,
+     .format = MS_FORMAT_PAYLOAD,
+     .setup = virtio,
+     .streamed_max = UINT32_MAX},
+    {.name = "virtio part length",
+     .build = virtio_part_length,
+     .width = 4,
+     .big_endian = 0,
+     .format = MS_FORMAT_PAYLOAD,
+     .setup = virtio},
 };
 
 static void test_declared_lengths(void **state)

@@ -13,6 +13,10 @@
  *     its commands, offsets, packaged commands and discard ranges equal to
  *     the list in its README; its device sections undecoded without a JSON
  *     trailer, decoded with one borrowed from another stream;
+ *   - a page the destination holds (received before POSTCOPY_LISTEN and
+ *     not discarded, or placed after it) sent again after LISTEN is refused
+ *     at its record, in a small stream (byte by byte, every cut) and in the
+ *     capture with one record copied; a precopy page sent twice is not;
  *   - the preempt channel: page records and EOS, byte by byte and cut,
  *     rejections, and joined to its main stream in a set.
  */
@@ -838,6 +842,191 @@ static void test_capture_borrowed_vmdesc(void **state)
     DONE();
 }
 
+/* ---- pages placed twice ----------------------------------------------------
+ * QEMU's destination holds a page once a page record before
+ * POSTCOPY_LISTEN wrote (or, ZERO, read) it, drops it for a discard range,
+ * and places each page after LISTEN atomically: a page it holds already
+ * fails with EEXIST (spec/qemu-postcopy.md "Pages placed twice"). */
+
+enum placed_case {
+    PLACED_VALID,      /* precopy twice, discarded then postcopy once */
+    PLACED_POST_TWICE, /* a postcopy page sent again */
+    PLACED_ZERO_TWICE, /* a postcopy zero page sent again */
+    PLACED_PRE_HELD    /* a precopy page not discarded, sent in postcopy */
+};
+
+/* pc.ram (16 pages): precopy 0x3000 twice, ZERO 0x4000 twice, 0xc000;
+ * discards 0x3000 (one bit) and 0x8000..0x10000 (a whole bitmap byte);
+ * postcopy 0x3000, ZERO 0x8000, 0xc000, then the case's record. Returns
+ * the offset of the record QEMU fails on (0: none). */
+static size_t build_placed(tb_buf *b, enum placed_case c)
+{
+    uint8_t page[PS];
+    tb_fill_random(page, PS, 7);
+    tb_buf_init(b);
+    tq_begin(b);
+    tq_command(b, TQ_CMD_OPEN_RETURN_PATH, NULL, 0);
+    tq_cmd_ping(b, 1);
+    tq_cmd_postcopy_advise(b, PS, PS);
+    ram_start(b);
+    tq_section_part(b, TQ_PART, RAM_ID);
+    tq_ram_page(b, 0x3000, "pc.ram", page, PS);
+    tq_ram_page(b, 0x3000, NULL, page, PS); /* dirty again: resent */
+    tq_ram_zero(b, 0x4000, NULL, 0);
+    tq_ram_zero(b, 0x4000, NULL, 0);
+    tq_ram_page(b, 0xc000, NULL, page, PS);
+    tq_ram_eos(b);
+    tq_footer(b, RAM_ID);
+    tq_command(b, TQ_CMD_SWITCHOVER_START, NULL, 0);
+    static const uint64_t ranges[] = {0x3000, 0x1000, 0x8000, 0x8000};
+    tq_cmd_ram_discard(b, "pc.ram", ranges, 2);
+    tq_cmd_ping(b, 2);
+    tb_buf pkg;
+    tb_buf_init(&pkg);
+    tq_command(&pkg, TQ_CMD_POSTCOPY_LISTEN, NULL, 0);
+    tq_cmd_ping(&pkg, 3);
+    tq_command(&pkg, TQ_CMD_POSTCOPY_RUN, NULL, 0);
+    tq_cmd_packaged(b, pkg.p, (uint32_t)pkg.len);
+    tb_buf_free(&pkg);
+    tq_cmd_ping(b, 4);
+    tq_section_part(b, TQ_PART, RAM_ID);
+    tq_ram_page(b, 0x3000, "pc.ram", page, PS);
+    tq_ram_zero(b, 0x8000, NULL, 0);
+    tq_ram_page(b, 0xc000, NULL, page, PS);
+    size_t bad = 0;
+    switch (c) {
+    case PLACED_VALID: break;
+    case PLACED_POST_TWICE: bad = tq_ram_page(b, 0x3000, NULL, page, PS); break;
+    case PLACED_ZERO_TWICE: bad = tq_ram_zero(b, 0x8000, NULL, 0); break;
+    case PLACED_PRE_HELD: bad = tq_ram_zero(b, 0x4000, NULL, 0); break;
+    }
+    tq_ram_eos(b);
+    tq_footer(b, RAM_ID);
+    tq_section_part(b, TQ_END, RAM_ID);
+    tq_ram_page(b, 0x1000, "pc.bios", page, PS);
+    tq_ram_eos(b);
+    tq_footer(b, RAM_ID);
+    tq_eof(b);
+    return bad;
+}
+
+static void test_placed_twice(void **state)
+{
+    (void)state;
+    BEGIN();
+    tb_buf b;
+    pres r;
+    build_placed(&b, PLACED_VALID);
+    check_valid("pages placed once", &b, NULL, &r);
+    SOFT(count_kind(&r, MS_EV_RAM_PAGE) == 9, "%zu pages",
+         count_kind(&r, MS_EV_RAM_PAGE));
+    pres_free(&r);
+    tb_buf_free(&b);
+    static const struct {
+        enum placed_case c;
+        const char *what;
+    } bad[] = {
+        {PLACED_POST_TWICE, "postcopy page sent twice"},
+        {PLACED_ZERO_TWICE, "postcopy zero page sent twice"},
+        {PLACED_PRE_HELD, "precopy page, not discarded, sent in postcopy"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t at = build_placed(&b, bad[i].c);
+        expect_err(bad[i].what, &b, NULL, MS_ERR_RAM, at);
+        tb_buf_free(&b);
+    }
+    /* the bitmaps are bounded together: pc.ram's 16 pages need 3 bytes,
+     * pc.bios's 2 pages 1 byte */
+    ms_options o;
+    ms_options_init(&o);
+    o.max_record_payload = 2;
+    build_placed(&b, PLACED_VALID);
+    pread_slices(b.p, b.len, &o, 0, &r);
+    SOFT(r.rc != 0 && r.err.code == MS_ERR_LIMIT &&
+             r.err.limit == MS_LIMIT_MAX_RECORD_PAYLOAD,
+         "bitmap over max_record_payload: %s: %s",
+         ms_error_name(r.err.code), r.err.detail);
+    pres_free(&r);
+    o.max_record_payload = 4;
+    SOFT(pread_slices(b.p, b.len, &o, 0, &r) == 0,
+         "bitmap of max_record_payload bytes: %s", r.err.detail);
+    pres_free(&r);
+    tb_buf_free(&b);
+    DONE();
+}
+
+/* The capture with one record copied in after itself (or elsewhere). */
+static void splice_record(const tb_buf *cap, size_t rec, size_t rec_len,
+                          size_t at, tb_buf *out)
+{
+    tb_buf_init(out);
+    tb_put(out, cap->p, at);
+    tb_put(out, cap->p + rec, rec_len);
+    tb_put(out, cap->p + at, cap->len - at);
+}
+
+/* Page records of the capture (migstream-dump --pages; sizes from the
+ * record kinds: CONTINUE page 8 + 4096, CONTINUE zero 8 + 1). */
+#define CAP_PRE_ZERO_8000 12601u /* precopy ZERO pc.ram 0x8000 */
+#define CAP_PRE_PAGE_9000 12610u /* precopy PAGE pc.ram 0x9000 */
+#define CAP_POST_PAGE 6498008u   /* postcopy PAGE pc.ram 0x1600000 */
+#define CAP_POST_ZERO 7750007u   /* postcopy ZERO pc.ram 0x19625000 */
+
+static void test_capture_placed_twice(void **state)
+{
+    (void)state;
+    BEGIN();
+    tb_buf cap, m;
+    if (load(CAPTURE, &cap) != 0) {
+        SOFT(0, "cannot read %s", CAPTURE);
+        DONE();
+        return;
+    }
+    static const struct {
+        size_t rec, len, at;
+        int refused;
+        const char *what;
+    } cases[] = {
+        {CAP_POST_PAGE, 4104, CAP_POST_PAGE + 4104, 1,
+         "postcopy page duplicated"},
+        {CAP_POST_ZERO, 9, CAP_POST_ZERO + 9, 1,
+         "postcopy zero page duplicated"},
+        {CAP_PRE_ZERO_8000, 9, CAP_POST_PAGE, 1,
+         "precopy page (never discarded) again in postcopy"},
+        {CAP_PRE_PAGE_9000, 4104, CAP_PRE_PAGE_9000 + 4104, 0,
+         "precopy page duplicated (dirty pages are resent)"},
+        {CAP_PRE_ZERO_8000, 9, CAP_PRE_ZERO_8000 + 9, 0,
+         "precopy zero page duplicated"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        splice_record(&cap, cases[i].rec, cases[i].len, cases[i].at, &m);
+        /* in 64 KiB slices, and a refused one in 4099-byte ones too
+         * (records split; an accepted one would read 18 MiB again) */
+        for (size_t slice = 1 << 16; slice;
+             slice = slice == 4099 || !cases[i].refused ? 0 : 4099) {
+            pres r;
+            pread_slices(m.p, m.len, NULL, slice, &r);
+            if (cases[i].refused)
+                SOFT(r.rc != 0 && r.err.code == MS_ERR_RAM &&
+                         r.err.offset == cases[i].at &&
+                         strstr(r.err.detail, "POSTCOPY_LISTEN"),
+                     "%s (slices of %zu): want ram at %zu, got %s at %llu: "
+                     "%s",
+                     cases[i].what, slice, cases[i].at,
+                     ms_error_name(r.err.code),
+                     (unsigned long long)r.err.offset, r.err.detail);
+            else
+                SOFT(r.rc == 0, "%s (slices of %zu): %s at %llu: %s",
+                     cases[i].what, slice, ms_error_name(r.err.code),
+                     (unsigned long long)r.err.offset, r.err.detail);
+            pres_free(&r);
+        }
+        tb_buf_free(&m);
+    }
+    tb_buf_free(&cap);
+    DONE();
+}
+
 /* ---- the postcopy-preempt channel ------------------------------------------
  */
 
@@ -1016,6 +1205,8 @@ int main(void)
         cmocka_unit_test(test_capture),
         cmocka_unit_test(test_capture_excerpt),
         cmocka_unit_test(test_capture_borrowed_vmdesc),
+        cmocka_unit_test(test_placed_twice),
+        cmocka_unit_test(test_capture_placed_twice),
         cmocka_unit_test(test_preempt_channel),
         cmocka_unit_test(test_preempt_in_set),
     };

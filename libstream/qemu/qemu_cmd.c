@@ -302,6 +302,7 @@ static int discard_range_event(ms_reader *r, ms_event *ev)
                        "\"%s\" (0x%llx bytes)",
                        (unsigned long long)start, (unsigned long long)length,
                        b->name, (unsigned long long)b->used_length);
+    ms_q_ram_discarded(st, st->discard_block, start, length);
     ev->kind = MS_EV_RAM_DISCARD;
     ev->offset = off;
     ev->length = DISCARD_RANGE;

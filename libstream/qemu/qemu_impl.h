@@ -184,6 +184,13 @@ typedef struct q_state {
     uint32_t epoch;
     int seen_flush;
     q_mapped mr;
+    /* postcopy-ram: which target pages the destination holds, a bitmap per
+     * block index (NULL until the block's first page), so that a page
+     * placed again after POSTCOPY_LISTEN is refused as QEMU's UFFDIO_COPY
+     * refuses it (qemu_ram.c); placed_bytes: their total size */
+    uint8_t **placed;
+    size_t placed_n;
+    uint64_t placed_bytes;
     uint8_t *page_buf; /* inflated COMPRESS_PAGE */
     ms_dec_mem zmem; /* what zs holds: max_decompress_bytes */
     z_stream zs;
@@ -253,6 +260,11 @@ int ms_q_read_footer(ms_reader *r, ms_event *ev);
 int ms_q_read_scan(ms_reader *r, ms_event *ev);
 int ms_q_read_vmstate(ms_reader *r, ms_event *ev);
 int ms_q_read_ram(ms_reader *r, ms_event *ev);          /* qemu_ram.c */
+/* A POSTCOPY_RAM_DISCARD range (checked: page aligned, inside the block)
+ * drops its pages from the destination (qemu_ram.c). */
+void ms_q_ram_discarded(q_state *st, int block, uint64_t start,
+                        uint64_t length);
+void ms_q_ram_free(ms_reader *r); /* the placed-page bitmaps */
 int ms_q_read_vfio(ms_reader *r, ms_event *ev);         /* qemu_vfio.c */
 /* A preempt channel names a block its own list lacks (st->name): learn it
  * (qemu_preempt.c).  Returns its index, or -1 with the error recorded. */

@@ -527,6 +527,7 @@ void ms_q_free_state(ms_reader *r)
     ms_free(ALLOC(r), st->blocks);
     ms_free(ALLOC(r), st->page_buf);
     ms_free(ALLOC(r), st->mr.bitmap);
+    ms_q_ram_free(r);
     ms_free(ALLOC(r), st->vmdesc_buf);
     ms_q_dirty_bitmap_free(r);
     if (st->zs_ready)

@@ -449,6 +449,117 @@ static int read_mapped(ms_reader *r, ms_event *ev)
     }
 }
 
+/* ---- postcopy placement ------------------------------------------------- */
+
+/* What a QEMU destination with postcopy-ram holds (migration/ram.c,
+ * postcopy-ram.c; spec/qemu-postcopy.md "Pages placed twice"):
+ *   POSTCOPY_ADVISE    all of RAM is discarded: no page is held;
+ *   page record before POSTCOPY_LISTEN (precopy): written into place, or
+ *                      read (a ZERO page compares the page with zeros),
+ *                      either way now held;
+ *   POSTCOPY_RAM_DISCARD range: its pages are dropped again;
+ *   page record after LISTEN (postcopy): placed atomically with
+ *                      UFFDIO_COPY / UFFDIO_ZEROPAGE, which the kernel
+ *                      refuses with EEXIST for a page already held: the
+ *                      load fails.
+ * One bit per target page and block index.  A huge-page block is placed
+ * a host page at a time, so a held target page means a held host page:
+ * every page refused here QEMU refuses too. */
+
+/* The bitmap of block `index`, made on its first page; NULL with the error
+ * recorded.  Bounded as a mapped-ram block's bitmap is: all of them
+ * together within max_record_payload. */
+static uint8_t *placed_map(ms_reader *r, int index)
+{
+    q_state *st = QST(r);
+    if ((size_t)index >= st->placed_n) {
+        size_t cap = st->placed_n;
+        if (ms_grow(ALLOC(r), (void **)&st->placed, sizeof *st->placed, &cap,
+                    (size_t)index + 1) < 0) {
+            MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off, "placed-page bitmaps");
+            return NULL;
+        }
+        memset(st->placed + st->placed_n, 0,
+               (cap - st->placed_n) * sizeof *st->placed);
+        st->placed_n = cap;
+    }
+    if (st->placed[index])
+        return st->placed[index];
+    const q_block *b = &st->blocks[index];
+    uint64_t bytes = b->used_length / st->page_size / 8 + 1;
+    uint64_t room = r->opt.max_record_payload - st->placed_bytes;
+    if (bytes > room || bytes > SIZE_MAX) {
+        MS_FAIL_LIMIT(r, MS_LIMIT_MAX_RECORD_PAYLOAD, st->rec_off,
+                      "postcopy: bitmap of the pages held for RAM block "
+                      "\"%s\" (%llu bytes) exceeds max_record_payload (%llu)",
+                      b->name, (unsigned long long)bytes,
+                      (unsigned long long)r->opt.max_record_payload);
+        return NULL;
+    }
+    if (!(st->placed[index] = ms_calloc(ALLOC(r), 1, (size_t)bytes))) {
+        MS_FAIL(r, MS_ERR_NO_MEMORY, st->rec_off,
+                "bitmap of %llu bytes for RAM block \"%s\"",
+                (unsigned long long)bytes, b->name);
+        return NULL;
+    }
+    st->placed_bytes += bytes;
+    return st->placed[index];
+}
+
+/* RS_PAGE_CHECK, postcopy-ram: the page is held from now on; after LISTEN
+ * one held already is refused.  The preempt channel's reader does not
+ * know its blocks' sizes: the set would have to compare channels (not
+ * done).  Returns 0, or -1 with the error recorded. */
+static int place_page(ms_reader *r)
+{
+    q_state *st = QST(r);
+    if (!st->postcopy_advised || st->preempt)
+        return 0;
+    uint8_t *map = placed_map(r, st->cur_block);
+    if (!map)
+        return -1;
+    uint64_t page = st->ram_rec.addr / st->page_size;
+    uint8_t bit = (uint8_t)(1u << (page % 8));
+    if ((map[page / 8] & bit) && st->postcopy_state >= QP_LISTENING)
+        return MS_FAIL(r, MS_ERR_RAM, st->rec_off,
+                       "page 0x%llx of RAM block \"%s\" sent again after "
+                       "POSTCOPY_LISTEN: the destination holds it (received "
+                       "and not discarded); QEMU fails to place it (EEXIST)",
+                       (unsigned long long)st->ram_rec.addr,
+                       st->blocks[st->cur_block].name);
+    map[page / 8] |= bit;
+    return 0;
+}
+
+void ms_q_ram_discarded(q_state *st, int block, uint64_t start, uint64_t length)
+{
+    if (block < 0 || (size_t)block >= st->placed_n || !st->placed[block])
+        return;
+    uint8_t *map = st->placed[block];
+    uint64_t page = start / st->page_size;
+    uint64_t end = page + length / st->page_size;
+    /* bit by bit up to a byte boundary, whole bytes, bit by bit */
+    for (; page < end && page % 8; page++)
+        map[page / 8] &= (uint8_t) ~(1u << (page % 8));
+    if (end - page >= 8) {
+        memset(map + page / 8, 0, (size_t)((end - page) / 8));
+        page += (end - page) / 8 * 8;
+    }
+    for (; page < end; page++)
+        map[page / 8] &= (uint8_t) ~(1u << (page % 8));
+}
+
+void ms_q_ram_free(ms_reader *r)
+{
+    q_state *st = QST(r);
+    for (size_t i = 0; i < st->placed_n; i++)
+        ms_free(ALLOC(r), st->placed[i]);
+    ms_free(ALLOC(r), st->placed);
+    st->placed = NULL;
+    st->placed_n = 0;
+    st->placed_bytes = 0;
+}
+
 /* ---- page records ------------------------------------------------------- */
 
 static int inflate_page(ms_reader *r, const uint8_t *src, size_t len)
@@ -503,6 +614,7 @@ static int read_record_kind(ms_reader *r, ms_event *ev, uint32_t kinds)
         st->mem_total = st->ram_rec.addr;
         st->mem_sum = 0;
         st->nblocks = 0;
+        ms_q_ram_free(r); /* the bitmaps of the previous list's blocks */
         st->step = st->mem_total ? RS_BLOCK : RS_RECORD;
         return MS_GO_ON;
     }
@@ -681,6 +793,8 @@ int ms_q_read_ram(ms_reader *r, ms_event *ev)
                            "bytes)",
                            (unsigned long long)st->ram_rec.addr, b->name,
                            (unsigned long long)b->used_length);
+        if (place_page(r) < 0)
+            return MS_NEXT_ERROR;
         st->step = RS_PAGE_BODY;
     }
         /* fallthrough */
