@@ -183,13 +183,18 @@ def main():
         dest = Destination(socket.AF_UNIX, dpath, a.case)
         to = "unix:" + dpath
         listen = "unix:" + os.path.join(a.work, "rec.sock")
+    elif a.case == "no-destination":
+        # a port bound but not listening: a connect to it is refused
+        # (closing a listener another thread accepts on would not be)
+        dest = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        dest.bind(("127.0.0.1", 0))
+        to = "127.0.0.1:%d" % dest.getsockname()[1]
+        listen = "tcp:127.0.0.1:0"
     else:
         dest = Destination(socket.AF_INET, ("127.0.0.1", 0), a.case)
         port = dest.sock.getsockname()[1]
         to = "127.0.0.1:%d" % port
         listen = "tcp:127.0.0.1:0"
-    if a.case == "no-destination":
-        dest.sock.close()  # nothing listens there any more
     extra = ["--idle", "0.5"]
     if a.case == "count":
         extra = ["--count", "2", "--idle", "0"]
