@@ -436,6 +436,7 @@ static int accept_loop(recorder *r, int lfd)
         int src = accept(lfd, NULL, NULL);
         if (src < 0)
             continue; /* the source gave up on it, or EINTR */
+        rec_nodelay(src);
         if (take_connection(r, src) != 0) {
             fprintf(stderr, "%s: out of memory\n", prog);
             return -1;

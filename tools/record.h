@@ -24,6 +24,10 @@ int rec_addr_parse(const char *spec, rec_addr *out, char *err, size_t errlen);
 int rec_listen(rec_addr *a, char *err, size_t errlen);
 /* A connected socket to `a`; -1 with a message in err. */
 int rec_connect(const rec_addr *a, char *err, size_t errlen);
+/* TCP: no Nagle delay (each block is sent as soon as it arrived, so
+ * coalescing would only add latency to small messages like the return
+ * path's).  Nothing on a unix socket. */
+void rec_nodelay(int fd);
 /* The path of a unix address, NULL for tcp. */
 const char *rec_addr_unix_path(const rec_addr *a);
 

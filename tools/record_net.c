@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -120,6 +121,13 @@ int rec_listen(rec_addr *a, char *err, size_t errlen)
     return fd;
 }
 
+void rec_nodelay(int fd)
+{
+    int one = 1;
+    /* fails with EOPNOTSUPP on a unix socket: nothing to turn off there */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 int rec_connect(const rec_addr *a, char *err, size_t errlen)
 {
     int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -133,5 +141,6 @@ int rec_connect(const rec_addr *a, char *err, size_t errlen)
         close(fd);
         return -1;
     }
+    rec_nodelay(fd);
     return fd;
 }
