@@ -19,15 +19,7 @@
 # The qemu-7.2-* captures are loaded by the system's qemu-system-x86_64
 # (Debian 12's 7.2, installed by scripts/setup-deps.sh).  Exit 77 (skip)
 # when there is no qemu-system-x86_64 at all.
-set -u
-BIN=${MIGSTREAM_BIN_DIR:?MIGSTREAM_BIN_DIR not set}
-SRC=${MIGSTREAM_SRC_DIR:?MIGSTREAM_SRC_DIR not set}
-
-qemu=$(command -v qemu-system-x86_64) || {
-    echo "SKIP: qemu-system-x86_64 not found (Debian: apt-get install" \
-         "qemu-system-x86, as scripts/setup-deps.sh does)"
-    exit 77
-}
+. "$(dirname "$0")/lib.bash" # BIN, SRC, $qemu (or skip)
 # "QEMU emulator version 7.2.22 (...)" -> 7
 major() { "$@" --version 2>/dev/null | sed -nE '1s/^QEMU emulator version ([0-9]+)\..*/\1/p'; }
 args=(--qemu72 "$qemu")

@@ -19,10 +19,12 @@ Usage: record.py --bin BUILD_DIR --qemu BIN --keep DIR
 Exit 0 when every check held, 1 when one did not.
 """
 import argparse
+import ctypes
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,10 +53,17 @@ def qemu_cmd(qemu, qmp_path, extra):
             "-qmp", "unix:%s,server=on,wait=off" % qmp_path] + extra
 
 
+def die_with_parent():
+    """In the child: killed when this script dies, however it dies
+    (prctl PR_SET_PDEATHSIG, SIGKILL), so no QEMU outlives the test."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 def start(cmd, log_path, procs):
     with open(log_path, "wb") as log:
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=log)
+                             stdout=subprocess.DEVNULL, stderr=log,
+                             preexec_fn=die_with_parent)
     procs.append(p)
     return p
 
@@ -147,7 +156,7 @@ def migrate(ck, a, procs, blob_path):
         [os.path.join(a.bin, "migstream-record"), "--listen",
          "tcp:127.0.0.1:0", "--to", "tcp:%s:%s" % (addr["host"], addr["port"]),
          "-o", os.path.join(a.keep, "capture"), "--idle", "1"],
-        stdin=subprocess.DEVNULL, stderr=rec_log)
+        stdin=subprocess.DEVNULL, stderr=rec_log, preexec_fn=die_with_parent)
     procs.append(rec)
     listen = None
     while listen is None and time.monotonic() < deadline:
@@ -169,6 +178,9 @@ def main():
     ap.add_argument("--qemu", required=True)
     ap.add_argument("--keep", required=True)
     a = ap.parse_args()
+    # SIGTERM (ctest's timeout, the trap of record.sh): the finally below
+    # kills the processes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     ck = Checks()
     cap = os.path.join(a.keep, "capture")
     shutil.rmtree(cap, ignore_errors=True)  # the previous run's recording

@@ -13,19 +13,14 @@
 #                        run replaces DIR/capture.
 #
 # Exit 77 (skip) when there is no qemu-system-x86_64.
-set -u
-BIN=${MIGSTREAM_BIN_DIR:?MIGSTREAM_BIN_DIR not set}
-SRC=${MIGSTREAM_SRC_DIR:?MIGSTREAM_SRC_DIR not set}
-
-qemu=$(command -v qemu-system-x86_64) || {
-    echo "SKIP: qemu-system-x86_64 not found (Debian: apt-get install" \
-         "qemu-system-x86, as scripts/setup-deps.sh does)"
-    exit 77
-}
+. "$(dirname "$0")/lib.bash" # BIN, SRC, $qemu (or skip)
 KEEP=${RECORD_KEEP_DIR:-$PWD/qemu-record}
 mkdir -p "$KEEP" || exit 1
 KEEP=$(cd "$KEEP" && pwd)
-# record.py kills every process it started (its finally:); the timeout is
-# the last resort should python itself hang.
+# record.py kills every process it started (at its end, on SIGTERM, and
+# through PR_SET_PDEATHSIG when it is killed); stopped here with the test.
 timeout -k 5 120 python3 "$SRC/tests/qemu/record.py" --bin "$BIN" \
-    --qemu "$qemu" --keep "$KEEP"
+    --qemu "$qemu" --keep "$KEEP" &
+py=$!
+trap 'kill "$py" 2>/dev/null' EXIT INT TERM
+wait "$py"
