@@ -5,12 +5,13 @@
 # byte-exactly over several concurrent connections (half-closes each way,
 # an empty direction each way), tcp and unix sockets, --count, a
 # destination that closes early and one that is not there (reported,
-# exit 1, the source sees its connection fail), and the manifest.
+# exit 1, the source sees its connection fail), SIGTERM while a connection
+# is open, and the manifest.
 . "$(dirname "$0")/lib.bash"
 REC=$BIN/migstream-record
 PEERS=$SRC/tests/cli/record_peers.py
 
-for c in tcp unix count early-close no-destination; do
+for c in tcp unix count early-close no-destination signal; do
     mkdir -p "$WORK/$c"
     if timeout 90 python3 "$PEERS" --record "$REC" --work "$WORK/$c" \
         --case "$c" >"$WORK/$c.out" 2>&1; then ok; else

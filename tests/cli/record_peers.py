@@ -8,7 +8,7 @@ open their connections one after another (like QEMU: main, then the
 channels) and send concurrently, each a different deterministic payload.
 
 Usage: record_peers.py --record BIN --work DIR --case CASE
-  CASE: tcp | unix | early-close | no-destination | count
+  CASE: tcp | unix | early-close | no-destination | count | signal
 Prints what it checked; exit 0 when all held, 1 when not.
 """
 import argparse
@@ -168,6 +168,37 @@ def check_capture(ck, out, n, dest, results, listen_text, to_text):
             ck.check("first_byte_ms" not in c["s2d"], "conn%d no s2d time" % k)
 
 
+def signal_case(ck, proc, family, addr, out):
+    """SIGTERM while a connection is open: it is cut (the source sees its
+    end), the manifest is written, exit 1."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    s.connect(addr)
+    s.sendall(b"x" * 1000)
+    time.sleep(0.3)
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    sys.stderr.write(err)
+    ck.check(proc.returncode == 1, "record exit 1 (got %s)" % proc.returncode)
+    try:
+        ck.check(recv_all(s) == b"", "the source sees its connection end")
+    except OSError as e:
+        ck.check(True, "the source sees its connection end (%s)" % e)
+    s.close()
+    with open(os.path.join(out, "manifest.json")) as f:
+        m = json.load(f)
+    ck.check(m["stopped"] == "signal", "manifest stopped: " + m["stopped"])
+    c = m["connections"][0]
+    ck.check(c["closed_by"] == "error: interrupted by signal 15",
+             "closed_by " + c["closed_by"])
+    ck.check(c["s2d"]["bytes"] == "1000", "s2d bytes " + c["s2d"]["bytes"])
+    return 1 if ck.failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--record", required=True)
@@ -208,6 +239,8 @@ def main():
     else:
         host, port = bound[len("tcp:"):].rsplit(":", 1)
         addr = (host, int(port))
+    if a.case == "signal":
+        return signal_case(ck, proc, family, addr, out)
     results = run_sources(family, addr, n)
     try:
         _, err = proc.communicate(timeout=TIMEOUT)

@@ -13,9 +13,14 @@ accepts the recorded s2d files; migstream-extract --ram rebuilds pc.ram
 with the blob at 0x1000000.  The destination has no loader device, so the
 blob can only have come through the migration.
 
+A second migration (no multifd, capability return-path) is recorded the
+same way: the destination's return path (conn0.d2s) must get through the
+recorder (the source completes only after its SHUT) and verify as one.
+
 Usage: record.py --bin BUILD_DIR --qemu BIN --keep DIR
-  DIR/capture  the recording (kept for archive/replay tests)
-  DIR/blob.bin the ground truth; DIR/*.log the processes' stderr
+  DIR/capture  the multifd recording (kept for archive/replay tests)
+  DIR/capture-return-path  the second one
+  DIR/blob.bin the ground truth; DIR/capture*-*.log the processes' stderr
 Exit 0 when every check held, 1 when one did not.
 """
 import argparse
@@ -68,10 +73,24 @@ def start(cmd, log_path, procs):
     return p
 
 
-def multifd(qmp):
-    qmp.cmd("migrate-set-capabilities",
-            capabilities=[{"capability": "multifd", "state": True}])
-    qmp.cmd("migrate-set-parameters", **{"multifd-channels": 2})
+# The migrations recorded: DIR/NAME is each one's recording.  The first is
+# the one later tests (archive, replay) start from.
+RUNS = [
+    {"name": "capture", "caps": {"multifd": True},
+     "params": {"multifd-channels": 2},
+     "kinds": ["qemu-main", "qemu-multifd", "qemu-multifd"]},
+    # the return path (destination -> source on the main connection: d2s)
+    # must get through too: the 7.2 source waits for its SHUT to complete
+    {"name": "capture-return-path", "caps": {"return-path": True},
+     "params": {}, "kinds": ["qemu-main"], "d2s": True},
+]
+
+
+def set_caps(qmp, run):
+    qmp.cmd("migrate-set-capabilities", capabilities=[
+        {"capability": k, "state": v} for k, v in run["caps"].items()])
+    if run["params"]:
+        qmp.cmd("migrate-set-parameters", **run["params"])
 
 
 def wait_completed(ck, src, dst, deadline):
@@ -96,13 +115,13 @@ def wait_exit(proc, deadline):
         return None
 
 
-def check_manifest(ck, cap):
+def check_manifest(ck, cap, run):
     with open(os.path.join(cap, "manifest.json")) as f:
         m = json.load(f)
     conns = m.get("connections", [])
     kinds = [c.get("kind") for c in conns]
-    ck.check(kinds == ["qemu-main", "qemu-multifd", "qemu-multifd"],
-             "manifest kinds main, multifd, multifd (%s)" % kinds)
+    ck.check(kinds == run["kinds"], "%s: manifest kinds %s (%s)"
+             % (run["name"], run["kinds"], kinds))
     for c in conns:
         for d in ("s2d", "d2s"):
             path = os.path.join(cap, c[d]["file"])
@@ -114,62 +133,93 @@ def check_manifest(ck, cap):
     return len(conns)
 
 
-def check_tools(ck, binary, cap, keep, blob, n):
+def check_tools(ck, binary, cap, blob, n, run):
+    """verify on the recorded streams; extract --ram rebuilds the blob."""
     files = [os.path.join(cap, "conn%d.s2d" % i) for i in range(n)]
+    if run.get("d2s"):  # the return path, a stream of its own
+        files.append(os.path.join(cap, "conn0.d2s"))
+        ck.check(os.path.getsize(files[-1]) > 0, "conn0.d2s not empty")
     v = subprocess.run([os.path.join(binary, "migstream-verify")] + files,
                        capture_output=True, text=True, timeout=60)
-    ck.check(v.returncode == 0, "migstream-verify on the recorded s2d: exit %d %s"
-             % (v.returncode, (v.stdout + v.stderr).strip()[:300]))
-    ram = os.path.join(keep, "ram")
+    ck.check(v.returncode == 0, "%s: migstream-verify %s: exit %d %s"
+             % (run["name"], " ".join(map(os.path.basename, files)),
+                v.returncode, (v.stdout + v.stderr).strip()[:300]))
+    ram = cap + "-ram"
     shutil.rmtree(ram, ignore_errors=True)
     x = subprocess.run([os.path.join(binary, "migstream-extract"), "--ram",
-                        ram] + files, capture_output=True, text=True,
+                        ram] + files[:n], capture_output=True, text=True,
                        timeout=60)
-    ck.check(x.returncode == 0, "migstream-extract --ram: exit %d %s"
-             % (x.returncode, x.stderr.strip()[:300]))
+    ck.check(x.returncode == 0, "%s: migstream-extract --ram: exit %d %s"
+             % (run["name"], x.returncode, x.stderr.strip()[:300]))
     try:
         with open(os.path.join(ram, "pc.ram"), "rb") as f:
             f.seek(BLOB_ADDR)
             got = f.read(BLOB_SIZE)
     except OSError as e:
         got = str(e).encode()
-    ck.check(got == blob, "extracted pc.ram holds the blob at 0x%x" % BLOB_ADDR)
+    ck.check(got == blob, "%s: extracted pc.ram holds the blob at 0x%x"
+             % (run["name"], BLOB_ADDR))
 
 
-def migrate(ck, a, procs, blob_path):
-    """Run the migration through migstream-record; the record process."""
-    deadline = time.monotonic() + TIMEOUT
-    sq, dq = os.path.join(a.keep, "src.qmp"), os.path.join(a.keep, "dst.qmp")
-    start(qemu_cmd(a.qemu, sq, [
-        "-S", "-device",
-        "loader,file=%s,addr=0x%x,force-raw=on" % (blob_path, BLOB_ADDR)]),
-        os.path.join(a.keep, "src.log"), procs)
-    start(qemu_cmd(a.qemu, dq, ["-incoming", "defer"]),
-          os.path.join(a.keep, "dst.log"), procs)
-    src, dst = Qmp(sq, deadline), Qmp(dq, deadline)
-    multifd(src)
-    multifd(dst)
-    dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")  # a free port
-    addr = dst.cmd("query-migrate")["socket-address"][0]
-    rec_log = open(os.path.join(a.keep, "record.log"), "w+")
+def start_record(a, procs, addr, cap, deadline):
+    """migstream-record between them; (process, its listening address)."""
+    rec_log = open(cap + "-record.log", "w+")
     rec = subprocess.Popen(
         [os.path.join(a.bin, "migstream-record"), "--listen",
          "tcp:127.0.0.1:0", "--to", "tcp:%s:%s" % (addr["host"], addr["port"]),
-         "-o", os.path.join(a.keep, "capture"), "--idle", "1"],
+         "-o", cap, "--idle", "1"],
         stdin=subprocess.DEVNULL, stderr=rec_log, preexec_fn=die_with_parent)
     procs.append(rec)
-    listen = None
-    while listen is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         rec_log.seek(0)
         for line in rec_log:
             if "listening on tcp:" in line:
-                listen = line.split("listening on ", 1)[1].strip()
+                return rec, line.split("listening on ", 1)[1].strip()
         time.sleep(0.05)
+    return rec, None
+
+
+def migrate(ck, a, procs, blob_path, run, cap):
+    """Run one migration through migstream-record: (record process, the
+    destination's QMP when both sides completed, else None)."""
+    deadline = time.monotonic() + TIMEOUT
+    sq, dq = cap + "-src.qmp", cap + "-dst.qmp"
+    start(qemu_cmd(a.qemu, sq, [
+        "-S", "-device",
+        "loader,file=%s,addr=0x%x,force-raw=on" % (blob_path, BLOB_ADDR)]),
+        cap + "-src.log", procs)
+    start(qemu_cmd(a.qemu, dq, ["-incoming", "defer"]), cap + "-dst.log",
+          procs)
+    src, dst = Qmp(sq, deadline), Qmp(dq, deadline)
+    set_caps(src, run)
+    set_caps(dst, run)
+    dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")  # a free port
+    addr = dst.cmd("query-migrate")["socket-address"][0]
+    rec, listen = start_record(a, procs, addr, cap, deadline)
     if not ck.check(listen is not None, "migstream-record listens"):
         return rec, None
     src.cmd("migrate", uri=listen)
     ok = wait_completed(ck, src, dst, deadline)
     return rec, dst if ok else None
+
+
+def one_run(ck, a, procs, blob, blob_path, run):
+    cap = os.path.join(a.keep, run["name"])
+    shutil.rmtree(cap, ignore_errors=True)  # the previous run's recording
+    rec, dst = migrate(ck, a, procs, blob_path, run, cap)
+    if dst is not None:
+        mem = cap + "-dst-mem.bin"
+        dst.cmd("pmemsave", val=BLOB_ADDR, size=BLOB_SIZE, filename=mem)
+        with open(mem, "rb") as f:
+            ck.check(f.read() == blob, "%s: destination memory at 0x%x "
+                     "holds the blob" % (run["name"], BLOB_ADDR))
+    rc = wait_exit(rec, time.monotonic() + 20)
+    ck.check(rc == 0, "%s: migstream-record exit 0 (got %s; see %s)"
+             % (run["name"], rc, cap + "-record.log"))
+    if rc is not None and os.path.exists(os.path.join(cap, "manifest.json")):
+        n = check_manifest(ck, cap, run)
+        check_tools(ck, a.bin, cap, blob, n, run)
+    print("%s: recording kept in %s" % (run["name"], cap))
 
 
 def main():
@@ -182,34 +232,20 @@ def main():
     # kills the processes
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     ck = Checks()
-    cap = os.path.join(a.keep, "capture")
-    shutil.rmtree(cap, ignore_errors=True)  # the previous run's recording
     os.makedirs(a.keep, exist_ok=True)
     blob = random.Random(0x51F00D).randbytes(BLOB_SIZE)  # deterministic
     blob_path = os.path.join(a.keep, "blob.bin")
     with open(blob_path, "wb") as f:
         f.write(blob)
-    procs = []
-    try:
-        rec, dst = migrate(ck, a, procs, blob_path)
-        if dst is not None:
-            mem = os.path.join(a.keep, "dst-mem.bin")
-            dst.cmd("pmemsave", val=BLOB_ADDR, size=BLOB_SIZE, filename=mem)
-            with open(mem, "rb") as f:
-                ck.check(f.read() == blob,
-                         "destination memory at 0x%x holds the blob" % BLOB_ADDR)
-        rc = wait_exit(rec, time.monotonic() + 20)
-        ck.check(rc == 0, "migstream-record exit 0 (got %s; %s)"
-                 % (rc, os.path.join(a.keep, "record.log")))
-        if rc is not None and os.path.exists(os.path.join(cap, "manifest.json")):
-            n = check_manifest(ck, cap)
-            check_tools(ck, a.bin, cap, a.keep, blob, n)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    print("recording kept in %s" % cap)
+    for run in RUNS:
+        procs = []
+        try:
+            one_run(ck, a, procs, blob, blob_path, run)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
     return 1 if ck.failed else 0
 
 
