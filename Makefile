@@ -39,9 +39,10 @@ FUZZ_SECONDS ?= 600
 FUZZ_NAMES ?= $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 TSAN_BUILD ?= build-tsan
 # The tests whose code runs on several threads: ms_migration's concurrent
-# mode (test_migration) and the tools' one thread per channel file.
-TSAN_TESTS ?= test_migration|cli-captures|cli-extract_multifd|cli-multifd_synth|cli-multifd10_capture|cli-windows|cli-replay
-TSAN_TARGETS = test_migration migstream-dump migstream-verify migstream-extract migstream-synth migstream-replay
+# mode (test_migration), the tools' one thread per channel file, and
+# migstream-record's forwarder and writer threads (cli-record).
+TSAN_TESTS ?= test_migration|cli-captures|cli-extract_multifd|cli-multifd_synth|cli-multifd10_capture|cli-windows|cli-replay|cli-record
+TSAN_TARGETS = test_migration migstream-dump migstream-verify migstream-extract migstream-synth migstream-replay migstream-record
 # Unit tests run under valgrind memcheck: those that take under ~20 s
 # there.  test_libvirt, test_postcopy, test_qemu, test_multifd,
 # test_mapped_ram and test_payload take 45-190 s each (every-offset

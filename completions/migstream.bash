@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # bash completion for the migstream tools: migstream-dump, -verify,
-# -extract, -synth, -bench and -replay.  Installed under each tool's name in
+# -extract, -synth, -bench, -replay and -record.  Installed under each tool's name in
 # share/bash-completion/completions/ (bash-completion loads a file by the
 # command's name); sourcing it by hand registers all of them.
 #
@@ -34,6 +34,8 @@ _migstream_opts_synth="--stdout --example --raw --return-path --qemu
     --version"
 _migstream_opts_bench="--json --size --reps --case --help --version"
 _migstream_opts_replay="--to --rate --wait --help --version"
+_migstream_opts_record="--listen --to --out --count --idle --quiet --help
+    --version"
 
 # The fixed lists some options take.
 _migstream_formats="auto migstream qemu-main qemu-multifd libvirt-save
@@ -66,7 +68,7 @@ _migstream_values() {
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return 0
         ;;
-    extract:--ram | synth:--expect-dir)
+    extract:--ram | synth:--expect-dir | record:--out | record:-o)
         mapfile -t COMPREPLY < <(compgen -d -- "$cur")
         return 0
         ;;
@@ -75,7 +77,8 @@ _migstream_values() {
         synth:--*-size | synth:--middle | synth:--channels | \
         synth:--compress | synth:--seed | synth:--multifd | \
         synth:--uuid | synth:--ram-passes | synth:--qemu-ram | \
-        bench:--size | bench:--reps | replay:--rate | replay:--wait)
+        bench:--size | bench:--reps | replay:--rate | replay:--wait | \
+        record:--listen | record:--to | record:--count | record:--idle)
         COMPREPLY=() # a number or a name: nothing to offer
         return 0
         ;;
@@ -112,10 +115,11 @@ _migstream() {
         mapfile -t COMPREPLY < <(compgen -W "${!var}" -- "$cur")
         return 0
     fi
-    # operands: the stream files (bench takes none)
-    [ "$tool" = bench ] && return 0
+    # operands: the stream files (bench and record take none)
+    [ "$tool" = bench ] || [ "$tool" = record ] && return 0
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 }
 
 complete -o filenames -F _migstream migstream-dump migstream-verify \
-    migstream-extract migstream-synth migstream-bench migstream-replay
+    migstream-extract migstream-synth migstream-bench migstream-replay \
+    migstream-record

@@ -19,7 +19,7 @@
 # The qemu-7.2-* captures are loaded by the system's qemu-system-x86_64
 # (Debian 12's 7.2, installed by scripts/setup-deps.sh).  Exit 77 (skip)
 # when there is no qemu-system-x86_64 at all.
-. "$(dirname "$0")/lib.bash"
+. "$(dirname "$0")/lib.bash" # BIN, SRC, $qemu (or skip)
 # "QEMU emulator version 7.2.22 (...)" -> 7
 major() { "$@" --version 2>/dev/null | sed -nE '1s/^QEMU emulator version ([0-9]+)\..*/\1/p'; }
 args=(--qemu72 "$qemu")
