@@ -9,6 +9,8 @@
  * mapped, their streams and the expanded file list. */
 #include "archive_input.h"
 
+#include "tool_common.h" /* tool_json_string */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -315,4 +317,72 @@ int archive_input_vmdesc(const archive_stream *s, uint64_t max_json,
     *json = (char *)tail;
     *len = jlen;
     return 1;
+}
+
+/* ---- dump's lines for the archive's own events ------------------------------
+ */
+
+static const char *role_name(ms_archive_role r)
+{
+    static const char *const names[] = {"capture", "manifest", "summary"};
+    return (unsigned)r < 3 ? names[r] : "unknown";
+}
+
+static const char *direction_name(ms_archive_direction d)
+{
+    static const char *const names[] = {"none", "s2d", "d2s"};
+    return (unsigned)d < 3 ? names[d] : "unknown";
+}
+
+void archive_input_human(FILE *o, const ms_event *ev)
+{
+    const ms_archive_info *a = &ev->u.archive;
+    switch (ev->kind) {
+    case MS_EV_ARCHIVE_BEGIN:
+        fprintf(o, "stream %u %s \"%s\" %s", a->stream, role_name(a->role),
+                a->name, direction_name(a->direction));
+        if (a->connection != MS_ARCHIVE_NO_CONNECTION)
+            fprintf(o, " connection %u", a->connection);
+        fprintf(o, " %s", ms_format_name(a->format));
+        if (a->declared_length != MS_ARCHIVE_LENGTH_UNKNOWN)
+            fprintf(o, " %llu bytes", (unsigned long long)a->declared_length);
+        break;
+    case MS_EV_ARCHIVE_DATA:
+        fprintf(o, "stream %u \"%s\" bytes %llu+%zu", a->stream, a->name,
+                (unsigned long long)a->offset, a->size);
+        break;
+    case MS_EV_ARCHIVE_END:
+        fprintf(o, "stream %u \"%s\" %llu bytes xxh3 %016llx", a->stream,
+                a->name, (unsigned long long)a->length,
+                (unsigned long long)a->hash);
+        break;
+    default:
+        break;
+    }
+}
+
+void archive_input_json(FILE *o, const ms_event *ev)
+{
+    const ms_archive_info *a = &ev->u.archive;
+    if (ev->kind != MS_EV_ARCHIVE_BEGIN && ev->kind != MS_EV_ARCHIVE_DATA &&
+        ev->kind != MS_EV_ARCHIVE_END)
+        return;
+    fprintf(o, ",\"stream\":%u,\"name\":", a->stream);
+    tool_json_string(o, a->name, strlen(a->name));
+    if (ev->kind == MS_EV_ARCHIVE_BEGIN) {
+        fprintf(o, ",\"role\":\"%s\",\"direction\":\"%s\"", role_name(a->role),
+                direction_name(a->direction));
+        if (a->connection != MS_ARCHIVE_NO_CONNECTION)
+            fprintf(o, ",\"connection\":%u", a->connection);
+        fprintf(o, ",\"stream_format\":\"%s\"", ms_format_name(a->format));
+        if (a->declared_length != MS_ARCHIVE_LENGTH_UNKNOWN)
+            fprintf(o, ",\"declared_length\":\"%llu\"",
+                    (unsigned long long)a->declared_length);
+    } else if (ev->kind == MS_EV_ARCHIVE_DATA) {
+        fprintf(o, ",\"stream_offset\":\"%llu\",\"size\":%zu",
+                (unsigned long long)a->offset, a->size);
+    } else {
+        fprintf(o, ",\"stream_length\":\"%llu\",\"hash\":\"%016llx\"",
+                (unsigned long long)a->length, (unsigned long long)a->hash);
+    }
 }

@@ -10,6 +10,7 @@
 #define MS_ARCHIVE_INPUT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "migstream.h"
@@ -45,5 +46,10 @@ typedef void (*archive_problem_fn)(void *ctx, const ms_error_info *e);
 void archive_input_read(const char *name, uint32_t slot, const ms_options *opt,
                         archive_event_fn on_event,
                         archive_problem_fn on_problem, void *ctx);
+
+/* migstream-dump: the rest of the line of an ARCHIVE_* event (human
+ * text; JSON keys after "length"), nothing for other events. */
+void archive_input_human(FILE *o, const ms_event *ev);
+void archive_input_json(FILE *o, const ms_event *ev);
 
 #endif

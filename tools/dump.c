@@ -9,6 +9,7 @@
 
 #include "dump_state.h"
 #include "tool_common.h"
+#include "archive_input.h"
 
 static const char *prog = "migstream-dump";
 
@@ -707,6 +708,9 @@ static void human_side(dump_ctx *d, const ms_event *ev)
         break;
     }
     case MS_EV_RP_MESSAGE: human_rp(o, &ev->u.rp); break;
+    case MS_EV_ARCHIVE_BEGIN:
+    case MS_EV_ARCHIVE_DATA:
+    case MS_EV_ARCHIVE_END: archive_input_human(o, ev); break;
     case MS_EV_LIBVIRT_HEADER: {
         const ms_libvirt_info *l = &ev->u.libvirt;
         fprintf(o,
@@ -1108,6 +1112,9 @@ static void json_side(dump_ctx *d, const ms_event *ev)
     FILE *o = d->out;
     switch (ev->kind) {
     case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
+    case MS_EV_ARCHIVE_BEGIN:
+    case MS_EV_ARCHIVE_DATA:
+    case MS_EV_ARCHIVE_END: archive_input_json(o, ev); break;
     case MS_EV_LIBVIRT_HEADER:
         fprintf(o,
                 ",\"header_version\":%u,\"compression\":\"%s\","
