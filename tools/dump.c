@@ -260,6 +260,9 @@ static void account_device_data(dump_ctx *d, size_t file, const ms_event *ev,
 static void account(dump_ctx *d, size_t file, const ms_event *ev,
                     int from_set)
 {
+    const archive_stream *embedded;
+    if (!from_set && archive_input_lookup(d->files[file], &embedded) == 2)
+        return; /* an archive's own records: its files are summarised */
     /* Records on the wire: not the stream header, not bytes, not a second
      * look at a record already counted (record_events mode). */
     if (!from_set && ev->kind != MS_EV_STREAM_HEADER &&

@@ -927,6 +927,11 @@ void tool_reader_help(FILE *out)
 
 /* ---- the command line every reading tool shares -------------------------- */
 
+int tool_expand_inputs(const char *prog, char *const **files, size_t *nfiles)
+{
+    return archive_input_expand(prog, files, nfiles);
+}
+
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
                        ms_options *opt, tool_option_fn own_option,
@@ -976,7 +981,7 @@ int tool_parse_options(const char *prog, int argc, char **argv,
         *files = argv + optind;
         *nfiles = (size_t)(argc - optind);
         /* an archive is read as itself and its embedded files */
-        if (archive_input_expand(prog, files, nfiles) < 0)
+        if (tool_expand_inputs(prog, files, nfiles) < 0)
             return TOOL_USAGE;
     }
     return TOOL_GO_ON;
