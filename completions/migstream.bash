@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # bash completion for the migstream tools: migstream-dump, -verify,
-# -extract, -synth and -bench.  Installed under each tool's name in
+# -extract, -synth, -bench and -archive.  Installed under each tool's name in
 # share/bash-completion/completions/ (bash-completion loads a file by the
 # command's name); sourcing it by hand registers all five.
 #
@@ -33,6 +33,7 @@ _migstream_opts_synth="--stdout --example --raw --return-path --qemu
     --qemu-version --uuid --ram-size --ram-passes --preempt --help
     --version"
 _migstream_opts_bench="--json --size --reps --case --help --version"
+_migstream_opts_archive="--output --unpack --list --help --version"
 
 # The fixed lists some options take.
 _migstream_formats="auto migstream qemu-main qemu-multifd libvirt-save
@@ -60,11 +61,11 @@ _migstream_values() {
     bench:--case) words=$_migstream_bench_cases ;;
     *:--vmdesc | extract:--out | extract:-o | extract:--config | \
         synth:--raw | synth:--qemu | synth:--preempt | synth:--return-path | \
-        synth:-o)
+        synth:-o | archive:--output | archive:-o)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return 0
         ;;
-    extract:--ram | synth:--expect-dir)
+    extract:--ram | synth:--expect-dir | archive:--unpack)
         mapfile -t COMPREPLY < <(compgen -d -- "$cur")
         return 0
         ;;
@@ -116,4 +117,4 @@ _migstream() {
 }
 
 complete -o filenames -F _migstream migstream-dump migstream-verify \
-    migstream-extract migstream-synth migstream-bench
+    migstream-extract migstream-synth migstream-bench migstream-archive
