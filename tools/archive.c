@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "archive_input.h"
 #include "tool_common.h"
 
 #define PROG "migstream-archive"
@@ -372,6 +374,19 @@ static int put_summary(ms_writer *w, const input *ins, size_t n)
     return rc < 0 ? writer_failed(w) : 0;
 }
 
+/* A random UUID for the archive (spec 3: identifies it). */
+static void new_uuid(uint8_t uuid[16])
+{
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, uuid, 16) != 16) { /* unlikely: time and pid */
+        uint64_t t = (uint64_t)time(NULL), p = (uint64_t)getpid();
+        memcpy(uuid, &t, 8);
+        memcpy(uuid + 8, &p, 8);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
 static int pack(const char *out_path, char *const *args, size_t nargs)
 {
     input *ins = NULL;
@@ -395,8 +410,8 @@ static int pack(const char *out_path, char *const *args, size_t nargs)
     ms_writer_options wo;
     ms_writer_options_init(&wo);
     wo.archive = 1;
-    for (size_t i = 0; i < sizeof wo.uuid; i++) /* identifies this archive */
-        wo.uuid[i] = (uint8_t)rand();
+    new_uuid(wo.uuid);
+    wo.created_ns = (uint64_t)time(NULL) * 1000000000u;
     if (!(w = ms_writer_create(&wo)) ||
         ms_writer_open_channel(w, 0, to_file, out) < 0) {
         writer_failed(w);
@@ -432,18 +447,6 @@ typedef struct unpacker {
     int failed;
 } unpacker;
 
-static const char *role_name(ms_archive_role r)
-{
-    static const char *const names[] = {"capture", "manifest", "summary"};
-    return (unsigned)r < 3 ? names[r] : "?";
-}
-
-static const char *direction_name(ms_archive_direction d)
-{
-    static const char *const names[] = {"-", "s2d", "d2s"};
-    return (unsigned)d < 3 ? names[d] : "?";
-}
-
 /* --list: "ID ROLE NAME conn=N|- dir=s2d|d2s|- format=F bytes=N xxh3=H" */
 static void list_line(const ms_archive_info *a)
 {
@@ -451,8 +454,8 @@ static void list_line(const ms_archive_info *a)
     if (a->connection != MS_ARCHIVE_NO_CONNECTION)
         snprintf(conn, sizeof conn, "%u", a->connection);
     printf("%u %s %s conn=%s dir=%s format=%s bytes=%llu xxh3=%016llx\n",
-           a->stream, role_name(a->role), a->name, conn,
-           direction_name(a->direction), ms_format_name(a->format),
+           a->stream, archive_role_name(a->role), a->name, conn,
+           archive_direction_name(a->direction), ms_format_name(a->format),
            (unsigned long long)a->length, (unsigned long long)a->hash);
 }
 

@@ -322,13 +322,13 @@ int archive_input_vmdesc(const archive_stream *s, uint64_t max_json,
 /* ---- dump's lines for the archive's own events ------------------------------
  */
 
-static const char *role_name(ms_archive_role r)
+const char *archive_role_name(ms_archive_role r)
 {
     static const char *const names[] = {"capture", "manifest", "summary"};
     return (unsigned)r < 3 ? names[r] : "unknown";
 }
 
-static const char *direction_name(ms_archive_direction d)
+const char *archive_direction_name(ms_archive_direction d)
 {
     static const char *const names[] = {"none", "s2d", "d2s"};
     return (unsigned)d < 3 ? names[d] : "unknown";
@@ -339,8 +339,9 @@ void archive_input_human(FILE *o, const ms_event *ev)
     const ms_archive_info *a = &ev->u.archive;
     switch (ev->kind) {
     case MS_EV_ARCHIVE_BEGIN:
-        fprintf(o, "stream %u %s \"%s\" %s", a->stream, role_name(a->role),
-                a->name, direction_name(a->direction));
+        fprintf(o, "stream %u %s \"%s\" %s", a->stream,
+                archive_role_name(a->role), a->name,
+                archive_direction_name(a->direction));
         if (a->connection != MS_ARCHIVE_NO_CONNECTION)
             fprintf(o, " connection %u", a->connection);
         fprintf(o, " %s", ms_format_name(a->format));
@@ -370,8 +371,9 @@ void archive_input_json(FILE *o, const ms_event *ev)
     fprintf(o, ",\"stream\":%u,\"name\":", a->stream);
     tool_json_string(o, a->name, strlen(a->name));
     if (ev->kind == MS_EV_ARCHIVE_BEGIN) {
-        fprintf(o, ",\"role\":\"%s\",\"direction\":\"%s\"", role_name(a->role),
-                direction_name(a->direction));
+        fprintf(o, ",\"role\":\"%s\",\"direction\":\"%s\"",
+                archive_role_name(a->role),
+                archive_direction_name(a->direction));
         if (a->connection != MS_ARCHIVE_NO_CONNECTION)
             fprintf(o, ",\"connection\":%u", a->connection);
         fprintf(o, ",\"stream_format\":\"%s\"", ms_format_name(a->format));

@@ -47,6 +47,11 @@ void archive_input_read(const char *name, uint32_t slot, const ms_options *opt,
                         archive_event_fn on_event,
                         archive_problem_fn on_problem, void *ctx);
 
+/* "capture", "manifest", "summary"; "none", "s2d", "d2s" ("unknown"
+ * for other values). */
+const char *archive_role_name(ms_archive_role r);
+const char *archive_direction_name(ms_archive_direction d);
+
 /* migstream-dump: the rest of the line of an ARCHIVE_* event (human
  * text; JSON keys after "length"), nothing for other events. */
 void archive_input_human(FILE *o, const ms_event *ev);
