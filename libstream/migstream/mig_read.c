@@ -1311,17 +1311,28 @@ static int read_run(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
-static int read_data(ms_reader *r, ms_event *ev)
+/* The next view of a streamed payload (CHUNK, PACKET, STREAM_DATA):
+ * MS_NEXT_EVENT with *p, *n; MS_GO_ON at its end (on to TRAILER);
+ * MS_NEXT_INPUT when the slice is used up. */
+static int payload_view(ms_reader *r, const uint8_t **p, size_t *n)
 {
     mig_state *st = ST(r);
-    const uint8_t *p;
     if (st->remaining == 0) {
         st->stage = ST_TRAILER;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), &p);
-    if (n == 0)
-        return MS_NEXT_INPUT;
+    *n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), p);
+    return *n ? MS_NEXT_EVENT : MS_NEXT_INPUT;
+}
+
+static int read_data(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    size_t n;
+    int rc = payload_view(r, &p, &n);
+    if (rc != MS_NEXT_EVENT)
+        return rc;
     uint64_t off = ms_rd_pos(r);
     hash_payload(r, p, n);
     if (!st->cur_packet)
@@ -1447,9 +1458,8 @@ static int read_stream_prefix(ms_reader *r, ms_event *ev)
         return MS_NEXT_INPUT;
     hash_payload(r, p, MIG_STREAM_DATA_PREFIX);
     st->remaining = st->rec_size - MIG_STREAM_DATA_PREFIX;
-    if (mig_stream_data_prefix(r, &st->streams, p, st->rec_off,
-                               reserved_lax(st)) <
-        0) {
+    int lax = reserved_lax(st);
+    if (mig_stream_data_prefix(r, &st->streams, p, st->rec_off, lax) < 0) {
         if (r->err.code == MS_ERR_NO_MEMORY)
             return MS_NEXT_ERROR;
         hold_error(st, &r->err);
@@ -1465,13 +1475,10 @@ static int read_stream_data(ms_reader *r, ms_event *ev)
 {
     mig_state *st = ST(r);
     const uint8_t *p;
-    if (st->remaining == 0) {
-        st->stage = ST_TRAILER;
-        return MS_GO_ON;
-    }
-    size_t n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), &p);
-    if (n == 0)
-        return MS_NEXT_INPUT;
+    size_t n;
+    int rc = payload_view(r, &p, &n);
+    if (rc != MS_NEXT_EVENT)
+        return rc;
     hash_payload(r, p, n);
     mig_stream_data(r, &st->streams, p, n, ms_rd_pos(r), ev);
     st->remaining -= n;
