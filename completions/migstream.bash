@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: BSD-3-Clause OR GPL-2.0-only
 # bash completion for the migstream tools: migstream-dump, -verify,
-# -extract, -synth, -bench, -replay and -record.  Installed under each tool's name in
-# share/bash-completion/completions/ (bash-completion loads a file by the
-# command's name); sourcing it by hand registers all of them.
+# -extract, -synth, -bench, -replay, -record and -archive.  Installed under
+# each tool's name in share/bash-completion/completions/ (bash-completion
+# loads a file by the command's name); sourcing it by hand registers all of
+# them.
 #
 # The option lists follow each tool's --help; tests/cli/completion.sh
 # fails when they differ, so they cannot go stale.
@@ -36,6 +37,7 @@ _migstream_opts_bench="--json --size --reps --case --help --version"
 _migstream_opts_replay="--to --rate --wait --help --version"
 _migstream_opts_record="--listen --to --out --count --idle --quiet --help
     --version"
+_migstream_opts_archive="--output --unpack --list --help --version"
 
 # The fixed lists some options take.
 _migstream_formats="auto migstream qemu-main qemu-multifd libvirt-save
@@ -64,11 +66,12 @@ _migstream_values() {
     replay:--to) words="tcp: unix: exec" ;;
     *:--vmdesc | extract:--out | extract:-o | extract:--config | \
         synth:--raw | synth:--qemu | synth:--preempt | synth:--return-path | \
-        synth:-o)
+        synth:-o | archive:--output | archive:-o)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return 0
         ;;
-    extract:--ram | synth:--expect-dir | record:--out | record:-o)
+    extract:--ram | synth:--expect-dir | record:--out | record:-o | \
+        archive:--unpack)
         mapfile -t COMPREPLY < <(compgen -d -- "$cur")
         return 0
         ;;
@@ -122,4 +125,4 @@ _migstream() {
 
 complete -o filenames -F _migstream migstream-dump migstream-verify \
     migstream-extract migstream-synth migstream-bench migstream-replay \
-    migstream-record
+    migstream-record migstream-archive

@@ -59,7 +59,7 @@ extern "C" {
  * It reads versions MS_FORMAT_VERSION_MAJOR_OLDEST..MS_FORMAT_VERSION_MAJOR
  * (any minor), and writes 1.0 on request (ms_writer_options.format_major). */
 #define MS_FORMAT_VERSION_MAJOR 2
-#define MS_FORMAT_VERSION_MINOR 0
+#define MS_FORMAT_VERSION_MINOR 1 /* 2.1: embedded streams (STREAM_*) */
 #define MS_FORMAT_VERSION_MAJOR_OLDEST 1
 
 MS_API unsigned ms_version_number(void); /* MIGSTREAM_VERSION_NUMBER */
@@ -146,7 +146,11 @@ MS_API const char *ms_version_string(void);
       "the stream needs random access: give the file, not a pipe")           \
     X(RETURN_PATH, 47, "return-path",                                         \
       "a QEMU return-path message is invalid or disagrees with the main "     \
-      "stream")
+      "stream")                                                               \
+    X(STREAM_STATE, 48, "stream-state",                                       \
+      "an embedded-stream record does not fit the archive's open streams")   \
+    X(STREAM_HASH, 49, "stream-hash",                                         \
+      "an embedded stream's length or hash differs from its end record")
 
 typedef enum ms_error {
 #define MS_X_ENUM(sym, val, name, desc) MS_ERR_##sym = val,
@@ -455,8 +459,15 @@ typedef enum ms_event_kind {
                              covers them all); follows the image's
                              stream event, precedes the QEVM events */
     /* salvage (ms_options.salvage; spec/salvage.md) */
-    MS_EV_DAMAGE          /* u.damage: bytes offset..offset+length are
+    MS_EV_DAMAGE,         /* u.damage: bytes offset..offset+length are
                              damaged; decoding went on after them */
+    /* migstream 2.1 archives: embedded byte streams (spec/migstream.md 5.10) */
+    MS_EV_ARCHIVE_BEGIN,  /* u.archive: a STREAM_BEGIN record (label) */
+    MS_EV_ARCHIVE_DATA,   /* u.archive: original bytes of an embedded stream
+                             (data, size at stream offset `offset`); the
+                             event's offset is data[0]'s archive offset */
+    MS_EV_ARCHIVE_END     /* u.archive: a STREAM_END record, its length and
+                             XXH3-64 checked against the bytes read */
 } ms_event_kind;
 
 MS_API const char *ms_event_kind_name(ms_event_kind k); /* "image_begin" */
@@ -478,6 +489,8 @@ typedef enum ms_transport {
 /* Flag bits the writer API takes (spec/migstream.md). */
 #define MS_RECORD_OPTIONAL 0x1u /* record flags: an unknown one is skipped */
 #define MS_IMAGE_FULL 0x1u      /* image flags: self-contained image */
+#define MS_HEADER_ARCHIVE 0x1u  /* stream header_flags (2.1): the channel
+                                   carries embedded streams (an archive) */
 #define MS_PRECOPY_REINIT 0x1u  /* precopy info flags: new initial data */
 #define MS_PACKET_CONFIG 0x1u   /* packet flags: the device config buffer */
 
@@ -493,6 +506,7 @@ typedef struct ms_stream_info {
     uint32_t channel_index, channel_count;
     uint64_t created_ns;
     uint64_t header_check;
+    uint32_t header_flags; /* migstream: MS_HEADER_ARCHIVE (2.1) */
 } ms_stream_info;
 
 typedef struct ms_record_info {
@@ -957,6 +971,37 @@ typedef struct ms_damage_info {
     uint64_t image_offset, image_length;
 } ms_damage_info;
 
+/* migstream 2.1 embedded streams (spec/migstream.md 5.10-5.12). */
+typedef enum ms_archive_role {
+    MS_ARCHIVE_CAPTURE = 0,  /* an original capture file, byte for byte */
+    MS_ARCHIVE_MANIFEST = 1, /* the capture's manifest.json */
+    MS_ARCHIVE_SUMMARY = 2   /* the archiver's decoded summary (JSON lines) */
+} ms_archive_role;
+typedef enum ms_archive_direction {
+    MS_ARCHIVE_DIR_NONE = 0,
+    MS_ARCHIVE_DIR_S2D = 1, /* source -> destination */
+    MS_ARCHIVE_DIR_D2S = 2  /* destination -> source (return path) */
+} ms_archive_direction;
+#define MS_ARCHIVE_NO_CONNECTION 0xFFFFFFFFu
+#define MS_ARCHIVE_LENGTH_UNKNOWN UINT64_MAX
+
+typedef struct ms_archive_info {
+    uint32_t stream;   /* stream id: STREAM_BEGIN records before it */
+    ms_archive_role role;
+    ms_archive_direction direction;
+    uint32_t connection; /* N of connN, or MS_ARCHIVE_NO_CONNECTION */
+    ms_format format;    /* what the archiver detected */
+    const char *name;    /* BEGIN: file name, NUL terminated; valid until
+                            the next call */
+    uint32_t name_len;
+    uint64_t declared_length; /* BEGIN: or MS_ARCHIVE_LENGTH_UNKNOWN */
+    const uint8_t *data; /* DATA: the bytes; valid until the next call */
+    size_t size;
+    uint64_t offset;     /* DATA: stream offset of data[0] */
+    uint64_t length;     /* END: the stream's length */
+    uint64_t hash;       /* END: XXH3-64(stream bytes, seed 0) */
+} ms_archive_info;
+
 typedef struct ms_event {
     ms_event_kind kind;
     uint64_t offset; /* absolute offset of the element's first byte */
@@ -994,6 +1039,8 @@ typedef struct ms_event {
         ms_rp_info rp;
         ms_libvirt_info libvirt;
         ms_damage_info damage;
+        ms_archive_info archive; /* no larger than ms_data_info: the
+                                    union's size is unchanged */
     } u;
 } ms_event;
 
@@ -1361,6 +1408,10 @@ typedef struct ms_writer_options {
     /* appended after MS_WRITER_OPTIONS_SIZE_V1 (older callers get 0): */
     int format_major;       /* format version written: 1 (1.0) or 2 (2.0);
                                0: MS_FORMAT_VERSION_MAJOR */
+    int archive;            /* 1: channels may carry embedded streams
+                               (ms_writer_stream_*): written as 2.1 with
+                               the header flag MS_HEADER_ARCHIVE; needs
+                               format 2 */
 } ms_writer_options;
 
 /* The smallest struct_size accepted (the first layout: up to allocator). */
@@ -1417,6 +1468,26 @@ MS_API int ms_writer_stop_copy_size(ms_writer *w, uint32_t channel,
 MS_API int ms_writer_raw_record(ms_writer *w, uint32_t channel, uint32_t tag,
                                 uint32_t flags, const void *payload,
                                 size_t len);
+
+/* Embedded byte streams (format 2.1, ms_writer_options.archive): an
+ * original file kept byte for byte, labelled.  stream_begin gives the
+ * stream's id on the channel (0, 1, ... in begin order); stream_data cuts
+ * the bytes into STREAM_DATA records of at most chunk_size bytes (no
+ * compression); stream_end writes the length and XXH3-64.  Streams may
+ * interleave; all must end before the channel closes.  declared_length:
+ * the stream's total, or MS_ARCHIVE_LENGTH_UNKNOWN.  name: a file name
+ * (1..255 bytes, no '/', not "." or ".."). */
+MS_API int ms_writer_stream_begin(ms_writer *w, uint32_t channel,
+                                  ms_archive_role role,
+                                  ms_archive_direction direction,
+                                  uint32_t connection, ms_format format,
+                                  const char *name, uint64_t declared_length,
+                                  uint32_t *stream_id);
+MS_API int ms_writer_stream_data(ms_writer *w, uint32_t channel,
+                                 uint32_t stream, const void *data,
+                                 size_t len);
+MS_API int ms_writer_stream_end(ms_writer *w, uint32_t channel,
+                                uint32_t stream);
 
 /* Write the channel's end record.  After it the channel takes no records. */
 MS_API int ms_writer_close_channel(ms_writer *w, uint32_t channel,

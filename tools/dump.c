@@ -10,6 +10,7 @@
 #include "dump_state.h"
 #include "tool_common.h"
 #include "tool_held.h"
+#include "archive_input.h"
 
 static const char *prog = "migstream-dump";
 
@@ -263,6 +264,9 @@ static void account_device_data(dump_ctx *d, size_t file, const ms_event *ev,
 static void account(dump_ctx *d, size_t file, const ms_event *ev,
                     int from_set)
 {
+    const archive_stream *embedded;
+    if (!from_set && archive_input_lookup(d->files[file], &embedded) == 2)
+        return; /* an archive's own records: its files are summarised */
     /* Records on the wire: not the stream header, not bytes, not a second
      * look at a record already counted (record_events mode). */
     if (!from_set && ev->kind != MS_EV_STREAM_HEADER &&
@@ -711,6 +715,9 @@ static void human_side(dump_ctx *d, const ms_event *ev)
         break;
     }
     case MS_EV_RP_MESSAGE: human_rp(o, &ev->u.rp); break;
+    case MS_EV_ARCHIVE_BEGIN:
+    case MS_EV_ARCHIVE_DATA:
+    case MS_EV_ARCHIVE_END: archive_input_human(o, ev); break;
     case MS_EV_LIBVIRT_HEADER: {
         const ms_libvirt_info *l = &ev->u.libvirt;
         fprintf(o,
@@ -1112,6 +1119,9 @@ static void json_side(dump_ctx *d, const ms_event *ev)
     FILE *o = d->out;
     switch (ev->kind) {
     case MS_EV_RP_MESSAGE: json_rp(o, &ev->u.rp); break;
+    case MS_EV_ARCHIVE_BEGIN:
+    case MS_EV_ARCHIVE_DATA:
+    case MS_EV_ARCHIVE_END: archive_input_json(o, ev); break;
     case MS_EV_LIBVIRT_HEADER:
         fprintf(o,
                 ",\"header_version\":%u,\"compression\":\"%s\","

@@ -1639,6 +1639,8 @@ int main(int argc, char **argv)
     }
     x.files = argv + optind;
     x.nfiles = (size_t)(argc - optind);
+    if (tool_expand_inputs(prog, &x.files, &x.nfiles) < 0) /* archives */
+        return TOOL_USAGE;
     x.format = calloc(x.nfiles, sizeof *x.format);
     x.qemu_sec = calloc(x.nfiles, sizeof *x.qemu_sec);
     x.qemu_has_sec = calloc(x.nfiles, sizeof *x.qemu_has_sec);

@@ -3,6 +3,8 @@
 #define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): posix_madvise ignores it */
 #include "tool_common.h"
 
+#include "archive_input.h"
+
 #include <getopt.h>
 
 #include <errno.h>
@@ -46,6 +48,10 @@ typedef struct tool_file {
                       reader gets seekable input (mapped-ram files) */
     uint64_t size; /* its size when seekable */
     int unreadable; /* could not be opened (said so): not a channel */
+    /* archives (archive_input.h): an embedded stream read from the
+     * archive's map, or the archive itself (read apart, not a channel) */
+    const archive_stream *embedded;
+    int archive_self;
     /* the window being read now (from < to), else 0, 0: other threads
      * leave its pages alone (drop_read_pages) */
     _Atomic uint64_t window_from, window_to;
@@ -70,6 +76,15 @@ void tool_print_problem(FILE *out, const char *file, const ms_error_info *e)
 static int open_file(const char *prog, tool_file *f)
 {
     struct stat st;
+    f->fd = -1;
+    switch (archive_input_lookup(f->name, &f->embedded)) {
+    case 1: /* bytes come as views of the archive (next_bytes) */
+        f->seekable = 1;
+        f->size = archive_input_size(f->embedded);
+        return 0;
+    case 2: f->archive_self = 1; return 0;
+    default: break;
+    }
     if (strcmp(f->name, "-") == 0) {
         /* A file redirected to standard input can be read at any offset
          * (pread); a pipe cannot. */
@@ -365,6 +380,7 @@ typedef struct run_ctx {
     progress progress;
     tool_file *fs; /* the files, for drop_read_pages */
     size_t nfiles;
+    const ms_options *opt; /* archive_input_read's reader */
 } run_ctx;
 
 static void run_event(void *ctx, const ms_event *ev, const ms_event_origin *o)
@@ -385,6 +401,10 @@ static void run_problem(void *ctx, const ms_error_info *e)
 static int is_qemu_main(const tool_file *f)
 {
     size_t need;
+    if (f->embedded) { /* the archiver's ms_detect */
+        ms_format e = archive_input_format(f->embedded);
+        return e == MS_FORMAT_QEMU_MAIN || e == MS_FORMAT_LIBVIRT_SAVE;
+    }
     ms_format fmt = f->map ? ms_detect(f->map, f->map_len, &need)
                            : MS_FORMAT_UNKNOWN;
     return fmt == MS_FORMAT_QEMU_MAIN || fmt == MS_FORMAT_LIBVIRT_SAVE;
@@ -436,6 +456,8 @@ static void drop_read_pages(run_ctx *rc, tool_file *self)
 static ssize_t next_bytes(tool_file *f, uint64_t pos, uint8_t *buf,
                           const uint8_t **at)
 {
+    if (f->embedded)
+        return (ssize_t)archive_input_view(f->embedded, pos, READ_SLICE, at);
     if (f->map) {
         if (pos >= f->map_len)
             return 0;
@@ -586,7 +608,7 @@ static size_t note_unreadable(const tool_file *fs, size_t nfiles)
 static int open_channels(run_ctx *rc, tool_file *fs, size_t nfiles)
 {
     for (size_t i = 0; i < nfiles; i++) {
-        if (fs[i].unreadable)
+        if (fs[i].unreadable || fs[i].archive_self)
             continue;
         ms_channel_input in = {.seekable = fs[i].seekable,
                                .size = fs[i].seekable ? fs[i].size : 0,
@@ -611,7 +633,10 @@ static int read_all(const char *prog, run_ctx *rc, tool_file *fs,
     for (size_t i = 0; i < nfiles && !io_error; i++) {
         if (fs[i].unreadable)
             continue;
-        if (!is_qemu_main(&fs[i]))
+        if (fs[i].archive_self) /* its records and checks, not a channel */
+            archive_input_read(fs[i].name, (uint32_t)i, rc->opt, run_event,
+                               run_problem, rc);
+        else if (!is_qemu_main(&fs[i]))
             later[nlater++] = i;
         else
             io_error = read_file(prog, rc, &fs[i], i, buf) < 0;
@@ -627,6 +652,27 @@ static int read_all(const char *prog, run_ctx *rc, tool_file *fs,
     return io_error ? -1 : 0;
 }
 
+/* An archive's embedded main stream is not in memory whole, so its JSON
+ * trailer is found here and given to the migration (as --vmdesc would). */
+static int give_embedded_vmdesc(ms_migration *m, const tool_file *fs,
+                                 size_t nfiles, const ms_options *opt)
+{
+    for (size_t i = 0; i < nfiles; i++) {
+        char *json;
+        size_t len;
+        if (!fs[i].embedded || !is_qemu_main(&fs[i]))
+            continue;
+        int found = archive_input_vmdesc(fs[i].embedded, opt->max_vmdesc_bytes,
+                                         &json, &len);
+        if (found <= 0)
+            return found;
+        int rc = ms_migration_give_vmdesc(m, json, len);
+        free(json);
+        return rc;
+    }
+    return 0;
+}
+
 int tool_run(const char *prog, char *const *files, size_t nfiles,
              ms_options *opt, tool_event_fn on_event,
              tool_problem_fn on_problem, void *ctx)
@@ -638,6 +684,7 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
                   .ctx = ctx,
                   .fs = fs,
                   .nfiles = fs ? nfiles : 0,
+                  .opt = opt,
                   .progress.lock = PTHREAD_MUTEX_INITIALIZER};
     int status = TOOL_USAGE;
     if (!fs || !buf) {
@@ -674,6 +721,10 @@ int tool_run(const char *prog, char *const *files, size_t nfiles,
                 "(%llu), or out of memory\n",
                 prog, given_vmdesc_len,
                 (unsigned long long)opt->max_vmdesc_bytes);
+        goto out;
+    }
+    if (!given_vmdesc && give_embedded_vmdesc(rc.m, fs, nfiles, opt) < 0) {
+        fprintf(stderr, "%s: out of memory\n", prog);
         goto out;
     }
     if (open_channels(&rc, fs, nfiles) < 0 ||
@@ -876,6 +927,11 @@ void tool_reader_help(FILE *out)
 
 /* ---- the command line every reading tool shares -------------------------- */
 
+int tool_expand_inputs(const char *prog, char *const **files, size_t *nfiles)
+{
+    return archive_input_expand(prog, files, nfiles);
+}
+
 int tool_parse_options(const char *prog, int argc, char **argv,
                        const char *shorts, const struct option *own,
                        ms_options *opt, tool_option_fn own_option,
@@ -924,6 +980,9 @@ int tool_parse_options(const char *prog, int argc, char **argv,
     if (files) {
         *files = argv + optind;
         *nfiles = (size_t)(argc - optind);
+        /* an archive is read as itself and its embedded files */
+        if (tool_expand_inputs(prog, files, nfiles) < 0)
+            return TOOL_USAGE;
     }
     return TOOL_GO_ON;
 }

@@ -118,4 +118,11 @@ int tool_parse_options(const char *prog, int argc, char **argv,
                        void (*usage)(FILE *), void *ctx, char *const **files,
                        size_t *nfiles);
 
+/* Archives (migstream 2.1, tools/archive_input.h) among *files: each is
+ * replaced by itself and its embedded files "ARCHIVE[NAME]", which
+ * tool_run then reads.  tool_parse_options does it for the tools that let
+ * it find their files; a tool that finds them itself calls this.  0, or -1
+ * after printing what went wrong. */
+int tool_expand_inputs(const char *prog, char *const **files, size_t *nfiles);
+
 #endif

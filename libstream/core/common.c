@@ -335,6 +335,9 @@ const char *ms_event_kind_name(ms_event_kind k)
     case MS_EV_RP_MESSAGE: return "rp_message";
     case MS_EV_LIBVIRT_HEADER: return "libvirt_header";
     case MS_EV_DAMAGE: return "damage";
+    case MS_EV_ARCHIVE_BEGIN: return "archive_begin";
+    case MS_EV_ARCHIVE_DATA: return "archive_data";
+    case MS_EV_ARCHIVE_END: return "archive_end";
     }
     return "unknown";
 }

@@ -47,6 +47,9 @@ enum mig_tag {
     MIG_TAG_PRECOPY_INFO = 0x0010,
     MIG_TAG_STATE_CHANGE = 0x0011,
     MIG_TAG_STOP_COPY_SIZE = 0x0012,
+    MIG_TAG_STREAM_BEGIN = 0x0020, /* 2.1: embedded streams (archives) */
+    MIG_TAG_STREAM_DATA = 0x0021,
+    MIG_TAG_STREAM_END = 0x0022,
     MIG_TAG_END = 0x00FF
 };
 /* Vendor tags, 0x80000000..0xFFFFFFFF, must be optional.  (A define: the
@@ -79,6 +82,27 @@ static inline uint64_t mig_unit_payload_check(const uint8_t *prefix,
     return ms_hash64(buf, prefix_len + 8, header_check);
 }
 #define MIG_END_SIZE 48
+
+/* 2.1 embedded streams (spec 5.10-5.12). */
+#define MIG_HDR_FLAG_ARCHIVE MS_HEADER_ARCHIVE
+#define MIG_ARCHIVE_MINOR 1 /* the minor version that brought them */
+#define MIG_STREAM_BEGIN_FIXED 40 /* + name */
+#define MIG_SB_OFF_ID 0
+#define MIG_SB_OFF_ROLE 4
+#define MIG_SB_OFF_DIRECTION 5
+#define MIG_SB_OFF_RESERVED16 6
+#define MIG_SB_OFF_CONNECTION 8
+#define MIG_SB_OFF_FORMAT 12
+#define MIG_SB_OFF_LENGTH 16
+#define MIG_SB_OFF_RESERVED64 24
+#define MIG_SB_OFF_NAME_LEN 32
+#define MIG_SB_OFF_RESERVED32 36
+#define MIG_STREAM_NAME_MAX 255
+#define MIG_STREAM_ROLE_MAX MS_ARCHIVE_SUMMARY
+#define MIG_STREAM_DIR_MAX MS_ARCHIVE_DIR_D2S
+#define MIG_STREAM_DATA_PREFIX 16 /* le32 id, le32 reserved, le64 offset */
+#define MIG_STREAM_END_SIZE 24    /* le32 id, le32 reserved, le64 length,
+                                     le64 XXH3-64 of the stream */
 
 #define MIG_IMAGE_FLAG_FULL MS_IMAGE_FULL
 #define MIG_PACKET_FLAG_CONFIG MS_PACKET_CONFIG

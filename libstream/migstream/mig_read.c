@@ -15,6 +15,14 @@
  *                 +<------------------------------+-----------------+
  *   END record --> DONE (any further byte is trailing data)
  *
+ *   2.1 embedded streams (mig_archive.c): STREAM_BEGIN and STREAM_END are
+ *   small records; a STREAM_DATA record goes
+ *   RECORD_HEADER --> STREAM_PREFIX --> STREAM_DATA --> TRAILER
+ *                          +--(field error held)--> SKIP --> TRAILER
+ *   its bytes handed out as ARCHIVE_DATA views, hashed into the record's
+ *   payload check (a plain one: 2.0 readers skip the record) and into the
+ *   stream's XXH3-64 that STREAM_END states.
+ *
  * Small records (DEVICE, IMAGE_BEGIN/END, info records, END) are gathered
  * whole with their payload check and verified before their fields are
  * trusted.  CHUNK and PACKET payloads are streamed: their bytes are handed
@@ -49,6 +57,7 @@
 #include <zlib.h>
 
 #include "decompress.h"
+#include "mig_archive.h"
 #include "mig_salvage.h"
 #include "kit.h"
 #include "mig_format.h"
@@ -63,7 +72,9 @@ enum mig_stage {
     ST_SKIP,
     ST_TRAILER,
     ST_DONE,
-    ST_RESYNC /* salvage: mig_salvage.c */
+    ST_RESYNC, /* salvage: mig_salvage.c */
+    ST_STREAM_PREFIX,
+    ST_STREAM_DATA
 };
 
 
@@ -148,6 +159,7 @@ typedef struct mig_state {
     uint32_t n_devices, n_images;
 
     mig_salvage salv; /* ms_options.salvage */
+    mig_streams streams; /* 2.1 embedded streams */
 } mig_state;
 
 #define ST(r) ((mig_state *)(r)->framing)
@@ -157,9 +169,17 @@ typedef struct mig_state {
 
 /* A reserved field: zero, unless the stream is a newer minor version that
  * may have given it a meaning we can ignore (spec section 1). */
+static int reserved_lax(const mig_state *st)
+{
+    /* the newest minor this reader knows of the stream's major version:
+     * 1.0, or MS_FORMAT_VERSION_MINOR of 2.x */
+    uint16_t known = st->major < 2 ? 0 : MS_FORMAT_VERSION_MINOR;
+    return st->minor > known;
+}
+
 static int reserved_ok(const mig_state *st, uint64_t v)
 {
-    return v == 0 || st->minor > MS_FORMAT_VERSION_MINOR;
+    return v == 0 || reserved_lax(st);
 }
 
 static const char *tag_name(uint32_t tag)
@@ -173,6 +193,9 @@ static const char *tag_name(uint32_t tag)
     case MIG_TAG_PRECOPY_INFO: return "PRECOPY_INFO";
     case MIG_TAG_STATE_CHANGE: return "STATE_CHANGE";
     case MIG_TAG_STOP_COPY_SIZE: return "STOP_COPY_SIZE";
+    case MIG_TAG_STREAM_BEGIN: return "STREAM_BEGIN";
+    case MIG_TAG_STREAM_DATA: return "STREAM_DATA";
+    case MIG_TAG_STREAM_END: return "STREAM_END";
     case MIG_TAG_END: return "END";
     }
     return NULL;
@@ -181,7 +204,8 @@ static const char *tag_name(uint32_t tag)
 static int tag_is_optional_kind(uint32_t tag)
 {
     return tag == MIG_TAG_PRECOPY_INFO || tag == MIG_TAG_STATE_CHANGE ||
-           tag == MIG_TAG_STOP_COPY_SIZE;
+           tag == MIG_TAG_STOP_COPY_SIZE || tag == MIG_TAG_STREAM_BEGIN ||
+           tag == MIG_TAG_STREAM_DATA || tag == MIG_TAG_STREAM_END;
 }
 
 /* Fixed payload size of a small known record, 0 for variable ones. */
@@ -193,6 +217,7 @@ static uint64_t fixed_size(uint32_t tag)
     case MIG_TAG_PRECOPY_INFO: return MIG_PRECOPY_INFO_SIZE;
     case MIG_TAG_STATE_CHANGE: return MIG_STATE_CHANGE_SIZE;
     case MIG_TAG_STOP_COPY_SIZE: return MIG_STOP_COPY_SIZE_SIZE;
+    case MIG_TAG_STREAM_END: return MIG_STREAM_END_SIZE;
     case MIG_TAG_END: return MIG_END_SIZE;
     }
     return 0;
@@ -286,7 +311,9 @@ static int read_header(ms_reader *r, ms_event *ev)
     st->minor = minor;
     uint32_t index = ms_le32(p + MIG_HDR_OFF_CHANNEL);
     uint32_t count = ms_le32(p + MIG_HDR_OFF_CHANNELS);
-    if (!reserved_ok(st, ms_le32(p + MIG_HDR_OFF_FLAGS)))
+    uint32_t known_flags =
+        major >= 2 && minor >= MIG_ARCHIVE_MINOR ? MIG_HDR_FLAG_ARCHIVE : 0;
+    if (!reserved_ok(st, ms_le32(p + MIG_HDR_OFF_FLAGS) & ~known_flags))
         return MS_FAIL(r, MS_ERR_HEADER_FIELD, MIG_HDR_OFF_FLAGS,
                        "reserved header_flags are not zero");
     if (!reserved_ok(st, ms_le64(p + MIG_HDR_OFF_RESERVED)))
@@ -312,6 +339,7 @@ static int read_header(ms_reader *r, ms_event *ev)
     s->channel_count = count;
     s->created_ns = ms_le64(p + MIG_HDR_OFF_CREATED);
     s->header_check = check;
+    s->header_flags = ms_le32(p + MIG_HDR_OFF_FLAGS);
     st->stage = ST_RECORD_HEADER;
     return MS_NEXT_EVENT;
 }
@@ -395,6 +423,18 @@ static int check_record_size(ms_reader *r)
         break;
     }
     case MIG_TAG_CHUNK: min = MIG_CHUNK_PREFIX; break; /* raw_len 0: bad field */
+    case MIG_TAG_STREAM_BEGIN: {
+        uint64_t max = MIG_STREAM_BEGIN_FIXED + (uint64_t)r->opt.max_name_length;
+        if (size > max)
+            return MS_FAIL_LIMIT(r, MS_LIMIT_MAX_NAME_LENGTH, st->rec_off,
+                                 "STREAM_BEGIN record of %llu bytes exceeds "
+                                 "its fields + max_name_length (%llu)",
+                                 (unsigned long long)size,
+                                 (unsigned long long)max);
+        min = MIG_STREAM_BEGIN_FIXED + 1; /* a name of 1 byte at least */
+        break;
+    }
+    case MIG_TAG_STREAM_DATA: min = MIG_STREAM_DATA_PREFIX + 1; break;
     case MIG_TAG_PACKET: min = MIG_PACKET_PREFIX; break;
     default:
         if (size != want)
@@ -515,6 +555,9 @@ static int read_record_header(ms_reader *r, ms_event *ev)
     } else if (st->rec_tag == MIG_TAG_CHUNK || st->rec_tag == MIG_TAG_PACKET) {
         start_payload_hash(r, st->major >= 2);
         st->stage = ST_PREFIX;
+    } else if (st->rec_tag == MIG_TAG_STREAM_DATA) {
+        start_payload_hash(r, 0); /* not a unit record: a plain check */
+        st->stage = ST_STREAM_PREFIX;
     } else { /* gathered whole, checked one-shot */
         st->unit_v2 = st->verified = 0;
         if (ms_rd_reserve(r, st->rec_size + MIG_REC_TRAILER_SIZE) < 0)
@@ -815,6 +858,9 @@ static int parse_end(ms_reader *r, const uint8_t *p, uint64_t final_check,
             return MS_FAIL(r, MS_ERR_IMAGE_STATE, st->rec_off,
                            "device %s: image %u is still open at END",
                            st->devs[i].idstr, st->devs[i].img.seq);
+    if (!st->salv.damaged &&
+        mig_streams_closed(r, &st->streams, st->rec_off) < 0)
+        return MS_NEXT_ERROR;
     ms_end_info *e = &ev->u.end;
     e->record_count = ms_le64(p);
     e->stream_bytes = ms_le64(p + 8);
@@ -868,6 +914,15 @@ static int read_small_body(ms_reader *r, ms_event *ev)
         return parse_image_begin(r, p, ev);
     case MIG_TAG_IMAGE_END: st->n_records++; return parse_image_end(r, p, ev);
     case MIG_TAG_END: return parse_end(r, p, check, ev);
+    case MIG_TAG_STREAM_BEGIN:
+        st->n_records++;
+        event_base(st, ev, MS_EV_ARCHIVE_BEGIN);
+        return mig_stream_begin(r, &st->streams, p, st->rec_size, st->rec_off,
+                                reserved_lax(st), ev);
+    case MIG_TAG_STREAM_END:
+        st->n_records++;
+        event_base(st, ev, MS_EV_ARCHIVE_END);
+        return mig_stream_end(r, &st->streams, p, st->rec_off, reserved_lax(st), ev);
     default: st->n_records++; return parse_info(r, p, ev);
     }
 }
@@ -1256,17 +1311,28 @@ static int read_run(ms_reader *r, ms_event *ev)
     return MS_NEXT_EVENT;
 }
 
-static int read_data(ms_reader *r, ms_event *ev)
+/* The next view of a streamed payload (CHUNK, PACKET, STREAM_DATA):
+ * MS_NEXT_EVENT with *p, *n; MS_GO_ON at its end (on to TRAILER);
+ * MS_NEXT_INPUT when the slice is used up. */
+static int payload_view(ms_reader *r, const uint8_t **p, size_t *n)
 {
     mig_state *st = ST(r);
-    const uint8_t *p;
     if (st->remaining == 0) {
         st->stage = ST_TRAILER;
         return MS_GO_ON;
     }
-    size_t n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), &p);
-    if (n == 0)
-        return MS_NEXT_INPUT;
+    *n = ms_rd_peek(r, MS_MIN(st->remaining, DATA_VIEW_MAX), p);
+    return *n ? MS_NEXT_EVENT : MS_NEXT_INPUT;
+}
+
+static int read_data(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    size_t n;
+    int rc = payload_view(r, &p, &n);
+    if (rc != MS_NEXT_EVENT)
+        return rc;
     uint64_t off = ms_rd_pos(r);
     hash_payload(r, p, n);
     if (!st->cur_packet)
@@ -1379,6 +1445,47 @@ static uint64_t streamed_check(mig_state *st)
 
 static int read_resync(ms_reader *r, ms_event *ev);
 
+/* STREAM_PREFIX: a STREAM_DATA record's stream id and offset; a field
+ * error is held until the payload check is known (file comment). */
+static int read_stream_prefix(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    (void)ev;
+    if (ms_rd_reserve(r, MIG_STREAM_DATA_PREFIX) < 0)
+        return MS_NEXT_ERROR;
+    if (!ms_rd_take(r, MIG_STREAM_DATA_PREFIX, &p))
+        return MS_NEXT_INPUT;
+    hash_payload(r, p, MIG_STREAM_DATA_PREFIX);
+    st->remaining = st->rec_size - MIG_STREAM_DATA_PREFIX;
+    int lax = reserved_lax(st);
+    if (mig_stream_data_prefix(r, &st->streams, p, st->rec_off, lax) < 0) {
+        if (r->err.code == MS_ERR_NO_MEMORY)
+            return MS_NEXT_ERROR;
+        hold_error(st, &r->err);
+        st->stage = ST_SKIP;
+        return MS_GO_ON;
+    }
+    st->stage = ST_STREAM_DATA;
+    return MS_GO_ON;
+}
+
+/* STREAM_DATA: the embedded stream's bytes, as views of the input. */
+static int read_stream_data(ms_reader *r, ms_event *ev)
+{
+    mig_state *st = ST(r);
+    const uint8_t *p;
+    size_t n;
+    int rc = payload_view(r, &p, &n);
+    if (rc != MS_NEXT_EVENT)
+        return rc;
+    hash_payload(r, p, n);
+    mig_stream_data(r, &st->streams, p, n, ms_rd_pos(r), ev);
+    st->remaining -= n;
+    ms_rd_skip(r, n);
+    return MS_NEXT_EVENT;
+}
+
 static int read_trailer(ms_reader *r)
 {
     mig_state *st = ST(r);
@@ -1420,6 +1527,8 @@ static const ms_stage mig_stages[] = {
     AT(ST_TRAILER) = {"TRAILER", .walk = read_trailer},
     AT(ST_DONE) = {"DONE", .ends_after = "the END record"},
     AT(ST_RESYNC) = {"RESYNC", .emit = read_resync},
+    AT(ST_STREAM_PREFIX) = {"STREAM_PREFIX", .emit = read_stream_prefix},
+    AT(ST_STREAM_DATA) = {"STREAM_DATA", .emit = read_stream_data},
 };
 #undef AT
 static const ms_stage_table mig_table = MS_STAGE_TABLE(ST_HEADER, mig_stages);
@@ -1486,6 +1595,7 @@ static void mig_destroy(ms_reader *r)
         ms_hash_state_free(ALLOC(r), st->devs[i].img_hash);
     }
     ms_free(ALLOC(r), st->devs);
+    mig_streams_free(r, &st->streams);
     ms_u32map_free(ALLOC(r), &st->devmap);
     ms_hash_state_free(ALLOC(r), st->payload_hash);
     ms_hash_state_free(ALLOC(r), st->unit_state);

@@ -46,7 +46,17 @@ typedef struct wchannel {
     int z_ready;
     uint8_t *zbuf;
     size_t zbuf_size;
+    /* 2.1 embedded streams begun on this channel (id = index) */
+    struct wstream *streams;
+    size_t nstreams, streams_cap, open_streams;
 } wchannel;
+
+typedef struct wstream {
+    int open;
+    uint64_t written;     /* = the next STREAM_DATA offset */
+    uint64_t declared;    /* STREAM_BEGIN's length (or unknown) */
+    ms_hash_state *hash;  /* XXH3-64 of the bytes, for STREAM_END */
+} wstream;
 
 typedef struct wdevice {
     uint32_t handle, instance_id;
@@ -78,6 +88,7 @@ struct ms_writer {
     size_t chunk_size;
     int level; /* zlib level, 0 = no compression */
     int major; /* format version written: 1 or 2 */
+    int archive; /* 2.1 with the header's ARCHIVE flag (embedded streams) */
     wchannel *channels;
     wdevice *devices; /* sorted by handle; fixed once a record is written */
     size_t device_count, device_cap;
@@ -323,6 +334,8 @@ static int options_import(ms_writer_options *dst,
     if (size < offsetof(ms_writer_options, format_major) +
                    sizeof dst->format_major)
         dst->format_major = 0;
+    if (size < offsetof(ms_writer_options, archive) + sizeof dst->archive)
+        dst->archive = 0;
     dst->struct_size = sizeof *dst;
     return 0;
 }
@@ -333,7 +346,8 @@ static int options_valid(const ms_writer_options *opt)
     return opt->channel_count >= 1 && opt->chunk_size >= 1 &&
            opt->chunk_size <= UINT32_MAX && opt->compression_level >= 0 &&
            opt->compression_level <= 9 && opt->format_major >= 0 &&
-           opt->format_major <= MS_FORMAT_VERSION_MAJOR;
+           opt->format_major <= MS_FORMAT_VERSION_MAJOR &&
+           (!opt->archive || opt->format_major != 1); /* 2.1 records */
 }
 
 ms_writer *ms_writer_create(const ms_writer_options *caller)
@@ -352,6 +366,7 @@ ms_writer *ms_writer_create(const ms_writer_options *caller)
     w->chunk_size = opt->chunk_size;
     w->level = opt->compression_level;
     w->major = opt->format_major ? opt->format_major : MS_FORMAT_VERSION_MAJOR;
+    w->archive = opt->archive != 0;
     w->channels = ms_calloc(&w->alloc, w->channel_count, sizeof *w->channels);
     if (!w->channels) {
         ms_free(&w->alloc, w);
@@ -367,6 +382,9 @@ static void channel_free(const ms_allocator *a, wchannel *c)
     if (c->z_ready)
         deflateEnd(&c->z);
     ms_free(a, c->zbuf);
+    for (size_t i = 0; i < c->nstreams; i++)
+        ms_hash_state_free(a, c->streams[i].hash);
+    ms_free(a, c->streams);
 }
 
 void ms_writer_free(ms_writer *w)
@@ -414,7 +432,9 @@ int ms_writer_open_channel(ms_writer *w, uint32_t channel, ms_write_fn fn,
     uint8_t h[MIG_HDR_SIZE] = {0}; /* reserved fields stay zero */
     memcpy(h, mig_magic, MIG_MAGIC_LEN);
     ms_put_le16(h + MIG_HDR_OFF_MAJOR, (uint16_t)w->major);
-    ms_put_le16(h + MIG_HDR_OFF_MINOR, 0); /* 1.0 or 2.0 */
+    /* the lowest minor whose features are used (spec section 3) */
+    ms_put_le16(h + MIG_HDR_OFF_MINOR, w->archive ? MIG_ARCHIVE_MINOR : 0);
+    ms_put_le32(h + MIG_HDR_OFF_FLAGS, w->archive ? MIG_HDR_FLAG_ARCHIVE : 0);
     memcpy(h + MIG_HDR_OFF_UUID, w->uuid, sizeof w->uuid);
     ms_put_le32(h + MIG_HDR_OFF_CHANNEL, channel);
     ms_put_le32(h + MIG_HDR_OFF_CHANNELS, w->channel_count);
@@ -840,6 +860,9 @@ static int known_tag(uint32_t tag)
     case MIG_TAG_PRECOPY_INFO:
     case MIG_TAG_STATE_CHANGE:
     case MIG_TAG_STOP_COPY_SIZE:
+    case MIG_TAG_STREAM_BEGIN:
+    case MIG_TAG_STREAM_DATA:
+    case MIG_TAG_STREAM_END:
     case MIG_TAG_END:
         return 1;
     }
@@ -876,6 +899,9 @@ int ms_writer_close_channel(ms_writer *w, uint32_t channel,
     if (c->open_images > 0)
         return channel_fail(w, channel, MS_ERR_USAGE,
                             "an image homed here is still open");
+    if (c->open_streams > 0)
+        return channel_fail(w, channel, MS_ERR_USAGE,
+                            "an embedded stream is still open");
     uint8_t p[MIG_END_SIZE];
     ms_put_le64(p + 0, c->record_count);
     ms_put_le64(p + 8, c->offset);
@@ -887,5 +913,129 @@ int ms_writer_close_channel(ms_writer *w, uint32_t channel,
     if (emit(w, channel, MIG_TAG_END, 0, p, sizeof p, NULL, 0) < 0)
         return -1;
     c->state = CH_CLOSED;
+    return 0;
+}
+
+/* ---- 2.1 embedded streams (spec 5.10-5.12) ------------------------------- */
+
+/* The channel, when it may take stream records (an archive writer's). */
+static wchannel *stream_channel(ms_writer *w, uint32_t channel)
+{
+    if (!usable(w))
+        return NULL;
+    if (!w->archive) {
+        ms_fail(&w->err, MS_ERR_USAGE, 0,
+                "embedded streams need ms_writer_options.archive");
+        return NULL;
+    }
+    return record_channel(w, channel);
+}
+
+static wstream *open_wstream(ms_writer *w, uint32_t channel, uint32_t id)
+{
+    wchannel *c = stream_channel(w, channel);
+    if (!c)
+        return NULL;
+    if (id >= c->nstreams || !c->streams[id].open) {
+        channel_fail(w, channel, MS_ERR_USAGE, "no such open stream");
+        return NULL;
+    }
+    return &c->streams[id];
+}
+
+int ms_writer_stream_begin(ms_writer *w, uint32_t channel,
+                           ms_archive_role role,
+                           ms_archive_direction direction,
+                           uint32_t connection, ms_format format,
+                           const char *name, uint64_t declared_length,
+                           uint32_t *stream_id)
+{
+    wchannel *c = stream_channel(w, channel);
+    if (!c)
+        return -1;
+    size_t name_len = name ? strlen(name) : 0;
+    if (name_len == 0 || name_len > MIG_STREAM_NAME_MAX || strchr(name, '/') ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+        (unsigned)role > MIG_STREAM_ROLE_MAX ||
+        (unsigned)direction > MIG_STREAM_DIR_MAX || c->nstreams >= UINT32_MAX)
+        return ms_fail(&w->err, MS_ERR_USAGE, 0,
+                       "stream: bad name, role or direction");
+    if (ms_grow(&w->alloc, (void **)&c->streams, sizeof *c->streams,
+                &c->streams_cap, c->nstreams + 1) < 0)
+        return no_memory(w, "stream table");
+    wstream *s = &c->streams[c->nstreams];
+    memset(s, 0, sizeof *s);
+    if (!(s->hash = ms_hash_state_new(&w->alloc)))
+        return no_memory(w, "stream hash");
+    ms_hash_reset(s->hash, 0);
+    uint32_t id = (uint32_t)c->nstreams;
+    uint8_t p[MIG_STREAM_BEGIN_FIXED + MIG_STREAM_NAME_MAX] = {0};
+    ms_put_le32(p + MIG_SB_OFF_ID, id);
+    p[MIG_SB_OFF_ROLE] = (uint8_t)role;
+    p[MIG_SB_OFF_DIRECTION] = (uint8_t)direction;
+    ms_put_le32(p + MIG_SB_OFF_CONNECTION, connection);
+    ms_put_le32(p + MIG_SB_OFF_FORMAT, (uint32_t)format);
+    ms_put_le64(p + MIG_SB_OFF_LENGTH, declared_length);
+    ms_put_le32(p + MIG_SB_OFF_NAME_LEN, (uint32_t)name_len);
+    memcpy(p + MIG_STREAM_BEGIN_FIXED, name, name_len);
+    c->nstreams++; /* its hash state is freed with the channel */
+    if (emit(w, channel, MIG_TAG_STREAM_BEGIN, MIG_FLAG_OPTIONAL, p,
+             MIG_STREAM_BEGIN_FIXED + name_len, NULL, 0) < 0)
+        return -1;
+    s->open = 1;
+    s->declared = declared_length;
+    c->open_streams++;
+    if (stream_id)
+        *stream_id = id;
+    return 0;
+}
+
+/* STREAM_DATA records of at most chunk_size bytes each. */
+int ms_writer_stream_data(ms_writer *w, uint32_t channel, uint32_t stream,
+                          const void *data, size_t len)
+{
+    wstream *s = open_wstream(w, channel, stream);
+    if (!s)
+        return -1;
+    if (!data && len > 0)
+        return ms_fail(&w->err, MS_ERR_USAGE, 0, "stream data: no bytes");
+    if (s->declared != MS_ARCHIVE_LENGTH_UNKNOWN &&
+        len > s->declared - s->written)
+        return channel_fail(w, channel, MS_ERR_USAGE,
+                            "stream data beyond its declared length");
+    const uint8_t *b = data;
+    while (len > 0) {
+        size_t n = len < w->chunk_size ? len : w->chunk_size;
+        uint8_t p[MIG_STREAM_DATA_PREFIX] = {0};
+        ms_put_le32(p, stream);
+        ms_put_le64(p + 8, s->written);
+        if (emit(w, channel, MIG_TAG_STREAM_DATA, MIG_FLAG_OPTIONAL, p,
+                 sizeof p, b, n) < 0)
+            return -1;
+        ms_hash_update(s->hash, b, n);
+        s->written += n;
+        b += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int ms_writer_stream_end(ms_writer *w, uint32_t channel, uint32_t stream)
+{
+    wstream *s = open_wstream(w, channel, stream);
+    if (!s)
+        return -1;
+    if (s->declared != MS_ARCHIVE_LENGTH_UNKNOWN && s->written != s->declared)
+        return channel_fail(w, channel, MS_ERR_USAGE,
+                            "stream shorter than its declared length");
+    uint8_t p[MIG_STREAM_END_SIZE] = {0};
+    ms_put_le32(p, stream);
+    ms_put_le64(p + 8, s->written);
+    ms_put_le64(p + 16, ms_hash_digest(s->hash));
+    if (emit(w, channel, MIG_TAG_STREAM_END, MIG_FLAG_OPTIONAL, p, sizeof p,
+             NULL, 0) < 0)
+        return -1;
+    s->open = 0;
+    w->channels[channel].open_streams--;
     return 0;
 }

@@ -113,6 +113,9 @@ for d in "$C"/*/; do
 done
 dumpj q72-pages --pages "$C/qemu-7.2-pc-precopy/main.mig"
 dumpj pair "$C/qemu-10.0-pc-postcopy/conn0.s2d" "$C/qemu-10.0-pc-postcopy/conn0.d2s"
+# a migstream 2.1 archive: its STREAM_* records and the files in it
+"$BIN/migstream-archive" -o "$WORK/archive.mig" "$C/qemu-7.2-pc-multifd2-zlib" &&
+    dumpj archive "$WORK/archive.mig"
 # libvirt save image around the 7.2 capture (spec/libvirt-save.md)
 python3 - "$C/qemu-7.2-pc-precopy/main.mig" "$WORK/save.img" <<'PY'
 import struct, sys
