@@ -28,6 +28,8 @@ struct archive_stream {
     char *entry; /* "ARCHIVE[NAME]" */
     const uint8_t *map;
     ms_format format;
+    ms_archive_direction direction;
+    uint32_t connection; /* N of connN, or MS_ARCHIVE_NO_CONNECTION */
     uint64_t length;
     extent *ext;
     size_t next, cap;
@@ -95,6 +97,8 @@ static archive_stream *new_stream(const archive *ar, const ms_archive_info *a)
     s->entry = entry;
     s->map = ar->map;
     s->format = a->format;
+    s->direction = a->direction;
+    s->connection = a->connection;
     g_streams[g_nstreams++] = s;
     return s;
 }
@@ -234,6 +238,14 @@ uint64_t archive_input_size(const archive_stream *s)
 ms_format archive_input_format(const archive_stream *s)
 {
     return s->format;
+}
+ms_archive_direction archive_input_direction(const archive_stream *s)
+{
+    return s->direction;
+}
+uint32_t archive_input_connection(const archive_stream *s)
+{
+    return s->connection;
 }
 
 size_t archive_input_view(const archive_stream *s, uint64_t pos, size_t max,

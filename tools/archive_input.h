@@ -28,6 +28,10 @@ int archive_input_lookup(const char *name, const archive_stream **stream);
 
 uint64_t archive_input_size(const archive_stream *s);
 ms_format archive_input_format(const archive_stream *s);
+/* Its label: which direction of which connection (MS_ARCHIVE_NO_CONNECTION
+ * when the file name said none). */
+ms_archive_direction archive_input_direction(const archive_stream *s);
+uint32_t archive_input_connection(const archive_stream *s);
 /* The stream's bytes at `pos`: a view into the mapped archive (*at), at
  * most `max` bytes; 0 at the end. */
 size_t archive_input_view(const archive_stream *s, uint64_t pos, size_t max,

@@ -29,7 +29,7 @@ static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: %s --to DEST [options] CAPTURE_DIR\n"
+        "usage: %s --to DEST [options] CAPTURE_DIR|ARCHIVE\n"
         "       %s --to DEST [options] MAIN_FILE [CHANNEL_FILE...]\n"
         "Send a captured migration to a destination QEMU: the main\n"
         "connection first, then the multifd / preempt channels in capture\n"
@@ -44,6 +44,8 @@ static void usage(FILE *out)
         "  -V, --version    version\n"
         "CAPTURE_DIR: migstream-record's directory (manifest.json,\n"
         "connN.s2d) or connN.bin files (conn0 the main channel).\n"
+        "ARCHIVE: a migstream-archive file, checked whole first (a damaged\n"
+        "one is refused); its source-to-destination streams are sent.\n"
         "Exit status: 0 the destination took the stream, 1 it refused it,\n"
         "2 usage or I/O error.\n",
         prog, prog);

@@ -48,6 +48,10 @@ typedef struct replay_input {
 int replay_input_open(const char *prog, char *const *paths, size_t npaths,
                       replay_input *in);
 void replay_input_close(replay_input *in);
+/* `path` as a migstream archive (replay_archive.c): 1 with its source ->
+ * destination streams added to `in` in connection order, 0 when `path` is
+ * no archive, -1 after printing why (a damaged archive is refused). */
+int replay_input_archive(const char *prog, const char *path, replay_input *in);
 
 /* ---- pacing: one token bucket for every connection ---- */
 typedef struct replay_pace {

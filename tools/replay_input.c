@@ -7,6 +7,7 @@
  *                                kind from ms_detect on the first bytes
  *   DIR/main.mig                 a single-stream capture
  *   FILE...                      the first file is the main channel
+ *   ARCHIVE                      a migstream archive (replay_archive.c)
  *
  * Every source is a file read with pread (replay_source.read_at), so
  * another kind of source (a stream inside an archive) fits in by giving
@@ -240,8 +241,13 @@ int replay_input_open(const char *prog, char *const *paths, size_t npaths,
     memset(in, 0, sizeof *in);
     struct stat st;
     int rc = 0;
-    if (npaths == 1 && stat(paths[0], &st) == 0 && S_ISDIR(st.st_mode))
+    int archive = 0;
+    int one = npaths == 1 && stat(paths[0], &st) == 0;
+    if (one && S_ISDIR(st.st_mode))
         rc = input_from_dir(prog, paths[0], in);
+    else if (one && S_ISREG(st.st_mode) &&
+             (archive = replay_input_archive(prog, paths[0], in)) != 0)
+        rc = archive < 0 ? -1 : 0;
     else
         for (size_t i = 0; i < npaths && rc == 0; i++)
             rc = input_add(prog, in, paths[i], MS_FORMAT_AUTO);

@@ -52,6 +52,18 @@ expect_exit 0 "replay multifd2-zlib dir" -- timeout 30 "$REPLAY" --to "tcp:127.0
 wait_dest && ok || bad "fake destination failed (zlib)"
 same_conns zlib "$Z" bin
 
+# ---- the same capture as a migstream archive: the same bytes -------------------
+"$BIN/migstream-archive" -o "$WORK/zlib.mig" "$Z" >/dev/null 2>&1 || bad "archive zlib"
+start_dest zarch --conns 3
+expect_exit 0 "replay multifd2-zlib archive" -- timeout 30 "$REPLAY" --to "tcp:127.0.0.1:$port" "$WORK/zlib.mig"
+wait_dest && ok || bad "fake destination failed (zlib archive)"
+same_conns zarch "$Z" bin
+# a damaged archive is refused before anything is sent
+cp "$WORK/zlib.mig" "$WORK/zbad.mig"
+printf '\x55' | dd of="$WORK/zbad.mig" bs=1 seek=200000 conv=notrunc status=none
+expect_exit 2 "replay of a damaged archive" -- "$REPLAY" --to "tcp:127.0.0.1:1" "$WORK/zbad.mig"
+expect_grep "$WORK/err" "zbad.mig:[0-9]+: payload-check: .*a damaged archive is not replayed" "damaged archive named"
+
 # ---- files; the destination reads channel 1 to its end before the main ------
 # channel (QEMU waits for its channels too): a replay that holds channel 1
 # back until main is sent deadlocks here (main is 2 MB, far above the

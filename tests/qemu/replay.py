@@ -73,12 +73,17 @@ def wait_completed(qmp, proc, deadline):
     return "timeout"
 
 
-def run_case(a, cap, transport):
-    """Replay one capture; a list of what went wrong (empty: passed)."""
-    work = os.path.join(a.work, cap["name"])
+def run_case(a, cap, transport, source=None, truth=None, label=None):
+    """Replay one capture (`source`: a capture directory or an archive;
+    default the bundled capture's directory) into a destination made as
+    `cap` says; `truth` (address, file): the guest memory there must hold
+    the file's bytes.  A list of what went wrong (empty: passed)."""
+    work = os.path.join(a.work, label or cap["name"])
     os.makedirs(work, exist_ok=True)
-    capdir = os.path.join(a.captures, cap["name"])
-    prepare(cap, capdir, work)  # the disk image, where the capture has one
+    capdir = os.path.join(a.captures, cap["name"]) if a.captures else None
+    if cap.get("files"):
+        prepare(cap, capdir, work)  # the disk image, where it has one
+    source = source or capdir
     replay = os.path.join(a.bin, "migstream-replay")
     deadline = time.monotonic() + TIMEOUT
     proc, qmp_path = start_destination(a.qemu, cap, work)
@@ -88,14 +93,14 @@ def run_case(a, cap, transport):
         set_capture_options(qmp, cap)
         if transport == "exec":
             qmp.cmd("migrate-incoming",
-                    uri="exec:%s --to exec %s" % (replay, capdir))
+                    uri="exec:%s --to exec %s" % (replay, source))
         else:
             if transport == "tcp":
                 uri = "tcp:127.0.0.1:%d" % free_port()
             else:
                 uri = "unix:" + os.path.join(work, "mig.sock")
             qmp.cmd("migrate-incoming", uri=uri)
-            rep = subprocess.Popen([replay, "--to", uri, "--wait", "20", capdir],
+            rep = subprocess.Popen([replay, "--to", uri, "--wait", "20", source],
                                    stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT)
         status = wait_completed(qmp, proc, deadline)
@@ -106,8 +111,8 @@ def run_case(a, cap, transport):
             if rep.returncode != 0:
                 problems.append("migstream-replay exit %d: %s" %
                                 (rep.returncode, out.decode(errors="replace")))
-        if status == "completed" and cap["name"] == "qemu-7.2-pc-multifd2-zlib":
-            problems += check_blob(a, qmp, work)
+        if status == "completed" and truth:
+            problems += check_memory(qmp, work, *truth)
         qmp.close()
     except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
         problems.append("%s: %s" % (type(e).__name__, e))
@@ -122,12 +127,12 @@ def run_case(a, cap, transport):
     return problems
 
 
-def check_blob(a, qmp, work):
-    """The guest memory at BLOB_ADDR against the capture README's ground truth."""
-    with open(os.path.join(a.captures, *BLOB_CAPTURE), "rb") as fh:
+def check_memory(qmp, work, addr, truth_path):
+    """The guest memory at `addr` against the bytes of `truth_path`."""
+    with open(truth_path, "rb") as fh:
         truth = fh.read()
     out = os.path.join(work, "mem.bin")
-    qmp.cmd("pmemsave", val=BLOB_ADDR, size=len(truth), filename=out)
+    qmp.cmd("pmemsave", val=addr, size=len(truth), filename=out)
     with open(out, "rb") as fh:
         got = fh.read()
     if got == truth:
@@ -135,7 +140,7 @@ def check_blob(a, qmp, work):
     diff = next((i for i in range(min(len(got), len(truth)))
                  if got[i] != truth[i]), min(len(got), len(truth)))
     return ["guest memory at 0x%x differs from %s at byte %d (%d bytes read)"
-            % (BLOB_ADDR, "/".join(BLOB_CAPTURE), diff, len(got))]
+            % (addr, truth_path, diff, len(got))]
 
 
 def main():
@@ -152,10 +157,15 @@ def main():
     cases = [("qemu-7.2-pc-multifd2-zlib", "tcp"),
              ("qemu-7.2-pc-multifd4", "unix"),
              ("qemu-7.2-pc-precopy", "exec")]
+    # the zlib capture's README: the guest held the bytes of
+    # qemu-7.2-pc-multifd4/conn1.bin at 0x1000000
+    truth = {"qemu-7.2-pc-multifd2-zlib":
+             (BLOB_ADDR, os.path.join(a.captures, *BLOB_CAPTURE))}
     failures = 0
     for name, transport in cases:
         t0 = time.monotonic()
-        problems = run_case(a, by_name[name], transport)
+        problems = run_case(a, by_name[name], transport,
+                            truth=truth.get(name))
         print("%s %s via %s (%.1f s)" % ("FAIL" if problems else "ok", name,
                                          transport, time.monotonic() - t0))
         for pr in problems:
