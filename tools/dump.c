@@ -876,7 +876,7 @@ static void human_event(dump_ctx *d, size_t file, const ms_event *ev,
  * means one thing with one type in every kind; a 64-bit value read from
  * the input (not bounded by the input's size) is a decimal string. */
 #define DUMP_JSON_SCHEMA "migstream-dump"
-#define DUMP_JSON_VERSION "1.0" /* spec/json.md: major.minor */
+#define DUMP_JSON_VERSION "1.1" /* spec/json.md: major.minor */
 
 /* The kind name of an event's line: the library's name, except where one
  * name covers two shapes (a migstream record or packet vs a driver
