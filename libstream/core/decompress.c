@@ -343,6 +343,7 @@ static int xz_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 /* ---- zstd ---------------------------------------------------------------- */
 #define ZSTD_FHD_OFF 4          /* the frame header descriptor's offset */
 #define ZSTD_FHD_CHECKSUM 0x04u /* Content_Checksum_flag */
+#define ZSTD_BLOCK_HEADER 3     /* Block_Header bytes (RFC 8878 3.1.1.2) */
 
 /* What the checksum check needs from the bytes a call consumed and made. */
 static void zstd_track(ms_dec *d, const ms_dec_io *io)
@@ -379,7 +380,17 @@ static int zstd_frame_end(ms_dec *d, const ms_dec_io *io, ms_error_info *err)
 
 static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
 {
-    ZSTD_inBuffer in = {io->in, MS_MIN(io->in_len, d->zs_hint), 0};
+    /* libzstd's hint after a block's header is the block's content plus
+     * the next block's header, which it preloads: given both in one call,
+     * a damaged next header fails the call and the block's output is lost,
+     * while input arriving in smaller pieces gives that output first.  So
+     * no more than hint - 3 goes in (a short input is only buffered, and
+     * the next hint asks for the rest): what comes out before a failure
+     * does not depend on how the input was sliced. */
+    size_t give = d->zs_hint > ZSTD_BLOCK_HEADER
+                      ? d->zs_hint - ZSTD_BLOCK_HEADER
+                      : d->zs_hint;
+    ZSTD_inBuffer in = {io->in, MS_MIN(io->in_len, give), 0};
     ZSTD_outBuffer out = {io->out, io->out_cap, 0};
     size_t zr = ZSTD_decompressStream(d->zs, &out, &in);
     if (!ZSTD_isError(zr) && zr)
@@ -398,13 +409,12 @@ static int zstd_run(ms_dec *d, ms_dec_io *io, ms_error_info *err)
         uint64_t w = ms_dec_zstd_window(&d->mem, d->max_window);
         if (w < ms_dec_zstd_window(&unbounded, d->max_window))
             /* the budget left, not the window cap, set the bound */
-            return MS_FAIL_LIMIT_E(err, MS_LIMIT_MAX_DECOMPRESS_BYTES,
-                                   d->member_off,
-                                   "zstd: the frame's window is larger than "
-                                   "the %llu bytes max_decompress_bytes "
-                                   "(%llu) leaves",
-                                   (unsigned long long)w,
-                                   (unsigned long long)d->mem.limit);
+            return MS_FAIL_LIMIT_E(
+                err, MS_LIMIT_MAX_DECOMPRESS_BYTES, d->member_off,
+                "zstd: the frame's window is larger than "
+                "the %llu bytes max_decompress_bytes "
+                "(%llu) leaves",
+                (unsigned long long)w, (unsigned long long)d->mem.limit);
         return MS_FAIL_LIMIT_E(err, MS_LIMIT_MAX_ZSTD_WINDOW, d->member_off,
                                "zstd: the frame's window is larger than "
                                "max_zstd_window (%llu bytes)",
