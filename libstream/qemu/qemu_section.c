@@ -423,9 +423,13 @@ int ms_q_read_scan(ms_reader *r, ms_event *ev)
         if (r->opt.salvage && st->scanned >= 5 &&
             g[(st->scanned - 5) % 16] == Q_FOOTER &&
             (p[0] <= Q_FULL || p[0] == Q_COMMAND)) {
+            /* it takes (and gives back) the bytes after this one: the
+             * stash may move, so p is looked at again */
             int rc = ms_q_salvage_scan_footer(r);
             if (rc != MS_GO_ON)
                 return rc;
+            if (ms_rd_peek(r, 1, &p) == 0)
+                return MS_NEXT_INPUT;
         }
         g[st->scanned % 16] = p[0];
         st->scanned++;
